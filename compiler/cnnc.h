@@ -1,0 +1,315 @@
+/* cnnc.h: the compiler's shared types, sectioned by the file that exports them.
+ *
+ * The pipeline (see main.c):
+ *   source --lexer.l/parser.y--> Ast --shape.c--> Graph --backward.c--> Graph
+ *          --loops.c--> loop IR --llvm.c--> LLVM module --link.c--> executable/library
+ * Read this header first: it is the map of the data structures.
+ */
+#ifndef CNNC_H
+#define CNNC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CNNC_VERSION "0.1.0"
+
+/* Exit statuses (artifacts.md). */
+enum { EXIT_OK = 0, EXIT_USER = 1, EXIT_USAGE = 2, EXIT_BUG = 3 };
+
+/* ------------------------------------------------------------------ util.c */
+
+/* Arena memory: the compiler allocates and never frees inside a pass; the
+ * whole arena is released by arena_release() at exit (or between fuzz runs). */
+void *arena_alloc(size_t n);                /* zeroed; never NULL (aborts) */
+char *arena_strdup(const char *s);
+char *arena_strndup(const char *s, size_t n);
+char *arena_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void  arena_release(void);
+
+/* A growable array of pointers, allocated in the arena. */
+typedef struct { void **at; int n, cap; } Vec;
+void vec_push(Vec *v, void *p);
+
+/* The closest of `cands` (NULL-terminated) to `word`, or NULL if none is close. */
+const char *closest_word(const char *word, const char *const *cands);
+
+/* Checked arithmetic for shape sizes: false on overflow. */
+bool mul_ok(int64_t a, int64_t b, int64_t *out);
+
+/* ------------------------------------------------------------------ diag.c */
+
+/* A place in the source: 1-based line and column (columns count characters,
+ * not bytes), and the span's length in characters on that line. */
+typedef struct { int line, col, len; } Loc;
+
+typedef struct {
+    const char *path;   /* as given on the command line */
+    const char *text;   /* NUL-terminated copy of the file */
+    size_t size;
+} Source;
+
+void diag_begin(const Source *src, FILE *out);
+void error_at(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void warning_at(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int  diag_error_count(void);
+bool diag_too_many(void);                   /* stop reporting past a limit */
+/* A compiler bug: says so and exits with EXIT_BUG. */
+_Noreturn void internal_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Checks the whole file is valid UTF-8; reports the first bad byte. */
+bool utf8_check(const Source *src);
+
+/* ------------------------------------------------------------------- ast.c */
+
+typedef enum {
+    A_NUM,      /* num, is_int */
+    A_SIZE,     /* h, w: the literal 5x5 */
+    A_STR,      /* str */
+    A_NAME,     /* str: an identifier */
+    A_HOLE,     /* `_` or `·`: the incoming value of a pipeline stage */
+    A_BIN,      /* op: one of + - * / @; a, b */
+    A_NEG,      /* a */
+    A_CALL,     /* str: callee, args/nargs */
+    A_PIPE,     /* a -> b (left-associative: a is the pipeline so far) */
+    A_SHAPE,    /* args/nargs: [d0, d1, ...], each an A_NUM */
+} AstKind;
+
+typedef struct Ast Ast;
+
+/* An argument of a call or a setting of a train/data block: `key = val`, or
+ * just `val` when key is NULL. */
+typedef struct { const char *key; Loc keyloc; Ast *val; } Arg;
+
+struct Ast {
+    AstKind kind;
+    Loc loc;            /* the whole span */
+    double num;         /* A_NUM */
+    bool is_int;        /* A_NUM: written without '.' or exponent */
+    int h, w;           /* A_SIZE */
+    const char *str;    /* A_STR, A_NAME, A_CALL */
+    int op;             /* A_BIN */
+    Ast *a, *b;         /* A_BIN, A_NEG, A_PIPE */
+    Arg *args;          /* A_CALL, A_SHAPE */
+    int nargs;
+};
+
+typedef enum {
+    S_NETWORK,  /* name */
+    S_INPUT,    /* name : shape */
+    S_LABELS,   /* name : expr (class(K)) */
+    S_TARGET,   /* name : shape */
+    S_PARAM,    /* name : shape [= expr] */
+    S_OUTPUT,   /* name */
+    S_BIND,     /* name = expr */
+    S_PIPE,     /* expr: a pipeline whose last stage is a fresh name */
+    S_BLOCK,    /* name(params) = expr */
+    S_LOSS,     /* loss = expr */
+    S_TRAIN,    /* train { args } */
+    S_DATA,     /* data { args } */
+} StmtKind;
+
+typedef struct Stmt {
+    StmtKind kind;
+    Loc loc;            /* the keyword or the start of the statement */
+    const char *name;   /* declared or bound name */
+    Loc nameloc;
+    Ast *shape;         /* S_INPUT, S_TARGET, S_PARAM */
+    Ast *expr;          /* S_LABELS, S_PARAM (initializer, may be NULL), S_BIND,
+                           S_PIPE, S_BLOCK, S_LOSS */
+    const char **params; Loc *paramlocs; int nparams;   /* S_BLOCK */
+    Arg *args; int nargs;                               /* S_TRAIN, S_DATA */
+    struct Stmt *next;
+} Stmt;
+
+typedef struct { const Source *src; Stmt *stmts; } Program;
+
+Ast *ast_new(AstKind kind, Loc loc);
+void ast_print(FILE *out, const Program *p);
+
+/* -------------------------------------------------------------- parser.y */
+
+/* Parses src; reports syntax errors through diag.c. Returns the statements
+ * it could recover, even after errors. */
+Program *parse_program(const Source *src);
+
+/* ------------------------------------------------------------------ graph.c */
+
+#define MAX_RANK 4
+
+/* A per-example shape: rank 0 is a scalar. */
+typedef struct { int rank; int64_t d[MAX_RANK]; } Shape;
+
+typedef enum {
+    /* leaves */
+    OP_INPUT, OP_PARAM, OP_CONST,
+    /* layers */
+    OP_DENSE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_GAP,
+    OP_SOFTMAX, OP_L1NORM, OP_L2NORM, OP_FLATTEN, OP_DROPOUT, OP_BATCHNORM,
+    OP_LRN, OP_CONCAT,
+    /* elementwise, unary */
+    OP_RELU, OP_TANH, OP_SIGMOID, OP_LEAKY, OP_EXP, OP_LOG, OP_SQRT, OP_ABS, OP_NEG,
+    /* elementwise, binary with broadcasting */
+    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN,
+    /* linear algebra and reductions */
+    OP_MATMUL, OP_SUM, OP_MEAN,
+    OP_COUNT
+} OpKind;
+
+/* A sliding window (conv, pooling): kernel, stride, padding top/left/bottom/right. */
+typedef struct { int kh, kw, sh, sw, pt, pl, pb, pr; } Window;
+
+/* One operator of the graph. Which fields are valid:
+ *   in/nin       every op but leaves; OP_DENSE (x, W[, b]), OP_CONV (x, W[, b]),
+ *                OP_BATCHNORM (x, gamma, beta, running_mean, running_var),
+ *                OP_CONCAT (any number of branches)
+ *   param        OP_PARAM: index into Graph.params
+ *   value        OP_CONST
+ *   win          OP_CONV, OP_MAXPOOL, OP_AVGPOOL
+ *   alpha        OP_LEAKY (slope), OP_DROPOUT (p), OP_LRN (alpha), OP_BATCHNORM (eps)
+ *   beta, k      OP_LRN; size in win.kh
+ *   momentum     OP_BATCHNORM
+ */
+typedef struct Node {
+    OpKind op;
+    int id;
+    Loc loc;
+    Shape shape;          /* per example; for unbatched nodes the whole value */
+    bool batched;         /* depends on the input (else: a parameter or constant) */
+    struct Node **in;
+    int nin;
+    int param;
+    float value;
+    Window win;
+    float alpha, beta, k, momentum;
+    const char *label;    /* the layer's name ("conv1") or bound name, for dumps */
+} Node;
+
+typedef enum { INIT_ZEROS, INIT_ONES, INIT_CONSTANT, INIT_UNIFORM, INIT_NORMAL, INIT_HE, INIT_XAVIER } InitKind;
+
+/* A learned tensor, or a buffer (batchnorm running statistics). */
+typedef struct {
+    const char *name;     /* "conv1.weight", or an explicit param's name */
+    Shape shape;
+    InitKind init;
+    float a, b;           /* constant(a), uniform(a, b), normal(a = mean, b = std) */
+    int64_t fan_in, fan_out;
+    bool is_weight;       /* counted by `weights` in l2/l1 */
+    bool is_buffer;       /* not learned (running_mean, running_var) */
+    Loc loc;
+} Param;
+
+typedef enum { LOSS_SOFTMAX_CE, LOSS_SVM_HINGE, LOSS_MSE, LOSS_L2, LOSS_L1 } LossKind;
+
+/* One term of `loss = c1 * term1 + c2 * term2 ...`. */
+typedef struct {
+    LossKind kind;
+    float coef;
+    Node *f;              /* the scored value (CE, hinge, mse) */
+    float margin;         /* svm_hinge */
+    int *params; int nparams;   /* l2, l1 */
+    Loc loc;
+} LossTerm;
+
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE, SCHED_EXP } SchedKind;
+
+typedef struct {
+    float lr, momentum, weight_decay;
+    bool nesterov;
+    int batch, epochs;
+    SchedKind schedule;
+    int step_every; float step_factor; float exp_gamma;
+    uint64_t seed;
+} TrainCfg;
+
+typedef enum { DATA_NONE, DATA_IDX, DATA_CSV } DataKind;
+typedef struct { DataKind kind; const char *path, *labels; int label_col; } DataSet;
+typedef struct { DataSet train, test; float scale; } DataCfg;
+
+typedef enum { LABELS_NONE, LABELS_CLASS, LABELS_TARGET } LabelKind;
+
+typedef struct Graph {
+    const char *name;     /* the network's name: a C identifier */
+    Vec nodes;            /* Node*, in topological (creation) order */
+    Param *params; int nparams, capparams;
+    Node *input, *output;
+    const char *input_name, *label_name;
+    LabelKind label_kind;
+    int nclasses;         /* LABELS_CLASS */
+    Shape target_shape;   /* LABELS_TARGET */
+    LossTerm *loss; int nloss;
+    bool has_loss;
+    TrainCfg train;
+    DataCfg data;
+} Graph;
+
+Node *graph_node(Graph *g, OpKind op, Loc loc, Shape shape, int nin, Node **in);
+int   graph_param(Graph *g, Param p);
+int64_t shape_count(Shape s);
+char *shape_str(Shape s);              /* "[6, 28, 28]" */
+Shape shape_of(int rank, ...);
+bool  shape_eq(Shape a, Shape b);
+const char *op_name(OpKind op);
+void  graph_print(FILE *out, const Graph *g);
+void  graph_dot(FILE *out, const Graph *g);
+void  graph_check(const Graph *g);     /* internal consistency; aborts on a bug */
+
+/* --------------------------------------------------------------- layers.c */
+
+/* A constant value in a layer's arguments, after block parameters are
+ * substituted. */
+typedef enum { V_NONE, V_INT, V_FLOAT, V_SIZE, V_NAME, V_STR, V_AST } ValKind;
+typedef struct { ValKind kind; double num; int h, w; const char *str; Ast *ast; Loc loc; } Val;
+
+typedef struct LayerRule LayerRule;
+const LayerRule *layer_find(const char *name);
+const char *const *layer_names(void);
+/* Applies the layer `rule`, written as `use` (a name or a call), to x. */
+struct Builder;
+Node *layer_apply(struct Builder *b, const LayerRule *rule, Ast *use, Node *x);
+
+/* ----------------------------------------------------------------- shape.c */
+
+/* Resolves names, expands blocks, checks every shape; NULL after errors. */
+Graph *shape_check(const Program *p);
+
+/* The state of shape checking, shared with layers.c. */
+typedef struct Frame Frame;       /* a block expansion: its parameters' values */
+typedef struct Builder {
+    Graph *g;
+    const Program *prog;
+    Vec values;                   /* Binding*: every bound name */
+    Vec blocks;                   /* Stmt* of kind S_BLOCK */
+    int count[OP_COUNT];          /* layers of each kind so far, for naming */
+    Frame *frame;                 /* innermost block being expanded, or NULL */
+    int depth;                    /* nesting of blocks, branches and repeats */
+} Builder;
+
+/* Applies a pipeline fragment (every element a stage) to x; NULL on error. */
+Node *shape_stage(Builder *b, Ast *stage, Node *x);
+/* Evaluates a layer argument to a constant (block parameters substituted). */
+Val shape_const(Builder *b, Ast *e);
+/* Reads an initializer (`he`, `uniform(a, b)`, ...) into p; false on error. */
+bool shape_init(Builder *b, Ast *e, Param *p);
+Node *shape_param_node(Builder *b, Param p);
+Node *shape_unary(Builder *b, OpKind op, Loc loc, Node *x);
+Node *shape_binary(Builder *b, OpKind op, Loc loc, Node *x, Node *y);
+
+/* Limits that keep absurd programs from exhausting memory. */
+#define MAX_TENSOR_ELEMS ((int64_t)1 << 31)
+#define MAX_NODES 100000
+
+/* --------------------------------------------------------------- settings.c */
+
+void settings_defaults(Graph *g);
+void settings_train(Graph *g, const Stmt *s);
+void settings_data(Graph *g, const Stmt *s);
+
+/* ---------------------------------------------------------------- summary.c */
+
+int64_t node_flops(const Node *n);
+void summary_print(FILE *out, const Graph *g);
+
+#endif

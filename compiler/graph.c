@@ -1,0 +1,177 @@
+/* graph.c: the operator graph: construction, shapes, the --emit=graph and
+ * --emit=dot printers, and a consistency checker run between stages. */
+#include "cnnc.h"
+
+#include <string.h>
+
+static const char *const op_names[OP_COUNT] = {
+    [OP_INPUT] = "input", [OP_PARAM] = "param", [OP_CONST] = "const",
+    [OP_DENSE] = "dense", [OP_CONV] = "conv", [OP_MAXPOOL] = "maxpool",
+    [OP_AVGPOOL] = "avgpool", [OP_GAP] = "global_avgpool", [OP_SOFTMAX] = "softmax",
+    [OP_L1NORM] = "l1norm", [OP_L2NORM] = "l2norm", [OP_FLATTEN] = "flatten",
+    [OP_DROPOUT] = "dropout", [OP_BATCHNORM] = "batchnorm", [OP_LRN] = "lrn",
+    [OP_CONCAT] = "concat", [OP_RELU] = "relu", [OP_TANH] = "tanh",
+    [OP_SIGMOID] = "sigmoid", [OP_LEAKY] = "leaky_relu", [OP_EXP] = "exp",
+    [OP_LOG] = "log", [OP_SQRT] = "sqrt", [OP_ABS] = "abs", [OP_NEG] = "neg",
+    [OP_ADD] = "add", [OP_SUB] = "sub", [OP_MUL] = "mul", [OP_DIV] = "div",
+    [OP_MAX] = "max", [OP_MIN] = "min", [OP_MATMUL] = "matmul", [OP_SUM] = "sum",
+    [OP_MEAN] = "mean",
+};
+
+const char *op_name(OpKind op)
+{
+    return op < OP_COUNT && op_names[op] ? op_names[op] : "?";
+}
+
+Node *graph_node(Graph *g, OpKind op, Loc loc, Shape shape, int nin, Node **in)
+{
+    if (g->nodes.n >= MAX_NODES) {
+        error_at(loc, "the network has more than %d operators", MAX_NODES);
+        return NULL;
+    }
+    Node *n = arena_alloc(sizeof *n);
+    n->op = op, n->loc = loc, n->shape = shape, n->nin = nin, n->param = -1;
+    n->id = g->nodes.n;
+    n->in = arena_alloc(sizeof(Node *) * (size_t)(nin ? nin : 1));
+    for (int i = 0; i < nin; i++) {
+        n->in[i] = in[i];
+        n->batched |= in[i]->batched;
+    }
+    vec_push(&g->nodes, n);
+    return n;
+}
+
+int graph_param(Graph *g, Param p)
+{
+    if (g->nparams == g->capparams) {
+        int cap = g->capparams ? 2 * g->capparams : 16;
+        Param *at = arena_alloc(sizeof(Param) * (size_t)cap);
+        if (g->nparams)
+            memcpy(at, g->params, sizeof(Param) * (size_t)g->nparams);
+        g->params = at, g->capparams = cap;
+    }
+    g->params[g->nparams] = p;
+    return g->nparams++;
+}
+
+int64_t shape_count(Shape s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s.rank; i++)
+        n *= s.d[i];
+    return n;
+}
+
+Shape shape_of(int rank, ...)
+{
+    Shape s = {.rank = rank};
+    va_list ap;
+    va_start(ap, rank);
+    for (int i = 0; i < rank; i++)
+        s.d[i] = va_arg(ap, int64_t);
+    va_end(ap);
+    return s;
+}
+
+bool shape_eq(Shape a, Shape b)
+{
+    if (a.rank != b.rank)
+        return false;
+    for (int i = 0; i < a.rank; i++)
+        if (a.d[i] != b.d[i])
+            return false;
+    return true;
+}
+
+char *shape_str(Shape s)
+{
+    char buf[128] = "[";
+    for (int i = 0; i < s.rank; i++)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), i ? ", %lld" : "%lld", (long long)s.d[i]);
+    strcat(buf, "]");
+    return arena_strdup(buf);
+}
+
+/* The attributes of a node worth printing, e.g. "kernel=5x5 stride=1x1 pad=2,2,2,2". */
+static char *attrs(const Node *n)
+{
+    const Window *w = &n->win;
+    switch (n->op) {
+    case OP_CONV: case OP_MAXPOOL: case OP_AVGPOOL:
+        return arena_printf(" kernel=%dx%d stride=%dx%d pad=%d,%d,%d,%d",
+                            w->kh, w->kw, w->sh, w->sw, w->pt, w->pl, w->pb, w->pr);
+    case OP_LEAKY:     return arena_printf(" a=%g", n->alpha);
+    case OP_DROPOUT:   return arena_printf(" p=%g", n->alpha);
+    case OP_BATCHNORM: return arena_printf(" eps=%g momentum=%g", n->alpha, n->momentum);
+    case OP_LRN:       return arena_printf(" size=%d alpha=%g beta=%g k=%g", w->kh, n->alpha, n->beta, n->k);
+    case OP_CONST:     return arena_printf(" %g", n->value);
+    default:           return "";
+    }
+}
+
+void graph_print(FILE *out, const Graph *g)
+{
+    fprintf(out, "network %s\n", g->name);
+    for (int i = 0; i < g->nodes.n; i++) {
+        const Node *n = g->nodes.at[i];
+        fprintf(out, "%%%d = %s", n->id, op_name(n->op));
+        if (n->op == OP_PARAM)
+            fprintf(out, " %s", g->params[n->param].name);
+        else if (n->op == OP_INPUT)
+            fprintf(out, " %s", g->input_name);
+        for (int j = 0; j < n->nin; j++)
+            fprintf(out, j ? ", %%%d" : " %%%d", n->in[j]->id);
+        fprintf(out, "%s : %s%s", attrs(n), shape_str(n->shape), n->batched ? "" : " unbatched");
+        if (n->label && n->op != OP_PARAM && n->op != OP_INPUT)
+            fprintf(out, "  # %s", n->label);
+        fputc('\n', out);
+    }
+    if (g->output)
+        fprintf(out, "output %%%d\n", g->output->id);
+    static const char *const loss_names[] = {"softmax_cross_entropy", "svm_hinge", "mse", "l2", "l1"};
+    for (int i = 0; i < g->nloss; i++) {
+        const LossTerm *t = &g->loss[i];
+        fprintf(out, "loss %g * %s(", t->coef, loss_names[t->kind]);
+        if (t->f)
+            fprintf(out, "%%%d, %s", t->f->id, g->label_name ? g->label_name : "?");
+        if (t->kind == LOSS_SVM_HINGE)
+            fprintf(out, ", margin=%g", t->margin);
+        for (int j = 0; j < t->nparams; j++)
+            fprintf(out, j ? ", %s" : "%s", g->params[t->params[j]].name);
+        fputs(")\n", out);
+    }
+}
+
+void graph_dot(FILE *out, const Graph *g)
+{
+    fprintf(out, "digraph \"%s\" {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\"];\n", g->name);
+    for (int i = 0; i < g->nodes.n; i++) {
+        const Node *n = g->nodes.at[i];
+        const char *what = n->op == OP_PARAM ? g->params[n->param].name
+                         : n->op == OP_INPUT ? g->input_name : op_name(n->op);
+        fprintf(out, "  n%d [label=\"%s\\n%s\"%s];\n", n->id, what, shape_str(n->shape),
+                n->op == OP_PARAM || n->op == OP_CONST ? ", style=dashed" : "");
+        for (int j = 0; j < n->nin; j++)
+            fprintf(out, "  n%d -> n%d;\n", n->in[j]->id, n->id);
+    }
+    if (g->output)
+        fprintf(out, "  out [label=\"output\", shape=oval];\n  n%d -> out;\n", g->output->id);
+    fputs("}\n", out);
+}
+
+/* Every input precedes its user, ids are positions, shapes are in range. */
+void graph_check(const Graph *g)
+{
+    for (int i = 0; i < g->nodes.n; i++) {
+        const Node *n = g->nodes.at[i];
+        if (n->id != i)
+            internal_error("graph: node %d has id %d", i, n->id);
+        if (n->shape.rank < 0 || n->shape.rank > MAX_RANK)
+            internal_error("graph: node %d has rank %d", i, n->shape.rank);
+        for (int j = 0; j < n->nin; j++)
+            if (!n->in[j] || n->in[j]->id >= i)
+                internal_error("graph: node %d uses a later node", i);
+        if (n->op == OP_PARAM && (n->param < 0 || n->param >= g->nparams))
+            internal_error("graph: node %d names parameter %d", i, n->param);
+    }
+}

@@ -1,0 +1,558 @@
+/* layers.c: the table of layers. Each rule names its arguments (with their
+ * types and defaults) and a builder that checks the input's shape, creates the
+ * layer's parameters and adds its operator to the graph.
+ */
+#include "cnnc.h"
+
+#include <string.h>
+
+typedef enum {
+    T_COUNT,     /* a whole number >= 1 */
+    T_SIZE,      /* K or HxW */
+    T_PAD,       /* P, HxW or `same` */
+    T_FLOAT,     /* any number */
+    T_PROB,      /* a number in [0, 1) */
+    T_BOOL,      /* true | false */
+    T_STR,       /* "text" */
+    T_INIT,      /* an initializer */
+    T_BRANCH,    /* a pipeline fragment */
+} ArgType;
+
+typedef struct { const char *name; ArgType type; bool positional, required; } ArgSpec;
+
+#define MAX_ARGS 8
+
+/* The arguments of one call, matched to the rule's specs by position. */
+typedef struct {
+    const LayerRule *rule;
+    Ast *use;                 /* the call or bare name, for its location */
+    Val v[MAX_ARGS];          /* v[i].kind == V_NONE when not given */
+    Ast *branches[256];       /* concat's branches */
+    int nbranches;
+} Args;
+
+typedef Node *ApplyFn(Builder *b, Args *a, Node *x);
+
+struct LayerRule {
+    const char *name;         /* canonical name, also the parameter prefix */
+    const char *alias[3];
+    ArgSpec spec[MAX_ARGS];
+    ApplyFn *apply;
+    bool variadic;            /* concat: every positional argument is a branch */
+};
+
+/* ---- argument access ---------------------------------------------------- */
+
+static bool given(const Args *a, int i) { return a->v[i].kind != V_NONE; }
+static double num(const Args *a, int i, double dflt) { return given(a, i) ? a->v[i].num : dflt; }
+
+static void size_arg(const Args *a, int i, int dflt_h, int dflt_w, int *h, int *w)
+{
+    const Val *v = &a->v[i];
+    *h = v->kind == V_SIZE ? v->h : v->kind == V_INT ? (int)v->num : dflt_h;
+    *w = v->kind == V_SIZE ? v->w : v->kind == V_INT ? (int)v->num : dflt_w;
+}
+
+static const char *const type_names[] = {
+    [T_COUNT] = "a whole number of at least 1", [T_SIZE] = "a size (K or HxW)",
+    [T_PAD] = "a padding (P, HxW or same)", [T_FLOAT] = "a number",
+    [T_PROB] = "a number from 0 up to (not including) 1", [T_BOOL] = "true or false",
+    [T_STR] = "a string", [T_INIT] = "an initializer", [T_BRANCH] = "a layer or pipeline",
+};
+
+static bool is_num(const Val *v) { return v->kind == V_INT || v->kind == V_FLOAT; }
+
+static bool type_ok(ArgType t, const Val *v)
+{
+    switch (t) {
+    case T_COUNT: return v->kind == V_INT && v->num >= 1 && v->num <= (1 << 30);
+    case T_SIZE:  return (v->kind == V_INT && v->num >= 1 && v->num <= (1 << 20)) || v->kind == V_SIZE;
+    case T_PAD:   return (v->kind == V_INT && v->num >= 0 && v->num <= (1 << 20)) || v->kind == V_SIZE ||
+                         (v->kind == V_NAME && strcmp(v->str, "same") == 0);
+    case T_FLOAT: return is_num(v);
+    case T_PROB:  return is_num(v) && v->num >= 0 && v->num < 1;
+    case T_BOOL:  return v->kind == V_NAME && (strcmp(v->str, "true") == 0 || strcmp(v->str, "false") == 0);
+    case T_STR:   return v->kind == V_STR && v->str[0] && strlen(v->str) < 64 && !strpbrk(v->str, "\"\\ \t\n");
+    case T_INIT:  return v->kind == V_NAME || v->kind == V_AST;
+    case T_BRANCH: return true;
+    }
+    return false;
+}
+
+static int spec_index(const LayerRule *r, const char *key)
+{
+    for (int i = 0; i < MAX_ARGS && r->spec[i].name; i++)
+        if (strcmp(r->spec[i].name, key) == 0)
+            return i;
+    return -1;
+}
+
+static void unknown_key(const LayerRule *r, const Arg *arg)
+{
+    const char *names[MAX_ARGS + 1] = {0};
+    for (int i = 0; i < MAX_ARGS && r->spec[i].name; i++)
+        names[i] = r->spec[i].name;
+    error_at(arg->keyloc, "%s has no argument '%s'", r->name, arg->key);
+    const char *near = closest_word(arg->key, names);
+    if (near)
+        note("did you mean '%s'?", near);
+    else if (names[0])
+        note("%s takes %s%s%s%s%s", r->name, names[0], names[1] ? ", " : "", names[1] ? names[1] : "",
+             names[2] ? ", ..." : "", "");
+    else
+        note("%s takes no arguments", r->name);
+}
+
+/* Puts the call's argument `arg` into slot i, checking its type. */
+static bool put(Builder *b, Args *a, int i, const Arg *arg)
+{
+    const ArgSpec *s = &a->rule->spec[i];
+    if (given(a, i)) {
+        error_at(arg->key ? arg->keyloc : arg->val->loc, "%s's argument '%s' is given twice", a->rule->name, s->name);
+        return false;
+    }
+    Val v = s->type == T_BRANCH ? (Val){V_AST, .ast = arg->val, .loc = arg->val->loc}
+                                : shape_const(b, arg->val);
+    if (!type_ok(s->type, &v)) {
+        error_at(arg->val->loc, "%s's argument '%s' must be %s", a->rule->name, s->name, type_names[s->type]);
+        return false;
+    }
+    a->v[i] = v;
+    return true;
+}
+
+static int positional_count(const LayerRule *r)
+{
+    int n = 0;
+    for (int i = 0; i < MAX_ARGS && r->spec[i].name; i++)
+        n += r->spec[i].positional;
+    return n;
+}
+
+/* Matches a call's arguments to the rule: positional first, then by keyword. */
+static bool match(Builder *b, Args *a)
+{
+    const LayerRule *r = a->rule;
+    Ast *e = a->use;
+    int n = e->kind == A_CALL ? e->nargs : 0, pos = 0, npos = positional_count(r);
+    bool ok = true;
+    for (int k = 0; k < n; k++) {
+        const Arg *arg = &e->args[k];
+        if (arg->key) {
+            int i = spec_index(r, arg->key);
+            if (i < 0) {
+                unknown_key(r, arg);
+                ok = false;
+            } else
+                ok &= put(b, a, i, arg);
+        } else if (r->variadic) {
+            if (a->nbranches == 256) {
+                error_at(arg->val->loc, "%s takes at most 256 branches", r->name);
+                return false;
+            }
+            a->branches[a->nbranches++] = arg->val;
+        } else if (pos >= npos) {
+            error_at(arg->val->loc, "%s takes %d positional argument%s but got more", r->name, npos,
+                     npos == 1 ? "" : "s");
+            return false;
+        } else
+            ok &= put(b, a, pos++, arg);
+    }
+    for (int i = 0; ok && i < MAX_ARGS && r->spec[i].name; i++)
+        if (r->spec[i].required && !given(a, i)) {
+            error_at(e->loc, "%s needs its argument '%s'", r->name, r->spec[i].name);
+            ok = false;
+        }
+    if (ok && r->variadic && a->nbranches == 0) {
+        error_at(e->loc, "%s needs at least one branch", r->name);
+        ok = false;
+    }
+    return ok;
+}
+
+/* ---- helpers for builders ------------------------------------------------ */
+
+static bool need_rank(const Args *a, Node *x, int rank, const char *what)
+{
+    if (x->shape.rank == rank)
+        return true;
+    error_at(a->use->loc, "%s expects %s input but got %s", a->rule->name, what, shape_str(x->shape));
+    if (rank == 1 && x->shape.rank > 1)
+        note("insert `-> flatten` before it");
+    return false;
+}
+
+/* "<layer><k>", or the layer's name="..." */
+static const char *prefix(Builder *b, Args *a, OpKind op, int name_slot)
+{
+    if (name_slot >= 0 && given(a, name_slot))
+        return a->v[name_slot].str;
+    return arena_printf("%s%d", a->rule->name, ++b->count[op]);
+}
+
+static bool param_exists(Builder *b, const char *name)
+{
+    for (int i = 0; i < b->g->nparams; i++)
+        if (strcmp(b->g->params[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+static Node *new_param(Builder *b, Args *a, const char *pre, const char *suffix, Shape s, InitKind init,
+                       int init_slot)
+{
+    Param p = {.name = arena_printf("%s.%s", pre, suffix), .shape = s, .init = init, .loc = a->use->loc};
+    if (param_exists(b, p.name)) {
+        error_at(a->use->loc, "two parameters are named '%s'", p.name);
+        note("give the layer another name=\"...\"");
+        return NULL;
+    }
+    int64_t rest = 1;
+    for (int i = 2; i < s.rank; i++)
+        rest *= s.d[i];
+    p.fan_in = s.rank >= 2 ? s.d[1] * rest : s.d[0];
+    p.fan_out = s.rank >= 2 ? s.d[0] * rest : s.d[0];
+    p.is_weight = strcmp(suffix, "weight") == 0 && strcmp(a->rule->name, "batchnorm") != 0;
+    p.is_buffer = strncmp(suffix, "running", 7) == 0;
+    if (init_slot >= 0 && given(a, init_slot) && !shape_init(b, a->v[init_slot].ast, &p))
+        return NULL;
+    return shape_param_node(b, p);
+}
+
+static bool size_ok(const Args *a, Shape s)
+{
+    int64_t total = 1;
+    for (int i = 0; i < s.rank; i++)
+        if (!mul_ok(total, s.d[i], &total) || total > MAX_TENSOR_ELEMS) {
+            error_at(a->use->loc, "%s would need a tensor of shape %s, larger than 2^31 elements",
+                     a->rule->name, shape_str(s));
+            return false;
+        }
+    return true;
+}
+
+/* ---- builders ------------------------------------------------------------ */
+
+enum { DENSE_N, DENSE_BIAS, DENSE_INIT, DENSE_BINIT, DENSE_NAME };
+
+/* dense(n): [D] -> [n] = W x + b, W [n, D], b [n] */
+static Node *apply_dense(Builder *b, Args *a, Node *x)
+{
+    if (!need_rank(a, x, 1, "a vector"))
+        return NULL;
+    int64_t n = (int64_t)num(a, DENSE_N, 0), d = x->shape.d[0];
+    Shape ws = shape_of(2, n, d);
+    if (!size_ok(a, ws))
+        return NULL;
+    const char *pre = prefix(b, a, OP_DENSE, DENSE_NAME);
+    Node *in[3] = {x, new_param(b, a, pre, "weight", ws, INIT_HE, DENSE_INIT), NULL};
+    bool bias = !given(a, DENSE_BIAS) || strcmp(a->v[DENSE_BIAS].str, "true") == 0;
+    if (bias)
+        in[2] = new_param(b, a, pre, "bias", shape_of(1, n), INIT_ZEROS, DENSE_BINIT);
+    if (!in[1] || (bias && !in[2]))
+        return NULL;
+    Node *y = graph_node(b->g, OP_DENSE, a->use->loc, shape_of(1, n), bias ? 3 : 2, in);
+    if (y)
+        y->label = pre;
+    return y;
+}
+
+/* Output extent of a window: (in + pads - k) / stride + 1, or 0 if it does not fit. */
+static int64_t extent(int64_t in, int pad, int k, int stride)
+{
+    return in + pad < k ? 0 : (in + pad - k) / stride + 1;
+}
+
+static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, bool pool)
+{
+    size_arg(a, k, 1, 1, &w->kh, &w->kw);
+    size_arg(a, stride, w->kh, w->kw, &w->sh, &w->sw);
+    if (pool && !given(a, stride))
+        w->sh = w->kh, w->sw = w->kw;
+    else if (!pool && !given(a, stride))
+        w->sh = w->sw = 1;
+    const Val *p = &a->v[pad];
+    if (p->kind == V_NAME) {                    /* same: keep H, W at stride 1 */
+        if (w->sh != 1 || w->sw != 1) {
+            error_at(p->loc, "pad=same needs stride 1");
+            return false;
+        }
+        w->pt = (w->kh - 1) / 2, w->pb = w->kh - 1 - w->pt;
+        w->pl = (w->kw - 1) / 2, w->pr = w->kw - 1 - w->pl;
+    } else {
+        size_arg(a, pad, 0, 0, &w->pt, &w->pl);
+        w->pb = w->pt, w->pr = w->pl;
+    }
+    if (pool && (2 * w->pt > w->kh || 2 * w->pl > w->kw)) {
+        error_at(p->loc, "%s's padding %dx%d is more than half its kernel %dx%d", a->rule->name,
+                 w->pt, w->pl, w->kh, w->kw);
+        return false;
+    }
+    int64_t h = x->shape.d[1], wd = x->shape.d[2];
+    if (extent(h, w->pt + w->pb, w->kh, w->sh) < 1 || extent(wd, w->pl + w->pr, w->kw, w->sw) < 1) {
+        error_at(a->use->loc, "%s's kernel %dx%d is larger than its input %lldx%lld (padded %lldx%lld)",
+                 a->rule->name, w->kh, w->kw, (long long)h, (long long)wd,
+                 (long long)(h + w->pt + w->pb), (long long)(wd + w->pl + w->pr));
+        return false;
+    }
+    return true;
+}
+
+static Shape windowed(Shape in, int64_t c, const Window *w)
+{
+    return shape_of(3, c, extent(in.d[1], w->pt + w->pb, w->kh, w->sh),
+                    extent(in.d[2], w->pl + w->pr, w->kw, w->sw));
+}
+
+enum { CONV_C, CONV_K, CONV_STRIDE, CONV_PAD, CONV_BIAS, CONV_INIT, CONV_BINIT, CONV_NAME };
+
+/* conv(c, KxK, stride, pad): [C,H,W] -> [c,H',W'], W [c, C, K, K], b [c] */
+static Node *apply_conv(Builder *b, Args *a, Node *x)
+{
+    Window w;
+    if (!need_rank(a, x, 3, "an image [C, H, W]") || !window(a, x, &w, CONV_K, CONV_STRIDE, CONV_PAD, false))
+        return NULL;
+    int64_t c = (int64_t)num(a, CONV_C, 0);
+    Shape ws = shape_of(4, c, x->shape.d[0], (int64_t)w.kh, (int64_t)w.kw), ys = windowed(x->shape, c, &w);
+    if (!size_ok(a, ws) || !size_ok(a, ys))
+        return NULL;
+    const char *pre = prefix(b, a, OP_CONV, CONV_NAME);
+    Node *in[3] = {x, new_param(b, a, pre, "weight", ws, INIT_HE, CONV_INIT), NULL};
+    bool bias = !given(a, CONV_BIAS) || strcmp(a->v[CONV_BIAS].str, "true") == 0;
+    if (bias)
+        in[2] = new_param(b, a, pre, "bias", shape_of(1, c), INIT_ZEROS, CONV_BINIT);
+    if (!in[1] || (bias && !in[2]))
+        return NULL;
+    Node *y = graph_node(b->g, OP_CONV, a->use->loc, ys, bias ? 3 : 2, in);
+    if (y)
+        y->win = w, y->label = pre;
+    return y;
+}
+
+enum { POOL_K, POOL_STRIDE, POOL_PAD };
+
+/* maxpool(k, stride=k, pad=0), avgpool(...): [C,H,W] -> [C,H',W'] */
+static Node *apply_pool(Builder *b, Args *a, Node *x)
+{
+    Window w;
+    if (!need_rank(a, x, 3, "an image [C, H, W]") || !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, true))
+        return NULL;
+    OpKind op = a->rule->name[0] == 'm' ? OP_MAXPOOL : OP_AVGPOOL;
+    Node *y = graph_node(b->g, op, a->use->loc, windowed(x->shape, x->shape.d[0], &w), 1, &x);
+    if (y)
+        y->win = w;
+    return y;
+}
+
+/* global_avgpool: [C,H,W] -> [C] */
+static Node *apply_gap(Builder *b, Args *a, Node *x)
+{
+    if (!need_rank(a, x, 3, "an image [C, H, W]"))
+        return NULL;
+    return graph_node(b->g, OP_GAP, a->use->loc, shape_of(1, x->shape.d[0]), 1, &x);
+}
+
+static OpKind elementwise_op(const char *name)
+{
+    return strcmp(name, "relu") == 0 ? OP_RELU : strcmp(name, "tanh") == 0 ? OP_TANH
+         : strcmp(name, "sigmoid") == 0 ? OP_SIGMOID : OP_LEAKY;
+}
+
+/* relu, tanh, sigmoid, leaky_relu(a): same shape */
+static Node *apply_elementwise(Builder *b, Args *a, Node *x)
+{
+    Node *y = shape_unary(b, elementwise_op(a->rule->name), a->use->loc, x);
+    if (y)
+        y->alpha = (float)num(a, 0, 0.01);
+    return y;
+}
+
+/* softmax, l1norm, l2norm: [n] -> [n] */
+static Node *apply_vector(Builder *b, Args *a, Node *x)
+{
+    if (!need_rank(a, x, 1, "a vector"))
+        return NULL;
+    OpKind op = a->rule->name[0] == 's' ? OP_SOFTMAX : a->rule->name[1] == '1' ? OP_L1NORM : OP_L2NORM;
+    return shape_unary(b, op, a->use->loc, x);
+}
+
+/* flatten: any -> [product] */
+static Node *apply_flatten(Builder *b, Args *a, Node *x)
+{
+    return graph_node(b->g, OP_FLATTEN, a->use->loc, shape_of(1, shape_count(x->shape)), 1, &x);
+}
+
+/* dropout(p): same shape; identity at inference, mask / (1 - p) in training */
+static Node *apply_dropout(Builder *b, Args *a, Node *x)
+{
+    Node *y = shape_unary(b, OP_DROPOUT, a->use->loc, x);
+    if (y)
+        y->alpha = (float)num(a, 0, 0.5);
+    return y;
+}
+
+enum { BN_MOMENTUM, BN_EPS, BN_NAME };
+
+/* batchnorm: [C,H,W] or [n]; weight, bias [C]; buffers running_mean, running_var [C] */
+static Node *apply_batchnorm(Builder *b, Args *a, Node *x)
+{
+    if (x->shape.rank != 1 && x->shape.rank != 3) {
+        error_at(a->use->loc, "batchnorm expects [C, H, W] or [n] but got %s", shape_str(x->shape));
+        return NULL;
+    }
+    Shape cs = shape_of(1, x->shape.d[0]);
+    const char *pre = prefix(b, a, OP_BATCHNORM, BN_NAME);
+    Node *in[5] = {x, new_param(b, a, pre, "weight", cs, INIT_ONES, -1),
+                   new_param(b, a, pre, "bias", cs, INIT_ZEROS, -1),
+                   new_param(b, a, pre, "running_mean", cs, INIT_ZEROS, -1),
+                   new_param(b, a, pre, "running_var", cs, INIT_ONES, -1)};
+    for (int i = 1; i < 5; i++)
+        if (!in[i])
+            return NULL;
+    Node *y = graph_node(b->g, OP_BATCHNORM, a->use->loc, x->shape, 5, in);
+    if (y)
+        y->momentum = (float)num(a, BN_MOMENTUM, 0.1), y->alpha = (float)num(a, BN_EPS, 1e-5), y->label = pre;
+    return y;
+}
+
+enum { LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K };
+
+/* lrn(size, alpha, beta, k): [C,H,W] -> same; PyTorch's LocalResponseNorm */
+static Node *apply_lrn(Builder *b, Args *a, Node *x)
+{
+    if (!need_rank(a, x, 3, "an image [C, H, W]"))
+        return NULL;
+    if (num(a, LRN_SIZE, 5) > 1024) {
+        error_at(a->v[LRN_SIZE].loc, "lrn's size must be at most 1024");
+        return NULL;
+    }
+    Node *y = shape_unary(b, OP_LRN, a->use->loc, x);
+    if (y) {
+        y->win.kh = (int)num(a, LRN_SIZE, 5);
+        y->alpha = (float)num(a, LRN_ALPHA, 1e-4), y->beta = (float)num(a, LRN_BETA, 0.75);
+        y->k = (float)num(a, LRN_K, 2);
+    }
+    return y;
+}
+
+/* concat(a, b, ...): each branch gets x; joined on channels (rank 3) or the axis (rank 1) */
+static Node *apply_concat(Builder *b, Args *a, Node *x)
+{
+    Node **ys = arena_alloc(sizeof(Node *) * (size_t)a->nbranches);
+    for (int i = 0; i < a->nbranches; i++)
+        if (!(ys[i] = shape_stage(b, a->branches[i], x)))
+            return NULL;
+    Shape s = ys[0]->shape;
+    if (s.rank != 1 && s.rank != 3) {
+        error_at(a->branches[0]->loc, "concat joins [C, H, W] or [n] values, not %s", shape_str(s));
+        return NULL;
+    }
+    for (int i = 1; i < a->nbranches; i++) {
+        Shape t = ys[i]->shape;
+        bool fits = t.rank == s.rank && (s.rank == 1 || (t.d[1] == s.d[1] && t.d[2] == s.d[2]));
+        if (!fits) {
+            error_at(a->branches[i]->loc, "concat's branch %d gives %s, which cannot join %s", i + 1,
+                     shape_str(t), shape_str(ys[0]->shape));
+            if (s.rank == 3)
+                note("branches must agree on height and width");
+            return NULL;
+        }
+        s.d[0] += t.d[0];
+    }
+    if (!size_ok(a, s))
+        return NULL;
+    return graph_node(b->g, OP_CONCAT, a->use->loc, s, a->nbranches, ys);
+}
+
+/* residual(f): x + f(x), shapes equal */
+static Node *apply_residual(Builder *b, Args *a, Node *x)
+{
+    Node *y = shape_stage(b, a->v[0].ast, x);
+    if (!y)
+        return NULL;
+    if (!shape_eq(x->shape, y->shape)) {
+        error_at(a->v[0].loc, "residual's branch turns %s into %s; they must match", shape_str(x->shape),
+                 shape_str(y->shape));
+        return NULL;
+    }
+    return shape_binary(b, OP_ADD, a->use->loc, x, y);
+}
+
+/* repeat(n, f): f -> f -> ... -> f, fresh parameters each time */
+static Node *apply_repeat(Builder *b, Args *a, Node *x)
+{
+    int n = (int)num(a, 0, 1);
+    if (n > 10000) {
+        error_at(a->v[0].loc, "repeat(%d, ...) is more than 10000 copies", n);
+        return NULL;
+    }
+    for (int i = 0; i < n && x; i++)
+        x = shape_stage(b, a->v[1].ast, x);
+    return x;
+}
+
+/* ---- the table ----------------------------------------------------------- */
+
+#define P(n, t) {n, t, true, true}      /* positional and required */
+#define O(n, t) {n, t, true, false}     /* positional, optional */
+#define K(n, t) {n, t, false, false}    /* keyword only */
+
+static const LayerRule rules[] = {
+    {"dense", {"fc", "affine"}, {P("n", T_COUNT), K("bias", T_BOOL), K("init", T_INIT),
+        K("bias_init", T_INIT), K("name", T_STR)}, apply_dense, false},
+    {"conv", {0}, {P("c", T_COUNT), P("kernel", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD),
+        K("bias", T_BOOL), K("init", T_INIT), K("bias_init", T_INIT), K("name", T_STR)}, apply_conv, false},
+    {"maxpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD)}, apply_pool, false},
+    {"avgpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD)}, apply_pool, false},
+    {"global_avgpool", {0}, {{0}}, apply_gap, false},
+    {"relu", {0}, {{0}}, apply_elementwise, false},
+    {"tanh", {0}, {{0}}, apply_elementwise, false},
+    {"sigmoid", {0}, {{0}}, apply_elementwise, false},
+    {"leaky_relu", {0}, {O("a", T_FLOAT)}, apply_elementwise, false},
+    {"softmax", {0}, {{0}}, apply_vector, false},
+    {"l1norm", {0}, {{0}}, apply_vector, false},
+    {"l2norm", {0}, {{0}}, apply_vector, false},
+    {"flatten", {0}, {{0}}, apply_flatten, false},
+    {"dropout", {0}, {P("p", T_PROB)}, apply_dropout, false},
+    {"batchnorm", {0}, {K("momentum", T_PROB), K("eps", T_FLOAT), K("name", T_STR)}, apply_batchnorm, false},
+    {"lrn", {0}, {O("size", T_COUNT), K("alpha", T_FLOAT), K("beta", T_FLOAT), K("k", T_FLOAT)}, apply_lrn, false},
+    {"concat", {0}, {{0}}, apply_concat, true},
+    {"residual", {0}, {P("branch", T_BRANCH)}, apply_residual, false},
+    {"repeat", {0}, {P("n", T_COUNT), P("branch", T_BRANCH)}, apply_repeat, false},
+};
+
+#define NRULES (int)(sizeof rules / sizeof rules[0])
+
+const LayerRule *layer_find(const char *name)
+{
+    for (int i = 0; i < NRULES; i++) {
+        if (strcmp(rules[i].name, name) == 0)
+            return &rules[i];
+        for (int j = 0; j < 3 && rules[i].alias[j]; j++)
+            if (strcmp(rules[i].alias[j], name) == 0)
+                return &rules[i];
+    }
+    return NULL;
+}
+
+const char *const *layer_names(void)
+{
+    static const char *names[4 * NRULES + 1];
+    int k = 0;
+    for (int i = 0; i < NRULES; i++) {
+        names[k++] = rules[i].name;
+        for (int j = 0; j < 3 && rules[i].alias[j]; j++)
+            names[k++] = rules[i].alias[j];
+    }
+    names[k] = NULL;
+    return names;
+}
+
+Node *layer_apply(Builder *b, const LayerRule *rule, Ast *use, Node *x)
+{
+    Args *a = arena_alloc(sizeof *a);
+    a->rule = rule, a->use = use;
+    if (!match(b, a))
+        return NULL;
+    return rule->apply(b, a, x);
+}

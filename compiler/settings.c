@@ -1,0 +1,234 @@
+/* settings.c: the `train { }` and `data { }` blocks: every key checked, with
+ * "did you mean" for misspellings, and the defaults language.md gives. */
+#include "cnnc.h"
+
+#include <math.h>
+#include <string.h>
+
+void settings_defaults(Graph *g)
+{
+    g->train = (TrainCfg){.lr = 0.01f, .momentum = 0.9f, .batch = 64, .epochs = 10,
+                          .schedule = SCHED_CONSTANT, .step_every = 1, .step_factor = 0.1f,
+                          .exp_gamma = 0.95f, .seed = 1};
+    g->data.scale = 1.0f;
+}
+
+/* A number from `lo` to `hi`, or an error naming the setting. */
+static bool number_in(Ast *e, const char *what, double lo, double hi, bool whole, double *out)
+{
+    Builder b = {0};
+    Val v = shape_const(&b, e);
+    if ((v.kind != V_INT && v.kind != V_FLOAT) || v.num < lo || v.num > hi || (whole && v.kind != V_INT)) {
+        error_at(e->loc, "%s must be %s from %g to %g", what, whole ? "a whole number" : "a number", lo, hi);
+        return false;
+    }
+    *out = v.num;
+    return true;
+}
+
+static bool is_call(const Ast *e, const char *name)
+{
+    return (e->kind == A_CALL || e->kind == A_NAME) && strcmp(e->str, name) == 0;
+}
+
+/* Finds `key` among a call's arguments (keyword, or positional at `pos`). */
+static Ast *call_arg(const Ast *call, const char *const *keys, const char *key, int pos)
+{
+    if (call->kind != A_CALL)
+        return NULL;
+    for (int i = 0; i < call->nargs; i++) {
+        const Arg *a = &call->args[i];
+        if (a->key ? strcmp(a->key, key) == 0 : i == pos)
+            return a->val;
+    }
+    (void)keys;
+    return NULL;
+}
+
+/* Every keyword of a call must be one of `keys`; at most `npos` positional. */
+static bool call_keys(const Ast *call, const char *const *keys, int npos)
+{
+    for (int i = 0; call->kind == A_CALL && i < call->nargs; i++) {
+        const Arg *a = &call->args[i];
+        if (!a->key && i >= npos) {
+            error_at(a->val->loc, "%s takes at most %d positional argument%s", call->str, npos, npos == 1 ? "" : "s");
+            return false;
+        }
+        bool known = false;
+        for (int k = 0; a->key && keys[k]; k++)
+            known |= strcmp(keys[k], a->key) == 0;
+        if (a->key && !known) {
+            error_at(a->keyloc, "%s has no argument '%s'", call->str, a->key);
+            const char *near = closest_word(a->key, keys);
+            if (near)
+                note("did you mean '%s'?", near);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* optimizer = sgd(lr, momentum, nesterov) */
+static void optimizer(Graph *g, Ast *e)
+{
+    static const char *const keys[] = {"lr", "momentum", "nesterov", NULL};
+    if (!is_call(e, "sgd")) {
+        error_at(e->loc, "unknown optimizer; cnnc has `sgd(lr = ..., momentum = ..., nesterov = ...)`");
+        return;
+    }
+    if (!call_keys(e, keys, 2))
+        return;
+    Ast *lr = call_arg(e, keys, "lr", 0), *m = call_arg(e, keys, "momentum", 1), *nest = call_arg(e, keys, "nesterov", -1);
+    double v;
+    if (lr && number_in(lr, "the learning rate", 0, 1e6, false, &v))
+        g->train.lr = (float)v;
+    if (m && number_in(m, "momentum", 0, 1, false, &v))
+        g->train.momentum = (float)v;
+    if (nest) {
+        if (nest->kind != A_NAME || (strcmp(nest->str, "true") && strcmp(nest->str, "false")))
+            error_at(nest->loc, "nesterov must be true or false");
+        else
+            g->train.nesterov = strcmp(nest->str, "true") == 0;
+    }
+    if (g->train.nesterov && g->train.momentum == 0)
+        error_at(e->loc, "nesterov needs a momentum above 0");
+}
+
+/* schedule = constant | cosine | step(every, factor) | exp(gamma) */
+static void schedule(Graph *g, Ast *e)
+{
+    static const char *const names[] = {"constant", "cosine", "step", "exp", NULL};
+    static const char *const step_keys[] = {"every", "factor", NULL}, *const exp_keys[] = {"gamma", NULL};
+    double v;
+    TrainCfg *t = &g->train;
+    if (is_call(e, "constant") && e->kind == A_NAME) {
+        t->schedule = SCHED_CONSTANT;
+    } else if (is_call(e, "cosine") && e->kind == A_NAME) {
+        t->schedule = SCHED_COSINE;
+    } else if (is_call(e, "step") && e->kind == A_CALL && call_keys(e, step_keys, 2)) {
+        Ast *every = call_arg(e, step_keys, "every", 0), *factor = call_arg(e, step_keys, "factor", 1);
+        if (!every || !factor) {
+            error_at(e->loc, "step needs every = N and factor = F");
+            return;
+        }
+        t->schedule = SCHED_STEP;
+        if (number_in(every, "step's every", 1, 1e6, true, &v))
+            t->step_every = (int)v;
+        if (number_in(factor, "step's factor", 0, 1e6, false, &v))
+            t->step_factor = (float)v;
+    } else if (is_call(e, "exp") && e->kind == A_CALL && call_keys(e, exp_keys, 1)) {
+        Ast *gamma = call_arg(e, exp_keys, "gamma", 0);
+        if (!gamma) {
+            error_at(e->loc, "exp needs gamma");
+            return;
+        }
+        t->schedule = SCHED_EXP;
+        if (number_in(gamma, "exp's gamma", 0, 1e6, false, &v))
+            t->exp_gamma = (float)v;
+    } else if (diag_error_count() == 0 || !(e->kind == A_CALL && (is_call(e, "step") || is_call(e, "exp")))) {
+        const char *name = e->kind == A_NAME || e->kind == A_CALL ? e->str : "";
+        error_at(e->loc, "unknown schedule '%s'; schedules: constant, cosine, step(every, factor), exp(gamma)", name);
+        const char *near = *name ? closest_word(name, names) : NULL;
+        if (near && strcmp(near, name))
+            note("did you mean '%s'?", near);
+    }
+}
+
+static const char *const train_keys[] = {
+    "optimizer", "weight_decay", "batch", "epochs", "schedule", "seed", NULL,
+};
+
+static void train_key(Graph *g, const Arg *a)
+{
+    double v;
+    const char *k = a->key;
+    if (strcmp(k, "optimizer") == 0)
+        optimizer(g, a->val);
+    else if (strcmp(k, "schedule") == 0)
+        schedule(g, a->val);
+    else if (strcmp(k, "weight_decay") == 0 && number_in(a->val, "weight_decay", 0, 1e3, false, &v))
+        g->train.weight_decay = (float)v;
+    else if (strcmp(k, "batch") == 0 && number_in(a->val, "batch", 1, 65536, true, &v))
+        g->train.batch = (int)v;
+    else if (strcmp(k, "epochs") == 0 && number_in(a->val, "epochs", 0, 1e6, true, &v))
+        g->train.epochs = (int)v;
+    else if (strcmp(k, "seed") == 0 && number_in(a->val, "seed", 0, 9007199254740991.0, true, &v))
+        g->train.seed = (uint64_t)v;
+}
+
+/* Reports unknown and repeated keys; true if `a` may be read. */
+static bool key_ok(const Stmt *s, int i, const char *const *keys)
+{
+    const Arg *a = &s->args[i];
+    bool known = false;
+    for (int k = 0; keys[k]; k++)
+        known |= strcmp(keys[k], a->key) == 0;
+    if (!known) {
+        error_at(a->keyloc, "unknown %s setting '%s'", s->kind == S_TRAIN ? "train" : "data", a->key);
+        const char *near = closest_word(a->key, keys);
+        if (near)
+            note("did you mean '%s'?", near);
+        return false;
+    }
+    for (int j = 0; j < i; j++)
+        if (strcmp(s->args[j].key, a->key) == 0) {
+            error_at(a->keyloc, "'%s' is set twice", a->key);
+            return false;
+        }
+    return true;
+}
+
+void settings_train(Graph *g, const Stmt *s)
+{
+    for (int i = 0; i < s->nargs; i++)
+        if (key_ok(s, i, train_keys))
+            train_key(g, &s->args[i]);
+}
+
+static const char *string_arg(Ast *e, const char *what)
+{
+    if (!e || e->kind != A_STR || !*e->str) {
+        error_at(e ? e->loc : (Loc){0, 0, 0}, "%s must be a file name in quotes", what);
+        return NULL;
+    }
+    return e->str;
+}
+
+/* dataset = idx("images", "labels") | csv("path", label = 0) */
+static void dataset(Graph *g, DataSet *d, Ast *e)
+{
+    static const char *const idx_keys[] = {"images", "labels", NULL}, *const csv_keys[] = {"path", "label", NULL};
+    double v;
+    if (is_call(e, "idx") && e->kind == A_CALL && call_keys(e, idx_keys, 2)) {
+        d->path = string_arg(call_arg(e, idx_keys, "images", 0), "idx's images");
+        d->labels = string_arg(call_arg(e, idx_keys, "labels", 1), "idx's labels");
+        d->kind = DATA_IDX;
+    } else if (is_call(e, "csv") && e->kind == A_CALL && call_keys(e, csv_keys, 2)) {
+        d->path = string_arg(call_arg(e, csv_keys, "path", 0), "csv's path");
+        Ast *label = call_arg(e, csv_keys, "label", 1);
+        if (label && number_in(label, "csv's label column", 0, 1e6, true, &v))
+            d->label_col = (int)v;
+        d->kind = DATA_CSV;
+    } else if (!(e->kind == A_CALL && (is_call(e, "idx") || is_call(e, "csv")))) {
+        error_at(e->loc, "a data set is idx(\"images\", \"labels\") or csv(\"path\", label = 0)");
+    }
+    (void)g;
+}
+
+static const char *const data_keys[] = {"train", "test", "scale", NULL};
+
+void settings_data(Graph *g, const Stmt *s)
+{
+    double v;
+    for (int i = 0; i < s->nargs; i++) {
+        if (!key_ok(s, i, data_keys))
+            continue;
+        const Arg *a = &s->args[i];
+        if (strcmp(a->key, "train") == 0)
+            dataset(g, &g->data.train, a->val);
+        else if (strcmp(a->key, "test") == 0)
+            dataset(g, &g->data.test, a->val);
+        else if (number_in(a->val, "scale", -1e30, 1e30, false, &v))
+            g->data.scale = (float)v;
+    }
+}

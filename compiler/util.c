@@ -1,0 +1,111 @@
+/* util.c: arena memory, growable vectors, "did you mean", checked sizes. */
+#include "cnnc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The arena is a list of large chunks; allocations are bumped from the last. */
+typedef struct Chunk { struct Chunk *prev; size_t used, cap; max_align_t data[]; } Chunk;
+static Chunk *arena;
+
+void *arena_alloc(size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (!arena || arena->used + n > arena->cap) {
+        size_t cap = n > (1 << 20) ? n : (1 << 20);
+        Chunk *c = malloc(sizeof(Chunk) + cap);
+        if (!c)
+            internal_error("out of memory (asked for %zu bytes)", n);
+        c->prev = arena, c->used = 0, c->cap = cap;
+        arena = c;
+    }
+    void *p = (char *)arena->data + arena->used;
+    arena->used += n;
+    return memset(p, 0, n);
+}
+
+void arena_release(void)
+{
+    while (arena) {
+        Chunk *prev = arena->prev;
+        free(arena);
+        arena = prev;
+    }
+}
+
+char *arena_strndup(const char *s, size_t n)
+{
+    char *p = arena_alloc(n + 1);
+    memcpy(p, s, n);
+    return p;
+}
+
+char *arena_strdup(const char *s) { return arena_strndup(s, strlen(s)); }
+
+char *arena_printf(const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *p = arena_alloc((size_t)n + 1);
+    vsnprintf(p, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    return p;
+}
+
+void vec_push(Vec *v, void *p)
+{
+    if (v->n == v->cap) {
+        int cap = v->cap ? 2 * v->cap : 8;
+        void **at = arena_alloc(sizeof(void *) * (size_t)cap);
+        if (v->n)
+            memcpy(at, v->at, sizeof(void *) * (size_t)v->n);
+        v->at = at, v->cap = cap;
+    }
+    v->at[v->n++] = p;
+}
+
+/* Levenshtein distance, capped: words longer than 64 are never "close". */
+static int edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return 1000;
+    int row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *closest_word(const char *word, const char *const *cands)
+{
+    const char *best = NULL;
+    int bestd = (int)strlen(word) / 3 + 1;      /* at most a third wrong */
+    if (bestd > 3)
+        bestd = 3;
+    for (; *cands; cands++) {
+        int d = edit_distance(word, *cands);
+        if (d <= bestd && (!best || d < edit_distance(word, best)))
+            best = *cands;
+    }
+    return best;
+}
+
+bool mul_ok(int64_t a, int64_t b, int64_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
