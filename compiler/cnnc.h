@@ -94,7 +94,11 @@ struct Ast {
     Ast *a, *b;         /* A_BIN, A_NEG, A_PIPE */
     Arg *args;          /* A_CALL, A_SHAPE */
     int nargs;
+    int depth;          /* height of the tree below, bounded by MAX_AST_DEPTH */
 };
+
+/* Deeper expressions are refused by the parser, so later passes may recurse. */
+#define MAX_AST_DEPTH 1000
 
 typedef enum {
     S_NETWORK,  /* name */

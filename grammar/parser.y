@@ -37,17 +37,39 @@ static Loc loc_of(YYLTYPE l)
                  l.last_line == l.first_line ? l.last_column - l.first_column : 1};
 }
 
+static bool too_deep;     /* reported once per file */
+
+/* Sets e's depth from a child's; refuses trees deeper than MAX_AST_DEPTH. */
+static void deepen(Ast *e, const Ast *child)
+{
+    if (child->depth + 1 > e->depth)
+        e->depth = child->depth + 1;
+    if (e->depth > MAX_AST_DEPTH && !too_deep) {
+        too_deep = true;
+        if (e->kind == A_PIPE)
+            error_at(e->loc, "a pipeline of more than %d stages", MAX_AST_DEPTH);
+        else
+            error_at(e->loc, "an expression nested more than %d deep", MAX_AST_DEPTH);
+    }
+}
+
 static Ast *bin(int op, Ast *a, Ast *b, YYLTYPE l)
 {
     Ast *e = ast_new(op == '>' ? A_PIPE : A_BIN, loc_of(l));
     e->op = op, e->a = a, e->b = b;
-    return e;
+    deepen(e, a);
+    deepen(e, b);
+    return e->depth > MAX_AST_DEPTH ? a : e;
 }
 
 static Ast *call(const char *name, ArgList args, YYLTYPE l)
 {
     Ast *e = ast_new(A_CALL, loc_of(l));
     e->str = name, e->args = args.at, e->nargs = args.n;
+    for (int i = 0; i < args.n; i++)
+        deepen(e, args.at[i].val);
+    if (e->depth > MAX_AST_DEPTH)
+        e->nargs = 0;
     return e;
 }
 
@@ -202,7 +224,7 @@ expr
     | expr '*' expr             { $$ = bin('*', $1, $3, @$); }
     | expr '/' expr             { $$ = bin('/', $1, $3, @$); }
     | expr '@' expr             { $$ = bin('@', $1, $3, @$); }
-    | '-' expr %prec NEG        { $$ = ast_new(A_NEG, loc_of(@$)); $$->a = $2; }
+    | '-' expr %prec NEG        { $$ = ast_new(A_NEG, loc_of(@$)); $$->a = $2; deepen($$, $2); if ($$->depth > MAX_AST_DEPTH) $$ = $2; }
     | primary
     ;
 
@@ -259,6 +281,7 @@ Program *parse_program(const Source *src)
     Program *p = arena_alloc(sizeof *p);
     p->src = src;
     struct LexState st = {1, 1, "", 0};
+    too_deep = false;
     yyscan_t scanner;
     if (yylex_init_extra(&st, &scanner))
         internal_error("cannot start the lexer");
@@ -271,5 +294,8 @@ Program *parse_program(const Source *src)
 void yyerror(YYLTYPE *loc, yyscan_t scanner, Program *prog, const char *msg)
 {
     (void)scanner, (void)prog;
-    error_at(loc_of(*loc), "%s", msg);
+    if (strcmp(msg, "memory exhausted") == 0)
+        error_at(loc_of(*loc), "the program is nested too deeply to parse");
+    else
+        error_at(loc_of(*loc), "%s", msg);
 }
