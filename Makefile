@@ -17,11 +17,18 @@ FRONT_OBJ    := $(filter-out $(BUILD)/compiler/main.o,$(COMPILER_OBJ))
 INC          := -Icompiler -I$(GEN)
 
 .PHONY: all check demo clean deps fuzz
-all: bin/cnnc
+all: bin/cnnc runtime
+
+LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
+LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --libs 2>/dev/null)
+RT_CC       := cc
 
 bin/cnnc: $(COMPILER_OBJ)
 	@mkdir -p bin
-	$(CC) $(CFLAGS) -o $@ $^ -lm
+	$(CC) $(CFLAGS) -o $@ $^ $(LLVM_LIBS) -lm
+
+$(BUILD)/compiler/llvm.o: CFLAGS += $(LLVM_CFLAGS)
+$(BUILD)/compiler/link.o: CFLAGS += -DCNNC_CC='"$(RT_CC)"'
 
 $(BUILD)/compiler/%.o: compiler/%.c compiler/cnnc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)
@@ -54,7 +61,35 @@ deps:
 	fi
 
 clean:
-	rm -rf $(BUILD) bin
+	rm -rf $(BUILD) bin lib
+
+# ---- the runtime -----------------------------------------------------------
+# libcnnrt.a: what every generated program and library needs (libc, libm, OpenMP).
+# libcnnrt_main.a: the generated executables' commands, data sets and images
+# (adds zlib and libpng). The _asan variants are for the sanitizer tests.
+RT_CFLAGS := -O2 -g -std=c11 -fPIC -fopenmp -Wall -Wextra -D_GNU_SOURCE
+RT_CORE   := error crc32 safetensors net
+RT_PROG   := idx csv image main
+RT_LIBS   := lib/libcnnrt.a lib/libcnnrt_main.a lib/libcnnrt_asan.a lib/libcnnrt_main_asan.a
+
+.PHONY: runtime
+runtime: $(RT_LIBS)
+
+$(BUILD)/rt/%.o: runtime/%.c runtime/cnnrt.h
+	@mkdir -p $(dir $@)
+	$(RT_CC) $(RT_CFLAGS) -c -o $@ $<
+
+$(BUILD)/rt-asan/%.o: runtime/%.c runtime/cnnrt.h
+	@mkdir -p $(dir $@)
+	$(RT_CC) $(RT_CFLAGS) -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -c -o $@ $<
+
+lib/libcnnrt.a: $(RT_CORE:%=$(BUILD)/rt/%.o)
+lib/libcnnrt_main.a: $(RT_PROG:%=$(BUILD)/rt/%.o)
+lib/libcnnrt_asan.a: $(RT_CORE:%=$(BUILD)/rt-asan/%.o)
+lib/libcnnrt_main_asan.a: $(RT_PROG:%=$(BUILD)/rt-asan/%.o)
+$(RT_LIBS):
+	@mkdir -p lib
+	rm -f $@ && ar rcs $@ $^
 
 # ---- tests -------------------------------------------------------------------
 # Criterion unit tests link the compiler's objects without main.o.
@@ -63,7 +98,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 $(BUILD)/tests/%: tests/unit/%.c $(FRONT_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INC) -o $@ $< $(FRONT_OBJ) -lcriterion -lm
+	$(CC) $(CFLAGS) $(INC) -o $@ $< $(FRONT_OBJ) $(LLVM_LIBS) -lcriterion -lm
 
 .PHONY: check-unit check-golden
 check-unit: $(UNIT_BIN)

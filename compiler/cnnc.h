@@ -311,6 +311,111 @@ void settings_defaults(Graph *g);
 void settings_train(Graph *g, const Stmt *s);
 void settings_data(Graph *g, const Stmt *s);
 
+/* ------------------------------------------------------------------ loops.c */
+
+/* The loop IR: kernels made of loop nests over flat float buffers, with
+ * element expressions. It is what llvm.c lowers, and what --emit=loops shows.
+ *
+ * A kernel's buffers live in one of four places, each a function argument:
+ *   BASE_X       the input batch (read-only)
+ *   BASE_OUT     the output batch
+ *   BASE_PARAMS  the parameter block: every parameter at a fixed offset
+ *   BASE_WS      the workspace: activations, at offset * n (per example)
+ */
+typedef enum { BASE_X, BASE_OUT, BASE_PARAMS, BASE_WS } Base;
+
+typedef struct {
+    const char *name;     /* for dumps: the node's label or "%id" */
+    Base base;
+    int64_t offset;       /* floats from the base; for BASE_WS, times n */
+    int64_t size;         /* floats per example (batched) or in all */
+    bool batched;
+} Buf;
+
+typedef enum {
+    /* integer */
+    X_INT,      /* ival */
+    X_VAR,      /* var: a loop variable, or the batch size n (var 0) */
+    X_IADD, X_IMUL, X_IDIV, X_IMOD,
+    /* float */
+    X_FLT,      /* fval */
+    X_LOAD,     /* buf[a] */
+    X_GET,      /* var: a float scalar */
+    X_ADD, X_SUB, X_MUL, X_DIV, X_MAX, X_MIN, X_POW,
+    X_NEG, X_EXP, X_LOG, X_SQRT, X_ABS, X_TANH,
+    X_ITOF,     /* a (integer) as float */
+    /* conditions (integer or float operands) and choice */
+    X_LT, X_LE, X_AND, X_SELECT,   /* select: a ? b : c */
+} XKind;
+
+typedef struct Expr {
+    XKind kind;
+    int64_t ival;
+    float fval;
+    int var;
+    const Buf *buf;
+    struct Expr *a, *b, *c;
+} Expr;
+
+typedef enum {
+    L_FOR,      /* for var in [lo, hi): body */
+    L_STORE,    /* buf[idx] = val (or += val when accumulate) */
+    L_SET,      /* float scalar var = val */
+    L_IF,       /* if cond: body */
+} LKind;
+
+typedef struct LStmt {
+    LKind kind;
+    int var;
+    Expr *lo, *hi, *idx, *val, *cond;
+    const Buf *buf;
+    bool accumulate;
+    Vec body;             /* LStmt* */
+    const char *comment;  /* the node this nest computes, for dumps */
+} LStmt;
+
+typedef struct {
+    const char *name;     /* function name, e.g. "lenet_forward" */
+    Vec body;             /* LStmt* */
+    int nvars;            /* variables 1..nvars-1 (0 is n) */
+    bool *is_float;       /* per variable: a float scalar rather than an index */
+} Kernel;
+
+/* What the generated code needs to know of a network besides its kernels. */
+typedef struct {
+    const Graph *g;
+    int64_t *param_offset;      /* per parameter, in floats into the block */
+    int64_t param_floats;       /* the whole parameter block */
+    int64_t ws_floats;          /* workspace floats per example */
+    Kernel *forward;            /* (n, x, out, params, ws) */
+} Lowered;
+
+Lowered *loops_lower(const Graph *g);
+void loops_print(FILE *out, const Lowered *l);
+
+/* ------------------------------------------------------------------ llvm.c */
+
+typedef struct {
+    int opt_level;              /* 0..3 */
+    const char *cpu;            /* NULL: the host's */
+    bool executable;            /* emit main() calling the runtime */
+    bool sanitize;              /* instrument with AddressSanitizer */
+    bool verbose;
+} CodegenOptions;
+
+typedef enum { OUT_OBJECT, OUT_LLVM, OUT_ASM } OutputKind;
+
+/* Builds, verifies, optimizes and writes the module; false after an error. */
+bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const char *path);
+
+/* ------------------------------------------------------------------ link.c */
+
+/* Writes NAME.h beside `header_dir`: the C API of artifacts.md. */
+bool link_header(const Graph *g, const char *path);
+/* Links the object with the runtime into an executable or a static library. */
+bool link_executable(const char *object, const char *out, bool sanitize);
+bool link_library(const char *object, const char *out, bool sanitize);
+
 /* ---------------------------------------------------------------- summary.c */
 
 int64_t node_flops(const Node *n);

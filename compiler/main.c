@@ -1,26 +1,40 @@
 /* main.c: the driver. Reads the command line, then runs the pipeline as a
- * straight list of stages, stopping after the one the user asked to see. */
+ * straight list of stages, stopping after the one the user asked to see:
+ *   read -> parse -> shape -> loops -> llvm -> link
+ */
 #include "cnnc.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-typedef enum { EMIT_NONE, EMIT_AST, EMIT_GRAPH, EMIT_DOT } Emit;
+typedef enum { EMIT_NONE, EMIT_AST, EMIT_GRAPH, EMIT_DOT, EMIT_LOOPS, EMIT_LLVM, EMIT_ASM } Emit;
+typedef enum { MAKE_EXE, MAKE_LIB, MAKE_OBJ } Make;
 
 typedef struct {
     const char *input, *output;
     bool check, summary, verbose;
     Emit emit;
+    Make make;
+    CodegenOptions cg;
 } Options;
 
 static const char usage[] =
     "usage: cnnc FILE.cnn [options]\n"
     "\n"
+    "  -o PATH            the output (default: the network's name, libNAME.a, NAME.o)\n"
+    "  --lib              a static library libNAME.a and its header NAME.h\n"
+    "  -c                 the object file alone (with NAME.h)\n"
     "  --check            parse and shape-check only\n"
-    "  --summary          print the layer table: shapes, parameters, FLOPs\n"
-    "  --emit=KIND        print a stage's IR: ast, graph, dot\n"
-    "  -o PATH            write the output to PATH (default: stdout for --emit)\n"
+    "  --summary          the layer table: shapes, parameters, FLOPs\n"
+    "  --emit=KIND        a stage's output: ast, graph, dot, loops, llvm, asm\n"
+    "  -O0 .. -O3         optimization level (default -O2)\n"
+    "  --target-cpu=CPU   native (default), x86-64-v3, znver4, ...\n"
+    "  --sanitize         instrument generated code with AddressSanitizer and link\n"
+    "                     the sanitized runtime (for testing)\n"
     "  -v                 report the time of each compiler stage\n"
     "  --version          print the version\n"
     "  --help             print this help\n"
@@ -36,21 +50,37 @@ static _Noreturn void bad_usage(const char *fmt, const char *arg)
     exit(EXIT_USAGE);
 }
 
+static const char *const emit_names[] = {"ast", "graph", "dot", "loops", "llvm", "asm", NULL};
+
 static Emit emit_kind(const char *s)
 {
-    static const char *const kinds[] = {"ast", "graph", "dot", NULL};
-    if (strcmp(s, "ast") == 0) return EMIT_AST;
-    if (strcmp(s, "graph") == 0) return EMIT_GRAPH;
-    if (strcmp(s, "dot") == 0) return EMIT_DOT;
-    const char *near = closest_word(s, kinds);
-    fprintf(stderr, "cnnc: unknown --emit kind '%s'%s%s%s; kinds: ast, graph, dot\n", s,
+    for (int i = 0; emit_names[i]; i++)
+        if (strcmp(s, emit_names[i]) == 0)
+            return (Emit)(i + 1);
+    const char *near = closest_word(s, emit_names);
+    fprintf(stderr, "cnnc: unknown --emit kind '%s'%s%s%s; kinds: ast, graph, dot, loops, llvm, asm\n", s,
             near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
     exit(EXIT_USAGE);
 }
 
+static bool flag(Options *o, const char *a)
+{
+    if (strcmp(a, "--check") == 0)           o->check = true;
+    else if (strcmp(a, "--summary") == 0)    o->summary = true;
+    else if (strcmp(a, "-v") == 0)           o->verbose = o->cg.verbose = true;
+    else if (strcmp(a, "--lib") == 0)        o->make = MAKE_LIB;
+    else if (strcmp(a, "-c") == 0)           o->make = MAKE_OBJ;
+    else if (strcmp(a, "--sanitize") == 0)   o->cg.sanitize = true;
+    else if (strncmp(a, "--emit=", 7) == 0)  o->emit = emit_kind(a + 7);
+    else if (strncmp(a, "--target-cpu=", 13) == 0 && a[13]) o->cg.cpu = a + 13;
+    else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) o->cg.opt_level = a[2] - '0';
+    else return false;
+    return true;
+}
+
 static Options parse_options(int argc, char **argv)
 {
-    Options o = {0};
+    Options o = {.cg = {.opt_level = 2}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -59,18 +89,12 @@ static Options parse_options(int argc, char **argv)
         } else if (strcmp(a, "--version") == 0) {
             printf("cnnc %s\n", CNNC_VERSION);
             exit(EXIT_OK);
-        } else if (strcmp(a, "--check") == 0) {
-            o.check = true;
-        } else if (strcmp(a, "--summary") == 0) {
-            o.summary = true;
-        } else if (strcmp(a, "-v") == 0) {
-            o.verbose = true;
-        } else if (strncmp(a, "--emit=", 7) == 0) {
-            o.emit = emit_kind(a + 7);
         } else if (strcmp(a, "-o") == 0) {
             if (++i == argc)
                 bad_usage("%s needs a file name", a);
             o.output = argv[i];
+        } else if (flag(&o, a)) {
+            continue;
         } else if (a[0] == '-' && a[1]) {
             bad_usage("unknown option '%s'", a);
         } else if (o.input) {
@@ -144,9 +168,65 @@ static int finish(FILE *out)
     return EXIT_OK;
 }
 
+/* -v: the time of each stage */
+static double clock_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static double stage_start;
+static void stage_done(const Options *o, const char *stage)
+{
+    double now = clock_ms();
+    if (o->verbose)
+        fprintf(stderr, "cnnc: %-8s %8.1f ms\n", stage, now - stage_start);
+    stage_start = now;
+}
+
+/* The default output's name, and where the header goes. */
+static const char *output_path(const Options *o, const Graph *g)
+{
+    if (o->output)
+        return o->output;
+    return o->make == MAKE_EXE ? g->name : o->make == MAKE_LIB ? arena_printf("lib%s.a", g->name)
+                                                               : arena_printf("%s.o", g->name);
+}
+
+static const char *header_path(const char *out, const Graph *g)
+{
+    char *copy = arena_strdup(out);
+    return arena_printf("%s/%s.h", dirname(copy), g->name);
+}
+
+/* Writes the object, then links it as asked. */
+static int build(const Options *o, const Lowered *l)
+{
+    const Graph *g = l->g;
+    const char *out = output_path(o, g);
+    const char *obj = o->make == MAKE_OBJ ? out : arena_printf("%s.tmp%d.o", out, (int)getpid());
+    CodegenOptions cg = o->cg;
+    cg.executable = o->make == MAKE_EXE;
+    bool ok = llvm_emit(l, &cg, OUT_OBJECT, obj);
+    stage_done(o, "llvm");
+    if (ok && o->make != MAKE_EXE)
+        ok = link_header(g, header_path(out, g));
+    if (ok && o->make == MAKE_EXE)
+        ok = link_executable(obj, out, cg.sanitize);
+    else if (ok && o->make == MAKE_LIB)
+        ok = link_library(obj, out, cg.sanitize);
+    if (o->make != MAKE_OBJ)
+        unlink(obj);
+    stage_done(o, "link");
+    return ok ? EXIT_OK : EXIT_USER;
+}
+
 int main(int argc, char **argv)
 {
     Options o = parse_options(argc, argv);
+    stage_start = clock_ms();
+    double t0 = stage_start;
     Source *src = read_source(o.input);
     if (!src)
         return EXIT_USER;
@@ -155,6 +235,7 @@ int main(int argc, char **argv)
         return EXIT_USER;
 
     Program *prog = parse_program(src);
+    stage_done(&o, "parse");
     if (diag_error_count())
         return EXIT_USER;
     if (o.emit == EMIT_AST) {
@@ -164,6 +245,7 @@ int main(int argc, char **argv)
     }
 
     Graph *g = shape_check(prog);
+    stage_done(&o, "shape");
     if (!g)
         return EXIT_USER;
     if (o.emit == EMIT_GRAPH || o.emit == EMIT_DOT || o.summary) {
@@ -178,6 +260,21 @@ int main(int argc, char **argv)
     }
     if (o.check)
         return EXIT_OK;
-    fprintf(stderr, "cnnc: code generation is not available in this build; use --check, --summary or --emit\n");
-    return EXIT_USER;
+
+    Lowered *l = loops_lower(g);
+    stage_done(&o, "loops");
+    if (o.emit == EMIT_LOOPS) {
+        FILE *out = open_output(&o);
+        loops_print(out, l);
+        return finish(out);
+    }
+    if (o.emit == EMIT_LLVM || o.emit == EMIT_ASM) {
+        CodegenOptions cg = o.cg;
+        cg.executable = false;
+        return llvm_emit(l, &cg, o.emit == EMIT_LLVM ? OUT_LLVM : OUT_ASM, o.output) ? EXIT_OK : EXIT_USER;
+    }
+    int rc = build(&o, l);
+    if (o.verbose)
+        fprintf(stderr, "cnnc: %-8s %8.1f ms\n", "total", clock_ms() - t0);
+    return rc;
 }

@@ -1,0 +1,568 @@
+/* llvm.c: lowers the loop IR to LLVM IR with the LLVM-C API, adds the network's
+ * descriptor and its C API, then verifies, optimizes for the target CPU and
+ * writes an object file (or IR, or assembly).
+ */
+#include "cnnc.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The state of emitting one module. */
+typedef struct {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTypeRef i1, i32, i64, f32, f64, ptr, voidt;
+    /* the kernel being emitted */
+    LLVMValueRef fn, n, base[4];
+    LLVMValueRef *vars;          /* per loop-IR variable: its alloca */
+    const Kernel *k;
+    const Buf **cached; LLVMValueRef *cached_ptr; int ncached;
+} Emit;
+
+/* ---- expressions ---------------------------------------------------------- */
+
+static bool int_kind(XKind k) { return k <= X_IMOD; }
+
+static LLVMValueRef expr(Emit *E, const Expr *e);
+
+static LLVMValueRef intrinsic(Emit *E, const char *name, LLVMValueRef *args, int nargs)
+{
+    LLVMTypeRef types[1] = {E->f32};
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(E->mod, id, types, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(E->ctx, id, types, 1);
+    return LLVMBuildCall2(E->b, fty, fn, args, (unsigned)nargs, "");
+}
+
+/* A call to a libm function float(float), for what LLVM has no intrinsic. */
+static LLVMValueRef libm(Emit *E, const char *name, LLVMValueRef x)
+{
+    LLVMTypeRef fty = LLVMFunctionType(E->f32, &E->f32, 1, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(E->mod, name);
+    if (!fn)
+        fn = LLVMAddFunction(E->mod, name, fty);
+    return LLVMBuildCall2(E->b, fty, fn, &x, 1, "");
+}
+
+/* Fast-math: reassociation (so reductions vectorize) and contraction (FMA),
+ * but NaN and infinity keep their meaning. */
+static LLVMValueRef fast(LLVMValueRef v)
+{
+    if (LLVMCanValueUseFastMathFlags(v))
+        LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract |
+                                    LLVMFastMathNoSignedZeros);
+    return v;
+}
+
+/* The address of buf's element 0: a base argument plus the buffer's offset. */
+static LLVMValueRef buf_ptr(Emit *E, const Buf *buf)
+{
+    for (int i = 0; i < E->ncached; i++)
+        if (E->cached[i] == buf)
+            return E->cached_ptr[i];
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
+    LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(E->fn);
+    LLVMPositionBuilderBefore(E->b, LLVMGetLastInstruction(entry));     /* before the branch */
+    LLVMValueRef off = LLVMConstInt(E->i64, (unsigned long long)buf->offset, 0);
+    if (buf->base == BASE_WS)
+        off = LLVMBuildMul(E->b, off, E->n, "");
+    LLVMValueRef p = LLVMBuildGEP2(E->b, E->f32, E->base[buf->base], &off, 1, buf->name);
+    LLVMPositionBuilderAtEnd(E->b, here);
+    E->cached = realloc(E->cached, sizeof(Buf *) * (size_t)(E->ncached + 1));
+    E->cached_ptr = realloc(E->cached_ptr, sizeof(LLVMValueRef) * (size_t)(E->ncached + 1));
+    E->cached[E->ncached] = buf, E->cached_ptr[E->ncached++] = p;
+    return p;
+}
+
+static LLVMValueRef address(Emit *E, const Buf *buf, const Expr *idx)
+{
+    LLVMValueRef i = expr(E, idx);
+    return LLVMBuildInBoundsGEP2(E->b, E->f32, buf_ptr(E, buf), &i, 1, "");
+}
+
+static LLVMValueRef compare(Emit *E, const Expr *e)
+{
+    LLVMValueRef a = expr(E, e->a), c = expr(E, e->b);
+    if (int_kind(e->a->kind))
+        return LLVMBuildICmp(E->b, e->kind == X_LT ? LLVMIntSLT : LLVMIntSLE, a, c, "");
+    return LLVMBuildFCmp(E->b, e->kind == X_LT ? LLVMRealOLT : LLVMRealOLE, a, c, "");
+}
+
+static LLVMValueRef float_op(Emit *E, const Expr *e)
+{
+    LLVMValueRef a = expr(E, e->a), c = e->b ? expr(E, e->b) : NULL, args[2] = {a, c};
+    switch (e->kind) {
+    case X_ADD:  return fast(LLVMBuildFAdd(E->b, a, c, ""));
+    case X_SUB:  return fast(LLVMBuildFSub(E->b, a, c, ""));
+    case X_MUL:  return fast(LLVMBuildFMul(E->b, a, c, ""));
+    case X_DIV:  return fast(LLVMBuildFDiv(E->b, a, c, ""));
+    case X_NEG:  return fast(LLVMBuildFNeg(E->b, a, ""));
+    case X_MAX:  return intrinsic(E, "llvm.maxnum", args, 2);
+    case X_MIN:  return intrinsic(E, "llvm.minnum", args, 2);
+    case X_POW:  return intrinsic(E, "llvm.pow", args, 2);
+    case X_EXP:  return intrinsic(E, "llvm.exp", args, 1);
+    case X_LOG:  return intrinsic(E, "llvm.log", args, 1);
+    case X_SQRT: return intrinsic(E, "llvm.sqrt", args, 1);
+    case X_ABS:  return intrinsic(E, "llvm.fabs", args, 1);
+    case X_TANH: return libm(E, "tanhf", a);
+    default:     internal_error("llvm: float op %d", e->kind);
+    }
+}
+
+static LLVMValueRef expr(Emit *E, const Expr *e)
+{
+    switch (e->kind) {
+    case X_INT:  return LLVMConstInt(E->i64, (unsigned long long)e->ival, 1);
+    case X_FLT:  return LLVMConstReal(E->f32, e->fval);
+    case X_VAR:  return e->var ? LLVMBuildLoad2(E->b, E->i64, E->vars[e->var], "") : E->n;
+    case X_GET:  return LLVMBuildLoad2(E->b, E->f32, E->vars[e->var], "");
+    case X_IADD: return LLVMBuildNSWAdd(E->b, expr(E, e->a), expr(E, e->b), "");
+    case X_IMUL: return LLVMBuildNSWMul(E->b, expr(E, e->a), expr(E, e->b), "");
+    case X_IDIV: return LLVMBuildSDiv(E->b, expr(E, e->a), expr(E, e->b), "");
+    case X_IMOD: return LLVMBuildSRem(E->b, expr(E, e->a), expr(E, e->b), "");
+    case X_LOAD: return LLVMBuildLoad2(E->b, E->f32, address(E, e->buf, e->a), "");
+    case X_ITOF: return LLVMBuildSIToFP(E->b, expr(E, e->a), E->f32, "");
+    case X_LT:
+    case X_LE:   return compare(E, e);
+    case X_AND:  return LLVMBuildAnd(E->b, expr(E, e->a), expr(E, e->b), "");
+    case X_SELECT: {
+        LLVMValueRef c = expr(E, e->a), t = expr(E, e->b), f = expr(E, e->c);
+        return LLVMBuildSelect(E->b, c, t, f, "");
+    }
+    default:     return float_op(E, e);
+    }
+}
+
+/* ---- statements ----------------------------------------------------------- */
+
+static void stmts(Emit *E, const Vec *body);
+
+/*   for v in [lo, hi): body
+ * becomes  v = lo; cond: if v < hi goto body else exit; body: ...; v += 1; goto cond */
+static void emit_for(Emit *E, const LStmt *s)
+{
+    LLVMBasicBlockRef cond = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "for.cond");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "for.body");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "for.end");
+    LLVMValueRef v = E->vars[s->var];
+    LLVMBuildStore(E->b, expr(E, s->lo), v);
+    LLVMBuildBr(E->b, cond);
+    LLVMPositionBuilderAtEnd(E->b, cond);
+    LLVMValueRef i = LLVMBuildLoad2(E->b, E->i64, v, "");
+    LLVMBuildCondBr(E->b, LLVMBuildICmp(E->b, LLVMIntSLT, i, expr(E, s->hi), ""), body, done);
+    LLVMPositionBuilderAtEnd(E->b, body);
+    stmts(E, &s->body);
+    LLVMValueRef next = LLVMBuildNSWAdd(E->b, LLVMBuildLoad2(E->b, E->i64, v, ""), LLVMConstInt(E->i64, 1, 0), "");
+    LLVMBuildStore(E->b, next, v);
+    LLVMBuildBr(E->b, cond);
+    LLVMPositionBuilderAtEnd(E->b, done);
+}
+
+static void emit_if(Emit *E, const LStmt *s)
+{
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "if.then");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "if.end");
+    LLVMBuildCondBr(E->b, expr(E, s->cond), then, done);
+    LLVMPositionBuilderAtEnd(E->b, then);
+    stmts(E, &s->body);
+    LLVMBuildBr(E->b, done);
+    LLVMPositionBuilderAtEnd(E->b, done);
+}
+
+static void emit_store(Emit *E, const LStmt *s)
+{
+    LLVMValueRef p = address(E, s->buf, s->idx), v = expr(E, s->val);
+    if (s->accumulate)
+        v = fast(LLVMBuildFAdd(E->b, LLVMBuildLoad2(E->b, E->f32, p, ""), v, ""));
+    LLVMBuildStore(E->b, v, p);
+}
+
+static void stmts(Emit *E, const Vec *body)
+{
+    for (int i = 0; i < body->n; i++) {
+        const LStmt *s = body->at[i];
+        switch (s->kind) {
+        case L_FOR:   emit_for(E, s); break;
+        case L_IF:    emit_if(E, s); break;
+        case L_STORE: emit_store(E, s); break;
+        case L_SET:   LLVMBuildStore(E->b, expr(E, s->val), E->vars[s->var]); break;
+        }
+    }
+}
+
+/* ---- kernels -------------------------------------------------------------- */
+
+static void add_attr(Emit *E, LLVMValueRef fn, unsigned idx, const char *name)
+{
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(E->ctx, kind, 0));
+}
+
+static void add_string_attr(Emit *E, LLVMValueRef fn, const char *k, const char *v)
+{
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(E->ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v)));
+}
+
+/* void kernel(i64 n, const float *x, float *out, const float *params, float *ws):
+ * the four pointers never alias. */
+static LLVMValueRef emit_kernel(Emit *E, const Kernel *k, const CodegenOptions *o)
+{
+    LLVMTypeRef params[5] = {E->i64, E->ptr, E->ptr, E->ptr, E->ptr};
+    LLVMValueRef fn = LLVMAddFunction(E->mod, k->name, LLVMFunctionType(E->voidt, params, 5, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
+    for (unsigned i = 2; i <= 5; i++)
+        add_attr(E, fn, i, "noalias");
+    add_string_attr(E, fn, "prefer-vector-width", "512");
+    add_string_attr(E, fn, "min-legal-vector-width", "512");
+    if (o->sanitize)
+        add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
+    E->fn = fn, E->k = k, E->n = LLVMGetParam(fn, 0), E->ncached = 0;
+    for (int i = 0; i < 4; i++)
+        E->base[i] = LLVMGetParam(fn, (unsigned)i + 1);
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, fn, "start");
+    LLVMPositionBuilderAtEnd(E->b, entry);
+    E->vars = calloc((size_t)k->nvars + 1, sizeof(LLVMValueRef));
+    for (int v = 1; v < k->nvars; v++)
+        E->vars[v] = LLVMBuildAlloca(E->b, k->is_float[v] ? E->f32 : E->i64, "");
+    LLVMBuildBr(E->b, start);
+    LLVMPositionBuilderAtEnd(E->b, start);
+    stmts(E, &k->body);
+    LLVMBuildRetVoid(E->b);
+    free(E->vars);
+    free(E->cached), free(E->cached_ptr);
+    E->cached = NULL, E->cached_ptr = NULL;
+    return fn;
+}
+
+/* ---- the descriptor and the C API ----------------------------------------- */
+
+/* Fields of rt_net_desc (runtime/cnnrt.h), every one 8 bytes wide, in order. */
+typedef struct { LLVMValueRef *v; int n, cap; } Fields;
+
+static void field(Fields *f, LLVMValueRef v)
+{
+    if (f->n == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 64;
+        f->v = realloc(f->v, sizeof(LLVMValueRef) * (size_t)f->cap);
+    }
+    f->v[f->n++] = v;
+}
+
+static LLVMValueRef cstr(Emit *E, const char *s)
+{
+    if (!s)
+        return LLVMConstNull(E->ptr);
+    return LLVMBuildGlobalStringPtr(E->b, s, ".str");
+}
+
+static void fi(Emit *E, Fields *f, int64_t v) { field(f, LLVMConstInt(E->i64, (unsigned long long)v, 1)); }
+static void fd(Emit *E, Fields *f, double v)  { field(f, LLVMConstReal(E->f64, v)); }
+
+static LLVMValueRef global_struct(Emit *E, Fields *f, const char *name, bool external)
+{
+    LLVMTypeRef *types = malloc(sizeof(LLVMTypeRef) * (size_t)f->n);
+    for (int i = 0; i < f->n; i++)
+        types[i] = LLVMTypeOf(f->v[i]);
+    LLVMValueRef init = LLVMConstStructInContext(E->ctx, f->v, (unsigned)f->n, 0);
+    LLVMValueRef g = LLVMAddGlobal(E->mod, LLVMStructTypeInContext(E->ctx, types, (unsigned)f->n, 0), name);
+    LLVMSetInitializer(g, init);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, external ? LLVMExternalLinkage : LLVMPrivateLinkage);
+    free(types);
+    free(f->v);
+    return g;
+}
+
+static void shape_fields(Emit *E, Fields *f, Shape s, int slots)
+{
+    fi(E, f, s.rank);
+    for (int i = 0; i < slots; i++)
+        fi(E, f, i < s.rank ? s.d[i] : 0);
+    fi(E, f, shape_count(s));
+}
+
+/* rt_param_desc[]: name, rank, dims[4], count, offset, init, a, b, fan_in, fan_out, flags */
+static LLVMValueRef param_table(Emit *E, const Lowered *l)
+{
+    const Graph *g = l->g;
+    Fields f = {0};
+    for (int i = 0; i < g->nparams; i++) {
+        const Param *p = &g->params[i];
+        field(&f, cstr(E, p->name));
+        shape_fields(E, &f, p->shape, 4);
+        fi(E, &f, l->param_offset[i]);
+        fi(E, &f, p->init);
+        fd(E, &f, p->a), fd(E, &f, p->b);
+        fi(E, &f, p->fan_in), fi(E, &f, p->fan_out);
+        fi(E, &f, (p->is_weight ? 1 : 0) | (p->is_buffer ? 2 : 0));
+    }
+    if (!f.n)
+        fi(E, &f, 0);
+    return global_struct(E, &f, "cnnc.params", false);
+}
+
+/* FNV-1a of the --emit=graph text: names the network's structure in checkpoints. */
+static uint64_t structure_hash(const Graph *g)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    graph_print(m, g);
+    fclose(m);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 1099511628211ull;
+    free(text);
+    return h;
+}
+
+static char *summary_text(const Graph *g)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    summary_print(m, g);
+    fclose(m);
+    char *s = arena_strdup(text);
+    free(text);
+    return s;
+}
+
+#define RT_DESC_MAGIC 0x636e6e6300000001ll   /* "cnnc", layout version 1 */
+
+static void train_fields(Emit *E, Fields *f, const Graph *g)
+{
+    const TrainCfg *t = &g->train;
+    fd(E, f, t->lr), fd(E, f, t->momentum), fd(E, f, t->weight_decay);
+    fi(E, f, t->nesterov), fi(E, f, t->batch), fi(E, f, t->epochs), fi(E, f, t->schedule);
+    fi(E, f, t->step_every), fd(E, f, t->step_factor), fd(E, f, t->exp_gamma), fi(E, f, (int64_t)t->seed);
+    const DataCfg *d = &g->data;
+    const DataSet *sets[2] = {&d->train, &d->test};
+    for (int i = 0; i < 2; i++) {
+        fi(E, f, sets[i]->kind);
+        field(f, cstr(E, sets[i]->path)), field(f, cstr(E, sets[i]->labels));
+        fi(E, f, sets[i]->label_col);
+    }
+    fd(E, f, d->scale);
+}
+
+/* The rt_net_desc NAME_desc: everything the runtime knows of the network. */
+static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward)
+{
+    const Graph *g = l->g;
+    LLVMValueRef params = param_table(E, l);
+    Fields f = {0};
+    fi(E, &f, RT_DESC_MAGIC);
+    field(&f, cstr(E, g->name)), field(&f, cstr(E, CNNC_VERSION));
+    fi(E, &f, (int64_t)structure_hash(g));
+    shape_fields(E, &f, g->input->shape, 3);
+    shape_fields(E, &f, g->output->shape, 3);
+    fi(E, &f, g->label_kind), fi(E, &f, g->nclasses), fi(E, &f, shape_count(g->target_shape));
+    const LossTerm *data_term = NULL;
+    for (int i = 0; i < g->nloss && !data_term; i++)
+        if (g->loss[i].f)
+            data_term = &g->loss[i];
+    fi(E, &f, !data_term ? 0 : data_term->kind == LOSS_SOFTMAX_CE ? 1 : data_term->kind == LOSS_SVM_HINGE ? 2 : 3);
+    fd(E, &f, data_term ? data_term->margin : 0);
+    fi(E, &f, g->output->op == OP_SOFTMAX);
+    fi(E, &f, g->nparams), field(&f, params);
+    fi(E, &f, l->param_floats), fi(E, &f, l->ws_floats);
+    field(&f, forward);
+    field(&f, LLVMConstNull(E->ptr));                          /* loss_grad: training */
+    train_fields(E, &f, g);
+    field(&f, cstr(E, summary_text(g)));
+    return global_struct(E, &f, arena_printf("%s_desc", g->name), true);
+}
+
+/* One function of the C API: NAME_suffix(args) { return rt_fn([&desc,] args); } */
+typedef struct { const char *suffix, *rt; char ret; const char *args; bool desc; } ApiFn;
+
+static const ApiFn api[] = {
+    {"new", "rt_net_new", 'p', "i", true},
+    {"free", "rt_net_free", 'v', "p", false},
+    {"load", "rt_net_load", 'w', "pp", false},
+    {"save", "rt_net_save", 'w', "pp", false},
+    {"error", "rt_net_error", 'p', "p", false},
+    {"forward", "rt_net_forward", 'v', "pwpp", false},
+    {"loss_grad", "rt_net_loss_grad", 'f', "pwpp", false},
+    {"train_step", "rt_net_train_step", 'f', "pwpp", false},
+    {"param_count", "rt_desc_param_count", 'w', "", true},
+    {"param_name", "rt_desc_param_name", 'p', "w", true},
+    {"param_shape", "rt_desc_param_shape", 'w', "wp", true},
+    {"param", "rt_net_param", 'p', "pw", false},
+    {"grad", "rt_net_grad", 'p', "pw", false},
+    {"set_threads", "rt_net_set_threads", 'v', "pw", false},
+    {"set_lr", "rt_net_set_lr", 'v', "pf", false},
+};
+
+/* 'p' pointer, 'i' i64, 'w' i32 (C int), 'f' float, 'v' void */
+static LLVMTypeRef api_type(Emit *E, char c)
+{
+    return c == 'p' ? E->ptr : c == 'i' ? E->i64 : c == 'w' ? E->i32 : c == 'f' ? E->f32 : E->voidt;
+}
+
+static void emit_api(Emit *E, const Graph *g, LLVMValueRef desc)
+{
+    for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
+        const ApiFn *a = &api[i];
+        int n = (int)strlen(a->args);
+        LLVMTypeRef types[6], rtypes[7];
+        LLVMValueRef args[7];
+        for (int j = 0; j < n; j++)
+            types[j] = api_type(E, a->args[j]);
+        int off = a->desc ? 1 : 0;
+        rtypes[0] = E->ptr;
+        memcpy(rtypes + off, types, sizeof(LLVMTypeRef) * (size_t)n);
+        LLVMTypeRef ret = api_type(E, a->ret);
+        LLVMValueRef fn = LLVMAddFunction(E->mod, arena_printf("%s_%s", g->name, a->suffix),
+                                          LLVMFunctionType(ret, types, (unsigned)n, 0));
+        LLVMTypeRef rty = LLVMFunctionType(ret, rtypes, (unsigned)(n + off), 0);
+        LLVMValueRef rt = LLVMGetNamedFunction(E->mod, a->rt);
+        if (!rt)
+            rt = LLVMAddFunction(E->mod, a->rt, rty);
+        LLVMPositionBuilderAtEnd(E->b, LLVMAppendBasicBlockInContext(E->ctx, fn, "entry"));
+        args[0] = desc;
+        for (int j = 0; j < n; j++)
+            args[j + off] = LLVMGetParam(fn, (unsigned)j);
+        LLVMValueRef r = LLVMBuildCall2(E->b, rty, rt, args, (unsigned)(n + off), "");
+        if (a->ret == 'v')
+            LLVMBuildRetVoid(E->b);
+        else
+            LLVMBuildRet(E->b, r);
+    }
+}
+
+/* int main(int argc, char **argv) { return rt_main(&NAME_desc, argc, argv); } */
+static void emit_main(Emit *E, LLVMValueRef desc)
+{
+    LLVMTypeRef margs[2] = {E->i32, E->ptr}, rargs[3] = {E->ptr, E->i32, E->ptr};
+    LLVMValueRef fn = LLVMAddFunction(E->mod, "main", LLVMFunctionType(E->i32, margs, 2, 0));
+    LLVMTypeRef rty = LLVMFunctionType(E->i32, rargs, 3, 0);
+    LLVMValueRef rt = LLVMAddFunction(E->mod, "rt_main", rty);
+    LLVMPositionBuilderAtEnd(E->b, LLVMAppendBasicBlockInContext(E->ctx, fn, "entry"));
+    LLVMValueRef args[3] = {desc, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
+    LLVMBuildRet(E->b, LLVMBuildCall2(E->b, rty, rt, args, 3, ""));
+}
+
+/* ---- the target and the pipeline ------------------------------------------ */
+
+static LLVMTargetMachineRef target_machine(const CodegenOptions *o, LLVMCodeGenOptLevel level)
+{
+    LLVMInitializeNativeTarget();
+    LLVMInitializeNativeAsmPrinter();
+    LLVMInitializeNativeAsmParser();
+    char *triple = LLVMGetDefaultTargetTriple(), *err = NULL;
+    LLVMTargetRef target;
+    if (LLVMGetTargetFromTriple(triple, &target, &err))
+        internal_error("no LLVM target for %s: %s", triple, err);
+    bool host = !o->cpu || strcmp(o->cpu, "native") == 0;
+    char *cpu = host ? LLVMGetHostCPUName() : NULL, *features = host ? LLVMGetHostCPUFeatures() : NULL;
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, host ? cpu : o->cpu, host ? features : "",
+                                                      level, LLVMRelocPIC, LLVMCodeModelDefault);
+    LLVMDisposeMessage(triple);
+    if (host)
+        LLVMDisposeMessage(cpu), LLVMDisposeMessage(features);
+    return tm;
+}
+
+static bool optimize(Emit *E, LLVMTargetMachineRef tm, const CodegenOptions *o)
+{
+    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(opts, o->opt_level >= 2);
+    LLVMPassBuilderOptionsSetSLPVectorization(opts, o->opt_level >= 2);
+    LLVMPassBuilderOptionsSetLoopUnrolling(opts, o->opt_level >= 2);
+    const char *pipeline = arena_printf("default<O%d>%s", o->opt_level, o->sanitize ? ",asan" : "");
+    LLVMErrorRef err = LLVMRunPasses(E->mod, pipeline, tm, opts);
+    LLVMDisposePassBuilderOptions(opts);
+    if (err) {
+        char *msg = LLVMGetErrorMessage(err);
+        fprintf(stderr, "cnnc: internal compiler error: LLVM passes failed: %s\n", msg);
+        LLVMDisposeErrorMessage(msg);
+        return false;
+    }
+    return true;
+}
+
+static bool write_output(Emit *E, LLVMTargetMachineRef tm, OutputKind kind, const char *path)
+{
+    char *err = NULL;
+    if (kind == OUT_LLVM) {
+        if (!path || strcmp(path, "-") == 0) {
+            char *s = LLVMPrintModuleToString(E->mod);
+            fputs(s, stdout);
+            LLVMDisposeMessage(s);
+            return true;
+        }
+        if (!LLVMPrintModuleToFile(E->mod, path, &err))
+            return true;
+    } else if (kind == OUT_ASM && (!path || strcmp(path, "-") == 0)) {
+        LLVMMemoryBufferRef buf;
+        if (!LLVMTargetMachineEmitToMemoryBuffer(tm, E->mod, LLVMAssemblyFile, &err, &buf)) {
+            fwrite(LLVMGetBufferStart(buf), 1, LLVMGetBufferSize(buf), stdout);
+            LLVMDisposeMemoryBuffer(buf);
+            return true;
+        }
+    } else if (!LLVMTargetMachineEmitToFile(tm, E->mod, (char *)path,
+                                            kind == OUT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &err)) {
+        return true;
+    }
+    fprintf(stderr, "cnnc: cannot write '%s': %s\n", path ? path : "-", err ? err : "unknown error");
+    LLVMDisposeMessage(err);
+    return false;
+}
+
+bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const char *path)
+{
+    Emit E = {0};
+    E.ctx = LLVMContextCreate();
+    E.mod = LLVMModuleCreateWithNameInContext(l->g->name, E.ctx);
+    E.b = LLVMCreateBuilderInContext(E.ctx);
+    E.i1 = LLVMInt1TypeInContext(E.ctx), E.i32 = LLVMInt32TypeInContext(E.ctx);
+    E.i64 = LLVMInt64TypeInContext(E.ctx), E.f32 = LLVMFloatTypeInContext(E.ctx);
+    E.f64 = LLVMDoubleTypeInContext(E.ctx), E.ptr = LLVMPointerTypeInContext(E.ctx, 0);
+    E.voidt = LLVMVoidTypeInContext(E.ctx);
+
+    LLVMCodeGenOptLevel level = o->opt_level == 0 ? LLVMCodeGenLevelNone
+                              : o->opt_level == 1 ? LLVMCodeGenLevelLess
+                              : o->opt_level == 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelAggressive;
+    LLVMTargetMachineRef tm = target_machine(o, level);
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(E.mod, triple);
+    LLVMDisposeMessage(triple);
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(E.mod, layout);
+
+    LLVMValueRef forward = emit_kernel(&E, l->forward, o);
+    /* globals need an insertion point for their strings: a scratch function */
+    LLVMValueRef scratch = LLVMAddFunction(E.mod, "cnnc.scratch", LLVMFunctionType(E.voidt, NULL, 0, 0));
+    LLVMPositionBuilderAtEnd(E.b, LLVMAppendBasicBlockInContext(E.ctx, scratch, "entry"));
+    LLVMValueRef desc = descriptor(&E, l, forward);
+    LLVMBuildRetVoid(E.b);
+    emit_api(&E, l->g, desc);
+    if (o->executable)
+        emit_main(&E, desc);
+    LLVMDeleteFunction(scratch);
+
+    char *msg = NULL;
+    bool ok = !LLVMVerifyModule(E.mod, LLVMReturnStatusAction, &msg);
+    if (!ok)
+        fprintf(stderr, "cnnc: internal compiler error: the generated module is invalid:\n%s\n", msg);
+    LLVMDisposeMessage(msg);
+    ok = ok && optimize(&E, tm, o) && write_output(&E, tm, kind, path);
+
+    LLVMDisposeTargetData(layout);
+    LLVMDisposeBuilder(E.b);
+    LLVMDisposeModule(E.mod);
+    LLVMDisposeTargetMachine(tm);
+    LLVMContextDispose(E.ctx);
+    return ok;
+}

@@ -1,0 +1,332 @@
+/* cnnrt.h -- the cnnc runtime: the I/O that generated code calls.
+ *
+ * Two libraries are built from runtime/:
+ *   libcnnrt.a       error.c crc32.c safetensors.c net.c
+ *                    needs only libc; linked by every program that embeds a
+ *                    network (`cnnc --lib`, `cnnc -c`) and by the executables.
+ *   libcnnrt_main.a  idx.c csv.c image.c main.c
+ *                    data sets and images, for the generated executables only;
+ *                    link after libcnnrt.a with -lz -lpng.
+ *
+ * Conventions.
+ *   - A function that can fail returns 0 on success and -1 on failure, after
+ *     writing a one-line message into the caller's rt_err. The message starts
+ *     with the file it concerns and says what is wrong, with the row, column or
+ *     offset where there is one:
+ *       "w.safetensors: tensor 'conv1.weight' has dtype F16, expected F32"
+ *   - A struct filled by a function belongs to the caller and is released with
+ *     the matching _free function. On failure the struct is left zeroed,
+ *     owning nothing; _free accepts a zeroed struct.
+ *   - There is no global mutable state. Little-endian hosts only (x86-64,
+ *     AArch64): the file formats store little-endian floats.
+ */
+#ifndef CNNRT_H
+#define CNNRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define RT_PRINTF(f, a)
+#endif
+
+/* error.c */
+
+/* A failure's message; msg is always NUL-terminated (empty before a failure). */
+typedef struct {
+    char msg[512];
+} rt_err;
+
+/* Formats the message into e->msg (truncating to fit) and returns -1, so a
+ * failing function can `return rt_fail(err, "%s: ...", path)`. e may be NULL. */
+int rt_fail(rt_err *e, const char *fmt, ...) RT_PRINTF(2, 3);
+
+/* Reads the whole file at path into a fresh buffer, with a NUL appended that
+ * *len does not count. The caller frees *buf. Fails if the file cannot be
+ * opened or read ("x.csv: cannot open: No such file or directory"). */
+int rt_read_file(const char *path, char **buf, size_t *len, rt_err *err);
+
+/* crc32.c */
+
+/* The IEEE 802.3 CRC-32 (as zlib's crc32 and Python's zlib.crc32): start with
+ * crc = 0 and feed the running value back to continue over more bytes. */
+uint32_t rt_crc32(uint32_t crc, const void *p, size_t n);
+
+/* safetensors.c
+ *
+ * The safetensors format: an 8-byte little-endian header length N; N bytes of
+ * JSON mapping each tensor's name to
+ *   {"dtype":"F32","shape":[d0,...],"data_offsets":[begin,end]}
+ * plus an optional "__metadata__" object of strings; then the data section,
+ * which offsets count from. Only F32 tensors are supported. */
+
+#define RT_MAX_RANK 8
+
+/* One named tensor. count is the product of dims[0..rank) (1 for rank 0).
+ * data holds count floats, row-major; NULL when count is 0. */
+typedef struct {
+    char *name;
+    int rank;
+    int64_t dims[RT_MAX_RANK];
+    int64_t count;
+    float *data;
+} rt_tensor;
+
+/* The contents of a safetensors file: tensors in the file header's order,
+ * metadata pairs meta_key[i] -> meta_val[i] in the header's order. Everything
+ * reachable from it is owned by it. */
+typedef struct {
+    int n;
+    rt_tensor *t;
+    int nmeta;
+    char **meta_key, **meta_val;
+} rt_tensors;
+
+/* Reads and validates a safetensors file into *out. Refuses anything that is
+ * not exactly the format: truncated files, absurd header lengths, malformed
+ * JSON, missing or repeated fields, non-F32 dtypes, shapes that overflow or
+ * disagree with the byte range, ranges outside the data section, overlapping
+ * ranges, gaps or unused trailing data, repeated tensor names. */
+int rt_st_read(const char *path, rt_tensors *out, rt_err *err);
+
+/* As rt_st_read, from the len bytes at buf (not retained); label names the
+ * source in messages. Never reads outside [buf, buf + len). */
+int rt_st_read_mem(const void *buf, size_t len, const char *label, rt_tensors *out,
+                   rt_err *err);
+
+/* Releases everything *t owns and zeroes it. */
+void rt_st_free(rt_tensors *t);
+
+/* The tensor called name, or NULL. Borrowed from t. */
+const rt_tensor *rt_st_find(const rt_tensors *t, const char *name);
+
+/* The metadata value for key, or NULL. Borrowed from t. */
+const char *rt_st_meta(const rt_tensors *t, const char *key);
+
+/* Writes tensors t[0..n) in that order, with metadata key[i] -> val[i] for
+ * i < nmeta, to path. Each t[i].count must equal the product of its dims; names
+ * must be distinct, non-empty, not "__metadata__", and all strings valid UTF-8.
+ * The write is atomic: the file is written as path.tmp.<pid> in the same
+ * directory, synced, renamed over path, and the directory synced. On failure
+ * (full disk, missing or read-only directory, ...) the temporary file is
+ * removed and an existing file at path is left as it was. The header is
+ * padded with spaces so the data section starts at a multiple of 8. */
+int rt_st_write(const char *path, int n, const rt_tensor *t, int nmeta,
+                const char *const *key, const char *const *val, rt_err *err);
+
+/* idx.c
+ *
+ * The IDX format (MNIST, Fashion-MNIST), plain or gzip-compressed (detected by
+ * the magic bytes 1f 8b): bytes 00 00 08 R, then R big-endian u32 dims, then
+ * the unsigned bytes of the array, row-major. Only element type 0x08 (unsigned
+ * byte) and 1 <= R <= 4 are accepted. */
+
+/* An IDX array, or the slice of it made of items [first, first + n) along the
+ * first axis. dims are the whole file's: dims[0] is its item count. */
+typedef struct {
+    int rank;
+    int64_t dims[4];
+    int64_t item;     /* bytes per item: dims[1] * ... * dims[rank-1] (1 if rank 1) */
+    int64_t first, n; /* the slice held in u8 */
+    uint8_t *u8;      /* n * item bytes; NULL when n == 0 */
+} rt_idx;
+
+/* Reads the items [first, first + n) of the IDX file at path; n < 0 means
+ * through the last item, n == 0 reads the header only. When the whole file is
+ * read, trailing bytes and gzip corruption are errors too. */
+int rt_idx_read(const char *path, int64_t first, int64_t n, rt_idx *out, rt_err *err);
+
+void rt_idx_free(rt_idx *a);
+
+/* A data set of n examples of dim values each, plus a class label for each.
+ * Exactly one of u8 and f32 holds the values: u8 when read from IDX (raw
+ * bytes, compact: Fashion-MNIST's 60000 x 784 is 47 MB), f32 when read from
+ * CSV. Examples are row-major (images in C, H, W order). */
+typedef struct {
+    int64_t n, dim;
+    uint8_t *u8;        /* n * dim bytes, or NULL */
+    float *f32;         /* n * dim values, or NULL */
+    int32_t *labels;    /* n labels */
+    char *label_file;   /* the file the labels came from, for messages */
+    int64_t first_line; /* CSV: the line number of example 0; IDX: 0 */
+} rt_data;
+
+/* Loads an IDX image file (n x ...) and its IDX label file (n, or n x 1) into
+ * *d, checking that both hold the same number of examples, naming both files
+ * when they do not. */
+int rt_idx_load(const char *images, const char *labels, rt_data *d, rt_err *err);
+
+/* Checks that every label lies in [0, nclasses), naming the first one that
+ * does not (by line for CSV, by example index for IDX). */
+int rt_data_check_labels(const rt_data *d, int nclasses, rt_err *err);
+
+/* Gathers examples rows[0..n) into x (n * d->dim floats, value * scale) and,
+ * unless y is NULL, their labels into y. Each rows[i] must be in [0, d->n). */
+void rt_data_batch(const rt_data *d, const int64_t *rows, int n, float scale, float *x,
+                   int32_t *y);
+
+/* Releases what *d owns and zeroes it. */
+void rt_data_free(rt_data *d);
+
+/* csv.c */
+
+/* Loads a CSV file of numbers, one example per line: column label_col (from 0)
+ * is the integer label, the others are the example's values, in order. If the
+ * first line has a field that is not a number it is a header and is skipped.
+ * With expect_dim > 0 each example must have exactly that many values;
+ * otherwise the first data line sets the count. Accepts \n and \r\n endings
+ * and empty lines at the end only. Errors name the line (from 1) and column
+ * (from 1): "d.csv:7: column 3: 'abc' is not a number". */
+int rt_csv_load(const char *path, int label_col, int64_t expect_dim, rt_data *d,
+                rt_err *err);
+
+/* image.c */
+
+/* One 8-bit image, planar: px[(ch * h + y) * w + x]. c is 1 (gray) or 3 (RGB). */
+typedef struct {
+    int c, h, w;
+    uint8_t *px;
+} rt_image;
+
+/* Reads image number index of the file at path. Formats, told apart by their
+ * first bytes: PGM/PPM (P2, P5, P3, P6; maxval up to 65535, scaled to 8 bits),
+ * PNG (any color type and bit depth, reduced to 8-bit gray or RGB: alpha and
+ * transparency are dropped, palettes expanded to RGB), and IDX (plain or gzip;
+ * a file of n x H x W, n x H x W x 3 ... holds images; H x W x 3 arrays are
+ * read as RGB). index must be 0 except for IDX, whose reading decompresses
+ * everything before the image: to visit many, use rt_idx_read once and
+ * rt_image_from_idx. Unknown formats are named by their first bytes. */
+int rt_image_read(const char *path, int64_t index, rt_image *img, rt_err *err);
+
+/* The number of images in the file at path: 1, or an IDX file's item count. */
+int rt_image_count(const char *path, int64_t *n, rt_err *err);
+
+/* Copies image number index (counting in the file, so first <= index <
+ * first + n) of the IDX slice a into *img. Items of shape [H, W] are gray,
+ * [H, W, 3] RGB, [C, H, W] with C in {1, 3} planar; label is a name for
+ * messages. */
+int rt_image_from_idx(const rt_idx *a, int64_t index, const char *label, rt_image *img,
+                      rt_err *err);
+
+/* Fills x with img as a network input of shape dims[0..rank): [C, H, W],
+ * [H, W] (one channel) or [D]. A flat [D] takes the image as it is if D equals
+ * c * h * w, and otherwise a square gray (D = S*S) or RGB (D = 3*S*S) S x S
+ * image. Channels are converted first (RGB to gray by luma 0.299 R + 0.587 G +
+ * 0.114 B; gray to C channels by replication), then each plane is resized with
+ * bilinear (triangle-filter) sampling widened when shrinking, as PIL and
+ * torchvision's antialiased resize do; then values are multiplied by scale.
+ * label names the image in messages. */
+int rt_image_to_input(const rt_image *img, int rank, const int64_t *dims, float scale,
+                      float *x, const char *label, rt_err *err);
+
+void rt_image_free(rt_image *img);
+
+/* net.c
+ *
+ * A network object around the kernels that cnnc generates. The generated
+ * object defines one rt_net_desc, NAME_desc, and the NAME_* functions of
+ * NAME.h, each of which calls the rt_net_* function of the same name. */
+
+#include <stdbool.h>
+
+/* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
+ * field 8 bytes wide. Bump the low word when the layout changes. */
+#define RT_DESC_MAGIC 0x636e6e6300000001ll
+
+enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_CONSTANT, RT_INIT_UNIFORM, RT_INIT_NORMAL,
+       RT_INIT_HE, RT_INIT_XAVIER };
+enum { RT_PARAM_WEIGHT = 1, RT_PARAM_BUFFER = 2 };
+enum { RT_LABELS_NONE, RT_LABELS_CLASS, RT_LABELS_TARGET };
+enum { RT_SCHED_CONSTANT, RT_SCHED_STEP, RT_SCHED_COSINE, RT_SCHED_EXP };
+enum { RT_DATA_NONE, RT_DATA_IDX, RT_DATA_CSV };
+enum { RT_LOSS_NONE, RT_LOSS_CE, RT_LOSS_HINGE, RT_LOSS_MSE };
+
+/* One parameter (or buffer) in the parameter block. */
+typedef struct {
+    const char *name;             /* "conv1.weight" */
+    int64_t rank, dims[4], count;
+    int64_t offset;               /* floats from the block's start (64-byte aligned) */
+    int64_t init;                 /* RT_INIT_* */
+    double a, b;                  /* constant(a), uniform(a, b), normal(a, b) */
+    int64_t fan_in, fan_out;
+    int64_t flags;                /* RT_PARAM_* */
+} rt_param_desc;
+
+typedef void rt_forward_fn(int64_t n, const float *x, float *out, const float *params, float *ws);
+
+typedef struct {
+    int64_t kind;                 /* RT_DATA_* */
+    const char *path, *labels;    /* idx(images, labels) or csv(path) */
+    int64_t label_col;
+} rt_data_desc;
+
+/* Everything the runtime knows of a network, emitted by cnnc. */
+typedef struct {
+    int64_t magic;                /* RT_DESC_MAGIC */
+    const char *name, *version;
+    uint64_t structure_hash;      /* of the operator graph: checkpoints name it */
+    int64_t input_rank, input_dims[3], input_size;
+    int64_t output_rank, output_dims[3], output_size;
+    int64_t label_kind, nclasses, target_size;
+    int64_t loss_kind;            /* RT_LOSS_*: the loss's data term */
+    double margin;                /* svm_hinge */
+    int64_t output_probs;         /* the output is already a softmax */
+    int64_t nparams;
+    const rt_param_desc *params;
+    int64_t param_floats;         /* the parameter block */
+    int64_t ws_floats;            /* workspace per example */
+    rt_forward_fn *forward;       /* inference over n examples */
+    void *loss_grad;              /* training; NULL when not generated */
+    /* the train { } block */
+    double lr, momentum, weight_decay;
+    int64_t nesterov, batch, epochs, schedule, step_every;
+    double step_factor, exp_gamma;
+    int64_t seed;
+    /* the data { } block */
+    rt_data_desc train, test;
+    double scale;
+    const char *summary;          /* the --summary table */
+} rt_net_desc;
+
+typedef struct { uint64_t s[4]; } rt_rng;
+void     rt_rng_seed(rt_rng *r, uint64_t seed);
+uint64_t rt_rng_next(rt_rng *r);
+double   rt_rng_uniform(rt_rng *r);     /* [0, 1) */
+double   rt_rng_normal(rt_rng *r);      /* N(0, 1) */
+
+/* A network: owns its parameter block, gradients, optimizer state and workspace. */
+typedef struct rt_net {
+    const rt_net_desc *d;
+    float *params;                /* d->param_floats */
+    float *grads, *momentum;      /* NULL until training */
+    float *ws;                    /* workspace, ws_cap floats */
+    int64_t ws_cap;
+    int threads;
+    float lr;
+    uint64_t seed;
+    char err[512];
+} rt_net;
+
+rt_net     *rt_net_new(const rt_net_desc *d, uint64_t seed);   /* NULL: out of memory */
+void        rt_net_init(rt_net *net, uint64_t seed);
+void        rt_net_free(rt_net *net);
+const char *rt_net_error(const rt_net *net);
+int         rt_net_load(rt_net *net, const char *path);
+int         rt_net_save(const rt_net *net, const char *path);
+void        rt_net_forward(rt_net *net, int n, const float *x, float *out);
+float       rt_net_loss_grad(rt_net *net, int n, const float *x, const void *y);
+float       rt_net_train_step(rt_net *net, int n, const float *x, const void *y);
+float      *rt_net_param(rt_net *net, int i);
+float      *rt_net_grad(rt_net *net, int i);
+void        rt_net_set_threads(rt_net *net, int threads);
+void        rt_net_set_lr(rt_net *net, float lr);
+int         rt_desc_param_count(const rt_net_desc *d);
+const char *rt_desc_param_name(const rt_net_desc *d, int i);
+int         rt_desc_param_shape(const rt_net_desc *d, int i, int64_t dims[4]);
+
+/* main.c: the generated program's commands (info, predict, eval, bench, ...) */
+int rt_main(const rt_net_desc *d, int argc, char **argv);
+
+#endif

@@ -1,0 +1,414 @@
+/* main.c: the generated program's commands.
+ *   NAME info | predict | eval | bench | forward | train
+ * Exit status: 0 success, 1 an error in the user's files, 2 a bad command line.
+ */
+#include "cnnrt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Options shared by the commands; each command reads the ones it takes. */
+typedef struct {
+    const char *weights, *save, *resume, *log, *plot;
+    const char *train_images, *train_labels, *test_images, *test_labels;
+    int batch, threads, epochs;
+    double lr;
+    int64_t seed;
+    bool has_seed;
+    int nfiles;
+    char **files;
+} Opts;
+
+static const char *prog;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "%s: ", prog);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry '%s help'.\n", prog);
+    return 2;
+}
+
+static void help(const rt_net_desc *d)
+{
+    printf("usage: %s COMMAND [options]   (network %s, built by cnnc %s)\n\n"
+           "  train   [--epochs N] [--lr X] [--batch B] [--threads T] [--seed S]\n"
+           "          [--train IMAGES LABELS] [--test IMAGES LABELS]\n"
+           "          [--save FILE] [--resume CKPT] [--log metrics.csv] [--plot curves.svg]\n"
+           "  eval    [--weights W] [--test IMAGES LABELS] [--batch B] [--threads T]\n"
+           "  predict [--weights W] FILE...   top-5 classes of PGM, PNG or IDX images\n"
+           "  forward [--weights W] IN OUT    outputs for the tensor 'x' of IN (safetensors)\n"
+           "  bench   [--batch B] [--threads T]\n"
+           "  info    the layer table\n",
+           prog, d->name, d->version);
+}
+
+static bool whole(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Reads "--flag VALUE" pairs and positional files; 0, or an exit status. */
+static int parse(int argc, char **argv, Opts *o)
+{
+    o->files = calloc((size_t)argc + 1, sizeof(char *));
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long n;
+        if (a[0] != '-' || !a[1]) {
+            o->files[o->nfiles++] = argv[i];
+            continue;
+        }
+        bool two = strcmp(a, "--train") == 0 || strcmp(a, "--test") == 0;
+        if (!v || (two && i + 2 >= argc))
+            return usage_error("%s needs a value", a);
+        if (strcmp(a, "--weights") == 0)       o->weights = v;
+        else if (strcmp(a, "--save") == 0)     o->save = v;
+        else if (strcmp(a, "--resume") == 0)   o->resume = v;
+        else if (strcmp(a, "--log") == 0)      o->log = v;
+        else if (strcmp(a, "--plot") == 0)     o->plot = v;
+        else if (strcmp(a, "--train") == 0)    o->train_images = v, o->train_labels = argv[++i + 1];
+        else if (strcmp(a, "--test") == 0)     o->test_images = v, o->test_labels = argv[++i + 1];
+        else if (strcmp(a, "--batch") == 0)    { if (!whole(v, 1, 65536, &n)) return usage_error("--batch needs a whole number from 1 to 65536, not '%s'", v); o->batch = (int)n; }
+        else if (strcmp(a, "--threads") == 0)  { if (!whole(v, 1, 1024, &n)) return usage_error("--threads needs a whole number from 1 to 1024, not '%s'", v); o->threads = (int)n; }
+        else if (strcmp(a, "--epochs") == 0)   { if (!whole(v, 0, 1000000, &n)) return usage_error("--epochs needs a whole number from 0 to 1000000, not '%s'", v); o->epochs = (int)n; }
+        else if (strcmp(a, "--seed") == 0)     { if (!whole(v, 0, INT64_MAX, &n)) return usage_error("--seed needs a whole number, not '%s'", v); o->seed = n, o->has_seed = true; }
+        else if (strcmp(a, "--lr") == 0) {
+            char *end;
+            o->lr = strtod(v, &end);
+            if (end == v || *end || !(o->lr >= 0) || !isfinite(o->lr))
+                return usage_error("--lr needs a number >= 0, not '%s'", v);
+        } else
+            return usage_error("unknown option '%s'", a);
+        i++;
+    }
+    return 0;
+}
+
+/* A network with weights from --weights, if given. NULL after a message. */
+static rt_net *open_net(const rt_net_desc *d, const Opts *o)
+{
+    rt_net *net = rt_net_new(d, (uint64_t)d->seed);
+    if (!net) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return NULL;
+    }
+    if (o->threads)
+        rt_net_set_threads(net, o->threads);
+    if (o->weights && rt_net_load(net, o->weights)) {
+        fprintf(stderr, "%s: %s\n", prog, rt_net_error(net));
+        rt_net_free(net);
+        return NULL;
+    }
+    if (!o->weights)
+        fprintf(stderr, "%s: note: no --weights given; using the initial (untrained) parameters\n", prog);
+    return net;
+}
+
+/* ---- scores --------------------------------------------------------------- */
+
+/* Probabilities of one output row: the row itself if the network ends in a
+ * softmax, otherwise softmax(row). */
+static void probabilities(const rt_net_desc *d, const float *row, double *p)
+{
+    int64_t k = d->output_size;
+    if (d->output_probs) {
+        for (int64_t i = 0; i < k; i++)
+            p[i] = row[i];
+        return;
+    }
+    double m = -INFINITY, s = 0;
+    for (int64_t i = 0; i < k; i++)
+        m = row[i] > m ? row[i] : m;
+    for (int64_t i = 0; i < k; i++)
+        s += p[i] = exp(row[i] - m);
+    for (int64_t i = 0; i < k; i++)
+        p[i] /= s;
+}
+
+/* The indices of the `top` largest of p[0..k), largest first. */
+static int top_k(const double *p, int64_t k, int top, int *idx)
+{
+    int n = 0;
+    for (; n < top && n < k; n++) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < k; i++) {
+            bool taken = false;
+            for (int j = 0; j < n; j++)
+                taken |= idx[j] == i;
+            if (!taken && (best < 0 || p[i] > p[best]))
+                best = i;
+        }
+        idx[n] = (int)best;
+    }
+    return n;
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
+static int cmd_info(const rt_net_desc *d)
+{
+    fputs(d->summary, stdout);
+    printf("\nparameters (safetensors names, PyTorch layouts):\n");
+    for (int i = 0; i < d->nparams; i++) {
+        const rt_param_desc *p = &d->params[i];
+        printf("  %-28s [", p->name);
+        for (int k = 0; k < p->rank; k++)
+            printf(k ? ", %lld" : "%lld", (long long)p->dims[k]);
+        printf("]%s\n", p->flags & RT_PARAM_BUFFER ? "  (buffer)" : "");
+    }
+    return 0;
+}
+
+static int cmd_predict(const rt_net_desc *d, const Opts *o)
+{
+    if (o->nfiles == 0)
+        return usage_error("%s", "predict needs at least one image file");
+    if (d->input_rank == 0)
+        return usage_error("%s", "this network's input is not an image");
+    rt_net *net = open_net(d, o);
+    if (!net)
+        return 1;
+    float *x = malloc(sizeof(float) * (size_t)d->input_size), *out = malloc(sizeof(float) * (size_t)d->output_size);
+    double *p = malloc(sizeof(double) * (size_t)d->output_size);
+    int rc = 0;
+    for (int f = 0; f < o->nfiles && !rc; f++) {
+        rt_image img;
+        rt_err err = {{0}};
+        if (rt_image_read(o->files[f], 0, &img, &err) ||
+            rt_image_to_input(&img, (int)d->input_rank, d->input_dims, (float)d->scale, x, o->files[f], &err)) {
+            fprintf(stderr, "%s: %s\n", prog, err.msg);
+            rc = 1;
+            if (img.px)
+                rt_image_free(&img);
+            break;
+        }
+        rt_image_free(&img);
+        rt_net_forward(net, 1, x, out);
+        probabilities(d, out, p);
+        int idx[5], n = top_k(p, d->output_size, 5, idx);
+        printf("%s:\n", o->files[f]);
+        for (int i = 0; i < n; i++)
+            printf("  class %-4d %7.4f\n", idx[i], p[idx[i]]);
+    }
+    free(x), free(out), free(p);
+    rt_net_free(net);
+    return rc;
+}
+
+/* The test set from --test or the .cnn's data block; 0 or an exit status. */
+static int load_test(const rt_net_desc *d, const Opts *o, rt_data *data)
+{
+    rt_err err = {{0}};
+    int rc;
+    if (o->test_images)
+        rc = rt_idx_load(o->test_images, o->test_labels, data, &err);
+    else if (d->test.kind == RT_DATA_IDX)
+        rc = rt_idx_load(d->test.path, d->test.labels, data, &err);
+    else if (d->test.kind == RT_DATA_CSV)
+        rc = rt_csv_load(d->test.path, (int)d->test.label_col, d->input_size, data, &err);
+    else
+        return usage_error("%s", "no test data: give --test IMAGES LABELS or a data { test = ... } block");
+    if (!rc && data->dim != d->input_size)
+        rc = rt_fail(&err, "%s: examples have %lld values but the network's input has %lld",
+                     o->test_images ? o->test_images : d->test.path, (long long)data->dim, (long long)d->input_size);
+    if (!rc && d->label_kind == RT_LABELS_CLASS)
+        rc = rt_data_check_labels(data, (int)d->nclasses, &err);
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        rt_data_free(data);
+        return 1;
+    }
+    return 0;
+}
+
+/* The data term of the loss for one example, in inference mode. */
+static double example_loss(const rt_net_desc *d, const float *row, const double *p, int32_t y)
+{
+    if (d->loss_kind == RT_LOSS_HINGE) {
+        double s = 0;
+        for (int64_t j = 0; j < d->output_size; j++)
+            if (j != y)
+                s += fmax(0, row[j] - row[y] + d->margin);
+        return s;
+    }
+    return -log(fmax(p[y], 1e-30));
+}
+
+static int cmd_eval(const rt_net_desc *d, const Opts *o)
+{
+    if (d->label_kind != RT_LABELS_CLASS)
+        return usage_error("%s", "eval reports accuracy, and this network has no class labels");
+    rt_data data;
+    int rc = load_test(d, o, &data);
+    if (rc)
+        return rc;
+    rt_net *net = open_net(d, o);
+    if (!net) {
+        rt_data_free(&data);
+        return 1;
+    }
+    int B = o->batch ? o->batch : 256, K = (int)d->nclasses;
+    float *x = malloc(sizeof(float) * (size_t)(B * d->input_size)), *out = malloc(sizeof(float) * (size_t)(B * K));
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)B);
+    int64_t *rows = malloc(sizeof(int64_t) * (size_t)B), *confusion = calloc((size_t)(K * K), sizeof(int64_t));
+    double *p = malloc(sizeof(double) * (size_t)K), loss = 0;
+    int64_t top1 = 0, top5 = 0;
+    for (int64_t start = 0; start < data.n; start += B) {
+        int n = (int)(data.n - start < B ? data.n - start : B);
+        for (int i = 0; i < n; i++)
+            rows[i] = start + i;
+        rt_data_batch(&data, rows, n, (float)d->scale, x, y);
+        rt_net_forward(net, n, x, out);
+        for (int i = 0; i < n; i++) {
+            probabilities(d, out + (size_t)i * K, p);
+            int idx[5], m = top_k(p, K, 5, idx);
+            loss += example_loss(d, out + (size_t)i * K, p, y[i]);
+            top1 += idx[0] == y[i];
+            for (int j = 0; j < m; j++)
+                top5 += idx[j] == y[i];
+            confusion[y[i] * K + idx[0]]++;
+        }
+    }
+    printf("test examples: %lld\nloss:  %.4f\ntop-1: %.2f%%\ntop-5: %.2f%%\n", (long long)data.n,
+           loss / (double)data.n, 100.0 * (double)top1 / (double)data.n, 100.0 * (double)top5 / (double)data.n);
+    printf("\nconfusion matrix (rows: true class, columns: predicted)\n      ");
+    for (int j = 0; j < K; j++)
+        printf("%6d", j);
+    for (int i = 0; i < K; i++) {
+        printf("\n%6d", i);
+        for (int j = 0; j < K; j++)
+            printf("%6lld", (long long)confusion[i * K + j]);
+    }
+    printf("\n");
+    free(x), free(out), free(y), free(rows), free(confusion), free(p);
+    rt_net_free(net);
+    rt_data_free(&data);
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The median of `reps` timings of forward at batch n, in seconds. */
+static double time_forward(rt_net *net, int n, const float *x, float *out, int reps)
+{
+    double *t = malloc(sizeof(double) * (size_t)reps);
+    rt_net_forward(net, n, x, out);                     /* warm-up */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        rt_net_forward(net, n, x, out);
+        t[r] = now_s() - t0;
+    }
+    for (int i = 1; i < reps; i++)                      /* insertion sort */
+        for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
+            double s = t[j];
+            t[j] = t[j - 1], t[j - 1] = s;
+        }
+    double med = t[reps / 2];
+    free(t);
+    return med;
+}
+
+static int cmd_bench(const rt_net_desc *d, const Opts *o)
+{
+    rt_net *net = rt_net_new(d, (uint64_t)d->seed);
+    if (!net)
+        return 1;
+    if (o->threads)
+        rt_net_set_threads(net, o->threads);
+    int B = o->batch ? o->batch : 256;
+    float *x = malloc(sizeof(float) * (size_t)(B * d->input_size)), *out = malloc(sizeof(float) * (size_t)(B * d->output_size));
+    rt_rng r;
+    rt_rng_seed(&r, 7);
+    for (int64_t i = 0; i < B * d->input_size; i++)
+        x[i] = (float)rt_rng_uniform(&r);
+    double lat = time_forward(net, 1, x, out, 200);
+    double thr = time_forward(net, B, x, out, 20);
+    printf("network %s, %d threads\n", d->name, net->threads);
+    printf("forward latency, batch 1:      %10.1f us\n", lat * 1e6);
+    printf("forward throughput, batch %-4d %10.0f images/s\n", B, B / thr);
+    free(x), free(out);
+    rt_net_free(net);
+    return 0;
+}
+
+/* forward: out = f(x) for the tensor "x" of a safetensors file. */
+static int cmd_forward(const rt_net_desc *d, const Opts *o)
+{
+    if (o->nfiles != 2)
+        return usage_error("%s", "forward needs IN.safetensors and OUT.safetensors");
+    rt_tensors in;
+    rt_err err = {{0}};
+    if (rt_st_read(o->files[0], &in, &err)) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return 1;
+    }
+    const rt_tensor *x = rt_st_find(&in, "x");
+    if (!x || x->rank < 1 || x->dims[0] < 1 || x->count != x->dims[0] * d->input_size || x->dims[0] > INT32_MAX) {
+        fprintf(stderr, "%s: %s: needs a tensor 'x' of shape [n, ...] with %lld values per example\n", prog,
+                o->files[0], (long long)d->input_size);
+        rt_st_free(&in);
+        return 1;
+    }
+    rt_net *net = open_net(d, o);
+    int rc = 1;
+    if (net) {
+        rt_tensor out = {.name = "out", .rank = 1 + (int)d->output_rank, .count = x->dims[0] * d->output_size};
+        out.dims[0] = x->dims[0];
+        for (int k = 0; k < d->output_rank; k++)
+            out.dims[k + 1] = d->output_dims[k];
+        out.data = malloc(sizeof(float) * (size_t)out.count);
+        rt_net_forward(net, (int)x->dims[0], x->data, out.data);
+        rc = rt_st_write(o->files[1], 1, &out, 0, NULL, NULL, &err) ? 1 : 0;
+        if (rc)
+            fprintf(stderr, "%s: %s\n", prog, err.msg);
+        free(out.data);
+        rt_net_free(net);
+    }
+    rt_st_free(&in);
+    return rc;
+}
+
+int rt_main(const rt_net_desc *d, int argc, char **argv)
+{
+    prog = argc > 0 ? argv[0] : d->name;
+    if (d->magic != RT_DESC_MAGIC) {
+        fprintf(stderr, "%s: built against another version of the cnnc runtime\n", prog);
+        return 1;
+    }
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        help(d);
+        return argc < 2 ? 2 : 0;
+    }
+    Opts o = {0};
+    int rc = parse(argc, argv, &o);
+    const char *cmd = argv[1];
+    if (rc)
+        ;
+    else if (strcmp(cmd, "info") == 0)    rc = cmd_info(d);
+    else if (strcmp(cmd, "predict") == 0) rc = cmd_predict(d, &o);
+    else if (strcmp(cmd, "eval") == 0)    rc = cmd_eval(d, &o);
+    else if (strcmp(cmd, "bench") == 0)   rc = cmd_bench(d, &o);
+    else if (strcmp(cmd, "forward") == 0) rc = cmd_forward(d, &o);
+    else if (strcmp(cmd, "train") == 0)   rc = usage_error("%s", "train: this build has no training code yet");
+    else rc = usage_error("unknown command '%s'", cmd);
+    free(o.files);
+    return rc;
+}

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Compiles every reference net (tests/reference/manifest.txt) to a library and
+# an executable and checks both against PyTorch's outputs (check_net.c).
+#   sh tests/reference/run.sh [--sanitize] [NET...]
+# With --sanitize the generated code is built with AddressSanitizer and the
+# runtime and harness with AddressSanitizer and UBSan.
+# Prints "N passed, N failed" over all nets; exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+san="" ccsan="" tag=plain
+if [ "${1:-}" = "--sanitize" ]; then
+  san="--sanitize" ccsan="-fsanitize=address,undefined -fno-sanitize-recover=all" tag=asan
+  shift
+fi
+out=build/ref/$tag
+mkdir -p "$out"
+nets=${*:-$(cut -d' ' -f1 tests/reference/manifest.txt)}
+results=$out/results.txt
+for net in $nets; do echo "$net"; done |
+  xargs -P 2 -I{} sh tests/reference/check_one.sh "$out" "$san" "$ccsan" {} > "$results"
+grep -v -e '^[0-9]* passed' -e '^ok ' "$results"
+p=$(awk '/^[0-9]+ passed, [0-9]+ failed$/ {p += $1} END {print p+0}' "$results")
+f=$(awk '/^[0-9]+ passed, [0-9]+ failed$/ {f += $3} END {print f+0}' "$results")
+echo "reference ($tag): $p passed, $f failed"
+[ "$f" = 0 ] && [ "$p" -gt 0 ]
