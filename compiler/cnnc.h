@@ -159,6 +159,30 @@ typedef enum {
     OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN,
     /* linear algebra and reductions */
     OP_MATMUL, OP_SUM, OP_MEAN,
+    /* gradients (backward.c): dX is the gradient of the forward op's input X */
+    OP_LOSS_GRAD,     /* (f): dL/df of a loss term; aux = LossKind, value = coef, alpha = margin */
+    OP_DENSE_DX,      /* (dy, W) */
+    OP_DENSE_DW,      /* (dy, x): summed over the batch */
+    OP_CONV_DX,       /* (dy, W) win */
+    OP_CONV_DW,       /* (dy, x) win: summed over the batch */
+    OP_CHANNEL_SUM,   /* (dy): sum over batch and positions per channel (conv and batchnorm bias) */
+    OP_MAXPOOL_DX,    /* (dy, x, y) win */
+    OP_AVGPOOL_DX,    /* (dy) win */
+    OP_GAP_DX,        /* (dy) */
+    OP_SOFTMAX_DX,    /* (y, dy) */
+    OP_L1NORM_DX,     /* (x, dy) */
+    OP_L2NORM_DX,     /* (x, dy) */
+    OP_LRN_DX,        /* (x, dy) win.kh = size, alpha, beta, k */
+    OP_BN_DX,         /* (x, gamma, dy) alpha = eps: batch statistics */
+    OP_BN_DGAMMA,     /* (x, dy) alpha = eps */
+    OP_DROPOUT_DX,    /* (dy) alpha = p, aux = the forward node's id (the mask's salt) */
+    OP_SLICE,         /* (dy): channels [aux, aux + shape.d[0]) of a concat's gradient */
+    OP_SUM_TO,        /* (g): g summed down to this node's shape (broadcasting, batch) */
+    OP_MATMUL_DA,     /* (dC, B) */
+    OP_MATMUL_DB,     /* (A, dC) */
+    OP_EXPAND,        /* (dy): a scalar spread over this shape, times value */
+    OP_STEP,          /* (x): 1 where x > 0, else 0 */
+    OP_GE,            /* (a, b): 1 where a >= b, else 0 */
     OP_COUNT
 } OpKind;
 
@@ -188,6 +212,7 @@ typedef struct Node {
     float value;
     Window win;
     float alpha, beta, k, momentum;
+    int64_t aux;          /* see the gradient ops */
     const char *label;    /* the layer's name ("conv1") or bound name, for dumps */
 } Node;
 
@@ -274,6 +299,20 @@ const char *const *layer_names(void);
 struct Builder;
 Node *layer_apply(struct Builder *b, const LayerRule *rule, Ast *use, Node *x);
 
+/* -------------------------------------------------------------- backward.c */
+
+/* The gradients of the loss, appended to the graph after the forward nodes. */
+typedef struct {
+    int first;            /* the first gradient node's id */
+    Node **param_grad;    /* per parameter: its gradient (unbatched), or NULL (zero) */
+    Vec losses;           /* Node* of kind OP_LOSS_GRAD: they also sum the loss */
+    bool serial;          /* batch statistics: the batch may not be split */
+} Backward;
+
+/* Derives the backward pass of g's loss (which must exist). */
+Backward *backward_derive(Graph *g);
+void backward_print(FILE *out, const Graph *g, const Backward *bw);
+
 /* ----------------------------------------------------------------- shape.c */
 
 /* Resolves names, expands blocks, checks every shape; NULL after errors. */
@@ -320,9 +359,12 @@ void settings_data(Graph *g, const Stmt *s);
  *   BASE_X       the input batch (read-only)
  *   BASE_OUT     the output batch
  *   BASE_PARAMS  the parameter block: every parameter at a fixed offset
- *   BASE_WS      the workspace: activations, at offset * n (per example)
+ *   BASE_WS      the workspace: buffers shared by the examples first (ws_fixed
+ *                floats), then per-example activations at ws_fixed + offset * n
+ *   BASE_Y       the labels (int32) or targets (float) of the batch (training)
+ *   BASE_GRAD    the gradient block, laid out as the parameters (training)
  */
-typedef enum { BASE_X, BASE_OUT, BASE_PARAMS, BASE_WS } Base;
+typedef enum { BASE_X, BASE_OUT, BASE_PARAMS, BASE_WS, BASE_Y, BASE_GRAD } Base;
 
 typedef struct {
     const char *name;     /* for dumps: the node's label or "%id" */
@@ -345,7 +387,11 @@ typedef enum {
     X_NEG, X_EXP, X_LOG, X_SQRT, X_ABS, X_TANH,
     X_ITOF,     /* a (integer) as float */
     /* conditions (integer or float operands) and choice */
-    X_LT, X_LE, X_AND, X_SELECT,   /* select: a ? b : c */
+    X_LT, X_LE, X_EQ, X_AND, X_SELECT,   /* select: a ? b : c */
+    /* training */
+    X_LABEL,    /* the class label of example a (integer) */
+    X_ARG,      /* ival: 0 first, 1 total (the training kernel's arguments) */
+    X_RAND,     /* a uniform float in [0, 1) from (seed, ival = salt, a = index) */
 } XKind;
 
 typedef struct Expr {
@@ -375,10 +421,12 @@ typedef struct LStmt {
 } LStmt;
 
 typedef struct {
-    const char *name;     /* function name, e.g. "lenet_forward" */
+    const char *name;     /* function name, e.g. "lenet.kernel.forward" */
     Vec body;             /* LStmt* */
     int nvars;            /* variables 1..nvars-1 (0 is n) */
     bool *is_float;       /* per variable: a float scalar rather than an index */
+    int64_t ws_fixed;     /* workspace floats before the per-example part */
+    int ret;              /* training: the float variable returned (the loss), or 0 */
 } Kernel;
 
 /* What the generated code needs to know of a network besides its kernels. */
@@ -388,9 +436,13 @@ typedef struct {
     int64_t param_floats;       /* the whole parameter block */
     int64_t ws_floats;          /* workspace floats per example */
     Kernel *forward;            /* (n, x, out, params, ws) */
+    Kernel *train;              /* (n, x, y, params, grads, ws, first, total, seed); NULL without a loss */
+    int64_t train_ws_floats;    /* its workspace per example */
+    int64_t train_ws_fixed;     /* and per call */
+    bool train_serial;          /* batch statistics: the batch may not be split */
 } Lowered;
 
-Lowered *loops_lower(const Graph *g);
+Lowered *loops_lower(const Graph *g, const Backward *bw);   /* bw may be NULL */
 void loops_print(FILE *out, const Lowered *l);
 
 /* ------------------------------------------------------------------ llvm.c */

@@ -15,7 +15,14 @@ static const char *const op_names[OP_COUNT] = {
     [OP_LOG] = "log", [OP_SQRT] = "sqrt", [OP_ABS] = "abs", [OP_NEG] = "neg",
     [OP_ADD] = "add", [OP_SUB] = "sub", [OP_MUL] = "mul", [OP_DIV] = "div",
     [OP_MAX] = "max", [OP_MIN] = "min", [OP_MATMUL] = "matmul", [OP_SUM] = "sum",
-    [OP_MEAN] = "mean",
+    [OP_MEAN] = "mean", [OP_LOSS_GRAD] = "loss_grad", [OP_DENSE_DX] = "dense_dx",
+    [OP_DENSE_DW] = "dense_dw", [OP_CONV_DX] = "conv_dx", [OP_CONV_DW] = "conv_dw",
+    [OP_CHANNEL_SUM] = "channel_sum", [OP_MAXPOOL_DX] = "maxpool_dx", [OP_AVGPOOL_DX] = "avgpool_dx",
+    [OP_GAP_DX] = "global_avgpool_dx", [OP_SOFTMAX_DX] = "softmax_dx", [OP_L1NORM_DX] = "l1norm_dx",
+    [OP_L2NORM_DX] = "l2norm_dx", [OP_LRN_DX] = "lrn_dx", [OP_BN_DX] = "batchnorm_dx",
+    [OP_BN_DGAMMA] = "batchnorm_dgamma", [OP_DROPOUT_DX] = "dropout_dx", [OP_SLICE] = "slice",
+    [OP_SUM_TO] = "sum_to", [OP_MATMUL_DA] = "matmul_da", [OP_MATMUL_DB] = "matmul_db",
+    [OP_EXPAND] = "expand", [OP_STEP] = "step", [OP_GE] = "ge",
 };
 
 const char *op_name(OpKind op)
@@ -97,7 +104,8 @@ static char *attrs(const Node *n)
 {
     const Window *w = &n->win;
     switch (n->op) {
-    case OP_CONV: case OP_MAXPOOL: case OP_AVGPOOL:
+    case OP_CONV: case OP_MAXPOOL: case OP_AVGPOOL: case OP_CONV_DX: case OP_CONV_DW:
+    case OP_MAXPOOL_DX: case OP_AVGPOOL_DX:
         return arena_printf(" kernel=%dx%d stride=%dx%d pad=%d,%d,%d,%d",
                             w->kh, w->kw, w->sh, w->sw, w->pt, w->pl, w->pb, w->pr);
     case OP_LEAKY:     return arena_printf(" a=%g", n->alpha);
@@ -105,6 +113,12 @@ static char *attrs(const Node *n)
     case OP_BATCHNORM: return arena_printf(" eps=%g momentum=%g", n->alpha, n->momentum);
     case OP_LRN:       return arena_printf(" size=%d alpha=%g beta=%g k=%g", w->kh, n->alpha, n->beta, n->k);
     case OP_CONST:     return arena_printf(" %g", n->value);
+    case OP_LOSS_GRAD: return arena_printf(" %s coef=%g%s", (const char *[]){"softmax_cross_entropy",
+                                           "svm_hinge", "mse"}[n->aux], n->value,
+                                           n->aux == LOSS_SVM_HINGE ? arena_printf(" margin=%g", n->alpha) : "");
+    case OP_SLICE:     return arena_printf(" from=%lld", (long long)n->aux);
+    case OP_EXPAND:    return arena_printf(" scale=%g", n->value);
+    case OP_DROPOUT_DX: return arena_printf(" p=%g mask=%%%lld", n->alpha, (long long)n->aux);
     default:           return "";
     }
 }

@@ -19,7 +19,8 @@ typedef struct {
     LLVMBuilderRef b;
     LLVMTypeRef i1, i32, i64, f32, f64, ptr, voidt;
     /* the kernel being emitted */
-    LLVMValueRef fn, n, base[4];
+    LLVMValueRef fn, n, base[6];
+    LLVMValueRef first, total, seed;   /* the training kernel's arguments */
     LLVMValueRef *vars;          /* per loop-IR variable: its alloca */
     const Kernel *k;
     const Buf **cached; LLVMValueRef *cached_ptr; int ncached;
@@ -70,8 +71,9 @@ static LLVMValueRef buf_ptr(Emit *E, const Buf *buf)
     LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(E->fn);
     LLVMPositionBuilderBefore(E->b, LLVMGetLastInstruction(entry));     /* before the branch */
     LLVMValueRef off = LLVMConstInt(E->i64, (unsigned long long)buf->offset, 0);
-    if (buf->base == BASE_WS)
-        off = LLVMBuildMul(E->b, off, E->n, "");
+    if (buf->base == BASE_WS && buf->batched)      /* ws + fixed + offset * n */
+        off = LLVMBuildAdd(E->b, LLVMBuildMul(E->b, off, E->n, ""),
+                           LLVMConstInt(E->i64, (unsigned long long)E->k->ws_fixed, 0), "");
     LLVMValueRef p = LLVMBuildGEP2(E->b, E->f32, E->base[buf->base], &off, 1, buf->name);
     LLVMPositionBuilderAtEnd(E->b, here);
     E->cached = realloc(E->cached, sizeof(Buf *) * (size_t)(E->ncached + 1));
@@ -86,12 +88,39 @@ static LLVMValueRef address(Emit *E, const Buf *buf, const Expr *idx)
     return LLVMBuildInBoundsGEP2(E->b, E->f32, buf_ptr(E, buf), &i, 1, "");
 }
 
+static bool is_int(const Expr *e) { return int_kind(e->kind) || e->kind == X_LABEL || e->kind == X_ARG; }
+
 static LLVMValueRef compare(Emit *E, const Expr *e)
 {
     LLVMValueRef a = expr(E, e->a), c = expr(E, e->b);
-    if (int_kind(e->a->kind))
-        return LLVMBuildICmp(E->b, e->kind == X_LT ? LLVMIntSLT : LLVMIntSLE, a, c, "");
-    return LLVMBuildFCmp(E->b, e->kind == X_LT ? LLVMRealOLT : LLVMRealOLE, a, c, "");
+    if (is_int(e->a))
+        return LLVMBuildICmp(E->b, e->kind == X_LT ? LLVMIntSLT : e->kind == X_LE ? LLVMIntSLE : LLVMIntEQ, a, c, "");
+    return LLVMBuildFCmp(E->b, e->kind == X_LT ? LLVMRealOLT : e->kind == X_LE ? LLVMRealOLE : LLVMRealOEQ, a, c, "");
+}
+
+/* The label of example a: an int32 of the y argument. */
+static LLVMValueRef label(Emit *E, const Expr *e)
+{
+    LLVMValueRef i = expr(E, e->a);
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(E->b, E->i32, E->base[BASE_Y], &i, 1, "");
+    return LLVMBuildSExt(E->b, LLVMBuildLoad2(E->b, E->i32, p, ""), E->i64, "");
+}
+
+/* rand(seed, salt, index): splitmix64's finalizer of a mix of the three,
+ * its top 24 bits as a float in [0, 1). Counter-based: no state to carry. */
+static LLVMValueRef rand01(Emit *E, const Expr *e)
+{
+    LLVMValueRef h = LLVMBuildXor(E->b, E->seed, LLVMConstInt(E->i64, (unsigned long long)e->ival * 0x9E3779B97F4A7C15ull, 0), "");
+    h = LLVMBuildAdd(E->b, LLVMBuildMul(E->b, h, LLVMConstInt(E->i64, 0x100000001B3ull, 0), ""), expr(E, e->a), "");
+    static const unsigned long long mul[2] = {0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull};
+    static const int shift[3] = {30, 27, 31};
+    for (int i = 0; i < 3; i++) {
+        h = LLVMBuildXor(E->b, h, LLVMBuildLShr(E->b, h, LLVMConstInt(E->i64, (unsigned)shift[i], 0), ""), "");
+        if (i < 2)
+            h = LLVMBuildMul(E->b, h, LLVMConstInt(E->i64, mul[i], 0), "");
+    }
+    LLVMValueRef top = LLVMBuildLShr(E->b, h, LLVMConstInt(E->i64, 40, 0), "");
+    return LLVMBuildFMul(E->b, LLVMBuildUIToFP(E->b, top, E->f32, ""), LLVMConstReal(E->f32, 0x1.0p-24), "");
 }
 
 static LLVMValueRef float_op(Emit *E, const Expr *e)
@@ -129,7 +158,11 @@ static LLVMValueRef expr(Emit *E, const Expr *e)
     case X_LOAD: return LLVMBuildLoad2(E->b, E->f32, address(E, e->buf, e->a), "");
     case X_ITOF: return LLVMBuildSIToFP(E->b, expr(E, e->a), E->f32, "");
     case X_LT:
-    case X_LE:   return compare(E, e);
+    case X_LE:
+    case X_EQ:   return compare(E, e);
+    case X_LABEL: return label(E, e);
+    case X_ARG:  return e->ival ? E->total : E->first;
+    case X_RAND: return rand01(E, e);
     case X_AND:  return LLVMBuildAnd(E->b, expr(E, e->a), expr(E, e->b), "");
     case X_SELECT: {
         LLVMValueRef c = expr(E, e->a), t = expr(E, e->b), f = expr(E, e->c);
@@ -210,25 +243,25 @@ static void add_string_attr(Emit *E, LLVMValueRef fn, const char *k, const char 
                             LLVMCreateStringAttribute(E->ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v)));
 }
 
-/* void kernel(i64 n, const float *x, float *out, const float *params, float *ws):
- * the four pointers never alias. */
-static LLVMValueRef emit_kernel(Emit *E, const Kernel *k, const CodegenOptions *o)
+/* A kernel function: attributes, then an entry block holding every
+ * variable's alloca, then the body. Returns with `ret` (NULL: void). */
+static LLVMValueRef kernel_function(Emit *E, const Kernel *k, const CodegenOptions *o, LLVMTypeRef type)
 {
-    LLVMTypeRef params[5] = {E->i64, E->ptr, E->ptr, E->ptr, E->ptr};
-    LLVMValueRef fn = LLVMAddFunction(E->mod, k->name, LLVMFunctionType(E->voidt, params, 5, 0));
+    LLVMValueRef fn = LLVMAddFunction(E->mod, k->name, type);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
-    for (unsigned i = 2; i <= 5; i++)
-        add_attr(E, fn, i, "noalias");
     add_string_attr(E, fn, "prefer-vector-width", "512");
     add_string_attr(E, fn, "min-legal-vector-width", "512");
     if (o->sanitize)
         add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
     E->fn = fn, E->k = k, E->n = LLVMGetParam(fn, 0), E->ncached = 0;
-    for (int i = 0; i < 4; i++)
-        E->base[i] = LLVMGetParam(fn, (unsigned)i + 1);
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
-    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, fn, "start");
+    return fn;
+}
+
+static void kernel_body(Emit *E, const Kernel *k)
+{
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "entry");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "start");
     LLVMPositionBuilderAtEnd(E->b, entry);
     E->vars = calloc((size_t)k->nvars + 1, sizeof(LLVMValueRef));
     for (int v = 1; v < k->nvars; v++)
@@ -236,10 +269,44 @@ static LLVMValueRef emit_kernel(Emit *E, const Kernel *k, const CodegenOptions *
     LLVMBuildBr(E->b, start);
     LLVMPositionBuilderAtEnd(E->b, start);
     stmts(E, &k->body);
-    LLVMBuildRetVoid(E->b);
+    if (k->ret)
+        LLVMBuildRet(E->b, LLVMBuildFPExt(E->b, LLVMBuildLoad2(E->b, E->f32, E->vars[k->ret], ""), E->f64, ""));
+    else
+        LLVMBuildRetVoid(E->b);
     free(E->vars);
     free(E->cached), free(E->cached_ptr);
     E->cached = NULL, E->cached_ptr = NULL;
+}
+
+/* void forward(i64 n, const float *x, float *out, const float *params, float *ws):
+ * the four pointers never alias. */
+static LLVMValueRef emit_kernel(Emit *E, const Kernel *k, const CodegenOptions *o)
+{
+    LLVMTypeRef params[5] = {E->i64, E->ptr, E->ptr, E->ptr, E->ptr};
+    LLVMValueRef fn = kernel_function(E, k, o, LLVMFunctionType(E->voidt, params, 5, 0));
+    for (unsigned i = 2; i <= 5; i++)
+        add_attr(E, fn, i, "noalias");
+    static const Base order[4] = {BASE_X, BASE_OUT, BASE_PARAMS, BASE_WS};
+    for (int i = 0; i < 4; i++)
+        E->base[order[i]] = LLVMGetParam(fn, (unsigned)i + 1);
+    kernel_body(E, k);
+    return fn;
+}
+
+/* double train(i64 n, const float *x, const void *y, float *params, float *grads,
+ *              float *ws, i64 first, i64 total, u64 seed) (rt_train_fn) */
+static LLVMValueRef emit_train_kernel(Emit *E, const Kernel *k, const CodegenOptions *o)
+{
+    LLVMTypeRef params[9] = {E->i64, E->ptr, E->ptr, E->ptr, E->ptr, E->ptr, E->i64, E->i64, E->i64};
+    LLVMValueRef fn = kernel_function(E, k, o, LLVMFunctionType(E->f64, params, 9, 0));
+    for (unsigned i = 2; i <= 6; i++)
+        add_attr(E, fn, i, "noalias");
+    static const Base order[5] = {BASE_X, BASE_Y, BASE_PARAMS, BASE_GRAD, BASE_WS};
+    for (int i = 0; i < 5; i++)
+        E->base[order[i]] = LLVMGetParam(fn, (unsigned)i + 1);
+    E->base[BASE_OUT] = NULL;
+    E->first = LLVMGetParam(fn, 6), E->total = LLVMGetParam(fn, 7), E->seed = LLVMGetParam(fn, 8);
+    kernel_body(E, k);
     return fn;
 }
 
@@ -337,7 +404,7 @@ static char *summary_text(const Graph *g)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000001ll   /* "cnnc", layout version 1 */
+#define RT_DESC_MAGIC 0x636e6e6300000002ll   /* "cnnc", layout version 2 */
 
 static void train_fields(Emit *E, Fields *f, const Graph *g)
 {
@@ -355,11 +422,31 @@ static void train_fields(Emit *E, Fields *f, const Graph *g)
     fd(E, f, d->scale);
 }
 
+/* rt_reg_desc[]: kind, coef, param — one per parameter of each l2/l1 term */
+static LLVMValueRef reg_table(Emit *E, const Graph *g, int *count)
+{
+    Fields f = {0};
+    *count = 0;
+    for (int i = 0; i < g->nloss; i++) {
+        const LossTerm *t = &g->loss[i];
+        for (int j = 0; (t->kind == LOSS_L2 || t->kind == LOSS_L1) && j < t->nparams; j++, ++*count) {
+            fi(E, &f, t->kind == LOSS_L2 ? 1 : 2);
+            fd(E, &f, t->coef);
+            fi(E, &f, t->params[j]);
+        }
+    }
+    if (!f.n)
+        fi(E, &f, 0);
+    return global_struct(E, &f, "cnnc.reg", false);
+}
+
 /* The rt_net_desc NAME_desc: everything the runtime knows of the network. */
-static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward)
+static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, LLVMValueRef train)
 {
     const Graph *g = l->g;
     LLVMValueRef params = param_table(E, l);
+    int nreg;
+    LLVMValueRef reg = reg_table(E, g, &nreg);
     Fields f = {0};
     fi(E, &f, RT_DESC_MAGIC);
     field(&f, cstr(E, g->name)), field(&f, cstr(E, CNNC_VERSION));
@@ -377,7 +464,9 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward)
     fi(E, &f, g->nparams), field(&f, params);
     fi(E, &f, l->param_floats), fi(E, &f, l->ws_floats);
     field(&f, forward);
-    field(&f, LLVMConstNull(E->ptr));                          /* loss_grad: training */
+    field(&f, train ? train : LLVMConstNull(E->ptr));
+    fi(E, &f, l->train_ws_floats), fi(E, &f, l->train_ws_fixed), fi(E, &f, l->train_serial);
+    fi(E, &f, nreg), field(&f, reg);
     train_fields(E, &f, g);
     field(&f, cstr(E, summary_text(g)));
     return global_struct(E, &f, arena_printf("%s_desc", g->name), true);
@@ -542,10 +631,11 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMSetModuleDataLayout(E.mod, layout);
 
     LLVMValueRef forward = emit_kernel(&E, l->forward, o);
+    LLVMValueRef train = l->train ? emit_train_kernel(&E, l->train, o) : NULL;
     /* globals need an insertion point for their strings: a scratch function */
     LLVMValueRef scratch = LLVMAddFunction(E.mod, "cnnc.scratch", LLVMFunctionType(E.voidt, NULL, 0, 0));
     LLVMPositionBuilderAtEnd(E.b, LLVMAppendBasicBlockInContext(E.ctx, scratch, "entry"));
-    LLVMValueRef desc = descriptor(&E, l, forward);
+    LLVMValueRef desc = descriptor(&E, l, forward, train);
     LLVMBuildRetVoid(E.b);
     emit_api(&E, l->g, desc);
     if (o->executable)

@@ -14,6 +14,8 @@ typedef struct {
     Kernel *k;
     Buf **buf;            /* per node id; NULL for constants */
     Vec *out;             /* where the next nest goes */
+    bool training;        /* dropout masks, batch statistics */
+    int64_t fixed, per_example;   /* workspace placed so far */
 } Lower;
 
 /* ---- expressions ---------------------------------------------------------- */
@@ -129,7 +131,8 @@ static void set(Lower *L, int v, Expr *val)
 static int begin(Lower *L, const Node *n, Vec **top)
 {
     *top = L->out;
-    int b = open_for(L, -1);
+    const Buf *out = L->buf[n->id];
+    int b = open_for(L, out && !out->batched ? 1 : -1);
     LStmt *s = (*top)->at[(*top)->n - 1];
     s->comment = arena_printf("%%%d = %s%s%s : %s", n->id, op_name(n->op), n->label ? " " : "",
                               n->label ? n->label : "", shape_str(n->shape));
@@ -478,61 +481,664 @@ static void place_params(Lowered *l, const Graph *g)
     l->param_floats = off;
 }
 
-/* Every computed value gets its own workspace buffer; flatten and dropout
- * (at inference) share their input's. */
-static void place_values(Lower *L)
+static int64_t padded(int64_t n) { return (n + 15) & ~(int64_t)15; }
+
+/* A workspace buffer for node n: per example, or one shared by the batch. */
+static void place(Lower *L, const Node *n, bool batched)
+{
+    const char *name = n->label ? n->label : arena_printf("%%%d", n->id);
+    int64_t size = shape_count(n->shape);
+    int64_t *at = batched ? &L->per_example : &L->fixed;
+    L->buf[n->id] = new_buf(name, BASE_WS, *at, size, batched);
+    *at += padded(size);
+}
+
+/* Ops whose value is their input's, reshaped: they share its buffer. */
+static bool aliases(const Lower *L, const Node *n)
+{
+    return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training);
+}
+
+/* Buffers for the nodes [0, upto): inputs and parameters where they are;
+ * forward values per example; gradients per example or shared. */
+static void place_values(Lower *L, int upto, int nforward)
 {
     const Graph *g = L->g;
-    int64_t ws = 0;
-    for (int i = 0; i < g->nodes.n; i++) {
+    for (int i = 0; i < upto; i++) {
         const Node *n = g->nodes.at[i];
-        const char *name = n->label ? n->label : arena_printf("%%%d", n->id);
         int64_t size = shape_count(n->shape);
         if (n->op == OP_INPUT)
             L->buf[i] = new_buf(g->input_name, BASE_X, 0, size, true);
         else if (n->op == OP_PARAM)
-            L->buf[i] = new_buf(name, BASE_PARAMS, L->l->param_offset[n->param], size, false);
-        else if (n->op == OP_FLATTEN || n->op == OP_DROPOUT)
+            L->buf[i] = new_buf(n->label, BASE_PARAMS, L->l->param_offset[n->param], size, false);
+        else if (aliases(L, n))
             L->buf[i] = L->buf[n->in[0]->id];
-        else if (n->op != OP_CONST) {
-            L->buf[i] = new_buf(name, BASE_WS, ws, size, true);
-            ws += (size + 15) & ~(int64_t)15;
-        }
+        else if (n->op != OP_CONST)
+            place(L, n, i < nforward || n->batched);
     }
-    L->l->ws_floats = ws;
 }
 
-/* ---- the forward kernel --------------------------------------------------- */
+/* ---- training-mode forward ------------------------------------------------ */
+
+/* The training kernel's arguments: 0 first, 1 total. */
+static Expr *arg(int which)
+{
+    Expr *e = ex(X_ARG, NULL, NULL);
+    e->ival = which;
+    return e;
+}
+
+/* keep = rand(seed, node, example, element) >= p: the same in backward */
+static Expr *dropout_keep(const Node *n, int64_t salt, int b, Expr *i)
+{
+    Expr *global = iadd(imul(iadd(arg(0), var(b)), i64(shape_count(n->shape))), i);
+    Expr *r = ex(X_RAND, global, NULL);
+    r->ival = salt;
+    return select3(ex(X_LT, r, f32(n->alpha)), f32(0), f32(1 / (1 - n->alpha)));
+}
+
+/* dropout (training): y = x keep / (1 - p) */
+static void lower_dropout_train(Lower *L, const Node *n)
+{
+    Vec *top;
+    int b = begin(L, n, &top);
+    int i = open_for(L, shape_count(n->shape));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)),
+          ex(X_MUL, elem(L, n->in[0], b, var(i)), dropout_keep(n, n->id, b, var(i))), false);
+    L->out = top;
+}
+
+/* Per channel c of x ([C, ...] per example, M = n * inner values): opens
+ * `for c`, computes mean and variance over the batch, returns their vars. */
+static int channel_stats(Lower *L, const Node *x, int *c, int *mean, int *varv, Vec **chan)
+{
+    int64_t C = x->shape.d[0], inner = shape_count(x->shape) / C;
+    *c = open_for(L, C);
+    *chan = L->out;
+    Expr *M = ex(X_ITOF, imul(var(0), i64(inner)), NULL);
+    int sum = set_new(L, f32(0));
+    int b = open_for(L, -1), i = open_for(L, inner);
+    set(L, sum, ex(X_ADD, get(sum), elem(L, x, b, imad(var(*c), inner, var(i)))));
+    L->out = *chan;
+    *mean = set_new(L, ex(X_DIV, get(sum), M));
+    int sq = set_new(L, f32(0));
+    b = open_for(L, -1), i = open_for(L, inner);
+    Expr *dev = ex(X_SUB, elem(L, x, b, imad(var(*c), inner, var(i))), get(*mean));
+    set(L, sq, ex(X_ADD, get(sq), ex(X_MUL, dev, dev)));
+    L->out = *chan;
+    *varv = set_new(L, ex(X_DIV, get(sq), M));
+    return b;
+}
+
+/* batchnorm (training), per channel over the batch:
+ *   y = (x - mean) / sqrt(var + eps) gamma + beta
+ *   running_mean = (1 - m) running_mean + m mean
+ *   running_var  = (1 - m) running_var + m var M / (M - 1) */
+static void lower_batchnorm_train(Lower *L, const Node *n)
+{
+    Vec *top = L->out, *chan;
+    const Node *x = n->in[0];
+    int64_t inner = shape_count(x->shape) / x->shape.d[0];
+    int c, mean, varv;
+    channel_stats(L, x, &c, &mean, &varv, &chan);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = batchnorm (batch statistics) %s : %s",
+                                                          n->id, n->label, shape_str(n->shape));
+    int scale = set_new(L, ex(X_DIV, elem(L, n->in[1], 0, var(c)),
+                              ex(X_SQRT, ex(X_ADD, get(varv), f32(n->alpha)), NULL)));
+    int b = open_for(L, -1), i = open_for(L, inner);
+    Expr *idx = imad(var(c), inner, var(i));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, idx),
+          ex(X_ADD, ex(X_MUL, ex(X_SUB, elem(L, x, b, idx), get(mean)), get(scale)), elem(L, n->in[2], 0, var(c))),
+          false);
+    L->out = chan;
+    Expr *M = ex(X_ITOF, imul(var(0), i64(inner)), NULL), *m = f32(n->momentum), *keep = f32(1 - n->momentum);
+    Expr *unbiased = ex(X_DIV, ex(X_MUL, get(varv), M), ex(X_MAX, ex(X_SUB, M, f32(1)), f32(1)));
+    store(L, L->buf[n->in[3]->id], var(c), ex(X_ADD, ex(X_MUL, keep, elem(L, n->in[3], 0, var(c))),
+                                             ex(X_MUL, m, get(mean))), false);
+    store(L, L->buf[n->in[4]->id], var(c), ex(X_ADD, ex(X_MUL, keep, elem(L, n->in[4], 0, var(c))),
+                                             ex(X_MUL, m, unbiased)), false);
+    L->out = top;
+}
+
+/* ---- losses ------------------------------------------------------------------ */
+
+/* coef / total: every loss is a mean over the whole batch */
+static Expr *per_total(const Node *n)
+{
+    return ex(X_DIV, f32(n->value), ex(X_ITOF, arg(1), NULL));
+}
+
+static Expr *is_label(int i, int b)
+{
+    return ex(X_EQ, var(i), ex(X_LABEL, var(b), NULL));
+}
+
+/* softmax_cross_entropy: loss = log sum_j e^(f_j) - f_y;  df_i = softmax(f)_i - [i = y] */
+static void lower_ce(Lower *L, const Node *n, int b)
+{
+    const Node *f = n->in[0];
+    int64_t K = f->shape.d[0];
+    int m = row_reduce(L, f, b, i64(0), K, X_MAX, -INFINITY, NULL, NULL);
+    int s = row_reduce(L, f, b, i64(0), K, X_ADD, 0, shifted_exp, get(m));
+    int fy = set_new(L, load(L->buf[f->id], at(L->buf[f->id], b, ex(X_LABEL, var(b), NULL))));
+    set(L, L->k->ret, ex(X_ADD, get(L->k->ret), ex(X_MUL, per_total(n),
+        ex(X_SUB, ex(X_ADD, get(m), ex(X_LOG, get(s), NULL)), get(fy)))));
+    int i = open_for(L, K);
+    Expr *p = ex(X_DIV, shifted_exp(elem(L, f, b, var(i)), get(m)), get(s));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)),
+          ex(X_MUL, per_total(n), ex(X_SUB, p, select3(is_label(i, b), f32(1), f32(0)))), false);
+}
+
+/* svm_hinge: loss = sum_{j != y} max(0, f_j - f_y + margin);
+ * df_j = [j != y][f_j - f_y + margin > 0],  df_y = -sum_{j != y} of those */
+static void lower_hinge(Lower *L, const Node *n, int b)
+{
+    const Node *f = n->in[0];
+    int64_t K = f->shape.d[0];
+    Vec *here = L->out;
+    int fy = set_new(L, load(L->buf[f->id], at(L->buf[f->id], b, ex(X_LABEL, var(b), NULL))));
+    int loss = set_new(L, f32(0)), count = set_new(L, f32(0));
+    int j = open_for(L, K);
+    Expr *margin = ex(X_ADD, ex(X_SUB, elem(L, f, b, var(j)), get(fy)), f32(n->alpha));
+    Expr *active = ex(X_AND, ex(X_LT, f32(0), margin), ex(X_LT, f32(0.5f), select3(is_label(j, b), f32(0), f32(1))));
+    int on = set_new(L, select3(active, f32(1), f32(0)));
+    set(L, loss, ex(X_ADD, get(loss), ex(X_MUL, get(on), margin)));
+    set(L, count, ex(X_ADD, get(count), get(on)));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(j)), ex(X_MUL, per_total(n), get(on)), false);
+    L->out = here;
+    set(L, L->k->ret, ex(X_ADD, get(L->k->ret), ex(X_MUL, per_total(n), get(loss))));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, ex(X_LABEL, var(b), NULL)),
+          ex(X_NEG, ex(X_MUL, per_total(n), get(count)), NULL), false);
+}
+
+/* mse: loss = sum (f - t)^2 / T;  df = 2 (f - t) / T */
+static void lower_mse(Lower *L, const Node *n, int b, const Buf *targets)
+{
+    const Node *f = n->in[0];
+    int64_t T = shape_count(f->shape);
+    Vec *here = L->out;
+    int loss = set_new(L, f32(0));
+    int i = open_for(L, T);
+    int diff = set_new(L, ex(X_SUB, elem(L, f, b, var(i)), load(targets, at(targets, b, var(i)))));
+    set(L, loss, ex(X_ADD, get(loss), ex(X_MUL, get(diff), get(diff))));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)),
+          ex(X_MUL, per_total(n), ex(X_MUL, f32(2.0 / (double)T), get(diff))), false);
+    L->out = here;
+    set(L, L->k->ret, ex(X_ADD, get(L->k->ret), ex(X_MUL, per_total(n), ex(X_DIV, get(loss), f32((double)T)))));
+}
+
+static void lower_loss(Lower *L, const Node *n)
+{
+    Vec *top;
+    int b = begin(L, n, &top);
+    if (n->aux == LOSS_SOFTMAX_CE)
+        lower_ce(L, n, b);
+    else if (n->aux == LOSS_SVM_HINGE)
+        lower_hinge(L, n, b);
+    else
+        lower_mse(L, n, b, new_buf("t", BASE_Y, 0, shape_count(n->shape), true));
+    L->out = top;
+}
+
+/* ---- gradient ops ------------------------------------------------------------ */
+
+/* Zeroes an unbatched (shared) buffer before a sum over the batch. */
+static void zero(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    int i = open_for(L, shape_count(n->shape));
+    store(L, L->buf[n->id], var(i), f32(0), false);
+    L->out = top;
+}
+
+/* Zeroes example b's part of a per-example buffer, for scattering ops. */
+static void zero_example(Lower *L, const Node *n, int b)
+{
+    Vec *here = L->out;
+    int i = open_for(L, shape_count(n->shape));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)), f32(0), false);
+    L->out = here;
+}
+
+/* dense: dx[k] = sum_o W[o, k] dy[o] */
+static void lower_dense_dx(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Node *dy = n->in[0], *W = n->in[1];
+    int64_t D = n->shape.d[0], N = dy->shape.d[0];
+    int b = begin(L, n, &top);
+    int k = open_for(L, D);
+    Vec *col = L->out;
+    int acc = set_new(L, f32(0));
+    int o = open_for(L, N);
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, elem(L, W, b, imad(var(o), D, var(k))), elem(L, dy, b, var(o)))));
+    L->out = col;
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(k)), get(acc), false);
+    L->out = top;
+}
+
+/* dense: dW[o, k] = sum_b dy[b, o] x[b, k] */
+static void lower_dense_dw(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t N = n->shape.d[0], D = n->shape.d[1];
+    zero(L, n);
+    int b = open_for(L, -1);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = dense_dw : %s", n->id, shape_str(n->shape));
+    int o = open_for(L, N);
+    int g = set_new(L, elem(L, dy, b, var(o)));
+    int k = open_for(L, D);
+    store(L, L->buf[n->id], imad(var(o), D, var(k)), ex(X_MUL, get(g), elem(L, x, b, var(k))), true);
+    L->out = top;
+}
+
+/* conv: dx[ci, oh s + kh - p, ow s + kw - p] += W[co, ci, kh, kw] dy[co, oh, ow] */
+static void lower_conv_dx(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *W = n->in[1];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], Wd = n->shape.d[2];
+    int b = begin(L, n, &top);
+    zero_example(L, n, b);
+    int co = open_for(L, dy->shape.d[0]), oh = open_for(L, dy->shape.d[1]), ow = open_for(L, dy->shape.d[2]);
+    int g = set_new(L, elem(L, dy, b, imad(imad(var(co), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow))));
+    int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
+    open_if(L, inside(ih, iw, H, Wd, w));
+    Expr *widx = imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, imad(imad(var(ci), H, ih), Wd, iw)),
+          ex(X_MUL, get(g), elem(L, W, b, widx)), true);
+    L->out = top;
+}
+
+/* conv: dW[co, ci, kh, kw] = sum_{b, oh, ow} dy[b, co, oh, ow] x[b, ci, oh s + kh - p, ow s + kw - p] */
+static void lower_conv_dw(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t C = n->shape.d[1], H = x->shape.d[1], Wd = x->shape.d[2];
+    zero(L, n);
+    int b = open_for(L, -1);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : %s", n->id, shape_str(n->shape));
+    int co = open_for(L, n->shape.d[0]), ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    Vec *tapv = L->out;
+    int acc = set_new(L, f32(0));
+    int oh = open_for(L, dy->shape.d[1]), ow = open_for(L, dy->shape.d[2]);
+    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
+    open_if(L, inside(ih, iw, H, Wd, w));
+    Expr *g = elem(L, dy, b, imad(imad(var(co), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow)));
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, g, elem(L, x, b, imad(imad(var(ci), H, ih), Wd, iw)))));
+    L->out = tapv;
+    store(L, L->buf[n->id], imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw)), get(acc), true);
+    L->out = top;
+}
+
+/* db[c] = sum_{b, i} dy[b, c, i] */
+static void lower_channel_sum(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Node *dy = n->in[0];
+    int64_t C = n->shape.d[0], inner = shape_count(dy->shape) / C;
+    zero(L, n);
+    int b = open_for(L, -1);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = channel_sum : %s", n->id, shape_str(n->shape));
+    int c = open_for(L, C);
+    int s = row_reduce(L, dy, b, imul(var(c), i64(inner)), inner, X_ADD, 0, NULL, NULL);
+    store(L, L->buf[n->id], var(c), get(s), true);
+    L->out = top;
+}
+
+/* The window loops of pooling gradients: opens b, c, oh, ow; returns b. */
+static int pool_window(Lower *L, const Node *n, Vec **top, int *c, int *oh, int *ow, Vec **pixel)
+{
+    const Node *dy = n->in[0];
+    int b = begin(L, n, top);
+    zero_example(L, n, b);
+    *c = open_for(L, dy->shape.d[0]), *oh = open_for(L, dy->shape.d[1]), *ow = open_for(L, dy->shape.d[2]);
+    *pixel = L->out;
+    return b;
+}
+
+/* maxpool: dy goes to the first cell of the window holding the maximum */
+static void lower_maxpool_dx(Lower *L, const Node *n)
+{
+    Vec *top, *pixel;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1], *y = n->in[2];
+    int64_t H = n->shape.d[1], W = n->shape.d[2];
+    int c, oh, ow, b = pool_window(L, n, &top, &c, &oh, &ow, &pixel);
+    Expr *yidx = imad(imad(var(c), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow));
+    int m = set_new(L, elem(L, y, b, yidx)), done = set_new(L, f32(0));
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
+    Expr *xidx = imad(imad(var(c), H, ih), W, iw);
+    open_if(L, inside(ih, iw, H, W, w));
+    open_if(L, ex(X_AND, ex(X_LT, get(done), f32(0.5f)), ex(X_EQ, elem(L, x, b, xidx), get(m))));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, xidx), elem(L, dy, b, yidx), true);
+    set(L, done, f32(1));
+    L->out = top;
+}
+
+/* avgpool: dy / count to each cell of the window inside the image */
+static void lower_avgpool_dx(Lower *L, const Node *n)
+{
+    Vec *top, *pixel;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0];
+    int64_t H = n->shape.d[1], W = n->shape.d[2];
+    int c, oh, ow, b = pool_window(L, n, &top, &c, &oh, &ow, &pixel);
+    int cnt = set_new(L, f32(0));
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
+    open_if(L, inside(ih, iw, H, W, w));
+    set(L, cnt, ex(X_ADD, get(cnt), f32(1)));
+    L->out = pixel;
+    int g = set_new(L, ex(X_DIV, elem(L, dy, b, imad(imad(var(c), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow))),
+                          get(cnt)));
+    kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    ih = tap(oh, kh, w->sh, w->pt), iw = tap(ow, kw, w->sw, w->pl);
+    open_if(L, inside(ih, iw, H, W, w));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, imad(imad(var(c), H, ih), W, iw)), get(g), true);
+    L->out = top;
+}
+
+/* global_avgpool: dx[c, i] = dy[c] / (H W) */
+static void lower_gap_dx(Lower *L, const Node *n)
+{
+    Vec *top;
+    int64_t C = n->shape.d[0], HW = n->shape.d[1] * n->shape.d[2];
+    int b = begin(L, n, &top);
+    int c = open_for(L, C), i = open_for(L, HW);
+    store(L, L->buf[n->id], at(L->buf[n->id], b, imad(var(c), HW, var(i))),
+          ex(X_DIV, elem(L, n->in[0], b, var(c)), f32((double)HW)), false);
+    L->out = top;
+}
+
+static Expr *product(Expr *x, Expr *y) { return ex(X_MUL, x, y); }
+
+/* Sum over a row of f(a[i], b[i]) for two nodes: returns the sum's variable. */
+static int row_dot(Lower *L, const Node *a, const Node *c, int b, int64_t len)
+{
+    Vec *here = L->out;
+    int acc = set_new(L, f32(0));
+    int i = open_for(L, len);
+    set(L, acc, ex(X_ADD, get(acc), product(elem(L, a, b, var(i)), elem(L, c, b, var(i)))));
+    L->out = here;
+    return acc;
+}
+
+/* softmax: dx = y (dy - sum_j dy_j y_j) */
+static void lower_softmax_dx(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Node *y = n->in[0], *dy = n->in[1];
+    int64_t K = n->shape.d[0];
+    int b = begin(L, n, &top);
+    int dot = row_dot(L, y, dy, b, K);
+    int i = open_for(L, K);
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)),
+          ex(X_MUL, elem(L, y, b, var(i)), ex(X_SUB, elem(L, dy, b, var(i)), get(dot))), false);
+    L->out = top;
+}
+
+static Expr *sign(Expr *x)
+{
+    return select3(ex(X_LT, f32(0), x), f32(1), select3(ex(X_LT, x, f32(0)), f32(-1), f32(0)));
+}
+
+/* l2norm: s = max(|x|, eps): dx = dy / s - x (dy . x) / s^3 (the second term only when |x| > eps)
+ * l1norm: s = max(sum |x|, eps): dx = dy / s - sign(x) (dy . x) / s^2 (likewise) */
+static void lower_norm_dx(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Node *x = n->in[0], *dy = n->in[1];
+    int64_t K = n->shape.d[0];
+    bool l2 = n->op == OP_L2NORM_DX;
+    int b = begin(L, n, &top);
+    int raw = l2 ? row_reduce(L, x, b, i64(0), K, X_ADD, 0, square, NULL)
+                 : row_reduce(L, x, b, i64(0), K, X_ADD, 0, absval, NULL);
+    int norm = set_new(L, l2 ? ex(X_SQRT, get(raw), NULL) : get(raw));
+    int s = set_new(L, ex(X_MAX, get(norm), f32(1e-12)));
+    int dot = row_dot(L, dy, x, b, K);
+    Expr *den = l2 ? ex(X_MUL, get(s), ex(X_MUL, get(s), get(s))) : ex(X_MUL, get(s), get(s));
+    int coef = set_new(L, select3(ex(X_LT, f32(1e-12), get(norm)), ex(X_DIV, get(dot), den), f32(0)));
+    int i = open_for(L, K);
+    Expr *xi = elem(L, x, b, var(i));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)),
+          ex(X_SUB, ex(X_DIV, elem(L, dy, b, var(i)), get(s)), ex(X_MUL, l2 ? xi : sign(xi), get(coef))), false);
+    L->out = top;
+}
+
+/* D_c = k + alpha/size sum_{c' in W(c)} x_c'^2, W(c) = [c - size/2, c + (size-1)/2] */
+static int lrn_denominator(Lower *L, const Node *n, const Node *x, int b, Expr *c, int p)
+{
+    int64_t C = n->shape.d[0], HW = n->shape.d[1] * n->shape.d[2];
+    int size = n->win.kh;
+    Vec *here = L->out;
+    int acc = set_new(L, f32(0));
+    int t = open_for(L, size);
+    Expr *cc = iadd(c, iadd(var(t), i64(-(size / 2))));
+    open_if(L, ex(X_AND, ex(X_LE, i64(0), cc), ex(X_LT, cc, i64(C))));
+    Expr *v = elem(L, x, b, imad(cc, HW, var(p)));
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, v, v)));
+    L->out = here;
+    return set_new(L, ex(X_ADD, f32(n->k), ex(X_MUL, get(acc), f32(n->alpha / size))));
+}
+
+/* lrn: dx_j = dy_j D_j^-beta - 2 alpha beta / size x_j sum_{c : j in W(c)} dy_c x_c D_c^(-beta-1) */
+static void lower_lrn_dx(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Node *x = n->in[0], *dy = n->in[1];
+    int64_t C = n->shape.d[0], HW = n->shape.d[1] * n->shape.d[2];
+    int size = n->win.kh;
+    int b = begin(L, n, &top);
+    int j = open_for(L, C), p = open_for(L, HW);
+    Vec *pixel = L->out;
+    int Dj = lrn_denominator(L, n, x, b, var(j), p);
+    int acc = set_new(L, f32(0));
+    int t = open_for(L, size);
+    Expr *c = iadd(var(j), iadd(var(t), i64(-((size - 1) / 2))));
+    open_if(L, ex(X_AND, ex(X_LE, i64(0), c), ex(X_LT, c, i64(C))));
+    int Dc = lrn_denominator(L, n, x, b, c, p);
+    Expr *idx = imad(c, HW, var(p));
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, ex(X_MUL, elem(L, dy, b, idx), elem(L, x, b, idx)),
+                                       ex(X_POW, get(Dc), f32(-n->beta - 1)))));
+    L->out = pixel;
+    Expr *jdx = imad(var(j), HW, var(p));
+    Expr *first = ex(X_MUL, elem(L, dy, b, jdx), ex(X_POW, get(Dj), f32(-n->beta)));
+    Expr *second = ex(X_MUL, f32(2 * n->alpha * n->beta / size), ex(X_MUL, elem(L, x, b, jdx), get(acc)));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, jdx), ex(X_SUB, first, second), false);
+    L->out = top;
+}
+
+/* batchnorm with batch statistics, xh = (x - mean) / sigma, M values per channel:
+ *   dx = gamma / (M sigma) (M dy - sum dy - xh sum dy xh),  dgamma = sum dy xh */
+static void lower_bn_grad(Lower *L, const Node *n)
+{
+    Vec *top = L->out, *chan;
+    bool dx = n->op == OP_BN_DX;
+    const Node *x = n->in[0], *dy = n->in[dx ? 2 : 1];
+    int64_t inner = shape_count(x->shape) / x->shape.d[0];
+    int c, mean, varv;
+    channel_stats(L, x, &c, &mean, &varv, &chan);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = %s : %s", n->id, op_name(n->op), shape_str(n->shape));
+    int inv = set_new(L, ex(X_DIV, f32(1), ex(X_SQRT, ex(X_ADD, get(varv), f32(n->alpha)), NULL)));
+    int sdy = set_new(L, f32(0)), sdyx = set_new(L, f32(0));
+    int b = open_for(L, -1), i = open_for(L, inner);
+    Expr *idx = imad(var(c), inner, var(i));
+    Expr *xh = ex(X_MUL, ex(X_SUB, elem(L, x, b, idx), get(mean)), get(inv));
+    set(L, sdy, ex(X_ADD, get(sdy), elem(L, dy, b, idx)));
+    set(L, sdyx, ex(X_ADD, get(sdyx), ex(X_MUL, elem(L, dy, b, idx), xh)));
+    L->out = chan;
+    if (!dx) {
+        store(L, L->buf[n->id], var(c), get(sdyx), false);
+        L->out = top;
+        return;
+    }
+    Expr *M = ex(X_ITOF, imul(var(0), i64(inner)), NULL);
+    int k = set_new(L, ex(X_DIV, ex(X_MUL, elem(L, n->in[1], 0, var(c)), get(inv)), M));
+    b = open_for(L, -1), i = open_for(L, inner);
+    idx = imad(var(c), inner, var(i));
+    xh = ex(X_MUL, ex(X_SUB, elem(L, x, b, idx), get(mean)), get(inv));
+    Expr *v = ex(X_SUB, ex(X_SUB, ex(X_MUL, M, elem(L, dy, b, idx)), get(sdy)), ex(X_MUL, xh, get(sdyx)));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, idx), ex(X_MUL, get(k), v), false);
+    L->out = top;
+}
+
+/* dropout: dx = dy keep / (1 - p), the forward's mask */
+static void lower_dropout_dx(Lower *L, const Node *n)
+{
+    Vec *top;
+    int b = begin(L, n, &top);
+    int i = open_for(L, shape_count(n->shape));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)),
+          ex(X_MUL, elem(L, n->in[0], b, var(i)), dropout_keep(n, n->aux, b, var(i))), false);
+    L->out = top;
+}
+
+/* concat: the branch's slice of dy, from channel aux */
+static void lower_slice(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Node *dy = n->in[0];
+    int64_t inner = n->shape.rank == 3 ? n->shape.d[1] * n->shape.d[2] : 1;
+    int b = begin(L, n, &top);
+    int i = open_for(L, shape_count(n->shape));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)), elem(L, dy, b, iadd(var(i), i64(n->aux * inner))), false);
+    L->out = top;
+}
+
+/* sum_to: out[j] = sum of g over the cells that broadcast to j (and over the batch) */
+static void lower_sum_to(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Node *g = n->in[0];
+    const Buf *out = L->buf[n->id];
+    bool over_batch = !out->batched;
+    if (over_batch)
+        zero(L, n);
+    int b = open_for(L, over_batch && L->buf[g->id]->batched ? -1 : out->batched ? -1 : 1);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = sum_to : %s", n->id, shape_str(n->shape));
+    if (!over_batch)
+        zero_example(L, n, b);
+    int c[MAX_RANK];
+    Expr *i = open_all(L, g->shape, c);
+    store(L, out, at(out, b, broadcast_index(n, &g->shape, c)), elem(L, g, b, i), true);
+    L->out = top;
+}
+
+/* matmul, C = A B with A [M, K], B [K, N] (M or N may be 1):
+ *   dA[i, k] = sum_j dC[i, j] B[k, j],  dB[k, j] = sum_i A[i, k] dC[i, j]
+ * summed over the batch when the operand is shared by the examples. */
+static void lower_matmul_grad(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    bool da = n->op == OP_MATMUL_DA;
+    const Node *A = da ? n : n->in[0], *B = da ? n->in[1] : n, *dC = n->in[da ? 0 : 1];
+    const Shape *as = da ? &n->shape : &A->shape, *bs = da ? &B->shape : &n->shape;
+    int64_t K = bs->d[0], M = as->rank == 2 ? as->d[0] : 1, N = bs->rank == 2 ? bs->d[1] : 1;
+    const Buf *out = L->buf[n->id];
+    if (!out->batched)
+        zero(L, n);
+    int b = open_for(L, -1);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = %s : %s", n->id, op_name(n->op), shape_str(n->shape));
+    int r = open_for(L, da ? M : K), q = open_for(L, da ? K : N);
+    Vec *cell = L->out;
+    int acc = set_new(L, f32(0));
+    int s = open_for(L, da ? N : M);
+    Expr *x = da ? elem(L, dC, b, imad(var(r), N, var(s))) : elem(L, n->in[0], b, imad(var(s), K, var(r)));
+    Expr *y = da ? elem(L, n->in[1], b, imad(var(q), N, var(s))) : elem(L, dC, b, imad(var(s), N, var(q)));
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, x, y)));
+    L->out = cell;
+    store(L, out, at(out, b, imad(var(r), da ? K : N, var(q))), get(acc), !out->batched);
+    L->out = top;
+}
+
+/* expand: dx_i = dy * scale (the gradient of sum and mean) */
+static void lower_expand(Lower *L, const Node *n)
+{
+    Vec *top;
+    int b = begin(L, n, &top);
+    int i = open_for(L, shape_count(n->shape));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)), ex(X_MUL, elem(L, n->in[0], b, i64(0)), f32(n->value)),
+          false);
+    L->out = top;
+}
+
+/* step: [x > 0];  ge: [a >= b] (with broadcasting) */
+static void lower_indicator(Lower *L, const Node *n)
+{
+    Vec *top;
+    int b = begin(L, n, &top), c[MAX_RANK];
+    Expr *i = open_all(L, n->shape, c);
+    Expr *a = elem(L, n->in[0], b, broadcast_index(n->in[0], &n->shape, c));
+    Expr *cond = n->op == OP_STEP ? ex(X_LT, f32(0), a)
+               : ex(X_LE, elem(L, n->in[1], b, broadcast_index(n->in[1], &n->shape, c)), a);
+    store(L, L->buf[n->id], at(L->buf[n->id], b, i), select3(cond, f32(1), f32(0)), false);
+    L->out = top;
+}
+
+/* ---- the kernels ---------------------------------------------------------- */
 
 static void lower_node(Lower *L, const Node *n)
 {
     switch (n->op) {
-    case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_FLATTEN: case OP_DROPOUT:
+    case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_FLATTEN:
         return;
-    case OP_DENSE:     lower_dense(L, n); return;
-    case OP_CONV:      lower_conv(L, n); return;
+    case OP_DROPOUT:       if (L->training) lower_dropout_train(L, n); return;
+    case OP_DENSE:         lower_dense(L, n); return;
+    case OP_CONV:          lower_conv(L, n); return;
     case OP_MAXPOOL:
-    case OP_AVGPOOL:   lower_pool(L, n); return;
-    case OP_GAP:       lower_gap(L, n); return;
+    case OP_AVGPOOL:       lower_pool(L, n); return;
+    case OP_GAP:           lower_gap(L, n); return;
     case OP_SOFTMAX:
     case OP_L1NORM:
-    case OP_L2NORM:    lower_vector(L, n); return;
-    case OP_BATCHNORM: lower_batchnorm(L, n); return;
-    case OP_LRN:       lower_lrn(L, n); return;
-    case OP_CONCAT:    lower_concat(L, n); return;
-    case OP_MATMUL:    lower_matmul(L, n); return;
+    case OP_L2NORM:        lower_vector(L, n); return;
+    case OP_BATCHNORM:     L->training ? lower_batchnorm_train(L, n) : lower_batchnorm(L, n); return;
+    case OP_LRN:           lower_lrn(L, n); return;
+    case OP_CONCAT:        lower_concat(L, n); return;
+    case OP_MATMUL:        lower_matmul(L, n); return;
     case OP_SUM:
-    case OP_MEAN:      lower_reduce(L, n); return;
-    default:           lower_elementwise(L, n); return;
+    case OP_MEAN:          lower_reduce(L, n); return;
+    case OP_LOSS_GRAD:     lower_loss(L, n); return;
+    case OP_DENSE_DX:      lower_dense_dx(L, n); return;
+    case OP_DENSE_DW:      lower_dense_dw(L, n); return;
+    case OP_CONV_DX:       lower_conv_dx(L, n); return;
+    case OP_CONV_DW:       lower_conv_dw(L, n); return;
+    case OP_CHANNEL_SUM:   lower_channel_sum(L, n); return;
+    case OP_MAXPOOL_DX:    lower_maxpool_dx(L, n); return;
+    case OP_AVGPOOL_DX:    lower_avgpool_dx(L, n); return;
+    case OP_GAP_DX:        lower_gap_dx(L, n); return;
+    case OP_SOFTMAX_DX:    lower_softmax_dx(L, n); return;
+    case OP_L1NORM_DX:
+    case OP_L2NORM_DX:     lower_norm_dx(L, n); return;
+    case OP_LRN_DX:        lower_lrn_dx(L, n); return;
+    case OP_BN_DX:
+    case OP_BN_DGAMMA:     lower_bn_grad(L, n); return;
+    case OP_DROPOUT_DX:    lower_dropout_dx(L, n); return;
+    case OP_SLICE:         lower_slice(L, n); return;
+    case OP_SUM_TO:        lower_sum_to(L, n); return;
+    case OP_MATMUL_DA:
+    case OP_MATMUL_DB:     lower_matmul_grad(L, n); return;
+    case OP_EXPAND:        lower_expand(L, n); return;
+    case OP_STEP:
+    case OP_GE:            lower_indicator(L, n); return;
+    default:               lower_elementwise(L, n); return;
     }
 }
 
-/* Only what the output depends on is computed. */
-static bool *live_nodes(const Graph *g, const Node *root)
+/* Which of the nodes [0, upto) the roots depend on. */
+static bool *live_nodes(const Graph *g, int upto, Node **roots, int nroots)
 {
     bool *live = arena_alloc(sizeof(bool) * (size_t)(g->nodes.n + 1));
-    live[root->id] = true;
-    for (int i = g->nodes.n - 1; i >= 0; i--) {
+    for (int i = 0; i < nroots; i++)
+        if (roots[i])
+            live[roots[i]->id] = true;
+    for (int i = upto - 1; i >= 0; i--) {
         const Node *n = g->nodes.at[i];
         for (int j = 0; live[i] && j < n->nin; j++)
             live[n->in[j]->id] = true;
@@ -549,20 +1155,101 @@ static Kernel *new_kernel(const char *name)
     return k;
 }
 
-Lowered *loops_lower(const Graph *g)
+static Lower start(const Graph *g, Lowered *l, const char *name, bool training)
+{
+    Lower L = {.g = g, .l = l, .training = training};
+    L.buf = arena_alloc(sizeof(Buf *) * (size_t)(g->nodes.n + 1));
+    L.k = new_kernel(name);
+    L.out = &L.k->body;
+    return L;
+}
+
+static void finish(Lower *L)
+{
+    L->k->ws_fixed = L->fixed;
+}
+
+static void lower_forward(const Graph *g, Lowered *l, int nforward)
+{
+    Lower L = start(g, l, arena_printf("%s.kernel.forward", g->name), false);
+    place_values(&L, nforward, nforward);
+    Node *root = g->output;
+    bool *live = live_nodes(g, nforward, &root, 1);
+    for (int i = 0; i < nforward; i++)
+        if (live[i])
+            lower_node(&L, g->nodes.at[i]);
+    lower_output(&L, g->output, new_buf("out", BASE_OUT, 0, shape_count(g->output->shape), true));
+    finish(&L);
+    l->forward = L.k;
+    l->ws_floats = L.per_example;
+}
+
+/* Each parameter's gradient goes to its place in the gradient block: the
+ * final node of its sum is placed there, or copied when already placed. */
+static void place_grads(Lower *L, const Backward *bw)
+{
+    const Graph *g = L->g;
+    for (int i = 0; i < g->nparams; i++) {
+        Node *n = bw->param_grad[i];
+        if (!n || L->buf[n->id]->base == BASE_GRAD || L->buf[n->id]->base == BASE_PARAMS)
+            continue;
+        L->buf[n->id] = new_buf(g->params[i].name, BASE_GRAD, L->l->param_offset[i], shape_count(n->shape), false);
+    }
+}
+
+/* grad[i] = its node, copied if placed elsewhere; zero where the loss does not reach */
+static void write_grads(Lower *L, const Backward *bw)
+{
+    const Graph *g = L->g;
+    for (int i = 0; i < g->nparams; i++) {
+        Node *n = bw->param_grad[i];
+        const Buf *dst = new_buf(g->params[i].name, BASE_GRAD, L->l->param_offset[i], shape_count(g->params[i].shape), false);
+        if (n && L->buf[n->id]->base == BASE_GRAD && L->buf[n->id]->offset == dst->offset)
+            continue;
+        Vec *top = L->out;
+        int j = open_for(L, dst->size);
+        ((LStmt *)top->at[top->n - 1])->comment = arena_printf("d %s", g->params[i].name);
+        store(L, dst, var(j), n ? elem(L, n, 0, var(j)) : f32(0), false);
+        L->out = top;
+    }
+}
+
+static void lower_train(const Graph *g, Lowered *l, const Backward *bw, int nforward)
+{
+    Lower L = start(g, l, arena_printf("%s.kernel.train", g->name), true);
+    L.k->ret = new_var(&L, true);
+    set(&L, L.k->ret, f32(0));
+    place_values(&L, g->nodes.n, nforward);
+    place_grads(&L, bw);
+    /* roots: every parameter's gradient, and every loss (it is returned) */
+    Node **roots = arena_alloc(sizeof(Node *) * (size_t)(g->nparams + bw->losses.n + 1));
+    for (int i = 0; i < g->nparams; i++)
+        roots[i] = bw->param_grad[i];
+    for (int i = 0; i < bw->losses.n; i++)
+        roots[g->nparams + i] = bw->losses.at[i];
+    bool *live = live_nodes(g, g->nodes.n, roots, g->nparams + bw->losses.n);
+    for (int i = 0; i < g->nodes.n; i++) {
+        const Node *n = g->nodes.at[i];
+        if (live[i] || (n->op == OP_BATCHNORM && i < nforward))
+            lower_node(&L, n);
+    }
+    write_grads(&L, bw);
+    finish(&L);
+    l->train = L.k;
+    l->train_ws_floats = L.per_example;
+    l->train_ws_fixed = L.fixed;
+    l->train_serial = bw->serial;
+}
+
+Lowered *loops_lower(const Graph *g, const Backward *bw)
 {
     Lowered *l = arena_alloc(sizeof *l);
     l->g = g;
     place_params(l, g);
-    Lower L = {.g = g, .l = l, .buf = arena_alloc(sizeof(Buf *) * (size_t)(g->nodes.n + 1))};
-    place_values(&L);
-    L.k = l->forward = new_kernel(arena_printf("%s.kernel.forward", g->name));
-    L.out = &L.k->body;
-    bool *live = live_nodes(g, g->output);
-    for (int i = 0; i < g->nodes.n; i++)
-        if (live[i])
-            lower_node(&L, g->nodes.at[i]);
-    lower_output(&L, g->output, new_buf("out", BASE_OUT, 0, shape_count(g->output->shape), true));
+    int nforward = bw ? bw->first : g->nodes.n;
+    lower_forward(g, l, nforward);
+    if (bw)
+        lower_train(g, l, bw, nforward);
     return l;
 }
 
@@ -572,7 +1259,8 @@ static void print_expr(FILE *out, const Expr *e)
 {
     static const char *const ops[] = {
         [X_IADD] = "+", [X_IMUL] = "*", [X_IDIV] = "/", [X_IMOD] = "%", [X_ADD] = "+",
-        [X_SUB] = "-", [X_MUL] = "*", [X_DIV] = "/", [X_LT] = "<", [X_LE] = "<=", [X_AND] = "&&",
+        [X_SUB] = "-", [X_MUL] = "*", [X_DIV] = "/", [X_LT] = "<", [X_LE] = "<=", [X_EQ] = "==",
+        [X_AND] = "&&",
     };
     static const char *const fns[] = {
         [X_MAX] = "max", [X_MIN] = "min", [X_POW] = "pow", [X_NEG] = "-", [X_EXP] = "exp",
@@ -583,6 +1271,17 @@ static void print_expr(FILE *out, const Expr *e)
     case X_FLT:  fprintf(out, "%g", e->fval); return;
     case X_VAR:  fprintf(out, e->var ? "i%d" : "n", e->var); return;
     case X_GET:  fprintf(out, "s%d", e->var); return;
+    case X_ARG:  fputs(e->ival ? "total" : "first", out); return;
+    case X_LABEL:
+        fputs("label(", out);
+        print_expr(out, e->a);
+        fputc(')', out);
+        return;
+    case X_RAND:
+        fprintf(out, "rand(seed, %lld, ", (long long)e->ival);
+        print_expr(out, e->a);
+        fputc(')', out);
+        return;
     case X_LOAD:
         fprintf(out, "%s[", e->buf->name);
         print_expr(out, e->a);
@@ -664,4 +1363,11 @@ void loops_print(FILE *out, const Lowered *l)
         fprintf(out, "#   %s = params + %lld\n", g->params[i].name, (long long)l->param_offset[i]);
     fprintf(out, "kernel %s(n, x, out, params, ws):\n", l->forward->name);
     print_stmts(out, &l->forward->body, 1);
+    if (l->train) {
+        fprintf(out, "\n# training workspace: %lld floats shared, %lld per example\n",
+                (long long)l->train_ws_fixed, (long long)l->train_ws_floats);
+        fprintf(out, "kernel %s(n, x, y, params, grads, ws, first, total, seed) -> s%d:\n", l->train->name,
+                l->train->ret);
+        print_stmts(out, &l->train->body, 1);
+    }
 }

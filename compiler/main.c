@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef enum { EMIT_NONE, EMIT_AST, EMIT_GRAPH, EMIT_DOT, EMIT_LOOPS, EMIT_LLVM, EMIT_ASM } Emit;
+typedef enum { EMIT_NONE, EMIT_AST, EMIT_GRAPH, EMIT_DOT, EMIT_BACKWARD, EMIT_LOOPS, EMIT_LLVM, EMIT_ASM } Emit;
 typedef enum { MAKE_EXE, MAKE_LIB, MAKE_OBJ } Make;
 
 typedef struct {
@@ -30,7 +30,7 @@ static const char usage[] =
     "  -c                 the object file alone (with NAME.h)\n"
     "  --check            parse and shape-check only\n"
     "  --summary          the layer table: shapes, parameters, FLOPs\n"
-    "  --emit=KIND        a stage's output: ast, graph, dot, loops, llvm, asm\n"
+    "  --emit=KIND        a stage's output: ast, graph, dot, backward, loops, llvm, asm\n"
     "  -O0 .. -O3         optimization level (default -O2)\n"
     "  --target-cpu=CPU   native (default), x86-64-v3, znver4, ...\n"
     "  --sanitize         instrument generated code with AddressSanitizer and link\n"
@@ -50,7 +50,7 @@ static _Noreturn void bad_usage(const char *fmt, const char *arg)
     exit(EXIT_USAGE);
 }
 
-static const char *const emit_names[] = {"ast", "graph", "dot", "loops", "llvm", "asm", NULL};
+static const char *const emit_names[] = {"ast", "graph", "dot", "backward", "loops", "llvm", "asm", NULL};
 
 static Emit emit_kind(const char *s)
 {
@@ -58,7 +58,7 @@ static Emit emit_kind(const char *s)
         if (strcmp(s, emit_names[i]) == 0)
             return (Emit)(i + 1);
     const char *near = closest_word(s, emit_names);
-    fprintf(stderr, "cnnc: unknown --emit kind '%s'%s%s%s; kinds: ast, graph, dot, loops, llvm, asm\n", s,
+    fprintf(stderr, "cnnc: unknown --emit kind '%s'%s%s%s; kinds: ast, graph, dot, backward, loops, llvm, asm\n", s,
             near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
     exit(EXIT_USAGE);
 }
@@ -261,7 +261,18 @@ int main(int argc, char **argv)
     if (o.check)
         return EXIT_OK;
 
-    Lowered *l = loops_lower(g);
+    Backward *bw = g->has_loss && g->nloss ? backward_derive(g) : NULL;
+    stage_done(&o, "backward");
+    if (o.emit == EMIT_BACKWARD) {
+        FILE *out = open_output(&o);
+        if (bw)
+            backward_print(out, g, bw);
+        else
+            fprintf(out, "# network %s has no loss, so no backward pass\n", g->name);
+        return finish(out);
+    }
+
+    Lowered *l = loops_lower(g, bw);
     stage_done(&o, "loops");
     if (o.emit == EMIT_LOOPS) {
         FILE *out = open_output(&o);

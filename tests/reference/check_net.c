@@ -7,7 +7,10 @@
  *   EXE                           the generated executable, run as
  *                                 `EXE forward --weights W IN OUT`
  * Every output must match within a relative error of 1e-4 (the largest
- * absolute difference over the largest reference magnitude).
+ * absolute difference over the largest reference magnitude). Where the file
+ * has loss.N (N in 1, 7), NET_loss_grad must give PyTorch's training-mode
+ * loss within 1e-4 and every parameter's gradient grad.N.<name> within 1e-3,
+ * and batchnorm's buffers after the step (after.N.<name>) within 1e-4.
  * Prints one line per check and "N passed, N failed".
  */
 #include "cnnrt.h"
@@ -36,12 +39,14 @@ static double rel_error(const float *got, const float *want, int64_t n)
     return diff / mag;
 }
 
-static void verdict(const char *what, int n, double err)
+static void verdict_tol(const char *what, int n, double err, double tol)
 {
-    bool ok = err <= 1e-4;
+    bool ok = err <= tol;
     printf("%-5s %-24s %-10s batch %-3d rel. error %.2e\n", ok ? "ok" : "FAIL", STR(NET), what, n, err);
     ok ? passed++ : failed++;
 }
+
+static void verdict(const char *what, int n, double err) { verdict_tol(what, n, err, 1e-4); }
 
 static const rt_tensor *need(const rt_tensors *ts, const char *name, const char *file)
 {
@@ -74,6 +79,66 @@ static void through_executable(const char *exe, const char *weights, const rt_te
     }
     rt_st_free(&got);
     remove(in), remove(out);
+}
+
+/* Labels are stored as floats (y.N); targets as t.N. */
+static void *labels_of(const rt_tensors *ts, int n, int32_t **classes)
+{
+    char name[32];
+    snprintf(name, sizeof name, "y.%d", n);
+    const rt_tensor *y = rt_st_find(ts, name);
+    if (y) {
+        *classes = malloc(sizeof(int32_t) * (size_t)y->count);
+        for (int64_t i = 0; i < y->count; i++)
+            (*classes)[i] = (int32_t)y->data[i];
+        return *classes;
+    }
+    snprintf(name, sizeof name, "t.%d", n);
+    const rt_tensor *t = rt_st_find(ts, name);
+    return t ? t->data : NULL;
+}
+
+/* Training-mode loss and gradients at batch n, from freshly loaded weights. */
+static void check_gradients(const rt_tensors *ts, const char *weights, int n)
+{
+    char name[160];
+    snprintf(name, sizeof name, "loss.%d", n);
+    const rt_tensor *loss = rt_st_find(ts, name), *x;
+    snprintf(name, sizeof name, "x.%d", n);
+    x = rt_st_find(ts, name);
+    if (!loss || !x)
+        return;                                 /* not a reference for this batch */
+    NET *net = API(new)(1);
+    int32_t *classes = NULL;
+    void *y = labels_of(ts, n, &classes);
+    if (API(load)(net, weights) != 0 || !y) {
+        printf("FAIL  %s gradients batch %d: %s\n", STR(NET), n, y ? API(error)(net) : "no labels");
+        failed++;
+        API(free)(net);
+        return;
+    }
+    float got = API(loss_grad)(net, n, x->data, y);
+    verdict("loss", n, fabs((double)got - loss->data[0]) / fmax(fabs((double)loss->data[0]), 1e-6));
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < API(param_count)(); i++) {
+        snprintf(name, sizeof name, "after.%d.%s", n, API(param_name)(i));
+        const rt_tensor *want = rt_st_find(ts, name);
+        if (want)                               /* batchnorm's running statistics */
+            verdict_tol(API(param_name)(i), n, rel_error(API(param)(net, i), want->data, want->count), 1e-4);
+        snprintf(name, sizeof name, "grad.%d.%s", n, API(param_name)(i));
+        if (!(want = rt_st_find(ts, name)))
+            continue;                           /* buffers have no gradient */
+        const float *g = API(grad)(net, i);
+        double e = g ? rel_error(g, want->data, want->count) : INFINITY;
+        if (e > worst)
+            worst = e, worst_name = API(param_name)(i);
+    }
+    if (worst > 1e-3)
+        printf("      worst gradient: %s\n", worst_name);
+    verdict_tol("gradients", n, worst, 1e-3);
+    free(classes);
+    API(free)(net);
 }
 
 int main(int argc, char **argv)
@@ -110,6 +175,8 @@ int main(int argc, char **argv)
         free(out);
         through_executable(argv[2], weights, x, want, batches[b]);
     }
+    for (int b = 0; b < 2; b++)
+        check_gradients(&ts, weights, batches[b]);
     API(free)(net);
     rt_st_free(&ts);
     printf("%d passed, %d failed\n", passed, failed);
