@@ -334,6 +334,8 @@ typedef struct Builder {
 Node *shape_stage(Builder *b, Ast *stage, Node *x);
 /* Evaluates a layer argument to a constant (block parameters substituted). */
 Val shape_const(Builder *b, Ast *e);
+/* The parameters of the block being expanded, NULL-terminated (for "did you mean"). */
+const char **shape_block_params(Builder *b);
 /* Reads an initializer (`he`, `uniform(a, b)`, ...) into p; false on error. */
 bool shape_init(Builder *b, Ast *e, Param *p);
 Node *shape_param_node(Builder *b, Param p);

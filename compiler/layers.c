@@ -113,6 +113,18 @@ static bool put(Builder *b, Args *a, int i, const Arg *arg)
     }
     Val v = s->type == T_BRANCH ? (Val){V_AST, .ast = arg->val, .loc = arg->val->loc}
                                 : shape_const(b, arg->val);
+    if (s->type == T_COUNT && v.kind == V_INT && v.num > (1 << 30)) {
+        error_at(arg->val->loc, "%s's argument '%s' must be at most 2^30", a->rule->name, s->name);
+        return false;
+    }
+    bool wants_number = s->type == T_COUNT || s->type == T_SIZE || s->type == T_FLOAT || s->type == T_PROB;
+    if (v.kind == V_NAME && wants_number) {
+        error_at(arg->val->loc, "unknown name '%s' in %s's argument '%s'", v.str, a->rule->name, s->name);
+        const char *near = closest_word(v.str, shape_block_params(b));
+        if (near)
+            note("did you mean '%s'?", near);
+        return false;
+    }
     if (!type_ok(s->type, &v)) {
         error_at(arg->val->loc, "%s's argument '%s' must be %s", a->rule->name, s->name, type_names[s->type]);
         return false;
@@ -453,8 +465,10 @@ static Node *apply_concat(Builder *b, Args *a, Node *x)
         if (!fits) {
             error_at(a->branches[i]->loc, "concat's branch %d gives %s, which cannot join %s", i + 1,
                      shape_str(t), shape_str(ys[0]->shape));
-            if (s.rank == 3)
+            if (s.rank == 3 && t.rank == 3)
                 note("branches must agree on height and width");
+            else
+                note("branches must be all images [C, H, W] or all vectors [n]");
             return NULL;
         }
         s.d[0] += t.d[0];

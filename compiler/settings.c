@@ -18,8 +18,10 @@ static bool number_in(Ast *e, const char *what, double lo, double hi, bool whole
 {
     Builder b = {0};
     Val v = shape_const(&b, e);
+    if (v.kind == V_NONE)
+        return false;                   /* already reported (division by zero) */
     if ((v.kind != V_INT && v.kind != V_FLOAT) || v.num < lo || v.num > hi || (whole && v.kind != V_INT)) {
-        error_at(e->loc, "%s must be %s from %g to %g", what, whole ? "a whole number" : "a number", lo, hi);
+        error_at(e->loc, "%s must be %s from %.16g to %.16g", what, whole ? "a whole number" : "a number", lo, hi);
         return false;
     }
     *out = v.num;

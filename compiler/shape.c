@@ -109,6 +109,12 @@ static void bind(Builder *b, const char *name, Loc loc, Node *n)
             note("'%s' was bound at line %d", name, old->loc.line);
         return;
     }
+    const char *labels = b->g->label_name;
+    if (labels && strcmp(labels, name) == 0) {
+        error_at(loc, "'%s' is the name of the %s", name,
+                 b->g->label_kind == LABELS_TARGET ? "target" : "labels");
+        return;
+    }
     if (reserved_name(b, name, loc))
         return;
     Binding *v = arena_alloc(sizeof *v);
@@ -129,6 +135,15 @@ static Val *frame_lookup(Builder *b, const char *name)
         if (strcmp(blk->params[i], name) == 0)
             return &b->frame->vals[i];
     return NULL;
+}
+
+const char **shape_block_params(Builder *b)
+{
+    int n = b->frame ? b->frame->block->nparams : 0;
+    const char **names = arena_alloc(sizeof(char *) * (size_t)(n + 1));
+    for (int i = 0; i < n; i++)
+        names[i] = b->frame->block->params[i];
+    return names;
 }
 
 static Val number(double v, Loc loc)
@@ -463,8 +478,8 @@ static Node *value(Builder *b, Ast *e, Node *hole)
 
 static Node *expand_block(Builder *b, const Stmt *blk, Ast *call, Node *x)
 {
-    int nargs = call && call->kind == A_CALL ? call->nargs : 0;
-    Loc loc = call ? call->loc : blk->loc;
+    int nargs = call->kind == A_CALL ? call->nargs : 0;
+    Loc loc = call->loc;
     if (nargs != blk->nparams) {
         error_at(loc, "block '%s' takes %d argument%s but got %d", blk->name, blk->nparams,
                  blk->nparams == 1 ? "" : "s", nargs);
@@ -509,11 +524,13 @@ static Node *named_stage(Builder *b, Ast *e, Node *x)
         return layer_call(b, rule, e, x);
     const Stmt *blk = find_block(b, e->str);
     if (blk)
-        return expand_block(b, blk, e->kind == A_CALL ? e : NULL, x);
+        return expand_block(b, blk, e, x);
     if (e->kind == A_CALL && is_math_function(e->str)) {
         if (!uses_hole(e)) {
             error_at(e->loc, "this stage does not use its input");
-            note("write `_` where the incoming value goes, e.g. `%s(_)`", e->str);
+            bool two = strcmp(e->str, "max") == 0 || strcmp(e->str, "min") == 0;
+            note(two ? "write `_` where the incoming value goes, e.g. `%s(0, _)`"
+                     : "write `_` where the incoming value goes, e.g. `%s(_)`", e->str);
             return NULL;
         }
         return math_call(b, e, x);
@@ -530,6 +547,8 @@ static Node *named_stage(Builder *b, Ast *e, Node *x)
     return NULL;
 }
 
+static int pipe_elems(Ast *e, Ast **out, int max);
+
 /* stage = layer | layer(args) | block | block(args) | expression with `_` | (stage -> stage) */
 Node *shape_stage(Builder *b, Ast *e, Node *x)
 {
@@ -541,9 +560,12 @@ Node *shape_stage(Builder *b, Ast *e, Node *x)
         return NULL;
     }
     Node *y;
-    if (e->kind == A_PIPE) {
-        y = shape_stage(b, e->a, x);
-        y = y ? shape_stage(b, e->b, y) : NULL;
+    if (e->kind == A_PIPE) {                    /* a chain of stages is not nesting */
+        Ast **el = arena_alloc(sizeof(Ast *) * (size_t)(e->depth + 2));
+        int n = pipe_elems(e, el, e->depth + 2);
+        y = x;
+        for (int i = 0; i < n && y; i++)
+            y = shape_stage(b, el[i], y);
     } else if (e->kind == A_NAME || e->kind == A_CALL) {
         y = named_stage(b, e, x);
     } else if (e->kind == A_HOLE) {
@@ -591,7 +613,7 @@ static Node *pipeline(Builder *b, Ast *e, Node *hole, const Stmt *bind_in)
     }
     Node *x = value(b, el[0], hole);
     for (int i = 1; i < n && x; i++) {
-        if (bind_in && fresh_name(b, el[i])) {
+        if (bind_in && i == n - 1 && fresh_name(b, el[i])) {
             bind(b, el[i]->str, el[i]->loc, x);
             continue;
         }
@@ -609,7 +631,6 @@ static bool read_shape(Ast *e, Shape *s)
         return false;
     }
     s->rank = e->nargs;
-    int64_t total = 1;
     for (int i = 0; i < e->nargs; i++) {
         Ast *d = e->args[i].val;
         if (!d->is_int || d->num < 1 || d->num > 9e15) {
@@ -617,6 +638,9 @@ static bool read_shape(Ast *e, Shape *s)
             return false;
         }
         s->d[i] = (int64_t)d->num;
+    }
+    int64_t total = 1;
+    for (int i = 0; i < e->nargs; i++) {
         if (!mul_ok(total, s->d[i], &total) || total > MAX_TENSOR_ELEMS) {
             error_at(e->loc, "shape %s is too large: a tensor may hold at most 2^31 elements",
                      shape_str(*s));
@@ -636,7 +660,7 @@ static void declare_input(Builder *b, const Stmt *s)
     if (!read_shape(s->shape, &sh))
         return;
     if (sh.rank == 0 || sh.rank > 3) {
-        error_at(s->shape->loc, "an input is a vector [D] or an image [C, H, W], not %s", shape_str(sh));
+        error_at(s->shape->loc, "an input is a vector [D], a matrix [H, W] or an image [C, H, W], not %s", shape_str(sh));
         return;
     }
     b->g->input = graph_node(b->g, OP_INPUT, s->nameloc, sh, 0, NULL);
@@ -654,6 +678,11 @@ static void declare_labels(Builder *b, const Stmt *s)
     }
     Ast *e = s->expr;
     double k;
+    if (lookup(b, s->name)) {
+        error_at(s->nameloc, "'%s' is already bound", s->name);
+        return;
+    }
+    g->label_kind = LABELS_CLASS, g->nclasses = 0, g->label_name = s->name;   /* 0: rejected */
     if (e->kind != A_CALL || strcmp(e->str, "class") != 0 || e->nargs != 1) {
         error_at(e->loc, "labels are declared as `class(K)`, K the number of classes");
         return;
@@ -674,6 +703,10 @@ static void declare_target(Builder *b, const Stmt *s)
         error_at(s->loc, "labels or a target is already declared");
         return;
     }
+    if (lookup(b, s->name)) {
+        error_at(s->nameloc, "'%s' is already bound", s->name);
+        return;
+    }
     if (read_shape(s->shape, &g->target_shape))
         g->label_kind = LABELS_TARGET, g->label_name = s->name;
 }
@@ -690,12 +723,16 @@ static void fans(Param *p)
 static void declare_param(Builder *b, const Stmt *s)
 {
     Param p = {.name = s->name, .loc = s->nameloc, .init = INIT_HE};
-    if (!read_shape(s->shape, &p.shape))
+    bool ok = read_shape(s->shape, &p.shape);
+    if (ok) {
+        fans(&p);
+        p.is_weight = p.shape.rank >= 2;
+    }
+    if (!ok || (s->expr && !shape_init(b, s->expr, &p))) {
+        if (!lookup(b, s->name))
+            bind(b, s->name, s->nameloc, NULL);     /* reported: uses stay quiet */
         return;
-    fans(&p);
-    p.is_weight = p.shape.rank >= 2;
-    if (s->expr && !shape_init(b, s->expr, &p))
-        return;
+    }
     if (lookup(b, s->name) || reserved_name(b, s->name, s->nameloc)) {
         if (lookup(b, s->name))
             bind(b, s->name, s->nameloc, NULL);     /* reports the duplicate */
@@ -730,11 +767,10 @@ static void statement_value(Builder *b, const Stmt *s)
             bind(b, s->name, s->nameloc, NULL);     /* reports the duplicate */
             return;
         }
-        Node *x = pipeline(b, s->expr, NULL, s);
-        if (x) {
-            bind(b, s->name, s->nameloc, x);
+        Node *x = pipeline(b, s->expr, NULL, NULL);
+        bind(b, s->name, s->nameloc, x);            /* NULL after an error: uses stay quiet */
+        if (x)
             last_bound = x;
-        }
         return;
     }
     /* S_PIPE: its last element must be a fresh name, which binds the result */
@@ -749,6 +785,8 @@ static void statement_value(Builder *b, const Stmt *s)
     Node *x = pipeline(b, e, NULL, s);
     if (x)
         last_bound = x;
+    else if (!lookup(b, e->b->str))
+        bind(b, e->b->str, e->b->loc, NULL);        /* after an error: uses stay quiet */
 }
 
 /* ---- loss --------------------------------------------------------------- */
@@ -798,6 +836,8 @@ static void class_loss(Builder *b, Ast *e, float coef, LossKind kind)
     if (!t.f || !is_labels(b, e->args[1].val, LABELS_CLASS, e->str))
         return;
     int k = b->g->nclasses;
+    if (k == 0)
+        return;                                     /* the labels' error is reported */
     if (t.f->shape.rank != 1 || t.f->shape.d[0] != k) {
         error_at(e->args[0].val->loc, "%s needs scores of shape [%d] for labels %s : class(%d), but got %s",
                  e->str, k, b->g->label_name, k, shape_str(t.f->shape));
@@ -845,13 +885,23 @@ static void norm_loss(Builder *b, Ast *e, float coef, LossKind kind)
             continue;
         }
         Binding *v = a->kind == A_NAME ? lookup(b, a->str) : NULL;
-        if (!v || !v->node || v->node->op != OP_PARAM) {
+        if (v && !v->node)
+            return;                                 /* its error is reported */
+        if (!v || v->node->op != OP_PARAM) {
             error_at(a->loc, "%s takes parameters (or `weights`), and this is not one", e->str);
             return;
         }
         t.params[t.nparams++] = v->node->param;
     }
     add_loss(b, t);
+}
+
+/* A constant number (`2`, `5e-4 / 2`, `-1`), silently. */
+static bool is_number(Builder *b, Ast *e, double *out)
+{
+    Val v = shape_const(b, e);
+    *out = v.num;
+    return v.kind == V_INT || v.kind == V_FLOAT;
 }
 
 /* loss = term | loss + loss | loss - loss | c * loss | loss * c | loss / c | -loss */
@@ -863,8 +913,8 @@ static void loss_terms(Builder *b, Ast *e, float coef)
         loss_terms(b, e->b, e->op == '+' ? coef : -coef);
     } else if (e->kind == A_NEG) {
         loss_terms(b, e->a, -coef);
-    } else if (e->kind == A_BIN && e->op == '*' && e->a->kind == A_NUM) {
-        loss_terms(b, e->b, coef * (float)e->a->num);
+    } else if (e->kind == A_BIN && e->op == '*' && is_number(b, e->a, &c)) {
+        loss_terms(b, e->b, coef * (float)c);
     } else if (e->kind == A_BIN && (e->op == '*' || e->op == '/') && const_number(b, e->b, "a loss coefficient", &c)) {
         if (e->op == '/' && c == 0)
             error_at(e->b->loc, "division by zero in the loss");
@@ -921,6 +971,7 @@ static void network_name(Graph *g, const Program *p, const Stmt *s)
 static void declarations(Builder *b, const Program *p)
 {
     const Stmt *net = NULL;
+    bool declared = false;
     for (const Stmt *s = p->stmts; s; s = s->next) {
         switch (s->kind) {
         case S_NETWORK:
@@ -928,7 +979,7 @@ static void declarations(Builder *b, const Program *p)
                 error_at(s->loc, "the network is named twice");
             net = s;
             break;
-        case S_INPUT:  declare_input(b, s); break;
+        case S_INPUT:  declared = true; declare_input(b, s); break;
         case S_LABELS: declare_labels(b, s); break;
         case S_TARGET: declare_target(b, s); break;
         case S_BLOCK:  declare_block(b, s); break;
@@ -936,7 +987,7 @@ static void declarations(Builder *b, const Program *p)
         }
     }
     network_name(b->g, p, net);
-    if (!b->g->input)
+    if (!declared)
         error_at((Loc){0, 0, 0}, "the network has no input; declare one, e.g. `input x : [1, 28, 28]`");
 }
 

@@ -148,6 +148,7 @@ static Stmt *last_stmt;
 %type <stmt> stmt
 %type <args> args arglist settings dims
 %type <names> names
+%type <str> key
 
 %left '+' '-'
 %left '*' '/'
@@ -204,10 +205,10 @@ dims
     | dims ',' NUM              { $$ = arg_push($1, (Arg){.val = $3}); }
     ;
 
-/* settings = (name "=" pipe)* */
+/* settings = (key "=" pipe)* */
 settings
     : %empty                    { $$ = (ArgList){0}; }
-    | settings IDENT '=' pipe   { $$ = arg_push($1, (Arg){$2, loc_of(@2), $4}); }
+    | settings key '=' pipe     { $$ = arg_push($1, (Arg){$2, loc_of(@2), $4}); }
     | settings error            { $$ = $1; }
     ;
 
@@ -244,9 +245,18 @@ args
     ;
 arglist
     : pipe                      { $$ = arg_push((ArgList){0}, (Arg){.val = $1}); }
-    | IDENT '=' pipe            { $$ = arg_push((ArgList){0}, (Arg){$1, loc_of(@1), $3}); }
+    | key '=' pipe              { $$ = arg_push((ArgList){0}, (Arg){$1, loc_of(@1), $3}); }
     | arglist ',' pipe          { $$ = arg_push($1, (Arg){.val = $3}); }
-    | arglist ',' IDENT '=' pipe { $$ = arg_push($1, (Arg){$3, loc_of(@3), $5}); }
+    | arglist ',' key '=' pipe  { $$ = arg_push($1, (Arg){$3, loc_of(@3), $5}); }
+    ;
+
+/* key = name | a keyword: `train = idx(...)` in data, `labels = "..."` in idx */
+key
+    : IDENT
+    | "network" { $$ = "network"; } | "input" { $$ = "input"; } | "labels" { $$ = "labels"; }
+    | "target" { $$ = "target"; } | "param" { $$ = "param"; } | "output" { $$ = "output"; }
+    | "block" { $$ = "block"; } | "loss" { $$ = "loss"; } | "train" { $$ = "train"; }
+    | "data" { $$ = "data"; }
     ;
 
 %%
