@@ -141,6 +141,77 @@ static void check_gradients(const rt_tensors *ts, const char *weights, int n)
     API(free)(net);
 }
 
+/* How far the derived gradient g of the entry *p is from the loss's slope:
+ * central and one-sided differences, each at two step sizes (a step too
+ * small drowns in float32 rounding, one too large crosses kinks of relu,
+ * max and hinge, where the derivative is one of the one-sided slopes). */
+static double slope_error(NET *net, int n, const float *x, const void *y, float *p, float g)
+{
+    float keep = *p;
+    double best = INFINITY, mid = API(loss_grad)(net, n, x, y);
+    for (int s = 0; s < 2; s++) {
+        float h = (s ? 1e-3f : 2.5e-4f) * fmaxf(1.0f, fabsf(keep));
+        *p = keep + h;
+        double up = API(loss_grad)(net, n, x, y);
+        *p = keep - h;
+        double down = API(loss_grad)(net, n, x, y);
+        *p = keep;
+        best = fmin(best, fabs((up - down) / (2.0 * h) - g));
+        best = fmin(best, fmin(fabs((up - mid) / h - g), fabs((mid - down) / h - g)));
+    }
+    return best;
+}
+
+/* Finite differences: for a sample of each parameter's entries, the slope
+ * (L(p + h) - L(p - h)) / 2h against the derived gradient, within 5% of the
+ * parameter's largest gradient entry plus the float32 noise floor (a wrong
+ * rule is off by far more; PyTorch's gradients are checked to 1e-3 above). */
+static void check_finite_differences(const rt_tensors *ts, const char *weights, int n)
+{
+    char name[32];
+    snprintf(name, sizeof name, "x.%d", n);
+    const rt_tensor *x = rt_st_find(ts, name);
+    snprintf(name, sizeof name, "loss.%d", n);
+    if (!x || !rt_st_find(ts, name))
+        return;
+    NET *net = API(new)(1);
+    int32_t *classes = NULL;
+    void *y = labels_of(ts, n, &classes);
+    if (API(load)(net, weights) != 0 || !y)
+        return;
+    /* differences of float32 losses cannot resolve slopes below about
+     * two float32 ulps of L over h: that floor is added to each comparison's scale */
+    double noise = 4e-7 * fabs(API(loss_grad)(net, n, x->data, y)) / 2.5e-4;
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < API(param_count)(); i++) {
+        const float *g = API(grad)(net, i);
+        float *p = API(param)(net, i);
+        int64_t dims[4], count = 1;
+        int rank = API(param_shape)(i, dims);
+        for (int k = 0; k < rank; k++)
+            count *= dims[k];
+        if (!g || strstr(API(param_name)(i), "running_"))
+            continue;
+        float *copy = malloc(sizeof(float) * (size_t)count);
+        memcpy(copy, g, sizeof(float) * (size_t)count);
+        double gmax = 1e-6, err = 0;
+        for (int64_t k = 0; k < count; k++)
+            gmax = fmax(gmax, fabs(copy[k]));
+        int64_t step = count > 12 ? count / 12 : 1;
+        for (int64_t k = 0; k < count; k += step)
+            err = fmax(err, slope_error(net, n, x->data, y, &p[k], copy[k]) / (gmax + noise));
+        if (err > worst)
+            worst = err, worst_name = API(param_name)(i);
+        free(copy);
+    }
+    if (worst > 5e-2)
+        printf("      worst finite difference: %s\n", worst_name);
+    verdict_tol("finite diff", n, worst, 5e-2);
+    free(classes);
+    API(free)(net);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -175,8 +246,10 @@ int main(int argc, char **argv)
         free(out);
         through_executable(argv[2], weights, x, want, batches[b]);
     }
-    for (int b = 0; b < 2; b++)
+    for (int b = 0; b < 2; b++) {
         check_gradients(&ts, weights, batches[b]);
+        check_finite_differences(&ts, weights, batches[b]);
+    }
     API(free)(net);
     rt_st_free(&ts);
     printf("%d passed, %d failed\n", passed, failed);
