@@ -69,7 +69,7 @@ clean:
 # (adds zlib and libpng). The _asan variants are for the sanitizer tests.
 RT_CFLAGS := -O2 -g -std=c11 -fPIC -fopenmp -Wall -Wextra -D_GNU_SOURCE
 RT_CORE   := error crc32 safetensors net
-RT_PROG   := idx csv image main
+RT_PROG   := idx csv image main train
 RT_LIBS   := lib/libcnnrt.a lib/libcnnrt_main.a lib/libcnnrt_asan.a lib/libcnnrt_main_asan.a
 
 .PHONY: runtime
@@ -100,12 +100,47 @@ $(BUILD)/tests/%: tests/unit/%.c $(FRONT_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC) -o $@ $< $(FRONT_OBJ) $(LLVM_LIBS) -lcriterion -lm
 
-.PHONY: check-unit check-golden
+# make check: install what is missing, build, then every suite (tests/check.sh).
+check: deps
+	$(MAKE) all
+	sh tests/check.sh
+
+.PHONY: check-unit check-golden check-runtime check-reference check-reference-asan
+.PHONY: check-train check-embed check-predict check-fuzz
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
 
 check-golden: bin/cnnc
 	sh tests/run_golden.sh bin/cnnc
+
+# the runtime's readers and writers, with AddressSanitizer and UBSan
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+$(BUILD)/tests/test_runtime: tests/runtime/test_runtime.c $(wildcard runtime/*.c) runtime/cnnrt.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -g -D_GNU_SOURCE -fopenmp $(SAN) -Iruntime -o $@ tests/runtime/test_runtime.c \
+	  $(filter-out runtime/main.c,$(wildcard runtime/*.c)) -lcriterion -lz -lpng -lm
+
+check-runtime: $(BUILD)/tests/test_runtime
+	$(BUILD)/tests/test_runtime --jobs 2
+
+check-reference: all
+	sh tests/reference/run.sh
+
+check-reference-asan: all
+	sh tests/reference/run.sh --sanitize
+
+check-train: all
+	sh tests/runtime/test_train.sh
+	sh tests/training/run.sh
+
+check-embed: all
+	sh tests/embed/run.sh
+
+check-predict: all
+	sh tests/program/test_predict.sh
+
+check-fuzz:
+	$(MAKE) fuzz FUZZ_SECONDS=60
 
 # ---- fuzzing -------------------------------------------------------------
 # The front end built with libFuzzer, AddressSanitizer and UBSan.

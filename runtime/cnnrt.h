@@ -4,8 +4,9 @@
  *   libcnnrt.a       error.c crc32.c safetensors.c net.c
  *                    needs only libc; linked by every program that embeds a
  *                    network (`cnnc --lib`, `cnnc -c`) and by the executables.
- *   libcnnrt_main.a  idx.c csv.c image.c main.c
- *                    data sets and images, for the generated executables only;
+ *   libcnnrt_main.a  idx.c csv.c image.c main.c train.c
+ *                    data sets, images, the commands and the training loop,
+ *                    for the generated executables only;
  *                    link after libcnnrt.a with -lz -lpng.
  *
  * Conventions.
@@ -111,8 +112,10 @@ const char *rt_st_meta(const rt_tensors *t, const char *key);
  * The write is atomic: the file is written as path.tmp.<pid> in the same
  * directory, synced, renamed over path, and the directory synced. On failure
  * (full disk, missing or read-only directory, ...) the temporary file is
- * removed and an existing file at path is left as it was. The header is
- * padded with spaces so the data section starts at a multiple of 8. */
+ * removed and an existing file at path is left as it was; only if the final
+ * directory sync fails is the new file in place, and the message says so.
+ * The header is padded with spaces so the data section starts at a multiple
+ * of 8. */
 int rt_st_write(const char *path, int n, const rt_tensor *t, int nmeta,
                 const char *const *key, const char *const *val, rt_err *err);
 
@@ -190,14 +193,15 @@ typedef struct {
     uint8_t *px;
 } rt_image;
 
-/* Reads image number index of the file at path. Formats, told apart by their
- * first bytes: PGM/PPM (P2, P5, P3, P6; maxval up to 65535, scaled to 8 bits),
- * PNG (any color type and bit depth, reduced to 8-bit gray or RGB: alpha and
- * transparency are dropped, palettes expanded to RGB), and IDX (plain or gzip;
- * a file of n x H x W, n x H x W x 3 ... holds images; H x W x 3 arrays are
- * read as RGB). index must be 0 except for IDX, whose reading decompresses
- * everything before the image: to visit many, use rt_idx_read once and
- * rt_image_from_idx. Unknown formats are named by their first bytes. */
+/* Reads image number index (from 0) of the file at path. Formats, told apart
+ * by their first bytes: PGM/PPM (P2, P5, P3, P6; maxval up to 65535, scaled
+ * to 8 bits), PNG (any color type and bit depth, reduced to 8-bit gray or RGB:
+ * alpha and transparency dropped, palettes expanded to RGB), and IDX (plain or
+ * gzip, items as rt_image_from_idx takes them). index must be 0 except for
+ * IDX, where reading decompresses everything before the image: to visit many,
+ * use rt_idx_read once and rt_image_from_idx. Unknown formats are named by
+ * their first bytes; images over 16384 pixels a side or 2^27 samples are
+ * refused. */
 int rt_image_read(const char *path, int64_t index, rt_image *img, rt_err *err);
 
 /* The number of images in the file at path: 1, or an IDX file's item count. */
@@ -233,7 +237,7 @@ void rt_image_free(rt_image *img);
 
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
-#define RT_DESC_MAGIC 0x636e6e6300000001ll
+#define RT_DESC_MAGIC 0x636e6e6300000002ll
 
 enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_CONSTANT, RT_INIT_UNIFORM, RT_INIT_NORMAL,
        RT_INIT_HE, RT_INIT_XAVIER };
@@ -255,6 +259,27 @@ typedef struct {
 } rt_param_desc;
 
 typedef void rt_forward_fn(int64_t n, const float *x, float *out, const float *params, float *ws);
+
+/* The training kernel: training-mode forward and backward over examples
+ * [first, first + n) of a batch of `total`. x holds those n examples, y their
+ * labels (int32_t) or targets (float, target_size each). It writes into grads
+ * (a block laid out as params) the gradient of the loss's data term scaled by
+ * 1/total, summed over its n examples, for every parameter (zero where the
+ * loss does not depend on it), and returns its n examples' share of the mean
+ * data loss: sum over them / total. Batchnorm's running statistics are
+ * updated in params. ws holds train_ws_fixed + n * train_ws_floats floats.
+ * seed drives dropout: the mask of an element depends only on (seed, first +
+ * example, element), never on how the batch is split. */
+typedef double rt_train_fn(int64_t n, const float *x, const void *y, float *params, float *grads,
+                           float *ws, int64_t first, int64_t total, uint64_t seed);
+
+/* A regularizer term of the loss: coef * sum p^2 (l2) or coef * sum |p| (l1). */
+enum { RT_REG_L2 = 1, RT_REG_L1 = 2 };
+typedef struct {
+    int64_t kind;                 /* RT_REG_* */
+    double coef;
+    int64_t param;                /* index into params */
+} rt_reg_desc;
 
 typedef struct {
     int64_t kind;                 /* RT_DATA_* */
@@ -278,14 +303,19 @@ typedef struct {
     int64_t param_floats;         /* the parameter block */
     int64_t ws_floats;            /* workspace per example */
     rt_forward_fn *forward;       /* inference over n examples */
-    void *loss_grad;              /* training; NULL when not generated */
+    rt_train_fn *train;           /* NULL when the network has no loss */
+    int64_t train_ws_floats;      /* training workspace per example */
+    int64_t train_ws_fixed;       /* and per call */
+    int64_t train_serial;         /* batch statistics (batchnorm): one thread */
+    int64_t nreg;
+    const rt_reg_desc *reg;       /* the loss's l2/l1 terms */
     /* the train { } block */
     double lr, momentum, weight_decay;
     int64_t nesterov, batch, epochs, schedule, step_every;
     double step_factor, exp_gamma;
     int64_t seed;
     /* the data { } block */
-    rt_data_desc train, test;
+    rt_data_desc train_set, test_set;
     double scale;
     const char *summary;          /* the --summary table */
 } rt_net_desc;
@@ -307,16 +337,52 @@ typedef struct rt_net {
     float lr;
     uint64_t seed;
     char err[512];
+    /* training: the optimizer's state and settings, and each thread's share
+     * of a training batch (rt_net_loss_grad, rt_net_train_step) */
+    int64_t step;                 /* SGD steps taken; dropout's seed is f(seed, step) */
+    float sgd_momentum, sgd_weight_decay;   /* from the descriptor; may be changed */
+    int sgd_nesterov;
+    int tparts;                   /* threads with blocks below */
+    float **tgrads;               /* [t] thread t's gradients (t >= 1; thread 0 uses grads) */
+    float **tws;                  /* [t] thread t's training workspace, tws_cap floats */
+    int64_t tws_cap;
+    double *tloss;                /* [t] thread t's data loss, [tparts + t] its regularizers' */
 } rt_net;
 
 rt_net     *rt_net_new(const rt_net_desc *d, uint64_t seed);   /* NULL: out of memory */
 void        rt_net_init(rt_net *net, uint64_t seed);
 void        rt_net_free(rt_net *net);
 const char *rt_net_error(const rt_net *net);
+/* Loads parameters and buffers by name, all or nothing, checking the
+ * metadata network, structure and crc32 when present. A checkpoint's
+ * momentum.<name> tensors, step and seed also restore the optimizer and the
+ * dropout stream; a weights file (no momentum) resets the optimizer (momentum
+ * zero, step 0). */
 int         rt_net_load(rt_net *net, const char *path);
+/* As rt_net_load, from a file already read (path names it in messages). */
+int         rt_net_load_tensors(rt_net *net, const rt_tensors *ts, const char *path);
+/* Writes the parameters and buffers (a weights file), atomically. */
 int         rt_net_save(const rt_net *net, const char *path);
+/* Writes a checkpoint, atomically: parameters and buffers, then
+ * momentum.<name> for each learned parameter; metadata format, network,
+ * structure, cnnc, seed, step, then key[i] -> val[i] for i < nmeta (which must
+ * not repeat those), then crc32 (rt_crc32 of all tensors' data in file order). */
+int         rt_net_save_checkpoint(const rt_net *net, const char *path, int nmeta,
+                                   const char *const *key, const char *const *val);
 void        rt_net_forward(rt_net *net, int n, const float *x, float *out);
+/* Training-mode forward and backward over n examples, the batch split into
+ * one contiguous slice per thread (one thread if the descriptor says
+ * train_serial), the threads' gradients summed in thread order, so results
+ * depend on the thread count but not on timing. Leaves the whole gradient
+ * (data term plus the l2/l1 terms) in grads and returns the loss; NAN after
+ * an error (rt_net_error says which). */
 float       rt_net_loss_grad(rt_net *net, int n, const float *x, const void *y);
+/* rt_net_loss_grad, then one SGD step on every learned parameter (not
+ * buffers), as PyTorch's SGD with dampening 0:
+ *   g = grad + weight_decay p;  v = momentum v + g;
+ *   p -= lr (g + momentum v) with nesterov, else p -= lr v.
+ * If the data loss is not finite the parameters and step are left as they
+ * were. Allocates only when n or the thread count exceeds any before. */
 float       rt_net_train_step(rt_net *net, int n, const float *x, const void *y);
 float      *rt_net_param(rt_net *net, int i);
 float      *rt_net_grad(rt_net *net, int i);
@@ -328,5 +394,37 @@ int         rt_desc_param_shape(const rt_net_desc *d, int i, int64_t dims[4]);
 
 /* main.c: the generated program's commands (info, predict, eval, bench, ...) */
 int rt_main(const rt_net_desc *d, int argc, char **argv);
+
+/* The probabilities of one output row: the row itself if the network ends in
+ * a softmax, otherwise softmax(row); p holds output_size values. */
+void   rt_probabilities(const rt_net_desc *d, const float *row, double *p);
+/* The data term of the loss for one example in inference mode (cross-entropy
+ * or multiclass hinge), from its output row and its probabilities. */
+double rt_example_loss(const rt_net_desc *d, const float *row, const double *p, int32_t y);
+
+/* train.c: the generated program's `train` command.
+ *
+ * Each setting comes from the command line if given there, else from the
+ * checkpoint being resumed (lr, momentum, batch, threads, seed), else from the
+ * descriptor's train and data blocks. A run is a pure function of the seed,
+ * the thread count, the settings and the data: the epoch's shuffle comes from
+ * an rt_rng seeded by (seed, epoch), dropout's from (seed, step), so a run
+ * resumed from a checkpoint ends with the weights of one that never stopped. */
+typedef struct {
+    const char *train_images, *train_labels;    /* IDX files; NULL: the data block */
+    const char *test_images, *test_labels;
+    const char *save;             /* checkpoint; NULL: NAME.ckpt.safetensors */
+    const char *resume, *log, *plot;            /* NULL: none */
+    int epochs;                   /* < 0: not given */
+    int batch, threads;           /* 0: not given */
+    double lr, momentum;          /* < 0: not given */
+    int64_t seed;                 /* < 0: not given */
+} rt_train_opts;
+
+/* Trains as the options say, printing progress; returns the exit status: 0,
+ * 1 (bad data, divergence, a failed write), 2 (bad command line) or 128 + the
+ * signal that stopped it (SIGINT: 130) after writing a checkpoint. prog
+ * prefixes messages. */
+int rt_train(const rt_net_desc *d, const rt_train_opts *o, const char *prog);
 
 #endif

@@ -17,9 +17,9 @@ typedef struct {
     const char *weights, *save, *resume, *log, *plot;
     const char *train_images, *train_labels, *test_images, *test_labels;
     int batch, threads, epochs;
-    double lr;
+    double lr, momentum;
     int64_t seed;
-    bool has_seed;
+    bool has_seed, has_epochs, has_lr, has_momentum;
     int nfiles;
     char **files;
 } Opts;
@@ -37,7 +37,7 @@ static int usage_error(const char *fmt, const char *arg)
 static void help(const rt_net_desc *d)
 {
     printf("usage: %s COMMAND [options]   (network %s, built by cnnc %s)\n\n"
-           "  train   [--epochs N] [--lr X] [--batch B] [--threads T] [--seed S]\n"
+           "  train   [--epochs N] [--lr X] [--momentum M] [--batch B] [--threads T] [--seed S]\n"
            "          [--train IMAGES LABELS] [--test IMAGES LABELS]\n"
            "          [--save FILE] [--resume CKPT] [--log metrics.csv] [--plot curves.svg]\n"
            "  eval    [--weights W] [--test IMAGES LABELS] [--batch B] [--threads T]\n"
@@ -83,13 +83,18 @@ static int parse(int argc, char **argv, Opts *o)
         else if (strcmp(a, "--test") == 0)     o->test_images = v, o->test_labels = argv[++i + 1];
         else if (strcmp(a, "--batch") == 0)    { if (!whole(v, 1, 65536, &n)) return usage_error("--batch needs a whole number from 1 to 65536, not '%s'", v); o->batch = (int)n; }
         else if (strcmp(a, "--threads") == 0)  { if (!whole(v, 1, 1024, &n)) return usage_error("--threads needs a whole number from 1 to 1024, not '%s'", v); o->threads = (int)n; }
-        else if (strcmp(a, "--epochs") == 0)   { if (!whole(v, 0, 1000000, &n)) return usage_error("--epochs needs a whole number from 0 to 1000000, not '%s'", v); o->epochs = (int)n; }
+        else if (strcmp(a, "--epochs") == 0)   { if (!whole(v, 0, 1000000, &n)) return usage_error("--epochs needs a whole number from 0 to 1000000, not '%s'", v); o->epochs = (int)n, o->has_epochs = true; }
         else if (strcmp(a, "--seed") == 0)     { if (!whole(v, 0, INT64_MAX, &n)) return usage_error("--seed needs a whole number, not '%s'", v); o->seed = n, o->has_seed = true; }
         else if (strcmp(a, "--lr") == 0) {
             char *end;
-            o->lr = strtod(v, &end);
+            o->lr = strtod(v, &end), o->has_lr = true;
             if (end == v || *end || !(o->lr >= 0) || !isfinite(o->lr))
                 return usage_error("--lr needs a number >= 0, not '%s'", v);
+        } else if (strcmp(a, "--momentum") == 0) {
+            char *end;
+            o->momentum = strtod(v, &end), o->has_momentum = true;
+            if (end == v || *end || !(o->momentum >= 0 && o->momentum < 1))
+                return usage_error("--momentum needs a number in [0, 1), not '%s'", v);
         } else
             return usage_error("unknown option '%s'", a);
         i++;
@@ -121,7 +126,7 @@ static rt_net *open_net(const rt_net_desc *d, const Opts *o)
 
 /* Probabilities of one output row: the row itself if the network ends in a
  * softmax, otherwise softmax(row). */
-static void probabilities(const rt_net_desc *d, const float *row, double *p)
+void rt_probabilities(const rt_net_desc *d, const float *row, double *p)
 {
     int64_t k = d->output_size;
     if (d->output_probs) {
@@ -197,7 +202,7 @@ static int cmd_predict(const rt_net_desc *d, const Opts *o)
         }
         rt_image_free(&img);
         rt_net_forward(net, 1, x, out);
-        probabilities(d, out, p);
+        rt_probabilities(d, out, p);
         int idx[5], n = top_k(p, d->output_size, 5, idx);
         printf("%s:\n", o->files[f]);
         for (int i = 0; i < n; i++)
@@ -215,15 +220,15 @@ static int load_test(const rt_net_desc *d, const Opts *o, rt_data *data)
     int rc;
     if (o->test_images)
         rc = rt_idx_load(o->test_images, o->test_labels, data, &err);
-    else if (d->test.kind == RT_DATA_IDX)
-        rc = rt_idx_load(d->test.path, d->test.labels, data, &err);
-    else if (d->test.kind == RT_DATA_CSV)
-        rc = rt_csv_load(d->test.path, (int)d->test.label_col, d->input_size, data, &err);
+    else if (d->test_set.kind == RT_DATA_IDX)
+        rc = rt_idx_load(d->test_set.path, d->test_set.labels, data, &err);
+    else if (d->test_set.kind == RT_DATA_CSV)
+        rc = rt_csv_load(d->test_set.path, (int)d->test_set.label_col, d->input_size, data, &err);
     else
         return usage_error("%s", "no test data: give --test IMAGES LABELS or a data { test = ... } block");
     if (!rc && data->dim != d->input_size)
         rc = rt_fail(&err, "%s: examples have %lld values but the network's input has %lld",
-                     o->test_images ? o->test_images : d->test.path, (long long)data->dim, (long long)d->input_size);
+                     o->test_images ? o->test_images : d->test_set.path, (long long)data->dim, (long long)d->input_size);
     if (!rc && d->label_kind == RT_LABELS_CLASS)
         rc = rt_data_check_labels(data, (int)d->nclasses, &err);
     if (rc) {
@@ -235,7 +240,7 @@ static int load_test(const rt_net_desc *d, const Opts *o, rt_data *data)
 }
 
 /* The data term of the loss for one example, in inference mode. */
-static double example_loss(const rt_net_desc *d, const float *row, const double *p, int32_t y)
+double rt_example_loss(const rt_net_desc *d, const float *row, const double *p, int32_t y)
 {
     if (d->loss_kind == RT_LOSS_HINGE) {
         double s = 0;
@@ -273,9 +278,9 @@ static int cmd_eval(const rt_net_desc *d, const Opts *o)
         rt_data_batch(&data, rows, n, (float)d->scale, x, y);
         rt_net_forward(net, n, x, out);
         for (int i = 0; i < n; i++) {
-            probabilities(d, out + (size_t)i * K, p);
+            rt_probabilities(d, out + (size_t)i * K, p);
             int idx[5], m = top_k(p, K, 5, idx);
-            loss += example_loss(d, out + (size_t)i * K, p, y[i]);
+            loss += rt_example_loss(d, out + (size_t)i * K, p, y[i]);
             top1 += idx[0] == y[i];
             for (int j = 0; j < m; j++)
                 top5 += idx[j] == y[i];
@@ -386,6 +391,21 @@ static int cmd_forward(const rt_net_desc *d, const Opts *o)
     return rc;
 }
 
+static int cmd_train(const rt_net_desc *d, const Opts *o)
+{
+    if (o->nfiles)
+        return usage_error("train takes no file arguments, not '%s'", o->files[0]);
+    rt_train_opts t = {
+        .train_images = o->train_images, .train_labels = o->train_labels,
+        .test_images = o->test_images, .test_labels = o->test_labels,
+        .save = o->save, .resume = o->resume, .log = o->log, .plot = o->plot,
+        .epochs = o->has_epochs ? o->epochs : -1, .batch = o->batch, .threads = o->threads,
+        .lr = o->has_lr ? o->lr : -1, .momentum = o->has_momentum ? o->momentum : -1,
+        .seed = o->has_seed ? o->seed : -1,
+    };
+    return rt_train(d, &t, prog);
+}
+
 int rt_main(const rt_net_desc *d, int argc, char **argv)
 {
     prog = argc > 0 ? argv[0] : d->name;
@@ -407,7 +427,7 @@ int rt_main(const rt_net_desc *d, int argc, char **argv)
     else if (strcmp(cmd, "eval") == 0)    rc = cmd_eval(d, &o);
     else if (strcmp(cmd, "bench") == 0)   rc = cmd_bench(d, &o);
     else if (strcmp(cmd, "forward") == 0) rc = cmd_forward(d, &o);
-    else if (strcmp(cmd, "train") == 0)   rc = usage_error("%s", "train: this build has no training code yet");
+    else if (strcmp(cmd, "train") == 0)   rc = cmd_train(d, &o);
     else rc = usage_error("unknown command '%s'", cmd);
     free(o.files);
     return rc;

@@ -4,6 +4,7 @@
  */
 #include "cnnrt.h"
 
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -126,6 +127,9 @@ rt_net *rt_net_new(const rt_net_desc *d, uint64_t seed)
     net->params = aligned_floats(d->param_floats);
     net->threads = omp_get_max_threads();
     net->lr = (float)d->lr;
+    net->sgd_momentum = (float)d->momentum;
+    net->sgd_weight_decay = (float)d->weight_decay;
+    net->sgd_nesterov = d->nesterov != 0;
     if (!net->params) {
         free(net);
         return NULL;
@@ -139,6 +143,9 @@ void rt_net_free(rt_net *net)
     if (!net)
         return;
     free(net->params), free(net->grads), free(net->momentum), free(net->ws);
+    for (int t = 0; t < net->tparts; t++)
+        free(net->tgrads[t]), free(net->tws[t]);  /* tgrads[0] is unused: NULL */
+    free(net->tgrads), free(net->tws), free(net->tloss);
     free(net);
 }
 
@@ -215,17 +222,215 @@ void rt_net_forward(rt_net *net, int n, const float *x, float *out)
     }
 }
 
+/* ---- training: the gradient, split across threads, and SGD ------------------ */
+
+/* The dropout seed of the current step: a pure function of (seed, step), so
+ * that a resumed run draws the masks an uninterrupted one would. */
+static uint64_t step_seed(const rt_net *net)
+{
+    uint64_t s = net->seed ^ ((uint64_t)net->step * 0xD1B54A32D192ED03ull);
+    return splitmix64(&s);
+}
+
+/* Makes room for `parts` threads' gradient blocks and workspaces of `per`
+ * examples each, and the momentum buffer if `step`. Allocates only when a
+ * call needs more than any call before it. */
+static int train_buffers(rt_net *net, int parts, int64_t per, bool step)
+{
+    const rt_net_desc *d = net->d;
+    if (!net->grads && !(net->grads = aligned_floats(d->param_floats)))
+        return fail(net, "out of memory for the gradients");
+    if (step && !net->momentum && !(net->momentum = aligned_floats(d->param_floats)))
+        return fail(net, "out of memory for the momentum buffers");
+    if (parts > net->tparts) {
+        float **g = realloc(net->tgrads, sizeof *g * (size_t)parts);
+        if (g)
+            net->tgrads = g;
+        float **w = g ? realloc(net->tws, sizeof *w * (size_t)parts) : NULL;
+        if (w)
+            net->tws = w;
+        double *l = w ? realloc(net->tloss, sizeof *l * 2 * (size_t)parts) : NULL;
+        if (!l)
+            return fail(net, "out of memory for %d threads", parts);
+        net->tloss = l;
+        for (int t = net->tparts; t < parts; t++)
+            g[t] = NULL, w[t] = NULL;
+        net->tparts = parts;
+        net->tws_cap = -1;                         /* the new threads have no workspace */
+    }
+    for (int t = 1; t < parts; t++)                /* thread 0 writes net->grads */
+        if (!net->tgrads[t] && !(net->tgrads[t] = aligned_floats(d->param_floats)))
+            return fail(net, "out of memory for %d threads' gradients", parts);
+    int64_t need = d->train_ws_fixed + per * d->train_ws_floats;
+    if (need > net->tws_cap) {
+        net->tws_cap = -1;
+        for (int t = 0; t < net->tparts; t++) {
+            free(net->tws[t]);
+            if (!(net->tws[t] = aligned_floats(need)))
+                return fail(net, "out of memory for a batch of %lld", (long long)per);
+        }
+        net->tws_cap = need;
+    }
+    return 0;
+}
+
+/* One SGD step (PyTorch's, dampening 0) on elements [lo, hi) of parameter p:
+ *   g = dL/dp + wd p;  v = m v + g;  p -= lr (g + m v) if nesterov, else lr v */
+static void sgd(rt_net *net, const rt_param_desc *p, int64_t lo, int64_t hi)
+{
+    float *restrict w = net->params + p->offset, *restrict v = net->momentum + p->offset;
+    const float *restrict g = net->grads + p->offset;
+    const float lr = net->lr, m = net->sgd_momentum, wd = net->sgd_weight_decay;
+    if (net->sgd_nesterov)
+        for (int64_t i = lo; i < hi; i++) {
+            float gi = wd != 0 ? g[i] + wd * w[i] : g[i];
+            v[i] = m * v[i] + gi;
+            w[i] -= lr * (gi + m * v[i]);
+        }
+    else
+        for (int64_t i = lo; i < hi; i++) {
+            float gi = wd != 0 ? g[i] + wd * w[i] : g[i];
+            v[i] = m * v[i] + gi;
+            w[i] -= lr * v[i];
+        }
+}
+
+/* The regularizer term's loss over elements [lo, hi) of its parameter, and
+ * its gradient added into net->grads:
+ *   d/dp coef sum p^2 = 2 coef p;   d/dp coef sum |p| = coef sign(p) */
+static double regularize(rt_net *net, const rt_reg_desc *r, int64_t lo, int64_t hi)
+{
+    const rt_param_desc *p = &net->d->params[r->param];
+    const float *restrict w = net->params + p->offset;
+    float *restrict g = net->grads + p->offset;
+    const float c = (float)r->coef;
+    double s = 0;
+    if (r->kind == RT_REG_L2)
+        for (int64_t i = lo; i < hi; i++) {
+            s += (double)w[i] * w[i];
+            g[i] += 2 * c * w[i];
+        }
+    else
+        for (int64_t i = lo; i < hi; i++) {
+            s += fabs((double)w[i]);
+            g[i] += w[i] > 0 ? c : w[i] < 0 ? -c : 0;
+        }
+    return r->coef * s;
+}
+
+/* The clipping of [lo, hi) of the parameter block to parameter p, in p's own
+ * element indices; false if they do not meet. */
+static bool clip(const rt_param_desc *p, int64_t lo, int64_t hi, int64_t *a, int64_t *b)
+{
+    *a = lo > p->offset ? lo - p->offset : 0;
+    *b = hi < p->offset + p->count ? hi - p->offset : p->count;
+    return *a < *b;
+}
+
+/* After every thread's kernel has run: elements [lo, hi) of the parameter
+ * block get the threads' gradients summed into net->grads in thread order
+ * (so the result depends only on the thread count), the regularizers'
+ * gradients, and with `step` the SGD update. Returns the regularizers' loss
+ * over the range. */
+static double finish_range(rt_net *net, int parts, int64_t lo, int64_t hi, bool step)
+{
+    const rt_net_desc *d = net->d;
+    float *g = net->grads;
+    for (int t = 1; t < parts; t++) {
+        const float *gt = net->tgrads[t];
+        for (int64_t i = lo; i < hi; i++)
+            g[i] += gt[i];
+    }
+    double reg = 0;
+    int64_t a, b;
+    for (int k = 0; k < d->nreg; k++)
+        if (clip(&d->params[d->reg[k].param], lo, hi, &a, &b))
+            reg += regularize(net, &d->reg[k], a, b);
+    for (int i = 0; step && i < d->nparams; i++)
+        if (!(d->params[i].flags & RT_PARAM_BUFFER) && clip(&d->params[i], lo, hi, &a, &b))
+            sgd(net, &d->params[i], a, b);
+    return reg;
+}
+
+/* Thread t of `parts`: its slice of the batch through the kernel, then (after
+ * all have finished) its share of the parameter block through finish_range.
+ * net->tloss[t] gets the slice's data loss, net->tloss[parts + t] the
+ * share's regularizer loss. */
+static void train_thread(rt_net *net, int t, int parts, int n, const float *x, const void *y,
+                         bool step)
+{
+    const rt_net_desc *d = net->d;
+    int64_t lo, hi;
+    slice(n, parts, t, &lo, &hi);
+    size_t ysize = d->label_kind == RT_LABELS_TARGET ? sizeof(float) * (size_t)d->target_size
+                                                     : sizeof(int32_t);
+    net->tloss[t] = d->train(hi - lo, x + lo * d->input_size, (const char *)y + (size_t)lo * ysize,
+                             net->params, t ? net->tgrads[t] : net->grads, net->tws[t], lo, n,
+                             step_seed(net));
+#pragma omp barrier
+    double data = 0;
+    for (int k = 0; k < parts; k++)
+        data += net->tloss[k];
+    step = step && isfinite(data);                 /* a diverged step changes nothing */
+    int64_t chunks = (d->param_floats + 15) / 16;  /* whole cache lines per thread */
+    slice(chunks, parts, t, &lo, &hi);
+    lo *= 16, hi = hi * 16 < d->param_floats ? hi * 16 : d->param_floats;
+    net->tloss[parts + t] = finish_range(net, parts, lo, hi, step);
+}
+
+/* Training-mode forward and backward over a batch (and with `step` the SGD
+ * update), the batch split into contiguous slices across the threads in one
+ * parallel region. Returns the loss, data term plus regularizers. */
+static float train_batch(rt_net *net, int n, const float *x, const void *y, bool step)
+{
+    if (!net)
+        return NAN;
+    const rt_net_desc *d = net->d;
+    const char *what = step ? "train_step" : "loss_grad";
+    if (n <= 0 || !x || !y) {
+        fail(net, "%s: needs n >= 1 and non-NULL x and y (n = %d)", what, n);
+        return NAN;
+    }
+    if (!d->train) {
+        fail(net, "%s: network '%s' has no training code (no loss, or built without it)", what, d->name);
+        return NAN;
+    }
+    int parts = d->train_serial ? 1 : net->threads < n ? net->threads : n;
+    for (;;) {
+        if (train_buffers(net, parts, (n + parts - 1) / parts, step))
+            return NAN;
+        if (parts == 1) {
+            train_thread(net, 0, 1, n, x, y, step);
+            break;
+        }
+        int got = parts;
+#pragma omp parallel num_threads(parts)
+        {
+            if (omp_get_num_threads() == parts)
+                train_thread(net, omp_get_thread_num(), parts, n, x, y, step);
+            else if (omp_get_thread_num() == 0)
+                got = omp_get_num_threads();   /* fewer threads than asked (nesting) */
+        }
+        if (got == parts)
+            break;
+        parts = got;                               /* again with the slices they can take */
+    }
+    double data = 0, reg = 0;
+    for (int t = 0; t < parts; t++)
+        data += net->tloss[t], reg += net->tloss[parts + t];
+    if (step && isfinite(data))
+        net->step++;
+    return (float)(data + reg);
+}
+
 float rt_net_loss_grad(rt_net *net, int n, const float *x, const void *y)
 {
-    if (net)
-        fail(net, "loss_grad: this library was built without training code");
-    (void)n, (void)x, (void)y;
-    return NAN;
+    return train_batch(net, n, x, y, false);
 }
 
 float rt_net_train_step(rt_net *net, int n, const float *x, const void *y)
 {
-    return rt_net_loss_grad(net, n, x, y);
+    return train_batch(net, n, x, y, true);
 }
 
 /* ---- weights and checkpoints ------------------------------------------------ */
@@ -269,6 +474,63 @@ static int check_meta(rt_net *net, const rt_tensors *ts, const char *path)
     return 0;
 }
 
+/* The name of parameter p's momentum tensor in a checkpoint. */
+static const char *momentum_name(const rt_param_desc *p, char *buf, size_t size)
+{
+    snprintf(buf, size, "momentum.%s", p->name);
+    return buf;
+}
+
+/* The optimizer state a checkpoint carries, "momentum.<name>" for each learned
+ * parameter, staged into *mom; *mom stays NULL if the file has none (a
+ * weights file). A file with some momentum tensors must have all of them. */
+static int take_momentum(rt_net *net, const rt_tensors *ts, const char *path, float **mom)
+{
+    const rt_net_desc *d = net->d;
+    char name[320];
+    int have = 0, missing = -1;
+    for (int i = 0; i < d->nparams; i++)
+        if (!(d->params[i].flags & RT_PARAM_BUFFER)) {
+            bool found = rt_st_find(ts, momentum_name(&d->params[i], name, sizeof name)) != NULL;
+            have += found;
+            missing = found || missing >= 0 ? missing : i;
+        }
+    *mom = NULL;
+    if (!have)
+        return 0;
+    if (missing >= 0)
+        return fail(net, "%s: has momentum tensors but not '%s'", path,
+                    momentum_name(&d->params[missing], name, sizeof name));
+    if (!(*mom = aligned_floats(d->param_floats)))
+        return fail(net, "%s: out of memory", path);
+    for (int i = 0; i < d->nparams; i++) {
+        const rt_param_desc *p = &d->params[i];
+        const rt_tensor *t = p->flags & RT_PARAM_BUFFER ? NULL : rt_st_find(ts, momentum_name(p, name, sizeof name));
+        if (t && t->count != p->count)
+            return fail(net, "%s: tensor '%s' has %lld values, but '%s' has %lld", path, name,
+                        (long long)t->count, p->name, (long long)p->count);
+        if (t)
+            memcpy(*mom + p->offset, t->data, sizeof(float) * (size_t)t->count);
+    }
+    return 0;
+}
+
+/* A whole number >= 0 from the metadata under key, if there is one. */
+static int take_count(rt_net *net, const rt_tensors *ts, const char *path, const char *key,
+                      uint64_t *v)
+{
+    const char *s = rt_st_meta(ts, key);
+    char *end;
+    if (!s)
+        return 0;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || end == s || *end || *s == '-' || (!strcmp(key, "step") && x > INT64_MAX))
+        return fail(net, "%s: metadata '%s' is '%s', not a whole number", path, key, s);
+    *v = x;
+    return 0;
+}
+
 int rt_net_load(rt_net *net, const char *path)
 {
     if (!net)
@@ -279,57 +541,120 @@ int rt_net_load(rt_net *net, const char *path)
     rt_err err = {{0}};
     if (rt_st_read(path, &ts, &err))
         return fail(net, "%s", err.msg);
-    int rc = check_meta(net, &ts, path);
+    int rc = rt_net_load_tensors(net, &ts, path);
+    rt_st_free(&ts);
+    return rc;
+}
+
+int rt_net_load_tensors(rt_net *net, const rt_tensors *ts, const char *path)
+{
+    if (!net)
+        return -1;
+    if (!ts || !path)
+        return fail(net, "load: no tensors or no file name");
     const rt_net_desc *d = net->d;
-    float *staged = rc ? NULL : aligned_floats(d->param_floats);
-    if (!rc && !staged)
+    float *mom = NULL, *staged = NULL, *live = net->params;
+    uint64_t step = 0, seed = net->seed;
+    int rc = check_meta(net, ts, path);
+    if (!rc)
+        rc = take_count(net, ts, path, "step", &step) || take_count(net, ts, path, "seed", &seed);
+    if (!rc)
+        rc = take_momentum(net, ts, path, &mom);
+    if (!rc && !(staged = aligned_floats(d->param_floats)))
         rc = fail(net, "%s: out of memory", path);
-    float *live = net->params;
     if (!rc) {
         memcpy(staged, live, sizeof(float) * (size_t)d->param_floats);
         net->params = staged;               /* load into a copy: all or nothing */
     }
     for (int i = 0; !rc && i < d->nparams; i++) {
-        const rt_tensor *t = rt_st_find(&ts, d->params[i].name);
+        const rt_tensor *t = rt_st_find(ts, d->params[i].name);
         rc = t ? take(net, i, t, path) : fail(net, "%s: no tensor '%s'", path, d->params[i].name);
     }
-    if (rc && staged) {
+    if (rc) {
         net->params = live;
-        free(staged);
-    } else if (!rc) {
-        free(live);
+        free(staged), free(mom);
+        return rc;
     }
-    rt_st_free(&ts);
+    free(live);
+    if (mom || net->momentum) {             /* a weights file starts the optimizer afresh */
+        free(net->momentum);
+        net->momentum = mom;
+    }
+    net->step = (int64_t)step, net->seed = seed;
+    return 0;
+}
+/* Tensor t describing n floats at data in the shape of parameter p. */
+static rt_tensor tensor_of(const rt_param_desc *p, const char *name, float *data)
+{
+    rt_tensor t = {.name = (char *)name, .rank = (int)p->rank, .count = p->count, .data = data};
+    for (int k = 0; k < p->rank; k++)
+        t.dims[k] = p->dims[k];
+    return t;
+}
+
+/* Writes the parameters (and with `checkpoint` the momentum buffers and the
+ * step count), then the caller's metadata, then the CRC-32 of the data. */
+static int save(rt_net *net, const char *path, bool checkpoint, int nextra, const char *const *xkey,
+                const char *const *xval)
+{
+    if (!path)
+        return fail(net, "save: no file name");
+    if (nextra < 0 || (nextra && (!xkey || !xval)))
+        return fail(net, "%s: bad metadata for the checkpoint", path);
+    const rt_net_desc *d = net->d;
+    int nt = 0, nmeta = 0;
+    rt_tensor *t = calloc(2 * (size_t)d->nparams + 1, sizeof *t);
+    char *names = calloc((size_t)d->nparams + 1, 320);
+    const char **key = calloc((size_t)nextra + 8, sizeof *key), **val = calloc((size_t)nextra + 8, sizeof *val);
+    float *zeros = checkpoint && !net->momentum ? aligned_floats(d->param_floats) : NULL;
+    int rc = -1;
+    if (!t || !names || !key || !val || (checkpoint && !net->momentum && !zeros)) {
+        fail(net, "%s: out of memory", path);
+        goto out;
+    }
+    for (int i = 0; i < d->nparams; i++)
+        t[nt++] = tensor_of(&d->params[i], d->params[i].name, net->params + d->params[i].offset);
+    for (int i = 0; checkpoint && i < d->nparams; i++)
+        if (!(d->params[i].flags & RT_PARAM_BUFFER)) {
+            const rt_param_desc *p = &d->params[i];
+            float *m = (net->momentum ? net->momentum : zeros) + p->offset;
+            t[nt++] = tensor_of(p, momentum_name(p, names + 320 * (size_t)i, 320), m);
+        }
+    uint32_t crc = 0;
+    for (int i = 0; i < nt; i++)
+        crc = rt_crc32(crc, t[i].data, sizeof(float) * (size_t)t[i].count);
+    char hash[32], crcs[16], step[32], seed[32];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->structure_hash);
+    snprintf(crcs, sizeof crcs, "%08x", crc);
+    snprintf(step, sizeof step, "%lld", (long long)net->step);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)net->seed);
+    key[nmeta] = "format", val[nmeta++] = "pt";
+    key[nmeta] = "network", val[nmeta++] = d->name;
+    key[nmeta] = "structure", val[nmeta++] = hash;
+    key[nmeta] = "cnnc", val[nmeta++] = d->version;
+    if (checkpoint) {
+        key[nmeta] = "seed", val[nmeta++] = seed;
+        key[nmeta] = "step", val[nmeta++] = step;
+    }
+    for (int i = 0; i < nextra; i++)
+        key[nmeta] = xkey[i], val[nmeta++] = xval[i];
+    key[nmeta] = "crc32", val[nmeta++] = crcs;
+    rt_err err = {{0}};
+    rc = rt_st_write(path, nt, t, nmeta, key, val, &err) ? fail(net, "%s", err.msg) : 0;
+out:
+    free(t), free(names), free(key), free(val), free(zeros);
     return rc;
 }
 
 int rt_net_save(const rt_net *cnet, const char *path)
 {
     rt_net *net = (rt_net *)cnet;          /* only the error message changes */
-    if (!net)
-        return -1;
-    if (!path)
-        return fail(net, "save: no file name");
-    const rt_net_desc *d = net->d;
-    rt_tensor *t = calloc((size_t)d->nparams + 1, sizeof *t);
-    if (!t)
-        return fail(net, "save: out of memory");
-    uint32_t crc = 0;
-    for (int i = 0; i < d->nparams; i++) {
-        const rt_param_desc *p = &d->params[i];
-        t[i].name = (char *)p->name, t[i].rank = (int)p->rank, t[i].count = p->count;
-        for (int k = 0; k < p->rank; k++)
-            t[i].dims[k] = p->dims[k];
-        t[i].data = net->params + p->offset;
-        crc = rt_crc32(crc, t[i].data, sizeof(float) * (size_t)p->count);
-    }
-    char hash[32], crcs[16];
-    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->structure_hash);
-    snprintf(crcs, sizeof crcs, "%08x", crc);
-    const char *keys[] = {"format", "network", "structure", "cnnc", "crc32"};
-    const char *vals[] = {"pt", d->name, hash, d->version, crcs};
-    rt_err err = {{0}};
-    int rc = rt_st_write(path, (int)d->nparams, t, 5, keys, vals, &err);
-    free(t);
-    return rc ? fail(net, "%s", err.msg) : 0;
+    return net ? save(net, path, false, 0, NULL, NULL) : -1;
+}
+
+int rt_net_save_checkpoint(const rt_net *cnet, const char *path, int nmeta, const char *const *key,
+                           const char *const *val)
+{
+    rt_net *net = (rt_net *)cnet;
+    return net ? save(net, path, true, nmeta, key, val) : -1;
 }
