@@ -28,7 +28,7 @@ typedef struct {
 
 /* ---- expressions ---------------------------------------------------------- */
 
-static bool int_kind(XKind k) { return k <= X_IMOD; }
+static bool int_kind(XKind k) { return k <= X_IMAX; }
 
 static LLVMValueRef expr(Emit *E, const Expr *e);
 
@@ -155,6 +155,12 @@ static LLVMValueRef expr(Emit *E, const Expr *e)
     case X_IMUL: return LLVMBuildNSWMul(E->b, expr(E, e->a), expr(E, e->b), "");
     case X_IDIV: return LLVMBuildSDiv(E->b, expr(E, e->a), expr(E, e->b), "");
     case X_IMOD: return LLVMBuildSRem(E->b, expr(E, e->a), expr(E, e->b), "");
+    case X_IMIN:
+    case X_IMAX: {
+        LLVMValueRef a = expr(E, e->a), c = expr(E, e->b);
+        LLVMValueRef lt = LLVMBuildICmp(E->b, LLVMIntSLT, a, c, "");
+        return e->kind == X_IMIN ? LLVMBuildSelect(E->b, lt, a, c, "") : LLVMBuildSelect(E->b, lt, c, a, "");
+    }
     case X_LOAD: return LLVMBuildLoad2(E->b, E->f32, address(E, e->buf, e->a), "");
     case X_ITOF: return LLVMBuildSIToFP(E->b, expr(E, e->a), E->f32, "");
     case X_LT:

@@ -98,6 +98,16 @@ static int open_for(Lower *L, int64_t hi)
     return s->var;
 }
 
+/* Opens `for v in [lo, hi)` with computed bounds; returns v. */
+static int open_range(Lower *L, Expr *lo, Expr *hi)
+{
+    LStmt *s = stmt(L, L_FOR);
+    s->var = new_var(L, false);
+    s->lo = lo, s->hi = hi;
+    L->out = &s->body;
+    return s->var;
+}
+
 /* Opens `if cond`; a NULL cond opens nothing. */
 static void open_if(Lower *L, Expr *cond)
 {
@@ -219,20 +229,23 @@ static void lower_elementwise(Lower *L, const Node *n)
 
 /* ---- layers --------------------------------------------------------------- */
 
-/* dense: y[o] = b[o] + sum_k W[o, k] x[k] */
+/* dense: y[o] = b[o] + sum_k W[o, k] x[k], ordered o, b, k so that a row
+ * of W stays in cache across the batch */
 static void lower_dense(Lower *L, const Node *n)
 {
-    Vec *top;
-    int b = begin(L, n, &top);
+    Vec *top = L->out;
     int64_t D = n->in[0]->shape.d[0];
+    const Buf *y = L->buf[n->id];
     int o = open_for(L, n->shape.d[0]);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = dense %s : %s", n->id, n->label, shape_str(n->shape));
+    int b = open_for(L, y->batched ? -1 : 1);
     Vec *row = L->out;
     int acc = set_new(L, n->nin > 2 ? elem(L, n->in[2], b, var(o)) : f32(0));
     int k = open_for(L, D);
     set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, elem(L, n->in[1], b, imad(var(o), D, var(k))),
                                        elem(L, n->in[0], b, var(k)))));
     L->out = row;
-    store(L, L->buf[n->id], at(L->buf[n->id], b, var(o)), get(acc), false);
+    store(L, y, at(y, b, var(o)), get(acc), false);
     L->out = top;
 }
 
@@ -255,26 +268,52 @@ static Expr *inside(Expr *ih, Expr *iw, int64_t H, int64_t W, const Window *w)
     return c;
 }
 
-/* conv: y[co, oh, ow] = b[co] + sum_{ci, kh, kw} W[co, ci, kh, kw] x[ci, oh*s + kh - p, ow*s + kw - p] */
+/* The output columns ow whose input column ow*s + kw - pad lies in [0, W):
+ * [max(0, ceil((pad - kw) / s)), min(OW, ceil((W + pad - kw) / s))). Negative
+ * numerators may round either way: the max with 0 makes that harmless. */
+static int open_columns(Lower *L, int kw, int stride, int pad, int64_t W, int64_t OW)
+{
+    Expr *s1 = i64(stride - 1), *s = i64(stride);
+    Expr *lo = ex(X_IDIV, iadd(iadd(i64(pad), ex(X_IMUL, var(kw), i64(-1))), s1), s);
+    Expr *hi = ex(X_IDIV, iadd(iadd(i64(W + pad), ex(X_IMUL, var(kw), i64(-1))), s1), s);
+    return open_range(L, ex(X_IMAX, i64(0), lo), ex(X_IMIN, i64(OW), hi));
+}
+
+/* The input row of output row oh and kernel row kh, opening `if` it is inside. */
+static Expr *open_row(Lower *L, int oh, int kh, const Window *w, int64_t H)
+{
+    Expr *ih = tap(oh, kh, w->sh, w->pt);
+    Expr *c = NULL;
+    if (w->pt) c = and2(c, ex(X_LE, i64(0), ih));
+    if (w->pb) c = and2(c, ex(X_LT, ih, i64(H)));
+    open_if(L, c);
+    return ih;
+}
+
+/* conv: y[co, oh, ow] = b[co] + sum_{ci, kh, kw} W[co, ci, kh, kw] x[ci, oh*s + kh - p, ow*s + kw - p]
+ * as rows: for each tap, y[co, oh, :] += W[co, ci, kh, kw] x[ci, ih, cols], the
+ * innermost loop running along a row with its bounds clipped (no test inside). */
 static void lower_conv(Lower *L, const Node *n)
 {
     Vec *top;
     const Window *w = &n->win;
     Shape xs = n->in[0]->shape;
-    int64_t C = xs.d[0], H = xs.d[1], W = xs.d[2];
+    int64_t C = xs.d[0], H = xs.d[1], W = xs.d[2], OH = n->shape.d[1], OW = n->shape.d[2];
+    const Buf *y = L->buf[n->id];
     int b = begin(L, n, &top);
-    int co = open_for(L, n->shape.d[0]), oh = open_for(L, n->shape.d[1]), ow = open_for(L, n->shape.d[2]);
-    Vec *pixel = L->out;
-    int acc = set_new(L, n->nin > 2 ? elem(L, n->in[2], b, var(co)) : f32(0));
-    int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
-    open_if(L, inside(ih, iw, H, W, w));
-    Expr *widx = imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw));
-    Expr *xidx = imad(imad(var(ci), H, ih), W, iw);
-    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, elem(L, n->in[1], b, widx), elem(L, n->in[0], b, xidx))));
-    L->out = pixel;
-    Expr *yidx = imad(imad(var(co), n->shape.d[1], var(oh)), n->shape.d[2], var(ow));
-    store(L, L->buf[n->id], at(L->buf[n->id], b, yidx), get(acc), false);
+    int co = open_for(L, n->shape.d[0]), oh = open_for(L, OH);
+    Vec *row = L->out;
+    int ow = open_for(L, OW);
+    Expr *yrow = imad(imad(var(co), OH, var(oh)), OW, i64(0));
+    store(L, y, at(y, b, iadd(yrow, var(ow))), n->nin > 2 ? elem(L, n->in[2], b, var(co)) : f32(0), false);
+    L->out = row;
+    int ci = open_for(L, C), kh = open_for(L, w->kh);
+    Expr *ih = open_row(L, oh, kh, w, H);
+    int kw = open_for(L, w->kw);
+    int wv = set_new(L, elem(L, n->in[1], b, imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw))));
+    ow = open_columns(L, kw, w->sw, w->pl, W, OW);
+    Expr *xidx = imad(imad(var(ci), H, ih), W, tap(ow, kw, w->sw, w->pl));
+    store(L, y, at(y, b, iadd(yrow, var(ow))), ex(X_MUL, get(wv), elem(L, n->in[0], b, xidx)), true);
     L->out = top;
 }
 
@@ -700,77 +739,84 @@ static void zero_example(Lower *L, const Node *n, int b)
     L->out = here;
 }
 
-/* dense: dx[k] = sum_o W[o, k] dy[o] */
+/* dense: dx[k] = sum_o W[o, k] dy[o], as rows: dx[b, :] += dy[b, o] W[o, :],
+ * ordered o, b so that the row of W stays in cache */
 static void lower_dense_dx(Lower *L, const Node *n)
 {
     Vec *top;
     const Node *dy = n->in[0], *W = n->in[1];
+    const Buf *dx = L->buf[n->id];
     int64_t D = n->shape.d[0], N = dy->shape.d[0];
     int b = begin(L, n, &top);
-    int k = open_for(L, D);
-    Vec *col = L->out;
-    int acc = set_new(L, f32(0));
+    zero_example(L, n, b);
+    L->out = top;
     int o = open_for(L, N);
-    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, elem(L, W, b, imad(var(o), D, var(k))), elem(L, dy, b, var(o)))));
-    L->out = col;
-    store(L, L->buf[n->id], at(L->buf[n->id], b, var(k)), get(acc), false);
+    b = open_for(L, dx->batched ? -1 : 1);
+    int g = set_new(L, elem(L, dy, b, var(o)));
+    int k = open_for(L, D);
+    store(L, dx, at(dx, b, var(k)), ex(X_MUL, get(g), elem(L, W, b, imad(var(o), D, var(k)))), true);
     L->out = top;
 }
 
-/* dense: dW[o, k] = sum_b dy[b, o] x[b, k] */
+/* dense: dW[o, k] = sum_b dy[b, o] x[b, k], ordered o, b, k: the row of dW
+ * stays in cache while the batch streams past */
 static void lower_dense_dw(Lower *L, const Node *n)
 {
     Vec *top = L->out;
     const Node *dy = n->in[0], *x = n->in[1];
     int64_t N = n->shape.d[0], D = n->shape.d[1];
     zero(L, n);
-    int b = open_for(L, -1);
-    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = dense_dw : %s", n->id, shape_str(n->shape));
     int o = open_for(L, N);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = dense_dw : %s", n->id, shape_str(n->shape));
+    int b = open_for(L, -1);
     int g = set_new(L, elem(L, dy, b, var(o)));
     int k = open_for(L, D);
     store(L, L->buf[n->id], imad(var(o), D, var(k)), ex(X_MUL, get(g), elem(L, x, b, var(k))), true);
     L->out = top;
 }
 
-/* conv: dx[ci, oh s + kh - p, ow s + kw - p] += W[co, ci, kh, kw] dy[co, oh, ow] */
+/* conv: dx[ci, oh s + kh - p, ow s + kw - p] += W[co, ci, kh, kw] dy[co, oh, ow],
+ * along rows of dy with clipped bounds as in the forward */
 static void lower_conv_dx(Lower *L, const Node *n)
 {
     Vec *top;
     const Window *w = &n->win;
     const Node *dy = n->in[0], *W = n->in[1];
-    int64_t C = n->shape.d[0], H = n->shape.d[1], Wd = n->shape.d[2];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], Wd = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
     int b = begin(L, n, &top);
     zero_example(L, n, b);
-    int co = open_for(L, dy->shape.d[0]), oh = open_for(L, dy->shape.d[1]), ow = open_for(L, dy->shape.d[2]);
-    int g = set_new(L, elem(L, dy, b, imad(imad(var(co), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow))));
-    int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
-    open_if(L, inside(ih, iw, H, Wd, w));
-    Expr *widx = imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw));
-    store(L, L->buf[n->id], at(L->buf[n->id], b, imad(imad(var(ci), H, ih), Wd, iw)),
-          ex(X_MUL, get(g), elem(L, W, b, widx)), true);
+    int co = open_for(L, dy->shape.d[0]), oh = open_for(L, OH);
+    int ci = open_for(L, C), kh = open_for(L, w->kh);
+    Expr *ih = open_row(L, oh, kh, w, H);
+    int kw = open_for(L, w->kw);
+    int wv = set_new(L, elem(L, W, b, imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw))));
+    int ow = open_columns(L, kw, w->sw, w->pl, Wd, OW);
+    Expr *g = elem(L, dy, b, imad(imad(var(co), OH, var(oh)), OW, var(ow)));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, imad(imad(var(ci), H, ih), Wd, tap(ow, kw, w->sw, w->pl))),
+          ex(X_MUL, get(wv), g), true);
     L->out = top;
 }
 
-/* conv: dW[co, ci, kh, kw] = sum_{b, oh, ow} dy[b, co, oh, ow] x[b, ci, oh s + kh - p, ow s + kw - p] */
+/* conv: dW[co, ci, kh, kw] = sum_{b, oh, ow} dy[b, co, oh, ow] x[b, ci, oh s + kh - p, ow s + kw - p],
+ * each tap a dot product along a row */
 static void lower_conv_dw(Lower *L, const Node *n)
 {
     Vec *top = L->out;
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
-    int64_t C = n->shape.d[1], H = x->shape.d[1], Wd = x->shape.d[2];
+    int64_t C = n->shape.d[1], H = x->shape.d[1], Wd = x->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
     zero(L, n);
     int b = open_for(L, -1);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : %s", n->id, shape_str(n->shape));
-    int co = open_for(L, n->shape.d[0]), ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    int co = open_for(L, n->shape.d[0]), oh = open_for(L, OH), ci = open_for(L, C), kh = open_for(L, w->kh);
+    Expr *ih = open_row(L, oh, kh, w, H);
+    int kw = open_for(L, w->kw);
     Vec *tapv = L->out;
     int acc = set_new(L, f32(0));
-    int oh = open_for(L, dy->shape.d[1]), ow = open_for(L, dy->shape.d[2]);
-    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
-    open_if(L, inside(ih, iw, H, Wd, w));
-    Expr *g = elem(L, dy, b, imad(imad(var(co), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow)));
-    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, g, elem(L, x, b, imad(imad(var(ci), H, ih), Wd, iw)))));
+    int ow = open_columns(L, kw, w->sw, w->pl, Wd, OW);
+    Expr *g = elem(L, dy, b, imad(imad(var(co), OH, var(oh)), OW, var(ow)));
+    Expr *xv = elem(L, x, b, imad(imad(var(ci), H, ih), Wd, tap(ow, kw, w->sw, w->pl)));
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, g, xv)));
     L->out = tapv;
     store(L, L->buf[n->id], imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw)), get(acc), true);
     L->out = top;
@@ -1263,6 +1309,7 @@ static void print_expr(FILE *out, const Expr *e)
         [X_AND] = "&&",
     };
     static const char *const fns[] = {
+        [X_IMIN] = "min", [X_IMAX] = "max",
         [X_MAX] = "max", [X_MIN] = "min", [X_POW] = "pow", [X_NEG] = "-", [X_EXP] = "exp",
         [X_LOG] = "log", [X_SQRT] = "sqrt", [X_ABS] = "abs", [X_TANH] = "tanh", [X_ITOF] = "float",
     };

@@ -10,7 +10,7 @@ void settings_defaults(Graph *g)
     g->train = (TrainCfg){.lr = 0.01f, .momentum = 0.9f, .batch = 64, .epochs = 10,
                           .schedule = SCHED_CONSTANT, .step_every = 1, .step_factor = 0.1f,
                           .exp_gamma = 0.95f, .seed = 1};
-    g->data.scale = 1.0f;
+    g->data.scale = 0.0f;       /* automatic: 1/255 for image bytes, 1 for CSV numbers */
 }
 
 /* A number from `lo` to `hi`, or an error naming the setting. */
@@ -230,7 +230,10 @@ void settings_data(Graph *g, const Stmt *s)
             dataset(g, &g->data.train, a->val);
         else if (strcmp(a->key, "test") == 0)
             dataset(g, &g->data.test, a->val);
-        else if (number_in(a->val, "scale", -1e30, 1e30, false, &v))
+        else if (number_in(a->val, "scale", -1e30, 1e30, false, &v)) {
+            if (v == 0)
+                error_at(a->val->loc, "scale must not be 0");
             g->data.scale = (float)v;
+        }
     }
 }

@@ -316,7 +316,7 @@ typedef struct {
     int64_t seed;
     /* the data { } block */
     rt_data_desc train_set, test_set;
-    double scale;
+    double scale;                 /* applied to the data; 0: rt_input_scale decides */
     const char *summary;          /* the --summary table */
 } rt_net_desc;
 
@@ -391,6 +391,9 @@ void        rt_net_set_lr(rt_net *net, float lr);
 int         rt_desc_param_count(const rt_net_desc *d);
 const char *rt_desc_param_name(const rt_net_desc *d, int i);
 int         rt_desc_param_shape(const rt_net_desc *d, int i, int64_t dims[4]);
+/* The factor applied to input values: the data block's scale, or without one
+ * 1/255 for image bytes (IDX, PGM, PNG) and 1 for numbers (CSV). */
+float       rt_input_scale(const rt_net_desc *d, bool bytes);
 
 /* main.c: the generated program's commands (info, predict, eval, bench, ...) */
 int rt_main(const rt_net_desc *d, int argc, char **argv);

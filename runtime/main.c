@@ -193,7 +193,7 @@ static int cmd_predict(const rt_net_desc *d, const Opts *o)
         rt_image img;
         rt_err err = {{0}};
         if (rt_image_read(o->files[f], 0, &img, &err) ||
-            rt_image_to_input(&img, (int)d->input_rank, d->input_dims, (float)d->scale, x, o->files[f], &err)) {
+            rt_image_to_input(&img, (int)d->input_rank, d->input_dims, rt_input_scale(d, true), x, o->files[f], &err)) {
             fprintf(stderr, "%s: %s\n", prog, err.msg);
             rc = 1;
             if (img.px)
@@ -275,7 +275,7 @@ static int cmd_eval(const rt_net_desc *d, const Opts *o)
         int n = (int)(data.n - start < B ? data.n - start : B);
         for (int i = 0; i < n; i++)
             rows[i] = start + i;
-        rt_data_batch(&data, rows, n, (float)d->scale, x, y);
+        rt_data_batch(&data, rows, n, rt_input_scale(d, data.u8 != NULL), x, y);
         rt_net_forward(net, n, x, out);
         for (int i = 0; i < n; i++) {
             rt_probabilities(d, out + (size_t)i * K, p);

@@ -65,6 +65,11 @@ int rt_desc_param_shape(const rt_net_desc *d, int i, int64_t dims[4])
     return (int)d->params[i].rank;
 }
 
+float rt_input_scale(const rt_net_desc *d, bool bytes)
+{
+    return d->scale != 0 ? (float)d->scale : bytes ? 1.0f / 255.0f : 1.0f;
+}
+
 /* ---- the network ------------------------------------------------------------ */
 
 static int fail(rt_net *net, const char *fmt, ...)

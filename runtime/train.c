@@ -702,7 +702,7 @@ static void evaluate(Run *r, double *loss, double *acc)
         int n = (int)(r->test.n - start < B ? r->test.n - start : B);
         for (int i = 0; i < n; i++)
             r->perm[i] = start + i;
-        rt_data_batch(&r->test, r->perm, n, (float)d->scale, r->x, r->y);
+        rt_data_batch(&r->test, r->perm, n, rt_input_scale(d, r->test.u8 != NULL), r->x, r->y);
         rt_net_forward(r->net, n, r->x, r->out);
         for (int i = 0; i < n; i++) {
             const float *row = r->out + (size_t)i * (size_t)K;
@@ -761,7 +761,7 @@ static int train_epoch(Run *r, int e)
     bar_start(r, p->epoch_step * B);
     for (int64_t b = p->epoch_step; b < nb; b++) {
         int n = (int)(N - b * B < B ? N - b * B : B);
-        rt_data_batch(&r->train, r->perm + b * B, n, (float)r->d->scale, r->x, r->y);
+        rt_data_batch(&r->train, r->perm + b * B, n, rt_input_scale(r->d, r->train.u8 != NULL), r->x, r->y);
         r->net->err[0] = 0;
         float loss = rt_net_train_step(r->net, n, r->x, r->y);
         if (r->net->err[0]) {
