@@ -653,7 +653,7 @@ Test(shape, train_defaults)
     cr_assert_float_eq(t.weight_decay, 0.0f, 0);
     cr_assert_eq(g->data.train.kind, DATA_NONE);
     cr_assert_eq(g->data.test.kind, DATA_NONE);
-    cr_assert_float_eq(g->data.scale, 1.0f, 0);
+    cr_assert_float_eq(g->data.scale, 0.0f, 0);   /* automatic: 1/255 for bytes, 1 for CSV */
 }
 
 Test(shape, train_settings)
