@@ -410,7 +410,19 @@ typedef enum {
     L_STORE,    /* buf[idx] = val (or += val when accumulate) */
     L_SET,      /* float scalar var = val */
     L_IF,       /* if cond: body */
+    L_GEMM,     /* gemm: C (+)= A B, a register-blocked micro-kernel (see Gemm) */
 } LKind;
+
+/* C[i ldc + j] (+)= sum_k A[i sai + k sak] B[k ldb + j] for i < M, j < N,
+ * k < K; each operand at its buffer's element `at` (which may depend on the
+ * loop variables around it). B and C are contiguous along j. */
+typedef struct {
+    int64_t M, N, K;
+    const Buf *a, *b, *c;
+    struct Expr *a_at, *b_at, *c_at;
+    int64_t sai, sak, ldb, ldc;
+    bool accumulate;
+} Gemm;
 
 typedef struct LStmt {
     LKind kind;
@@ -419,6 +431,7 @@ typedef struct LStmt {
     const Buf *buf;
     bool accumulate;
     Vec body;             /* LStmt* */
+    Gemm *gemm;           /* L_GEMM */
     const char *comment;  /* the node this nest computes, for dumps */
 } LStmt;
 

@@ -222,6 +222,161 @@ static void emit_store(Emit *E, const LStmt *s)
     LLVMBuildStore(E->b, v, p);
 }
 
+/* ---- the GEMM micro-kernel ------------------------------------------------- */
+
+/* Register blocking: MR rows of C by NV vectors of 16 floats (6 x 32: twelve
+ * accumulators, two B vectors and a broadcast fit the 32 zmm registers). */
+enum { MR = 6, NV = 2, LANES = 16 };
+
+typedef struct { LLVMValueRef var; LLVMBasicBlockRef cond, body, done; } Loop;
+
+/* for (v = lo; v < hi; v += step) with an alloca'd induction variable */
+static Loop loop_open(Emit *E, LLVMValueRef lo, LLVMValueRef hi, int64_t step, LLVMValueRef *v)
+{
+    Loop l;
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
+    LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
+    l.var = LLVMBuildAlloca(E->b, E->i64, "");
+    LLVMPositionBuilderAtEnd(E->b, here);
+    l.cond = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "gemm.cond");
+    l.body = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "gemm.body");
+    l.done = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "gemm.end");
+    LLVMBuildStore(E->b, lo, l.var);
+    LLVMBuildBr(E->b, l.cond);
+    LLVMPositionBuilderAtEnd(E->b, l.cond);
+    LLVMValueRef i = LLVMBuildLoad2(E->b, E->i64, l.var, "");
+    LLVMBuildCondBr(E->b, LLVMBuildICmp(E->b, LLVMIntSLT, i, hi, ""), l.body, l.done);
+    LLVMPositionBuilderAtEnd(E->b, l.body);
+    *v = i;
+    (void)step;
+    return l;
+}
+
+static void loop_close(Emit *E, Loop *l, int64_t step)
+{
+    LLVMValueRef i = LLVMBuildLoad2(E->b, E->i64, l->var, "");
+    LLVMBuildStore(E->b, LLVMBuildNSWAdd(E->b, i, LLVMConstInt(E->i64, (unsigned long long)step, 0), ""), l->var);
+    LLVMBuildBr(E->b, l->cond);
+    LLVMPositionBuilderAtEnd(E->b, l->done);
+}
+
+static LLVMValueRef vector_intrinsic(Emit *E, const char *name, LLVMTypeRef *types, int ntypes,
+                                     LLVMValueRef *args, int nargs)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(E->mod, id, types, (size_t)ntypes);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(E->ctx, id, types, (size_t)ntypes);
+    return LLVMBuildCall2(E->b, fty, fn, args, (unsigned)nargs, "");
+}
+
+static LLVMValueRef i64c(Emit *E, int64_t v) { return LLVMConstInt(E->i64, (unsigned long long)v, 1); }
+
+/* &buf[at + off] */
+static LLVMValueRef element(Emit *E, const Buf *buf, LLVMValueRef at, LLVMValueRef off)
+{
+    LLVMValueRef i = LLVMBuildNSWAdd(E->b, at, off, "");
+    return LLVMBuildInBoundsGEP2(E->b, E->f32, buf_ptr(E, buf), &i, 1, "");
+}
+
+static LLVMValueRef masked_load(Emit *E, LLVMValueRef p, LLVMValueRef mask)
+{
+    LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[2] = {vt, E->ptr};
+    LLVMValueRef args[4] = {p, LLVMConstInt(E->i32, 4, 0), mask, LLVMConstNull(vt)};
+    return vector_intrinsic(E, "llvm.masked.load", types, 2, args, 4);
+}
+
+static void masked_store(Emit *E, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask)
+{
+    LLVMTypeRef types[2] = {LLVMVectorType(E->f32, LANES), E->ptr};
+    LLVMValueRef args[4] = {v, p, LLVMConstInt(E->i32, 4, 0), mask};
+    vector_intrinsic(E, "llvm.masked.store", types, 2, args, 4);
+}
+
+static LLVMValueRef splat_i64(Emit *E, LLVMValueRef x)
+{
+    LLVMTypeRef vt = LLVMVectorType(E->i64, LANES);
+    LLVMValueRef v = LLVMBuildInsertElement(E->b, LLVMGetPoison(vt), x, LLVMConstInt(E->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(E->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(E->i32, LANES)), "");
+}
+
+static LLVMValueRef splat(Emit *E, LLVMValueRef x)
+{
+    LLVMTypeRef vt = LLVMVectorType(E->f32, LANES);
+    LLVMValueRef v = LLVMBuildInsertElement(E->b, LLVMGetPoison(vt), x, LLVMConstInt(E->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(E->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(E->i32, LANES)), "");
+}
+
+/* lanes j0 + 16 v + l < N: the mask of vector v of the column block at j0 */
+static LLVMValueRef lane_mask(Emit *E, LLVMValueRef j0, int64_t N, int v)
+{
+    LLVMValueRef lanes[LANES];
+    for (int l = 0; l < LANES; l++)
+        lanes[l] = LLVMConstInt(E->i64, (unsigned long long)(v * LANES + l), 0);
+    LLVMValueRef idx = LLVMBuildAdd(E->b, splat_i64(E, j0), LLVMConstVector(lanes, LANES), "");
+    return LLVMBuildICmp(E->b, LLVMIntSLT, idx, splat_i64(E, i64c(E, N)), "");
+}
+
+/* Rows [i0, i0 + mr) of C: for each block of 32 columns, mr x 2 accumulators
+ * in registers through the whole k loop, B read once per k, A broadcast. */
+static void gemm_rows(Emit *E, const Gemm *g, LLVMValueRef i0, int mr, LLVMValueRef at[3])
+{
+    LLVMTypeRef vt = LLVMVectorType(E->f32, LANES);
+    LLVMValueRef acc[MR][NV], mask[NV], j0, k;
+    Loop jl = loop_open(E, i64c(E, 0), i64c(E, g->N), NV * LANES, &j0);
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
+    LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = LLVMBuildAlloca(E->b, vt, "");
+    LLVMPositionBuilderAtEnd(E->b, here);
+    LLVMValueRef crow[MR];
+    for (int v = 0; v < NV; v++)
+        mask[v] = lane_mask(E, j0, g->N, v);
+    for (int r = 0; r < mr; r++) {
+        LLVMValueRef row = LLVMBuildNSWMul(E->b, LLVMBuildNSWAdd(E->b, i0, i64c(E, r), ""), i64c(E, g->ldc), "");
+        crow[r] = LLVMBuildNSWAdd(E->b, row, j0, "");
+        for (int v = 0; v < NV; v++) {
+            LLVMValueRef p = element(E, g->c, at[2], LLVMBuildNSWAdd(E->b, crow[r], i64c(E, v * LANES), ""));
+            LLVMBuildStore(E->b, g->accumulate ? masked_load(E, p, mask[v]) : LLVMConstNull(vt), acc[r][v]);
+        }
+    }
+    Loop kl = loop_open(E, i64c(E, 0), i64c(E, g->K), 1, &k);
+    LLVMValueRef bv[NV], brow = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, k, i64c(E, g->ldb), ""), j0, "");
+    for (int v = 0; v < NV; v++)
+        bv[v] = masked_load(E, element(E, g->b, at[1], LLVMBuildNSWAdd(E->b, brow, i64c(E, v * LANES), "")), mask[v]);
+    LLVMValueRef ka = LLVMBuildNSWMul(E->b, k, i64c(E, g->sak), "");
+    for (int r = 0; r < mr; r++) {
+        LLVMValueRef ai = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, LLVMBuildNSWAdd(E->b, i0, i64c(E, r), ""),
+                                                                i64c(E, g->sai), ""), ka, "");
+        LLVMValueRef a = splat(E, LLVMBuildLoad2(E->b, E->f32, element(E, g->a, at[0], ai), ""));
+        for (int v = 0; v < NV; v++) {
+            LLVMTypeRef types[1] = {vt};
+            LLVMValueRef args[3] = {a, bv[v], LLVMBuildLoad2(E->b, vt, acc[r][v], "")};
+            LLVMBuildStore(E->b, vector_intrinsic(E, "llvm.fma", types, 1, args, 3), acc[r][v]);
+        }
+    }
+    loop_close(E, &kl, 1);
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < NV; v++)
+            masked_store(E, LLVMBuildLoad2(E->b, vt, acc[r][v], ""),
+                         element(E, g->c, at[2], LLVMBuildNSWAdd(E->b, crow[r], i64c(E, v * LANES), "")), mask[v]);
+    loop_close(E, &jl, NV * LANES);
+}
+
+/* gemm: full blocks of MR rows in a loop, then the remaining rows once */
+static void emit_gemm(Emit *E, const Gemm *g)
+{
+    LLVMValueRef at[3] = {expr(E, g->a_at), expr(E, g->b_at), expr(E, g->c_at)}, i0;
+    int64_t full = g->M / MR * MR;
+    if (full) {
+        Loop il = loop_open(E, i64c(E, 0), i64c(E, full), MR, &i0);
+        gemm_rows(E, g, i0, MR, at);
+        loop_close(E, &il, MR);
+    }
+    if (g->M > full)
+        gemm_rows(E, g, i64c(E, full), (int)(g->M - full), at);
+}
+
 static void stmts(Emit *E, const Vec *body)
 {
     for (int i = 0; i < body->n; i++) {
@@ -231,6 +386,7 @@ static void stmts(Emit *E, const Vec *body)
         case L_IF:    emit_if(E, s); break;
         case L_STORE: emit_store(E, s); break;
         case L_SET:   LLVMBuildStore(E->b, expr(E, s->val), E->vars[s->var]); break;
+        case L_GEMM:  emit_gemm(E, s->gemm); break;
         }
     }
 }
@@ -410,7 +566,7 @@ static char *summary_text(const Graph *g)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000002ll   /* "cnnc", layout version 2 */
+#define RT_DESC_MAGIC 0x636e6e6300000003ll   /* "cnnc", layout version 3 */
 
 static void train_fields(Emit *E, Fields *f, const Graph *g)
 {
@@ -468,7 +624,7 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     fd(E, &f, data_term ? data_term->margin : 0);
     fi(E, &f, g->output->op == OP_SOFTMAX);
     fi(E, &f, g->nparams), field(&f, params);
-    fi(E, &f, l->param_floats), fi(E, &f, l->ws_floats);
+    fi(E, &f, l->param_floats), fi(E, &f, l->ws_floats), fi(E, &f, l->forward->ws_fixed);
     field(&f, forward);
     field(&f, train ? train : LLVMConstNull(E->ptr));
     fi(E, &f, l->train_ws_floats), fi(E, &f, l->train_ws_fixed), fi(E, &f, l->train_serial);

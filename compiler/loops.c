@@ -98,16 +98,6 @@ static int open_for(Lower *L, int64_t hi)
     return s->var;
 }
 
-/* Opens `for v in [lo, hi)` with computed bounds; returns v. */
-static int open_range(Lower *L, Expr *lo, Expr *hi)
-{
-    LStmt *s = stmt(L, L_FOR);
-    s->var = new_var(L, false);
-    s->lo = lo, s->hi = hi;
-    L->out = &s->body;
-    return s->var;
-}
-
 /* Opens `if cond`; a NULL cond opens nothing. */
 static void open_if(Lower *L, Expr *cond)
 {
@@ -122,6 +112,27 @@ static void store(Lower *L, const Buf *buf, Expr *idx, Expr *val, bool acc)
 {
     LStmt *s = stmt(L, L_STORE);
     s->buf = buf, s->idx = idx, s->val = val, s->accumulate = acc;
+}
+
+static Buf *new_buf(const char *name, Base base, int64_t offset, int64_t size, bool batched);
+static int64_t padded(int64_t n);
+
+/* A scratch buffer in the workspace's shared part, reused by every example. */
+static const Buf *scratch(Lower *L, const char *name, int64_t size)
+{
+    const Buf *b = new_buf(name, BASE_WS, L->fixed, size, false);
+    L->fixed += padded(size);
+    return b;
+}
+
+/* C[c_at + i ldc + j] (+)= sum_k A[a_at + i sai + k sak] B[b_at + k ldb + j] */
+static void gemm(Lower *L, int64_t M, int64_t N, int64_t K, const Buf *a, Expr *a_at, int64_t sai, int64_t sak,
+                 const Buf *b, Expr *b_at, int64_t ldb, const Buf *c, Expr *c_at, int64_t ldc, bool acc)
+{
+    LStmt *s = stmt(L, L_GEMM);
+    Gemm *g = arena_alloc(sizeof *g);
+    *g = (Gemm){M, N, K, a, b, c, a_at, b_at, c_at, sai, sak, ldb, ldc, acc};
+    s->gemm = g;
 }
 
 static int set_new(Lower *L, Expr *val)
@@ -268,52 +279,57 @@ static Expr *inside(Expr *ih, Expr *iw, int64_t H, int64_t W, const Window *w)
     return c;
 }
 
-/* The output columns ow whose input column ow*s + kw - pad lies in [0, W):
- * [max(0, ceil((pad - kw) / s)), min(OW, ceil((W + pad - kw) / s))). Negative
- * numerators may round either way: the max with 0 makes that harmless. */
-static int open_columns(Lower *L, int kw, int stride, int pad, int64_t W, int64_t OW)
+/* min(max(e, 0), n - 1): an index kept inside [0, n) */
+static Expr *clamp(Expr *e, int64_t n)
 {
-    Expr *s1 = i64(stride - 1), *s = i64(stride);
-    Expr *lo = ex(X_IDIV, iadd(iadd(i64(pad), ex(X_IMUL, var(kw), i64(-1))), s1), s);
-    Expr *hi = ex(X_IDIV, iadd(iadd(i64(W + pad), ex(X_IMUL, var(kw), i64(-1))), s1), s);
-    return open_range(L, ex(X_IMAX, i64(0), lo), ex(X_IMIN, i64(OW), hi));
+    return ex(X_IMIN, ex(X_IMAX, e, i64(0)), i64(n - 1));
 }
 
-/* The input row of output row oh and kernel row kh, opening `if` it is inside. */
-static Expr *open_row(Lower *L, int oh, int kh, const Window *w, int64_t H)
+/* A 1x1 convolution at stride 1 without padding reads its input as it is. */
+static bool pointwise(const Window *w)
 {
-    Expr *ih = tap(oh, kh, w->sh, w->pt);
-    Expr *c = NULL;
-    if (w->pt) c = and2(c, ex(X_LE, i64(0), ih));
-    if (w->pb) c = and2(c, ex(X_LT, ih, i64(H)));
-    open_if(L, c);
-    return ih;
+    return w->kh == 1 && w->kw == 1 && w->sh == 1 && w->sw == 1 && !w->pt && !w->pl && !w->pb && !w->pr;
 }
 
-/* conv: y[co, oh, ow] = b[co] + sum_{ci, kh, kw} W[co, ci, kh, kw] x[ci, oh*s + kh - p, ow*s + kw - p]
- * as rows: for each tap, y[co, oh, :] += W[co, ci, kh, kw] x[ci, ih, cols], the
- * innermost loop running along a row with its bounds clipped (no test inside). */
+/* im2col of example b: col[k, p] = x[ci, oh s + kh - pad, ow s + kw - pad] (0 in
+ * the padding) for k = (ci, kh, kw) and p = (oh, ow); p-major (col[p, k]) when
+ * `transposed`. */
+static void im2col(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col, bool transposed)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
+    int64_t K = C * w->kh * w->kw, P = OH * OW;
+    int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    int oh = open_for(L, OH), ow = open_for(L, OW);
+    Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = imad(var(oh), OW, var(ow));
+    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl), *in = inside(ih, iw, H, W, w);
+    Expr *v = elem(L, x, b, imad(imad(var(ci), H, in ? clamp(ih, H) : ih), W, in ? clamp(iw, W) : iw));
+    store(L, col, transposed ? imad(p, K, k) : imad(k, P, p), in ? select3(in, v, f32(0)) : v, false);
+    L->out = here;
+}
+
+/* conv: y[co, p] = b[co] + sum_k W[co, k] col[k, p], k = (ci, kh, kw), p = (oh, ow):
+ * im2col, then a GEMM of [c, K] by [K, OH OW] per example */
 static void lower_conv(Lower *L, const Node *n)
 {
     Vec *top;
     const Window *w = &n->win;
-    Shape xs = n->in[0]->shape;
-    int64_t C = xs.d[0], H = xs.d[1], W = xs.d[2], OH = n->shape.d[1], OW = n->shape.d[2];
-    const Buf *y = L->buf[n->id];
+    const Node *x = n->in[0];
+    int64_t co = n->shape.d[0], P = n->shape.d[1] * n->shape.d[2];
+    int64_t K = x->shape.d[0] * w->kh * w->kw;
+    const Buf *y = L->buf[n->id], *col = pointwise(w) ? NULL : scratch(L, "col", K * P);
     int b = begin(L, n, &top);
-    int co = open_for(L, n->shape.d[0]), oh = open_for(L, OH);
-    Vec *row = L->out;
-    int ow = open_for(L, OW);
-    Expr *yrow = imad(imad(var(co), OH, var(oh)), OW, i64(0));
-    store(L, y, at(y, b, iadd(yrow, var(ow))), n->nin > 2 ? elem(L, n->in[2], b, var(co)) : f32(0), false);
-    L->out = row;
-    int ci = open_for(L, C), kh = open_for(L, w->kh);
-    Expr *ih = open_row(L, oh, kh, w, H);
-    int kw = open_for(L, w->kw);
-    int wv = set_new(L, elem(L, n->in[1], b, imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw))));
-    ow = open_columns(L, kw, w->sw, w->pl, W, OW);
-    Expr *xidx = imad(imad(var(ci), H, ih), W, tap(ow, kw, w->sw, w->pl));
-    store(L, y, at(y, b, iadd(yrow, var(ow))), ex(X_MUL, get(wv), elem(L, n->in[0], b, xidx)), true);
+    if (col)
+        im2col(L, x, b, w, n->shape, col, false);
+    if (n->nin > 2) {
+        Vec *here = L->out;
+        int c = open_for(L, co), p = open_for(L, P);
+        store(L, y, at(y, b, imad(var(c), P, var(p))), elem(L, n->in[2], b, var(c)), false);
+        L->out = here;
+    }
+    const Buf *xb = L->buf[x->id];
+    gemm(L, co, P, K, L->buf[n->in[1]->id], i64(0), K, 1, col ? col : xb, col ? i64(0) : at(xb, b, i64(0)), P,
+         y, at(y, b, i64(0)), P, n->nin > 2);
     L->out = top;
 }
 
@@ -775,50 +791,47 @@ static void lower_dense_dw(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* conv: dx[ci, oh s + kh - p, ow s + kw - p] += W[co, ci, kh, kw] dy[co, oh, ow],
- * along rows of dy with clipped bounds as in the forward */
+/* conv: dcol[k, p] = sum_co W[co, k] dy[co, p] (a GEMM of W^T by dy), then
+ * col2im: dx[ci, oh s + kh - pad, ow s + kw - pad] += dcol[k, p] */
 static void lower_conv_dx(Lower *L, const Node *n)
 {
     Vec *top;
     const Window *w = &n->win;
-    const Node *dy = n->in[0], *W = n->in[1];
+    const Node *dy = n->in[0];
     int64_t C = n->shape.d[0], H = n->shape.d[1], Wd = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t K = C * w->kh * w->kw, P = OH * OW, co = dy->shape.d[0];
+    const Buf *dx = L->buf[n->id], *dyb = L->buf[dy->id];
+    const Buf *dcol = pointwise(w) ? NULL : scratch(L, "dcol", K * P);
     int b = begin(L, n, &top);
-    zero_example(L, n, b);
-    int co = open_for(L, dy->shape.d[0]), oh = open_for(L, OH);
-    int ci = open_for(L, C), kh = open_for(L, w->kh);
-    Expr *ih = open_row(L, oh, kh, w, H);
-    int kw = open_for(L, w->kw);
-    int wv = set_new(L, elem(L, W, b, imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw))));
-    int ow = open_columns(L, kw, w->sw, w->pl, Wd, OW);
-    Expr *g = elem(L, dy, b, imad(imad(var(co), OH, var(oh)), OW, var(ow)));
-    store(L, L->buf[n->id], at(L->buf[n->id], b, imad(imad(var(ci), H, ih), Wd, tap(ow, kw, w->sw, w->pl))),
-          ex(X_MUL, get(wv), g), true);
+    gemm(L, K, P, co, L->buf[n->in[1]->id], i64(0), 1, K, dyb, at(dyb, b, i64(0)), P,
+         dcol ? dcol : dx, dcol ? i64(0) : at(dx, b, i64(0)), P, false);
+    if (dcol) {
+        zero_example(L, n, b);
+        int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+        int oh = open_for(L, OH), ow = open_for(L, OW);
+        Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
+        open_if(L, inside(ih, iw, H, Wd, w));
+        Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
+        store(L, dx, at(dx, b, imad(imad(var(ci), H, ih), Wd, iw)), load(dcol, imad(k, P, imad(var(oh), OW, var(ow)))),
+              true);
+    }
     L->out = top;
 }
 
-/* conv: dW[co, ci, kh, kw] = sum_{b, oh, ow} dy[b, co, oh, ow] x[b, ci, oh s + kh - p, ow s + kw - p],
- * each tap a dot product along a row */
+/* conv: dW[co, k] = sum_{b, p} dy[b, co, p] col[b, p, k]: per example a GEMM
+ * of dy [c, OH OW] by the transposed im2col [OH OW, K], summed into dW */
 static void lower_conv_dw(Lower *L, const Node *n)
 {
     Vec *top = L->out;
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
-    int64_t C = n->shape.d[1], H = x->shape.d[1], Wd = x->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t co = n->shape.d[0], K = n->shape.d[1] * w->kh * w->kw, P = dy->shape.d[1] * dy->shape.d[2];
+    const Buf *colT = scratch(L, "colT", K * P), *dyb = L->buf[dy->id];
     zero(L, n);
     int b = open_for(L, -1);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : %s", n->id, shape_str(n->shape));
-    int co = open_for(L, n->shape.d[0]), oh = open_for(L, OH), ci = open_for(L, C), kh = open_for(L, w->kh);
-    Expr *ih = open_row(L, oh, kh, w, H);
-    int kw = open_for(L, w->kw);
-    Vec *tapv = L->out;
-    int acc = set_new(L, f32(0));
-    int ow = open_columns(L, kw, w->sw, w->pl, Wd, OW);
-    Expr *g = elem(L, dy, b, imad(imad(var(co), OH, var(oh)), OW, var(ow)));
-    Expr *xv = elem(L, x, b, imad(imad(var(ci), H, ih), Wd, tap(ow, kw, w->sw, w->pl)));
-    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, g, xv)));
-    L->out = tapv;
-    store(L, L->buf[n->id], imad(imad(imad(var(co), C, var(ci)), w->kh, var(kh)), w->kw, var(kw)), get(acc), true);
+    im2col(L, x, b, w, dy->shape, colT, true);
+    gemm(L, co, K, P, dyb, at(dyb, b, i64(0)), P, 1, colT, i64(0), K, L->buf[n->id], i64(0), K, true);
     L->out = top;
 }
 
@@ -1390,6 +1403,17 @@ static void print_stmts(FILE *out, const Vec *body, int depth)
             print_expr(out, s->val);
             fputc('\n', out);
             break;
+        case L_GEMM: {
+            const Gemm *g = s->gemm;
+            fprintf(out, "gemm %lldx%lldx%lld: %s[", (long long)g->M, (long long)g->N, (long long)g->K, g->c->name);
+            print_expr(out, g->c_at);
+            fprintf(out, " + i*%lld + j] %s %s[", (long long)g->ldc, g->accumulate ? "+=" : "=", g->a->name);
+            print_expr(out, g->a_at);
+            fprintf(out, " + i*%lld + k*%lld] * %s[", (long long)g->sai, (long long)g->sak, g->b->name);
+            print_expr(out, g->b_at);
+            fprintf(out, " + k*%lld + j]\n", (long long)g->ldb);
+            break;
+        }
         case L_STORE:
             fprintf(out, "%s[", s->buf->name);
             print_expr(out, s->idx);

@@ -237,7 +237,7 @@ void rt_image_free(rt_image *img);
 
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
-#define RT_DESC_MAGIC 0x636e6e6300000002ll
+#define RT_DESC_MAGIC 0x636e6e6300000003ll
 
 enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_CONSTANT, RT_INIT_UNIFORM, RT_INIT_NORMAL,
        RT_INIT_HE, RT_INIT_XAVIER };
@@ -302,6 +302,7 @@ typedef struct {
     const rt_param_desc *params;
     int64_t param_floats;         /* the parameter block */
     int64_t ws_floats;            /* workspace per example */
+    int64_t ws_fixed;             /* and per call (scratch shared by the examples) */
     rt_forward_fn *forward;       /* inference over n examples */
     rt_train_fn *train;           /* NULL when the network has no loss */
     int64_t train_ws_floats;      /* training workspace per example */

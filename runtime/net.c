@@ -182,10 +182,11 @@ void rt_net_set_lr(rt_net *net, float lr)
         net->lr = lr;
 }
 
-/* Grows the workspace to hold n examples' activations. */
-static int workspace(rt_net *net, int64_t n)
+/* Grows the workspace to hold n examples' activations and each of `parts`
+ * threads' shared scratch (ws_fixed). */
+static int workspace(rt_net *net, int64_t n, int parts)
 {
-    int64_t need = net->d->ws_floats * n;
+    int64_t need = net->d->ws_floats * n + net->d->ws_fixed * parts;
     if (need <= net->ws_cap)
         return 0;
     free(net->ws);
@@ -209,10 +210,10 @@ void rt_net_forward(rt_net *net, int n, const float *x, float *out)
         fail(net, "forward: needs n >= 1 and non-NULL x and out (n = %d)", n);
         return;
     }
-    if (workspace(net, n))
-        return;
     const rt_net_desc *d = net->d;
     int parts = net->threads < n ? net->threads : n;
+    if (workspace(net, n, parts))
+        return;
     if (parts <= 1) {
         d->forward(n, x, out, net->params, net->ws);
         return;
@@ -220,10 +221,11 @@ void rt_net_forward(rt_net *net, int n, const float *x, float *out)
 #pragma omp parallel num_threads(parts)
     {
         int64_t lo, hi;
-        slice(n, parts, omp_get_thread_num(), &lo, &hi);
+        int t = omp_get_thread_num();           /* thread t: [scratch][its examples] */
+        slice(n, parts, t, &lo, &hi);
         if (hi > lo)
             d->forward(hi - lo, x + lo * d->input_size, out + lo * d->output_size, net->params,
-                       net->ws + lo * d->ws_floats);
+                       net->ws + lo * d->ws_floats + t * d->ws_fixed);
     }
 }
 
