@@ -49,7 +49,7 @@ $(GEN)/%.o: $(GEN)/%.c $(GEN)/parser.h compiler/cnnc.h
 # Debian packages the build, the tests and the demo need; apt-get only runs
 # for what is missing.
 DEBS := clang-19 llvm-19-dev libomp-19-dev libclang-rt-19-dev flex bison make \
-        libcriterion-dev zlib1g-dev libpng-dev graphviz dataset-fashion-mnist
+        libcriterion-dev zlib1g-dev libpng-dev graphviz dataset-fashion-mnist python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
