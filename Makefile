@@ -16,7 +16,7 @@ COMPILER_OBJ := $(COMPILER_SRC:compiler/%.c=$(BUILD)/compiler/%.o) $(BUILD)/gen/
 FRONT_OBJ    := $(filter-out $(BUILD)/compiler/main.o,$(COMPILER_OBJ))
 INC          := -Icompiler -I$(GEN)
 
-.PHONY: all check demo clean deps fuzz
+.PHONY: all check demo bench clean deps fuzz
 all: bin/cnnc runtime
 
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
@@ -99,6 +99,25 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 $(BUILD)/tests/%: tests/unit/%.c $(FRONT_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC) -o $@ $< $(FRONT_OBJ) $(LLVM_LIBS) -lcriterion -lm
+
+# make demo: compile the LeNet example and train it on Fashion-MNIST with its
+# own settings (DEMO_FLAGS adds flags, e.g. DEMO_FLAGS="--epochs 3").
+FMNIST := /usr/share/datasets/fashion-mnist
+DEMO_FLAGS ?=
+demo: deps
+	$(MAKE) all
+	@mkdir -p $(BUILD)/demo
+	bin/cnnc examples/lenet.cnn -o $(BUILD)/demo/lenet -v
+	$(BUILD)/demo/lenet train \
+	  --train $(FMNIST)/train-images-idx3-ubyte.gz $(FMNIST)/train-labels-idx1-ubyte.gz \
+	  --test $(FMNIST)/t10k-images-idx3-ubyte.gz $(FMNIST)/t10k-labels-idx1-ubyte.gz \
+	  --save $(BUILD)/demo/lenet.ckpt.safetensors --log $(BUILD)/demo/metrics.csv \
+	  --plot $(BUILD)/demo/curves.svg $(DEMO_FLAGS)
+	@echo "weights: $(BUILD)/demo/lenet.ckpt.safetensors, curves: $(BUILD)/demo/curves.svg"
+
+# make bench: training and inference speed of the examples on this machine.
+bench: all
+	sh bench/speed.sh
 
 # make check: install what is missing, build, then every suite (tests/check.sh).
 check: deps

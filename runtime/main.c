@@ -349,6 +349,26 @@ static int cmd_bench(const rt_net_desc *d, const Opts *o)
     printf("network %s, %d threads\n", d->name, net->threads);
     printf("forward latency, batch 1:      %10.1f us\n", lat * 1e6);
     printf("forward throughput, batch %-4d %10.0f images/s\n", B, B / thr);
+    if (d->train && d->label_kind == RT_LABELS_CLASS) {
+        int TB = o->batch ? o->batch : 64;             /* a training step, random labels */
+        int32_t *y = malloc(sizeof(int32_t) * (size_t)TB);
+        for (int i = 0; i < TB; i++)
+            y[i] = (int32_t)(rt_rng_next(&r) % (uint64_t)d->nclasses);
+        rt_net_set_lr(net, 0);                         /* keep the weights as they are */
+        double t[9];
+        for (int k = 0; k < 9; k++) {
+            double t0 = now_s();
+            rt_net_train_step(net, TB, x, y);
+            t[k] = now_s() - t0;
+        }
+        for (int i = 1; i < 9; i++)
+            for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
+                double s = t[j];
+                t[j] = t[j - 1], t[j - 1] = s;
+            }
+        printf("training step, batch %-4d      %10.0f images/s\n", TB, TB / t[4]);
+        free(y);
+    }
     free(x), free(out);
     rt_net_free(net);
     return 0;
