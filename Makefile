@@ -137,7 +137,7 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 $(BUILD)/tests/test_runtime: tests/runtime/test_runtime.c $(wildcard runtime/*.c) runtime/cnnrt.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -g -D_GNU_SOURCE -fopenmp $(SAN) -Iruntime -o $@ tests/runtime/test_runtime.c \
-	  $(filter-out runtime/main.c,$(wildcard runtime/*.c)) -lcriterion -lz -lpng -lm
+	  $(filter-out runtime/main.c runtime/train.c,$(wildcard runtime/*.c)) -lcriterion -lz -lpng -lm
 
 check-runtime: $(BUILD)/tests/test_runtime
 	$(BUILD)/tests/test_runtime --jobs 2

@@ -61,7 +61,8 @@ uint32_t rt_crc32(uint32_t crc, const void *p, size_t n);
  * JSON mapping each tensor's name to
  *   {"dtype":"F32","shape":[d0,...],"data_offsets":[begin,end]}
  * plus an optional "__metadata__" object of strings; then the data section,
- * which offsets count from. Only F32 tensors are supported. */
+ * which offsets count from. F32 tensors are loaded; tensors of the other
+ * dtypes of the format are validated and listed in rt_tensors.other. */
 
 #define RT_MAX_RANK 8
 
@@ -78,16 +79,24 @@ typedef struct {
 /* The contents of a safetensors file: tensors in the file header's order,
  * metadata pairs meta_key[i] -> meta_val[i] in the header's order. Everything
  * reachable from it is owned by it. */
+/* A tensor of another dtype than F32: named, checked, not loaded. */
+typedef struct {
+    char *name;
+    char dtype[8];
+} rt_other;
+
 typedef struct {
     int n;
-    rt_tensor *t;
+    rt_tensor *t;         /* the F32 tensors */
     int nmeta;
     char **meta_key, **meta_val;
+    int nother;
+    rt_other *other;      /* tensors of other dtypes (e.g. PyTorch's num_batches_tracked) */
 } rt_tensors;
 
 /* Reads and validates a safetensors file into *out. Refuses anything that is
  * not exactly the format: truncated files, absurd header lengths, malformed
- * JSON, missing or repeated fields, non-F32 dtypes, shapes that overflow or
+ * JSON, missing or repeated fields, unknown dtypes, shapes that overflow or
  * disagree with the byte range, ranges outside the data section, overlapping
  * ranges, gaps or unused trailing data, repeated tensor names. */
 int rt_st_read(const char *path, rt_tensors *out, rt_err *err);

@@ -458,6 +458,15 @@ static int take(rt_net *net, int i, const rt_tensor *t, const char *path)
     return 0;
 }
 
+/* A parameter the file lacks, or holds in another dtype than F32. */
+static int missing(rt_net *net, const rt_tensors *ts, const char *name, const char *path)
+{
+    for (int i = 0; i < ts->nother; i++)
+        if (!strcmp(ts->other[i].name, name))
+            return fail(net, "%s: tensor '%s' has dtype %s, expected F32", path, name, ts->other[i].dtype);
+    return fail(net, "%s: no tensor '%s'", path, name);
+}
+
 /* Checks the metadata a checkpoint carries against this network. */
 static int check_meta(rt_net *net, const rt_tensors *ts, const char *path)
 {
@@ -575,7 +584,7 @@ int rt_net_load_tensors(rt_net *net, const rt_tensors *ts, const char *path)
     }
     for (int i = 0; !rc && i < d->nparams; i++) {
         const rt_tensor *t = rt_st_find(ts, d->params[i].name);
-        rc = t ? take(net, i, t, path) : fail(net, "%s: no tensor '%s'", path, d->params[i].name);
+        rc = t ? take(net, i, t, path) : missing(net, ts, d->params[i].name, path);
     }
     if (rc) {
         net->params = live;

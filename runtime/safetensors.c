@@ -1,4 +1,4 @@
-/* safetensors.c -- reading and writing the safetensors format (F32 only).
+/* safetensors.c -- reading and writing the safetensors format (F32 data; other dtypes set aside).
  *
  *   file   = u64le N, header (N bytes of JSON, may end in spaces), data
  *   header = { name: {"dtype": "F32", "shape": [d...], "data_offsets": [b, e]},
@@ -396,6 +396,8 @@ typedef struct {
     rt_tensor t;
     int64_t off[2]; /* data_offsets: [begin, end) in the data section */
     int seen, noff;
+    int esize;      /* bytes per element of its dtype */
+    char dtype[8];  /* as the header names it; only F32 tensors are loaded */
 } entry;
 
 /* The header being read: its tensors and metadata pairs, in header order. */
@@ -470,6 +472,15 @@ static int offset_elem(json *j, int i, void *ctx)
     return jint(j, e, "a data offset", &e->off[i]);
 }
 
+/* The dtypes of the format and their sizes. Tensors of a dtype other than
+ * F32 are checked like the others but set aside (rt_tensors.other): PyTorch
+ * files carry some, such as batchnorm's I64 num_batches_tracked. */
+static const struct { const char *name; int size; } dtypes[] = {
+    {"F32", 4}, {"F64", 8}, {"F16", 2}, {"BF16", 2}, {"F8_E4M3", 1}, {"F8_E5M2", 1},
+    {"I64", 8}, {"I32", 4}, {"I16", 2}, {"I8", 1}, {"U64", 8}, {"U32", 4}, {"U16", 2},
+    {"U8", 1}, {"BOOL", 1},
+};
+
 /* "dtype": "F32" */
 static int read_dtype(json *j, entry *e)
 {
@@ -478,9 +489,12 @@ static int read_dtype(json *j, entry *e)
         return rt_fail(j->err, "%s: tensor '%s': dtype is not a string", j->label, e->t.name);
     if (jstring(j, &d))
         return -1;
-    int r = strcmp(d, "F32") ? rt_fail(j->err, "%s: tensor '%s' has dtype %.32s, expected F32",
-                                       j->label, e->t.name, d)
-                             : 0;
+    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
+        if (!strcmp(d, dtypes[i].name)) {
+            e->esize = dtypes[i].size;
+            snprintf(e->dtype, sizeof e->dtype, "%s", d);
+        }
+    int r = e->esize ? 0 : rt_fail(j->err, "%s: tensor '%s' has an unknown dtype '%.32s'", j->label, e->t.name, d);
     free(d);
     return r;
 }
@@ -620,7 +634,7 @@ static int check_entry(entry *e, int64_t data_len, const char *label, rt_err *er
     int64_t count = 1, b = e->off[0], end = e->off[1];
     for (int i = 0; i < e->t.rank; i++) {
         int64_t d = e->t.dims[i];
-        if (d && count > INT64_MAX / 4 / d)
+        if (d && count > INT64_MAX / 8 / d)
             return rt_fail(err, "%s: tensor '%s': shape %s has too many elements", label, nm,
                            shape_str(&e->t, sh, sizeof sh));
         count *= d;
@@ -633,10 +647,10 @@ static int check_entry(entry *e, int64_t data_len, const char *label, rt_err *er
         return rt_fail(err, "%s: tensor '%s': data_offsets [%" PRId64 ", %" PRId64
                             "] run past the end of the data section (%" PRId64 " bytes)",
                        label, nm, b, end, data_len);
-    if (end - b != count * 4)
-        return rt_fail(err, "%s: tensor '%s' has %" PRId64 " bytes of data but shape %s needs %"
-                            PRId64, label, nm, end - b, shape_str(&e->t, sh, sizeof sh),
-                       count * 4);
+    if (end - b != count * e->esize)
+        return rt_fail(err, "%s: tensor '%s' has %" PRId64 " bytes of data but shape %s of %s needs %"
+                            PRId64, label, nm, end - b, shape_str(&e->t, sh, sizeof sh), e->dtype,
+                       count * e->esize);
     return 0;
 }
 
@@ -719,17 +733,24 @@ static int take(header *h, const unsigned char *data, const char *label, rt_tens
 {
     for (int i = 0; i < h->n; i++) {
         rt_tensor *t = &h->e[i].t;
-        if (!t->count)
+        if (!t->count || strcmp(h->e[i].dtype, "F32"))
             continue;
         if (!(t->data = malloc((size_t)t->count * sizeof *t->data)))
             return oom(err, label);
         memcpy(t->data, data + h->e[i].off[0], (size_t)t->count * sizeof *t->data);
     }
-    if (!(out->t = malloc(((size_t)h->n + 1) * sizeof *out->t)))
+    if (!(out->t = malloc(((size_t)h->n + 1) * sizeof *out->t)) ||
+        !(out->other = calloc((size_t)h->n + 1, sizeof *out->other)))
         return oom(err, label);
-    for (int i = 0; i < h->n; i++)
-        out->t[i] = h->e[i].t;
-    out->n = h->n;
+    for (int i = 0; i < h->n; i++) {
+        if (!strcmp(h->e[i].dtype, "F32")) {
+            out->t[out->n++] = h->e[i].t;
+            continue;
+        }
+        rt_other *o = &out->other[out->nother++];
+        o->name = h->e[i].t.name;
+        snprintf(o->dtype, sizeof o->dtype, "%s", h->e[i].dtype);
+    }
     out->nmeta = h->nmeta;
     out->meta_key = h->mkey;
     out->meta_val = h->mval;
@@ -785,6 +806,9 @@ void rt_st_free(rt_tensors *t)
 {
     for (int i = 0; i < t->n; i++)
         free(t->t[i].name), free(t->t[i].data);
+    for (int i = 0; i < t->nother; i++)
+        free(t->other[i].name);
+    free(t->other);
     for (int i = 0; i < t->nmeta; i++)
         free(t->meta_key[i]), free(t->meta_val[i]);
     free(t->t);

@@ -285,8 +285,10 @@ static const hostile hostiles[] = {
     {"{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a' has no 'dtype'"},
     {"{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "has no 'shape'"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "has no 'data_offsets'"},
-    {"{\"conv1.weight\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
-     "tensor 'conv1.weight' has dtype F16, expected F32"},
+    {"{\"conv1.weight\":{\"dtype\":\"F17\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
+     "tensor 'conv1.weight' has an unknown dtype 'F17'"},
+    {"{\"conv1.weight\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+     "has 8 bytes of data but shape [2] of F16 needs 4"},
     {"{\"a\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "dtype is not a string"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
      "\"data_offsets\":[0,4]}}", 4, "too many elements"},
@@ -1165,4 +1167,29 @@ Test(rt, read_file_and_fail)
     longer[999] = 0;
     cr_assert(rt_fail(&err, "%s", longer) == -1 && strlen(err.msg) == 511);
     cr_assert(rt_fail(NULL, "nothing") == -1);
+}
+
+/* PyTorch files hold tensors of other dtypes (num_batches_tracked is I64):
+ * they are checked and listed in `other`, the F32 ones load as usual. */
+Test(rt, safetensors_other_dtypes_set_aside)
+{
+    const char *hdr = "{\"bn.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
+                      "\"bn.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}";
+    size_t hl = strlen(hdr);
+    unsigned char buf[512] = {0};
+    for (int i = 0; i < 8; i++)
+        buf[i] = (unsigned char)(hl >> (8 * i));
+    memcpy(buf + 8, hdr, hl);
+    float w[2] = {1.5f, -2.0f};
+    memcpy(buf + 8 + hl + 8, w, sizeof w);
+    rt_tensors ts;
+    rt_err err = {{0}};
+    cr_assert_eq(rt_st_read_mem(buf, 8 + hl + 16, "pt", &ts, &err), 0, "%s", err.msg);
+    cr_assert_eq(ts.n, 1);
+    cr_assert_eq(ts.nother, 1);
+    cr_assert_str_eq(ts.other[0].name, "bn.num_batches_tracked");
+    cr_assert_str_eq(ts.other[0].dtype, "I64");
+    cr_assert_null(rt_st_find(&ts, "bn.num_batches_tracked"));
+    cr_assert_float_eq(rt_st_find(&ts, "bn.weight")->data[1], -2.0f, 0);
+    rt_st_free(&ts);
 }
