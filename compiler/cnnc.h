@@ -245,23 +245,24 @@ typedef struct {
 typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE, SCHED_EXP } SchedKind;
 
 typedef struct {
-    float lr, momentum, weight_decay;
+    double lr, momentum, weight_decay;   /* double: 0.02 stays 0.02 in checkpoints */
     bool nesterov;
     int batch, epochs;
     SchedKind schedule;
-    int step_every; float step_factor; float exp_gamma;
+    int step_every; double step_factor; double exp_gamma;
     uint64_t seed;
 } TrainCfg;
 
 typedef enum { DATA_NONE, DATA_IDX, DATA_CSV } DataKind;
 typedef struct { DataKind kind; const char *path, *labels; int label_col; } DataSet;
-typedef struct { DataSet train, test; float scale; } DataCfg;
+typedef struct { DataSet train, test; double scale; } DataCfg;
 
 typedef enum { LABELS_NONE, LABELS_CLASS, LABELS_TARGET } LabelKind;
 
 typedef struct Graph {
     const char *name;     /* the network's name: a C identifier */
     Vec nodes;            /* Node*, in topological (creation) order */
+    int nforward;         /* nodes[0, nforward) are the forward pass; then gradients */
     Param *params; int nparams, capparams;
     Node *input, *output;
     const char *input_name, *label_name;
@@ -343,7 +344,7 @@ Node *shape_unary(Builder *b, OpKind op, Loc loc, Node *x);
 Node *shape_binary(Builder *b, OpKind op, Loc loc, Node *x, Node *y);
 
 /* Limits that keep absurd programs from exhausting memory. */
-#define MAX_TENSOR_ELEMS ((int64_t)1 << 31)
+#define MAX_TENSOR_ELEMS (((int64_t)1 << 31) - 1)   /* sizes fit a C int */
 #define MAX_NODES 100000
 
 /* --------------------------------------------------------------- settings.c */

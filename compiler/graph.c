@@ -36,6 +36,12 @@ Node *graph_node(Graph *g, OpKind op, Loc loc, Shape shape, int nin, Node **in)
         error_at(loc, "the network has more than %d operators", MAX_NODES);
         return NULL;
     }
+    int64_t total = 1;
+    for (int i = 0; i < shape.rank; i++)
+        if (!mul_ok(total, shape.d[i], &total) || total > MAX_TENSOR_ELEMS) {
+            error_at(loc, "this value would have shape %s, more than 2^31 - 1 elements", shape_str(shape));
+            return NULL;
+        }
     Node *n = arena_alloc(sizeof *n);
     n->op = op, n->loc = loc, n->shape = shape, n->nin = nin, n->param = -1;
     n->id = g->nodes.n;

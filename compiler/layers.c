@@ -54,7 +54,7 @@ static void size_arg(const Args *a, int i, int dflt_h, int dflt_w, int *h, int *
 }
 
 static const char *const type_names[] = {
-    [T_COUNT] = "a whole number of at least 1", [T_SIZE] = "a size (K or HxW)",
+    [T_COUNT] = "a whole number of at least 1", [T_SIZE] = "a size of at least 1 (K or HxW)",
     [T_PAD] = "a padding (P, HxW or same)", [T_FLOAT] = "a number",
     [T_PROB] = "a number from 0 up to (not including) 1", [T_BOOL] = "true or false",
     [T_STR] = "a string", [T_INIT] = "an initializer", [T_BRANCH] = "a layer or pipeline",
@@ -66,7 +66,8 @@ static bool type_ok(ArgType t, const Val *v)
 {
     switch (t) {
     case T_COUNT: return v->kind == V_INT && v->num >= 1 && v->num <= (1 << 30);
-    case T_SIZE:  return (v->kind == V_INT && v->num >= 1 && v->num <= (1 << 20)) || v->kind == V_SIZE;
+    case T_SIZE:  return (v->kind == V_INT && v->num >= 1 && v->num <= (1 << 20)) ||
+                         (v->kind == V_SIZE && v->h >= 1 && v->w >= 1);
     case T_PAD:   return (v->kind == V_INT && v->num >= 0 && v->num <= (1 << 20)) || v->kind == V_SIZE ||
                          (v->kind == V_NAME && strcmp(v->str, "same") == 0);
     case T_FLOAT: return is_num(v);
@@ -236,7 +237,7 @@ static bool size_ok(const Args *a, Shape s)
     int64_t total = 1;
     for (int i = 0; i < s.rank; i++)
         if (!mul_ok(total, s.d[i], &total) || total > MAX_TENSOR_ELEMS) {
-            error_at(a->use->loc, "%s would need a tensor of shape %s, larger than 2^31 elements",
+            error_at(a->use->loc, "%s would need a tensor of shape %s, more than 2^31 - 1 elements",
                      a->rule->name, shape_str(s));
             return false;
         }

@@ -230,8 +230,8 @@ enum { MR = 6, NV = 2, LANES = 16 };
 
 typedef struct { LLVMValueRef var; LLVMBasicBlockRef cond, body, done; } Loop;
 
-/* for (v = lo; v < hi; v += step) with an alloca'd induction variable */
-static Loop loop_open(Emit *E, LLVMValueRef lo, LLVMValueRef hi, int64_t step, LLVMValueRef *v)
+/* for (v = lo; v < hi; v += step): opened here, stepped by loop_close */
+static Loop loop_open(Emit *E, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef *v)
 {
     Loop l;
     LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
@@ -248,7 +248,6 @@ static Loop loop_open(Emit *E, LLVMValueRef lo, LLVMValueRef hi, int64_t step, L
     LLVMBuildCondBr(E->b, LLVMBuildICmp(E->b, LLVMIntSLT, i, hi, ""), l.body, l.done);
     LLVMPositionBuilderAtEnd(E->b, l.body);
     *v = i;
-    (void)step;
     return l;
 }
 
@@ -322,7 +321,7 @@ static void gemm_rows(Emit *E, const Gemm *g, LLVMValueRef i0, int mr, LLVMValue
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES);
     LLVMValueRef acc[MR][NV], mask[NV], j0, k;
-    Loop jl = loop_open(E, i64c(E, 0), i64c(E, g->N), NV * LANES, &j0);
+    Loop jl = loop_open(E, i64c(E, 0), i64c(E, g->N), &j0);
     LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
     LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
     for (int r = 0; r < mr; r++)
@@ -340,7 +339,7 @@ static void gemm_rows(Emit *E, const Gemm *g, LLVMValueRef i0, int mr, LLVMValue
             LLVMBuildStore(E->b, g->accumulate ? masked_load(E, p, mask[v]) : LLVMConstNull(vt), acc[r][v]);
         }
     }
-    Loop kl = loop_open(E, i64c(E, 0), i64c(E, g->K), 1, &k);
+    Loop kl = loop_open(E, i64c(E, 0), i64c(E, g->K), &k);
     LLVMValueRef bv[NV], brow = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, k, i64c(E, g->ldb), ""), j0, "");
     for (int v = 0; v < NV; v++)
         bv[v] = masked_load(E, element(E, g->b, at[1], LLVMBuildNSWAdd(E->b, brow, i64c(E, v * LANES), "")), mask[v]);
@@ -369,7 +368,7 @@ static void emit_gemm(Emit *E, const Gemm *g)
     LLVMValueRef at[3] = {expr(E, g->a_at), expr(E, g->b_at), expr(E, g->c_at)}, i0;
     int64_t full = g->M / MR * MR;
     if (full) {
-        Loop il = loop_open(E, i64c(E, 0), i64c(E, full), MR, &i0);
+        Loop il = loop_open(E, i64c(E, 0), i64c(E, full), &i0);
         gemm_rows(E, g, i0, MR, at);
         loop_close(E, &il, MR);
     }

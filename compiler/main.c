@@ -63,6 +63,26 @@ static Emit emit_kind(const char *s)
     exit(EXIT_USAGE);
 }
 
+/* x86-64 CPUs LLVM knows (LLVM aborts on a name it does not). */
+static const char *const cpus[] = {
+    "native", "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4", "haswell", "broadwell", "skylake",
+    "skylake-avx512", "cascadelake", "cooperlake", "icelake-client", "icelake-server", "tigerlake",
+    "sapphirerapids", "alderlake", "raptorlake", "meteorlake", "graniterapids", "znver1", "znver2",
+    "znver3", "znver4", "znver5", NULL,
+};
+
+static const char *target_cpu(const char *name)
+{
+    for (int i = 0; cpus[i]; i++)
+        if (strcmp(name, cpus[i]) == 0)
+            return name;
+    const char *near = closest_word(name, cpus);
+    fprintf(stderr, "cnnc: unknown --target-cpu '%s'%s%s%s\ncnnc: CPUs: native, x86-64, x86-64-v2..v4, "
+            "haswell, skylake-avx512, icelake-server, sapphirerapids, znver1..znver5, ...\n", name,
+            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+    exit(EXIT_USAGE);
+}
+
 static bool flag(Options *o, const char *a)
 {
     if (strcmp(a, "--check") == 0)           o->check = true;
@@ -72,7 +92,7 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "-c") == 0)           o->make = MAKE_OBJ;
     else if (strcmp(a, "--sanitize") == 0)   o->cg.sanitize = true;
     else if (strncmp(a, "--emit=", 7) == 0)  o->emit = emit_kind(a + 7);
-    else if (strncmp(a, "--target-cpu=", 13) == 0 && a[13]) o->cg.cpu = a + 13;
+    else if (strncmp(a, "--target-cpu=", 13) == 0) o->cg.cpu = target_cpu(a + 13);
     else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) o->cg.opt_level = a[2] - '0';
     else return false;
     return true;

@@ -7,10 +7,10 @@
 
 void settings_defaults(Graph *g)
 {
-    g->train = (TrainCfg){.lr = 0.01f, .momentum = 0.9f, .batch = 64, .epochs = 10,
-                          .schedule = SCHED_CONSTANT, .step_every = 1, .step_factor = 0.1f,
-                          .exp_gamma = 0.95f, .seed = 1};
-    g->data.scale = 0.0f;       /* automatic: 1/255 for image bytes, 1 for CSV numbers */
+    g->train = (TrainCfg){.lr = 0.01, .momentum = 0.9, .batch = 64, .epochs = 10,
+                          .schedule = SCHED_CONSTANT, .step_every = 1, .step_factor = 0.1,
+                          .exp_gamma = 0.95, .seed = 1};
+    g->data.scale = 0;       /* automatic: 1/255 for image bytes, 1 for CSV numbers */
 }
 
 /* A number from `lo` to `hi`, or an error naming the setting. */
@@ -34,7 +34,7 @@ static bool is_call(const Ast *e, const char *name)
 }
 
 /* Finds `key` among a call's arguments (keyword, or positional at `pos`). */
-static Ast *call_arg(const Ast *call, const char *const *keys, const char *key, int pos)
+static Ast *call_arg(const Ast *call, const char *key, int pos)
 {
     if (call->kind != A_CALL)
         return NULL;
@@ -43,7 +43,6 @@ static Ast *call_arg(const Ast *call, const char *const *keys, const char *key, 
         if (a->key ? strcmp(a->key, key) == 0 : i == pos)
             return a->val;
     }
-    (void)keys;
     return NULL;
 }
 
@@ -80,12 +79,12 @@ static void optimizer(Graph *g, Ast *e)
     }
     if (!call_keys(e, keys, 2))
         return;
-    Ast *lr = call_arg(e, keys, "lr", 0), *m = call_arg(e, keys, "momentum", 1), *nest = call_arg(e, keys, "nesterov", -1);
+    Ast *lr = call_arg(e, "lr", 0), *m = call_arg(e, "momentum", 1), *nest = call_arg(e, "nesterov", -1);
     double v;
     if (lr && number_in(lr, "the learning rate", 0, 1e6, false, &v))
-        g->train.lr = (float)v;
+        g->train.lr = v;
     if (m && number_in(m, "momentum", 0, 1, false, &v))
-        g->train.momentum = (float)v;
+        g->train.momentum = v;
     if (nest) {
         if (nest->kind != A_NAME || (strcmp(nest->str, "true") && strcmp(nest->str, "false")))
             error_at(nest->loc, "nesterov must be true or false");
@@ -108,7 +107,7 @@ static void schedule(Graph *g, Ast *e)
     } else if (is_call(e, "cosine") && e->kind == A_NAME) {
         t->schedule = SCHED_COSINE;
     } else if (is_call(e, "step") && e->kind == A_CALL && call_keys(e, step_keys, 2)) {
-        Ast *every = call_arg(e, step_keys, "every", 0), *factor = call_arg(e, step_keys, "factor", 1);
+        Ast *every = call_arg(e, "every", 0), *factor = call_arg(e, "factor", 1);
         if (!every || !factor) {
             error_at(e->loc, "step needs every = N and factor = F");
             return;
@@ -117,16 +116,16 @@ static void schedule(Graph *g, Ast *e)
         if (number_in(every, "step's every", 1, 1e6, true, &v))
             t->step_every = (int)v;
         if (number_in(factor, "step's factor", 0, 1e6, false, &v))
-            t->step_factor = (float)v;
+            t->step_factor = v;
     } else if (is_call(e, "exp") && e->kind == A_CALL && call_keys(e, exp_keys, 1)) {
-        Ast *gamma = call_arg(e, exp_keys, "gamma", 0);
+        Ast *gamma = call_arg(e, "gamma", 0);
         if (!gamma) {
             error_at(e->loc, "exp needs gamma");
             return;
         }
         t->schedule = SCHED_EXP;
         if (number_in(gamma, "exp's gamma", 0, 1e6, false, &v))
-            t->exp_gamma = (float)v;
+            t->exp_gamma = v;
     } else if (diag_error_count() == 0 || !(e->kind == A_CALL && (is_call(e, "step") || is_call(e, "exp")))) {
         const char *name = e->kind == A_NAME || e->kind == A_CALL ? e->str : "";
         error_at(e->loc, "unknown schedule '%s'; schedules: constant, cosine, step(every, factor), exp(gamma)", name);
@@ -149,7 +148,7 @@ static void train_key(Graph *g, const Arg *a)
     else if (strcmp(k, "schedule") == 0)
         schedule(g, a->val);
     else if (strcmp(k, "weight_decay") == 0 && number_in(a->val, "weight_decay", 0, 1e3, false, &v))
-        g->train.weight_decay = (float)v;
+        g->train.weight_decay = v;
     else if (strcmp(k, "batch") == 0 && number_in(a->val, "batch", 1, 65536, true, &v))
         g->train.batch = (int)v;
     else if (strcmp(k, "epochs") == 0 && number_in(a->val, "epochs", 0, 1e6, true, &v))
@@ -197,24 +196,23 @@ static const char *string_arg(Ast *e, const char *what)
 }
 
 /* dataset = idx("images", "labels") | csv("path", label = 0) */
-static void dataset(Graph *g, DataSet *d, Ast *e)
+static void dataset(DataSet *d, Ast *e)
 {
     static const char *const idx_keys[] = {"images", "labels", NULL}, *const csv_keys[] = {"path", "label", NULL};
     double v;
     if (is_call(e, "idx") && e->kind == A_CALL && call_keys(e, idx_keys, 2)) {
-        d->path = string_arg(call_arg(e, idx_keys, "images", 0), "idx's images");
-        d->labels = string_arg(call_arg(e, idx_keys, "labels", 1), "idx's labels");
+        d->path = string_arg(call_arg(e, "images", 0), "idx's images");
+        d->labels = string_arg(call_arg(e, "labels", 1), "idx's labels");
         d->kind = DATA_IDX;
     } else if (is_call(e, "csv") && e->kind == A_CALL && call_keys(e, csv_keys, 2)) {
-        d->path = string_arg(call_arg(e, csv_keys, "path", 0), "csv's path");
-        Ast *label = call_arg(e, csv_keys, "label", 1);
+        d->path = string_arg(call_arg(e, "path", 0), "csv's path");
+        Ast *label = call_arg(e, "label", 1);
         if (label && number_in(label, "csv's label column", 0, 1e6, true, &v))
             d->label_col = (int)v;
         d->kind = DATA_CSV;
     } else if (!(e->kind == A_CALL && (is_call(e, "idx") || is_call(e, "csv")))) {
         error_at(e->loc, "a data set is idx(\"images\", \"labels\") or csv(\"path\", label = 0)");
     }
-    (void)g;
 }
 
 static const char *const data_keys[] = {"train", "test", "scale", NULL};
@@ -227,13 +225,13 @@ void settings_data(Graph *g, const Stmt *s)
             continue;
         const Arg *a = &s->args[i];
         if (strcmp(a->key, "train") == 0)
-            dataset(g, &g->data.train, a->val);
+            dataset(&g->data.train, a->val);
         else if (strcmp(a->key, "test") == 0)
-            dataset(g, &g->data.test, a->val);
+            dataset(&g->data.test, a->val);
         else if (number_in(a->val, "scale", -1e30, 1e30, false, &v)) {
             if (v == 0)
                 error_at(a->val->loc, "scale must not be 0");
-            g->data.scale = (float)v;
+            g->data.scale = v;
         }
     }
 }

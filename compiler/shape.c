@@ -642,7 +642,7 @@ static bool read_shape(Ast *e, Shape *s)
     int64_t total = 1;
     for (int i = 0; i < e->nargs; i++) {
         if (!mul_ok(total, s->d[i], &total) || total > MAX_TENSOR_ELEMS) {
-            error_at(e->loc, "shape %s is too large: a tensor may hold at most 2^31 elements",
+            error_at(e->loc, "shape %s is too large: a tensor may hold at most 2^31 - 1 elements",
                      shape_str(*s));
             return false;
         }
@@ -1067,6 +1067,7 @@ Graph *shape_check(const Program *p)
     settings(&b, p);
     if (diag_error_count())
         return NULL;
+    b.g->nforward = b.g->nodes.n;
     graph_check(b.g);
     return b.g;
 }

@@ -57,7 +57,7 @@ void summary_print(FILE *out, const Graph *g)
             shape_str(g->input->shape), shape_str(g->output->shape));
     fprintf(out, "%-4s %-20s %-16s %12s %14s\n", "#", "layer", "output", "params", "FLOPs");
     int64_t flops = 0, acts = 0, row = 0;
-    for (int i = 0; i < g->nodes.n; i++) {
+    for (int i = 0; i < g->nforward; i++) {          /* not the gradients */
         const Node *n = g->nodes.at[i];
         if (n->op == OP_PARAM || n->op == OP_CONST)
             continue;

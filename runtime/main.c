@@ -10,12 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* Options shared by the commands; each command reads the ones it takes. */
 typedef struct {
     const char *weights, *save, *resume, *log, *plot;
-    const char *train_images, *train_labels, *test_images, *test_labels;
+    const char *train_images, *train_labels, *test_images, *test_labels;   /* labels NULL: CSV */
+    const char *schedule, *nesterov;
+    double weight_decay, scale;
+    bool has_weight_decay, has_scale;
     int batch, threads, epochs;
     double lr, momentum;
     int64_t seed;
@@ -38,9 +42,11 @@ static void help(const rt_net_desc *d)
 {
     printf("usage: %s COMMAND [options]   (network %s, built by cnnc %s)\n\n"
            "  train   [--epochs N] [--lr X] [--momentum M] [--batch B] [--threads T] [--seed S]\n"
-           "          [--train IMAGES LABELS] [--test IMAGES LABELS]\n"
+           "          [--nesterov true|false] [--weight-decay W] [--scale S]\n"
+           "          [--schedule constant|cosine|step:EVERY:FACTOR|exp:GAMMA]\n"
+           "          [--train IMAGES LABELS | --train FILE.csv] [--test IMAGES LABELS | --test FILE.csv]\n"
            "          [--save FILE] [--resume CKPT] [--log metrics.csv] [--plot curves.svg]\n"
-           "  eval    [--weights W] [--test IMAGES LABELS] [--batch B] [--threads T]\n"
+           "  eval    [--weights W] [--test IMAGES LABELS | --test FILE.csv] [--scale S] [--batch B] [--threads T]\n"
            "  predict [--weights W] FILE...   top-5 classes of PGM, PNG or IDX images\n"
            "  forward [--weights W] IN OUT    outputs for the tensor 'x' of IN (safetensors)\n"
            "  bench   [--batch B] [--threads T]\n"
@@ -59,6 +65,12 @@ static bool whole(const char *s, long long lo, long long hi, long long *out)
     return true;
 }
 
+static bool is_csv(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 4 && strcasecmp(path + n - 4, ".csv") == 0;
+}
+
 /* Reads "--flag VALUE" pairs and positional files; 0, or an exit status. */
 static int parse(int argc, char **argv, Opts *o)
 {
@@ -71,7 +83,7 @@ static int parse(int argc, char **argv, Opts *o)
             o->files[o->nfiles++] = argv[i];
             continue;
         }
-        bool two = strcmp(a, "--train") == 0 || strcmp(a, "--test") == 0;
+        bool two = (strcmp(a, "--train") == 0 || strcmp(a, "--test") == 0) && v && !is_csv(v);
         if (!v || (two && i + 2 >= argc))
             return usage_error("%s needs a value", a);
         if (strcmp(a, "--weights") == 0)       o->weights = v;
@@ -79,8 +91,22 @@ static int parse(int argc, char **argv, Opts *o)
         else if (strcmp(a, "--resume") == 0)   o->resume = v;
         else if (strcmp(a, "--log") == 0)      o->log = v;
         else if (strcmp(a, "--plot") == 0)     o->plot = v;
-        else if (strcmp(a, "--train") == 0)    o->train_images = v, o->train_labels = argv[++i + 1];
-        else if (strcmp(a, "--test") == 0)     o->test_images = v, o->test_labels = argv[++i + 1];
+        else if (strcmp(a, "--train") == 0)    o->train_images = v, o->train_labels = two ? argv[++i + 1] : NULL;
+        else if (strcmp(a, "--test") == 0)     o->test_images = v, o->test_labels = two ? argv[++i + 1] : NULL;
+        else if (strcmp(a, "--schedule") == 0) o->schedule = v;
+        else if (strcmp(a, "--nesterov") == 0) o->nesterov = v;
+        else if (strcmp(a, "--weight-decay") == 0 || strcmp(a, "--scale") == 0) {
+            char *end;
+            double x = strtod(v, &end);
+            bool wd = a[2] == 'w';
+            if (end == v || *end || !isfinite(x) || (wd && x < 0) || (!wd && x == 0))
+                return usage_error(wd ? "--weight-decay needs a number >= 0, not '%s'"
+                                      : "--scale needs a number other than 0, not '%s'", v);
+            if (wd)
+                o->weight_decay = x, o->has_weight_decay = true;
+            else
+                o->scale = x, o->has_scale = true;
+        }
         else if (strcmp(a, "--batch") == 0)    { if (!whole(v, 1, 65536, &n)) return usage_error("--batch needs a whole number from 1 to 65536, not '%s'", v); o->batch = (int)n; }
         else if (strcmp(a, "--threads") == 0)  { if (!whole(v, 1, 1024, &n)) return usage_error("--threads needs a whole number from 1 to 1024, not '%s'", v); o->threads = (int)n; }
         else if (strcmp(a, "--epochs") == 0)   { if (!whole(v, 0, 1000000, &n)) return usage_error("--epochs needs a whole number from 0 to 1000000, not '%s'", v); o->epochs = (int)n, o->has_epochs = true; }
@@ -218,7 +244,9 @@ static int load_test(const rt_net_desc *d, const Opts *o, rt_data *data)
 {
     rt_err err = {{0}};
     int rc;
-    if (o->test_images)
+    if (o->test_images && !o->test_labels)
+        rc = rt_csv_load(o->test_images, 0, d->input_size, data, &err);
+    else if (o->test_images)
         rc = rt_idx_load(o->test_images, o->test_labels, data, &err);
     else if (d->test_set.kind == RT_DATA_IDX)
         rc = rt_idx_load(d->test_set.path, d->test_set.labels, data, &err);
@@ -346,7 +374,7 @@ static int cmd_bench(const rt_net_desc *d, const Opts *o)
         x[i] = (float)rt_rng_uniform(&r);
     double lat = time_forward(net, 1, x, out, 200);
     double thr = time_forward(net, B, x, out, 20);
-    printf("network %s, %d threads\n", d->name, net->threads);
+    printf("network %s, %d thread%s\n", d->name, net->threads, net->threads == 1 ? "" : "s");
     printf("forward latency, batch 1:      %10.1f us\n", lat * 1e6);
     printf("forward throughput, batch %-4d %10.0f images/s\n", B, B / thr);
     if (d->train && d->label_kind == RT_LABELS_CLASS) {
@@ -411,6 +439,39 @@ static int cmd_forward(const rt_net_desc *d, const Opts *o)
     return rc;
 }
 
+/* --schedule constant | cosine | step:EVERY:FACTOR | exp:GAMMA */
+static int parse_schedule(const char *v, rt_net_desc *d)
+{
+    double a = 0, b = 0;
+    char tail;
+    if (strcmp(v, "constant") == 0)
+        d->schedule = RT_SCHED_CONSTANT;
+    else if (strcmp(v, "cosine") == 0)
+        d->schedule = RT_SCHED_COSINE;
+    else if (sscanf(v, "step:%lf:%lf%c", &a, &b, &tail) == 2 && a >= 1 && a == floor(a) && b >= 0)
+        d->schedule = RT_SCHED_STEP, d->step_every = (int64_t)a, d->step_factor = b;
+    else if (sscanf(v, "exp:%lf%c", &a, &tail) == 1 && a >= 0)
+        d->schedule = RT_SCHED_EXP, d->exp_gamma = a;
+    else
+        return usage_error("--schedule takes constant, cosine, step:EVERY:FACTOR or exp:GAMMA, not '%s'", v);
+    return 0;
+}
+
+/* The settings of the .cnn that the command line overrides, in a copy of
+ * the descriptor. 0, or an exit status. */
+static int override(const Opts *o, rt_net_desc *d)
+{
+    if (o->has_weight_decay)
+        d->weight_decay = o->weight_decay;
+    if (o->has_scale)
+        d->scale = o->scale;
+    if (o->nesterov && strcmp(o->nesterov, "true") && strcmp(o->nesterov, "false"))
+        return usage_error("--nesterov takes true or false, not '%s'", o->nesterov);
+    if (o->nesterov)
+        d->nesterov = strcmp(o->nesterov, "true") == 0;
+    return o->schedule ? parse_schedule(o->schedule, d) : 0;
+}
+
 static int cmd_train(const rt_net_desc *d, const Opts *o)
 {
     if (o->nfiles)
@@ -438,7 +499,11 @@ int rt_main(const rt_net_desc *d, int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     Opts o = {0};
+    rt_net_desc local = *d;
     int rc = parse(argc, argv, &o);
+    if (!rc)
+        rc = override(&o, &local);
+    d = &local;
     const char *cmd = argv[1];
     if (rc)
         ;

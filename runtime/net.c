@@ -222,7 +222,7 @@ void rt_net_forward(rt_net *net, int n, const float *x, float *out)
     {
         int64_t lo, hi;
         int t = omp_get_thread_num();           /* thread t: [scratch][its examples] */
-        slice(n, parts, t, &lo, &hi);
+        slice(n, omp_get_num_threads(), t, &lo, &hi);   /* fewer than asked inside another region */
         if (hi > lo)
             d->forward(hi - lo, x + lo * d->input_size, out + lo * d->output_size, net->params,
                        net->ws + lo * d->ws_floats + t * d->ws_fixed);
@@ -586,12 +586,13 @@ int rt_net_load_tensors(rt_net *net, const rt_tensors *ts, const char *path)
         const rt_tensor *t = rt_st_find(ts, d->params[i].name);
         rc = t ? take(net, i, t, path) : missing(net, ts, d->params[i].name, path);
     }
+    net->params = live;                     /* the block callers hold pointers into */
     if (rc) {
-        net->params = live;
         free(staged), free(mom);
         return rc;
     }
-    free(live);
+    memcpy(live, staged, sizeof(float) * (size_t)d->param_floats);
+    free(staged);
     if (mom || net->momentum) {             /* a weights file starts the optimizer afresh */
         free(net->momentum);
         net->momentum = mom;

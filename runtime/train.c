@@ -168,7 +168,7 @@ static void shuffle(int64_t *perm, int64_t n, const rt_rng *rng)
 
 /* ---- data -------------------------------------------------------------------- */
 
-/* Loads one data set, from the command line's IDX files or the data block,
+/* Loads one data set, from the command line's files or the data block,
  * and checks it fits the network; *have is false if neither names one.
  * 0, or 1 after a message naming the file. */
 static int load_set(Run *r, const char *images, const char *labels, const rt_data_desc *dd,
@@ -179,7 +179,9 @@ static int load_set(Run *r, const char *images, const char *labels, const rt_dat
     int rc;
     const char *file = images ? images : dd->path;
     *have = true;
-    if (images)
+    if (images && !labels)                 /* --train FILE.csv: the label in column 0 */
+        rc = rt_csv_load(images, 0, d->input_size, data, &err);
+    else if (images)
         rc = rt_idx_load(images, labels, data, &err);
     else if (dd->kind == RT_DATA_IDX)
         rc = rt_idx_load(dd->path, dd->labels, data, &err);

@@ -37,11 +37,21 @@ Test(lexer, size_literal_inside_a_call)
     cr_assert_eq(e->args[1].val->w, 1);
 }
 
-Test(lexer, size_literal_with_zero_is_an_error)
+Test(lexer, size_literal_may_have_a_zero_side)
 {
-    parse("e = conv(6, 0x3)");
+    /* a padding `pad = 1x0`; a kernel of 0x3 is refused later, by conv */
+    Ast *e = parse("e = conv(6, 3x3, pad = 1x0)")->stmts->expr;
+    cr_assert_eq(diag_error_count(), 0, "%s", diags());
+    cr_assert_eq(e->args[2].val->kind, A_SIZE);
+    cr_assert_eq(e->args[2].val->h, 1);
+    cr_assert_eq(e->args[2].val->w, 0);
+}
+
+Test(lexer, size_literal_too_large_is_an_error)
+{
+    parse("e = conv(6, 3x9999999)");
     cr_assert_eq(diag_error_count(), 1);
-    cr_assert(strstr(diags(), "t.cnn:1:13: error: size literal '0x3'"), "%s", diags());
+    cr_assert(strstr(diags(), "t.cnn:1:13: error: size literal '3x9999999'"), "%s", diags());
 }
 
 Test(lexer, integers)
