@@ -150,6 +150,7 @@ check-reference-asan: all
 
 check-train: all
 	sh tests/runtime/test_train.sh
+	sh tests/runtime/test_train.sh --asan
 	sh tests/training/run.sh
 
 check-embed: all
@@ -157,6 +158,7 @@ check-embed: all
 
 check-predict: all
 	sh tests/program/test_predict.sh
+	sh tests/program/test_examples.sh
 
 check-fuzz:
 	$(MAKE) fuzz FUZZ_SECONDS=60
@@ -165,7 +167,8 @@ check-fuzz:
 # The front end built with libFuzzer, AddressSanitizer and UBSan.
 FUZZ_FLAGS := -O1 -g -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 60
-FRONT_SRC := $(filter-out compiler/main.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
+# everything up to the loop IR: the fuzzer does not reach LLVM or the linker
+FRONT_SRC := $(filter-out compiler/main.c compiler/llvm.c compiler/link.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
 
 $(BUILD)/fuzz/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(FRONT_SRC) compiler/cnnc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)

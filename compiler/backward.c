@@ -371,11 +371,8 @@ Backward *backward_derive(Graph *g)
     Backward *bw = arena_alloc(sizeof *bw);
     int nforward = g->nodes.n;
     bw->first = nforward;
-    Diff d = {g, arena_alloc(sizeof(Node *) * (size_t)(MAX_NODES + 1)), needs_grad(g)};
-    /* gradient nodes get ids past the forward ones; needs[] covers those too */
-    bool *needs = arena_alloc(sizeof(bool) * (size_t)(MAX_NODES + 1));
-    memcpy(needs, d.needs, sizeof(bool) * (size_t)nforward);
-    d.needs = needs;
+    /* grad[] and needs[] are indexed by forward nodes only */
+    Diff d = {g, arena_alloc(sizeof(Node *) * (size_t)(nforward + 1)), needs_grad(g)};
     seed_losses(&d, bw);
     for (int i = nforward - 1; i >= 0; i--) {
         Node *y = g->nodes.at[i];

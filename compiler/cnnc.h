@@ -416,9 +416,11 @@ typedef enum {
 
 /* C[i ldc + j] (+)= sum_k A[i sai + k sak] B[k ldb + j] for i < M, j < N,
  * k < K; each operand at its buffer's element `at` (which may depend on the
- * loop variables around it). B and C are contiguous along j. */
+ * loop variables around it). B and C are contiguous along j. M and K may
+ * depend on the batch size (a dense layer's GEMM runs over the batch). */
 typedef struct {
-    int64_t M, N, K;
+    struct Expr *M, *K;
+    int64_t N;
     const Buf *a, *b, *c;
     struct Expr *a_at, *b_at, *c_at;
     int64_t sai, sak, ldb, ldc;

@@ -32,7 +32,8 @@ const char *op_name(OpKind op)
 
 Node *graph_node(Graph *g, OpKind op, Loc loc, Shape shape, int nin, Node **in)
 {
-    if (g->nodes.n >= MAX_NODES) {
+    /* the backward pass may add up to seven nodes per forward one */
+    if (g->nodes.n >= (g->nforward ? 8 * MAX_NODES : MAX_NODES)) {
         error_at(loc, "the network has more than %d operators", MAX_NODES);
         return NULL;
     }

@@ -317,7 +317,7 @@ static LLVMValueRef lane_mask(Emit *E, LLVMValueRef j0, int64_t N, int v)
 
 /* Rows [i0, i0 + mr) of C: for each block of 32 columns, mr x 2 accumulators
  * in registers through the whole k loop, B read once per k, A broadcast. */
-static void gemm_rows(Emit *E, const Gemm *g, LLVMValueRef i0, int mr, LLVMValueRef at[3])
+static void gemm_rows(Emit *E, const Gemm *g, LLVMValueRef i0, int mr, const LLVMValueRef at[3])
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES);
     LLVMValueRef acc[MR][NV], mask[NV], j0, k;
@@ -339,7 +339,7 @@ static void gemm_rows(Emit *E, const Gemm *g, LLVMValueRef i0, int mr, LLVMValue
             LLVMBuildStore(E->b, g->accumulate ? masked_load(E, p, mask[v]) : LLVMConstNull(vt), acc[r][v]);
         }
     }
-    Loop kl = loop_open(E, i64c(E, 0), i64c(E, g->K), &k);
+    Loop kl = loop_open(E, i64c(E, 0), expr(E, g->K), &k);
     LLVMValueRef bv[NV], brow = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, k, i64c(E, g->ldb), ""), j0, "");
     for (int v = 0; v < NV; v++)
         bv[v] = masked_load(E, element(E, g->b, at[1], LLVMBuildNSWAdd(E->b, brow, i64c(E, v * LANES), "")), mask[v]);
@@ -362,18 +362,30 @@ static void gemm_rows(Emit *E, const Gemm *g, LLVMValueRef i0, int mr, LLVMValue
     loop_close(E, &jl, NV * LANES);
 }
 
-/* gemm: full blocks of MR rows in a loop, then the remaining rows once */
+/* gemm: full blocks of MR rows in a loop, then the remaining rows: at once
+ * when M is a constant, one by one when it is the batch size */
 static void emit_gemm(Emit *E, const Gemm *g)
 {
     LLVMValueRef at[3] = {expr(E, g->a_at), expr(E, g->b_at), expr(E, g->c_at)}, i0;
-    int64_t full = g->M / MR * MR;
-    if (full) {
-        Loop il = loop_open(E, i64c(E, 0), i64c(E, full), &i0);
-        gemm_rows(E, g, i0, MR, at);
-        loop_close(E, &il, MR);
+    if (g->M->kind == X_INT) {
+        int64_t M = g->M->ival, full = M / MR * MR;
+        if (full) {
+            Loop il = loop_open(E, i64c(E, 0), i64c(E, full), &i0);
+            gemm_rows(E, g, i0, MR, at);
+            loop_close(E, &il, MR);
+        }
+        if (M > full)
+            gemm_rows(E, g, i64c(E, full), (int)(M - full), at);
+        return;
     }
-    if (g->M > full)
-        gemm_rows(E, g, i64c(E, full), (int)(g->M - full), at);
+    LLVMValueRef M = expr(E, g->M);
+    LLVMValueRef full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, M, i64c(E, MR), ""), i64c(E, MR), "");
+    Loop il = loop_open(E, i64c(E, 0), full, &i0);
+    gemm_rows(E, g, i0, MR, at);
+    loop_close(E, &il, MR);
+    Loop rl = loop_open(E, full, M, &i0);
+    gemm_rows(E, g, i0, 1, at);
+    loop_close(E, &rl, 1);
 }
 
 static void stmts(Emit *E, const Vec *body)

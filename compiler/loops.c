@@ -126,12 +126,12 @@ static const Buf *scratch(Lower *L, const char *name, int64_t size)
 }
 
 /* C[c_at + i ldc + j] (+)= sum_k A[a_at + i sai + k sak] B[b_at + k ldb + j] */
-static void gemm(Lower *L, int64_t M, int64_t N, int64_t K, const Buf *a, Expr *a_at, int64_t sai, int64_t sak,
+static void gemm(Lower *L, Expr *M, int64_t N, Expr *K, const Buf *a, Expr *a_at, int64_t sai, int64_t sak,
                  const Buf *b, Expr *b_at, int64_t ldb, const Buf *c, Expr *c_at, int64_t ldc, bool acc)
 {
     LStmt *s = stmt(L, L_GEMM);
     Gemm *g = arena_alloc(sizeof *g);
-    *g = (Gemm){M, N, K, a, b, c, a_at, b_at, c_at, sai, sak, ldb, ldc, acc};
+    *g = (Gemm){M, K, N, a, b, c, a_at, b_at, c_at, sai, sak, ldb, ldc, acc};
     s->gemm = g;
 }
 
@@ -240,24 +240,26 @@ static void lower_elementwise(Lower *L, const Node *n)
 
 /* ---- layers --------------------------------------------------------------- */
 
-/* dense: y[o] = b[o] + sum_k W[o, k] x[k], ordered o, b, k so that a row
- * of W stays in cache across the batch */
+/* dense: Y = X W^T + b over the whole batch, one GEMM of [n, D] by [D, N]:
+ * W^T is written once per call into a scratch buffer, contiguous along N. */
 static void lower_dense(Lower *L, const Node *n)
 {
     Vec *top = L->out;
-    int64_t D = n->in[0]->shape.d[0];
-    const Buf *y = L->buf[n->id];
-    int o = open_for(L, n->shape.d[0]);
+    const Node *x = n->in[0];
+    int64_t D = x->shape.d[0], N = n->shape.d[0];
+    const Buf *y = L->buf[n->id], *xb = L->buf[x->id], *W = L->buf[n->in[1]->id];
+    const Buf *wt = scratch(L, "W^T", D * N);
+    int o = open_for(L, N), k = open_for(L, D);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = dense %s : %s", n->id, n->label, shape_str(n->shape));
-    int b = open_for(L, y->batched ? -1 : 1);
-    Vec *row = L->out;
-    int acc = set_new(L, n->nin > 2 ? elem(L, n->in[2], b, var(o)) : f32(0));
-    int k = open_for(L, D);
-    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, elem(L, n->in[1], b, imad(var(o), D, var(k))),
-                                       elem(L, n->in[0], b, var(k)))));
-    L->out = row;
-    store(L, y, at(y, b, var(o)), get(acc), false);
+    store(L, wt, imad(var(k), N, var(o)), load(W, imad(var(o), D, var(k))), false);
     L->out = top;
+    if (n->nin > 2) {
+        int b = open_for(L, -1);
+        o = open_for(L, N);
+        store(L, y, at(y, b, var(o)), elem(L, n->in[2], b, var(o)), false);
+        L->out = top;
+    }
+    gemm(L, var(0), N, i64(D), xb, i64(0), xb->batched ? D : 0, 1, wt, i64(0), N, y, i64(0), N, n->nin > 2);
 }
 
 /* The input row/column of output position o and kernel tap t, and whether
@@ -328,7 +330,7 @@ static void lower_conv(Lower *L, const Node *n)
         L->out = here;
     }
     const Buf *xb = L->buf[x->id];
-    gemm(L, co, P, K, L->buf[n->in[1]->id], i64(0), K, 1, col ? col : xb, col ? i64(0) : at(xb, b, i64(0)), P,
+    gemm(L, i64(co), P, i64(K), L->buf[n->in[1]->id], i64(0), K, 1, col ? col : xb, col ? i64(0) : at(xb, b, i64(0)), P,
          y, at(y, b, i64(0)), P, n->nin > 2);
     L->out = top;
 }
@@ -755,40 +757,23 @@ static void zero_example(Lower *L, const Node *n, int b)
     L->out = here;
 }
 
-/* dense: dx[k] = sum_o W[o, k] dy[o], as rows: dx[b, :] += dy[b, o] W[o, :],
- * ordered o, b so that the row of W stays in cache */
+/* dense: dX = dY W, one GEMM of [n, N] by [N, D] */
 static void lower_dense_dx(Lower *L, const Node *n)
 {
-    Vec *top;
-    const Node *dy = n->in[0], *W = n->in[1];
-    const Buf *dx = L->buf[n->id];
+    const Node *dy = n->in[0];
     int64_t D = n->shape.d[0], N = dy->shape.d[0];
-    int b = begin(L, n, &top);
-    zero_example(L, n, b);
-    L->out = top;
-    int o = open_for(L, N);
-    b = open_for(L, dx->batched ? -1 : 1);
-    int g = set_new(L, elem(L, dy, b, var(o)));
-    int k = open_for(L, D);
-    store(L, dx, at(dx, b, var(k)), ex(X_MUL, get(g), elem(L, W, b, imad(var(o), D, var(k)))), true);
-    L->out = top;
+    gemm(L, var(0), D, i64(N), L->buf[dy->id], i64(0), N, 1, L->buf[n->in[1]->id], i64(0), D,
+         L->buf[n->id], i64(0), D, false);
 }
 
-/* dense: dW[o, k] = sum_b dy[b, o] x[b, k], ordered o, b, k: the row of dW
- * stays in cache while the batch streams past */
+/* dense: dW = dY^T X, one GEMM of [N, n] by [n, D]: the sum over the batch */
 static void lower_dense_dw(Lower *L, const Node *n)
 {
-    Vec *top = L->out;
     const Node *dy = n->in[0], *x = n->in[1];
     int64_t N = n->shape.d[0], D = n->shape.d[1];
-    zero(L, n);
-    int o = open_for(L, N);
-    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = dense_dw : %s", n->id, shape_str(n->shape));
-    int b = open_for(L, -1);
-    int g = set_new(L, elem(L, dy, b, var(o)));
-    int k = open_for(L, D);
-    store(L, L->buf[n->id], imad(var(o), D, var(k)), ex(X_MUL, get(g), elem(L, x, b, var(k))), true);
-    L->out = top;
+    const Buf *xb = L->buf[x->id];                /* a shared x: every example's row is the same */
+    gemm(L, i64(N), D, var(0), L->buf[dy->id], i64(0), 1, N, xb, i64(0), xb->batched ? D : 0,
+         L->buf[n->id], i64(0), D, false);
 }
 
 /* conv: dcol[k, p] = sum_co W[co, k] dy[co, p] (a GEMM of W^T by dy), then
@@ -803,7 +788,7 @@ static void lower_conv_dx(Lower *L, const Node *n)
     const Buf *dx = L->buf[n->id], *dyb = L->buf[dy->id];
     const Buf *dcol = pointwise(w) ? NULL : scratch(L, "dcol", K * P);
     int b = begin(L, n, &top);
-    gemm(L, K, P, co, L->buf[n->in[1]->id], i64(0), 1, K, dyb, at(dyb, b, i64(0)), P,
+    gemm(L, i64(K), P, i64(co), L->buf[n->in[1]->id], i64(0), 1, K, dyb, at(dyb, b, i64(0)), P,
          dcol ? dcol : dx, dcol ? i64(0) : at(dx, b, i64(0)), P, false);
     if (dcol) {
         zero_example(L, n, b);
@@ -831,7 +816,7 @@ static void lower_conv_dw(Lower *L, const Node *n)
     int b = open_for(L, -1);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : %s", n->id, shape_str(n->shape));
     im2col(L, x, b, w, dy->shape, colT, true);
-    gemm(L, co, K, P, dyb, at(dyb, b, i64(0)), P, 1, colT, i64(0), K, L->buf[n->id], i64(0), K, true);
+    gemm(L, i64(co), K, i64(P), dyb, at(dyb, b, i64(0)), P, 1, colT, i64(0), K, L->buf[n->id], i64(0), K, true);
     L->out = top;
 }
 
@@ -1405,7 +1390,11 @@ static void print_stmts(FILE *out, const Vec *body, int depth)
             break;
         case L_GEMM: {
             const Gemm *g = s->gemm;
-            fprintf(out, "gemm %lldx%lldx%lld: %s[", (long long)g->M, (long long)g->N, (long long)g->K, g->c->name);
+            fputs("gemm ", out);
+            print_expr(out, g->M);
+            fprintf(out, "x%lldx", (long long)g->N);
+            print_expr(out, g->K);
+            fprintf(out, ": %s[", g->c->name);
             print_expr(out, g->c_at);
             fprintf(out, " + i*%lld + j] %s %s[", (long long)g->ldc, g->accumulate ? "+=" : "=", g->a->name);
             print_expr(out, g->a_at);

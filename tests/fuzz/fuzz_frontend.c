@@ -1,5 +1,6 @@
-/* fuzz_frontend.c: libFuzzer target over the whole front end (UTF-8 check,
- * lexer, parser, shape checking). Any input must end in diagnostics or a
+/* fuzz_frontend.c: libFuzzer target over the compiler up to the loop IR
+ * (UTF-8 check, lexer, parser, shape checking, the backward pass, lowering
+ * to loops: all but LLVM). Any input must end in diagnostics or a
  * graph: never a crash, a sanitizer report, a leak, or an internal error
  * (which exits, and libFuzzer reports an exit as a finding). */
 #include "cnnc.h"
@@ -25,6 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (g) {
                 graph_print(sink, g);
                 summary_print(sink, g);
+                Backward *bw = g->has_loss && g->nloss ? backward_derive(g) : NULL;
+                loops_print(sink, loops_lower(g, bw));
             }
         }
     }
