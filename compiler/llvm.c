@@ -6,6 +6,7 @@
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -21,10 +22,102 @@ typedef struct {
     /* the kernel being emitted */
     LLVMValueRef fn, n, base[6];
     LLVMValueRef first, total, seed;   /* the training kernel's arguments */
+    LLVMValueRef gemm;                 /* cnnc.gemm, shared by the kernels */
+    LLVMTypeRef gemm_type;
+    /* alias scopes of the kernel's buffers: one per (base, offset) */
+    struct Scope { Base base; int64_t offset; LLVMValueRef scope, others; } *scopes;
+    int nscopes;
     LLVMValueRef *vars;          /* per loop-IR variable: its alloca */
     const Kernel *k;
     const Buf **cached; LLVMValueRef *cached_ptr; int ncached;
 } Emit;
+
+/* ---- alias scopes ---------------------------------------------------------- */
+
+/* Distinct buffers never overlap, but they are all offsets of the same few
+ * pointers, so LLVM cannot know it: without help it versions every vectorized
+ * loop behind runtime overlap checks. Each buffer gets an alias scope; every
+ * load and store says which scope it is in and that it is in no other. */
+
+/* distinct !{self, ops...} */
+static LLVMMetadataRef self_node(Emit *E, LLVMMetadataRef *ops, int n)
+{
+    LLVMMetadataRef temp = LLVMTemporaryMDNode(E->ctx, NULL, 0), all[4] = {temp};
+    for (int i = 0; i < n; i++)
+        all[i + 1] = ops[i];
+    LLVMMetadataRef node = LLVMMDNodeInContext2(E->ctx, all, (size_t)n + 1);
+    LLVMMetadataReplaceAllUsesWith(temp, node);
+    return node;
+}
+
+static int scope_of(const Emit *E, const Buf *b)
+{
+    for (int i = 0; i < E->nscopes; i++)
+        if (E->scopes[i].base == b->base && E->scopes[i].offset == b->offset)
+            return i;
+    return -1;
+}
+
+static void add_scope(Emit *E, const Buf *b)
+{
+    if (!b || scope_of(E, b) >= 0)
+        return;
+    E->scopes = realloc(E->scopes, sizeof *E->scopes * (size_t)(E->nscopes + 1));
+    E->scopes[E->nscopes++] = (struct Scope){b->base, b->offset, NULL, NULL};
+}
+
+static void collect_expr(Emit *E, const Expr *e)
+{
+    if (!e)
+        return;
+    if (e->kind == X_LOAD)
+        add_scope(E, e->buf);
+    collect_expr(E, e->a), collect_expr(E, e->b), collect_expr(E, e->c);
+}
+
+static void collect(Emit *E, const Vec *body)
+{
+    for (int i = 0; i < body->n; i++) {
+        const LStmt *s = body->at[i];
+        add_scope(E, s->buf);
+        collect_expr(E, s->idx), collect_expr(E, s->val), collect_expr(E, s->cond);
+        collect(E, &s->body);
+    }
+}
+
+/* The scopes of every buffer the kernel touches, and for each the list of
+ * all the others. */
+static void make_scopes(Emit *E, const Kernel *k)
+{
+    free(E->scopes);
+    E->scopes = NULL, E->nscopes = 0;
+    collect(E, &k->body);
+    LLVMMetadataRef name = LLVMMDStringInContext2(E->ctx, k->name, strlen(k->name));
+    LLVMMetadataRef domain = self_node(E, &name, 1);
+    LLVMMetadataRef *all = malloc(sizeof *all * (size_t)(E->nscopes + 1));
+    for (int i = 0; i < E->nscopes; i++)
+        all[i] = self_node(E, &domain, 1);
+    LLVMMetadataRef *others = malloc(sizeof *others * (size_t)(E->nscopes + 1));
+    for (int i = 0; i < E->nscopes; i++) {
+        int n = 0;
+        for (int j = 0; j < E->nscopes; j++)
+            if (j != i)
+                others[n++] = all[j];
+        E->scopes[i].scope = LLVMMetadataAsValue(E->ctx, LLVMMDNodeInContext2(E->ctx, &all[i], 1));
+        E->scopes[i].others = LLVMMetadataAsValue(E->ctx, LLVMMDNodeInContext2(E->ctx, others, (size_t)n));
+    }
+    free(all), free(others);
+}
+
+static LLVMValueRef tag(Emit *E, LLVMValueRef inst, const Buf *b)
+{
+    int i = scope_of(E, b);
+    if (i < 0)
+        return inst;
+    LLVMSetMetadata(inst, LLVMGetMDKindIDInContext(E->ctx, "alias.scope", 11), E->scopes[i].scope);
+    LLVMSetMetadata(inst, LLVMGetMDKindIDInContext(E->ctx, "noalias", 7), E->scopes[i].others);
+    return inst;
+}
 
 /* ---- expressions ---------------------------------------------------------- */
 
@@ -161,7 +254,7 @@ static LLVMValueRef expr(Emit *E, const Expr *e)
         LLVMValueRef lt = LLVMBuildICmp(E->b, LLVMIntSLT, a, c, "");
         return e->kind == X_IMIN ? LLVMBuildSelect(E->b, lt, a, c, "") : LLVMBuildSelect(E->b, lt, c, a, "");
     }
-    case X_LOAD: return LLVMBuildLoad2(E->b, E->f32, address(E, e->buf, e->a), "");
+    case X_LOAD: return tag(E, LLVMBuildLoad2(E->b, E->f32, address(E, e->buf, e->a), ""), e->buf);
     case X_ITOF: return LLVMBuildSIToFP(E->b, expr(E, e->a), E->f32, "");
     case X_LT:
     case X_LE:
@@ -182,6 +275,29 @@ static LLVMValueRef expr(Emit *E, const Expr *e)
 
 static void stmts(Emit *E, const Vec *body);
 
+static bool has_loop(const Vec *body)
+{
+    for (int i = 0; i < body->n; i++) {
+        const LStmt *s = body->at[i];
+        if (s->kind == L_FOR || (s->kind == L_IF && has_loop(&s->body)))
+            return true;
+    }
+    return false;
+}
+
+/* !llvm.loop !{self, !{"llvm.loop.unroll.disable"}}: unrolling outer loops
+ * copies whole inner loop nests, which costs compile time and buys nothing */
+static void no_unroll(Emit *E, LLVMValueRef branch)
+{
+    LLVMMetadataRef temp = LLVMTemporaryMDNode(E->ctx, NULL, 0);
+    LLVMMetadataRef name = LLVMMDStringInContext2(E->ctx, "llvm.loop.unroll.disable", 24);
+    LLVMMetadataRef ops[2] = {temp, LLVMMDNodeInContext2(E->ctx, &name, 1)};
+    LLVMMetadataRef id = LLVMMDNodeInContext2(E->ctx, ops, 2);
+    LLVMMetadataReplaceAllUsesWith(temp, id);
+    unsigned kind = LLVMGetMDKindIDInContext(E->ctx, "llvm.loop", 9);
+    LLVMSetMetadata(branch, kind, LLVMMetadataAsValue(E->ctx, id));
+}
+
 /*   for v in [lo, hi): body
  * becomes  v = lo; cond: if v < hi goto body else exit; body: ...; v += 1; goto cond */
 static void emit_for(Emit *E, const LStmt *s)
@@ -199,7 +315,9 @@ static void emit_for(Emit *E, const LStmt *s)
     stmts(E, &s->body);
     LLVMValueRef next = LLVMBuildNSWAdd(E->b, LLVMBuildLoad2(E->b, E->i64, v, ""), LLVMConstInt(E->i64, 1, 0), "");
     LLVMBuildStore(E->b, next, v);
-    LLVMBuildBr(E->b, cond);
+    LLVMValueRef latch = LLVMBuildBr(E->b, cond);
+    if (has_loop(&s->body))
+        no_unroll(E, latch);
     LLVMPositionBuilderAtEnd(E->b, done);
 }
 
@@ -218,8 +336,20 @@ static void emit_store(Emit *E, const LStmt *s)
 {
     LLVMValueRef p = address(E, s->buf, s->idx), v = expr(E, s->val);
     if (s->accumulate)
-        v = fast(LLVMBuildFAdd(E->b, LLVMBuildLoad2(E->b, E->f32, p, ""), v, ""));
-    LLVMBuildStore(E->b, v, p);
+        v = fast(LLVMBuildFAdd(E->b, tag(E, LLVMBuildLoad2(E->b, E->f32, p, ""), s->buf), v, ""));
+    tag(E, LLVMBuildStore(E->b, v, p), s->buf);
+}
+
+static void add_attr(Emit *E, LLVMValueRef fn, unsigned idx, const char *name)
+{
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(E->ctx, kind, 0));
+}
+
+static void add_string_attr(Emit *E, LLVMValueRef fn, const char *k, const char *v)
+{
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(E->ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v)));
 }
 
 /* ---- the GEMM micro-kernel ------------------------------------------------- */
@@ -270,13 +400,6 @@ static LLVMValueRef vector_intrinsic(Emit *E, const char *name, LLVMTypeRef *typ
 
 static LLVMValueRef i64c(Emit *E, int64_t v) { return LLVMConstInt(E->i64, (unsigned long long)v, 1); }
 
-/* &buf[at + off] */
-static LLVMValueRef element(Emit *E, const Buf *buf, LLVMValueRef at, LLVMValueRef off)
-{
-    LLVMValueRef i = LLVMBuildNSWAdd(E->b, at, off, "");
-    return LLVMBuildInBoundsGEP2(E->b, E->f32, buf_ptr(E, buf), &i, 1, "");
-}
-
 static LLVMValueRef masked_load(Emit *E, LLVMValueRef p, LLVMValueRef mask)
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[2] = {vt, E->ptr};
@@ -291,65 +414,65 @@ static void masked_store(Emit *E, LLVMValueRef v, LLVMValueRef p, LLVMValueRef m
     vector_intrinsic(E, "llvm.masked.store", types, 2, args, 4);
 }
 
-static LLVMValueRef splat_i64(Emit *E, LLVMValueRef x)
+static LLVMValueRef splat_of(Emit *E, LLVMTypeRef t, LLVMValueRef x)
 {
-    LLVMTypeRef vt = LLVMVectorType(E->i64, LANES);
+    LLVMTypeRef vt = LLVMVectorType(t, LANES);
     LLVMValueRef v = LLVMBuildInsertElement(E->b, LLVMGetPoison(vt), x, LLVMConstInt(E->i32, 0, 0), "");
     return LLVMBuildShuffleVector(E->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(E->i32, LANES)), "");
 }
 
-static LLVMValueRef splat(Emit *E, LLVMValueRef x)
+/* The GEMM routine's arguments, as values inside it (see Gemm in cnnc.h). */
+typedef struct { LLVMValueRef M, N, K, a, sai, sak, b, ldb, c, ldc, acc; } GemmArgs;
+
+/* &p[i0 * s0 + i1 * s1 + off] */
+static LLVMValueRef at2(Emit *E, LLVMValueRef p, LLVMValueRef i0, LLVMValueRef s0, LLVMValueRef i1,
+                        LLVMValueRef s1, int64_t off)
 {
-    LLVMTypeRef vt = LLVMVectorType(E->f32, LANES);
-    LLVMValueRef v = LLVMBuildInsertElement(E->b, LLVMGetPoison(vt), x, LLVMConstInt(E->i32, 0, 0), "");
-    return LLVMBuildShuffleVector(E->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(E->i32, LANES)), "");
+    LLVMValueRef i = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, i0, s0, ""), LLVMBuildNSWMul(E->b, i1, s1, ""), "");
+    i = LLVMBuildNSWAdd(E->b, i, i64c(E, off), "");
+    return LLVMBuildInBoundsGEP2(E->b, E->f32, p, &i, 1, "");
 }
 
 /* lanes j0 + 16 v + l < N: the mask of vector v of the column block at j0 */
-static LLVMValueRef lane_mask(Emit *E, LLVMValueRef j0, int64_t N, int v)
+static LLVMValueRef lane_mask(Emit *E, LLVMValueRef j0, LLVMValueRef N, int v)
 {
     LLVMValueRef lanes[LANES];
     for (int l = 0; l < LANES; l++)
         lanes[l] = LLVMConstInt(E->i64, (unsigned long long)(v * LANES + l), 0);
-    LLVMValueRef idx = LLVMBuildAdd(E->b, splat_i64(E, j0), LLVMConstVector(lanes, LANES), "");
-    return LLVMBuildICmp(E->b, LLVMIntSLT, idx, splat_i64(E, i64c(E, N)), "");
+    LLVMValueRef idx = LLVMBuildAdd(E->b, splat_of(E, E->i64, j0), LLVMConstVector(lanes, LANES), "");
+    return LLVMBuildICmp(E->b, LLVMIntSLT, idx, splat_of(E, E->i64, N), "");
 }
 
 /* Rows [i0, i0 + mr) of C: for each block of 32 columns, mr x 2 accumulators
  * in registers through the whole k loop, B read once per k, A broadcast. */
-static void gemm_rows(Emit *E, const Gemm *g, LLVMValueRef i0, int mr, const LLVMValueRef at[3])
+static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
 {
-    LLVMTypeRef vt = LLVMVectorType(E->f32, LANES);
-    LLVMValueRef acc[MR][NV], mask[NV], j0, k;
-    Loop jl = loop_open(E, i64c(E, 0), i64c(E, g->N), &j0);
+    LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
+    LLVMValueRef acc[MR][NV], mask[NV], row[MR], j0, k, one = i64c(E, 1);
     LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
     LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < NV; v++)
             acc[r][v] = LLVMBuildAlloca(E->b, vt, "");
     LLVMPositionBuilderAtEnd(E->b, here);
-    LLVMValueRef crow[MR];
+    for (int r = 0; r < mr; r++)
+        row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");
+    Loop jl = loop_open(E, i64c(E, 0), g->N, &j0);
     for (int v = 0; v < NV; v++)
         mask[v] = lane_mask(E, j0, g->N, v);
-    for (int r = 0; r < mr; r++) {
-        LLVMValueRef row = LLVMBuildNSWMul(E->b, LLVMBuildNSWAdd(E->b, i0, i64c(E, r), ""), i64c(E, g->ldc), "");
-        crow[r] = LLVMBuildNSWAdd(E->b, row, j0, "");
+    for (int r = 0; r < mr; r++)                 /* acc = accumulate ? C : 0 */
         for (int v = 0; v < NV; v++) {
-            LLVMValueRef p = element(E, g->c, at[2], LLVMBuildNSWAdd(E->b, crow[r], i64c(E, v * LANES), ""));
-            LLVMBuildStore(E->b, g->accumulate ? masked_load(E, p, mask[v]) : LLVMConstNull(vt), acc[r][v]);
+            LLVMValueRef c = masked_load(E, at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
+            LLVMBuildStore(E->b, LLVMBuildSelect(E->b, g->acc, c, LLVMConstNull(vt), ""), acc[r][v]);
         }
-    }
-    Loop kl = loop_open(E, i64c(E, 0), expr(E, g->K), &k);
-    LLVMValueRef bv[NV], brow = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, k, i64c(E, g->ldb), ""), j0, "");
+    Loop kl = loop_open(E, i64c(E, 0), g->K, &k);
+    LLVMValueRef bv[NV];
     for (int v = 0; v < NV; v++)
-        bv[v] = masked_load(E, element(E, g->b, at[1], LLVMBuildNSWAdd(E->b, brow, i64c(E, v * LANES), "")), mask[v]);
-    LLVMValueRef ka = LLVMBuildNSWMul(E->b, k, i64c(E, g->sak), "");
+        bv[v] = masked_load(E, at2(E, g->b, k, g->ldb, j0, one, v * LANES), mask[v]);
     for (int r = 0; r < mr; r++) {
-        LLVMValueRef ai = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, LLVMBuildNSWAdd(E->b, i0, i64c(E, r), ""),
-                                                                i64c(E, g->sai), ""), ka, "");
-        LLVMValueRef a = splat(E, LLVMBuildLoad2(E->b, E->f32, element(E, g->a, at[0], ai), ""));
+        LLVMValueRef a = LLVMBuildLoad2(E->b, E->f32, at2(E, g->a, row[r], g->sai, k, g->sak, 0), "");
+        a = splat_of(E, E->f32, a);
         for (int v = 0; v < NV; v++) {
-            LLVMTypeRef types[1] = {vt};
             LLVMValueRef args[3] = {a, bv[v], LLVMBuildLoad2(E->b, vt, acc[r][v], "")};
             LLVMBuildStore(E->b, vector_intrinsic(E, "llvm.fma", types, 1, args, 3), acc[r][v]);
         }
@@ -357,35 +480,69 @@ static void gemm_rows(Emit *E, const Gemm *g, LLVMValueRef i0, int mr, const LLV
     loop_close(E, &kl, 1);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < NV; v++)
-            masked_store(E, LLVMBuildLoad2(E->b, vt, acc[r][v], ""),
-                         element(E, g->c, at[2], LLVMBuildNSWAdd(E->b, crow[r], i64c(E, v * LANES), "")), mask[v]);
+            masked_store(E, LLVMBuildLoad2(E->b, vt, acc[r][v], ""), at2(E, g->c, row[r], g->ldc, j0, one, v * LANES),
+                         mask[v]);
     loop_close(E, &jl, NV * LANES);
 }
 
-/* gemm: full blocks of MR rows in a loop, then the remaining rows: at once
- * when M is a constant, one by one when it is the batch size */
+/* void cnnc.gemm(M, N, K, A, sai, sak, B, ldb, C, ldc, acc): blocks of MR
+ * rows, then the remaining rows one by one. One routine per module, called
+ * by every GEMM of every kernel, keeps the code (and compile time) small. */
+static LLVMValueRef gemm_function(Emit *E, const CodegenOptions *o)
+{
+    if (E->gemm)
+        return E->gemm;
+    LLVMTypeRef p[11] = {E->i64, E->i64, E->i64, E->ptr, E->i64, E->i64, E->ptr, E->i64, E->ptr, E->i64, E->i1};
+    LLVMValueRef saved_fn = E->fn, fn;
+    LLVMBasicBlockRef saved_block = LLVMGetInsertBlock(E->b);
+    E->gemm_type = LLVMFunctionType(E->voidt, p, 11, 0);
+    E->gemm = fn = LLVMAddFunction(E->mod, "cnnc.gemm", E->gemm_type);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
+    add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
+    add_attr(E, fn, 4, "noalias"), add_attr(E, fn, 7, "noalias"), add_attr(E, fn, 9, "noalias");
+    add_string_attr(E, fn, "prefer-vector-width", "512");
+    add_string_attr(E, fn, "min-legal-vector-width", "512");
+    if (o->sanitize)
+        add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
+    E->fn = fn;
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, fn, "start");
+    LLVMPositionBuilderAtEnd(E->b, entry);
+    LLVMBuildBr(E->b, start);
+    LLVMPositionBuilderAtEnd(E->b, start);
+    GemmArgs g;
+    LLVMValueRef *f = &g.M;
+    for (unsigned i = 0; i < 11; i++)
+        f[i] = LLVMGetParam(fn, i);
+    LLVMValueRef i0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g.M, i64c(E, MR), ""), i64c(E, MR), "");
+    Loop il = loop_open(E, i64c(E, 0), full, &i0);
+    gemm_rows(E, &g, i0, MR);
+    loop_close(E, &il, MR);
+    Loop rl = loop_open(E, full, g.M, &i0);
+    gemm_rows(E, &g, i0, 1);
+    loop_close(E, &rl, 1);
+    LLVMBuildRetVoid(E->b);
+    E->fn = saved_fn;
+    LLVMPositionBuilderAtEnd(E->b, saved_block);
+    return fn;
+}
+
+/* &buf[at] */
+static LLVMValueRef buf_at(Emit *E, const Buf *buf, const Expr *at)
+{
+    LLVMValueRef i = expr(E, at);
+    return LLVMBuildInBoundsGEP2(E->b, E->f32, buf_ptr(E, buf), &i, 1, "");
+}
+
 static void emit_gemm(Emit *E, const Gemm *g)
 {
-    LLVMValueRef at[3] = {expr(E, g->a_at), expr(E, g->b_at), expr(E, g->c_at)}, i0;
-    if (g->M->kind == X_INT) {
-        int64_t M = g->M->ival, full = M / MR * MR;
-        if (full) {
-            Loop il = loop_open(E, i64c(E, 0), i64c(E, full), &i0);
-            gemm_rows(E, g, i0, MR, at);
-            loop_close(E, &il, MR);
-        }
-        if (M > full)
-            gemm_rows(E, g, i64c(E, full), (int)(M - full), at);
-        return;
-    }
-    LLVMValueRef M = expr(E, g->M);
-    LLVMValueRef full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, M, i64c(E, MR), ""), i64c(E, MR), "");
-    Loop il = loop_open(E, i64c(E, 0), full, &i0);
-    gemm_rows(E, g, i0, MR, at);
-    loop_close(E, &il, MR);
-    Loop rl = loop_open(E, full, M, &i0);
-    gemm_rows(E, g, i0, 1, at);
-    loop_close(E, &rl, 1);
+    LLVMValueRef args[11] = {
+        expr(E, g->M), i64c(E, g->N), expr(E, g->K), buf_at(E, g->a, g->a_at), i64c(E, g->sai), i64c(E, g->sak),
+        buf_at(E, g->b, g->b_at), i64c(E, g->ldb), buf_at(E, g->c, g->c_at), i64c(E, g->ldc),
+        LLVMConstInt(E->i1, g->accumulate, 0),
+    };
+    LLVMBuildCall2(E->b, E->gemm_type, E->gemm, args, 11, "");
 }
 
 static void stmts(Emit *E, const Vec *body)
@@ -404,18 +561,6 @@ static void stmts(Emit *E, const Vec *body)
 
 /* ---- kernels -------------------------------------------------------------- */
 
-static void add_attr(Emit *E, LLVMValueRef fn, unsigned idx, const char *name)
-{
-    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
-    LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(E->ctx, kind, 0));
-}
-
-static void add_string_attr(Emit *E, LLVMValueRef fn, const char *k, const char *v)
-{
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateStringAttribute(E->ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v)));
-}
-
 /* A kernel function: attributes, then an entry block holding every
  * variable's alloca, then the body. Returns with `ret` (NULL: void). */
 static LLVMValueRef kernel_function(Emit *E, const Kernel *k, const CodegenOptions *o, LLVMTypeRef type)
@@ -433,6 +578,7 @@ static LLVMValueRef kernel_function(Emit *E, const Kernel *k, const CodegenOptio
 
 static void kernel_body(Emit *E, const Kernel *k)
 {
+    make_scopes(E, k);
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "entry");
     LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "start");
     LLVMPositionBuilderAtEnd(E->b, entry);
@@ -803,6 +949,7 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
     LLVMSetModuleDataLayout(E.mod, layout);
 
+    gemm_function(&E, o);
     LLVMValueRef forward = emit_kernel(&E, l->forward, o);
     LLVMValueRef train = l->train ? emit_train_kernel(&E, l->train, o) : NULL;
     /* globals need an insertion point for their strings: a scratch function */
