@@ -47,7 +47,7 @@ static void help(const rt_net_desc *d)
            "          [--train IMAGES LABELS | --train FILE.csv] [--test IMAGES LABELS | --test FILE.csv]\n"
            "          [--save FILE] [--resume CKPT] [--log metrics.csv] [--plot curves.svg]\n"
            "  eval    [--weights W] [--test IMAGES LABELS | --test FILE.csv] [--scale S] [--batch B] [--threads T]\n"
-           "  predict [--weights W] FILE...   top-5 classes of PGM, PNG or IDX images\n"
+           "  predict [--weights W] [--scale S] FILE...   top-5 classes of PGM, PNG or IDX images\n"
            "  forward [--weights W] IN OUT    outputs for the tensor 'x' of IN (safetensors)\n"
            "  bench   [--batch B] [--threads T]\n"
            "  info    the layer table\n",
