@@ -115,9 +115,16 @@ demo: deps
 	  --plot $(BUILD)/demo/curves.svg $(DEMO_FLAGS)
 	@echo "weights: $(BUILD)/demo/lenet.ckpt.safetensors, curves: $(BUILD)/demo/curves.svg"
 
-# make bench: training and inference speed of the examples on this machine.
-bench: all
-	sh bench/speed.sh
+# make bench: cnnc against PyTorch and ONNX Runtime on this machine, and the
+# fp32 peak (bench/peers/run.sh writes bench/RESULTS.md). Needs Debian's
+# python3-torch and Node.js (npm fetches onnxruntime-node into bench/peers).
+bench: deps
+	@dpkg -s python3-torch >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends python3-torch; }
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends nodejs npm; }
+	$(MAKE) all
+	sh bench/peers/run.sh
 
 # make check: install what is missing, build, then every suite (tests/check.sh).
 check: deps

@@ -240,26 +240,59 @@ static void lower_elementwise(Lower *L, const Node *n)
 
 /* ---- layers --------------------------------------------------------------- */
 
-/* dense: Y = X W^T + b over the whole batch, one GEMM of [n, D] by [D, N]:
- * W^T is written once per call into a scratch buffer, contiguous along N. */
-static void lower_dense(Lower *L, const Node *n)
+/* dense: y[b, o] = bias[o] + sum_k W[o, k] x[b, k] as dot products, ordered
+ * o, b, k so that a row of W stays in cache across the batch */
+static void dense_dots(Lower *L, const Node *n)
 {
-    Vec *top = L->out;
+    int64_t D = n->in[0]->shape.d[0];
+    const Buf *y = L->buf[n->id];
+    int o = open_for(L, n->shape.d[0]);
+    int b = open_for(L, y->batched ? -1 : 1);
+    Vec *row = L->out;
+    int acc = set_new(L, n->nin > 2 ? elem(L, n->in[2], b, var(o)) : f32(0));
+    int k = open_for(L, D);
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, elem(L, n->in[1], b, imad(var(o), D, var(k))),
+                                       elem(L, n->in[0], b, var(k)))));
+    L->out = row;
+    store(L, y, at(y, b, var(o)), get(acc), false);
+}
+
+/* dense: Y = X W^T + b as one GEMM of [n, D] by [D, N], W^T written into a
+ * scratch buffer first (contiguous along N) */
+static void dense_gemm(Lower *L, const Node *n)
+{
+    Vec *here = L->out;
     const Node *x = n->in[0];
     int64_t D = x->shape.d[0], N = n->shape.d[0];
     const Buf *y = L->buf[n->id], *xb = L->buf[x->id], *W = L->buf[n->in[1]->id];
     const Buf *wt = scratch(L, "W^T", D * N);
     int o = open_for(L, N), k = open_for(L, D);
-    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = dense %s : %s", n->id, n->label, shape_str(n->shape));
     store(L, wt, imad(var(k), N, var(o)), load(W, imad(var(o), D, var(k))), false);
-    L->out = top;
+    L->out = here;
     if (n->nin > 2) {
         int b = open_for(L, -1);
         o = open_for(L, N);
         store(L, y, at(y, b, var(o)), elem(L, n->in[2], b, var(o)), false);
-        L->out = top;
+        L->out = here;
     }
     gemm(L, var(0), N, i64(D), xb, i64(0), xb->batched ? D : 0, 1, wt, i64(0), N, y, i64(0), N, n->nin > 2);
+}
+
+/* The batch size from which transposing W for a GEMM pays for itself. */
+#define DENSE_GEMM_MIN 16
+
+/* dense: [D] -> [N]. Small batches (batch 1: latency) take dot products;
+ * larger ones a GEMM. */
+static void lower_dense(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    open_if(L, ex(X_LT, var(0), i64(DENSE_GEMM_MIN)));
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = dense %s : %s", n->id, n->label, shape_str(n->shape));
+    dense_dots(L, n);
+    L->out = top;
+    open_if(L, ex(X_LE, i64(DENSE_GEMM_MIN), var(0)));
+    dense_gemm(L, n);
+    L->out = top;
 }
 
 /* The input row/column of output position o and kernel tap t, and whether

@@ -1,0 +1,181 @@
+#!/bin/sh
+# cnnc against PyTorch and ONNX Runtime on this machine, with 2 threads, and
+# the machine's fp32 FMA peak. Writes bench/RESULTS.md.
+#
+#   sh bench/peers/run.sh [--rounds N] [--reps R] [--rep-seconds S] [--nets a,b]
+#
+# Steps: compile mlp, lenet and vgg_small with bin/cnnc --lib (3 times each,
+# timed by `cnnc -v`), build bench/peers/cnnc_bench.c against each, build the
+# peak probe (bench/probe/peak.c), export the nets to ONNX with PyTorch, then
+# run the systems in alternation, round after round (cnnc, torch,
+# torch+OpenBLAS, ort, probe; cnnc, torch, ...), and write the medians over
+# the rounds with bench/peers/report.py.
+#
+# Peers:
+# - PyTorch: Debian's python3-torch run by /usr/bin/python3. As installed it
+#   links libblas.so.3, which is the reference (netlib) BLAS unless an
+#   optimized one is installed; its Linear layers then run at a few GFLOP/s.
+#   So torch is measured twice: as installed, and with OpenBLAS
+#   (Debian's libopenblas0-openmp, fetched with `apt-get download` and
+#   unpacked under build/bench/, not installed; LD_LIBRARY_PATH, with
+#   OPENBLAS_CORETYPE=SkylakeX for its AVX-512 kernels).
+# - ONNX Runtime: npm onnxruntime-node, installed by this script into
+#   bench/peers/node_modules with --ignore-scripts if it is missing.
+# A peer that is missing or fails is reported as "not available" with the
+# reason; the run goes on.
+set -u
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+
+rounds=3 reps=7 rep_seconds=0.25 nets="mlp lenet vgg_small"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --rep-seconds) rep_seconds=$2; shift 2 ;;
+    --nets) nets=$(echo "$2" | tr , ' '); shift 2 ;;
+    *) echo "usage: sh bench/peers/run.sh [--rounds N] [--reps R] [--rep-seconds S] [--nets a,b]" >&2; exit 2 ;;
+  esac
+done
+threads=2
+CNNC=${CNNC:-bin/cnnc}
+PY=${TORCH_PYTHON:-/usr/bin/python3}   # Debian's python3-torch
+CC=${CC:-cc}
+out=build/bench/peers
+raw=$out/raw
+rm -rf "$raw" "$out/onnx"
+mkdir -p "$raw" "$out/onnx"
+timing="--threads $threads --reps $reps --rep-seconds $rep_seconds"
+
+say() { echo "run.sh: $*" >&2; }
+# note SYSTEM REASON: a system (or one of its nets) is not available.
+note() { printf '{"system": "%s", "error": "%s"}\n' "$1" "$(echo "$2" | tr -d '"\\' | tr '\n' ' ' | cut -c1-300)" >> "$raw/errors.jsonl"; }
+
+# --- the machine ---------------------------------------------------------
+{
+  printf '{"model": "%s", "cpus": %s, "date": "%s", "load_start": "%s"' \
+    "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" \
+    "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf ', "cnnc_version": "%s"' "$("$CNNC" --version 2>/dev/null | head -1 | sed 's/^cnnc *//' | tr -d '"\\')"
+  printf ', "torch_deb": "%s"' "$(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null)"
+  printf ', "cores": "%s", "flags_avx512f": %s, "rounds": %s, "reps": %s, "rep_seconds": %s, "threads": %s}\n' \
+    "$(lscpu | sed -n 's/^Core(s) per socket: *//p' | head -1) per socket, $(lscpu | sed -n 's/^Socket(s): *//p' | head -1) socket(s), $(lscpu | sed -n 's/^Thread(s) per core: *//p' | head -1) thread(s) per core" \
+    "$(grep -q avx512f /proc/cpuinfo && echo true || echo false)" "$rounds" "$reps" "$rep_seconds" "$threads"
+} > "$raw/machine.json"
+
+# --- cnnc: compile (timed) and build the C API benchmark ------------------
+cnnc_nets=""
+for net in $nets; do
+  NETU=$(echo "$net" | tr a-z A-Z)
+  ok=1
+  for i in 1 2 3; do
+    if ! "$CNNC" "examples/$net.cnn" --lib -v -o "$out/lib$net.a" > "$raw/compile.$net.log" 2>&1; then
+      note cnnc "$net: bin/cnnc --lib failed: $(tail -1 "$raw/compile.$net.log")"; ok=0; break
+    fi
+    ms=$(sed -n 's/^cnnc: total *\([0-9.]*\) ms.*/\1/p' "$raw/compile.$net.log")
+    echo "{\"system\": \"cnnc\", \"net\": \"$net\", \"compile_ms\": ${ms:-null}}" >> "$raw/compile.jsonl"
+  done
+  [ $ok = 1 ] || continue
+  flops=$("$CNNC" "examples/$net.cnn" --summary | sed -n 's/^forward: *\([0-9,]*\) FLOPs per example.*/\1/p' | tr -d ,)
+  echo "{\"net\": \"$net\", \"forward_flops\": ${flops:-null}}" >> "$raw/flops.jsonl"
+  if $CC -O2 -DNET="$net" -DNETU="$NETU" -include "$out/$net.h" bench/peers/cnnc_bench.c \
+       "$out/lib$net.a" -fopenmp -lm -o "$out/cnnc_bench_$net" 2> "$raw/cc.$net.log"; then
+    cnnc_nets="$cnnc_nets $net"
+  else
+    note cnnc "$net: building cnnc_bench failed: $(head -1 "$raw/cc.$net.log")"
+  fi
+  say "cnnc: $net compiled"
+done
+
+# --- the peak probe ------------------------------------------------------
+probe=""
+if $CC -O2 -mavx512f -fopenmp bench/probe/peak.c -o build/bench/peak 2> "$raw/peak.cc.log"; then
+  probe=build/bench/peak
+else
+  note peak "building bench/probe/peak.c failed: $(head -1 "$raw/peak.cc.log")"
+fi
+
+# --- PyTorch: export to ONNX; OpenBLAS for the second torch -----------------
+torch_ok=0
+if $PY -c 'import torch' 2> "$raw/torch.import.log"; then
+  torch_ok=1
+  if ! $PY bench/peers/torch_bench.py --export "$out/onnx" --nets "$(echo $nets | tr ' ' ,)" \
+       > "$raw/export.jsonl" 2> "$raw/export.log"; then
+    note ort "ONNX export failed: $(tail -1 "$raw/export.log")"
+  fi
+else
+  note torch "import torch failed: $(tail -1 "$raw/torch.import.log")"
+  note torch_openblas "import torch failed"
+  note ort "no ONNX files: torch, which exports them, is not available"
+fi
+
+obdir=$root/build/bench/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp
+if [ $torch_ok = 1 ] && [ ! -e "$obdir/libblas.so.3" ]; then
+  say "fetching Debian's libopenblas0-openmp (not installed: unpacked under build/bench/openblas)"
+  mkdir -p build/bench/openblas
+  (cd build/bench/openblas && rm -f ./*.deb && apt-get download libopenblas0-openmp > dl.log 2>&1 &&
+     dpkg-deb -x libopenblas0-openmp_*.deb .) || true
+fi
+torch_ob=0
+if [ $torch_ok = 1 ]; then
+  if [ -e "$obdir/libblas.so.3" ]; then torch_ob=1
+  else note torch_openblas "could not fetch libopenblas0-openmp with apt-get download"; fi
+fi
+run_torch_ob() {
+  env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX LD_LIBRARY_PATH="$obdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
+}
+
+# --- ONNX Runtime --------------------------------------------------------
+ort_ok=0
+if command -v node > /dev/null; then
+  if [ ! -d bench/peers/node_modules/onnxruntime-node ]; then
+    say "installing onnxruntime-node (npm install --ignore-scripts)"
+    (cd bench/peers && npm install --ignore-scripts --no-audit --no-fund > "$root/$raw/npm.log" 2>&1) ||
+      note ort "npm install --ignore-scripts failed: $(tail -1 "$raw/npm.log")"
+  fi
+  if (cd bench/peers && node -e 'require("onnxruntime-node")') 2> "$raw/ort.load.log"; then
+    ort_ok=1
+  else
+    note ort "cannot load onnxruntime-node: $(grep -m1 -i error "$raw/ort.load.log")"
+  fi
+else
+  note ort "node is not installed"
+fi
+
+# --- the rounds: cnnc, torch, torch+OpenBLAS, ort, probe; again ------------
+r=1
+while [ "$r" -le "$rounds" ]; do
+  say "round $r of $rounds: cnnc"
+  for net in $cnnc_nets; do
+    for mode in train forward; do
+      "$out/cnnc_bench_$net" $mode $timing >> "$raw/r$r.cnnc.jsonl" 2>> "$raw/r$r.cnnc.err" ||
+        note cnnc "$net $mode: exit $? $(tail -1 "$raw/r$r.cnnc.err")"
+    done
+  done
+  if [ $torch_ok = 1 ]; then
+    say "round $r of $rounds: torch (as installed)"
+    $PY bench/peers/torch_bench.py --nets "$(echo $nets | tr ' ' ,)" $timing \
+      >> "$raw/r$r.torch.jsonl" 2>> "$raw/r$r.torch.err" || true
+  fi
+  if [ $torch_ob = 1 ]; then
+    say "round $r of $rounds: torch + OpenBLAS"
+    run_torch_ob $PY bench/peers/torch_bench.py --system torch_openblas --nets "$(echo $nets | tr ' ' ,)" \
+      $timing >> "$raw/r$r.torch_openblas.jsonl" 2>> "$raw/r$r.torch_openblas.err" || true
+  fi
+  if [ $ort_ok = 1 ]; then
+    say "round $r of $rounds: onnxruntime"
+    ort_nets=""
+    for net in $nets; do [ -s "$out/onnx/$net.onnx" ] && ort_nets="$ort_nets,$net"; done
+    [ -n "$ort_nets" ] && node bench/peers/ort_bench.js "$out/onnx" --nets "$ort_nets" $timing \
+      >> "$raw/r$r.ort.jsonl" 2>> "$raw/r$r.ort.err" || true
+  fi
+  if [ -n "$probe" ]; then
+    say "round $r of $rounds: peak probe"
+    "$probe" >> "$raw/peak.jsonl" 2>> "$raw/peak.err" || note peak "the probe failed"
+  fi
+  r=$((r + 1))
+done
+printf '{"load_end": "%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$raw/machine.json"
+
+python3 bench/peers/report.py "$raw" bench/RESULTS.md || exit 1
+cat bench/RESULTS.md
