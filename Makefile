@@ -132,7 +132,7 @@ check: deps
 	sh tests/check.sh
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan
-.PHONY: check-train check-embed check-predict check-fuzz
+.PHONY: check-train check-embed check-predict check-fuzz check-robustness
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
 
@@ -169,6 +169,10 @@ check-predict: all
 
 check-fuzz:
 	$(MAKE) fuzz FUZZ_SECONDS=60
+	$(MAKE) fuzz-runtime FUZZ_SECONDS=30
+
+check-robustness: all
+	sh tests/robustness/run.sh
 
 # ---- fuzzing -------------------------------------------------------------
 # The front end built with libFuzzer, AddressSanitizer and UBSan.
@@ -187,3 +191,6 @@ fuzz: $(BUILD)/fuzz/fuzz_frontend
 	$(BUILD)/fuzz/fuzz_frontend -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
 	  -max_len=8192 -dict=tests/fuzz/cnn.dict -print_final_stats=1 \
 	  $(BUILD)/fuzz/corpus-frontend tests/fuzz/regressions
+
+# the runtime's readers under libFuzzer (make fuzz-runtime)
+include tests/fuzz/fuzz.mk

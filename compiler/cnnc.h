@@ -33,6 +33,11 @@ void  arena_release(void);
 typedef struct { void **at; int n, cap; } Vec;
 void vec_push(Vec *v, void *p);
 
+/* A hash map from strings to pointers, allocated in the arena. */
+typedef struct { const char **keys; void **vals; int n, cap; } Map;
+void *map_get(const Map *m, const char *key);           /* NULL if absent */
+void  map_put(Map *m, const char *key, void *val);
+
 /* The closest of `cands` (NULL-terminated) to `word`, or NULL if none is close. */
 const char *closest_word(const char *word, const char *const *cands);
 
@@ -59,7 +64,8 @@ int  diag_error_count(void);
 bool diag_too_many(void);                   /* stop reporting past a limit */
 /* A compiler bug: says so and exits with EXIT_BUG. */
 _Noreturn void internal_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Checks the whole file is valid UTF-8; reports the first bad byte. */
+/* Checks the whole file is valid UTF-8 in lines of at most 65536
+ * characters; reports the first bad byte or overlong line. */
 bool utf8_check(const Source *src);
 
 /* ------------------------------------------------------------------- ast.c */
@@ -324,7 +330,9 @@ typedef struct Frame Frame;       /* a block expansion: its parameters' values *
 typedef struct Builder {
     Graph *g;
     const Program *prog;
-    Vec values;                   /* Binding*: every bound name */
+    Vec values;                   /* Binding*: every bound name, in order */
+    Map bound;                    /* name -> Binding* */
+    Map layer_params;             /* "conv1.weight" -> its Param index + 1 */
     Vec blocks;                   /* Stmt* of kind S_BLOCK */
     int count[OP_COUNT];          /* layers of each kind so far, for naming */
     Frame *frame;                 /* innermost block being expanded, or NULL */

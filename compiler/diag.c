@@ -129,11 +129,17 @@ static int utf8_len(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+#define MAX_LINE 65536
+
 bool utf8_check(const Source *s)
 {
     const unsigned char *p = (const unsigned char *)s->text, *end = p + s->size;
     int line = 1, col = 1;
     while (p < end) {
+        if (col > MAX_LINE) {
+            error_at((Loc){line, 1, 1}, "line %d is longer than %d characters", line, MAX_LINE);
+            return false;
+        }
         if (*p == 0) {
             error_at((Loc){line, col, 1}, "the file contains a NUL byte");
             return false;

@@ -205,10 +205,7 @@ static const char *prefix(Builder *b, Args *a, OpKind op, int name_slot)
 
 static bool param_exists(Builder *b, const char *name)
 {
-    for (int i = 0; i < b->g->nparams; i++)
-        if (strcmp(b->g->params[i].name, name) == 0)
-            return true;
-    return false;
+    return map_get(&b->layer_params, name) != NULL;
 }
 
 static Node *new_param(Builder *b, Args *a, const char *pre, const char *suffix, Shape s, InitKind init,
@@ -229,6 +226,7 @@ static Node *new_param(Builder *b, Args *a, const char *pre, const char *suffix,
     p.is_buffer = strncmp(suffix, "running", 7) == 0;
     if (init_slot >= 0 && given(a, init_slot) && !shape_init(b, a->v[init_slot].ast, &p))
         return NULL;
+    map_put(&b->layer_params, p.name, (void *)(intptr_t)(b->g->nparams + 1));
     return shape_param_node(b, p);
 }
 

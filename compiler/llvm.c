@@ -974,5 +974,6 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMDisposeModule(E.mod);
     LLVMDisposeTargetMachine(tm);
     LLVMContextDispose(E.ctx);
+    free(E.scopes);
     return ok;
 }

@@ -27,12 +27,7 @@ static const char *const loss_functions[] = {
 
 static Binding *lookup(Builder *b, const char *name)
 {
-    for (int i = b->values.n - 1; i >= 0; i--) {
-        Binding *v = b->values.at[i];
-        if (strcmp(v->name, name) == 0)
-            return v;
-    }
-    return NULL;
+    return map_get(&b->bound, name);
 }
 
 static const Stmt *find_block(Builder *b, const char *name)
@@ -120,6 +115,7 @@ static void bind(Builder *b, const char *name, Loc loc, Node *n)
     Binding *v = arena_alloc(sizeof *v);
     v->name = name, v->node = n, v->loc = loc;
     vec_push(&b->values, v);
+    map_put(&b->bound, name, v);
     if (n && !n->label)
         n->label = name;
 }
@@ -604,13 +600,8 @@ static bool fresh_name(Builder *b, const Ast *e)
  * there (only in a statement, `bind_in`), the lecture's `-> h`. */
 static Node *pipeline(Builder *b, Ast *e, Node *hole, const Stmt *bind_in)
 {
-    enum { MAX_ELEMS = 4096 };
-    Ast **el = arena_alloc(sizeof(Ast *) * MAX_ELEMS);
-    int n = pipe_elems(e, el, MAX_ELEMS);
-    if (n == MAX_ELEMS) {
-        error_at(e->loc, "a pipeline of more than %d stages", MAX_ELEMS - 1);
-        return NULL;
-    }
+    Ast **el = arena_alloc(sizeof(Ast *) * (size_t)(e->depth + 2));   /* depth <= MAX_AST_DEPTH */
+    int n = pipe_elems(e, el, e->depth + 2);
     Node *x = value(b, el[0], hole);
     for (int i = 1; i < n && x; i++) {
         if (bind_in && i == n - 1 && fresh_name(b, el[i])) {

@@ -67,6 +67,47 @@ void vec_push(Vec *v, void *p)
     v->at[v->n++] = p;
 }
 
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+/* Open addressing with linear probing; the table is at most half full. */
+static int slot(const Map *m, const char *key)
+{
+    int i = (int)(hash(key) & (uint64_t)(m->cap - 1));
+    while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+void *map_get(const Map *m, const char *key)
+{
+    if (!m->cap)
+        return NULL;
+    return m->vals[slot(m, key)];
+}
+
+void map_put(Map *m, const char *key, void *val)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        Map bigger = {arena_alloc(sizeof(char *) * (size_t)(m->cap ? 2 * m->cap : 64)),
+                      arena_alloc(sizeof(void *) * (size_t)(m->cap ? 2 * m->cap : 64)), 0,
+                      m->cap ? 2 * m->cap : 64};
+        for (int i = 0; i < m->cap; i++)
+            if (m->keys[i])
+                map_put(&bigger, m->keys[i], m->vals[i]);
+        *m = bigger;
+    }
+    int i = slot(m, key);
+    if (!m->keys[i])
+        m->n++;
+    m->keys[i] = key, m->vals[i] = val;
+}
+
 /* Levenshtein distance, capped: words longer than 64 are never "close". */
 static int edit_distance(const char *a, const char *b)
 {

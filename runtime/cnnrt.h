@@ -142,7 +142,7 @@ typedef struct {
     int64_t dims[4];
     int64_t item;     /* bytes per item: dims[1] * ... * dims[rank-1] (1 if rank 1) */
     int64_t first, n; /* the slice held in u8 */
-    uint8_t *u8;      /* n * item bytes; NULL when n == 0 */
+    uint8_t *u8;      /* n * item bytes; NULL when that is 0 */
 } rt_idx;
 
 /* Reads the items [first, first + n) of the IDX file at path; n < 0 means
@@ -336,7 +336,14 @@ uint64_t rt_rng_next(rt_rng *r);
 double   rt_rng_uniform(rt_rng *r);     /* [0, 1) */
 double   rt_rng_normal(rt_rng *r);      /* N(0, 1) */
 
-/* A network: owns its parameter block, gradients, optimizer state and workspace. */
+/* A network: owns its parameter block, gradients, optimizer state and workspace.
+ *
+ * Preconditions. Every rt_net_* function accepts a NULL net and then does
+ * nothing: it returns -1, NULL or NAN as its type allows (rt_net_error(NULL)
+ * is "no network (NULL)"). Any other argument that breaks a function's
+ * contract (n < 1, a NULL pointer, an index out of range, a class label
+ * outside [0, nclasses)) makes it fail the same way without touching the
+ * network or the caller's buffers, leaving the reason in rt_net_error. */
 typedef struct rt_net {
     const rt_net_desc *d;
     float *params;                /* d->param_floats */
@@ -362,6 +369,7 @@ typedef struct rt_net {
 rt_net     *rt_net_new(const rt_net_desc *d, uint64_t seed);   /* NULL: out of memory */
 void        rt_net_init(rt_net *net, uint64_t seed);
 void        rt_net_free(rt_net *net);
+/* The last failure's message ("" before any); kept until the next failure. */
 const char *rt_net_error(const rt_net *net);
 /* Loads parameters and buffers by name, all or nothing, checking the
  * metadata network, structure and crc32 when present. A checkpoint's
@@ -371,7 +379,8 @@ const char *rt_net_error(const rt_net *net);
 int         rt_net_load(rt_net *net, const char *path);
 /* As rt_net_load, from a file already read (path names it in messages). */
 int         rt_net_load_tensors(rt_net *net, const rt_tensors *ts, const char *path);
-/* Writes the parameters and buffers (a weights file), atomically. */
+/* Writes the parameters and buffers (a weights file), atomically: a failed
+ * write leaves an existing file at path as it was. path must not be NULL. */
 int         rt_net_save(const rt_net *net, const char *path);
 /* Writes a checkpoint, atomically: parameters and buffers, then
  * momentum.<name> for each learned parameter; metadata format, network,
@@ -379,13 +388,18 @@ int         rt_net_save(const rt_net *net, const char *path);
  * not repeat those), then crc32 (rt_crc32 of all tensors' data in file order). */
 int         rt_net_save_checkpoint(const rt_net *net, const char *path, int nmeta,
                                    const char *const *key, const char *const *val);
+/* Inference over n >= 1 examples: out (n * output_size floats) = f(x) (n *
+ * input_size floats). With n < 1 or a NULL x or out it writes nothing and
+ * fails (rt_net_error). */
 void        rt_net_forward(rt_net *net, int n, const float *x, float *out);
 /* Training-mode forward and backward over n examples, the batch split into
  * one contiguous slice per thread (one thread if the descriptor says
  * train_serial), the threads' gradients summed in thread order, so results
  * depend on the thread count but not on timing. Leaves the whole gradient
  * (data term plus the l2/l1 terms) in grads and returns the loss; NAN after
- * an error (rt_net_error says which). */
+ * an error (rt_net_error says which). Needs n >= 1, non-NULL x and y, and
+ * with class labels every y[i] in [0, nclasses); otherwise nothing is
+ * computed and the network is unchanged. */
 float       rt_net_loss_grad(rt_net *net, int n, const float *x, const void *y);
 /* rt_net_loss_grad, then one SGD step on every learned parameter (not
  * buffers), as PyTorch's SGD with dampening 0:
@@ -394,12 +408,20 @@ float       rt_net_loss_grad(rt_net *net, int n, const float *x, const void *y);
  * If the data loss is not finite the parameters and step are left as they
  * were. Allocates only when n or the thread count exceeds any before. */
 float       rt_net_train_step(rt_net *net, int n, const float *x, const void *y);
+/* Parameter i's values (count floats, in the network's block) or its
+ * gradient; NULL (and rt_net_error) when i is outside [0, nparams), and for
+ * the gradient before any loss_grad or train_step. */
 float      *rt_net_param(rt_net *net, int i);
 float      *rt_net_grad(rt_net *net, int i);
+/* The thread count, clamped to [1, 1024]. */
 void        rt_net_set_threads(rt_net *net, int threads);
+/* The learning rate; a negative or non-finite lr is ignored. */
 void        rt_net_set_lr(rt_net *net, float lr);
 int         rt_desc_param_count(const rt_net_desc *d);
+/* Parameter i's name, or NULL when i is outside [0, nparams). */
 const char *rt_desc_param_name(const rt_net_desc *d, int i);
+/* Fills dims with parameter i's shape and returns its rank; -1 (dims
+ * untouched) when i is outside [0, nparams) or dims is NULL. */
 int         rt_desc_param_shape(const rt_net_desc *d, int i, int64_t dims[4]);
 /* The factor applied to input values: the data block's scale, or without one
  * 1/255 for image bytes (IDX, PGM, PNG) and 1 for numbers (CSV). */

@@ -115,6 +115,8 @@ static void init_param(const rt_param_desc *p, float *w, uint64_t seed, int inde
 
 void rt_net_init(rt_net *net, uint64_t seed)
 {
+    if (!net)
+        return;
     const rt_net_desc *d = net->d;
     for (int i = 0; i < d->nparams; i++)
         init_param(&d->params[i], net->params + d->params[i].offset, seed, i);
@@ -158,15 +160,27 @@ const char *rt_net_error(const rt_net *net) { return net ? net->err : "no networ
 
 float *rt_net_param(rt_net *net, int i)
 {
-    if (!net || i < 0 || i >= net->d->nparams)
+    if (!net)
         return NULL;
+    if (i < 0 || i >= net->d->nparams) {
+        fail(net, "param: index %d is outside [0, %lld)", i, (long long)net->d->nparams);
+        return NULL;
+    }
     return net->params + net->d->params[i].offset;
 }
 
 float *rt_net_grad(rt_net *net, int i)
 {
-    if (!net || i < 0 || i >= net->d->nparams || !net->grads)
+    if (!net)
         return NULL;
+    if (i < 0 || i >= net->d->nparams) {
+        fail(net, "grad: index %d is outside [0, %lld)", i, (long long)net->d->nparams);
+        return NULL;
+    }
+    if (!net->grads) {
+        fail(net, "grad: no gradients yet (loss_grad or train_step computes them)");
+        return NULL;
+    }
     return net->grads + net->d->params[i].offset;
 }
 
@@ -385,6 +399,19 @@ static void train_thread(rt_net *net, int t, int parts, int n, const float *x, c
     net->tloss[parts + t] = finish_range(net, parts, lo, hi, step);
 }
 
+/* Whether a class label of y[0..n) lies outside [0, nclasses), which the
+ * kernel would use as an index; says which. */
+static bool bad_label(rt_net *net, int n, const int32_t *y, const char *what)
+{
+    for (int i = 0; i < n; i++)
+        if (y[i] < 0 || y[i] >= net->d->nclasses) {
+            fail(net, "%s: label %d of example %d is outside [0, %lld)", what, (int)y[i], i,
+                 (long long)net->d->nclasses);
+            return true;
+        }
+    return false;
+}
+
 /* Training-mode forward and backward over a batch (and with `step` the SGD
  * update), the batch split into contiguous slices across the threads in one
  * parallel region. Returns the loss, data term plus regularizers. */
@@ -402,6 +429,8 @@ static float train_batch(rt_net *net, int n, const float *x, const void *y, bool
         fail(net, "%s: network '%s' has no training code (no loss, or built without it)", what, d->name);
         return NAN;
     }
+    if (d->label_kind == RT_LABELS_CLASS && bad_label(net, n, y, what))
+        return NAN;
     int parts = d->train_serial ? 1 : net->threads < n ? net->threads : n;
     for (;;) {
         if (train_buffers(net, parts, (n + parts - 1) / parts, step))
@@ -442,18 +471,29 @@ float rt_net_train_step(rt_net *net, int n, const float *x, const void *y)
 
 /* ---- weights and checkpoints ------------------------------------------------ */
 
+/* The shape dims[0..rank) as "[6, 1, 5, 5]", into buf. */
+static const char *shape_str(int64_t rank, const int64_t *dims, char *buf, size_t size)
+{
+    size_t k = (size_t)snprintf(buf, size, "[");
+    for (int64_t i = 0; i < rank && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    if (k < size)
+        snprintf(buf + k, size - k, "]");
+    return buf;
+}
+
 /* Copies tensor t into parameter i, checking its shape. */
 static int take(rt_net *net, int i, const rt_tensor *t, const char *path)
 {
     const rt_param_desc *p = &net->d->params[i];
+    char have[200], want[100];
     bool same = t->rank == p->rank;
     for (int k = 0; same && k < p->rank; k++)
         same = t->dims[k] == p->dims[k];
     if (!same)
-        return fail(net, "%s: tensor '%s' has %lld values in %d dimensions, but the network's has shape "
-                    "[%lld, %lld, %lld, %lld] (rank %lld)", path, t->name, (long long)t->count, t->rank,
-                    (long long)p->dims[0], (long long)p->dims[1], (long long)p->dims[2],
-                    (long long)p->dims[3], (long long)p->rank);
+        return fail(net, "%s: tensor '%s' has shape %s, but the network's has shape %s", path,
+                    t->name, shape_str(t->rank, t->dims, have, sizeof have),
+                    shape_str(p->rank, p->dims, want, sizeof want));
     memcpy(net->params + p->offset, t->data, sizeof(float) * (size_t)t->count);
     return 0;
 }

@@ -1,0 +1,59 @@
+/* fuzz_image.c: libFuzzer target over the image readers (runtime/image.c:
+ * PGM/PPM, PNG through libpng, IDX through idx.c) and the conversion to a
+ * network input. The input is the file. It is sniffed, counted, read as
+ * image 0 (and image 1 of an IDX file holding more), and each image read is
+ * converted to inputs of shape [1, 28, 28], [3, 32, 32] and [784]. Every
+ * step must succeed or fail with a message naming the file. */
+#include "cnnrt.h"
+#include "fuzz_file.h"
+
+#include <math.h>
+#include <string.h>
+
+static float x[3 * 32 * 32];
+
+static void to_input(const rt_image *img, const char *path, int rank, int64_t d0, int64_t d1,
+                     int64_t d2)
+{
+    int64_t dims[3] = {d0, d1, d2};
+    int64_t count = rank == 1 ? d0 : d0 * d1 * d2;
+    rt_err err = {{0}};
+    if (rt_image_to_input(img, rank, dims, 1 / 255.0f, x, path, &err)) {
+        if (!strstr(err.msg, path))
+            abort();
+        return;
+    }
+    for (int64_t i = 0; i < count; i++)
+        if (!(x[i] >= -1e-4f && x[i] <= 1.0001f))
+            abort();                   /* resampling stays within the pixels' range */
+}
+
+static void read_image(const char *path, int64_t index)
+{
+    rt_image img;
+    rt_err err = {{0}};
+    if (rt_image_read(path, index, &img, &err)) {
+        if (!strstr(err.msg, path) || img.px)
+            abort();
+        return;
+    }
+    if ((img.c != 1 && img.c != 3) || img.h < 1 || img.w < 1 || !img.px)
+        abort();
+    to_input(&img, path, 3, 1, 28, 28);
+    to_input(&img, path, 3, 3, 32, 32);
+    to_input(&img, path, 1, 784, 0, 0);
+    rt_image_free(&img);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *path = fuzz_file(0, data, size);
+    int64_t n = 0;
+    rt_err err = {{0}};
+    if (rt_image_count(path, &n, &err) && !strstr(err.msg, path))
+        abort();
+    read_image(path, 0);
+    if (n > 1)
+        read_image(path, 1);
+    return 0;
+}
