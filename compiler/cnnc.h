@@ -389,7 +389,7 @@ typedef enum {
     /* integer */
     X_INT,      /* ival */
     X_VAR,      /* var: a loop variable, or the batch size n (var 0) */
-    X_IADD, X_IMUL, X_IDIV, X_IMOD, X_IMIN, X_IMAX,
+    X_IADD, X_IMUL, X_IMIN, X_IMAX,
     /* float */
     X_FLT,      /* fval */
     X_LOAD,     /* buf[a] */

@@ -1335,7 +1335,7 @@ Lowered *loops_lower(const Graph *g, const Backward *bw)
 static void print_expr(FILE *out, const Expr *e)
 {
     static const char *const ops[] = {
-        [X_IADD] = "+", [X_IMUL] = "*", [X_IDIV] = "/", [X_IMOD] = "%", [X_ADD] = "+",
+        [X_IADD] = "+", [X_IMUL] = "*", [X_ADD] = "+",
         [X_SUB] = "-", [X_MUL] = "*", [X_DIV] = "/", [X_LT] = "<", [X_LE] = "<=", [X_EQ] = "==",
         [X_AND] = "&&",
     };
