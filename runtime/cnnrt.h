@@ -49,6 +49,10 @@ int rt_fail(rt_err *e, const char *fmt, ...) RT_PRINTF(2, 3);
  * opened or read ("x.csv: cannot open: No such file or directory"). */
 int rt_read_file(const char *path, char **buf, size_t *len, rt_err *err);
 
+/* The shape dims[0..rank) as "[6, 1, 5, 5]" into buf (truncated to fit);
+ * returns buf, for messages. */
+const char *rt_shape_str(int rank, const int64_t *dims, char *buf, size_t size);
+
 /* crc32.c */
 
 /* The IEEE 802.3 CRC-32 (as zlib's crc32 and Python's zlib.crc32): start with

@@ -58,3 +58,13 @@ int rt_read_file(const char *path, char **buf, size_t *len, rt_err *err)
     (*buf)[*len] = '\0';
     return 0;
 }
+
+const char *rt_shape_str(int rank, const int64_t *dims, char *buf, size_t size)
+{
+    size_t k = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < rank && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    if (k < size)
+        snprintf(buf + k, size - k, "]");
+    return buf;
+}

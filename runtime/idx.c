@@ -96,17 +96,6 @@ static int gz_read_new(gzFile f, int64_t n, uint8_t **out, const char *path,
     return 0;
 }
 
-/* "[60000, 28, 28]" into buf. */
-static const char *dims_str(const rt_idx *a, char *buf, size_t size)
-{
-    size_t k = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < a->rank && k < size; i++)
-        k += (size_t)snprintf(buf + k, size - k, "%s%" PRId64, i ? ", " : "", a->dims[i]);
-    if (k < size)
-        snprintf(buf + k, size - k, "]");
-    return buf;
-}
-
 /* a * b for 0 <= a <= MAX_BYTES + 1 and 0 <= b < 2^32, or MAX_BYTES + 1 if
  * that is more than MAX_BYTES. */
 static int64_t mul_cap(int64_t a, int64_t b)
@@ -145,7 +134,7 @@ static int read_header(gzFile f, const char *path, rt_idx *a, rt_err *err)
         a->item = mul_cap(a->item, a->dims[i]);
     if (mul_cap(a->dims[0], a->item) > MAX_BYTES)
         return rt_fail(err, "%s: IDX dimensions %s hold more than 16 GiB", path,
-                       dims_str(a, sh, sizeof sh));
+                       rt_shape_str(a->rank, a->dims, sh, sizeof sh));
     return 0;
 }
 
@@ -214,10 +203,10 @@ static int check_pair(const char *images, const rt_idx *im, const char *labels,
     char sh[96];
     if (im->rank < 2)
         return rt_fail(err, "%s: has shape %s, but an image file needs a count and image "
-                            "dimensions", images, dims_str(im, sh, sizeof sh));
+                            "dimensions", images, rt_shape_str(im->rank, im->dims, sh, sizeof sh));
     if (lb->item != 1)
         return rt_fail(err, "%s: has shape %s, but a label file holds one label per example",
-                       labels, dims_str(lb, sh, sizeof sh));
+                       labels, rt_shape_str(lb->rank, lb->dims, sh, sizeof sh));
     if (im->dims[0] != lb->dims[0])
         return rt_fail(err, "%s holds %" PRId64 " images but %s holds %" PRId64 " labels",
                        images, im->dims[0], labels, lb->dims[0]);

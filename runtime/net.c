@@ -471,17 +471,6 @@ float rt_net_train_step(rt_net *net, int n, const float *x, const void *y)
 
 /* ---- weights and checkpoints ------------------------------------------------ */
 
-/* The shape dims[0..rank) as "[6, 1, 5, 5]", into buf. */
-static const char *shape_str(int64_t rank, const int64_t *dims, char *buf, size_t size)
-{
-    size_t k = (size_t)snprintf(buf, size, "[");
-    for (int64_t i = 0; i < rank && k < size; i++)
-        k += (size_t)snprintf(buf + k, size - k, "%s%lld", i ? ", " : "", (long long)dims[i]);
-    if (k < size)
-        snprintf(buf + k, size - k, "]");
-    return buf;
-}
-
 /* Copies tensor t into parameter i, checking its shape. */
 static int take(rt_net *net, int i, const rt_tensor *t, const char *path)
 {
@@ -492,8 +481,8 @@ static int take(rt_net *net, int i, const rt_tensor *t, const char *path)
         same = t->dims[k] == p->dims[k];
     if (!same)
         return fail(net, "%s: tensor '%s' has shape %s, but the network's has shape %s", path,
-                    t->name, shape_str(t->rank, t->dims, have, sizeof have),
-                    shape_str(p->rank, p->dims, want, sizeof want));
+                    t->name, rt_shape_str(t->rank, t->dims, have, sizeof have),
+                    rt_shape_str((int)p->rank, p->dims, want, sizeof want));
     memcpy(net->params + p->offset, t->data, sizeof(float) * (size_t)t->count);
     return 0;
 }

@@ -614,17 +614,6 @@ static int parse_header(const char *s, size_t n, const char *label, header *h, r
 
 /* ---- Checking the header against the data section ---- */
 
-/* "[2, 3]" into buf. */
-static const char *shape_str(const rt_tensor *t, char *buf, size_t size)
-{
-    size_t k = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < t->rank && k < size; i++)
-        k += (size_t)snprintf(buf + k, size - k, "%s%" PRId64, i ? ", " : "", t->dims[i]);
-    if (k < size)
-        snprintf(buf + k, size - k, "]");
-    return buf;
-}
-
 /* Sets e->t.count, checking that e's byte range fits in data_len bytes and
  * holds its shape's product of floats. */
 static int check_entry(entry *e, int64_t data_len, const char *label, rt_err *err)
@@ -636,7 +625,7 @@ static int check_entry(entry *e, int64_t data_len, const char *label, rt_err *er
         int64_t d = e->t.dims[i];
         if (d && count > INT64_MAX / 8 / d)
             return rt_fail(err, "%s: tensor '%s': shape %s has too many elements", label, nm,
-                           shape_str(&e->t, sh, sizeof sh));
+                           rt_shape_str(e->t.rank, e->t.dims, sh, sizeof sh));
         count *= d;
     }
     e->t.count = count;
@@ -649,7 +638,7 @@ static int check_entry(entry *e, int64_t data_len, const char *label, rt_err *er
                        label, nm, b, end, data_len);
     if (end - b != count * e->esize)
         return rt_fail(err, "%s: tensor '%s' has %" PRId64 " bytes of data but shape %s of %s needs %"
-                            PRId64, label, nm, end - b, shape_str(&e->t, sh, sizeof sh), e->dtype,
+                            PRId64, label, nm, end - b, rt_shape_str(e->t.rank, e->t.dims, sh, sizeof sh), e->dtype,
                        count * e->esize);
     return 0;
 }
