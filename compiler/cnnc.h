@@ -425,7 +425,9 @@ typedef enum {
 /* C[i ldc + j] (+)= sum_k A[i sai + k sak] B[k ldb + j] for i < M, j < N,
  * k < K; each operand at its buffer's element `at` (which may depend on the
  * loop variables around it). B and C are contiguous along j. M and K may
- * depend on the batch size (a dense layer's GEMM runs over the batch). */
+ * depend on the batch size (a dense layer's GEMM runs over the batch).
+ * With bt, B is transposed: C[i ldc + j] (+)= sum_k A[i sai + k] B[j ldb + k]
+ * (sak is 1: both operands run along k). */
 typedef struct {
     struct Expr *M, *K;
     int64_t N;
@@ -433,6 +435,7 @@ typedef struct {
     struct Expr *a_at, *b_at, *c_at;
     int64_t sai, sak, ldb, ldc;
     bool accumulate;
+    bool bt;
 } Gemm;
 
 typedef struct LStmt {

@@ -22,8 +22,8 @@ typedef struct {
     /* the kernel being emitted */
     LLVMValueRef fn, n, base[6];
     LLVMValueRef first, total, seed;   /* the training kernel's arguments */
-    LLVMValueRef gemm;                 /* cnnc.gemm, shared by the kernels */
-    LLVMTypeRef gemm_type;
+    LLVMValueRef gemm, gemm_nt;        /* cnnc.gemm and cnnc.gemm_nt, shared by the kernels */
+    LLVMTypeRef gemm_type, gemm_nt_type;
     /* alias scopes of the kernel's buffers: one per (base, offset) */
     struct Scope { Base base; int64_t offset; LLVMValueRef scope, others; } *scopes;
     int nscopes;
@@ -483,18 +483,105 @@ static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
     loop_close(E, &jl, NV * LANES);
 }
 
-/* void cnnc.gemm(M, N, K, A, sai, sak, B, ldb, C, ldc, acc): blocks of MR
- * rows, then the remaining rows one by one. One routine per module, called
- * by every GEMM of every kernel, keeps the code (and compile time) small. */
-static LLVMValueRef gemm_function(Emit *E, const CodegenOptions *o)
+/* ---- the A B^T micro-kernel ------------------------------------------------- */
+
+/* C[i ldc + j] (+)= sum_k A[i lda + k] B[j ldb + k]: both operands run along
+ * k, so a block of RT x CT dot products is vectorized along k, 16 lanes at a
+ * time (a masked step for the tail), and each accumulator is reduced across
+ * its lanes at the end. Used where the usual form would need a transposed
+ * copy first: a dense layer's X W^T, and a convolution's dy col^T. */
+enum { RT = 4, CT = 4 };
+
+/* the sum of a vector's 16 lanes, by halving */
+static LLVMValueRef lane_sum(Emit *E, LLVMValueRef v)
 {
-    if (E->gemm)
-        return E->gemm;
+    for (int w = LANES / 2; w >= 1; w /= 2) {
+        LLVMValueRef idx[LANES];
+        for (int l = 0; l < LANES; l++)
+            idx[l] = LLVMConstInt(E->i32, (unsigned long long)((l + w) % LANES), 0);
+        LLVMValueRef hi = LLVMBuildShuffleVector(E->b, v, LLVMGetPoison(LLVMTypeOf(v)), LLVMConstVector(idx, LANES), "");
+        v = LLVMBuildFAdd(E->b, v, hi, "");
+    }
+    return LLVMBuildExtractElement(E->b, v, LLVMConstInt(E->i32, 0, 0), "");
+}
+
+/* lanes k0 + l < K */
+static LLVMValueRef k_mask(Emit *E, LLVMValueRef k0, LLVMValueRef K) { return lane_mask(E, k0, K, 0); }
+
+/* One block: rows [i0, i0 + rt), columns [j0, j0 + ct) of C. */
+static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValueRef j0, int rt, int ct)
+{
+    LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
+    LLVMValueRef acc[RT][CT], k, one = i64c(E, 1);
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
+    LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
+    for (int r = 0; r < rt; r++)
+        for (int c = 0; c < ct; c++)
+            acc[r][c] = LLVMBuildAlloca(E->b, vt, "");
+    LLVMPositionBuilderAtEnd(E->b, here);
+    for (int r = 0; r < rt; r++)
+        for (int c = 0; c < ct; c++)
+            LLVMBuildStore(E->b, LLVMConstNull(vt), acc[r][c]);
+    LLVMValueRef row[RT], col[CT];
+    for (int r = 0; r < rt; r++)
+        row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");
+    for (int c = 0; c < ct; c++)
+        col[c] = LLVMBuildNSWAdd(E->b, j0, i64c(E, c), "");
+    /* full steps of 16, then one masked step */
+    LLVMValueRef full = LLVMBuildAnd(E->b, g->K, i64c(E, -LANES), "");
+    for (int tail = 0; tail < 2; tail++) {
+        Loop kl = loop_open(E, tail ? full : i64c(E, 0), tail ? g->K : full, &k);
+        LLVMValueRef mask = tail ? k_mask(E, k, g->K) : NULL, av[RT], bv[CT];
+        for (int r = 0; r < rt; r++) {
+            LLVMValueRef p = at2(E, g->a, row[r], g->sai, k, one, 0);
+            av[r] = tail ? masked_load(E, p, mask) : LLVMBuildLoad2(E->b, vt, p, "");
+            if (!tail)
+                LLVMSetAlignment(av[r], 4);
+        }
+        for (int c = 0; c < ct; c++) {
+            LLVMValueRef p = at2(E, g->b, col[c], g->ldb, k, one, 0);
+            bv[c] = tail ? masked_load(E, p, mask) : LLVMBuildLoad2(E->b, vt, p, "");
+            if (!tail)
+                LLVMSetAlignment(bv[c], 4);
+        }
+        for (int r = 0; r < rt; r++)
+            for (int c = 0; c < ct; c++) {
+                LLVMValueRef args[3] = {av[r], bv[c], LLVMBuildLoad2(E->b, vt, acc[r][c], "")};
+                LLVMBuildStore(E->b, vector_intrinsic(E, "llvm.fma", types, 1, args, 3), acc[r][c]);
+            }
+        loop_close(E, &kl, LANES);
+    }
+    for (int r = 0; r < rt; r++)
+        for (int c = 0; c < ct; c++) {
+            LLVMValueRef p = at2(E, g->c, row[r], g->ldc, col[c], one, 0);
+            LLVMValueRef sum = lane_sum(E, LLVMBuildLoad2(E->b, vt, acc[r][c], ""));
+            LLVMValueRef old = LLVMBuildLoad2(E->b, E->f32, p, "");
+            LLVMValueRef add = LLVMBuildFAdd(E->b, LLVMBuildSelect(E->b, g->acc, old, LLVMConstReal(E->f32, 0), ""), sum, "");
+            LLVMBuildStore(E->b, add, p);
+        }
+}
+
+/* Columns of a block row: full blocks of CT, then one at a time. */
+static void gemm_nt_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int rt)
+{
+    LLVMValueRef j0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g->N, i64c(E, CT), ""), i64c(E, CT), "");
+    Loop jl = loop_open(E, i64c(E, 0), full, &j0);
+    gemm_nt_block(E, g, i0, j0, rt, CT);
+    loop_close(E, &jl, CT);
+    Loop rl = loop_open(E, full, g->N, &j0);
+    gemm_nt_block(E, g, i0, j0, rt, 1);
+    loop_close(E, &rl, 1);
+}
+
+/* A function of the GEMM routines' signature, its body emitted by `body`. */
+static LLVMValueRef gemm_routine(Emit *E, const CodegenOptions *o, const char *name, LLVMTypeRef *type,
+                                 void (*body)(Emit *E, const GemmArgs *g))
+{
     LLVMTypeRef p[11] = {E->i64, E->i64, E->i64, E->ptr, E->i64, E->i64, E->ptr, E->i64, E->ptr, E->i64, E->i1};
     LLVMValueRef saved_fn = E->fn, fn;
     LLVMBasicBlockRef saved_block = LLVMGetInsertBlock(E->b);
-    E->gemm_type = LLVMFunctionType(E->voidt, p, 11, 0);
-    E->gemm = fn = LLVMAddFunction(E->mod, "cnnc.gemm", E->gemm_type);
+    *type = LLVMFunctionType(E->voidt, p, 11, 0);
+    fn = LLVMAddFunction(E->mod, name, *type);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
     add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
@@ -513,17 +600,44 @@ static LLVMValueRef gemm_function(Emit *E, const CodegenOptions *o)
     LLVMValueRef *f = &g.M;
     for (unsigned i = 0; i < 11; i++)
         f[i] = LLVMGetParam(fn, i);
-    LLVMValueRef i0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g.M, i64c(E, MR), ""), i64c(E, MR), "");
-    Loop il = loop_open(E, i64c(E, 0), full, &i0);
-    gemm_rows(E, &g, i0, MR);
-    loop_close(E, &il, MR);
-    Loop rl = loop_open(E, full, g.M, &i0);
-    gemm_rows(E, &g, i0, 1);
-    loop_close(E, &rl, 1);
+    body(E, &g);
     LLVMBuildRetVoid(E->b);
     E->fn = saved_fn;
     LLVMPositionBuilderAtEnd(E->b, saved_block);
     return fn;
+}
+
+/* cnnc.gemm_nt(M, N, K, A, lda, (unused), B, ldb, C, ldc, acc): blocks of RT
+ * rows, then the remaining rows one by one. */
+static void gemm_nt_body(Emit *E, const GemmArgs *g)
+{
+    LLVMValueRef i0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g->M, i64c(E, RT), ""), i64c(E, RT), "");
+    Loop il = loop_open(E, i64c(E, 0), full, &i0);
+    gemm_nt_rows(E, g, i0, RT);
+    loop_close(E, &il, RT);
+    Loop rl = loop_open(E, full, g->M, &i0);
+    gemm_nt_rows(E, g, i0, 1);
+    loop_close(E, &rl, 1);
+}
+
+/* cnnc.gemm(M, N, K, A, sai, sak, B, ldb, C, ldc, acc): blocks of MR rows,
+ * then the remaining rows one by one. One routine per module, called by
+ * every GEMM of every kernel, keeps the code (and compile time) small. */
+static void gemm_body(Emit *E, const GemmArgs *g)
+{
+    LLVMValueRef i0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g->M, i64c(E, MR), ""), i64c(E, MR), "");
+    Loop il = loop_open(E, i64c(E, 0), full, &i0);
+    gemm_rows(E, g, i0, MR);
+    loop_close(E, &il, MR);
+    Loop rl = loop_open(E, full, g->M, &i0);
+    gemm_rows(E, g, i0, 1);
+    loop_close(E, &rl, 1);
+}
+
+static void gemm_functions(Emit *E, const CodegenOptions *o)
+{
+    E->gemm = gemm_routine(E, o, "cnnc.gemm", &E->gemm_type, gemm_body);
+    E->gemm_nt = gemm_routine(E, o, "cnnc.gemm_nt", &E->gemm_nt_type, gemm_nt_body);
 }
 
 /* &buf[at] */
@@ -540,7 +654,10 @@ static void emit_gemm(Emit *E, const Gemm *g)
         buf_at(E, g->b, g->b_at), i64c(E, g->ldb), buf_at(E, g->c, g->c_at), i64c(E, g->ldc),
         LLVMConstInt(E->i1, g->accumulate, 0),
     };
-    LLVMBuildCall2(E->b, E->gemm_type, E->gemm, args, 11, "");
+    if (g->bt)
+        LLVMBuildCall2(E->b, E->gemm_nt_type, E->gemm_nt, args, 11, "");
+    else
+        LLVMBuildCall2(E->b, E->gemm_type, E->gemm, args, 11, "");
 }
 
 static void stmts(Emit *E, const Vec *body)
@@ -947,7 +1064,7 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
     LLVMSetModuleDataLayout(E.mod, layout);
 
-    gemm_function(&E, o);
+    gemm_functions(&E, o);
     LLVMValueRef forward = emit_kernel(&E, l->forward, o);
     LLVMValueRef train = l->train ? emit_train_kernel(&E, l->train, o) : NULL;
     /* globals need an insertion point for their strings: a scratch function */

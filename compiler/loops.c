@@ -98,6 +98,16 @@ static int open_for(Lower *L, int64_t hi)
     return s->var;
 }
 
+/* Opens `for v in [lo, hi)` with bounds that may depend on outer loops. */
+static int open_range(Lower *L, Expr *lo, Expr *hi)
+{
+    LStmt *s = stmt(L, L_FOR);
+    s->var = new_var(L, false);
+    s->lo = lo, s->hi = hi;
+    L->out = &s->body;
+    return s->var;
+}
+
 /* Opens `if cond`; a NULL cond opens nothing. */
 static void open_if(Lower *L, Expr *cond)
 {
@@ -131,8 +141,16 @@ static void gemm(Lower *L, Expr *M, int64_t N, Expr *K, const Buf *a, Expr *a_at
 {
     LStmt *s = stmt(L, L_GEMM);
     Gemm *g = arena_alloc(sizeof *g);
-    *g = (Gemm){M, K, N, a, b, c, a_at, b_at, c_at, sai, sak, ldb, ldc, acc};
+    *g = (Gemm){M, K, N, a, b, c, a_at, b_at, c_at, sai, sak, ldb, ldc, acc, false};
     s->gemm = g;
+}
+
+/* C[c_at + i ldc + j] (+)= sum_k A[a_at + i lda + k] B[b_at + j ldb + k]: both along k */
+static void gemm_nt(Lower *L, Expr *M, int64_t N, Expr *K, const Buf *a, Expr *a_at, int64_t lda,
+                    const Buf *b, Expr *b_at, int64_t ldb, const Buf *c, Expr *c_at, int64_t ldc, bool acc)
+{
+    gemm(L, M, N, K, a, a_at, lda, 1, b, b_at, ldb, c, c_at, ldc, acc);
+    ((LStmt *)L->out->at[L->out->n - 1])->gemm->bt = true;
 }
 
 static int set_new(Lower *L, Expr *val)
@@ -240,59 +258,22 @@ static void lower_elementwise(Lower *L, const Node *n)
 
 /* ---- layers --------------------------------------------------------------- */
 
-/* dense: y[b, o] = bias[o] + sum_k W[o, k] x[b, k] as dot products, ordered
- * o, b, k so that a row of W stays in cache across the batch */
-static void dense_dots(Lower *L, const Node *n)
+/* dense: Y = X W^T + b, one GEMM of [n, D] by the transpose of W [N, D]:
+ * X's rows and W's rows both run along D (gemm_nt), so W is used as it is */
+static void lower_dense(Lower *L, const Node *n)
 {
-    int64_t D = n->in[0]->shape.d[0];
-    const Buf *y = L->buf[n->id];
-    int o = open_for(L, n->shape.d[0]);
-    int b = open_for(L, y->batched ? -1 : 1);
-    Vec *row = L->out;
-    int acc = set_new(L, n->nin > 2 ? elem(L, n->in[2], b, var(o)) : f32(0));
-    int k = open_for(L, D);
-    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, elem(L, n->in[1], b, imad(var(o), D, var(k))),
-                                       elem(L, n->in[0], b, var(k)))));
-    L->out = row;
-    store(L, y, at(y, b, var(o)), get(acc), false);
-}
-
-/* dense: Y = X W^T + b as one GEMM of [n, D] by [D, N], W^T written into a
- * scratch buffer first (contiguous along N) */
-static void dense_gemm(Lower *L, const Node *n)
-{
-    Vec *here = L->out;
+    Vec *top;
     const Node *x = n->in[0];
     int64_t D = x->shape.d[0], N = n->shape.d[0];
     const Buf *y = L->buf[n->id], *xb = L->buf[x->id], *W = L->buf[n->in[1]->id];
-    const Buf *wt = scratch(L, "W^T", D * N);
-    int o = open_for(L, N), k = open_for(L, D);
-    store(L, wt, imad(var(k), N, var(o)), load(W, imad(var(o), D, var(k))), false);
-    L->out = here;
-    if (n->nin > 2) {
-        int b = open_for(L, -1);
-        o = open_for(L, N);
+    if (n->nin > 2) {                         /* y = b, then y += X W^T */
+        int b = begin(L, n, &top);
+        int o = open_for(L, N);
         store(L, y, at(y, b, var(o)), elem(L, n->in[2], b, var(o)), false);
-        L->out = here;
+        L->out = top;
     }
-    gemm(L, var(0), N, i64(D), xb, i64(0), xb->batched ? D : 0, 1, wt, i64(0), N, y, i64(0), N, n->nin > 2);
-}
-
-/* The batch size from which transposing W for a GEMM pays for itself. */
-#define DENSE_GEMM_MIN 16
-
-/* dense: [D] -> [N]. Small batches (batch 1: latency) take dot products;
- * larger ones a GEMM. */
-static void lower_dense(Lower *L, const Node *n)
-{
-    Vec *top = L->out;
-    open_if(L, ex(X_LT, var(0), i64(DENSE_GEMM_MIN)));
-    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = dense %s : %s", n->id, n->label, shape_str(n->shape));
-    dense_dots(L, n);
-    L->out = top;
-    open_if(L, ex(X_LE, i64(DENSE_GEMM_MIN), var(0)));
-    dense_gemm(L, n);
-    L->out = top;
+    gemm_nt(L, y->batched ? var(0) : i64(1), N, i64(D), xb, i64(0), xb->batched ? D : 0, W, i64(0), D, y, i64(0), N,
+            n->nin > 2);
 }
 
 /* The input row/column of output position o and kernel tap t, and whether
@@ -326,14 +307,92 @@ static bool pointwise(const Window *w)
     return w->kh == 1 && w->kw == 1 && w->sh == 1 && w->sw == 1 && !w->pt && !w->pl && !w->pb && !w->pr;
 }
 
+/* The taps t in [0, n) of a window placed at input offset `at` that fall
+ * inside an image of size `size`: [max(0, -at), min(n, size - at)). */
+static Expr *taps_lo(Expr *at) { return ex(X_IMAX, i64(0), imul(at, i64(-1))); }
+static Expr *taps_hi(Expr *at, int64_t n, int64_t size) { return ex(X_IMIN, i64(n), iadd(i64(size), imul(at, i64(-1)))); }
+
+/* At stride 1, the outputs o in [0, O) whose tap o - pad + t falls inside
+ * [0, size): [max(0, pad - t), min(O, size + pad - t)). */
+static Expr *outs_lo(int t, int64_t pad) { return pad ? ex(X_IMAX, i64(0), iadd(i64(pad), imul(var(t), i64(-1)))) : i64(0); }
+static Expr *outs_hi(int t, int64_t pad, int64_t O, int64_t size)
+{
+    return ex(X_IMIN, i64(O), iadd(i64(size + pad), imul(var(t), i64(-1))));
+}
+
+static bool has_padding(const Window *w) { return w->pt || w->pl || w->pb || w->pr; }
+
+/* Row by row (see im2col) when each output row's valid columns form one
+ * range: at stride 1, or without left and right padding. */
+static bool row_copies(const Window *w) { return w->sw == 1 || (!w->pl && !w->pr); }
+
+/* Whether input row ih is inside the image (padding rows read nothing). */
+static Expr *row_inside(Expr *ih, int64_t H, const Window *w)
+{
+    Expr *c = NULL;
+    if (w->pt) c = and2(c, ex(X_LE, i64(0), ih));
+    if (w->pb) c = and2(c, ex(X_LT, ih, i64(H)));
+    return c;
+}
+
+/* Loops over the cells (ci, kh, kw, oh, ow) of an im2col matrix [K, OH OW]
+ * whose input cell (ci, ih, iw) is inside the image, a row of ow at a time
+ * so that the innermost loop runs along contiguous memory; returns the
+ * innermost variables through k (the row of col), p (its column) and the
+ * input index. Padding cells are left alone. */
+static void col_cells(Lower *L, const Window *w, Shape in, Shape out, Expr **k, Expr **p, Expr **xi)
+{
+    int64_t H = in.d[1], W = in.d[2], OW = out.d[2];
+    int ci = open_for(L, in.d[0]), kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_for(L, out.d[1]);
+    Expr *ih = tap(oh, kh, w->sh, w->pt);
+    open_if(L, row_inside(ih, H, w));
+    bool cut = w->sw == 1 && (w->pl || w->pr);
+    int ow = open_range(L, cut ? outs_lo(kw, w->pl) : i64(0), cut ? outs_hi(kw, w->pl, OW, W) : i64(OW));
+    *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
+    *p = imad(var(oh), OW, var(ow));
+    *xi = imad(imad(var(ci), H, ih), W, tap(ow, kw, w->sw, w->pl));
+}
+
+/* Zeroes a scratch buffer of `size` floats. */
+static void zero_scratch(Lower *L, const Buf *buf, int64_t size)
+{
+    Vec *here = L->out;
+    int i = open_for(L, size);
+    store(L, buf, var(i), f32(0), false);
+    L->out = here;
+}
+
 /* im2col of example b: col[k, p] = x[ci, oh s + kh - pad, ow s + kw - pad] (0 in
  * the padding) for k = (ci, kh, kw) and p = (oh, ow); p-major (col[p, k]) when
- * `transposed`. */
+ * `transposed`.
+ * Schedule: col[k, p] is zeroed if there is padding, then filled a row of
+ * contiguous copies at a time (col_cells); col[p, k] runs over p and then the
+ * taps inside the image, kw innermost, contiguous on both sides. Other
+ * windows (strided with left/right padding) select per cell. */
 static void im2col(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col, bool transposed)
 {
     Vec *here = L->out;
     int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
     int64_t K = C * w->kh * w->kw, P = OH * OW;
+    if (has_padding(w) && (transposed || row_copies(w)))
+        zero_scratch(L, col, K * P);
+    if (!transposed && row_copies(w)) {
+        Expr *k, *p, *xi;
+        col_cells(L, w, x->shape, out, &k, &p, &xi);
+        store(L, col, imad(k, P, p), elem(L, x, b, xi), false);
+        L->out = here;
+        return;
+    }
+    if (transposed) {
+        int oh = open_for(L, OH), ow = open_for(L, OW), ci = open_for(L, C);
+        Expr *y0 = iadd(imul(var(oh), i64(w->sh)), i64(-w->pt)), *x0 = iadd(imul(var(ow), i64(w->sw)), i64(-w->pl));
+        int kh = w->pt || w->pb ? open_range(L, taps_lo(y0), taps_hi(y0, w->kh, H)) : open_for(L, w->kh);
+        int kw = w->pl || w->pr ? open_range(L, taps_lo(x0), taps_hi(x0, w->kw, W)) : open_for(L, w->kw);
+        Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = imad(var(oh), OW, var(ow));
+        store(L, col, imad(p, K, k), elem(L, x, b, imad(imad(var(ci), H, iadd(y0, var(kh))), W, iadd(x0, var(kw)))), false);
+        L->out = here;
+        return;
+    }
     int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
     int oh = open_for(L, OH), ow = open_for(L, OW);
     Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = imad(var(oh), OW, var(ow));
@@ -825,6 +884,13 @@ static void lower_conv_dx(Lower *L, const Node *n)
          dcol ? dcol : dx, dcol ? i64(0) : at(dx, b, i64(0)), P, false);
     if (dcol) {
         zero_example(L, n, b);
+        if (row_copies(w)) {         /* contiguous adds, a row at a time */
+            Expr *k, *p, *xi;
+            col_cells(L, w, n->shape, dy->shape, &k, &p, &xi);
+            store(L, dx, at(dx, b, xi), load(dcol, imad(k, P, p)), true);
+            L->out = top;
+            return;
+        }
         int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
         int oh = open_for(L, OH), ow = open_for(L, OW);
         Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
@@ -836,20 +902,23 @@ static void lower_conv_dx(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* conv: dW[co, k] = sum_{b, p} dy[b, co, p] col[b, p, k]: per example a GEMM
- * of dy [c, OH OW] by the transposed im2col [OH OW, K], summed into dW */
+/* conv: dW[co, k] = sum_{b, p} dy[b, co, p] col[b, k, p]: per example the
+ * im2col, then dy [c, OH OW] times its transpose (gemm_nt), summed into dW */
 static void lower_conv_dw(Lower *L, const Node *n)
 {
     Vec *top = L->out;
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
     int64_t co = n->shape.d[0], K = n->shape.d[1] * w->kh * w->kw, P = dy->shape.d[1] * dy->shape.d[2];
-    const Buf *colT = scratch(L, "colT", K * P), *dyb = L->buf[dy->id];
+    const Buf *xb = L->buf[x->id], *dyb = L->buf[dy->id];
+    const Buf *col = pointwise(w) ? NULL : scratch(L, "col", K * P);
     zero(L, n);
     int b = open_for(L, -1);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : %s", n->id, shape_str(n->shape));
-    im2col(L, x, b, w, dy->shape, colT, true);
-    gemm(L, i64(co), K, i64(P), dyb, at(dyb, b, i64(0)), P, 1, colT, i64(0), K, L->buf[n->id], i64(0), K, true);
+    if (col)
+        im2col(L, x, b, w, dy->shape, col, false);
+    gemm_nt(L, i64(co), K, i64(P), dyb, at(dyb, b, i64(0)), P, col ? col : xb, col ? i64(0) : at(xb, b, i64(0)), P,
+            L->buf[n->id], i64(0), K, true);
     L->out = top;
 }
 
@@ -879,12 +948,41 @@ static int pool_window(Lower *L, const Node *n, Vec **top, int *c, int *oh, int 
     return b;
 }
 
+/* maxpool with windows that tile the image (stride = size, no padding):
+ * every input cell is in exactly one window, so each is written once, with
+ * no zeroing and no branches:
+ *   hit = not yet found and x == y;  dx = hit ? dy : 0;  found |= hit */
+static void lower_maxpool_dx_tiled(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1], *y = n->in[2];
+    int64_t H = n->shape.d[1], W = n->shape.d[2];
+    int b = begin(L, n, &top);
+    int c = open_for(L, dy->shape.d[0]), oh = open_for(L, dy->shape.d[1]), ow = open_for(L, dy->shape.d[2]);
+    Expr *yidx = imad(imad(var(c), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow));
+    int m = set_new(L, elem(L, y, b, yidx)), g = set_new(L, elem(L, dy, b, yidx)), found = set_new(L, f32(0));
+    int hit = set_new(L, f32(0));
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    Expr *xidx = imad(imad(var(c), H, tap(oh, kh, w->sh, 0)), W, tap(ow, kw, w->sw, 0));
+    set(L, hit, select3(ex(X_AND, ex(X_LT, get(found), f32(0.5f)), ex(X_EQ, elem(L, x, b, xidx), get(m))), f32(1), f32(0)));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, xidx), select3(ex(X_LT, f32(0.5f), get(hit)), get(g), f32(0)), false);
+    set(L, found, ex(X_MAX, get(found), get(hit)));
+    L->out = top;
+}
+
 /* maxpool: dy goes to the first cell of the window holding the maximum */
 static void lower_maxpool_dx(Lower *L, const Node *n)
 {
-    Vec *top, *pixel;
     const Window *w = &n->win;
-    const Node *dy = n->in[0], *x = n->in[1], *y = n->in[2];
+    const Node *dy = n->in[0];
+    if (w->sh == w->kh && w->sw == w->kw && !has_padding(w) && n->shape.d[1] == dy->shape.d[1] * w->kh &&
+        n->shape.d[2] == dy->shape.d[2] * w->kw) {
+        lower_maxpool_dx_tiled(L, n);
+        return;
+    }
+    Vec *top, *pixel;
+    const Node *x = n->in[1], *y = n->in[2];
     int64_t H = n->shape.d[1], W = n->shape.d[2];
     int c, oh, ow, b = pool_window(L, n, &top, &c, &oh, &ow, &pixel);
     Expr *yidx = imad(imad(var(c), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow));
@@ -1433,7 +1531,10 @@ static void print_stmts(FILE *out, const Vec *body, int depth)
             print_expr(out, g->a_at);
             fprintf(out, " + i*%lld + k*%lld] * %s[", (long long)g->sai, (long long)g->sak, g->b->name);
             print_expr(out, g->b_at);
-            fprintf(out, " + k*%lld + j]\n", (long long)g->ldb);
+            if (g->bt)
+                fprintf(out, " + j*%lld + k]\n", (long long)g->ldb);
+            else
+                fprintf(out, " + k*%lld + j]\n", (long long)g->ldb);
             break;
         }
         case L_STORE:
