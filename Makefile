@@ -131,7 +131,7 @@ check: deps
 	$(MAKE) all
 	sh tests/check.sh
 
-.PHONY: check-unit check-golden check-runtime check-reference check-reference-asan
+.PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
 .PHONY: check-train check-embed check-predict check-fuzz check-robustness
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
@@ -154,6 +154,10 @@ check-reference: all
 
 check-reference-asan: all
 	sh tests/reference/run.sh --sanitize
+
+# the same nets compiled without loop fusion: both builds must match PyTorch
+check-reference-nofuse: all
+	sh tests/reference/run.sh --no-fuse
 
 check-train: all
 	sh tests/runtime/test_train.sh

@@ -383,6 +383,7 @@ typedef struct {
     int64_t offset;       /* floats from the base; for BASE_WS, times n */
     int64_t size;         /* floats per example (batched) or in all */
     bool batched;
+    bool scratch;         /* an operator's temporary: written before it is read, each use */
 } Buf;
 
 typedef enum {
@@ -473,6 +474,11 @@ typedef struct {
 
 Lowered *loops_lower(const Graph *g, const Backward *bw);   /* bw may be NULL */
 void loops_print(FILE *out, const Lowered *l);
+
+/* ------------------------------------------------------------------ fuse.c */
+
+/* Merges adjacent loops over the examples where that is legal (see fuse.c). */
+void fuse_loops(Lowered *l);
 
 /* ------------------------------------------------------------------ llvm.c */
 

@@ -130,7 +130,8 @@ static int64_t padded(int64_t n);
 /* A scratch buffer in the workspace's shared part, reused by every example. */
 static const Buf *scratch(Lower *L, const char *name, int64_t size)
 {
-    const Buf *b = new_buf(name, BASE_WS, L->fixed, size, false);
+    Buf *b = new_buf(name, BASE_WS, L->fixed, size, false);
+    b->scratch = true;
     L->fixed += padded(size);
     return b;
 }

@@ -16,7 +16,7 @@ typedef enum { MAKE_EXE, MAKE_LIB, MAKE_OBJ } Make;
 
 typedef struct {
     const char *input, *output;
-    bool check, summary, verbose;
+    bool check, summary, verbose, no_fuse;
     Emit emit;
     Make make;
     CodegenOptions cg;
@@ -32,6 +32,8 @@ static const char usage[] =
     "  --summary          the layer table: shapes, parameters, FLOPs\n"
     "  --emit=KIND        a stage's output: ast, graph, dot, backward, loops, llvm, asm\n"
     "  -O0 .. -O3         optimization level (default -O2)\n"
+    "  --no-fuse          keep every operator in a loop nest of its own (for\n"
+    "                     debugging, and to measure what fusion brings)\n"
     "  --target-cpu=CPU   native (default), x86-64-v3, znver4, ...\n"
     "  --sanitize         instrument generated code with AddressSanitizer and link\n"
     "                     the sanitized runtime (for testing)\n"
@@ -91,6 +93,7 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "--lib") == 0)        o->make = MAKE_LIB;
     else if (strcmp(a, "-c") == 0)           o->make = MAKE_OBJ;
     else if (strcmp(a, "--sanitize") == 0)   o->cg.sanitize = true;
+    else if (strcmp(a, "--no-fuse") == 0)    o->no_fuse = true;
     else if (strncmp(a, "--emit=", 7) == 0)  o->emit = emit_kind(a + 7);
     else if (strncmp(a, "--target-cpu=", 13) == 0) o->cg.cpu = target_cpu(a + 13);
     else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) o->cg.opt_level = a[2] - '0';
@@ -294,6 +297,10 @@ int main(int argc, char **argv)
 
     Lowered *l = loops_lower(g, bw);
     stage_done(&o, "loops");
+    if (!o.no_fuse) {
+        fuse_loops(l);
+        stage_done(&o, "fuse");
+    }
     if (o.emit == EMIT_LOOPS) {
         FILE *out = open_output(&o);
         loops_print(out, l);

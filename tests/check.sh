@@ -4,7 +4,7 @@
 #   sh tests/check.sh [SUITE...]     (default: all)
 set -u
 cd "$(dirname "$0")/.." || exit 2
-all="unit golden runtime reference reference-asan train embed predict robustness fuzz"
+all="unit golden runtime reference reference-nofuse reference-asan train embed predict robustness fuzz"
 suites=${*:-$all}
 passed=0 failed=0 failures=""
 for s in $suites; do

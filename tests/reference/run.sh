@@ -1,15 +1,19 @@
 #!/bin/sh
 # Compiles every reference net (tests/reference/manifest.txt) to a library and
 # an executable and checks both against PyTorch's outputs (check_net.c).
-#   sh tests/reference/run.sh [--sanitize] [NET...]
+#   sh tests/reference/run.sh [--sanitize | --no-fuse] [NET...]
 # With --sanitize the generated code is built with AddressSanitizer and the
-# runtime and harness with AddressSanitizer and UBSan.
+# runtime and harness with AddressSanitizer and UBSan; with --no-fuse the nets
+# are compiled without loop fusion (both builds must match PyTorch).
 # Prints "N passed, N failed" over all nets; exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 san="" ccsan="" tag=plain
 if [ "${1:-}" = "--sanitize" ]; then
   san="--sanitize" ccsan="-fsanitize=address,undefined -fno-sanitize-recover=all" tag=asan
+  shift
+elif [ "${1:-}" = "--no-fuse" ]; then
+  san="--no-fuse" tag=nofuse
   shift
 fi
 out=build/ref/$tag
