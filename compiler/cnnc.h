@@ -480,6 +480,11 @@ void loops_print(FILE *out, const Lowered *l);
 /* Merges adjacent loops over the examples where that is legal (see fuse.c). */
 void fuse_loops(Lowered *l);
 
+/* ------------------------------------------------------------------ plan.c */
+
+/* Shrinks and shares the workspace by liveness (see plan.c). */
+void plan_memory(Lowered *l);
+
 /* ------------------------------------------------------------------ llvm.c */
 
 typedef struct {

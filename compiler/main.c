@@ -301,6 +301,8 @@ int main(int argc, char **argv)
         fuse_loops(l);
         stage_done(&o, "fuse");
     }
+    plan_memory(l);
+    stage_done(&o, "plan");
     if (o.emit == EMIT_LOOPS) {
         FILE *out = open_output(&o);
         loops_print(out, l);
