@@ -511,6 +511,8 @@ bool link_library(const char *object, const char *out, bool sanitize);
 /* ---------------------------------------------------------------- summary.c */
 
 int64_t node_flops(const Node *n);
+/* The planned workspace, after summary_print. */
+void summary_memory(FILE *out, const Lowered *l, int64_t batch);
 void summary_print(FILE *out, const Graph *g);
 
 #endif

@@ -191,6 +191,20 @@ static int finish(FILE *out)
     return EXIT_OK;
 }
 
+/* --summary: the layer table, then the memory the planned kernels take */
+static int print_summary(const Options *o, Graph *g)
+{
+    FILE *out = open_output(o);
+    summary_print(out, g);
+    Backward *bw = g->has_loss && g->nloss ? backward_derive(g) : NULL;
+    Lowered *l = loops_lower(g, bw);
+    if (!o->no_fuse)
+        fuse_loops(l);
+    plan_memory(l);
+    summary_memory(out, l, g->train.batch > 0 ? g->train.batch : 64);
+    return finish(out);
+}
+
 /* -v: the time of each stage */
 static double clock_ms(void)
 {
@@ -271,11 +285,9 @@ int main(int argc, char **argv)
     stage_done(&o, "shape");
     if (!g)
         return EXIT_USER;
-    if (o.emit == EMIT_GRAPH || o.emit == EMIT_DOT || o.summary) {
+    if (o.emit == EMIT_GRAPH || o.emit == EMIT_DOT) {
         FILE *out = open_output(&o);
-        if (o.summary)
-            summary_print(out, g);
-        else if (o.emit == EMIT_GRAPH)
+        if (o.emit == EMIT_GRAPH)
             graph_print(out, g);
         else
             graph_dot(out, g);
@@ -283,6 +295,8 @@ int main(int argc, char **argv)
     }
     if (o.check)
         return EXIT_OK;
+    if (o.summary)
+        return print_summary(&o, g);
 
     Backward *bw = g->has_loss && g->nloss ? backward_derive(g) : NULL;
     stage_done(&o, "backward");

@@ -81,3 +81,18 @@ void summary_print(FILE *out, const Graph *g)
     fprintf(out, "\nforward: %s FLOPs per example (%.3f MFLOP)\n", grouped(flops), flops / 1e6);
     fprintf(out, "activations: %s values per example (%.1f KiB)\n", grouped(acts), acts * 4 / 1024.0);
 }
+
+static const char *kib(int64_t floats) { return arena_printf("%.1f KiB", floats * 4 / 1024.0); }
+
+/* The workspace as planned (plan.c): what NAME_new and a call allocate. */
+void summary_memory(FILE *out, const Lowered *l, int64_t batch)
+{
+    fprintf(out, "\nmemory, as planned (floats are 4 bytes):\n");
+    fprintf(out, "  parameters:  %s\n", kib(l->param_floats));
+    fprintf(out, "  inference:   %s per example + %s per thread; batch %lld, one thread: %s\n", kib(l->ws_floats),
+            kib(l->forward->ws_fixed), (long long)batch, kib(l->ws_floats * batch + l->forward->ws_fixed));
+    if (l->train)
+        fprintf(out, "  training:    %s per example + %s per thread; batch %lld, one thread: %s\n",
+                kib(l->train_ws_floats), kib(l->train_ws_fixed), (long long)batch,
+                kib(l->train_ws_floats * batch + l->train_ws_fixed));
+}
