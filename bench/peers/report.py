@@ -205,6 +205,7 @@ def main():
         L.append(hdr)
         L.append("|---" * (1 + len(SYSTEMS) + len(PEERS)) + "|")
         rows = [("training b=64 (images/s)", "train_ips", fmt_rate, "rate"),
+                ("… on 1 thread (images/s)", "train_ips_1t", fmt_rate, None),
                 ("forward b=256 (images/s)", "fwd_ips", fmt_rate, "rate"),
                 ("latency b=1 (µs)", "latency_us", fmt_us, "lat"),
                 ("peak RSS training (MB)", "peak_rss_mb", fmt_mb, "mem"),
@@ -233,6 +234,11 @@ def main():
         L.append("| compile (ms) | " + (f"{cm:,.0f}" if cm is not None else "—") + " |"
                  + " |" * (len(SYSTEMS) - 1 + len(PEERS)))
         L.append("")
+        t1, t2 = value("cnnc", n, "train_ips_1t"), value("cnnc", n, "train_ips")
+        if t1 and t2:
+            L.append(f"cnnc training at batch 64 from 1 to 2 threads: **{t2 / t1:.2f}×** "
+                     f"({fmt_rate(t1)} → {fmt_rate(t2)} images/s)")
+            L.append("")
         for s in SYSTEMS:
             if not avail[s]:
                 L.append(f"- {label[s]}: not available: {reason(s, n)}")

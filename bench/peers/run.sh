@@ -151,6 +151,10 @@ while [ "$r" -le "$rounds" ]; do
       "$out/cnnc_bench_$net" $mode $timing >> "$raw/r$r.cnnc.jsonl" 2>> "$raw/r$r.cnnc.err" ||
         note cnnc "$net $mode: exit $? $(tail -1 "$raw/r$r.cnnc.err")"
     done
+    # training on one thread too, for the 1 -> 2 thread speedup (train_ips_1t)
+    "$out/cnnc_bench_$net" train --threads 1 --reps $reps --rep-seconds $rep_seconds 2>> "$raw/r$r.cnnc.err" |
+      sed -e 's/"train_ips\([a-z_]*\)"/"train_ips_1t\1"/g' -e 's/, *"[a-z_]*rss_mb": *[0-9.]*//g' \
+      >> "$raw/r$r.cnnc.jsonl" || note cnnc "$net train on 1 thread failed"
   done
   if [ $torch_ok = 1 ]; then
     say "round $r of $rounds: torch (as installed)"
