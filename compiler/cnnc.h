@@ -479,6 +479,8 @@ void loops_print(FILE *out, const Lowered *l);
 
 /* Merges adjacent loops over the examples where that is legal (see fuse.c). */
 void fuse_loops(Lowered *l);
+/* Whether s is `for v in [0, n)`, a loop over the examples. */
+bool example_loop(const LStmt *s);
 
 /* ------------------------------------------------------------------ plan.c */
 

@@ -93,7 +93,7 @@ static bool conflict(const Access *f, const Access *s, bool per_example)
 }
 
 /* A loop over the examples: `for v in [0, n)`. */
-static bool example_loop(const LStmt *s)
+bool example_loop(const LStmt *s)
 {
     return s->kind == L_FOR && s->lo->kind == X_INT && s->lo->ival == 0 && s->hi->kind == X_VAR && s->hi->var == 0;
 }

@@ -607,32 +607,25 @@ static LLVMValueRef gemm_routine(Emit *E, const CodegenOptions *o, const char *n
     return fn;
 }
 
-/* cnnc.gemm_nt(M, N, K, A, lda, (unused), B, ldb, C, ldc, acc): blocks of RT
- * rows, then the remaining rows one by one. */
-static void gemm_nt_body(Emit *E, const GemmArgs *g)
+/* Rows [0, M) in blocks of `block` rows by `rows`, then the rest one by one. */
+static void row_blocks(Emit *E, const GemmArgs *g, int block, void (*rows)(Emit *, const GemmArgs *, LLVMValueRef, int))
 {
-    LLVMValueRef i0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g->M, i64c(E, RT), ""), i64c(E, RT), "");
+    LLVMValueRef i0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g->M, i64c(E, block), ""), i64c(E, block), "");
     Loop il = loop_open(E, i64c(E, 0), full, &i0);
-    gemm_nt_rows(E, g, i0, RT);
-    loop_close(E, &il, RT);
+    rows(E, g, i0, block);
+    loop_close(E, &il, block);
     Loop rl = loop_open(E, full, g->M, &i0);
-    gemm_nt_rows(E, g, i0, 1);
+    rows(E, g, i0, 1);
     loop_close(E, &rl, 1);
 }
 
-/* cnnc.gemm(M, N, K, A, sai, sak, B, ldb, C, ldc, acc): blocks of MR rows,
- * then the remaining rows one by one. One routine per module, called by
- * every GEMM of every kernel, keeps the code (and compile time) small. */
-static void gemm_body(Emit *E, const GemmArgs *g)
-{
-    LLVMValueRef i0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g->M, i64c(E, MR), ""), i64c(E, MR), "");
-    Loop il = loop_open(E, i64c(E, 0), full, &i0);
-    gemm_rows(E, g, i0, MR);
-    loop_close(E, &il, MR);
-    Loop rl = loop_open(E, full, g->M, &i0);
-    gemm_rows(E, g, i0, 1);
-    loop_close(E, &rl, 1);
-}
+/* cnnc.gemm_nt(M, N, K, A, lda, (unused), B, ldb, C, ldc, acc) */
+static void gemm_nt_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, RT, gemm_nt_rows); }
+
+/* cnnc.gemm(M, N, K, A, sai, sak, B, ldb, C, ldc, acc). One routine per
+ * module, called by every GEMM of every kernel, keeps the code (and compile
+ * time) small. */
+static void gemm_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, MR, gemm_rows); }
 
 static void gemm_functions(Emit *E, const CodegenOptions *o)
 {

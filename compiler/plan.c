@@ -65,11 +65,6 @@ static void stmt_uses(Uses *u, LStmt *s, int top, int inner)
         stmt_uses(u, s->body.at[i], top, inner);
 }
 
-static bool example_loop(const LStmt *s)
-{
-    return s->kind == L_FOR && s->lo->kind == X_INT && s->lo->ival == 0 && s->hi->kind == X_VAR && s->hi->var == 0;
-}
-
 static Uses collect(Kernel *k)
 {
     Uses u = {{0}};
