@@ -421,6 +421,7 @@ typedef enum {
     L_SET,      /* float scalar var = val */
     L_IF,       /* if cond: body */
     L_GEMM,     /* gemm: C (+)= A B, a register-blocked micro-kernel (see Gemm) */
+    L_POOL,     /* pool: 2x2 max pooling of whole rows, or its gradient (see Pool) */
 } LKind;
 
 /* C[i ldc + j] (+)= sum_k A[i sai + k sak] B[k ldb + j] for i < M, j < N,
@@ -439,6 +440,21 @@ typedef struct {
     bool bt;
 } Gemm;
 
+/* Max pooling with 2x2 windows that tile the image (stride 2, no padding),
+ * vectorized along rows: `rows` output rows of W / 2 values, each from two
+ * input rows of W values (a channel's rows follow each other, so the
+ * channels of an example are one run of rows).
+ *   forward:  y[r][j] = max(x[2r][2j], x[2r][2j+1], x[2r+1][2j], x[2r+1][2j+1])
+ *   backward: dx[2r+a][2j+b] = dy[r][j] at the first of those four cells that
+ *             equals y[r][j] (in that order), else 0; with a mask, also 0
+ *             where mask <= 0 (the ReLU before the pooling, fused). */
+typedef struct {
+    int64_t rows, W;
+    bool backward;
+    const Buf *x, *y, *dy, *dx, *mask;
+    struct Expr *x_at, *y_at, *dy_at, *dx_at, *mask_at;
+} Pool;
+
 typedef struct LStmt {
     LKind kind;
     int var;
@@ -447,6 +463,7 @@ typedef struct LStmt {
     bool accumulate;
     Vec body;             /* LStmt* */
     Gemm *gemm;           /* L_GEMM */
+    Pool *pool;           /* L_POOL */
     const char *comment;  /* the node this nest computes, for dumps */
 } LStmt;
 
@@ -473,6 +490,12 @@ typedef struct {
 } Lowered;
 
 Lowered *loops_lower(const Graph *g, const Backward *bw);   /* bw may be NULL */
+
+/* A buffer that an L_GEMM or L_POOL statement touches from element *at on. */
+enum { MAX_OPERANDS = 5 };
+typedef struct { const Buf *buf; struct Expr **at; bool read, write; } Operand;
+/* The operands of s (none for other statements); returns their count. */
+int stmt_operands(LStmt *s, Operand op[MAX_OPERANDS]);
 void loops_print(FILE *out, const Lowered *l);
 
 /* ------------------------------------------------------------------ fuse.c */

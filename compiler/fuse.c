@@ -38,23 +38,19 @@ static void stmt_access(const LStmt *s, Access *a)
 {
     expr_reads(s->lo, a), expr_reads(s->hi, a), expr_reads(s->idx, a);
     expr_reads(s->val, a), expr_reads(s->cond, a);
-    switch (s->kind) {
-    case L_STORE:
+    if (s->kind == L_STORE) {
         vec_push(&a->writes, (void *)s->buf);
         if (s->accumulate)
             vec_push(&a->reads, (void *)s->buf);
-        break;
-    case L_GEMM: {
-        const Gemm *g = s->gemm;
-        vec_push(&a->reads, (void *)g->a), vec_push(&a->reads, (void *)g->b);
-        vec_push(&a->writes, (void *)g->c);
-        if (g->accumulate)
-            vec_push(&a->reads, (void *)g->c);
-        expr_reads(g->M, a), expr_reads(g->K, a);
-        break;
     }
-    default:
-        break;
+    if (s->kind == L_GEMM)
+        expr_reads(s->gemm->M, a), expr_reads(s->gemm->K, a);
+    Operand op[MAX_OPERANDS];
+    for (int i = 0, n = stmt_operands((LStmt *)s, op); i < n; i++) {
+        if (op[i].read)
+            vec_push(&a->reads, (void *)op[i].buf);
+        if (op[i].write)
+            vec_push(&a->writes, (void *)op[i].buf);
     }
     for (int i = 0; i < s->body.n; i++)
         stmt_access(s->body.at[i], a);
@@ -112,11 +108,11 @@ static void rename_stmt(LStmt *s, int from, int to)
 {
     rename_expr(s->lo, from, to), rename_expr(s->hi, from, to), rename_expr(s->idx, from, to);
     rename_expr(s->val, from, to), rename_expr(s->cond, from, to);
-    if (s->kind == L_GEMM) {
-        Gemm *g = s->gemm;
-        rename_expr(g->M, from, to), rename_expr(g->K, from, to);
-        rename_expr(g->a_at, from, to), rename_expr(g->b_at, from, to), rename_expr(g->c_at, from, to);
-    }
+    if (s->kind == L_GEMM)
+        rename_expr(s->gemm->M, from, to), rename_expr(s->gemm->K, from, to);
+    Operand op[MAX_OPERANDS];
+    for (int i = 0, n = stmt_operands(s, op); i < n; i++)
+        rename_expr(*op[i].at, from, to);
     for (int i = 0; i < s->body.n; i++)
         rename_stmt(s->body.at[i], from, to);
 }

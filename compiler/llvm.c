@@ -653,6 +653,99 @@ static void emit_gemm(Emit *E, const Gemm *g)
         LLVMBuildCall2(E->b, E->gemm_type, E->gemm, args, 11, "");
 }
 
+/* ---- 2x2 max pooling along rows ------------------------------------------- */
+
+/* The even (odd = 0) or odd cells of the 32 floats a, b, as 16 lanes. */
+static LLVMValueRef deinterleave(Emit *E, LLVMValueRef a, LLVMValueRef b, int odd)
+{
+    LLVMValueRef idx[LANES];
+    for (int l = 0; l < LANES; l++)
+        idx[l] = LLVMConstInt(E->i32, (unsigned long long)(2 * l + odd), 0);
+    return LLVMBuildShuffleVector(E->b, a, b, LLVMConstVector(idx, LANES), "");
+}
+
+/* ev[8h], od[8h], ev[8h + 1], od[8h + 1], ...: half h of the interleaving. */
+static LLVMValueRef interleave(Emit *E, LLVMValueRef ev, LLVMValueRef od, int h)
+{
+    LLVMValueRef idx[LANES];
+    for (int l = 0; l < LANES; l++)
+        idx[l] = LLVMConstInt(E->i32, (unsigned long long)(8 * h + l / 2 + (l % 2) * LANES), 0);
+    return LLVMBuildShuffleVector(E->b, ev, od, LLVMConstVector(idx, LANES), "");
+}
+
+static LLVMValueRef vmax(Emit *E, LLVMValueRef a, LLVMValueRef b)
+{
+    LLVMTypeRef types[1] = {LLVMVectorType(E->f32, LANES)};
+    LLVMValueRef args[2] = {a, b};
+    return vector_intrinsic(E, "llvm.maxnum", types, 1, args, 2);
+}
+
+/* One input row's 32 cells from column 2 j0 on (masked to the row's width)
+ * as its even and odd cells, 16 windows' worth. */
+static void pool_pair(Emit *E, LLVMValueRef row, LLVMValueRef j2, LLVMValueRef W, LLVMValueRef *ev, LLVMValueRef *od)
+{
+    LLVMValueRef v[2];
+    for (int h = 0; h < 2; h++)
+        v[h] = masked_load(E, at2(E, row, j2, i64c(E, 1), i64c(E, 0), i64c(E, 0), h * LANES), lane_mask(E, j2, W, h));
+    *ev = deinterleave(E, v[0], v[1], 0), *od = deinterleave(E, v[0], v[1], 1);
+}
+
+/* The gradient of one input row a (0 or 1) of the windows at j0: each cell
+ * gets dy where it is the first cell equal to the maximum (tracked in
+ * *found), then is masked by mask > 0 when there is a mask. */
+static void pool_dx_row(Emit *E, const Pool *p, LLVMValueRef r, LLVMValueRef j2, int a, LLVMValueRef m,
+                        LLVMValueRef g, LLVMValueRef *found)
+{
+    LLVMValueRef W = i64c(E, p->W), zero = LLVMConstNull(LLVMVectorType(E->f32, LANES));
+    LLVMValueRef row = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, r, i64c(E, 2 * p->W), ""), i64c(E, a * p->W), "");
+    LLVMValueRef cell[2], d[2];
+    pool_pair(E, at2(E, buf_at(E, p->x, p->x_at), row, i64c(E, 1), i64c(E, 0), i64c(E, 0), 0), j2, W, &cell[0], &cell[1]);
+    for (int b = 0; b < 2; b++) {
+        LLVMValueRef hit = LLVMBuildAnd(E->b, LLVMBuildNot(E->b, *found, ""),
+                                        LLVMBuildFCmp(E->b, LLVMRealOEQ, cell[b], m, ""), "");
+        *found = LLVMBuildOr(E->b, *found, hit, "");
+        d[b] = LLVMBuildSelect(E->b, hit, g, zero, "");
+    }
+    LLVMValueRef dx = at2(E, buf_at(E, p->dx, p->dx_at), row, i64c(E, 1), j2, i64c(E, 1), 0);
+    LLVMValueRef mk = p->mask ? at2(E, buf_at(E, p->mask, p->mask_at), row, i64c(E, 1), j2, i64c(E, 1), 0) : NULL;
+    for (int h = 0; h < 2; h++) {
+        LLVMValueRef v = interleave(E, d[0], d[1], h), lanes = lane_mask(E, j2, W, h);
+        if (mk) {
+            LLVMValueRef k = masked_load(E, at2(E, mk, i64c(E, 0), i64c(E, 0), i64c(E, 0), i64c(E, 0), h * LANES), lanes);
+            v = LLVMBuildSelect(E->b, LLVMBuildFCmp(E->b, LLVMRealOGT, k, zero, ""), v, zero, "");
+        }
+        masked_store(E, v, at2(E, dx, i64c(E, 0), i64c(E, 0), i64c(E, 0), i64c(E, 0), h * LANES), lanes);
+    }
+}
+
+/* For each output row r, 16 windows at a time (see Pool in cnnc.h). */
+static void emit_pool(Emit *E, const Pool *p)
+{
+    LLVMValueRef r, j0, OW = i64c(E, p->W / 2), W = i64c(E, p->W), one = i64c(E, 1);
+    Loop rl = loop_open(E, i64c(E, 0), i64c(E, p->rows), &r);
+    Loop jl = loop_open(E, i64c(E, 0), OW, &j0);
+    LLVMValueRef j2 = LLVMBuildNSWMul(E->b, j0, i64c(E, 2), ""), out = lane_mask(E, j0, OW, 0);
+    if (!p->backward) {
+        LLVMValueRef x = buf_at(E, p->x, p->x_at), m = NULL;
+        for (int a = 0; a < 2; a++) {
+            LLVMValueRef row = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, r, i64c(E, 2 * p->W), ""), i64c(E, a * p->W), "");
+            LLVMValueRef ev, od;
+            pool_pair(E, at2(E, x, row, one, i64c(E, 0), i64c(E, 0), 0), j2, W, &ev, &od);
+            LLVMValueRef v = vmax(E, ev, od);
+            m = m ? vmax(E, m, v) : v;
+        }
+        masked_store(E, m, at2(E, buf_at(E, p->y, p->y_at), r, OW, j0, one, 0), out);
+    } else {
+        LLVMValueRef m = masked_load(E, at2(E, buf_at(E, p->y, p->y_at), r, OW, j0, one, 0), out);
+        LLVMValueRef g = masked_load(E, at2(E, buf_at(E, p->dy, p->dy_at), r, OW, j0, one, 0), out);
+        LLVMValueRef found = LLVMConstNull(LLVMVectorType(E->i1, LANES));
+        for (int a = 0; a < 2; a++)
+            pool_dx_row(E, p, r, j2, a, m, g, &found);
+    }
+    loop_close(E, &jl, LANES);
+    loop_close(E, &rl, 1);
+}
+
 static void stmts(Emit *E, const Vec *body)
 {
     for (int i = 0; i < body->n; i++) {
@@ -663,6 +756,7 @@ static void stmts(Emit *E, const Vec *body)
         case L_STORE: emit_store(E, s); break;
         case L_SET:   LLVMBuildStore(E->b, expr(E, s->val), E->vars[s->var]); break;
         case L_GEMM:  emit_gemm(E, s->gemm); break;
+        case L_POOL:  emit_pool(E, s->pool); break;
         }
     }
 }

@@ -154,6 +154,40 @@ static void gemm_nt(Lower *L, Expr *M, int64_t N, Expr *K, const Buf *a, Expr *a
     ((LStmt *)L->out->at[L->out->n - 1])->gemm->bt = true;
 }
 
+/* A 2x2 max pooling statement over `rows` output rows (see Pool in cnnc.h). */
+static Pool *pool(Lower *L, int64_t rows, int64_t W, bool backward)
+{
+    LStmt *s = stmt(L, L_POOL);
+    Pool *p = arena_alloc(sizeof *p);
+    p->rows = rows, p->W = W, p->backward = backward;
+    s->pool = p;
+    return p;
+}
+
+int stmt_operands(LStmt *s, Operand op[MAX_OPERANDS])
+{
+    int n = 0;
+    if (s->kind == L_GEMM) {
+        Gemm *g = s->gemm;
+        op[n++] = (Operand){g->a, &g->a_at, true, false};
+        op[n++] = (Operand){g->b, &g->b_at, true, false};
+        op[n++] = (Operand){g->c, &g->c_at, g->accumulate, true};
+    } else if (s->kind == L_POOL) {
+        Pool *p = s->pool;
+        op[n++] = (Operand){p->x, &p->x_at, true, false};
+        if (!p->backward) {
+            op[n++] = (Operand){p->y, &p->y_at, false, true};
+            return n;
+        }
+        op[n++] = (Operand){p->y, &p->y_at, true, false};
+        op[n++] = (Operand){p->dy, &p->dy_at, true, false};
+        if (p->mask)
+            op[n++] = (Operand){p->mask, &p->mask_at, true, false};
+        op[n++] = (Operand){p->dx, &p->dx_at, false, true};
+    }
+    return n;
+}
+
 static int set_new(Lower *L, Expr *val)
 {
     LStmt *s = stmt(L, L_SET);
@@ -428,6 +462,13 @@ static void lower_conv(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* Whether pooling windows are 2x2 with stride 2, no padding, and tile an
+ * H x W image exactly: the vectorized L_POOL form. */
+static bool tiles_2x2(const Window *w, int64_t H, int64_t W)
+{
+    return w->kh == 2 && w->kw == 2 && w->sh == 2 && w->sw == 2 && !has_padding(w) && H % 2 == 0 && W % 2 == 0;
+}
+
 /* maxpool: y = max over the window's cells inside the image;
  * avgpool: y = mean over the same cells (padding does not count). */
 static void lower_pool(Lower *L, const Node *n)
@@ -438,6 +479,13 @@ static void lower_pool(Lower *L, const Node *n)
     int64_t H = xs.d[1], W = xs.d[2];
     bool max = n->op == OP_MAXPOOL;
     int b = begin(L, n, &top);
+    if (max && tiles_2x2(w, H, W)) {          /* vectorized along rows */
+        Pool *p = pool(L, n->shape.d[0] * n->shape.d[1], W, false);
+        p->x = L->buf[n->in[0]->id], p->y = L->buf[n->id];
+        p->x_at = at(p->x, b, i64(0)), p->y_at = at(p->y, b, i64(0));
+        L->out = top;
+        return;
+    }
     int c = open_for(L, n->shape.d[0]), oh = open_for(L, n->shape.d[1]), ow = open_for(L, n->shape.d[2]);
     Vec *pixel = L->out;
     int acc = set_new(L, f32(max ? -INFINITY : 0)), cnt = max ? 0 : set_new(L, f32(0));
@@ -972,11 +1020,28 @@ static void lower_maxpool_dx_tiled(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* maxpool with 2x2 windows: the vectorized L_POOL statement */
+static void lower_maxpool_dx_2x2(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Node *dy = n->in[0];
+    int b = begin(L, n, &top);
+    Pool *p = pool(L, dy->shape.d[0] * dy->shape.d[1], n->shape.d[2], true);
+    p->x = L->buf[n->in[1]->id], p->y = L->buf[n->in[2]->id], p->dy = L->buf[dy->id], p->dx = L->buf[n->id];
+    p->x_at = at(p->x, b, i64(0)), p->y_at = at(p->y, b, i64(0));
+    p->dy_at = at(p->dy, b, i64(0)), p->dx_at = at(p->dx, b, i64(0));
+    L->out = top;
+}
+
 /* maxpool: dy goes to the first cell of the window holding the maximum */
 static void lower_maxpool_dx(Lower *L, const Node *n)
 {
     const Window *w = &n->win;
     const Node *dy = n->in[0];
+    if (tiles_2x2(w, n->shape.d[1], n->shape.d[2])) {
+        lower_maxpool_dx_2x2(L, n);
+        return;
+    }
     if (w->sh == w->kh && w->sw == w->kw && !has_padding(w) && n->shape.d[1] == dy->shape.d[1] * w->kh &&
         n->shape.d[2] == dy->shape.d[2] * w->kw) {
         lower_maxpool_dx_tiled(L, n);
@@ -1536,6 +1601,34 @@ static void print_stmts(FILE *out, const Vec *body, int depth)
                 fprintf(out, " + j*%lld + k]\n", (long long)g->ldb);
             else
                 fprintf(out, " + k*%lld + j]\n", (long long)g->ldb);
+            break;
+        }
+        case L_POOL: {
+            const Pool *p = s->pool;
+            if (p->backward) {
+                fprintf(out, "maxpool2x2_dx %lldx%lld: %s[", (long long)p->rows, (long long)p->W, p->dx->name);
+                print_expr(out, p->dx_at);
+                fprintf(out, "] from dy %s[", p->dy->name);
+                print_expr(out, p->dy_at);
+                fprintf(out, "], x %s[", p->x->name);
+                print_expr(out, p->x_at);
+                fprintf(out, "], y %s[", p->y->name);
+                print_expr(out, p->y_at);
+                if (p->mask) {
+                    fprintf(out, "], where %s[", p->mask->name);
+                    print_expr(out, p->mask_at);
+                    fputs("] > 0", out);
+                } else {
+                    fputc(']', out);
+                }
+            } else {
+                fprintf(out, "maxpool2x2 %lldx%lld: %s[", (long long)p->rows, (long long)p->W, p->y->name);
+                print_expr(out, p->y_at);
+                fprintf(out, "] from %s[", p->x->name);
+                print_expr(out, p->x_at);
+                fputc(']', out);
+            }
+            fputc('\n', out);
             break;
         }
         case L_STORE:

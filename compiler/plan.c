@@ -55,12 +55,11 @@ static void stmt_uses(Uses *u, LStmt *s, int top, int inner)
     expr_uses(u, s->val, top, inner), expr_uses(u, s->cond, top, inner);
     if (s->kind == L_STORE)
         add_use(u, s->buf, &s->idx, top, inner);
-    if (s->kind == L_GEMM) {
-        Gemm *g = s->gemm;
-        add_use(u, g->a, &g->a_at, top, inner), add_use(u, g->b, &g->b_at, top, inner);
-        add_use(u, g->c, &g->c_at, top, inner);
-        expr_uses(u, g->M, top, inner), expr_uses(u, g->K, top, inner);
-    }
+    if (s->kind == L_GEMM)
+        expr_uses(u, s->gemm->M, top, inner), expr_uses(u, s->gemm->K, top, inner);
+    Operand op[MAX_OPERANDS];
+    for (int i = 0, n = stmt_operands(s, op); i < n; i++)
+        add_use(u, op[i].buf, op[i].at, top, inner);
     for (int i = 0; i < s->body.n; i++)
         stmt_uses(u, s->body.at[i], top, inner);
 }

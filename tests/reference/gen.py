@@ -584,6 +584,23 @@ loss = softmax_cross_entropy(f, y)
 """, [2, 8, 7], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 24), fwd, labels=5, overrides=neg_bias)
 
     def fwd(c, x):
+        h = maxpool(x, 2)                                  # [2,4,34]
+        h = F.relu(c.conv("conv1", h, pad=1))              # [3,4,34]
+        h = maxpool(h, 2)                                  # [3,2,17]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_maxpool_wide
+input  x : [2, 8, 68]
+labels y : class(5)
+# 2x2 max pooling (the vectorized form) of rows wider than one vector: 68 and
+# 34 cells, so a row takes several 16-window steps and ends in a partial one;
+# the first pooling reads the input itself, the second follows a ReLU (ties at 0)
+x -> maxpool(2) -> conv(3, 3x3, pad = 1) -> relu -> maxpool(2)
+  -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 8, 68], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 102), fwd, labels=5)
+
+    def fwd(c, x):
         h = c.conv("conv1", x, pad=1)
         h = avgpool(h, 3, stride=2, pad=1)
         h = avgpool(h, 2)
@@ -1372,7 +1389,7 @@ def sensitivity_checks():
             errs.append(f"lrn({size}, {alpha}, {beta}, {k}) differs from the formula")
     # the reference nets themselves: the pooling nets must depend on their semantics
     nets = {n.name: n for n in all_nets()}
-    for name, which in (("ref_maxpool", "max"), ("ref_maxpool_rect", "max"),
+    for name, which in (("ref_maxpool", "max"), ("ref_maxpool_rect", "max"), ("ref_maxpool_wide", "max"),
                         ("ref_avgpool", "avg"), ("ref_avgpool_rect", "avg")):
         net = nets[name]
         g = torch.Generator().manual_seed(net.seed())
