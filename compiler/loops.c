@@ -397,6 +397,29 @@ static void zero_scratch(Lower *L, const Buf *buf, int64_t size)
     L->out = here;
 }
 
+/* im2col with padding: the image is first copied into a zeroed, padded
+ * scratch copy xp [C, H + pt + pb, W + pl + pr], so every row of col is then
+ * one unconditional copy of OW cells (no per-row bounds, no zeroing of col):
+ *   col[k, p] = xp[ci, oh s + kh, ow s + kw] */
+static void im2col_padded(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, P = OH * OW;
+    const Buf *xp = scratch(L, "xpad", C * Hp * Wp);
+    zero_scratch(L, xp, C * Hp * Wp);
+    int ci = open_for(L, C), ih = open_for(L, H), iw = open_for(L, W);
+    store(L, xp, imad(imad(var(ci), Hp, iadd(var(ih), i64(w->pt))), Wp, iadd(var(iw), i64(w->pl))),
+          elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
+    L->out = here;
+    ci = open_for(L, C);
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_for(L, OH), ow = open_for(L, OW);
+    Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
+    Expr *xi = imad(imad(var(ci), Hp, imad(var(oh), w->sh, var(kh))), Wp, imad(var(ow), w->sw, var(kw)));
+    store(L, col, imad(k, P, imad(var(oh), OW, var(ow))), load(xp, xi), false);
+    L->out = here;
+}
+
 /* im2col of example b: col[k, p] = x[ci, oh s + kh - pad, ow s + kw - pad] (0 in
  * the padding) for k = (ci, kh, kw) and p = (oh, ow); p-major (col[p, k]) when
  * `transposed`.
@@ -409,7 +432,11 @@ static void im2col(Lower *L, const Node *x, int b, const Window *w, Shape out, c
     Vec *here = L->out;
     int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
     int64_t K = C * w->kh * w->kw, P = OH * OW;
-    if (has_padding(w) && (transposed || row_copies(w)))
+    if (!transposed && has_padding(w)) {
+        im2col_padded(L, x, b, w, out, col);
+        return;
+    }
+    if (transposed)
         zero_scratch(L, col, K * P);
     if (!transposed && row_copies(w)) {
         Expr *k, *p, *xi;
