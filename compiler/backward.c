@@ -91,8 +91,8 @@ static void elementwise_unary(Diff *d, Node *y, Node *dy)
 {
     Node *x = y->in[0], *one = NULL, *g;
     switch (y->op) {
-    case OP_RELU:     /* d/dx max(0, x) = [x > 0] */
-        g = bin(d, OP_MUL, dy, op1(d, OP_STEP, x, x->shape, x));
+    case OP_RELU:     /* d/dx max(0, x) = [x > 0] = [y > 0]: y, so x may go (epilogue fusion) */
+        g = bin(d, OP_MUL, dy, op1(d, OP_STEP, y, y->shape, y));
         break;
     case OP_LEAKY:    /* d/dx (x > 0 ? x : a x) = [x > 0] (1 - a) + a */
         g = op1(d, OP_STEP, x, x->shape, x);

@@ -429,15 +429,19 @@ typedef enum {
  * loop variables around it). B and C are contiguous along j. M and K may
  * depend on the batch size (a dense layer's GEMM runs over the batch).
  * With bt, B is transposed: C[i ldc + j] (+)= sum_k A[i sai + k] B[j ldb + k]
- * (sak is 1: both operands run along k). */
+ * (sak is 1: both operands run along k).
+ * The epilogue, fused: without accumulate, C starts from a bias (one per row i
+ * of C with bias_rows, else one per column j) instead of 0; with relu, C gets
+ * max(0, C) as it is stored. */
 typedef struct {
     struct Expr *M, *K;
     int64_t N;
-    const Buf *a, *b, *c;
-    struct Expr *a_at, *b_at, *c_at;
+    const Buf *a, *b, *c, *bias;
+    struct Expr *a_at, *b_at, *c_at, *bias_at;
     int64_t sai, sak, ldb, ldc;
     bool accumulate;
     bool bt;
+    bool bias_rows, relu;
 } Gemm;
 
 /* Max pooling with 2x2 windows that tile the image (stride 2, no padding),
@@ -489,7 +493,8 @@ typedef struct {
     bool train_serial;          /* batch statistics: the batch may not be split */
 } Lowered;
 
-Lowered *loops_lower(const Graph *g, const Backward *bw);   /* bw may be NULL */
+/* bw may be NULL; fuse: epilogue fusion (see fuse_epilogues), off for --no-fuse */
+Lowered *loops_lower(const Graph *g, const Backward *bw, bool fuse);
 
 /* A buffer that an L_GEMM or L_POOL statement touches from element *at on. */
 enum { MAX_OPERANDS = 5 };

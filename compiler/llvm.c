@@ -22,8 +22,9 @@ typedef struct {
     /* the kernel being emitted */
     LLVMValueRef fn, n, base[6];
     LLVMValueRef first, total, seed;   /* the training kernel's arguments */
-    LLVMValueRef gemm, gemm_nt;        /* cnnc.gemm and cnnc.gemm_nt, shared by the kernels */
-    LLVMTypeRef gemm_type, gemm_nt_type;
+    LLVMValueRef gemm[2][3][2];        /* the GEMM routines by [bt][bias][relu], made when first called */
+    LLVMTypeRef gemm_type;             /* their signature */
+    bool sanitize;
     /* alias scopes of the kernel's buffers: one per (base, offset) */
     struct Scope { Base base; int64_t offset; LLVMValueRef scope, others; } *scopes;
     int nscopes;
@@ -419,8 +420,16 @@ static LLVMValueRef splat_of(Emit *E, LLVMTypeRef t, LLVMValueRef x)
     return LLVMBuildShuffleVector(E->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(E->i32, LANES)), "");
 }
 
-/* The GEMM routine's arguments, as values inside it (see Gemm in cnnc.h). */
-typedef struct { LLVMValueRef M, N, K, a, sai, sak, b, ldb, c, ldc, acc; } GemmArgs;
+/* The bias of a GEMM's epilogue (see Gemm in cnnc.h). */
+enum { NO_BIAS, BIAS_ROWS, BIAS_COLS };
+
+/* The GEMM routine's arguments, as values inside it (see Gemm in cnnc.h),
+ * and the variant being built: its bias and whether it applies a ReLU. */
+typedef struct {
+    LLVMValueRef M, N, K, a, sai, sak, b, ldb, c, ldc, acc, bias;
+    int bias_kind;
+    bool relu;
+} GemmArgs;
 
 /* &p[i0 * s0 + i1 * s1 + off] */
 static LLVMValueRef at2(Emit *E, LLVMValueRef p, LLVMValueRef i0, LLVMValueRef s0, LLVMValueRef i1,
@@ -441,6 +450,16 @@ static LLVMValueRef lane_mask(Emit *E, LLVMValueRef j0, LLVMValueRef N, int v)
     return LLVMBuildICmp(E->b, LLVMIntSLT, idx, splat_of(E, E->i64, N), "");
 }
 
+/* max(0, v) when the routine's epilogue has a ReLU (scalar or vector v) */
+static LLVMValueRef relu_of(Emit *E, const GemmArgs *g, LLVMValueRef v)
+{
+    if (!g->relu)
+        return v;
+    LLVMTypeRef types[1] = {LLVMTypeOf(v)};
+    LLVMValueRef args[2] = {v, LLVMConstNull(LLVMTypeOf(v))};
+    return vector_intrinsic(E, "llvm.maxnum", types, 1, args, 2);
+}
+
 /* Rows [i0, i0 + mr) of C: for each block of 32 columns, mr x 2 accumulators
  * in registers through the whole k loop, B read once per k, A broadcast. */
 static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
@@ -458,10 +477,15 @@ static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
     Loop jl = loop_open(E, i64c(E, 0), g->N, &j0);
     for (int v = 0; v < NV; v++)
         mask[v] = lane_mask(E, j0, g->N, v);
-    for (int r = 0; r < mr; r++)                 /* acc = accumulate ? C : 0 */
+    for (int r = 0; r < mr; r++)                 /* acc = accumulate ? C : bias (or 0) */
         for (int v = 0; v < NV; v++) {
             LLVMValueRef c = masked_load(E, at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
-            LLVMBuildStore(E->b, LLVMBuildSelect(E->b, g->acc, c, LLVMConstNull(vt), ""), acc[r][v]);
+            LLVMValueRef init = LLVMConstNull(vt);
+            if (g->bias_kind == BIAS_ROWS)
+                init = splat_of(E, E->f32, LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], one, one, i64c(E, 0), 0), ""));
+            else if (g->bias_kind == BIAS_COLS)
+                init = masked_load(E, at2(E, g->bias, j0, one, one, i64c(E, 0), v * LANES), mask[v]);
+            LLVMBuildStore(E->b, LLVMBuildSelect(E->b, g->acc, c, init, ""), acc[r][v]);
         }
     Loop kl = loop_open(E, i64c(E, 0), g->K, &k);
     LLVMValueRef bv[NV];
@@ -478,8 +502,8 @@ static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
     loop_close(E, &kl, 1);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < NV; v++)
-            masked_store(E, LLVMBuildLoad2(E->b, vt, acc[r][v], ""), at2(E, g->c, row[r], g->ldc, j0, one, v * LANES),
-                         mask[v]);
+            masked_store(E, relu_of(E, g, LLVMBuildLoad2(E->b, vt, acc[r][v], "")),
+                         at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
     loop_close(E, &jl, NV * LANES);
 }
 
@@ -555,9 +579,12 @@ static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValue
         for (int c = 0; c < ct; c++) {
             LLVMValueRef p = at2(E, g->c, row[r], g->ldc, col[c], one, 0);
             LLVMValueRef sum = lane_sum(E, LLVMBuildLoad2(E->b, vt, acc[r][c], ""));
-            LLVMValueRef old = LLVMBuildLoad2(E->b, E->f32, p, "");
-            LLVMValueRef add = LLVMBuildFAdd(E->b, LLVMBuildSelect(E->b, g->acc, old, LLVMConstReal(E->f32, 0), ""), sum, "");
-            LLVMBuildStore(E->b, add, p);
+            LLVMValueRef old = LLVMBuildLoad2(E->b, E->f32, p, ""), init = LLVMConstReal(E->f32, 0);
+            if (g->bias_kind != NO_BIAS)
+                init = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, g->bias_kind == BIAS_ROWS ? row[r] : col[c], one,
+                                                        one, i64c(E, 0), 0), "");
+            LLVMValueRef add = LLVMBuildFAdd(E->b, LLVMBuildSelect(E->b, g->acc, old, init, ""), sum, "");
+            LLVMBuildStore(E->b, relu_of(E, g, add), p);
         }
 }
 
@@ -573,22 +600,24 @@ static void gemm_nt_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int rt)
     loop_close(E, &rl, 1);
 }
 
-/* A function of the GEMM routines' signature, its body emitted by `body`. */
-static LLVMValueRef gemm_routine(Emit *E, const CodegenOptions *o, const char *name, LLVMTypeRef *type,
+/* A function of the GEMM routines' signature, its body emitted by `body`
+ * for the variant (bias kind, relu) in *proto. */
+static LLVMValueRef gemm_routine(Emit *E, const char *name, const GemmArgs *proto,
                                  void (*body)(Emit *E, const GemmArgs *g))
 {
-    LLVMTypeRef p[11] = {E->i64, E->i64, E->i64, E->ptr, E->i64, E->i64, E->ptr, E->i64, E->ptr, E->i64, E->i1};
+    enum { NARGS = 12 };
+    LLVMTypeRef p[NARGS] = {E->i64, E->i64, E->i64, E->ptr, E->i64, E->i64, E->ptr, E->i64, E->ptr, E->i64, E->i1, E->ptr};
     LLVMValueRef saved_fn = E->fn, fn;
     LLVMBasicBlockRef saved_block = LLVMGetInsertBlock(E->b);
-    *type = LLVMFunctionType(E->voidt, p, 11, 0);
-    fn = LLVMAddFunction(E->mod, name, *type);
+    E->gemm_type = LLVMFunctionType(E->voidt, p, NARGS, 0);
+    fn = LLVMAddFunction(E->mod, name, E->gemm_type);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
     add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
     add_attr(E, fn, 4, "noalias"), add_attr(E, fn, 7, "noalias"), add_attr(E, fn, 9, "noalias");
     add_string_attr(E, fn, "prefer-vector-width", "512");
     add_string_attr(E, fn, "min-legal-vector-width", "512");
-    if (o->sanitize)
+    if (E->sanitize)
         add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
     E->fn = fn;
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
@@ -596,9 +625,9 @@ static LLVMValueRef gemm_routine(Emit *E, const CodegenOptions *o, const char *n
     LLVMPositionBuilderAtEnd(E->b, entry);
     LLVMBuildBr(E->b, start);
     LLVMPositionBuilderAtEnd(E->b, start);
-    GemmArgs g;
+    GemmArgs g = *proto;
     LLVMValueRef *f = &g.M;
-    for (unsigned i = 0; i < 11; i++)
+    for (unsigned i = 0; i < NARGS; i++)
         f[i] = LLVMGetParam(fn, i);
     body(E, &g);
     LLVMBuildRetVoid(E->b);
@@ -627,10 +656,19 @@ static void gemm_nt_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, RT, gemm
  * time) small. */
 static void gemm_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, MR, gemm_rows); }
 
-static void gemm_functions(Emit *E, const CodegenOptions *o)
+/* The routine for a GEMM statement: cnnc.gemm or cnnc.gemm_nt, suffixed by
+ * its epilogue (.bias_rows, .bias_cols, .relu); made on first use. */
+static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
 {
-    E->gemm = gemm_routine(E, o, "cnnc.gemm", &E->gemm_type, gemm_body);
-    E->gemm_nt = gemm_routine(E, o, "cnnc.gemm_nt", &E->gemm_nt_type, gemm_nt_body);
+    GemmArgs proto = {.bias_kind = !gm->bias ? NO_BIAS : gm->bias_rows ? BIAS_ROWS : BIAS_COLS, .relu = gm->relu};
+    LLVMValueRef *fn = &E->gemm[gm->bt][proto.bias_kind][gm->relu];
+    if (!*fn) {
+        static const char *const bias[] = {"", ".bias_rows", ".bias_cols"};
+        const char *name = arena_printf("cnnc.gemm%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
+                                        gm->relu ? ".relu" : "");
+        *fn = gemm_routine(E, name, &proto, gm->bt ? gemm_nt_body : gemm_body);
+    }
+    return *fn;
 }
 
 /* &buf[at] */
@@ -642,15 +680,13 @@ static LLVMValueRef buf_at(Emit *E, const Buf *buf, const Expr *at)
 
 static void emit_gemm(Emit *E, const Gemm *g)
 {
-    LLVMValueRef args[11] = {
+    LLVMValueRef fn = gemm_function(E, g);
+    LLVMValueRef args[12] = {
         expr(E, g->M), i64c(E, g->N), expr(E, g->K), buf_at(E, g->a, g->a_at), i64c(E, g->sai), i64c(E, g->sak),
         buf_at(E, g->b, g->b_at), i64c(E, g->ldb), buf_at(E, g->c, g->c_at), i64c(E, g->ldc),
-        LLVMConstInt(E->i1, g->accumulate, 0),
+        LLVMConstInt(E->i1, g->accumulate, 0), g->bias ? buf_at(E, g->bias, g->bias_at) : LLVMConstNull(E->ptr),
     };
-    if (g->bt)
-        LLVMBuildCall2(E->b, E->gemm_nt_type, E->gemm_nt, args, 11, "");
-    else
-        LLVMBuildCall2(E->b, E->gemm_type, E->gemm, args, 11, "");
+    LLVMBuildCall2(E->b, E->gemm_type, fn, args, 12, "");
 }
 
 /* ---- 2x2 max pooling along rows ------------------------------------------- */
@@ -1151,7 +1187,7 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
     LLVMSetModuleDataLayout(E.mod, layout);
 
-    gemm_functions(&E, o);
+    E.sanitize = o->sanitize;
     LLVMValueRef forward = emit_kernel(&E, l->forward, o);
     LLVMValueRef train = l->train ? emit_train_kernel(&E, l->train, o) : NULL;
     /* globals need an insertion point for their strings: a scratch function */

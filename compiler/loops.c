@@ -15,6 +15,7 @@ typedef struct {
     Buf **buf;            /* per node id; NULL for constants */
     Vec *out;             /* where the next nest goes */
     bool training;        /* dropout masks, batch statistics */
+    bool *fused;          /* per node id: a layer with its ReLU in the GEMM epilogue, and that ReLU */
     int64_t fixed, per_example;   /* workspace placed so far */
 } Lower;
 
@@ -142,7 +143,8 @@ static void gemm(Lower *L, Expr *M, int64_t N, Expr *K, const Buf *a, Expr *a_at
 {
     LStmt *s = stmt(L, L_GEMM);
     Gemm *g = arena_alloc(sizeof *g);
-    *g = (Gemm){M, K, N, a, b, c, a_at, b_at, c_at, sai, sak, ldb, ldc, acc, false};
+    *g = (Gemm){.M = M, .K = K, .N = N, .a = a, .b = b, .c = c, .a_at = a_at, .b_at = b_at, .c_at = c_at,
+                .sai = sai, .sak = sak, .ldb = ldb, .ldc = ldc, .accumulate = acc};
     s->gemm = g;
 }
 
@@ -172,6 +174,8 @@ int stmt_operands(LStmt *s, Operand op[MAX_OPERANDS])
         op[n++] = (Operand){g->a, &g->a_at, true, false};
         op[n++] = (Operand){g->b, &g->b_at, true, false};
         op[n++] = (Operand){g->c, &g->c_at, g->accumulate, true};
+        if (g->bias)
+            op[n++] = (Operand){g->bias, &g->bias_at, true, false};
     } else if (s->kind == L_POOL) {
         Pool *p = s->pool;
         op[n++] = (Operand){p->x, &p->x_at, true, false};
@@ -293,22 +297,30 @@ static void lower_elementwise(Lower *L, const Node *n)
 
 /* ---- layers --------------------------------------------------------------- */
 
+/* The epilogue of the GEMM just emitted for layer n: its bias (the layer's
+ * third input, if any; per row of C for a conv, per column for a dense
+ * layer) and its ReLU when fused (fuse_epilogues). */
+static void epilogue(Lower *L, const Node *n, int b, bool bias_rows)
+{
+    Gemm *g = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
+    if (n->nin > 2) {
+        g->bias = L->buf[n->in[2]->id];
+        g->bias_at = at(g->bias, b, i64(0)), g->bias_rows = bias_rows;
+    }
+    g->relu = L->fused[n->id];
+}
+
 /* dense: Y = X W^T + b, one GEMM of [n, D] by the transpose of W [N, D]:
- * X's rows and W's rows both run along D (gemm_nt), so W is used as it is */
+ * X's rows and W's rows both run along D (gemm_nt), so W is used as it is;
+ * b and a following ReLU in its epilogue */
 static void lower_dense(Lower *L, const Node *n)
 {
-    Vec *top;
     const Node *x = n->in[0];
     int64_t D = x->shape.d[0], N = n->shape.d[0];
     const Buf *y = L->buf[n->id], *xb = L->buf[x->id], *W = L->buf[n->in[1]->id];
-    if (n->nin > 2) {                         /* y = b, then y += X W^T */
-        int b = begin(L, n, &top);
-        int o = open_for(L, N);
-        store(L, y, at(y, b, var(o)), elem(L, n->in[2], b, var(o)), false);
-        L->out = top;
-    }
     gemm_nt(L, y->batched ? var(0) : i64(1), N, i64(D), xb, i64(0), xb->batched ? D : 0, W, i64(0), D, y, i64(0), N,
-            n->nin > 2);
+            false);
+    epilogue(L, n, 0, false);
 }
 
 /* The input row/column of output position o and kernel tap t, and whether
@@ -465,7 +477,8 @@ static void im2col(Lower *L, const Node *x, int b, const Window *w, Shape out, c
 }
 
 /* conv: y[co, p] = b[co] + sum_k W[co, k] col[k, p], k = (ci, kh, kw), p = (oh, ow):
- * im2col, then a GEMM of [c, K] by [K, OH OW] per example */
+ * im2col, then a GEMM of [c, K] by [K, OH OW] per example, b and a
+ * following ReLU in its epilogue */
 static void lower_conv(Lower *L, const Node *n)
 {
     Vec *top;
@@ -477,15 +490,10 @@ static void lower_conv(Lower *L, const Node *n)
     int b = begin(L, n, &top);
     if (col)
         im2col(L, x, b, w, n->shape, col, false);
-    if (n->nin > 2) {
-        Vec *here = L->out;
-        int c = open_for(L, co), p = open_for(L, P);
-        store(L, y, at(y, b, imad(var(c), P, var(p))), elem(L, n->in[2], b, var(c)), false);
-        L->out = here;
-    }
     const Buf *xb = L->buf[x->id];
     gemm(L, i64(co), P, i64(K), L->buf[n->in[1]->id], i64(0), K, 1, col ? col : xb, col ? i64(0) : at(xb, b, i64(0)), P,
-         y, at(y, b, i64(0)), P, n->nin > 2);
+         y, at(y, b, i64(0)), P, false);
+    epilogue(L, n, b, true);
     L->out = top;
 }
 
@@ -721,7 +729,7 @@ static void place(Lower *L, const Node *n, bool batched)
 /* Ops whose value is their input's, reshaped: they share its buffer. */
 static bool aliases(const Lower *L, const Node *n)
 {
-    return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training);
+    return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training) || (n->op == OP_RELU && L->fused[n->id]);
 }
 
 /* Buffers for the nodes [0, upto): inputs and parameters where they are;
@@ -1357,6 +1365,7 @@ static void lower_node(Lower *L, const Node *n)
     switch (n->op) {
     case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_FLATTEN:
         return;
+    case OP_RELU:          if (L->fused[n->id]) return; break;   /* in its layer's GEMM */
     case OP_DROPOUT:       if (L->training) lower_dropout_train(L, n); return;
     case OP_DENSE:         lower_dense(L, n); return;
     case OP_CONV:          lower_conv(L, n); return;
@@ -1395,8 +1404,9 @@ static void lower_node(Lower *L, const Node *n)
     case OP_EXPAND:        lower_expand(L, n); return;
     case OP_STEP:
     case OP_GE:            lower_indicator(L, n); return;
-    default:               lower_elementwise(L, n); return;
+    default:               break;
     }
+    lower_elementwise(L, n);
 }
 
 /* Which of the nodes [0, upto) the roots depend on. */
@@ -1412,6 +1422,31 @@ static bool *live_nodes(const Graph *g, int upto, Node **roots, int nroots)
             live[n->in[j]->id] = true;
     }
     return live;
+}
+
+/* Epilogue fusion: a dense or conv layer whose one consumer is a ReLU
+ * applies it as its GEMM stores C. The ReLU then aliases the layer's buffer,
+ * which holds max(0, y) only; that is enough, as the backward pass reads the
+ * ReLU's output and never the layer's (relu's adjoint is dy [relu(y) > 0]).
+ * The roots count as consumers. */
+static void fuse_epilogues(Lower *L, const bool *live, int upto, Node **roots, int nroots, bool enabled)
+{
+    const Graph *g = L->g;
+    L->fused = arena_alloc(sizeof(bool) * (size_t)(g->nodes.n + 1));
+    if (!enabled)
+        return;
+    int *uses = arena_alloc(sizeof(int) * (size_t)(g->nodes.n + 1));
+    for (int i = 0; i < upto; i++)
+        for (int j = 0; live[i] && j < ((Node *)g->nodes.at[i])->nin; j++)
+            uses[((Node *)g->nodes.at[i])->in[j]->id]++;
+    for (int i = 0; i < nroots; i++)
+        if (roots[i])
+            uses[roots[i]->id]++;
+    for (int i = 0; i < upto; i++) {
+        const Node *r = g->nodes.at[i], *y = r->nin ? r->in[0] : NULL;
+        if (live[i] && r->op == OP_RELU && (y->op == OP_DENSE || y->op == OP_CONV) && y->batched && uses[y->id] == 1)
+            L->fused[r->id] = L->fused[y->id] = true;
+    }
 }
 
 static Kernel *new_kernel(const char *name)
@@ -1437,12 +1472,13 @@ static void finish(Lower *L)
     L->k->ws_fixed = L->fixed;
 }
 
-static void lower_forward(const Graph *g, Lowered *l, int nforward)
+static void lower_forward(const Graph *g, Lowered *l, int nforward, bool fuse)
 {
     Lower L = start(g, l, arena_printf("%s.kernel.forward", g->name), false);
-    place_values(&L, nforward, nforward);
     Node *root = g->output;
     bool *live = live_nodes(g, nforward, &root, 1);
+    fuse_epilogues(&L, live, nforward, &root, 1, fuse);
+    place_values(&L, nforward, nforward);
     for (int i = 0; i < nforward; i++)
         if (live[i])
             lower_node(&L, g->nodes.at[i]);
@@ -1482,13 +1518,11 @@ static void write_grads(Lower *L, const Backward *bw)
     }
 }
 
-static void lower_train(const Graph *g, Lowered *l, const Backward *bw, int nforward)
+static void lower_train(const Graph *g, Lowered *l, const Backward *bw, int nforward, bool fuse)
 {
     Lower L = start(g, l, arena_printf("%s.kernel.train", g->name), true);
     L.k->ret = new_var(&L, true);
     set(&L, L.k->ret, f32(0));
-    place_values(&L, g->nodes.n, nforward);
-    place_grads(&L, bw);
     /* roots: every parameter's gradient, and every loss (it is returned) */
     Node **roots = arena_alloc(sizeof(Node *) * (size_t)(g->nparams + bw->losses.n + 1));
     for (int i = 0; i < g->nparams; i++)
@@ -1496,6 +1530,9 @@ static void lower_train(const Graph *g, Lowered *l, const Backward *bw, int nfor
     for (int i = 0; i < bw->losses.n; i++)
         roots[g->nparams + i] = bw->losses.at[i];
     bool *live = live_nodes(g, g->nodes.n, roots, g->nparams + bw->losses.n);
+    fuse_epilogues(&L, live, g->nodes.n, roots, g->nparams + bw->losses.n, fuse);
+    place_values(&L, g->nodes.n, nforward);
+    place_grads(&L, bw);
     for (int i = 0; i < g->nodes.n; i++) {
         const Node *n = g->nodes.at[i];
         if (live[i] || (n->op == OP_BATCHNORM && i < nforward))
@@ -1509,15 +1546,15 @@ static void lower_train(const Graph *g, Lowered *l, const Backward *bw, int nfor
     l->train_serial = bw->serial;
 }
 
-Lowered *loops_lower(const Graph *g, const Backward *bw)
+Lowered *loops_lower(const Graph *g, const Backward *bw, bool fuse)
 {
     Lowered *l = arena_alloc(sizeof *l);
     l->g = g;
     place_params(l, g);
     int nforward = bw ? bw->first : g->nodes.n;
-    lower_forward(g, l, nforward);
+    lower_forward(g, l, nforward, fuse);
     if (bw)
-        lower_train(g, l, bw, nforward);
+        lower_train(g, l, bw, nforward, fuse);
     return l;
 }
 
@@ -1625,9 +1662,15 @@ static void print_stmts(FILE *out, const Vec *body, int depth)
             fprintf(out, " + i*%lld + k*%lld] * %s[", (long long)g->sai, (long long)g->sak, g->b->name);
             print_expr(out, g->b_at);
             if (g->bt)
-                fprintf(out, " + j*%lld + k]\n", (long long)g->ldb);
+                fprintf(out, " + j*%lld + k]", (long long)g->ldb);
             else
-                fprintf(out, " + k*%lld + j]\n", (long long)g->ldb);
+                fprintf(out, " + k*%lld + j]", (long long)g->ldb);
+            if (g->bias) {
+                fprintf(out, " + %s[", g->bias->name);
+                print_expr(out, g->bias_at);
+                fputs(g->bias_rows ? " + i]" : " + j]", out);
+            }
+            fputs(g->relu ? ", then relu\n" : "\n", out);
             break;
         }
         case L_POOL: {

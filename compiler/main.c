@@ -197,7 +197,7 @@ static int print_summary(const Options *o, Graph *g)
     FILE *out = open_output(o);
     summary_print(out, g);
     Backward *bw = g->has_loss && g->nloss ? backward_derive(g) : NULL;
-    Lowered *l = loops_lower(g, bw);
+    Lowered *l = loops_lower(g, bw, !o->no_fuse);
     if (!o->no_fuse)
         fuse_loops(l);
     plan_memory(l);
@@ -309,7 +309,7 @@ int main(int argc, char **argv)
         return finish(out);
     }
 
-    Lowered *l = loops_lower(g, bw);
+    Lowered *l = loops_lower(g, bw, !o.no_fuse);
     stage_done(&o, "loops");
     if (!o.no_fuse) {
         fuse_loops(l);

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 graph_print(sink, g);
                 summary_print(sink, g);
                 Backward *bw = g->has_loss && g->nloss ? backward_derive(g) : NULL;
-                loops_print(sink, loops_lower(g, bw));
+                loops_print(sink, loops_lower(g, bw, true));
             }
         }
     }
