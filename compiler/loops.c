@@ -15,7 +15,7 @@ typedef struct {
     Buf **buf;            /* per node id; NULL for constants */
     Vec *out;             /* where the next nest goes */
     bool training;        /* dropout masks, batch statistics */
-    bool *fused;          /* per node id: a layer with its ReLU in the GEMM epilogue, and that ReLU */
+    bool *fused;          /* per node id: computed as part of another node (fuse_nodes) */
     int64_t fixed, per_example;   /* workspace placed so far */
 } Lower;
 
@@ -299,7 +299,7 @@ static void lower_elementwise(Lower *L, const Node *n)
 
 /* The epilogue of the GEMM just emitted for layer n: its bias (the layer's
  * third input, if any; per row of C for a conv, per column for a dense
- * layer) and its ReLU when fused (fuse_epilogues). */
+ * layer) and its ReLU when fused (fuse_nodes). */
 static void epilogue(Lower *L, const Node *n, int b, bool bias_rows)
 {
     Gemm *g = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
@@ -732,6 +732,12 @@ static bool aliases(const Lower *L, const Node *n)
     return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training) || (n->op == OP_RELU && L->fused[n->id]);
 }
 
+/* Whether n is computed inside its consumer (see fuse_nodes): no buffer. */
+static bool absorbed(const Lower *L, const Node *n)
+{
+    return L->fused[n->id] && (n->op == OP_MAXPOOL_DX || n->op == OP_STEP);
+}
+
 /* Buffers for the nodes [0, upto): inputs and parameters where they are;
  * forward values per example; gradients per example or shared. */
 static void place_values(Lower *L, int upto, int nforward)
@@ -746,6 +752,8 @@ static void place_values(Lower *L, int upto, int nforward)
             L->buf[i] = new_buf(n->label, BASE_PARAMS, L->l->param_offset[n->param], size, false);
         else if (aliases(L, n))
             L->buf[i] = L->buf[n->in[0]->id];
+        else if (absorbed(L, n))
+            continue;
         else if (n->op != OP_CONST)
             place(L, n, i < nforward || n->batched);
     }
@@ -1055,16 +1063,21 @@ static void lower_maxpool_dx_tiled(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* maxpool with 2x2 windows: the vectorized L_POOL statement */
-static void lower_maxpool_dx_2x2(Lower *L, const Node *n)
+/* maxpool with 2x2 windows: the vectorized L_POOL statement, for node p;
+ * with `masked` (a MUL by a step), the product, into masked's buffer. */
+static void lower_maxpool_dx_2x2(Lower *L, const Node *p, const Node *masked)
 {
     Vec *top;
-    const Node *dy = n->in[0];
-    int b = begin(L, n, &top);
-    Pool *p = pool(L, dy->shape.d[0] * dy->shape.d[1], n->shape.d[2], true);
-    p->x = L->buf[n->in[1]->id], p->y = L->buf[n->in[2]->id], p->dy = L->buf[dy->id], p->dx = L->buf[n->id];
-    p->x_at = at(p->x, b, i64(0)), p->y_at = at(p->y, b, i64(0));
-    p->dy_at = at(p->dy, b, i64(0)), p->dx_at = at(p->dx, b, i64(0));
+    const Node *dy = p->in[0], *out = masked ? masked : p;
+    int b = begin(L, out, &top);
+    Pool *q = pool(L, dy->shape.d[0] * dy->shape.d[1], p->shape.d[2], true);
+    q->x = L->buf[p->in[1]->id], q->y = L->buf[p->in[2]->id], q->dy = L->buf[dy->id], q->dx = L->buf[out->id];
+    q->x_at = at(q->x, b, i64(0)), q->y_at = at(q->y, b, i64(0));
+    q->dy_at = at(q->dy, b, i64(0)), q->dx_at = at(q->dx, b, i64(0));
+    if (masked) {
+        q->mask = L->buf[masked->in[1]->in[0]->id];
+        q->mask_at = at(q->mask, b, i64(0));
+    }
     L->out = top;
 }
 
@@ -1074,7 +1087,7 @@ static void lower_maxpool_dx(Lower *L, const Node *n)
     const Window *w = &n->win;
     const Node *dy = n->in[0];
     if (tiles_2x2(w, n->shape.d[1], n->shape.d[2])) {
-        lower_maxpool_dx_2x2(L, n);
+        lower_maxpool_dx_2x2(L, n, NULL);
         return;
     }
     if (w->sh == w->kh && w->sw == w->kw && !has_padding(w) && n->shape.d[1] == dy->shape.d[1] * w->kh &&
@@ -1366,6 +1379,7 @@ static void lower_node(Lower *L, const Node *n)
     case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_FLATTEN:
         return;
     case OP_RELU:          if (L->fused[n->id]) return; break;   /* in its layer's GEMM */
+    case OP_MUL:           if (L->fused[n->id]) { lower_maxpool_dx_2x2(L, n->in[0], n); return; } break;
     case OP_DROPOUT:       if (L->training) lower_dropout_train(L, n); return;
     case OP_DENSE:         lower_dense(L, n); return;
     case OP_CONV:          lower_conv(L, n); return;
@@ -1387,7 +1401,7 @@ static void lower_node(Lower *L, const Node *n)
     case OP_CONV_DX:       lower_conv_dx(L, n); return;
     case OP_CONV_DW:       lower_conv_dw(L, n); return;
     case OP_CHANNEL_SUM:   lower_channel_sum(L, n); return;
-    case OP_MAXPOOL_DX:    lower_maxpool_dx(L, n); return;
+    case OP_MAXPOOL_DX:    if (!L->fused[n->id]) lower_maxpool_dx(L, n); return;
     case OP_AVGPOOL_DX:    lower_avgpool_dx(L, n); return;
     case OP_GAP_DX:        lower_gap_dx(L, n); return;
     case OP_SOFTMAX_DX:    lower_softmax_dx(L, n); return;
@@ -1402,7 +1416,7 @@ static void lower_node(Lower *L, const Node *n)
     case OP_MATMUL_DA:
     case OP_MATMUL_DB:     lower_matmul_grad(L, n); return;
     case OP_EXPAND:        lower_expand(L, n); return;
-    case OP_STEP:
+    case OP_STEP:          if (!L->fused[n->id]) lower_indicator(L, n); return;
     case OP_GE:            lower_indicator(L, n); return;
     default:               break;
     }
@@ -1424,12 +1438,26 @@ static bool *live_nodes(const Graph *g, int upto, Node **roots, int nroots)
     return live;
 }
 
-/* Epilogue fusion: a dense or conv layer whose one consumer is a ReLU
- * applies it as its GEMM stores C. The ReLU then aliases the layer's buffer,
- * which holds max(0, y) only; that is enough, as the backward pass reads the
- * ReLU's output and never the layer's (relu's adjoint is dy [relu(y) > 0]).
- * The roots count as consumers. */
-static void fuse_epilogues(Lower *L, const bool *live, int upto, Node **roots, int nroots, bool enabled)
+/* Whether dy * step(z) is a 2x2 max pooling's gradient (used only there)
+ * times a ReLU's mask (likewise): then one L_POOL statement computes it. */
+static bool pool_dx_masked(const Node *m, const int *uses)
+{
+    if (m->op != OP_MUL || m->in[0]->op != OP_MAXPOOL_DX || m->in[1]->op != OP_STEP)
+        return false;
+    const Node *p = m->in[0], *st = m->in[1];
+    return uses[p->id] == 1 && uses[st->id] == 1 && tiles_2x2(&p->win, p->shape.d[1], p->shape.d[2]) &&
+           shape_count(st->shape) == shape_count(p->shape) && st->in[0]->batched;
+}
+
+/* Fusion of operators into their producer or consumer, decided before the
+ * buffers are placed; --no-fuse turns it off. The roots count as consumers.
+ *  - Epilogue: a dense or conv layer whose one consumer is a ReLU applies it
+ *    as its GEMM stores C. The ReLU then aliases the layer's buffer, which
+ *    holds max(0, y) only; that is enough, as the backward pass reads the
+ *    ReLU's output and never the layer's (relu's adjoint is dy [relu(y) > 0]).
+ *  - Pooling gradient: maxpool_dx(...) * step(z) is one masked L_POOL; the
+ *    two operands get no buffer and no loops of their own. */
+static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int nroots, bool enabled)
 {
     const Graph *g = L->g;
     L->fused = arena_alloc(sizeof(bool) * (size_t)(g->nodes.n + 1));
@@ -1443,9 +1471,13 @@ static void fuse_epilogues(Lower *L, const bool *live, int upto, Node **roots, i
         if (roots[i])
             uses[roots[i]->id]++;
     for (int i = 0; i < upto; i++) {
-        const Node *r = g->nodes.at[i], *y = r->nin ? r->in[0] : NULL;
-        if (live[i] && r->op == OP_RELU && (y->op == OP_DENSE || y->op == OP_CONV) && y->batched && uses[y->id] == 1)
-            L->fused[r->id] = L->fused[y->id] = true;
+        const Node *n = g->nodes.at[i], *y = n->nin ? n->in[0] : NULL;
+        if (!live[i])
+            continue;
+        if (n->op == OP_RELU && (y->op == OP_DENSE || y->op == OP_CONV) && y->batched && uses[y->id] == 1)
+            L->fused[n->id] = L->fused[y->id] = true;
+        if (pool_dx_masked(n, uses))
+            L->fused[n->id] = L->fused[n->in[0]->id] = L->fused[n->in[1]->id] = true;
     }
 }
 
@@ -1477,7 +1509,7 @@ static void lower_forward(const Graph *g, Lowered *l, int nforward, bool fuse)
     Lower L = start(g, l, arena_printf("%s.kernel.forward", g->name), false);
     Node *root = g->output;
     bool *live = live_nodes(g, nforward, &root, 1);
-    fuse_epilogues(&L, live, nforward, &root, 1, fuse);
+    fuse_nodes(&L, live, nforward, &root, 1, fuse);
     place_values(&L, nforward, nforward);
     for (int i = 0; i < nforward; i++)
         if (live[i])
@@ -1530,7 +1562,7 @@ static void lower_train(const Graph *g, Lowered *l, const Backward *bw, int nfor
     for (int i = 0; i < bw->losses.n; i++)
         roots[g->nparams + i] = bw->losses.at[i];
     bool *live = live_nodes(g, g->nodes.n, roots, g->nparams + bw->losses.n);
-    fuse_epilogues(&L, live, g->nodes.n, roots, g->nparams + bw->losses.n, fuse);
+    fuse_nodes(&L, live, g->nodes.n, roots, g->nparams + bw->losses.n, fuse);
     place_values(&L, g->nodes.n, nforward);
     place_grads(&L, bw);
     for (int i = 0; i < g->nodes.n; i++) {
