@@ -388,6 +388,62 @@ static void loop_close(Emit *E, Loop *l, int64_t step)
     LLVMPositionBuilderAtEnd(E->b, l->done);
 }
 
+/* [0, n) in blocks: a loop over whole blocks of `block`, then for each power
+ * of two below it, largest first, one block of that width if it fits (the
+ * rest is less than a block, so this covers it). Used as
+ *   Blocks b = blocks_open(n, block);
+ *   while (blocks_next(E, &b, &start)) emit(start, b.width);   */
+typedef struct {
+    LLVMValueRef n, cur;      /* cur: an alloca, the start of what is left */
+    int block, width, step;   /* step 0: the loop; then widths block/2.. */
+    Loop loop;
+    LLVMBasicBlockRef next;
+} Blocks;
+
+static Blocks blocks_open(LLVMValueRef n, int block)
+{
+    Blocks b = {.n = n, .block = block};
+    return b;
+}
+
+static LLVMValueRef i64c(Emit *E, int64_t v);
+
+/* Closes the previous block's code and opens the next; false when done. */
+static bool blocks_next(Emit *E, Blocks *b, LLVMValueRef *start)
+{
+    if (b->step == 0) {                           /* the loop over whole blocks */
+        LLVMValueRef full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, b->n, i64c(E, b->block), ""), i64c(E, b->block), "");
+        b->loop = loop_open(E, i64c(E, 0), full, start);
+        b->width = b->block, b->step = 1;
+        return true;
+    }
+    if (b->step == 1) {
+        loop_close(E, &b->loop, b->block);
+        b->cur = b->loop.var;                     /* where the loop stopped */
+        b->width = 1;
+        while (b->width * 2 < b->block)
+            b->width *= 2;
+        b->width *= 2;                            /* halved below */
+    } else {
+        LLVMValueRef at = LLVMBuildLoad2(E->b, E->i64, b->cur, "");
+        LLVMBuildStore(E->b, LLVMBuildNSWAdd(E->b, at, i64c(E, b->width), ""), b->cur);
+        LLVMBuildBr(E->b, b->next);
+        LLVMPositionBuilderAtEnd(E->b, b->next);
+    }
+    b->step++;
+    b->width /= 2;
+    if (b->width == 0)
+        return false;
+    LLVMValueRef at = LLVMBuildLoad2(E->b, E->i64, b->cur, "");
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "rest");
+    b->next = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "rest.end");
+    LLVMValueRef fits = LLVMBuildICmp(E->b, LLVMIntSGE, LLVMBuildNSWSub(E->b, b->n, at, ""), i64c(E, b->width), "");
+    LLVMBuildCondBr(E->b, fits, then, b->next);
+    LLVMPositionBuilderAtEnd(E->b, then);
+    *start = at;
+    return true;
+}
+
 static LLVMValueRef vector_intrinsic(Emit *E, const char *name, LLVMTypeRef *types, int ntypes,
                                      LLVMValueRef *args, int nargs)
 {
@@ -460,25 +516,25 @@ static LLVMValueRef relu_of(Emit *E, const GemmArgs *g, LLVMValueRef v)
     return vector_intrinsic(E, "llvm.maxnum", types, 1, args, 2);
 }
 
-/* Rows [i0, i0 + mr) of C: for each block of 32 columns, mr x 2 accumulators
- * in registers through the whole k loop, B read once per k, A broadcast. */
-static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
+/* The tile rows [i0, i0 + mr) by columns [j0, j0 + 16 nv) of C: mr x nv
+ * accumulators in registers through the whole k loop, B read once per k,
+ * A broadcast. */
+static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMValueRef j0, int nv)
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
-    LLVMValueRef acc[MR][NV], mask[NV], row[MR], j0, k, one = i64c(E, 1);
+    LLVMValueRef acc[MR][NV], mask[NV], row[MR], k, one = i64c(E, 1);
     LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
     LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
     for (int r = 0; r < mr; r++)
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             acc[r][v] = LLVMBuildAlloca(E->b, vt, "");
     LLVMPositionBuilderAtEnd(E->b, here);
     for (int r = 0; r < mr; r++)
         row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");
-    Loop jl = loop_open(E, i64c(E, 0), g->N, &j0);
-    for (int v = 0; v < NV; v++)
+    for (int v = 0; v < nv; v++)
         mask[v] = lane_mask(E, j0, g->N, v);
     for (int r = 0; r < mr; r++)                 /* acc = accumulate ? C : bias (or 0) */
-        for (int v = 0; v < NV; v++) {
+        for (int v = 0; v < nv; v++) {
             LLVMValueRef c = masked_load(E, at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
             LLVMValueRef init = LLVMConstNull(vt);
             if (g->bias_kind == BIAS_ROWS)
@@ -489,22 +545,34 @@ static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
         }
     Loop kl = loop_open(E, i64c(E, 0), g->K, &k);
     LLVMValueRef bv[NV];
-    for (int v = 0; v < NV; v++)
+    for (int v = 0; v < nv; v++)
         bv[v] = masked_load(E, at2(E, g->b, k, g->ldb, j0, one, v * LANES), mask[v]);
     for (int r = 0; r < mr; r++) {
         LLVMValueRef a = LLVMBuildLoad2(E->b, E->f32, at2(E, g->a, row[r], g->sai, k, g->sak, 0), "");
         a = splat_of(E, E->f32, a);
-        for (int v = 0; v < NV; v++) {
+        for (int v = 0; v < nv; v++) {
             LLVMValueRef args[3] = {a, bv[v], LLVMBuildLoad2(E->b, vt, acc[r][v], "")};
             LLVMBuildStore(E->b, vector_intrinsic(E, "llvm.fma", types, 1, args, 3), acc[r][v]);
         }
     }
     loop_close(E, &kl, 1);
     for (int r = 0; r < mr; r++)
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             masked_store(E, relu_of(E, g, LLVMBuildLoad2(E->b, vt, acc[r][v], "")),
                          at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
+}
+
+/* Rows [i0, i0 + mr) of C: blocks of 32 columns while more than 16 remain,
+ * then one of 16 (so a short tail costs one vector, not two). */
+static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
+{
+    LLVMValueRef j0, wide = LLVMBuildNSWSub(E->b, g->N, i64c(E, LANES), "");
+    Loop jl = loop_open(E, i64c(E, 0), wide, &j0);
+    gemm_tile(E, g, i0, mr, j0, NV);
     loop_close(E, &jl, NV * LANES);
+    Loop tl = loop_open(E, LLVMBuildLoad2(E->b, E->i64, jl.var, ""), g->N, &j0);
+    gemm_tile(E, g, i0, mr, j0, 1);
+    loop_close(E, &tl, LANES);
 }
 
 /* ---- the A B^T micro-kernel ------------------------------------------------- */
@@ -588,16 +656,13 @@ static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValue
         }
 }
 
-/* Columns of a block row: full blocks of CT, then one at a time. */
+/* Columns of a block row: blocks of CT, then of 2 and 1 for the rest. */
 static void gemm_nt_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int rt)
 {
-    LLVMValueRef j0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g->N, i64c(E, CT), ""), i64c(E, CT), "");
-    Loop jl = loop_open(E, i64c(E, 0), full, &j0);
-    gemm_nt_block(E, g, i0, j0, rt, CT);
-    loop_close(E, &jl, CT);
-    Loop rl = loop_open(E, full, g->N, &j0);
-    gemm_nt_block(E, g, i0, j0, rt, 1);
-    loop_close(E, &rl, 1);
+    LLVMValueRef j0;
+    Blocks b = blocks_open(g->N, CT);
+    while (blocks_next(E, &b, &j0))
+        gemm_nt_block(E, g, i0, j0, rt, b.width);
 }
 
 /* A function of the GEMM routines' signature, its body emitted by `body`
@@ -636,16 +701,15 @@ static LLVMValueRef gemm_routine(Emit *E, const char *name, const GemmArgs *prot
     return fn;
 }
 
-/* Rows [0, M) in blocks of `block` rows by `rows`, then the rest one by one. */
+/* Rows [0, M) in blocks of `block` rows by `rows`, then the rest in blocks
+ * of 4, 2 and 1 (fewer accumulators, but never a row alone that could have
+ * company: one row's two accumulators cannot hide the FMA latency). */
 static void row_blocks(Emit *E, const GemmArgs *g, int block, void (*rows)(Emit *, const GemmArgs *, LLVMValueRef, int))
 {
-    LLVMValueRef i0, full = LLVMBuildNSWMul(E->b, LLVMBuildSDiv(E->b, g->M, i64c(E, block), ""), i64c(E, block), "");
-    Loop il = loop_open(E, i64c(E, 0), full, &i0);
-    rows(E, g, i0, block);
-    loop_close(E, &il, block);
-    Loop rl = loop_open(E, full, g->M, &i0);
-    rows(E, g, i0, 1);
-    loop_close(E, &rl, 1);
+    LLVMValueRef i0;
+    Blocks b = blocks_open(g->M, block);
+    while (blocks_next(E, &b, &i0))
+        rows(E, g, i0, b.width);
 }
 
 /* cnnc.gemm_nt(M, N, K, A, lda, (unused), B, ldb, C, ldc, acc) */
