@@ -597,6 +597,54 @@ static LLVMValueRef lane_sum(Emit *E, LLVMValueRef v)
     return LLVMBuildExtractElement(E->b, v, LLVMConstInt(E->i32, 0, 0), "");
 }
 
+/* The sums of 16 vectors' lanes, as one vector: lane i = sum of v[i]. Four
+ * rounds each add pairs of vectors after shuffling their halves, quarters,
+ * eighths, then single lanes apart: 15 adds instead of 16 x 4. */
+static LLVMValueRef sums16(Emit *E, LLVMValueRef *v)
+{
+    int n = LANES;
+    for (int w = LANES / 2; w >= 1; w /= 2, n /= 2)
+        for (int m = 0; m < n / 2; m++) {
+            LLVMValueRef lo[LANES], hi[LANES];
+            int half = LANES / (2 * w);             /* sources per input vector, 2w lanes each */
+            for (int l = 0; l < LANES; l++) {       /* groups of w lanes: a's sources, then b's */
+                int group = l / w, src = (group < half ? 0 : LANES) + (group % half) * 2 * w + l % w;
+                lo[l] = LLVMConstInt(E->i32, (unsigned long long)src, 0);
+                hi[l] = LLVMConstInt(E->i32, (unsigned long long)(src + w), 0);
+            }
+            LLVMValueRef a = LLVMBuildShuffleVector(E->b, v[2 * m], v[2 * m + 1], LLVMConstVector(lo, LANES), "");
+            LLVMValueRef b = LLVMBuildShuffleVector(E->b, v[2 * m], v[2 * m + 1], LLVMConstVector(hi, LANES), "");
+            v[m] = LLVMBuildFAdd(E->b, a, b, "");
+        }
+    return v[0];
+}
+
+/* C[row r][j0 .. j0 + 4) (+)= lanes 4r .. 4r + 4 of s, with the epilogue. */
+static void nt_store_rows(Emit *E, const GemmArgs *g, LLVMValueRef *row, LLVMValueRef j0, LLVMValueRef s)
+{
+    LLVMTypeRef v4 = LLVMVectorType(E->f32, CT);
+    LLVMValueRef one = i64c(E, 1);
+    for (int r = 0; r < RT; r++) {
+        LLVMValueRef idx[CT];
+        for (int c = 0; c < CT; c++)
+            idx[c] = LLVMConstInt(E->i32, (unsigned long long)(r * CT + c), 0);
+        LLVMValueRef sum = LLVMBuildShuffleVector(E->b, s, LLVMGetPoison(LLVMTypeOf(s)), LLVMConstVector(idx, CT), "");
+        LLVMValueRef p = at2(E, g->c, row[r], g->ldc, j0, one, 0);
+        LLVMValueRef old = LLVMBuildLoad2(E->b, v4, p, ""), init = LLVMConstNull(v4);
+        LLVMSetAlignment(old, 4);
+        if (g->bias_kind == BIAS_COLS) {
+            init = LLVMBuildLoad2(E->b, v4, at2(E, g->bias, j0, one, one, i64c(E, 0), 0), "");
+            LLVMSetAlignment(init, 4);
+        } else if (g->bias_kind == BIAS_ROWS) {
+            LLVMValueRef b = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], one, one, i64c(E, 0), 0), "");
+            init = LLVMBuildShuffleVector(E->b, LLVMBuildInsertElement(E->b, LLVMGetPoison(v4), b, LLVMConstInt(E->i32, 0, 0), ""),
+                                          LLVMGetPoison(v4), LLVMConstNull(LLVMVectorType(E->i32, CT)), "");
+        }
+        LLVMValueRef st = LLVMBuildStore(E->b, relu_of(E, g, LLVMBuildFAdd(E->b, LLVMBuildSelect(E->b, g->acc, old, init, ""), sum, "")), p);
+        LLVMSetAlignment(st, 4);
+    }
+}
+
 /* lanes k0 + l < K */
 static LLVMValueRef k_mask(Emit *E, LLVMValueRef k0, LLVMValueRef K) { return lane_mask(E, k0, K, 0); }
 
@@ -642,6 +690,13 @@ static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValue
                 LLVMBuildStore(E->b, vector_intrinsic(E, "llvm.fma", types, 1, args, 3), acc[r][c]);
             }
         loop_close(E, &kl, LANES);
+    }
+    if (rt == RT && ct == CT) {
+        LLVMValueRef v[RT * CT];
+        for (int i = 0; i < RT * CT; i++)
+            v[i] = LLVMBuildLoad2(E->b, vt, acc[i / CT][i % CT], "");
+        nt_store_rows(E, g, row, j0, sums16(E, v));
+        return;
     }
     for (int r = 0; r < rt; r++)
         for (int c = 0; c < ct; c++) {
