@@ -316,6 +316,34 @@ static void sgd(rt_net *net, const rt_param_desc *p, int64_t lo, int64_t hi)
         }
 }
 
+/* sgd() with the threads' gradients summed into net->grads on the way (in
+ * thread order, as finish_range does), in one pass: the memory traffic of
+ * the step is most of its cost, and across cores it is dear. */
+static void sum_and_step(rt_net *net, int parts, const rt_param_desc *p, int64_t lo, int64_t hi)
+{
+    float *restrict w = net->params + p->offset, *restrict v = net->momentum + p->offset;
+    float *restrict g = net->grads + p->offset;
+    const float lr = net->lr, m = net->sgd_momentum, wd = net->sgd_weight_decay;
+    const float *restrict g1 = parts > 1 ? net->tgrads[1] + p->offset : NULL;
+    if (parts > 2 || net->sgd_nesterov) {
+        for (int t = 1; t < parts; t++) {
+            const float *restrict gt = net->tgrads[t] + p->offset;
+            for (int64_t i = lo; i < hi; i++)
+                g[i] += gt[i];
+        }
+        sgd(net, p, lo, hi);
+        return;
+    }
+    for (int64_t i = lo; i < hi; i++) {
+        float gi = g1 ? g[i] + g1[i] : g[i];
+        g[i] = gi;
+        if (wd != 0)
+            gi += wd * w[i];
+        v[i] = m * v[i] + gi;
+        w[i] -= lr * v[i];
+    }
+}
+
 /* The regularizer term's loss over elements [lo, hi) of its parameter, and
  * its gradient added into net->grads:
  *   d/dp coef sum p^2 = 2 coef p;   d/dp coef sum |p| = coef sign(p) */
@@ -357,6 +385,13 @@ static double finish_range(rt_net *net, int parts, int64_t lo, int64_t hi, bool 
 {
     const rt_net_desc *d = net->d;
     float *g = net->grads;
+    if (step && d->nreg == 0) {                    /* the common case: one pass over memory */
+        int64_t a, b;
+        for (int i = 0; i < d->nparams; i++)
+            if (!(d->params[i].flags & RT_PARAM_BUFFER) && clip(&d->params[i], lo, hi, &a, &b))
+                sum_and_step(net, parts, &d->params[i], a, b);
+        return 0;
+    }
     for (int t = 1; t < parts; t++) {
         const float *gt = net->tgrads[t];
         for (int64_t i = lo; i < hi; i++)

@@ -212,6 +212,7 @@ static void test_sgd(const float *x, const int32_t *y, int n, int nesterov, floa
     net->sgd_nesterov = ref->sgd_nesterov = nesterov;
     net->sgd_weight_decay = ref->sgd_weight_decay = wd;
     rt_net_set_lr(net, 0.1f), rt_net_set_lr(ref, 0.1f);
+    rt_net_set_threads(net, 2), rt_net_set_threads(ref, 2);   /* the gradient sum fused into the step */
     float *v = calloc(NFLOATS, sizeof(float)), m = net->sgd_momentum;
     for (int step = 0; step < 3; step++) {
         float lref = rt_net_loss_grad(ref, n, x, y);
