@@ -324,8 +324,7 @@ static void sum_and_step(rt_net *net, int parts, const rt_param_desc *p, int64_t
     float *restrict w = net->params + p->offset, *restrict v = net->momentum + p->offset;
     float *restrict g = net->grads + p->offset;
     const float lr = net->lr, m = net->sgd_momentum, wd = net->sgd_weight_decay;
-    const float *restrict g1 = parts > 1 ? net->tgrads[1] + p->offset : NULL;
-    if (parts > 2 || net->sgd_nesterov) {
+    if (parts != 2 || net->sgd_nesterov) {
         for (int t = 1; t < parts; t++) {
             const float *restrict gt = net->tgrads[t] + p->offset;
             for (int64_t i = lo; i < hi; i++)
@@ -334,13 +333,23 @@ static void sum_and_step(rt_net *net, int parts, const rt_param_desc *p, int64_t
         sgd(net, p, lo, hi);
         return;
     }
-    for (int64_t i = lo; i < hi; i++) {
-        float gi = g1 ? g[i] + g1[i] : g[i];
-        g[i] = gi;
-        if (wd != 0)
-            gi += wd * w[i];
-        v[i] = m * v[i] + gi;
-        w[i] -= lr * v[i];
+    const float *restrict g1 = net->tgrads[1] + p->offset;
+    if (wd != 0) {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) {
+            float gi = g[i] + g1[i];
+            g[i] = gi;
+            v[i] = m * v[i] + (gi + wd * w[i]);
+            w[i] -= lr * v[i];
+        }
+    } else {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) {
+            float gi = g[i] + g1[i];
+            g[i] = gi;
+            v[i] = m * v[i] + gi;
+            w[i] -= lr * v[i];
+        }
     }
 }
 
