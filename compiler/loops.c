@@ -16,6 +16,7 @@ typedef struct {
     Vec *out;             /* where the next nest goes */
     bool training;        /* dropout masks, batch statistics */
     bool *fused;          /* per node id: computed as part of another node (fuse_nodes) */
+    bool fuse;            /* operator fusion on (off: --no-fuse) */
     int64_t fixed, per_example;   /* workspace placed so far */
 } Lower;
 
@@ -297,17 +298,44 @@ static void lower_elementwise(Lower *L, const Node *n)
 
 /* ---- layers --------------------------------------------------------------- */
 
+/* y = b before the GEMM of layer n accumulates into y (--no-fuse): per
+ * channel for a conv (inside example loop b), per output for a dense layer. */
+static void bias_init(Lower *L, const Node *n, int b, bool conv)
+{
+    Vec *top = L->out;
+    const Buf *y = L->buf[n->id];
+    if (conv) {
+        int64_t P = n->shape.d[1] * n->shape.d[2];
+        int c = open_for(L, n->shape.d[0]), p = open_for(L, P);
+        store(L, y, at(y, b, imad(var(c), P, var(p))), elem(L, n->in[2], b, var(c)), false);
+    } else {
+        int e = begin(L, n, &top);
+        int o = open_for(L, n->shape.d[0]);
+        store(L, y, at(y, e, var(o)), elem(L, n->in[2], e, var(o)), false);
+    }
+    L->out = top;
+}
+
 /* The epilogue of the GEMM just emitted for layer n: its bias (the layer's
  * third input, if any; per row of C for a conv, per column for a dense
- * layer) and its ReLU when fused (fuse_nodes). */
-static void epilogue(Lower *L, const Node *n, int b, bool bias_rows)
+ * layer) and its ReLU when fused (fuse_nodes). With --no-fuse the bias is a
+ * loop nest of its own before the GEMM, which then accumulates. */
+static void epilogue(Lower *L, const Node *n, int b, bool conv)
 {
-    Gemm *g = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
-    if (n->nin > 2) {
-        g->bias = L->buf[n->in[2]->id];
-        g->bias_at = at(g->bias, b, i64(0)), g->bias_rows = bias_rows;
-    }
+    LStmt *s = L->out->at[L->out->n - 1];
+    Gemm *g = s->gemm;
     g->relu = L->fused[n->id];
+    if (n->nin <= 2)
+        return;
+    if (!L->fuse) {
+        L->out->n--;
+        bias_init(L, n, b, conv);
+        vec_push(L->out, s);
+        g->accumulate = true;
+        return;
+    }
+    g->bias = L->buf[n->in[2]->id];
+    g->bias_at = at(g->bias, b, i64(0)), g->bias_rows = conv;
 }
 
 /* dense: Y = X W^T + b, one GEMM of [n, D] by the transpose of W [N, D]:
@@ -1461,6 +1489,7 @@ static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int n
 {
     const Graph *g = L->g;
     L->fused = arena_alloc(sizeof(bool) * (size_t)(g->nodes.n + 1));
+    L->fuse = enabled;
     if (!enabled)
         return;
     int *uses = arena_alloc(sizeof(int) * (size_t)(g->nodes.n + 1));
