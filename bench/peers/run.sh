@@ -27,7 +27,7 @@ set -u
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 
-rounds=3 reps=7 rep_seconds=0.25 nets="mlp lenet vgg_small"
+rounds=5 reps=7 rep_seconds=0.25 nets="mlp lenet vgg_small"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
