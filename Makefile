@@ -132,6 +132,7 @@ check: deps
 	sh tests/check.sh
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
+.PHONY: check-reference-tuned check-tune
 .PHONY: check-train check-embed check-predict check-fuzz check-robustness
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
@@ -159,6 +160,12 @@ check-reference-asan: all
 check-reference-nofuse: all
 	sh tests/reference/run.sh --no-fuse
 
+check-reference-tuned: all
+	sh tests/reference/run.sh --tune
+
+check-tune: all
+	sh tests/tune/run.sh
+
 check-train: all
 	sh tests/runtime/test_train.sh
 	sh tests/runtime/test_train.sh --asan
@@ -183,7 +190,7 @@ check-robustness: all
 FUZZ_FLAGS := -O1 -g -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 60
 # everything up to the loop IR: the fuzzer does not reach LLVM or the linker
-FRONT_SRC := $(filter-out compiler/main.c compiler/llvm.c compiler/link.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
+FRONT_SRC := $(filter-out compiler/main.c compiler/llvm.c compiler/link.c compiler/tune.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
 
 $(BUILD)/fuzz/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(FRONT_SRC) compiler/cnnc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)

@@ -442,6 +442,8 @@ typedef struct {
     bool accumulate;
     bool bt;
     bool bias_rows, relu;
+    int tile_r, tile_c;   /* the register tile: rows x 16-float vectors of C (gemm) or
+                             rows x columns (bt); 0: the default (the tuner sets it) */
 } Gemm;
 
 /* Max pooling with 2x2 windows that tile the image (stride 2, no padding),
@@ -515,6 +517,39 @@ bool example_loop(const LStmt *s);
 /* Shrinks and shares the workspace by liveness (see plan.c). */
 void plan_memory(Lowered *l);
 
+/* ------------------------------------------------------------------ tune.c */
+
+/* GEMM register tiles (see Gemm): the defaults, the largest llvm.c builds,
+ * and which tiles are valid. */
+enum { GEMM_MR = 6, GEMM_NV = 2, GEMM_RT = 4, GEMM_CT = 4,
+       GEMM_MR_MAX = 14, GEMM_NV_MAX = 4, GEMM_RT_MAX = 8, GEMM_CT_MAX = 8 };
+void gemm_tile_default(bool bt, int *r, int *c);
+bool gemm_tile_ok(bool bt, int r, int c);
+
+/* --tune: the register tile of each distinct GEMM, measured on this
+ * machine within a time budget, and the tuning cache (see tune.c). */
+typedef struct TuneKernel TuneKernel;
+typedef struct {
+    Vec kernels;          /* TuneKernel*: one per GEMM signature */
+    Vec gemms;            /* Gemm*: every GEMM statement of the kernels */
+} Tuning;
+typedef struct {
+    double budget_s;
+    bool verbose;
+    bool fault;           /* testing: the first candidate of each kernel computes a wrong result */
+} TuneOptions;
+
+Tuning *tune_collect(Lowered *l);
+void tune_use_cache(Tuning *t, const char *path);         /* warns about a damaged or foreign file */
+double tune_search(Tuning *t, const TuneOptions *opt);     /* returns the seconds spent */
+bool tune_save_cache(const Tuning *t, const char *path);  /* atomic; false (said why) on failure */
+void tune_apply(Tuning *t);                               /* the chosen tiles into the statements */
+void tune_report(FILE *out, const Tuning *t, double spent, double budget);
+void tune_summary(FILE *out, const Tuning *t);
+const char *tune_default_cache(void);                    /* $XDG_CACHE_HOME/cnnc/tune.json; NULL: no home */
+/* Parses the cache's text; false with *why on a damaged or foreign file. */
+bool tune_cache_parse(const char *text, size_t len, Vec *entries, const char **why);
+
 /* ------------------------------------------------------------------ llvm.c */
 
 typedef struct {
@@ -526,6 +561,19 @@ typedef struct {
 } CodegenOptions;
 
 typedef enum { OUT_OBJECT, OUT_LLVM, OUT_ASM } OutputKind;
+
+
+/* The tuner's measuring device: the routine a GEMM statement calls (with the
+ * statement's tile), JIT-compiled for this machine inside a wrapper that
+ * passes the statement's sizes and strides, with M = m where M depends on
+ * the batch. `fault` builds a wrong variant (for testing the tuner). */
+typedef void (*GemmBenchFn)(const float *a, const float *b, float *c, const float *bias);
+typedef struct GemmJit GemmJit;
+GemmJit *gemm_jit(const Gemm *g, int64_t m, bool fault, GemmBenchFn *fn);   /* NULL: failed (said why) */
+void gemm_jit_free(GemmJit *j);
+/* This machine's CPU for the tuning cache: LLVM's name for it and a hash of
+ * its features, e.g. "znver5/1a2b3c4d5e6f7788". */
+const char *host_cpu_id(void);
 
 /* Builds, verifies, optimizes and writes the module; false after an error. */
 bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const char *path);

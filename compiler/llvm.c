@@ -7,6 +7,8 @@
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/DebugInfo.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -22,8 +24,7 @@ typedef struct {
     /* the kernel being emitted */
     LLVMValueRef fn, n, base[6];
     LLVMValueRef first, total, seed;   /* the training kernel's arguments */
-    LLVMValueRef gemm[2][3][2];        /* the GEMM routines by [bt][bias][relu], made when first called */
-    LLVMTypeRef gemm_type;             /* their signature */
+    LLVMTypeRef gemm_type;             /* the GEMM routines' signature (made when first called) */
     bool sanitize;
     /* alias scopes of the kernel's buffers: one per (base, offset) */
     struct Scope { Base base; int64_t offset; LLVMValueRef scope, others; } *scopes;
@@ -355,7 +356,8 @@ static void add_string_attr(Emit *E, LLVMValueRef fn, const char *k, const char 
 
 /* Register blocking: MR rows of C by NV vectors of 16 floats (6 x 32: twelve
  * accumulators, two B vectors and a broadcast fit the 32 zmm registers). */
-enum { MR = 6, NV = 2, LANES = 16 };
+enum { MR = GEMM_MR, NV = GEMM_NV, LANES = 16 };
+enum { MR_MAX = GEMM_MR_MAX, NV_MAX = GEMM_NV_MAX };   /* tiles the tuner may ask for (see tune.c) */
 
 typedef struct { LLVMValueRef var; LLVMBasicBlockRef cond, body, done; } Loop;
 
@@ -485,6 +487,7 @@ typedef struct {
     LLVMValueRef M, N, K, a, sai, sak, b, ldb, c, ldc, acc, bias;
     int bias_kind;
     bool relu;
+    int tile_r, tile_c;       /* the register tile (see Gemm in cnnc.h), never 0 here */
 } GemmArgs;
 
 /* &p[i0 * s0 + i1 * s1 + off] */
@@ -522,7 +525,7 @@ static LLVMValueRef relu_of(Emit *E, const GemmArgs *g, LLVMValueRef v)
 static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMValueRef j0, int nv)
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
-    LLVMValueRef acc[MR][NV], mask[NV], row[MR], k, one = i64c(E, 1);
+    LLVMValueRef acc[MR_MAX][NV_MAX], mask[NV_MAX], row[MR_MAX], k, one = i64c(E, 1);
     LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
     LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
     for (int r = 0; r < mr; r++)
@@ -544,7 +547,7 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
             LLVMBuildStore(E->b, LLVMBuildSelect(E->b, g->acc, c, init, ""), acc[r][v]);
         }
     Loop kl = loop_open(E, i64c(E, 0), g->K, &k);
-    LLVMValueRef bv[NV];
+    LLVMValueRef bv[NV_MAX];
     for (int v = 0; v < nv; v++)
         bv[v] = masked_load(E, at2(E, g->b, k, g->ldb, j0, one, v * LANES), mask[v]);
     for (int r = 0; r < mr; r++) {
@@ -562,14 +565,16 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
                          at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
 }
 
-/* Rows [i0, i0 + mr) of C: blocks of 32 columns while more than 16 remain,
- * then one of 16 (so a short tail costs one vector, not two). */
+/* Rows [i0, i0 + mr) of C: blocks of nv vectors of columns while more than
+ * nv - 1 vectors remain, then one vector at a time (so a short tail costs
+ * only the vectors it needs). */
 static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
 {
-    LLVMValueRef j0, wide = LLVMBuildNSWSub(E->b, g->N, i64c(E, LANES), "");
+    int nv = g->tile_c;
+    LLVMValueRef j0, wide = LLVMBuildNSWSub(E->b, g->N, i64c(E, (nv - 1) * LANES), "");
     Loop jl = loop_open(E, i64c(E, 0), wide, &j0);
-    gemm_tile(E, g, i0, mr, j0, NV);
-    loop_close(E, &jl, NV * LANES);
+    gemm_tile(E, g, i0, mr, j0, nv);
+    loop_close(E, &jl, nv * LANES);
     Loop tl = loop_open(E, LLVMBuildLoad2(E->b, E->i64, jl.var, ""), g->N, &j0);
     gemm_tile(E, g, i0, mr, j0, 1);
     loop_close(E, &tl, LANES);
@@ -582,7 +587,8 @@ static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
  * time (a masked step for the tail), and each accumulator is reduced across
  * its lanes at the end. Used where the usual form would need a transposed
  * copy first: a dense layer's X W^T, and a convolution's dy col^T. */
-enum { RT = 4, CT = 4 };
+enum { RT = GEMM_RT, CT = GEMM_CT };
+enum { RT_MAX = GEMM_RT_MAX, CT_MAX = GEMM_CT_MAX };   /* tiles the tuner may ask for */
 
 /* the sum of a vector's 16 lanes, by halving */
 static LLVMValueRef lane_sum(Emit *E, LLVMValueRef v)
@@ -619,26 +625,27 @@ static LLVMValueRef sums16(Emit *E, LLVMValueRef *v)
     return v[0];
 }
 
-/* C[row r][j0 .. j0 + 4) (+)= lanes 4r .. 4r + 4 of s, with the epilogue. */
-static void nt_store_rows(Emit *E, const GemmArgs *g, LLVMValueRef *row, LLVMValueRef j0, LLVMValueRef s)
+/* C[row r][j0 .. j0 + ct) (+)= lanes ct r .. ct (r + 1) of s, with the
+ * epilogue, for the rt x ct = 16 dot products of a block. */
+static void nt_store_rows(Emit *E, const GemmArgs *g, LLVMValueRef *row, LLVMValueRef j0, LLVMValueRef s, int rt, int ct)
 {
-    LLVMTypeRef v4 = LLVMVectorType(E->f32, CT);
+    LLVMTypeRef vc = LLVMVectorType(E->f32, (unsigned)ct);
     LLVMValueRef one = i64c(E, 1);
-    for (int r = 0; r < RT; r++) {
-        LLVMValueRef idx[CT];
-        for (int c = 0; c < CT; c++)
-            idx[c] = LLVMConstInt(E->i32, (unsigned long long)(r * CT + c), 0);
-        LLVMValueRef sum = LLVMBuildShuffleVector(E->b, s, LLVMGetPoison(LLVMTypeOf(s)), LLVMConstVector(idx, CT), "");
+    for (int r = 0; r < rt; r++) {
+        LLVMValueRef idx[LANES];
+        for (int c = 0; c < ct; c++)
+            idx[c] = LLVMConstInt(E->i32, (unsigned long long)(r * ct + c), 0);
+        LLVMValueRef sum = LLVMBuildShuffleVector(E->b, s, LLVMGetPoison(LLVMTypeOf(s)), LLVMConstVector(idx, (unsigned)ct), "");
         LLVMValueRef p = at2(E, g->c, row[r], g->ldc, j0, one, 0);
-        LLVMValueRef old = LLVMBuildLoad2(E->b, v4, p, ""), init = LLVMConstNull(v4);
+        LLVMValueRef old = LLVMBuildLoad2(E->b, vc, p, ""), init = LLVMConstNull(vc);
         LLVMSetAlignment(old, 4);
         if (g->bias_kind == BIAS_COLS) {
-            init = LLVMBuildLoad2(E->b, v4, at2(E, g->bias, j0, one, one, i64c(E, 0), 0), "");
+            init = LLVMBuildLoad2(E->b, vc, at2(E, g->bias, j0, one, one, i64c(E, 0), 0), "");
             LLVMSetAlignment(init, 4);
         } else if (g->bias_kind == BIAS_ROWS) {
             LLVMValueRef b = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], one, one, i64c(E, 0), 0), "");
-            init = LLVMBuildShuffleVector(E->b, LLVMBuildInsertElement(E->b, LLVMGetPoison(v4), b, LLVMConstInt(E->i32, 0, 0), ""),
-                                          LLVMGetPoison(v4), LLVMConstNull(LLVMVectorType(E->i32, CT)), "");
+            init = LLVMBuildShuffleVector(E->b, LLVMBuildInsertElement(E->b, LLVMGetPoison(vc), b, LLVMConstInt(E->i32, 0, 0), ""),
+                                          LLVMGetPoison(vc), LLVMConstNull(LLVMVectorType(E->i32, (unsigned)ct)), "");
         }
         LLVMValueRef st = LLVMBuildStore(E->b, relu_of(E, g, LLVMBuildFAdd(E->b, LLVMBuildSelect(E->b, g->acc, old, init, ""), sum, "")), p);
         LLVMSetAlignment(st, 4);
@@ -652,7 +659,7 @@ static LLVMValueRef k_mask(Emit *E, LLVMValueRef k0, LLVMValueRef K) { return la
 static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValueRef j0, int rt, int ct)
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
-    LLVMValueRef acc[RT][CT], k, one = i64c(E, 1);
+    LLVMValueRef acc[RT_MAX][CT_MAX], k, one = i64c(E, 1);
     LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
     LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
     for (int r = 0; r < rt; r++)
@@ -662,7 +669,7 @@ static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValue
     for (int r = 0; r < rt; r++)
         for (int c = 0; c < ct; c++)
             LLVMBuildStore(E->b, LLVMConstNull(vt), acc[r][c]);
-    LLVMValueRef row[RT], col[CT];
+    LLVMValueRef row[RT_MAX], col[CT_MAX];
     for (int r = 0; r < rt; r++)
         row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");
     for (int c = 0; c < ct; c++)
@@ -671,7 +678,7 @@ static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValue
     LLVMValueRef full = LLVMBuildAnd(E->b, g->K, i64c(E, -LANES), "");
     for (int tail = 0; tail < 2; tail++) {
         Loop kl = loop_open(E, tail ? full : i64c(E, 0), tail ? g->K : full, &k);
-        LLVMValueRef mask = tail ? k_mask(E, k, g->K) : NULL, av[RT], bv[CT];
+        LLVMValueRef mask = tail ? k_mask(E, k, g->K) : NULL, av[RT_MAX], bv[CT_MAX];
         for (int r = 0; r < rt; r++) {
             LLVMValueRef p = at2(E, g->a, row[r], g->sai, k, one, 0);
             av[r] = tail ? masked_load(E, p, mask) : LLVMBuildLoad2(E->b, vt, p, "");
@@ -691,11 +698,11 @@ static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValue
             }
         loop_close(E, &kl, LANES);
     }
-    if (rt == RT && ct == CT) {
-        LLVMValueRef v[RT * CT];
-        for (int i = 0; i < RT * CT; i++)
-            v[i] = LLVMBuildLoad2(E->b, vt, acc[i / CT][i % CT], "");
-        nt_store_rows(E, g, row, j0, sums16(E, v));
+    if (rt * ct == LANES) {                  /* the 16 sums as one vector */
+        LLVMValueRef v[LANES];
+        for (int i = 0; i < LANES; i++)
+            v[i] = LLVMBuildLoad2(E->b, vt, acc[i / ct][i % ct], "");
+        nt_store_rows(E, g, row, j0, sums16(E, v), rt, ct);
         return;
     }
     for (int r = 0; r < rt; r++)
@@ -711,11 +718,11 @@ static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValue
         }
 }
 
-/* Columns of a block row: blocks of CT, then of 2 and 1 for the rest. */
+/* Columns of a block row: blocks of tile_c, then halving widths for the rest. */
 static void gemm_nt_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int rt)
 {
     LLVMValueRef j0;
-    Blocks b = blocks_open(g->N, CT);
+    Blocks b = blocks_open(g->N, g->tile_c);
     while (blocks_next(E, &b, &j0))
         gemm_nt_block(E, g, i0, j0, rt, b.width);
 }
@@ -768,26 +775,28 @@ static void row_blocks(Emit *E, const GemmArgs *g, int block, void (*rows)(Emit 
 }
 
 /* cnnc.gemm_nt(M, N, K, A, lda, (unused), B, ldb, C, ldc, acc) */
-static void gemm_nt_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, RT, gemm_nt_rows); }
+static void gemm_nt_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, g->tile_r, gemm_nt_rows); }
 
 /* cnnc.gemm(M, N, K, A, sai, sak, B, ldb, C, ldc, acc). One routine per
  * module, called by every GEMM of every kernel, keeps the code (and compile
  * time) small. */
-static void gemm_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, MR, gemm_rows); }
+static void gemm_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, g->tile_r, gemm_rows); }
 
 /* The routine for a GEMM statement: cnnc.gemm or cnnc.gemm_nt, suffixed by
  * its epilogue (.bias_rows, .bias_cols, .relu); made on first use. */
 static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
 {
     GemmArgs proto = {.bias_kind = !gm->bias ? NO_BIAS : gm->bias_rows ? BIAS_ROWS : BIAS_COLS, .relu = gm->relu};
-    LLVMValueRef *fn = &E->gemm[gm->bt][proto.bias_kind][gm->relu];
-    if (!*fn) {
-        static const char *const bias[] = {"", ".bias_rows", ".bias_cols"};
-        const char *name = arena_printf("cnnc.gemm%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
-                                        gm->relu ? ".relu" : "");
-        *fn = gemm_routine(E, name, &proto, gm->bt ? gemm_nt_body : gemm_body);
-    }
-    return *fn;
+    gemm_tile_default(gm->bt, &proto.tile_r, &proto.tile_c);
+    bool tiled = gm->tile_r && (gm->tile_r != proto.tile_r || gm->tile_c != proto.tile_c);
+    if (tiled)
+        proto.tile_r = gm->tile_r, proto.tile_c = gm->tile_c;
+    static const char *const bias[] = {"", ".bias_rows", ".bias_cols"};
+    const char *name = arena_printf("cnnc.gemm%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
+                                    gm->relu ? ".relu" : "",
+                                    tiled ? arena_printf(".%dx%d", proto.tile_r, proto.tile_c) : "");
+    LLVMValueRef fn = LLVMGetNamedFunction(E->mod, name);
+    return fn ? fn : gemm_routine(E, name, &proto, gm->bt ? gemm_nt_body : gemm_body);
 }
 
 /* &buf[at] */
@@ -1285,26 +1294,38 @@ static bool write_output(Emit *E, LLVMTargetMachineRef tm, OutputKind kind, cons
     return false;
 }
 
+/* A module `name` in ctx, its builder and the types every emitter uses. */
+static void emit_init(Emit *E, LLVMContextRef ctx, const char *name)
+{
+    E->ctx = ctx;
+    E->mod = LLVMModuleCreateWithNameInContext(name, E->ctx);
+    E->b = LLVMCreateBuilderInContext(E->ctx);
+    E->i1 = LLVMInt1TypeInContext(E->ctx), E->i32 = LLVMInt32TypeInContext(E->ctx);
+    E->i64 = LLVMInt64TypeInContext(E->ctx), E->f32 = LLVMFloatTypeInContext(E->ctx);
+    E->f64 = LLVMDoubleTypeInContext(E->ctx), E->ptr = LLVMPointerTypeInContext(E->ctx, 0);
+    E->voidt = LLVMVoidTypeInContext(E->ctx);
+}
+
+static void set_target(Emit *E, LLVMTargetMachineRef tm, LLVMTargetDataRef *layout)
+{
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(E->mod, triple);
+    LLVMDisposeMessage(triple);
+    *layout = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(E->mod, *layout);
+}
+
 bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const char *path)
 {
     Emit E = {0};
-    E.ctx = LLVMContextCreate();
-    E.mod = LLVMModuleCreateWithNameInContext(l->g->name, E.ctx);
-    E.b = LLVMCreateBuilderInContext(E.ctx);
-    E.i1 = LLVMInt1TypeInContext(E.ctx), E.i32 = LLVMInt32TypeInContext(E.ctx);
-    E.i64 = LLVMInt64TypeInContext(E.ctx), E.f32 = LLVMFloatTypeInContext(E.ctx);
-    E.f64 = LLVMDoubleTypeInContext(E.ctx), E.ptr = LLVMPointerTypeInContext(E.ctx, 0);
-    E.voidt = LLVMVoidTypeInContext(E.ctx);
+    emit_init(&E, LLVMContextCreate(), l->g->name);
 
     LLVMCodeGenOptLevel level = o->opt_level == 0 ? LLVMCodeGenLevelNone
                               : o->opt_level == 1 ? LLVMCodeGenLevelLess
                               : o->opt_level == 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelAggressive;
     LLVMTargetMachineRef tm = target_machine(o, level);
-    char *triple = LLVMGetTargetMachineTriple(tm);
-    LLVMSetTarget(E.mod, triple);
-    LLVMDisposeMessage(triple);
-    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(E.mod, layout);
+    LLVMTargetDataRef layout;
+    set_target(&E, tm, &layout);
 
     E.sanitize = o->sanitize;
     LLVMValueRef forward = emit_kernel(&E, l->forward, o);
@@ -1333,4 +1354,97 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMContextDispose(E.ctx);
     free(E.scopes);
     return ok;
+}
+
+/* ---- the tuner's measuring device ----------------------------------------- */
+
+struct GemmJit {
+    LLVMOrcLLJITRef jit;
+};
+
+static bool jit_error(LLVMErrorRef err, const char *what)
+{
+    if (!err)
+        return false;
+    char *msg = LLVMGetErrorMessage(err);
+    fprintf(stderr, "cnnc: --tune: %s: %s\n", what, msg);
+    LLVMDisposeErrorMessage(msg);
+    return true;
+}
+
+/* `void cnnc.bench(a, b, c, bias)`: the statement's call with its sizes and
+ * strides as constants, as in the kernel, and M = m (so LLVM may specialize
+ * the routine as it would there). */
+static void bench_wrapper(Emit *E, const Gemm *g, int64_t m, LLVMValueRef routine)
+{
+    LLVMTypeRef p[4] = {E->ptr, E->ptr, E->ptr, E->ptr};
+    LLVMValueRef fn = LLVMAddFunction(E->mod, "cnnc.bench", LLVMFunctionType(E->voidt, p, 4, 0));
+    LLVMPositionBuilderAtEnd(E->b, LLVMAppendBasicBlockInContext(E->ctx, fn, "entry"));
+    int64_t k = g->K->kind == X_INT ? g->K->ival : m;
+    LLVMValueRef args[12] = {
+        i64c(E, g->M->kind == X_INT ? g->M->ival : m), i64c(E, g->N), i64c(E, k), LLVMGetParam(fn, 0),
+        i64c(E, g->sai), i64c(E, g->sak), LLVMGetParam(fn, 1), i64c(E, g->ldb), LLVMGetParam(fn, 2),
+        i64c(E, g->ldc), LLVMConstInt(E->i1, g->accumulate, 0), LLVMGetParam(fn, 3),
+    };
+    LLVMBuildCall2(E->b, E->gemm_type, routine, args, 12, "");
+    LLVMBuildRetVoid(E->b);
+}
+
+GemmJit *gemm_jit(const Gemm *g, int64_t m, bool fault, GemmBenchFn *fn)
+{
+    LLVMInitializeNativeTarget();
+    LLVMInitializeNativeAsmPrinter();
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    Emit E = {0};
+    emit_init(&E, LLVMOrcThreadSafeContextGetContext(tsc), "cnnc.tune");
+    CodegenOptions o = {.opt_level = 2};
+    LLVMTargetMachineRef tm = target_machine(&o, LLVMCodeGenLevelDefault);
+    LLVMTargetDataRef layout;
+    set_target(&E, tm, &layout);
+    Gemm probe = *g;
+    if (fault)                      /* for the tests: a variant that computes the wrong thing */
+        probe.relu = !probe.relu;
+    LLVMValueRef routine = gemm_function(&E, &probe);
+    bench_wrapper(&E, g, m, routine);
+    bool ok = optimize(&E, tm, &o);
+    LLVMDisposeBuilder(E.b);
+    LLVMDisposeTargetData(layout);
+    LLVMDisposeTargetMachine(tm);
+    GemmJit *j = calloc(1, sizeof *j);
+    LLVMOrcExecutorAddress addr = 0;
+    if (!ok || jit_error(LLVMOrcCreateLLJIT(&j->jit, NULL), "cannot create the JIT")) {
+        LLVMDisposeModule(E.mod);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        free(j);
+        return NULL;
+    }
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(E.mod, tsc);
+    LLVMOrcDisposeThreadSafeContext(tsc);     /* the module holds it now */
+    if (jit_error(LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm), "cannot add a module") ||
+        jit_error(LLVMOrcLLJITLookup(j->jit, &addr, "cnnc.bench"), "cannot compile a variant")) {
+        gemm_jit_free(j);
+        return NULL;
+    }
+    *fn = (GemmBenchFn)(uintptr_t)addr;
+    free(E.scopes);
+    return j;
+}
+
+void gemm_jit_free(GemmJit *j)
+{
+    if (!j)
+        return;
+    jit_error(LLVMOrcDisposeLLJIT(j->jit), "cannot dispose of the JIT");
+    free(j);
+}
+
+const char *host_cpu_id(void)
+{
+    char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+    uint64_t h = 0xcbf29ce484222325ull;            /* FNV-1a */
+    for (const char *p = features; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    const char *id = arena_printf("%s/%016llx", cpu, (unsigned long long)h);
+    LLVMDisposeMessage(cpu), LLVMDisposeMessage(features);
+    return id;
 }

@@ -1731,7 +1731,10 @@ static void print_stmts(FILE *out, const Vec *body, int depth)
                 print_expr(out, g->bias_at);
                 fputs(g->bias_rows ? " + i]" : " + j]", out);
             }
-            fputs(g->relu ? ", then relu\n" : "\n", out);
+            fputs(g->relu ? ", then relu" : "", out);
+            if (g->tile_r)
+                fprintf(out, " [tile %dx%d]", g->tile_r, g->tile_c);
+            fputc('\n', out);
             break;
         }
         case L_POOL: {

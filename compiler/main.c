@@ -17,6 +17,9 @@ typedef enum { MAKE_EXE, MAKE_LIB, MAKE_OBJ } Make;
 typedef struct {
     const char *input, *output;
     bool check, summary, verbose, no_fuse;
+    bool tune, tune_fault;
+    double tune_budget;           /* seconds */
+    const char *tune_cache;       /* NULL: the default (tune_default_cache) */
     Emit emit;
     Make make;
     CodegenOptions cg;
@@ -35,6 +38,11 @@ static const char usage[] =
     "  --no-fuse          keep every operator in a loop nest of its own (for\n"
     "                     debugging, and to measure what fusion brings)\n"
     "  --target-cpu=CPU   native (default), x86-64-v3, znver4, ...\n"
+    "  --tune             measure each GEMM's register tiles on this machine and\n"
+    "                     keep the fastest (saved in the tuning cache)\n"
+    "  --tune-budget=T    the time --tune may take: 60s (default), 2m, 500ms\n"
+    "  --tune-cache=PATH  the tuning cache (default $XDG_CACHE_HOME/cnnc/tune.json);\n"
+    "                     compiles without --tune use the tiles it holds\n"
     "  --sanitize         instrument generated code with AddressSanitizer and link\n"
     "                     the sanitized runtime (for testing)\n"
     "  -v                 report the time of each compiler stage\n"
@@ -85,6 +93,22 @@ static const char *target_cpu(const char *name)
     exit(EXIT_USAGE);
 }
 
+/* --tune-budget: a duration, 60s, 2m or 500ms (seconds without a unit) */
+static double tune_budget(const char *t)
+{
+    char *end;
+    double v = strtod(t, &end), scale = 1;
+    if (strcmp(end, "ms") == 0)
+        scale = 1e-3;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+        scale = 60;
+    else if (*end && strcmp(end, "s") != 0)
+        end = NULL;
+    if (end == t || !end || !(v > 0) || v * scale > 86400)
+        bad_usage("--tune-budget needs a duration from 1ms to 24h, such as 60s, 2m or 500ms (got '%s')", t);
+    return v * scale;
+}
+
 static bool flag(Options *o, const char *a)
 {
     if (strcmp(a, "--check") == 0)           o->check = true;
@@ -94,6 +118,10 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "-c") == 0)           o->make = MAKE_OBJ;
     else if (strcmp(a, "--sanitize") == 0)   o->cg.sanitize = true;
     else if (strcmp(a, "--no-fuse") == 0)    o->no_fuse = true;
+    else if (strcmp(a, "--tune") == 0)       o->tune = true;
+    else if (strcmp(a, "--tune-fault") == 0) o->tune_fault = true;     /* testing: see TuneOptions */
+    else if (strncmp(a, "--tune-budget=", 14) == 0) o->tune_budget = tune_budget(a + 14);
+    else if (strncmp(a, "--tune-cache=", 13) == 0 && a[13]) o->tune_cache = a + 13;
     else if (strncmp(a, "--emit=", 7) == 0)  o->emit = emit_kind(a + 7);
     else if (strncmp(a, "--target-cpu=", 13) == 0) o->cg.cpu = target_cpu(a + 13);
     else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) o->cg.opt_level = a[2] - '0';
@@ -128,6 +156,10 @@ static Options parse_options(int argc, char **argv)
     }
     if (!o.input)
         bad_usage("%s", "no input file");
+    if (o.tune && o.cg.cpu && strcmp(o.cg.cpu, "native") != 0)
+        bad_usage("--tune measures on this machine, so it needs the native target, not --target-cpu=%s", o.cg.cpu);
+    if (!o.tune_budget)
+        o.tune_budget = 60;
     return o;
 }
 
@@ -191,6 +223,26 @@ static int finish(FILE *out)
     return EXIT_OK;
 }
 
+/* The GEMMs' register tiles: measured with --tune (and saved), else from the
+ * tuning cache where it has them, else the defaults. */
+static Tuning *tune(const Options *o, Lowered *l)
+{
+    Tuning *t = tune_collect(l);
+    const char *cache = o->tune_cache ? o->tune_cache : tune_default_cache();
+    if (o->tune) {
+        TuneOptions opt = {.budget_s = o->tune_budget, .verbose = o->verbose, .fault = o->tune_fault};
+        double spent = tune_search(t, &opt);
+        if (o->verbose)
+            tune_report(stderr, t, spent, o->tune_budget);
+        if (cache)
+            tune_save_cache(t, cache);
+    } else if (cache) {
+        tune_use_cache(t, cache);
+    }
+    tune_apply(t);
+    return t;
+}
+
 /* --summary: the layer table, then the memory the planned kernels take */
 static int print_summary(const Options *o, Graph *g)
 {
@@ -202,6 +254,7 @@ static int print_summary(const Options *o, Graph *g)
         fuse_loops(l);
     plan_memory(l);
     summary_memory(out, l, g->train.batch > 0 ? g->train.batch : 64);
+    tune_summary(out, tune(o, l));
     return finish(out);
 }
 
@@ -317,6 +370,8 @@ int main(int argc, char **argv)
     }
     plan_memory(l);
     stage_done(&o, "plan");
+    tune(&o, l);
+    stage_done(&o, "tune");
     if (o.emit == EMIT_LOOPS) {
         FILE *out = open_output(&o);
         loops_print(out, l);

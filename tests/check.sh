@@ -4,7 +4,11 @@
 #   sh tests/check.sh [SUITE...]     (default: all)
 set -u
 cd "$(dirname "$0")/.." || exit 2
-all="unit golden runtime reference reference-nofuse reference-asan train embed predict robustness fuzz"
+# hermetic: no tuning cache of the user's changes what the tests compile
+XDG_CACHE_HOME="${TMPDIR:-/tmp}/cnnc-check-cache.$$"
+export XDG_CACHE_HOME
+trap 'rm -rf "$XDG_CACHE_HOME"' EXIT
+all="unit golden runtime reference reference-nofuse reference-asan reference-tuned tune train embed predict robustness fuzz"
 suites=${*:-$all}
 passed=0 failed=0 failures=""
 for s in $suites; do

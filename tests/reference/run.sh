@@ -1,10 +1,12 @@
 #!/bin/sh
 # Compiles every reference net (tests/reference/manifest.txt) to a library and
 # an executable and checks both against PyTorch's outputs (check_net.c).
-#   sh tests/reference/run.sh [--sanitize | --no-fuse] [NET...]
+#   sh tests/reference/run.sh [--sanitize | --no-fuse | --tune] [NET...]
 # With --sanitize the generated code is built with AddressSanitizer and the
 # runtime and harness with AddressSanitizer and UBSan; with --no-fuse the nets
-# are compiled without loop fusion (both builds must match PyTorch).
+# are compiled without loop fusion (both builds must match PyTorch); with
+# --tune each library is compiled with --tune (a 300 ms budget) and each
+# executable with the tuning cache that wrote.
 # Prints "N passed, N failed" over all nets; exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
@@ -15,9 +17,16 @@ if [ "${1:-}" = "--sanitize" ]; then
 elif [ "${1:-}" = "--no-fuse" ]; then
   san="--no-fuse" tag=nofuse
   shift
+elif [ "${1:-}" = "--tune" ]; then
+  tag=tuned
+  shift
 fi
 out=build/ref/$tag
 mkdir -p "$out"
+if [ $tag = tuned ]; then     # the library is tuned (a short budget), the executable uses the cache
+  rm -f "$out/tune.json"
+  san="--tune --tune-budget=300ms --tune-cache=$(pwd)/$out/tune.json"
+fi
 nets=${*:-$(cut -d' ' -f1 tests/reference/manifest.txt)}
 results=$out/results.txt
 for net in $nets; do echo "$net"; done |

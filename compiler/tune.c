@@ -1,0 +1,781 @@
+/* tune.c: cnnc --tune. Each distinct GEMM of the kernels (its shape, strides
+ * and epilogue: its signature) can be built with several register tiles;
+ * the tuner JIT-compiles the candidates for this machine, runs them on
+ * buffers of the real size, rejects any whose result differs from the
+ * default tile's, and keeps the fastest. The choices go to a tuning cache,
+ * which later compiles read.
+ *
+ *   tune_collect   the GEMM signatures of the lowered kernels
+ *   tune_search    measures the candidates within the time budget
+ *   tune_apply     sets each GEMM statement's tile from the choices
+ *   cache_read / cache_write   the cache file (JSON, documented in
+ *                  docs/compiler.md)
+ */
+#include "cnnc.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- text and messages ------------------------------------------------------ */
+
+typedef struct { char *buf; size_t len, cap; } Str;
+
+static void str_addn(Str *s, const char *p, size_t n)
+{
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 256;
+        while (cap < s->len + n + 1)
+            cap *= 2;
+        char *b = arena_alloc(cap);
+        if (s->len)
+            memcpy(b, s->buf, s->len);
+        s->buf = b, s->cap = cap;
+    }
+    memcpy(s->buf + s->len, p, n);
+    s->len += n;
+    s->buf[s->len] = 0;
+}
+
+static void str_addc(Str *s, char c) { str_addn(s, &c, 1); }
+
+static void str_add(Str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void str_add(Str *s, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    str_addn(s, buf, n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+static const char *str_done(Str *s) { return s->buf ? s->buf : ""; }
+
+static void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void warning(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cnnc: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ---- tiles ----------------------------------------------------------------- */
+
+void gemm_tile_default(bool bt, int *r, int *c)
+{
+    *r = bt ? GEMM_RT : GEMM_MR, *c = bt ? GEMM_CT : GEMM_NV;
+}
+
+/* Whether the routine can be built with this tile and keeps its accumulators
+ * and operands in the 32 vector registers. */
+bool gemm_tile_ok(bool bt, int r, int c)
+{
+    if (bt)
+        return r >= 1 && c >= 1 && r <= GEMM_RT_MAX && c <= GEMM_CT_MAX && r * c + r + c <= 32;
+    return r >= 1 && c >= 1 && r <= GEMM_MR_MAX && c <= GEMM_NV_MAX && r * c + c + 1 <= 32;
+}
+
+/* ---- signatures ------------------------------------------------------------ */
+
+/* A GEMM as the tuner sees it: one per signature, standing for every
+ * statement that has it. */
+struct TuneKernel {
+    const char *sig;          /* "gemm M=6 N=784 K=25 sai=25 sak=1 ldb=784 ldc=784 acc=0 bias=rows relu=1" */
+    Gemm *g;                  /* a statement with it (the first) */
+    int64_t m;                /* M (and K) where they depend on the batch: the slice a thread runs */
+    double weight;            /* FLOPs per training step, all its statements together */
+    int tile_r, tile_c;       /* the chosen tile (the default if none better) */
+    bool from_cache, tuned;
+    int tried, rejected;      /* variants measured, and those rejected as wrong */
+    double default_ns, best_ns;
+};
+
+static int64_t resolved(const Expr *e, int64_t m) { return e->kind == X_INT ? e->ival : m; }
+
+static const char *signature(const Gemm *g, int64_t m)
+{
+    static const char *const bias[] = {"none", "rows", "cols"};
+    return arena_printf("%s M=%lld N=%lld K=%lld sai=%lld sak=%lld ldb=%lld ldc=%lld acc=%d bias=%s relu=%d",
+                        g->bt ? "gemm_nt" : "gemm", (long long)resolved(g->M, m), (long long)g->N,
+                        (long long)resolved(g->K, m), (long long)g->sai, (long long)g->sak, (long long)g->ldb,
+                        (long long)g->ldc, g->accumulate, bias[!g->bias ? 0 : g->bias_rows ? 1 : 2], g->relu);
+}
+
+static void collect_stmts(Vec *out, Vec *gemms, const Vec *body, int64_t m, int64_t times)
+{
+    for (int i = 0; i < body->n; i++) {
+        LStmt *s = body->at[i];
+        if (s->kind == L_FOR)
+            collect_stmts(out, gemms, &s->body, m, example_loop(s) ? times * m : times);
+        else if (s->kind == L_IF)
+            collect_stmts(out, gemms, &s->body, m, times);
+        if (s->kind != L_GEMM)
+            continue;
+        Gemm *g = s->gemm;
+        vec_push(gemms, g);
+        const char *sig = signature(g, m);
+        double flops = 2.0 * (double)resolved(g->M, m) * (double)g->N * (double)resolved(g->K, m) * (double)times;
+        TuneKernel *k = NULL;
+        for (int j = 0; j < out->n && !k; j++)
+            if (strcmp(((TuneKernel *)out->at[j])->sig, sig) == 0)
+                k = out->at[j];
+        if (!k) {
+            k = arena_alloc(sizeof *k);
+            k->sig = sig, k->g = g, k->m = m;
+            gemm_tile_default(g->bt, &k->tile_r, &k->tile_c);
+            vec_push(out, k);
+        }
+        k->weight += flops;
+    }
+}
+
+/* The rows of a GEMM that depends on the batch, in one thread's share of a
+ * training batch: the batch over the CPUs. */
+static int64_t thread_slice(const Graph *g)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t batch = g->train.batch > 0 ? g->train.batch : 64;
+    if (cpus < 1)
+        cpus = 1;
+    return (batch + cpus - 1) / cpus;
+}
+
+Tuning *tune_collect(Lowered *l)
+{
+    Tuning *t = arena_alloc(sizeof *t);
+    int64_t m = thread_slice(l->g);
+    collect_stmts(&t->kernels, &t->gemms, &l->forward->body, m, 1);
+    if (l->train)
+        collect_stmts(&t->kernels, &t->gemms, &l->train->body, m, 1);
+    return t;
+}
+
+void tune_apply(Tuning *t)
+{
+    for (int i = 0; i < t->gemms.n; i++) {
+        Gemm *g = t->gemms.at[i];
+        int64_t m = ((TuneKernel *)t->kernels.at[0])->m;
+        const char *sig = signature(g, m);
+        for (int j = 0; j < t->kernels.n; j++) {
+            TuneKernel *k = t->kernels.at[j];
+            int dr, dc;
+            gemm_tile_default(g->bt, &dr, &dc);
+            if (strcmp(k->sig, sig) == 0 && (k->tile_r != dr || k->tile_c != dc))
+                g->tile_r = k->tile_r, g->tile_c = k->tile_c;
+        }
+    }
+}
+
+/* ---- measuring ------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The operands of one kernel, sized from its strides, random in [-1, 1). */
+typedef struct {
+    float *a, *b, *c, *c0, *ref, *bias;
+    int64_t na, nb, nc;
+} Operands;
+
+static float *random_floats(int64_t n, uint64_t *state)
+{
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!p)
+        internal_error("out of memory for the tuner's buffers");
+    for (int64_t i = 0; i < n; i++) {
+        *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+        p[i] = (float)((double)(*state >> 40) / (double)(1ull << 24) * 2 - 1);
+    }
+    return p;
+}
+
+static Operands operands(const TuneKernel *k)
+{
+    const Gemm *g = k->g;
+    int64_t M = resolved(g->M, k->m), K = resolved(g->K, k->m), N = g->N;
+    uint64_t seed = 12345;
+    Operands o;
+    o.na = (M - 1) * g->sai + (K - 1) * (g->bt ? 1 : g->sak) + 1;
+    o.nb = g->bt ? (N - 1) * g->ldb + K : (K - 1) * g->ldb + N;
+    o.nc = (M - 1) * g->ldc + N;
+    o.a = random_floats(o.na, &seed), o.b = random_floats(o.nb, &seed);
+    o.c0 = random_floats(o.nc, &seed), o.bias = random_floats(M > N ? M : N, &seed);
+    o.c = malloc(sizeof(float) * (size_t)o.nc), o.ref = malloc(sizeof(float) * (size_t)o.nc);
+    if (!o.c || !o.ref)
+        internal_error("out of memory for the tuner's buffers");
+    return o;
+}
+
+static void free_operands(Operands *o)
+{
+    free(o->a), free(o->b), free(o->c), free(o->c0), free(o->ref), free(o->bias);
+}
+
+/* Whether c matches the default tile's result: the sums are the same up to
+ * the order of the additions. */
+static bool same_result(const float *c, const float *ref, int64_t n)
+{
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(ref[i]));
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(c[i]))
+            return false;
+        worst = fmax(worst, fabs((double)c[i] - ref[i]));
+    }
+    return worst <= 1e-4 * (1 + scale);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median time of one call, in ns: warm-up, then 5 samples of enough
+ * calls to take about half a millisecond each. */
+static double time_calls(GemmBenchFn fn, Operands *o)
+{
+    memcpy(o->c, o->c0, sizeof(float) * (size_t)o->nc);
+    double t = now_s();
+    fn(o->a, o->b, o->c, o->bias);
+    double once = now_s() - t;
+    long reps = once > 0 ? (long)(0.5e-3 / once) : 1000;
+    reps = reps < 1 ? 1 : reps > 100000 ? 100000 : reps;
+    double sample[5];
+    for (int s = 0; s < 5; s++) {
+        memcpy(o->c, o->c0, sizeof(float) * (size_t)o->nc);
+        t = now_s();
+        for (long r = 0; r < reps; r++)
+            fn(o->a, o->b, o->c, o->bias);
+        sample[s] = (now_s() - t) / (double)reps * 1e9;
+    }
+    qsort(sample, 5, sizeof sample[0], cmp_double);
+    return sample[2];
+}
+
+/* Runs variant (r, c) once from c0 into o->c; false if it could not be built. */
+static bool run_variant(const TuneKernel *k, int r, int c, bool fault, Operands *o, double *ns)
+{
+    Gemm v = *k->g;
+    v.tile_r = r, v.tile_c = c;
+    GemmBenchFn fn;
+    GemmJit *j = gemm_jit(&v, k->m, fault, &fn);
+    if (!j)
+        return false;
+    memcpy(o->c, o->c0, sizeof(float) * (size_t)o->nc);
+    fn(o->a, o->b, o->c, o->bias);
+    if (ns) {
+        float *once = malloc(sizeof(float) * (size_t)o->nc);
+        if (!once)
+            internal_error("out of memory for the tuner's buffers");
+        memcpy(once, o->c, sizeof(float) * (size_t)o->nc);
+        *ns = time_calls(fn, o);
+        memcpy(o->c, once, sizeof(float) * (size_t)o->nc);
+        free(once);
+    }
+    gemm_jit_free(j);
+    return true;
+}
+
+/* The candidate tiles, known good shapes first; the default is measured
+ * before them. Tiles larger than the GEMM (more rows than M, more columns
+ * than N) cannot win and are left out. */
+static int candidates(const TuneKernel *k, int tiles[][2], int max)
+{
+    static const int gemm_tiles[][2] = {{4, 3}, {8, 2}, {6, 3}, {4, 2}, {12, 1}, {8, 3}, {14, 2}, {6, 4}, {4, 4}, {2, 2}};
+    static const int nt_tiles[][2] = {{2, 8}, {8, 2}, {4, 2}, {2, 4}, {3, 4}, {4, 3}, {6, 2}, {2, 6}, {4, 5}, {1, 8}};
+    const Gemm *g = k->g;
+    int64_t M = resolved(g->M, k->m), N = g->N;
+    int n = 0, dr, dc;
+    gemm_tile_default(g->bt, &dr, &dc);
+    const int(*list)[2] = g->bt ? nt_tiles : gemm_tiles;
+    int count = g->bt ? (int)(sizeof nt_tiles / sizeof nt_tiles[0]) : (int)(sizeof gemm_tiles / sizeof gemm_tiles[0]);
+    for (int i = 0; i < count && n < max; i++) {
+        int r = list[i][0], c = list[i][1];
+        int64_t cols = g->bt ? c : (int64_t)(c - 1) * 16 + 1;   /* the fewest columns that fill c vectors */
+        if (!gemm_tile_ok(g->bt, r, c) || (r == dr && c == dc) || r > M || cols > N)
+            continue;
+        tiles[n][0] = r, tiles[n][1] = c, n++;
+    }
+    return n;
+}
+
+/* Tunes kernel k until `deadline` (seconds on the now_s clock). */
+static void tune_kernel(TuneKernel *k, double deadline, const TuneOptions *opt)
+{
+    Operands o = operands(k);
+    double t0 = now_s();
+    if (!run_variant(k, k->tile_r, k->tile_c, false, &o, &k->default_ns)) {
+        free_operands(&o);
+        return;
+    }
+    memcpy(o.ref, o.c, sizeof(float) * (size_t)o.nc);
+    double cost = now_s() - t0;          /* what one candidate takes: build and time */
+    k->best_ns = k->default_ns, k->tried = 1, k->tuned = true;
+    int tiles[16][2], n = candidates(k, tiles, 16);
+    for (int i = 0; i < n && now_s() + cost <= deadline; i++) {
+        double ns, t = now_s();
+        bool fault = opt->fault && i == 0;
+        if (!run_variant(k, tiles[i][0], tiles[i][1], fault, &o, &ns))
+            continue;
+        cost = now_s() - t;
+        k->tried++;
+        if (!same_result(o.c, o.ref, o.nc)) {
+            k->rejected++;
+            if (opt->verbose)
+                fprintf(stderr, "cnnc: --tune: %s: tile %dx%d rejected: its result differs from the default's\n",
+                        k->sig, tiles[i][0], tiles[i][1]);
+            continue;
+        }
+        if (ns < k->best_ns * 0.97)      /* a clear win only: timing noise is a few percent */
+            k->best_ns = ns, k->tile_r = tiles[i][0], k->tile_c = tiles[i][1];
+    }
+    free_operands(&o);
+}
+
+static int by_weight(const void *a, const void *b)
+{
+    double x = (*(TuneKernel *const *)a)->weight, y = (*(TuneKernel *const *)b)->weight;
+    return (x < y) - (x > y);
+}
+
+double tune_search(Tuning *t, const TuneOptions *opt)
+{
+    double start = now_s(), end = start + opt->budget_s, total = 0;
+    TuneKernel **ks = (TuneKernel **)t->kernels.at;
+    qsort(ks, (size_t)t->kernels.n, sizeof *ks, by_weight);
+    for (int i = 0; i < t->kernels.n; i++)
+        total += ks[i]->weight;
+    /* each kernel gets its share of what is left, by its share of the FLOPs */
+    double left_weight = total;
+    for (int i = 0; i < t->kernels.n; i++) {
+        double now = now_s(), share = left_weight > 0 ? (end - now) * ks[i]->weight / left_weight : 0;
+        left_weight -= ks[i]->weight;
+        if (now >= end)
+            break;
+        tune_kernel(ks[i], now + share, opt);
+    }
+    return now_s() - start;
+}
+
+/* ---- reporting ------------------------------------------------------------- */
+
+void tune_report(FILE *out, const Tuning *t, double spent, double budget)
+{
+    fprintf(out, "cnnc: tuning: %d GEMM kernels, %.1f s of a %.0f s budget\n", t->kernels.n, spent, budget);
+    fprintf(out, "  %-8s %5s %10s %10s %8s  %s\n", "tile", "tried", "default", "best", "speedup", "kernel");
+    for (int i = 0; i < t->kernels.n; i++) {
+        const TuneKernel *k = t->kernels.at[i];
+        if (!k->tuned) {
+            fprintf(out, "  %-8s %5s %10s %10s %8s  %s\n", arena_printf("%dx%d", k->tile_r, k->tile_c), "0", "-", "-",
+                    "-", k->sig);
+            continue;
+        }
+        fprintf(out, "  %-8s %5d %8.2fus %8.2fus %7.2fx  %s%s\n", arena_printf("%dx%d", k->tile_r, k->tile_c),
+                k->tried, k->default_ns / 1e3, k->best_ns / 1e3, k->default_ns / k->best_ns, k->sig,
+                k->rejected ? arena_printf(" (%d rejected)", k->rejected) : "");
+    }
+}
+
+void tune_summary(FILE *out, const Tuning *t)
+{
+    fprintf(out, "\nGEMM kernels (tile: rows x vectors for gemm, rows x columns for gemm_nt):\n");
+    for (int i = 0; i < t->kernels.n; i++) {
+        const TuneKernel *k = t->kernels.at[i];
+        int dr, dc;
+        gemm_tile_default(k->g->bt, &dr, &dc);
+        const char *how = k->from_cache ? "tuned (cache)" : k->tuned ? "tuned" : "default";
+        fprintf(out, "  %-6s %-14s %s\n", arena_printf("%dx%d", k->tile_r, k->tile_c),
+                (k->tile_r == dr && k->tile_c == dc && !k->tuned && !k->from_cache) ? "default" : how, k->sig);
+    }
+}
+
+/* ---- the cache: a small JSON reader ---------------------------------------- */
+
+/* Just what the cache needs: objects, arrays, strings (with the escapes
+ * JSON has), numbers, true, false, null; nesting at most 16 deep. */
+typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } JKind;
+typedef struct JVal {
+    JKind kind;
+    double num;
+    const char *str;          /* J_STR */
+    struct JVal **items;      /* J_ARR, J_OBJ (values) */
+    const char **keys;        /* J_OBJ */
+    int n;
+} JVal;
+
+typedef struct {
+    const char *p, *end, *err;
+    int depth;
+} JParse;
+
+static JVal *jvalue(JParse *j);
+
+static void jspace(JParse *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static JVal *jfail(JParse *j, const char *msg)
+{
+    if (!j->err)
+        j->err = msg;
+    return NULL;
+}
+
+static JVal *jnew(JKind kind)
+{
+    JVal *v = arena_alloc(sizeof *v);
+    v->kind = kind;
+    return v;
+}
+
+static const char *jstring(JParse *j)
+{
+    if (j->p >= j->end || *j->p != '"')
+        return jfail(j, "expected a string"), NULL;
+    j->p++;
+    Str s = {0};
+    while (j->p < j->end && *j->p != '"') {
+        unsigned char ch = (unsigned char)*j->p++;
+        if (ch < 0x20)
+            return jfail(j, "a control character in a string"), NULL;
+        if (ch != '\\') {
+            str_addc(&s, (char)ch);
+            continue;
+        }
+        if (j->p >= j->end)
+            break;
+        char e = *j->p++;
+        const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
+        const char *at = strchr(from, e);
+        if (e && at) {
+            str_addc(&s, to[at - from]);
+        } else if (e == 'u' && j->end - j->p >= 4) {
+            unsigned cp = 0;
+            for (int i = 0; i < 4; i++) {
+                char h = *j->p++;
+                int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+                if (d < 0)
+                    return jfail(j, "a bad \\u escape"), NULL;
+                cp = cp * 16 + (unsigned)d;
+            }
+            str_addc(&s, cp < 0x80 ? (char)cp : '?');   /* the cache's strings are ASCII */
+        } else {
+            return jfail(j, "a bad escape in a string"), NULL;
+        }
+    }
+    if (j->p >= j->end)
+        return jfail(j, "an unterminated string"), NULL;
+    j->p++;
+    return str_done(&s);
+}
+
+static JVal *jnumber(JParse *j)
+{
+    char buf[64];
+    size_t n = 0;
+    while (j->p < j->end && n < sizeof buf - 1 && strchr("+-0123456789.eE", *j->p))
+        buf[n++] = *j->p++;
+    buf[n] = 0;
+    char *end;
+    errno = 0;
+    double d = strtod(buf, &end);
+    if (n == 0 || *end || errno || !isfinite(d))
+        return jfail(j, "a bad number");
+    JVal *v = jnew(J_NUM);
+    v->num = d;
+    return v;
+}
+
+static JVal *jlist(JParse *j, bool object)
+{
+    JVal *v = jnew(object ? J_OBJ : J_ARR);
+    Vec items = {0}, keys = {0};
+    j->p++;
+    jspace(j);
+    if (j->p < j->end && *j->p == (object ? '}' : ']')) {
+        j->p++;
+        return v;
+    }
+    for (;;) {
+        jspace(j);
+        if (object) {
+            const char *k = jstring(j);
+            if (!k)
+                return NULL;
+            jspace(j);
+            if (j->p >= j->end || *j->p != ':')
+                return jfail(j, "expected ':'");
+            j->p++;
+            vec_push(&keys, (void *)k);
+        }
+        JVal *x = jvalue(j);
+        if (!x)
+            return NULL;
+        vec_push(&items, x);
+        jspace(j);
+        if (j->p < j->end && *j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (j->p < j->end && *j->p == (object ? '}' : ']')) {
+            j->p++;
+            break;
+        }
+        return jfail(j, object ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+    v->items = (JVal **)items.at, v->keys = (const char **)keys.at, v->n = items.n;
+    return v;
+}
+
+static JVal *jvalue(JParse *j)
+{
+    jspace(j);
+    if (j->p >= j->end)
+        return jfail(j, "unexpected end of file");
+    if (++j->depth > 16)
+        return jfail(j, "nested too deeply");
+    JVal *v = NULL;
+    char c = *j->p;
+    if (c == '{' || c == '[') {
+        v = jlist(j, c == '{');
+    } else if (c == '"') {
+        const char *s = jstring(j);
+        if (s)
+            v = jnew(J_STR), v->str = s;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+        v = jnumber(j);
+    } else {
+        static const char *const words[] = {"true", "false", "null"};
+        for (int i = 0; i < 3 && !v; i++) {
+            size_t n = strlen(words[i]);
+            if ((size_t)(j->end - j->p) >= n && memcmp(j->p, words[i], n) == 0) {
+                j->p += n;
+                v = jnew(i == 2 ? J_NULL : J_BOOL);
+                v->num = i == 0;
+            }
+        }
+        if (!v)
+            jfail(j, "unexpected character");
+    }
+    j->depth--;
+    return v;
+}
+
+static const JVal *jget(const JVal *o, const char *key, JKind kind)
+{
+    if (!o || o->kind != J_OBJ)
+        return NULL;
+    for (int i = 0; i < o->n; i++)
+        if (strcmp(o->keys[i], key) == 0)
+            return o->items[i]->kind == kind ? o->items[i] : NULL;
+    return NULL;
+}
+
+/* ---- the cache file -------------------------------------------------------- */
+
+/* One entry: a kernel's tile on one machine and cnnc version. */
+typedef struct {
+    const char *cnnc, *cpu, *kernel;
+    int tile_r, tile_c;
+    double default_us, best_us;
+} Entry;
+
+/* Parses cache text into entries; on a malformed file returns false with
+ * *why saying what is wrong. Entries that are well-formed JSON but not ours
+ * (missing fields) make the file foreign: also false. */
+bool tune_cache_parse(const char *text, size_t len, Vec *entries, const char **why)
+{
+    JParse j = {text, text + len, NULL, 0};
+    JVal *root = jvalue(&j);
+    jspace(&j);
+    if (root && j.p != j.end)
+        jfail(&j, "text after the end of the JSON value");
+    if (!root || j.err) {
+        *why = arena_printf("not JSON (%s at byte %lld)", j.err ? j.err : "?", (long long)(j.p - text));
+        return false;
+    }
+    const JVal *format = jget(root, "format", J_STR), *list = jget(root, "entries", J_ARR);
+    if (!format || strcmp(format->str, "cnnc-tune-cache-1") != 0 || !list) {
+        *why = "not a cnnc tuning cache (no \"format\": \"cnnc-tune-cache-1\" with \"entries\")";
+        return false;
+    }
+    for (int i = 0; i < list->n; i++) {
+        const JVal *e = list->items[i];
+        const JVal *cnnc = jget(e, "cnnc", J_STR), *cpu = jget(e, "cpu", J_STR), *kernel = jget(e, "kernel", J_STR);
+        const JVal *tile = jget(e, "tile", J_STR), *d = jget(e, "default_us", J_NUM), *b = jget(e, "best_us", J_NUM);
+        int r, c;
+        char extra;
+        if (!cnnc || !cpu || !kernel || !tile || sscanf(tile->str, "%dx%d%c", &r, &c, &extra) != 2 ||
+            !gemm_tile_ok(strncmp(kernel->str, "gemm_nt ", 8) == 0, r, c)) {
+            *why = arena_printf("entry %d is malformed", i + 1);
+            return false;
+        }
+        Entry *x = arena_alloc(sizeof *x);
+        *x = (Entry){cnnc->str, cpu->str, kernel->str, r, c, d ? d->num : 0, b ? b->num : 0};
+        vec_push(entries, x);
+    }
+    return true;
+}
+
+const char *tune_default_cache(void)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg == '/')
+        return arena_printf("%s/cnnc/tune.json", xdg);
+    if (home && *home)
+        return arena_printf("%s/.cache/cnnc/tune.json", home);
+    return NULL;
+}
+
+/* Reads the cache at path into *entries. A missing file is an empty cache;
+ * an unreadable, damaged or foreign one is ignored with a warning. */
+static void cache_read(const char *path, Vec *entries)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno != ENOENT)
+            warning("ignoring the tuning cache '%s': %s", path, strerror(errno));
+        return;
+    }
+    Str s = {0};
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0 && s.len < (64 << 20))
+        str_addn(&s, buf, n);
+    bool bad = ferror(f) || s.len >= (64 << 20);
+    fclose(f);
+    const char *why = bad ? "cannot read it, or it is over 64 MiB" : NULL;
+    Vec got = {0};
+    if (bad || !tune_cache_parse(s.buf ? s.buf : "", s.len, &got, &why)) {
+        warning("ignoring the tuning cache '%s': %s", path, why);
+        return;
+    }
+    *entries = got;
+}
+
+static void json_string(Str *s, const char *t)
+{
+    str_addc(s, '"');
+    for (; *t; t++) {
+        if (*t == '"' || *t == '\\')
+            str_addc(s, '\\');
+        if ((unsigned char)*t < 0x20)
+            str_add(s, "\\u%04x", (unsigned char)*t);
+        else
+            str_addc(s, *t);
+    }
+    str_addc(s, '"');
+}
+
+/* mkdir -p of path's folder */
+static void make_dirs(const char *path)
+{
+    char *dir = arena_printf("%s", path);
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(dir, 0777);
+            *p = '/';
+        }
+}
+
+/* Writes entries to path atomically: a temporary file beside it, flushed,
+ * then renamed over it. Returns false (having said why) on failure. */
+static bool cache_write(const char *path, const Vec *entries)
+{
+    Str s = {0};
+    str_add(&s, "{\n  \"format\": \"cnnc-tune-cache-1\",\n  \"entries\": [");
+    for (int i = 0; i < entries->n; i++) {
+        const Entry *e = entries->at[i];
+        str_add(&s, "%s\n    {\"cnnc\": ", i ? "," : "");
+        json_string(&s, e->cnnc);
+        str_add(&s, ", \"cpu\": ");
+        json_string(&s, e->cpu);
+        str_add(&s, ", \"kernel\": ");
+        json_string(&s, e->kernel);
+        str_add(&s, ", \"tile\": \"%dx%d\", \"default_us\": %.3f, \"best_us\": %.3f}", e->tile_r, e->tile_c,
+                e->default_us, e->best_us);
+    }
+    str_add(&s, "\n  ]\n}\n");
+    make_dirs(path);
+    const char *tmp = arena_printf("%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(s.buf, 1, s.len, f) == s.len;
+    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (ok && rename(tmp, path) == 0)
+        return true;
+    warning("cannot write the tuning cache '%s': %s", path, strerror(errno));
+    remove(tmp);
+    return false;
+}
+
+/* Takes the cached tiles of this machine and version for the kernels. */
+void tune_use_cache(Tuning *t, const char *path)
+{
+    Vec entries = {0};
+    cache_read(path, &entries);
+    const char *cpu = host_cpu_id();
+    int ours = 0;
+    for (int i = 0; i < entries.n; i++) {
+        const Entry *e = entries.at[i];
+        if (strcmp(e->cnnc, CNNC_VERSION) != 0 || strcmp(e->cpu, cpu) != 0)
+            continue;
+        ours++;
+        for (int j = 0; j < t->kernels.n; j++) {
+            TuneKernel *k = t->kernels.at[j];
+            if (strcmp(k->sig, e->kernel) == 0 && gemm_tile_ok(k->g->bt, e->tile_r, e->tile_c))
+                k->tile_r = e->tile_r, k->tile_c = e->tile_c, k->from_cache = true;
+        }
+    }
+    if (entries.n && !ours)
+        warning("ignoring the tuning cache '%s': it has no entries for this CPU (%s) and cnnc %s", path, cpu,
+                CNNC_VERSION);
+}
+
+/* Adds the tuned kernels to the cache at path (replacing their old
+ * entries for this machine and version; keeping all others). */
+bool tune_save_cache(const Tuning *t, const char *path)
+{
+    Vec old = {0}, keep = {0};
+    cache_read(path, &old);
+    const char *cpu = host_cpu_id();
+    for (int i = 0; i < old.n; i++) {
+        const Entry *e = old.at[i];
+        bool replaced = false;
+        for (int j = 0; j < t->kernels.n && !replaced; j++) {
+            const TuneKernel *k = t->kernels.at[j];
+            replaced = k->tuned && strcmp(e->kernel, k->sig) == 0 && strcmp(e->cpu, cpu) == 0 &&
+                       strcmp(e->cnnc, CNNC_VERSION) == 0;
+        }
+        if (!replaced)
+            vec_push(&keep, (void *)e);
+    }
+    for (int j = 0; j < t->kernels.n; j++) {
+        const TuneKernel *k = t->kernels.at[j];
+        if (!k->tuned)
+            continue;
+        Entry *e = arena_alloc(sizeof *e);
+        *e = (Entry){CNNC_VERSION, cpu, k->sig, k->tile_r, k->tile_c, k->default_ns / 1e3, k->best_ns / 1e3};
+        vec_push(&keep, e);
+    }
+    return cache_write(path, &keep);
+}
