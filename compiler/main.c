@@ -40,8 +40,8 @@ static const char usage[] =
     "  --target-cpu=CPU   native (default), x86-64-v3, znver4, ...\n"
     "  --tune             measure each GEMM's register tiles on this machine and\n"
     "                     keep the fastest (saved in the tuning cache)\n"
-    "  --tune-budget=T    the time --tune may take: 60s (default), 2m, 500ms\n"
-    "  --tune-cache=PATH  the tuning cache (default $XDG_CACHE_HOME/cnnc/tune.json);\n"
+    "  --tune-budget T    the time --tune may take: 60s (default), 2m, 500ms\n"
+    "  --tune-cache PATH  the tuning cache (default $XDG_CACHE_HOME/cnnc/tune.json);\n"
     "                     compiles without --tune use the tiles it holds\n"
     "  --sanitize         instrument generated code with AddressSanitizer and link\n"
     "                     the sanitized runtime (for testing)\n"
@@ -122,6 +122,7 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "--tune-fault") == 0) o->tune_fault = true;     /* testing: see TuneOptions */
     else if (strncmp(a, "--tune-budget=", 14) == 0) o->tune_budget = tune_budget(a + 14);
     else if (strncmp(a, "--tune-cache=", 13) == 0 && a[13]) o->tune_cache = a + 13;
+    else if (strcmp(a, "--tune-cache=") == 0) bad_usage("%s", "--tune-cache needs a file name");
     else if (strncmp(a, "--emit=", 7) == 0)  o->emit = emit_kind(a + 7);
     else if (strncmp(a, "--target-cpu=", 13) == 0) o->cg.cpu = target_cpu(a + 13);
     else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) o->cg.opt_level = a[2] - '0';
@@ -144,6 +145,15 @@ static Options parse_options(int argc, char **argv)
             if (++i == argc)
                 bad_usage("%s needs a file name", a);
             o.output = argv[i];
+        } else if (strcmp(a, "--tune-budget") == 0 || strcmp(a, "--tune-cache") == 0) {
+            if (++i == argc)                      /* also spelled with '=' (flag()) */
+                bad_usage("%s needs a value", a);
+            if (a[7] == 'b')
+                o.tune_budget = tune_budget(argv[i]);
+            else if (argv[i][0])
+                o.tune_cache = argv[i];
+            else
+                bad_usage("%s", "--tune-cache needs a file name");
         } else if (flag(&o, a)) {
             continue;
         } else if (a[0] == '-' && a[1]) {

@@ -72,7 +72,7 @@ fi
 
 # ---- roundtrip -----------------------------------------------------------------
 table_tiles < t1.err > tuned.txt
-"$CNNC" "$NET" --summary --tune-cache=c1.json > s1.txt 2> s1.err
+"$CNNC" "$NET" --summary --tune-cache c1.json > s1.txt 2> s1.err
 summary_tiles < s1.txt > cached.txt
 if [ -s tuned.txt ] && cmp -s tuned.txt cached.txt && ! grep -q default s1.txt && [ ! -s s1.err ]; then
     ok roundtrip
@@ -133,10 +133,10 @@ else
     bad unwritable "$(head -2 u1.err)"
 fi
 all_ok=1
-for b in --tune-budget=abc --tune-budget=0s --tune-budget=-5 --tune-budget=3d --tune-budget=25h; do
+for b in --tune-budget=abc --tune-budget=0s --tune-budget=-5 --tune-budget=3d --tune-budget=25h --tune-budget; do
     "$CNNC" "$NET" --check "$b" 2> u.err
     rc=$?
-    if [ $rc != 2 ] || ! grep -q -- "--tune-budget needs a duration" u.err; then
+    if [ $rc != 2 ] || ! grep -q -- "--tune-budget needs a" u.err; then
         all_ok=0; bad usage "$b: exit $rc, $(head -1 u.err)"
     fi
 done
