@@ -16,7 +16,7 @@ COMPILER_OBJ := $(COMPILER_SRC:compiler/%.c=$(BUILD)/compiler/%.o) $(BUILD)/gen/
 FRONT_OBJ    := $(filter-out $(BUILD)/compiler/main.o,$(COMPILER_OBJ))
 INC          := -Icompiler -I$(GEN)
 
-.PHONY: all check demo bench clean deps fuzz
+.PHONY: all check demo bench clean deps fuzz fuzz-tunecache
 all: bin/cnnc runtime
 
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
@@ -180,6 +180,7 @@ check-predict: all
 
 check-fuzz:
 	$(MAKE) fuzz FUZZ_SECONDS=60
+	$(MAKE) fuzz-tunecache FUZZ_SECONDS=30
 	$(MAKE) fuzz-runtime FUZZ_SECONDS=30
 
 check-robustness: all
@@ -202,6 +203,18 @@ fuzz: $(BUILD)/fuzz/fuzz_frontend
 	$(BUILD)/fuzz/fuzz_frontend -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
 	  -max_len=8192 -dict=tests/fuzz/cnn.dict -print_final_stats=1 \
 	  $(BUILD)/fuzz/corpus-frontend tests/fuzz/regressions
+
+# the tuning cache's reader and writer (compiler/tune.c, without LLVM)
+$(BUILD)/fuzz/fuzz_tunecache: tests/fuzz/fuzz_tunecache.c compiler/tune.c compiler/util.c compiler/diag.c compiler/cnnc.h
+	@mkdir -p $(dir $@)
+	$(CC) $(FUZZ_FLAGS) $(INC) -o $@ tests/fuzz/fuzz_tunecache.c compiler/tune.c compiler/util.c compiler/diag.c -lm
+
+fuzz-tunecache: $(BUILD)/fuzz/fuzz_tunecache
+	@mkdir -p $(BUILD)/fuzz/corpus-tunecache
+	cp tests/fuzz/corpus/tunecache/* $(BUILD)/fuzz/corpus-tunecache/
+	$(BUILD)/fuzz/fuzz_tunecache -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
+	  -max_len=4096 -dict=tests/fuzz/tunecache.dict -print_final_stats=1 -close_fd_mask=2 \
+	  -artifact_prefix=$(BUILD)/fuzz/tunecache- $(BUILD)/fuzz/corpus-tunecache
 
 # the runtime's readers under libFuzzer (make fuzz-runtime)
 include tests/fuzz/fuzz.mk
