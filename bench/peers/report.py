@@ -16,6 +16,11 @@ import sys
 SYSTEMS = ["cnnc", "torch", "torch_openblas", "ort"]
 PEERS = ["torch", "torch_openblas", "ort"]
 NETS = ["mlp", "lenet", "vgg_small"]
+# cnnc's library built with --tune, measured like cnnc (not a peer: it only
+# appears in its own section and in the per-round values)
+TUNED = "cnnc_tuned"
+TUNE_NETS = ["lenet", "vgg_small"]
+ALL = SYSTEMS + [TUNED]
 
 
 def jsonl(path):
@@ -73,11 +78,12 @@ def main():
     peak1 = median([p.get("gflops_1t") for p in peaks])
     peak2 = median([p.get("gflops_2t") for p in peaks])
     best2 = max([p.get("best_2t", 0) for p in peaks], default=None)
+    tune = {r["net"]: r for r in jsonl(os.path.join(raw, "tune.jsonl")) if r.get("net")}
 
     # results[system][net][metric] = [per-round values]
-    results = {s: {} for s in SYSTEMS}
-    info = {s: {} for s in SYSTEMS}
-    row_errors = {s: {} for s in SYSTEMS}
+    results = {s: {} for s in ALL}
+    info = {s: {} for s in ALL}
+    row_errors = {s: {} for s in ALL}
     rounds = sorted(glob.glob(os.path.join(raw, "r*.*.jsonl")))
     for path in rounds:
         for r in jsonl(path):
@@ -93,7 +99,7 @@ def main():
             for k, v in r.items():
                 if isinstance(v, (int, float)) and k not in ("threads", "reps"):
                     results[s].setdefault(n, {}).setdefault(k, []).append(v)
-    for s in SYSTEMS:
+    for s in ALL:
         for path in sorted(glob.glob(os.path.join(raw, f"r*.{s}.err"))):
             with open(path) as f:
                 lines = [l.strip() for l in f if l.strip()]
@@ -137,7 +143,8 @@ def main():
              "2-thread latencies, where one descheduled thread stalls a parallel region). "
              "Compare ratios from the same run rather than absolute numbers across runs.")
     L.append(f"- Threads: {machine.get('threads', 2)} for every system. Each system ran "
-             f"{machine.get('rounds', '?')} times in alternation (cnnc, torch, torch+OpenBLAS, "
+             f"{machine.get('rounds', '?')} times in alternation (cnnc"
+             + (", cnnc tuned" if results[TUNED] else "") + ", torch, torch+OpenBLAS, "
              "ORT, probe; again ...). In each run, each measurement warms up for about 1 s, then "
              f"times {machine.get('reps', '?')} repetitions of about {machine.get('rep_seconds', '?')} s "
              "and takes their median; the tables show the median over the rounds.")
@@ -246,6 +253,109 @@ def main():
                 L.append(f"- {label[s]}: {row_errors[s][n][0]}")
         L.append("")
 
+    # --- cnnc --tune against cnnc
+    tuned_errors = [e for e in errors if e.get("system") == TUNED]
+    tnets = [n for n in TUNE_NETS
+             if n in tune or n in results[TUNED] or n in results["cnnc"]
+             or any(e["error"].startswith(n + ":") or e["error"].startswith(n + " ") for e in tuned_errors)]
+    if tnets:
+        budgets = sorted({t.get("budget") for t in tune.values() if t.get("budget")})
+        L.append("## Tuned against untuned (cnnc --tune)")
+        L.append("")
+        L.append("`bin/cnnc NET.cnn --lib --tune` measures each GEMM kernel's register tiles (the rows × "
+                 "vectors, or rows × columns, its micro-kernel computes at once) on this machine: the "
+                 "default tile is measured first, and a candidate replaces it only if it is at least 3% "
+                 "faster. The tuned library was built in this run with a fresh tuning cache"
+                 + (" (" + ", ".join(f"`--tune-budget={b}`" for b in budgets) + ")" if budgets else "")
+                 + ", and driven by the same `cnnc_bench.c` with the same arguments and "
+                 f"{machine.get('threads', 2)} threads, right after the untuned library in every round; "
+                 "medians over the rounds. The ratio is the tuned library's speedup (> 1: tuned is "
+                 "better): tuned ÷ untuned for images/s, untuned ÷ tuned for latency.")
+        L.append("")
+        L.append("| network | | untuned | tuned | tuned ÷ untuned |")
+        L.append("|---|---|---|---|---|")
+        for n in tnets:
+            for title, k, fm, kind in (("training b=64 (images/s)", "train_ips", fmt_rate, "rate"),
+                                       ("forward b=256 (images/s)", "fwd_ips", fmt_rate, "rate"),
+                                       ("latency b=1 (µs)", "latency_us", fmt_us, "lat")):
+                u, t = value("cnnc", n, k), value(TUNED, n, k)
+                cells = [fm(u) if u is not None else "not available" if n not in results["cnnc"] else "—",
+                         fm(t) if t is not None else "not available" if n not in results[TUNED] else "—"]
+                if u and t:
+                    cells.append(fmt_x(t / u if kind == "rate" else u / t))
+                else:
+                    cells.append("")
+                L.append(f"| {n} | {title} | " + " | ".join(cells) + " |")
+        L.append("")
+        shown = set()
+        notes = []
+        for n in tnets:
+            if n not in results[TUNED]:
+                notes.append(f"- {n}, tuned: not available: {reason(TUNED, n)}")
+                shown.add(reason(TUNED, n))
+            elif row_errors[TUNED].get(n):
+                notes.append(f"- {n}, tuned: {row_errors[TUNED][n][0]}")
+            if n not in results["cnnc"]:
+                notes.append(f"- {n}, untuned: not available: {reason('cnnc', n)}")
+        if notes:
+            L.extend(notes)
+            L.append("")
+
+        def secs(v):
+            if not isinstance(v, (int, float)):
+                return "—"
+            return f"{v:.2f} s" if v < 10 else f"{v:.1f} s"
+
+        for n in tnets:
+            t = tune.get(n)
+            L.append(f"### {n}: the tuning run")
+            L.append("")
+            if not t:
+                L.append(f"Not available: {reason(TUNED, n)}")
+                L.append("")
+                shown.add(reason(TUNED, n))
+                continue
+            b, ts, cs = t.get("budget_s"), t.get("tune_s"), t.get("cached_compile_s")
+            same = t.get("same_variants")
+            k, imp, ck = t.get("kernels"), t.get("improved"), t.get("cached_kernels")
+            L.append("| | |")
+            L.append("|---|---|")
+            L.append(f"| budget (`--tune-budget`) | {t.get('budget', '?')}" + (f" ({b:g} s)" if isinstance(b, (int, float)) and t.get("budget") != f"{b:g}s" else "") + " |")
+            L.append(f"| tuning, wall time of `cnnc --lib --tune -v` | {secs(ts)}"
+                     + (f" (measuring: {secs(t.get('tuner_s'))})" if isinstance(t.get("tuner_s"), (int, float)) else "") + " |")
+            L.append(f"| second compile with the cache, without `--tune` (wall time) | {secs(cs)} |")
+            L.append("| same variants as the tuning run | "
+                     + ("yes" if same is True else "no" if same is False else "—")
+                     + (f" ({ck} of {k} kernels' tiles from the cache)" if isinstance(ck, int) and isinstance(k, int) else "")
+                     + " |")
+            L.append(f"| GEMM kernels | {k if k is not None else '—'} |")
+            L.append(f"| kernels improved (speedup > 1.00) | {imp if imp is not None else '—'} |")
+            L.append("")
+            checks = []
+            if isinstance(b, (int, float)) and isinstance(ts, (int, float)):
+                checks.append(f"tuning within the budget + 25% ({secs(1.25 * b)}): "
+                              + ("**yes**" if ts <= 1.25 * b else "**no**"))
+            if isinstance(cs, (int, float)):
+                checks.append("second compile under 10 s: " + ("**yes**" if cs < 10 else "**no**"))
+            if checks:
+                L.append("Limits: " + "; ".join(checks) + ". \"Same variants\" compares the (tile, kernel) "
+                         "pairs of the tuning run's `-v` table with those `bin/cnnc NET.cnn --summary "
+                         "--tune-cache` lists for the second compile.")
+                L.append("")
+            msgs = [e["error"] for e in tuned_errors if e["error"].startswith(n + ":") and e["error"] not in shown]
+            for m in msgs:
+                L.append(f"- {m}")
+                shown.add(m)
+            if msgs:
+                L.append("")
+        rest = [e["error"] for e in tuned_errors if e["error"] not in shown]
+        if rest:
+            L.append("Problems with the tuned library during the run:")
+            L.append("")
+            for m in rest:
+                L.append(f"- {m}")
+            L.append("")
+
     # --- cnnc FLOP/s
     L.append("## cnnc's arithmetic rate")
     L.append("")
@@ -284,7 +394,7 @@ def main():
     L.append("")
     L.append("```")
     for n in NETS:
-        for s in SYSTEMS:
+        for s in ["cnnc", TUNED] + SYSTEMS[1:]:
             d = results[s].get(n)
             if not d:
                 continue
@@ -302,7 +412,8 @@ def main():
     L.append("```")
     L.append("")
     other = [e for e in errors if not any(e["error"] in reason(e.get("system"), n)
-                                          for n in NETS if e.get("system") in SYSTEMS)]
+                                          for n in NETS if e.get("system") in SYSTEMS)
+             and not (e.get("system") == TUNED and tnets)]
     if other:
         L.append("Problems during the run:")
         L.append("")

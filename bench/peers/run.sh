@@ -3,9 +3,17 @@
 # the machine's fp32 FMA peak. Writes bench/RESULTS.md.
 #
 #   sh bench/peers/run.sh [--rounds N] [--reps R] [--rep-seconds S] [--nets a,b]
+#                         [--tune-budget T]
 #
 # Steps: compile mlp, lenet and vgg_small with bin/cnnc --lib (3 times each,
-# timed by `cnnc -v`), build bench/peers/cnnc_bench.c against each, build the
+# timed by `cnnc -v`), build bench/peers/cnnc_bench.c against each; for lenet
+# and vgg_small also a tuned library: `cnnc --lib --tune --tune-budget=T`
+# (T: 60s unless --tune-budget says otherwise; cnnc's syntax: 60s, 2m, 500ms)
+# with a fresh tuning cache, wall time measured, then a second compile with
+# that cache and without --tune (timed, and its tiles, from `cnnc --summary
+# --tune-cache`, compared with the tuning run's), results in raw/tune.jsonl;
+# cnnc_bench built against the tuned library too and run right after the
+# untuned one in every round (system "cnnc_tuned"). Then build the
 # peak probe (bench/probe/peak.c), export the nets to ONNX with PyTorch, then
 # run the systems in alternation, round after round (cnnc, torch,
 # torch+OpenBLAS, ort, probe; cnnc, torch, ...), and write the medians over
@@ -27,14 +35,15 @@ set -u
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 
-rounds=5 reps=7 rep_seconds=0.25 nets="mlp lenet vgg_small"
+rounds=5 reps=7 rep_seconds=0.25 nets="mlp lenet vgg_small" tune_budget=60s
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --rep-seconds) rep_seconds=$2; shift 2 ;;
     --nets) nets=$(echo "$2" | tr , ' '); shift 2 ;;
-    *) echo "usage: sh bench/peers/run.sh [--rounds N] [--reps R] [--rep-seconds S] [--nets a,b]" >&2; exit 2 ;;
+    --tune-budget) tune_budget=$2; shift 2 ;;
+    *) echo "usage: sh bench/peers/run.sh [--rounds N] [--reps R] [--rep-seconds S] [--nets a,b] [--tune-budget T]" >&2; exit 2 ;;
   esac
 done
 threads=2
@@ -43,7 +52,7 @@ PY=${TORCH_PYTHON:-/usr/bin/python3}   # Debian's python3-torch
 CC=${CC:-cc}
 out=build/bench/peers
 raw=$out/raw
-rm -rf "$raw" "$out/onnx"
+rm -rf "$raw" "$out/onnx" "$out/tuned"
 mkdir -p "$raw" "$out/onnx"
 timing="--threads $threads --reps $reps --rep-seconds $rep_seconds"
 
@@ -85,6 +94,76 @@ for net in $nets; do
     note cnnc "$net: building cnnc_bench failed: $(head -1 "$raw/cc.$net.log")"
   fi
   say "cnnc: $net compiled"
+done
+
+# --- cnnc --tune: lenet and vgg_small, tuned with a fresh cache ------------
+# The tuning compile (wall time), then a second compile with the cache only
+# (wall time; its tiles, as `--summary --tune-cache` lists them, must be the
+# ones the tuning run chose), then cnnc_bench against the tuned library.
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# the tuning run's -v table as "TILE SIGNATURE" lines, in signature order
+tuned_tiles() {
+  sed -n '/^cnnc: tuning:/,/^cnnc: tune /p' "$1" | awk '/^  [0-9]+x[0-9]+ / {
+    s = $0; sub(/^ *[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +/, "", s); sub(/ +\([0-9]+ rejected\)$/, "", s)
+    print s "\t" $1 }' | LC_ALL=C sort
+}
+# the same from `cnnc --summary --tune-cache`'s "GEMM kernels" list
+summary_tiles() {
+  sed -n '/^GEMM kernels/,$p' "$1" | awk '/^  [0-9]+x[0-9]+ / {
+    s = $0; sub(/^ *[^ ]+ +(tuned \(cache\)|tuned|default) +/, "", s)
+    print s "\t" $1 }' | LC_ALL=C sort
+}
+budget_s=$(echo "$tune_budget" | awk '{ v = $0 + 0; u = $0; sub(/^[0-9.]+/, "", u)
+  printf "%g", u == "ms" ? v / 1000 : (u == "m" || u == "min") ? v * 60 : v }')
+tuned_nets=""
+for net in $nets; do
+  case "$net" in lenet|vgg_small) ;; *) continue ;; esac
+  NETU=$(echo "$net" | tr a-z A-Z)
+  tdir=$out/tuned
+  cache=$tdir/$net.tune.json
+  mkdir -p "$tdir/cached"
+  rm -f "$cache"
+  say "cnnc: tuning $net (--tune-budget=$tune_budget)"
+  t0=$(now)
+  if ! "$CNNC" "examples/$net.cnn" --lib --tune --tune-budget="$tune_budget" --tune-cache="$cache" -v \
+       -o "$tdir/lib$net.a" > "$raw/tune.$net.log" 2>&1; then
+    note cnnc_tuned "$net: bin/cnnc --lib --tune failed: $(tail -1 "$raw/tune.$net.log")"; continue
+  fi
+  tune_s=$(secs "$t0" "$(now)")
+  tuner_s=$(sed -n 's/^cnnc: tuning: .*GEMM kernels, \([0-9.]*\) s of a .*/\1/p' "$raw/tune.$net.log")
+  kernels=$(sed -n 's/^cnnc: tuning: \([0-9]*\) GEMM kernels.*/\1/p' "$raw/tune.$net.log")
+  improved=$(sed -n '/^cnnc: tuning:/,/^cnnc: tune /p' "$raw/tune.$net.log" |
+    awk '/^  [0-9]+x[0-9]+ / && $5 ~ /x$/ && $5 + 0 > 1.00 { k++ } END { print k + 0 }')
+  cached_s=null same=null cached_kernels=null
+  t0=$(now)
+  if "$CNNC" "examples/$net.cnn" --lib --tune-cache="$cache" -v -o "$tdir/cached/lib$net.a" \
+       > "$raw/tune.$net.cached.log" 2>&1; then
+    cached_s=$(secs "$t0" "$(now)")
+  else
+    note cnnc_tuned "$net: the second compile, with the cache, failed: $(tail -1 "$raw/tune.$net.cached.log")"
+  fi
+  if "$CNNC" "examples/$net.cnn" --summary --tune-cache="$cache" > "$raw/tune.$net.summary.txt" 2>&1; then
+    tuned_tiles "$raw/tune.$net.log" > "$raw/tune.$net.tiles"
+    summary_tiles "$raw/tune.$net.summary.txt" > "$raw/tune.$net.cached.tiles"
+    if [ -s "$raw/tune.$net.tiles" ] && cmp -s "$raw/tune.$net.tiles" "$raw/tune.$net.cached.tiles"; then
+      same=true
+    else
+      same=false
+      note cnnc_tuned "$net: the compile with the cache chose other tiles than the tuning run (see $raw/tune.$net.tiles and $raw/tune.$net.cached.tiles)"
+    fi
+    cached_kernels=$(grep -c '^ *[0-9]*x[0-9]* *tuned (cache) ' "$raw/tune.$net.summary.txt")
+  else
+    note cnnc_tuned "$net: bin/cnnc --summary --tune-cache failed: $(tail -1 "$raw/tune.$net.summary.txt")"
+  fi
+  echo "{\"net\": \"$net\", \"budget\": \"$tune_budget\", \"budget_s\": ${budget_s:-null}, \"tune_s\": $tune_s, \"tuner_s\": ${tuner_s:-null}, \"cached_compile_s\": $cached_s, \"same_variants\": $same, \"kernels\": ${kernels:-null}, \"improved\": ${improved:-null}, \"cached_kernels\": $cached_kernels}" >> "$raw/tune.jsonl"
+  if $CC -O2 -DNET="$net" -DNETU="$NETU" -include "$tdir/$net.h" bench/peers/cnnc_bench.c \
+       "$tdir/lib$net.a" -fopenmp -lm -o "$out/cnnc_bench_${net}_tuned" 2> "$raw/cc.$net.tuned.log"; then
+    tuned_nets="$tuned_nets $net"
+  else
+    note cnnc_tuned "$net: building cnnc_bench against the tuned library failed: $(head -1 "$raw/cc.$net.tuned.log")"
+  fi
+  say "cnnc: $net tuned in $tune_s s (budget $tune_budget); compile with the cache: $cached_s s, same tiles: $same"
 done
 
 # --- the peak probe ------------------------------------------------------
@@ -151,6 +230,16 @@ while [ "$r" -le "$rounds" ]; do
       "$out/cnnc_bench_$net" $mode $timing >> "$raw/r$r.cnnc.jsonl" 2>> "$raw/r$r.cnnc.err" ||
         note cnnc "$net $mode: exit $? $(tail -1 "$raw/r$r.cnnc.err")"
     done
+    # the tuned library right after the untuned one (system "cnnc_tuned"), same
+    # arguments, so that the two alternate closely in time
+    case " $tuned_nets " in *" $net "*)
+      for mode in train forward; do
+        "$out/cnnc_bench_${net}_tuned" $mode $timing > "$raw/r$r.cnnc_tuned.out" 2>> "$raw/r$r.cnnc_tuned.err" ||
+          note cnnc_tuned "$net $mode: exit $? $(tail -1 "$raw/r$r.cnnc_tuned.err")"
+        sed 's/"system": *"cnnc"/"system": "cnnc_tuned"/' "$raw/r$r.cnnc_tuned.out" >> "$raw/r$r.cnnc_tuned.jsonl"
+      done
+      rm -f "$raw/r$r.cnnc_tuned.out" ;;
+    esac
     # training on one thread too, for the 1 -> 2 thread speedup (train_ips_1t)
     "$out/cnnc_bench_$net" train --threads 1 --reps $reps --rep-seconds $rep_seconds 2>> "$raw/r$r.cnnc.err" |
       sed -e 's/"train_ips\([a-z_]*\)"/"train_ips_1t\1"/g' -e 's/, *"[a-z_]*rss_mb": *[0-9.]*//g' \
