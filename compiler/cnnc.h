@@ -444,6 +444,8 @@ typedef struct {
     bool bias_rows, relu;
     int tile_r, tile_c;   /* the register tile: rows x 16-float vectors of C (gemm) or
                              rows x columns (bt); 0: the default (the tuner sets it) */
+    bool cols_outer;      /* the loop order: blocks of columns outside the blocks of
+                             rows (default: rows outside) */
 } Gemm;
 
 /* Max pooling with 2x2 windows that tile the image (stride 2, no padding),

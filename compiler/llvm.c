@@ -488,6 +488,7 @@ typedef struct {
     int bias_kind;
     bool relu;
     int tile_r, tile_c;       /* the register tile (see Gemm in cnnc.h), never 0 here */
+    bool cols_outer;          /* the loop order (see Gemm) */
 } GemmArgs;
 
 /* &p[i0 * s0 + i1 * s1 + off] */
@@ -774,13 +775,63 @@ static void row_blocks(Emit *E, const GemmArgs *g, int block, void (*rows)(Emit 
         rows(E, g, i0, b.width);
 }
 
+/* Columns outer: for each block of tile_c columns (then halving widths),
+ * every block of rows, so that the block's columns of B stay in the cache
+ * while A streams past them. */
+static void gemm_nt_cols_outer(Emit *E, const GemmArgs *g)
+{
+    LLVMValueRef i0, j0;
+    Blocks cb = blocks_open(g->N, g->tile_c);
+    while (blocks_next(E, &cb, &j0)) {
+        Blocks rb = blocks_open(g->M, g->tile_r);
+        while (blocks_next(E, &rb, &i0))
+            gemm_nt_block(E, g, i0, j0, rb.width, cb.width);
+    }
+}
+
 /* cnnc.gemm_nt(M, N, K, A, lda, (unused), B, ldb, C, ldc, acc) */
-static void gemm_nt_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, g->tile_r, gemm_nt_rows); }
+static void gemm_nt_body(Emit *E, const GemmArgs *g)
+{
+    if (g->cols_outer)
+        gemm_nt_cols_outer(E, g);
+    else
+        row_blocks(E, g, g->tile_r, gemm_nt_rows);
+}
+
+/* Every block of rows of the column strip at j0, nv vectors wide. */
+static void strip_rows(Emit *E, const GemmArgs *g, LLVMValueRef j0, int nv)
+{
+    LLVMValueRef i0;
+    Blocks b = blocks_open(g->M, g->tile_r);
+    while (blocks_next(E, &b, &i0))
+        gemm_tile(E, g, i0, b.width, j0, nv);
+}
+
+/* Columns outer: strips of tile_c vectors (then of one), each through every
+ * block of rows, so that the strip of B stays in the cache while A streams
+ * past it. */
+static void gemm_cols_outer(Emit *E, const GemmArgs *g)
+{
+    int nv = g->tile_c;
+    LLVMValueRef j0, wide = LLVMBuildNSWSub(E->b, g->N, i64c(E, (nv - 1) * LANES), "");
+    Loop jl = loop_open(E, i64c(E, 0), wide, &j0);
+    strip_rows(E, g, j0, nv);
+    loop_close(E, &jl, nv * LANES);
+    Loop tl = loop_open(E, LLVMBuildLoad2(E->b, E->i64, jl.var, ""), g->N, &j0);
+    strip_rows(E, g, j0, 1);
+    loop_close(E, &tl, LANES);
+}
 
 /* cnnc.gemm(M, N, K, A, sai, sak, B, ldb, C, ldc, acc). One routine per
  * module, called by every GEMM of every kernel, keeps the code (and compile
  * time) small. */
-static void gemm_body(Emit *E, const GemmArgs *g) { row_blocks(E, g, g->tile_r, gemm_rows); }
+static void gemm_body(Emit *E, const GemmArgs *g)
+{
+    if (g->cols_outer)
+        gemm_cols_outer(E, g);
+    else
+        row_blocks(E, g, g->tile_r, gemm_rows);
+}
 
 /* The routine for a GEMM statement: cnnc.gemm or cnnc.gemm_nt, suffixed by
  * its epilogue (.bias_rows, .bias_cols, .relu); made on first use. */
@@ -791,10 +842,12 @@ static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
     bool tiled = gm->tile_r && (gm->tile_r != proto.tile_r || gm->tile_c != proto.tile_c);
     if (tiled)
         proto.tile_r = gm->tile_r, proto.tile_c = gm->tile_c;
+    proto.cols_outer = gm->cols_outer;
     static const char *const bias[] = {"", ".bias_rows", ".bias_cols"};
-    const char *name = arena_printf("cnnc.gemm%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
+    const char *name = arena_printf("cnnc.gemm%s%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
                                     gm->relu ? ".relu" : "",
-                                    tiled ? arena_printf(".%dx%d", proto.tile_r, proto.tile_c) : "");
+                                    tiled ? arena_printf(".%dx%d", proto.tile_r, proto.tile_c) : "",
+                                    gm->cols_outer ? ".cols" : "");
     LLVMValueRef fn = LLVMGetNamedFunction(E->mod, name);
     return fn ? fn : gemm_routine(E, name, &proto, gm->bt ? gemm_nt_body : gemm_body);
 }

@@ -1732,8 +1732,8 @@ static void print_stmts(FILE *out, const Vec *body, int depth)
                 fputs(g->bias_rows ? " + i]" : " + j]", out);
             }
             fputs(g->relu ? ", then relu" : "", out);
-            if (g->tile_r)
-                fprintf(out, " [tile %dx%d]", g->tile_r, g->tile_c);
+            if (g->tile_r || g->cols_outer)
+                fprintf(out, " [tile %dx%d%s]", g->tile_r, g->tile_c, g->cols_outer ? ", columns outer" : "");
             fputc('\n', out);
             break;
         }

@@ -104,13 +104,13 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # the tuning run's -v table as "TILE SIGNATURE" lines, in signature order
 tuned_tiles() {
-  sed -n '/^cnnc: tuning:/,/^cnnc: tune /p' "$1" | awk '/^  [0-9]+x[0-9]+ / {
+  sed -n '/^cnnc: tuning:/,/^cnnc: tune /p' "$1" | awk '/^  [0-9]+x[0-9]+(\/cols)? / {
     s = $0; sub(/^ *[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +/, "", s); sub(/ +\([0-9]+ rejected\)$/, "", s)
     print s "\t" $1 }' | LC_ALL=C sort
 }
 # the same from `cnnc --summary --tune-cache`'s "GEMM kernels" list
 summary_tiles() {
-  sed -n '/^GEMM kernels/,$p' "$1" | awk '/^  [0-9]+x[0-9]+ / {
+  sed -n '/^GEMM kernels/,$p' "$1" | awk '/^  [0-9]+x[0-9]+(\/cols)? / {
     s = $0; sub(/^ *[^ ]+ +(tuned \(cache\)|tuned|default) +/, "", s)
     print s "\t" $1 }' | LC_ALL=C sort
 }
@@ -134,7 +134,7 @@ for net in $nets; do
   tuner_s=$(sed -n 's/^cnnc: tuning: .*GEMM kernels, \([0-9.]*\) s of a .*/\1/p' "$raw/tune.$net.log")
   kernels=$(sed -n 's/^cnnc: tuning: \([0-9]*\) GEMM kernels.*/\1/p' "$raw/tune.$net.log")
   improved=$(sed -n '/^cnnc: tuning:/,/^cnnc: tune /p' "$raw/tune.$net.log" |
-    awk '/^  [0-9]+x[0-9]+ / && $5 ~ /x$/ && $5 + 0 > 1.00 { k++ } END { print k + 0 }')
+    awk '/^  [0-9]+x[0-9]+(\/cols)? / && $5 ~ /x$/ && $5 + 0 > 1.00 { k++ } END { print k + 0 }')
   cached_s=null same=null cached_kernels=null
   t0=$(now)
   if "$CNNC" "examples/$net.cnn" --lib --tune-cache="$cache" -v -o "$tdir/cached/lib$net.a" \
@@ -152,7 +152,7 @@ for net in $nets; do
       same=false
       note cnnc_tuned "$net: the compile with the cache chose other tiles than the tuning run (see $raw/tune.$net.tiles and $raw/tune.$net.cached.tiles)"
     fi
-    cached_kernels=$(grep -c '^ *[0-9]*x[0-9]* *tuned (cache) ' "$raw/tune.$net.summary.txt")
+    cached_kernels=$(grep -c '^ *[0-9]*x[0-9]*\(/cols\)\? *tuned (cache) ' "$raw/tune.$net.summary.txt")
   else
     note cnnc_tuned "$net: bin/cnnc --summary --tune-cache failed: $(tail -1 "$raw/tune.$net.summary.txt")"
   fi
