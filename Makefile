@@ -132,7 +132,7 @@ check: deps
 	sh tests/check.sh
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
-.PHONY: check-reference-tuned check-tune
+.PHONY: check-reference-tuned check-reference-avx2 check-tune
 .PHONY: check-train check-embed check-predict check-fuzz check-robustness
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
@@ -162,6 +162,9 @@ check-reference-nofuse: all
 
 check-reference-tuned: all
 	sh tests/reference/run.sh --tune
+
+check-reference-avx2: all
+	sh tests/reference/run.sh --avx2
 
 check-tune: all
 	sh tests/tune/run.sh

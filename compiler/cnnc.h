@@ -525,6 +525,7 @@ void plan_memory(Lowered *l);
  * and which tiles are valid. */
 enum { GEMM_MR = 6, GEMM_NV = 2, GEMM_RT = 4, GEMM_CT = 4,
        GEMM_MR_MAX = 14, GEMM_NV_MAX = 4, GEMM_RT_MAX = 8, GEMM_CT_MAX = 8 };
+void gemm_target(bool avx512);       /* the target's registers (default: AVX-512's) */
 void gemm_tile_default(bool bt, int *r, int *c);
 bool gemm_tile_ok(bool bt, int r, int c);
 
@@ -576,6 +577,8 @@ void gemm_jit_free(GemmJit *j);
 /* This machine's CPU for the tuning cache: LLVM's name for it and a hash of
  * its features, e.g. "znver5/1a2b3c4d5e6f7788". */
 const char *host_cpu_id(void);
+/* Whether code for cpu (NULL or "native": this machine) may use AVX-512. */
+bool cpu_has_avx512(const char *cpu);
 
 /* Builds, verifies, optimizes and writes the module; false after an error. */
 bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const char *path);

@@ -1501,3 +1501,20 @@ const char *host_cpu_id(void)
     LLVMDisposeMessage(cpu), LLVMDisposeMessage(features);
     return id;
 }
+
+bool cpu_has_avx512(const char *cpu)
+{
+    if (!cpu || strcmp(cpu, "native") == 0) {
+        char *features = LLVMGetHostCPUFeatures();
+        bool yes = strstr(features, "+avx512f") != NULL;
+        LLVMDisposeMessage(features);
+        return yes;
+    }
+    static const char *const avx512[] = {"x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake",
+                                         "icelake-client", "icelake-server", "tigerlake", "sapphirerapids",
+                                         "graniterapids", "znver4", "znver5", NULL};
+    for (int i = 0; avx512[i]; i++)
+        if (strcmp(cpu, avx512[i]) == 0)
+            return true;
+    return false;
+}

@@ -170,6 +170,7 @@ static Options parse_options(int argc, char **argv)
         bad_usage("--tune measures on this machine, so it needs the native target, not --target-cpu=%s", o.cg.cpu);
     if (!o.tune_budget)
         o.tune_budget = 60;
+    gemm_target(cpu_has_avx512(o.cg.cpu));
     return o;
 }
 

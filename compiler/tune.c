@@ -70,18 +70,31 @@ static void warning(const char *fmt, ...)
 
 /* ---- tiles ----------------------------------------------------------------- */
 
+/* The target's vector registers: 32 of 16 floats with AVX-512, else 16 of
+ * 8 (AVX2), where each of the routines' 16-float vectors takes two. */
+static bool wide_registers = true;
+
+void gemm_target(bool avx512) { wide_registers = avx512; }
+
 void gemm_tile_default(bool bt, int *r, int *c)
 {
-    *r = bt ? GEMM_RT : GEMM_MR, *c = bt ? GEMM_CT : GEMM_NV;
+    if (wide_registers)
+        *r = bt ? GEMM_RT : GEMM_MR, *c = bt ? GEMM_CT : GEMM_NV;
+    else
+        *r = bt ? 2 : 6, *c = bt ? 2 : 1;
 }
 
 /* Whether the routine can be built with this tile and keeps its accumulators
- * and operands in the 32 vector registers. */
+ * and operands in the target's vector registers. */
 bool gemm_tile_ok(bool bt, int r, int c)
 {
+    /* gemm: r c accumulators, c vectors of B, a broadcast of A (one register);
+     * gemm_nt: r c accumulators, r vectors of A, c of B */
+    int need = bt ? r * c + r + c : r * c + c, regs = wide_registers ? 32 : 16;
+    int used = wide_registers ? need + !bt : 2 * need + !bt;
     if (bt)
-        return r >= 1 && c >= 1 && r <= GEMM_RT_MAX && c <= GEMM_CT_MAX && r * c + r + c <= 32;
-    return r >= 1 && c >= 1 && r <= GEMM_MR_MAX && c <= GEMM_NV_MAX && r * c + c + 1 <= 32;
+        return r >= 1 && c >= 1 && r <= GEMM_RT_MAX && c <= GEMM_CT_MAX && used <= regs;
+    return r >= 1 && c >= 1 && r <= GEMM_MR_MAX && c <= GEMM_NV_MAX && used <= regs;
 }
 
 /* "6x3", or "6x3/cols" with the columns outer: the cache's and -v's name */

@@ -1,12 +1,14 @@
 #!/bin/sh
 # Compiles every reference net (tests/reference/manifest.txt) to a library and
 # an executable and checks both against PyTorch's outputs (check_net.c).
-#   sh tests/reference/run.sh [--sanitize | --no-fuse | --tune] [NET...]
+#   sh tests/reference/run.sh [--sanitize | --no-fuse | --tune | --avx2] [NET...]
 # With --sanitize the generated code is built with AddressSanitizer and the
 # runtime and harness with AddressSanitizer and UBSan; with --no-fuse the nets
 # are compiled without loop fusion (both builds must match PyTorch); with
 # --tune each library is compiled with --tune (a 300 ms budget) and each
-# executable with the tuning cache that wrote.
+# executable with the tuning cache that wrote; with --avx2 for x86-64-v3
+# (AVX2, no AVX-512: the GEMMs' default tiles for 16 registers; this
+# machine must have AVX2).
 # Prints "N passed, N failed" over all nets; exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
@@ -19,6 +21,9 @@ elif [ "${1:-}" = "--no-fuse" ]; then
   shift
 elif [ "${1:-}" = "--tune" ]; then
   tag=tuned
+  shift
+elif [ "${1:-}" = "--avx2" ]; then
+  san="--target-cpu=x86-64-v3" tag=avx2
   shift
 fi
 out=build/ref/$tag
