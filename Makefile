@@ -16,7 +16,7 @@ COMPILER_OBJ := $(COMPILER_SRC:compiler/%.c=$(BUILD)/compiler/%.o) $(BUILD)/gen/
 FRONT_OBJ    := $(filter-out $(BUILD)/compiler/main.o,$(COMPILER_OBJ))
 INC          := -Icompiler -I$(GEN)
 
-.PHONY: all check demo bench clean deps fuzz fuzz-tunecache
+.PHONY: all check demo bench clean deps fuzz fuzz-frontend fuzz-tunecache
 all: bin/cnnc runtime
 
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
@@ -182,7 +182,7 @@ check-predict: all
 	sh tests/program/test_examples.sh
 
 check-fuzz:
-	$(MAKE) fuzz FUZZ_SECONDS=60
+	$(MAKE) fuzz-frontend FUZZ_SECONDS=60
 	$(MAKE) fuzz-tunecache FUZZ_SECONDS=30
 	$(MAKE) fuzz-runtime FUZZ_SECONDS=30
 
@@ -200,7 +200,14 @@ $(BUILD)/fuzz/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(FRONT_SRC) compiler/cn
 	@mkdir -p $(dir $@)
 	$(CC) $(FUZZ_FLAGS) $(INC) -Wno-unused-function -o $@ tests/fuzz/fuzz_frontend.c $(FRONT_SRC)
 
-fuzz: $(BUILD)/fuzz/fuzz_frontend
+# make fuzz: every fuzzer in turn, FUZZ_SECONDS each (make fuzz FUZZ_SECONDS=600
+# for ten minutes each); fuzz-frontend, fuzz-tunecache, fuzz-runtime run one family
+fuzz:
+	$(MAKE) --no-print-directory fuzz-frontend
+	$(MAKE) --no-print-directory fuzz-tunecache
+	$(MAKE) --no-print-directory fuzz-runtime
+
+fuzz-frontend: $(BUILD)/fuzz/fuzz_frontend
 	@mkdir -p $(BUILD)/fuzz/corpus-frontend
 	cp examples/*.cnn tests/golden/*.cnn $(BUILD)/fuzz/corpus-frontend/ 2>/dev/null || true
 	$(BUILD)/fuzz/fuzz_frontend -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
