@@ -60,6 +60,8 @@ void diag_begin(const Source *src, FILE *out);
 void error_at(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void warning_at(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A warning about no place in the source (a file the compiler reads, say). */
+void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int  diag_error_count(void);
 bool diag_too_many(void);                   /* stop reporting past a limit */
 /* A compiler bug: says so and exits with EXIT_BUG. */
@@ -535,6 +537,7 @@ typedef struct TuneKernel TuneKernel;
 typedef struct {
     Vec kernels;          /* TuneKernel*: one per GEMM signature */
     Vec gemms;            /* Gemm*: every GEMM statement of the kernels */
+    Vec owners;           /* TuneKernel*: the kernel (signature) of each statement */
 } Tuning;
 typedef struct {
     double budget_s;

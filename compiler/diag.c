@@ -100,6 +100,16 @@ void note(const char *fmt, ...)
     va_end(ap);
 }
 
+void warning(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cnnc: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 _Noreturn void internal_error(const char *fmt, ...)
 {
     va_list ap;

@@ -361,14 +361,21 @@ enum { MR_MAX = GEMM_MR_MAX, NV_MAX = GEMM_NV_MAX };   /* tiles the tuner may as
 
 typedef struct { LLVMValueRef var; LLVMBasicBlockRef cond, body, done; } Loop;
 
+/* A stack slot of type t in the entry block (so that mem2reg promotes it). */
+static LLVMValueRef entry_alloca(Emit *E, LLVMTypeRef t)
+{
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
+    LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
+    LLVMValueRef slot = LLVMBuildAlloca(E->b, t, "");
+    LLVMPositionBuilderAtEnd(E->b, here);
+    return slot;
+}
+
 /* for (v = lo; v < hi; v += step): opened here, stepped by loop_close */
 static Loop loop_open(Emit *E, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef *v)
 {
     Loop l;
-    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
-    LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
-    l.var = LLVMBuildAlloca(E->b, E->i64, "");
-    LLVMPositionBuilderAtEnd(E->b, here);
+    l.var = entry_alloca(E, E->i64);
     l.cond = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "gemm.cond");
     l.body = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "gemm.body");
     l.done = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "gemm.end");
@@ -527,12 +534,9 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
     LLVMValueRef acc[MR_MAX][NV_MAX], mask[NV_MAX], row[MR_MAX], k, one = i64c(E, 1);
-    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
-    LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            acc[r][v] = LLVMBuildAlloca(E->b, vt, "");
-    LLVMPositionBuilderAtEnd(E->b, here);
+            acc[r][v] = entry_alloca(E, vt);
     for (int r = 0; r < mr; r++)
         row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");
     for (int v = 0; v < nv; v++)
@@ -661,15 +665,11 @@ static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValue
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
     LLVMValueRef acc[RT_MAX][CT_MAX], k, one = i64c(E, 1);
-    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
-    LLVMPositionBuilderBefore(E->b, LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(E->fn)));
     for (int r = 0; r < rt; r++)
-        for (int c = 0; c < ct; c++)
-            acc[r][c] = LLVMBuildAlloca(E->b, vt, "");
-    LLVMPositionBuilderAtEnd(E->b, here);
-    for (int r = 0; r < rt; r++)
-        for (int c = 0; c < ct; c++)
+        for (int c = 0; c < ct; c++) {
+            acc[r][c] = entry_alloca(E, vt);
             LLVMBuildStore(E->b, LLVMConstNull(vt), acc[r][c]);
+        }
     LLVMValueRef row[RT_MAX], col[CT_MAX];
     for (int r = 0; r < rt; r++)
         row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");

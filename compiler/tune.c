@@ -57,17 +57,6 @@ static void str_add(Str *s, const char *fmt, ...)
 
 static const char *str_done(Str *s) { return s->buf ? s->buf : ""; }
 
-static void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void warning(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cnnc: warning: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 /* ---- tiles ----------------------------------------------------------------- */
 
 /* The target's vector registers: 32 of 16 floats with AVX-512, else 16 of
@@ -130,18 +119,18 @@ static const char *signature(const Gemm *g, int64_t m)
                         (long long)g->ldc, g->accumulate, bias[!g->bias ? 0 : g->bias_rows ? 1 : 2], g->relu);
 }
 
-static void collect_stmts(Vec *out, Vec *gemms, const Vec *body, int64_t m, int64_t times)
+static void collect_stmts(Tuning *t, const Vec *body, int64_t m, int64_t times)
 {
+    Vec *out = &t->kernels;
     for (int i = 0; i < body->n; i++) {
         LStmt *s = body->at[i];
         if (s->kind == L_FOR)
-            collect_stmts(out, gemms, &s->body, m, example_loop(s) ? times * m : times);
+            collect_stmts(t, &s->body, m, example_loop(s) ? times * m : times);
         else if (s->kind == L_IF)
-            collect_stmts(out, gemms, &s->body, m, times);
+            collect_stmts(t, &s->body, m, times);
         if (s->kind != L_GEMM)
             continue;
         Gemm *g = s->gemm;
-        vec_push(gemms, g);
         const char *sig = signature(g, m);
         double flops = 2.0 * (double)resolved(g->M, m) * (double)g->N * (double)resolved(g->K, m) * (double)times;
         TuneKernel *k = NULL;
@@ -155,6 +144,7 @@ static void collect_stmts(Vec *out, Vec *gemms, const Vec *body, int64_t m, int6
             vec_push(out, k);
         }
         k->weight += flops;
+        vec_push(&t->gemms, g), vec_push(&t->owners, k);
     }
 }
 
@@ -173,9 +163,9 @@ Tuning *tune_collect(Lowered *l)
 {
     Tuning *t = arena_alloc(sizeof *t);
     int64_t m = thread_slice(l->g);
-    collect_stmts(&t->kernels, &t->gemms, &l->forward->body, m, 1);
+    collect_stmts(t, &l->forward->body, m, 1);
     if (l->train)
-        collect_stmts(&t->kernels, &t->gemms, &l->train->body, m, 1);
+        collect_stmts(t, &l->train->body, m, 1);
     return t;
 }
 
@@ -183,15 +173,11 @@ void tune_apply(Tuning *t)
 {
     for (int i = 0; i < t->gemms.n; i++) {
         Gemm *g = t->gemms.at[i];
-        int64_t m = ((TuneKernel *)t->kernels.at[0])->m;
-        const char *sig = signature(g, m);
-        for (int j = 0; j < t->kernels.n; j++) {
-            TuneKernel *k = t->kernels.at[j];
-            int dr, dc;
-            gemm_tile_default(g->bt, &dr, &dc);
-            if (strcmp(k->sig, sig) == 0 && (k->tile_r != dr || k->tile_c != dc || k->cols_outer))
-                g->tile_r = k->tile_r, g->tile_c = k->tile_c, g->cols_outer = k->cols_outer;
-        }
+        const TuneKernel *k = t->owners.at[i];
+        int dr, dc;
+        gemm_tile_default(g->bt, &dr, &dc);
+        if (k->tile_r != dr || k->tile_c != dc || k->cols_outer)
+            g->tile_r = k->tile_r, g->tile_c = k->tile_c, g->cols_outer = k->cols_outer;
     }
 }
 
@@ -442,11 +428,8 @@ void tune_summary(FILE *out, const Tuning *t)
     fprintf(out, "\nGEMM kernels (tile: rows x vectors for gemm, rows x columns for gemm_nt; /cols: columns outer):\n");
     for (int i = 0; i < t->kernels.n; i++) {
         const TuneKernel *k = t->kernels.at[i];
-        int dr, dc;
-        gemm_tile_default(k->g->bt, &dr, &dc);
-        const char *how = k->from_cache ? "tuned (cache)" : k->tuned ? "tuned" : "default";
-        fprintf(out, "  %-9s %-14s %s\n", tile_name(k->tile_r, k->tile_c, k->cols_outer),
-                (k->tile_r == dr && k->tile_c == dc && !k->tuned && !k->from_cache) ? "default" : how, k->sig);
+        const char *how = k->tuned ? "tuned" : k->from_cache ? "tuned (cache)" : "default";
+        fprintf(out, "  %-9s %-14s %s\n", tile_name(k->tile_r, k->tile_c, k->cols_outer), how, k->sig);
     }
 }
 
