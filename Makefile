@@ -133,7 +133,7 @@ check: deps
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
 .PHONY: check-reference-tuned check-reference-avx2 check-tune
-.PHONY: check-train check-embed check-predict check-fuzz check-robustness
+.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-fullsize
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
 
@@ -168,6 +168,10 @@ check-reference-avx2: all
 
 check-tune: all
 	sh tests/tune/run.sh
+
+# the full-size examples against torchvision (installs python3-torchvision)
+check-fullsize: all
+	sh tests/fullsize/run.sh
 
 check-train: all
 	sh tests/runtime/test_train.sh
