@@ -4,7 +4,14 @@
 #   - every net: the inference-mode forward pass, within 1e-4 relative;
 #   - resnet18, mobilenet_v2, googlenet: the training-mode loss (1e-4), every
 #     parameter's gradient (1e-3) and batchnorm's running statistics after the
-#     step (1e-4), against float64 references.
+#     step (1e-4), against float64 references. Float32 cannot always reach 1e-3
+#     on a gradient at batch 2: where relu or max pooling is within rounding
+#     of a kink, float32 and float64 take different branches, and that one
+#     element moves every gradient upstream of it by up to ~1e-2. gen.py
+#     redraws the batch to avoid such places, and where PyTorch's own float32
+#     gradients still miss 1e-3, the bound is 4 times their worst error (the
+#     gen.py line above the results says so). Gradients that are zero in exact
+#     arithmetic are measured against their layer's scale (see gen.py).
 # Both with the default build and with --no-fuse. tests/fullsize/gen.py makes
 # the weights (random, with random batchnorm statistics) and the references at
 # test time, under build/fullsize/ (VGG-16's weights are 553 MB: nothing large
@@ -12,7 +19,8 @@
 #
 # Dropout makes a training-mode loss random, so the gradients are checked on a
 # copy of the program with every dropout(p) made dropout(0) (the identity),
-# and gen.py sets torchvision's Dropout p to 0 likewise. The forward pass is
+# and gen.py sets torchvision's Dropout p to 0 likewise (ResNet-18 has no
+# dropout: its program is checked as it is). The forward pass is
 # checked on the program as written (dropout is the identity at inference).
 #
 #   sh tests/fullsize/run.sh [NET...]      (default: all five)
@@ -55,16 +63,18 @@ count() {
 }
 
 # the builds of NET: default and nofuse, each of the program and (for the
-# gradient check) of its dropout(0) copy
+# gradient check, when the program has dropout) of its dropout(0) copy; sets
+# tdir to where the gradient check's builds are
 build_all() {
-  net=$1 d=$out/$1
+  net=$1 d=$out/$1 tdir=$out/$1
   sed 's/dropout([^)]*)/dropout(0)/g' "examples/$net.cnn" > "$d/train/$net.cnn"
+  case $train_nets in *" $net "*)
+    cmp -s "examples/$net.cnn" "$d/train/$net.cnn" || tdir=$d/train ;;
+  esac
   for tag in default nofuse; do
     flag=$([ $tag = nofuse ] && echo --no-fuse)
     build "$d/$tag" "examples/$net.cnn" "$net" "$flag" > "$d/$tag/log" 2>&1 || return 1
-    case $train_nets in *" $net "*)
-      build "$d/train/$tag" "$d/train/$net.cnn" "$net" "$flag" > "$d/train/$tag/log" 2>&1 || return 1 ;;
-    esac
+    [ "$tdir" = "$d" ] || build "$tdir/$tag" "$tdir/$net.cnn" "$net" "$flag" > "$tdir/$tag/log" 2>&1 || return 1
   done
 }
 
@@ -89,10 +99,10 @@ for net in $nets; do
     "$d/$tag/check" forward "$d/$net.weights.safetensors" "$d/$net.io.safetensors" > "$d/$tag/results" 2>&1
     count "$d/$tag/results"
     [ -n "$train" ] || continue
-    "$d/train/$tag/check" train "$d/$net.weights.safetensors" "$d/$net.io.safetensors" > "$d/train/$tag/results" 2>&1
-    count "$d/train/$tag/results"
+    "$tdir/$tag/check" train "$d/$net.weights.safetensors" "$d/$net.io.safetensors" > "$d/$tag/train-results" 2>&1
+    count "$d/$tag/train-results"
   done
-  rm -f "$d/$net.weights.safetensors" "$d/$net.io.safetensors"   # hundreds of MB
+  [ -n "${KEEP:-}" ] || rm -f "$d/$net.weights.safetensors" "$d/$net.io.safetensors"   # hundreds of MB
 done
 echo "fullsize: $passed passed, $failed failed"
 [ "$failed" = 0 ] && [ "$passed" -gt 0 ]
