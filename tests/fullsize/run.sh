@@ -24,6 +24,7 @@
 # checked on the program as written (dropout is the identity at inference).
 #
 #   sh tests/fullsize/run.sh [NET...]      (default: all five)
+# KEEP=1 keeps the weights and reference files under build/fullsize/NET.
 # Installs python3-torchvision if it is missing. Prints one line per check and
 # "N passed, N failed"; exits non-zero on any failure.
 set -u
