@@ -333,6 +333,22 @@ static void rank_share(const Run *r, int64_t n, int64_t *lo, int64_t *hi)
     *lo = n * k / size, *hi = n * (k + 1) / size;
 }
 
+/* Whether every process holds the same parameters, as every step should
+ * leave them: the largest and smallest CRC-32 of them (31 bits) agree.
+ * Checked after each epoch; a difference is a bug, said by the lead. */
+static int same_weights(const Run *r)
+{
+    if (!r->dist)
+        return 0;
+    const rt_net_desc *d = r->d;
+    int c = (int)(rt_crc32(0, r->net->params, sizeof(float) * (size_t)d->param_floats) >> 1);
+    bool same = r->dist->max_int(r->dist, c) == -r->dist->max_int(r->dist, -c);
+    if (!same && r->lead)
+        fprintf(stderr, "%s: internal error: the ranks' weights differ after epoch %d; this is a bug in the "
+                "cnnc runtime\n", r->prog, r->p.epoch);
+    return same ? 0 : 1;
+}
+
 /* The signal that stops the run, the same on every process (0: none). */
 static int agreed_signal(const Run *r)
 {
@@ -879,7 +895,7 @@ static int epoch(Run *r, int e)
     p->epoch = e + 1, p->epoch_step = 0, p->epoch_loss = 0;
     epoch_rng(&p->rng, r->s.seed, p->epoch);
     report_epoch(r, &h, (double)(r->train.n - resumed_at) / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9));
-    if (checkpoint(r))
+    if (same_weights(r) || checkpoint(r))
         return 1;
     return agreed_signal(r) ? interrupted(r, true) : 0;
 }

@@ -15,9 +15,11 @@
 #     batch smaller than the rank count (a rank with no examples) trains
 #     as 1 process with that many threads; an --mpi --sanitize build on 3
 #     ranks x 2 threads with uneven shares runs clean under ASan and UBSan;
+#     a network with batchnorm trains on 3 ranks, their weights equal;
 # (d) a 2-rank checkpoint resumes on 1 and on 3 ranks;
 # (e) a rank killed with SIGKILL mid-training ends the job with a non-zero
-#     exit within 60 s, and the last checkpoint loads with `eval`; a rank that
+#     exit within 60 s, and the last checkpoint loads with `eval`; Ctrl-C to
+#     mpirun stops every rank after the same step with a checkpoint; a rank that
 #     cannot read its data stops every rank, with its message;
 # (f) examples/embed_mpi: a program's own MPI loop over the C API
 #     (NAME_loss_grad, MPI_Allreduce, NAME_step) builds with mpicc and trains;
@@ -105,6 +107,21 @@ run env ASAN_OPTIONS=detect_leaks=0 $MPIRUN -np 3 -x ASAN_OPTIONS ./mlp_mpi_asan
 check "AddressSanitizer and UBSan: 3 ranks x 2 threads, uneven shares, no report" \
     sh -c "[ $rc -eq 0 ] && ! grep -q 'Sanitizer\|runtime error' '$T/err' '$T/out'"
 
+# batchnorm: per-rank batch statistics, running statistics averaged over the
+# ranks; train.c checks after each epoch that every rank holds the same weights
+cat >bn.cnn <<'EOF'
+network bnmlp
+input  x : [1, 28, 28]
+labels y : class(10)
+x -> flatten -> dense(64) -> batchnorm -> relu -> dense(10) -> f
+loss = softmax_cross_entropy(f, y)
+train { optimizer = sgd(lr = 0.05, momentum = 0.9)  batch = 32 }
+EOF
+run "$CNNC" bn.cnn --mpi -o bn_mpi
+run $MPIRUN -np 3 ./bn_mpi train $SMALL --batch 32 --epochs 2 --threads 1 --save bn.ck
+check "batchnorm on 3 ranks: trains, and every rank holds the same weights after each epoch" \
+    sh -c "[ $rc -eq 0 ] && ! grep -q 'weights differ' '$T/err' && [ '$(meta bn.ck epoch)' = 2 ]"
+
 # ---- (d) resuming on another number of ranks --------------------------------------
 for np in 1 3; do
     run $MPIRUN -np $np ./mlp_mpi train $FULL --epochs 2 --resume np2.ck --save resumed$np.ck
@@ -133,6 +150,20 @@ check "... and mpirun says which rank died" grep -q "rank 1 .*signal 9" kill.out
 wait $job 2>/dev/null
 run ./mlp eval --weights kill.ck --test "$DATA/t10k-images-idx3-ubyte.gz" "$DATA/t10k-labels-idx1-ubyte.gz"
 check "... and the last checkpoint loads with eval" sh -c "[ $rc -eq 0 ] && grep -q '^top-1' '$T/out'"
+
+rm -f int.ck
+mpirun --oversubscribe -np 2 ./mlp_mpi train $FULL --epochs 6 --save int.ck >int.out 2>&1 &
+job=$!
+i=0
+while [ ! -f int.ck ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 1
+kill -INT $job
+wait $job
+int_rc=$?
+cp int.out "$T/err"
+check "Ctrl-C to mpirun: every rank stops after the same step, rank 0 writes the checkpoint (exit $int_rc)" \
+    sh -c "[ $int_rc != 0 ] && [ \$(grep -c 'interrupted .*; wrote int.ck' int.out) = 1 ] &&
+           ./mlp eval --weights int.ck --test '$DATA/t10k-images-idx3-ubyte.gz' '$DATA/t10k-labels-idx1-ubyte.gz' >/dev/null"
 
 run $MPIRUN -np 3 sh -c 'img=$1; shift; [ "$OMPI_COMM_WORLD_RANK" = 2 ] && img=missing-images.gz
                          exec ./mlp_mpi train --train "$img" "$@"' sh \
