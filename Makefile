@@ -126,6 +126,17 @@ bench: deps
 	$(MAKE) all
 	sh bench/peers/run.sh
 
+# examples/imagenet_classes.txt, the class names of the full-size examples'
+# data blocks: the 1000 ImageNet categories in torchvision's order, one a
+# line, from Debian's python3-torchvision (_IMAGENET_CATEGORIES in
+# torchvision/models/_meta.py, which its pretrained weights' metadata use;
+# made from 0.14.1). The file is committed; `make imagenet-classes` remakes it.
+.PHONY: imagenet-classes
+imagenet-classes:
+	/usr/bin/python3 -c 'from torchvision.models._meta import _IMAGENET_CATEGORIES as c; \
+	  assert len(c) == 1000 and all(n and "\n" not in n for n in c); print("\n".join(c))' \
+	  >examples/imagenet_classes.txt.tmp && mv examples/imagenet_classes.txt.tmp examples/imagenet_classes.txt
+
 # make check: install what is missing, build, then every suite (tests/check.sh).
 check: deps
 	$(MAKE) all
@@ -179,6 +190,7 @@ check-embed: all
 
 check-predict: all
 	sh tests/program/test_predict.sh
+	sh tests/program/test_photo.sh
 	sh tests/program/test_examples.sh
 
 check-fuzz:
