@@ -237,6 +237,11 @@ static void per_channel(Graph *g, const Arg *a, double out[3])
     bool is_std = strcmp(a->key, "std") == 0;
     Ast *e = a->val;
     int n = e->kind == A_SHAPE ? e->nargs : 1, c = input_channels(g);
+    if (e->kind == A_STR || e->kind == A_NAME || e->kind == A_CALL) {
+        error_at(e->loc, "%s must be a number, or a list of one per channel: [%s]", a->key,
+                 is_std ? "0.229, 0.224, 0.225" : "0.485, 0.456, 0.406");
+        return;
+    }
     if (e->kind == A_SHAPE && (n < 1 || n > 3 || (c && n != 1 && n != c))) {
         error_at(e->loc, "%s has %d value%s; the input has %d channel%s: give %s", a->key, n,
                  n == 1 ? "" : "s", c ? c : 3, c == 1 ? "" : "s",
@@ -263,7 +268,7 @@ static const char *beside_source(const char *path)
     const char *src = diag_path(), *slash = src ? strrchr(src, '/') : NULL;
     if (path[0] == '/' || !slash)
         return path;
-    return arena_printf("%.*s/%s", (int)(slash - src + 1), src, path);
+    return arena_printf("%.*s/%s", (int)(slash - src), src, path);
 }
 
 /* Reads a regular file of at most 16 MiB into the arena; NULL after an error at loc. */
