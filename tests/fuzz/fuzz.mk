@@ -36,6 +36,7 @@ FUZZ_LEN_idx         := 4096
 FUZZ_LEN_csv         := 4096
 FUZZ_LEN_image       := 8192
 FUZZ_DICT_safetensors := -dict=tests/fuzz/safetensors.dict
+FUZZ_DICT_image       := -dict=tests/fuzz/image.dict
 
 # fuzz_NAME, and fuzz-runtime-NAME: its regression inputs replayed (libFuzzer
 # runs the files it is given), then FUZZ_SECONDS of fuzzing from its corpus
