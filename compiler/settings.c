@@ -242,10 +242,11 @@ static void per_channel(Graph *g, const Arg *a, double out[3])
                  is_std ? "0.229, 0.224, 0.225" : "0.485, 0.456, 0.406");
         return;
     }
-    if (e->kind == A_SHAPE && (n < 1 || n > 3 || (c && n != 1 && n != c))) {
+    int want = c ? c : 3;             /* a flat input: an RGB image's 3 */
+    if (e->kind == A_SHAPE && n != 1 && !(n == want && n <= 3)) {
         error_at(e->loc, "%s has %d value%s; the input has %d channel%s: give %s", a->key, n,
                  n == 1 ? "" : "s", c ? c : 3, c == 1 ? "" : "s",
-                 c == 1 ? "one value" : c ? "one value or one per channel" : "1 or 3 values");
+                 c == 3 || !c ? "one value or one per channel" : "one value");
         return;
     }
     double v[3];

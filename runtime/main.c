@@ -269,8 +269,8 @@ static int predict_prep(const rt_net_desc *d, const Opts *o, rt_prep *p)
         p->resize = o->resize;
     if (o->crop >= 0)
         p->crop = o->crop;
-    if (c == 1 && (o->nmean == 3 || o->nstd == 3))
-        return usage_error("%s", "this network's input has one channel: --mean and --std take one value");
+    if ((c == 1 || c > 3) && (o->nmean == 3 || o->nstd == 3))
+        return usage_error("%s", "this network's input has other than 3 channels: --mean and --std take one value");
     return 0;
 }
 

@@ -216,18 +216,21 @@ static int crop_offset(int len, int n)
 
 /* The n x n centre of img, as floats v * scale, then (v - mean) / std per
  * channel, into x. Samples outside the image (padding) are 0 before the
- * normalization, as torchvision pads. */
+ * normalization, as torchvision pads. Channels past the third (a gray image
+ * copied to C > 3 channels) take the third's mean and std: with more than
+ * three channels, the data block gives one value for all. */
 static void crop_to_input(const rt_image *img, int oh, int ow, const rt_prep *p, float *x)
 {
     int top = crop_offset(img->h, oh), left = crop_offset(img->w, ow);
     for (int k = 0; k < img->c; k++) {
         const uint8_t *plane = img->px + (size_t)k * img->h * img->w;
+        float mean = p->mean[k < 3 ? k : 2], std = p->std[k < 3 ? k : 2];
         for (int y = 0; y < oh; y++)
             for (int i = 0; i < ow; i++) {
                 int sy = y + top, sx = i + left;
                 int in = sy >= 0 && sy < img->h && sx >= 0 && sx < img->w;
                 float v = in ? plane[(size_t)sy * img->w + sx] * p->scale : 0;
-                x[((size_t)k * oh + y) * ow + i] = (v - p->mean[k]) / p->std[k];
+                x[((size_t)k * oh + y) * ow + i] = (v - mean) / std;
             }
     }
 }

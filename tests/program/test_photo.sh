@@ -222,7 +222,7 @@ expect_fail 1 "resize = 256 makes this 500x375 image 341x256, but the network ta
 expect_fail 2 "--mean needs one number or three" "$net" predict --mean 1,2 "$photo"
 expect_fail 2 "--std needs one number or three" "$net" predict --std 0.5,0,1 "$photo"
 expect_fail 2 "--resize needs a whole number" "$net" predict --resize -3 "$photo"
-expect_fail 2 "one channel" "$tmp/gray" predict --mean 1,2,3 "$photo"
+expect_fail 2 "other than 3 channels: --mean and --std take one value" "$tmp/gray" predict --mean 1,2,3 "$photo"
 
 # ---- (d) the classes file at compile time ---------------------------------------------
 sed 's/five.txt/three.txt/' "$tmp/photo.cnn" >"$tmp/three.cnn"

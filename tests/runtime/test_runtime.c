@@ -1339,6 +1339,9 @@ Test(rt, image_prepare)
     rt_image white = mk_image(1, 1, 1, w1);
     cr_assert(rt_image_prepare(&white, &n, 3, (int64_t[]){3, 1, 1}, x, "w", &err) == 0);
     close_to(x, (float[]){1, 1, 0}, 3);
+    /* gray to four channels: the fourth takes the third's mean and std */
+    cr_assert(rt_image_prepare(&white, &n, 3, (int64_t[]){4, 1, 1}, x, "w", &err) == 0);
+    close_to(x, (float[]){1, 1, 0, 0}, 4);
     /* resize without the crop its aspect needs; a crop that is not the input's size */
     rt_prep r = {.resize = 2, .scale = 1, .std = {1, 1, 1}};
     cr_assert(rt_image_prepare(&g, &r, 3, (int64_t[]){1, 2, 2}, x, "g", &err) == -1);
