@@ -4,15 +4,15 @@
  * the file. It is sniffed, counted, read as image 0 (and image 1 of an IDX
  * file holding more), and each image read is converted to inputs of shape
  * [1, 28, 28], [3, 32, 32] and [784], then prepared as data blocks say:
- * resize and crop with mean and std, and a crop alone (padding small
- * images). Every step must succeed or fail with a message naming the file. */
+ * resize and crop with mean and std into [3, 32, 32], and a crop alone
+ * (padding small images) into [1, 32, 32] and [4, 32, 32]. Every step must succeed or fail with a message naming the file. */
 #include "cnnrt.h"
 #include "fuzz_file.h"
 
 #include <math.h>
 #include <string.h>
 
-static float x[3 * 32 * 32];
+static float x[4 * 32 * 32];
 
 static void to_input(const rt_image *img, const char *path, int rank, int64_t d0, int64_t d1,
                      int64_t d2)
@@ -64,6 +64,7 @@ static void read_image(const char *path, int64_t index)
     rt_prep crop = {.crop = 32, .scale = 1 / 255.0f, .mean = {0.5f}, .std = {0.5f, 1, 1}};
     prepare(&img, path, &imagenet, 3);
     prepare(&img, path, &crop, 1);
+    prepare(&img, path, &crop, 4);      /* gray images only: C > 3 channels */
     rt_image_free(&img);
 }
 
