@@ -108,8 +108,8 @@ bool link_executable(const char *object, const char *out, bool sanitize, bool mp
     int n = 4;
     if (mpi)
         argv[n++] = (char *)rt_mpi;
-    const char *rest[] = {rt_main, rt, "-fopenmp", "-lpng", "-lz", "-lm"};
-    for (int i = 0; i < 6; i++)
+    const char *rest[] = {rt_main, rt, "-fopenmp", "-ljpeg", "-lpng", "-lz", "-lm"};
+    for (int i = 0; i < 7; i++)
         argv[n++] = (char *)rest[i];
     if (sanitize)
         argv[n++] = "-fsanitize=address,undefined";
