@@ -32,6 +32,10 @@ typedef struct {
     LLVMValueRef *vars;          /* per loop-IR variable: its alloca */
     const Kernel *k;
     const Buf **cached; LLVMValueRef *cached_ptr; int ncached;
+    /* shared loop nests (see share.c) */
+    const int *refs;             /* the kernel's variable references; NULL: emit nests inline */
+    Map units;                   /* a unit's key -> its function */
+    int nunits;
 } Emit;
 
 /* ---- alias scopes ---------------------------------------------------------- */
@@ -963,12 +967,95 @@ static void emit_pool(Emit *E, const Pool *p)
     loop_close(E, &rl, 1);
 }
 
+/* ---- shared loop nests (see share.c) -------------------------------------- */
+
+/* void cnnc.nestN(float *buffers..., scalars...): the unit's copy as the
+ * body; the buffers never alias (as the kernel's alias scopes say). */
+static LLVMValueRef unit_function(Emit *E, const Unit *u)
+{
+    int nb = u->bufs.n, na = u->args.n;
+    LLVMTypeRef *p = malloc(sizeof *p * (size_t)(nb + na + 1));
+    for (int i = 0; i < nb; i++)
+        p[i] = E->ptr;
+    for (int i = 0; i < na; i++)
+        p[nb + i] = u->is_float[(intptr_t)u->arg_vars.at[i]] ? E->f32 : E->i64;
+    const char *name = arena_printf("cnnc.nest%d", E->nunits++);
+    LLVMValueRef fn = LLVMAddFunction(E->mod, name, LLVMFunctionType(E->voidt, p, (unsigned)(nb + na), 0));
+    free(p);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
+    add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
+    for (int i = 0; i < nb; i++)
+        add_attr(E, fn, (unsigned)i + 1, "noalias");
+    add_string_attr(E, fn, "prefer-vector-width", "512");
+    add_string_attr(E, fn, "min-legal-vector-width", "512");
+    if (E->sanitize)
+        add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
+
+    Emit saved = *E;
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
+    E->fn = fn, E->refs = NULL, E->nscopes = 0;          /* noalias arguments instead of scopes */
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, fn, "start");
+    LLVMPositionBuilderAtEnd(E->b, entry);
+    E->vars = calloc((size_t)u->nvars + 1, sizeof(LLVMValueRef));
+    for (int v = 1; v < u->nvars; v++)
+        E->vars[v] = LLVMBuildAlloca(E->b, u->is_float[v] ? E->f32 : E->i64, "");
+    for (int i = 0; i < na; i++)
+        LLVMBuildStore(E->b, LLVMGetParam(fn, (unsigned)(nb + i)), E->vars[(intptr_t)u->arg_vars.at[i]]);
+    E->cached = malloc(sizeof(Buf *) * (size_t)(nb + 1)), E->cached_ptr = malloc(sizeof(LLVMValueRef) * (size_t)(nb + 1));
+    for (int i = 0; i < nb; i++)
+        E->cached[i] = u->bufs.at[i], E->cached_ptr[i] = LLVMGetParam(fn, (unsigned)i);
+    E->ncached = nb;
+    LLVMBuildBr(E->b, start);
+    LLVMPositionBuilderAtEnd(E->b, start);
+    Vec one = {0};
+    vec_push(&one, u->body);
+    stmts(E, &one);
+    LLVMBuildRetVoid(E->b);
+    free(E->vars), free(E->cached), free(E->cached_ptr);
+    E->fn = saved.fn, E->refs = saved.refs, E->nscopes = saved.nscopes, E->vars = saved.vars;
+    E->cached = saved.cached, E->cached_ptr = saved.cached_ptr, E->ncached = saved.ncached;
+    LLVMPositionBuilderAtEnd(E->b, here);
+    return fn;
+}
+
+/* A call of the unit's function, made on the first call. */
+static void emit_unit(Emit *E, const Unit *u)
+{
+    LLVMValueRef fn = map_get(&E->units, u->key);
+    if (!fn) {
+        fn = unit_function(E, u);
+        map_put(&E->units, u->key, fn);
+    }
+    int nb = u->bufs.n, na = u->args.n;
+    LLVMValueRef *args = malloc(sizeof *args * (size_t)(nb + na + 1));
+    for (int i = 0; i < nb; i++)
+        args[i] = buf_ptr(E, u->bufs.at[i]);
+    for (int i = 0; i < na; i++)
+        args[nb + i] = expr(E, u->args.at[i]);
+    LLVMBuildCall2(E->b, LLVMGlobalGetValueType(fn), fn, args, (unsigned)(nb + na), "");
+    free(args);
+}
+
+/* A loop nest: a call of its shared function, or inline when it cannot be a
+ * unit. A loop over the examples that holds several nests stays in the
+ * kernel, so that each nest in it is a unit. */
+static void emit_loop(Emit *E, const LStmt *s)
+{
+    Unit u;
+    if (E->refs && !(example_loop(s) && s->body.n > 1) && share_unit(E->k, E->refs, s, &u))
+        emit_unit(E, &u);
+    else
+        emit_for(E, s);
+}
+
 static void stmts(Emit *E, const Vec *body)
 {
     for (int i = 0; i < body->n; i++) {
         const LStmt *s = body->at[i];
         switch (s->kind) {
-        case L_FOR:   emit_for(E, s); break;
+        case L_FOR:   emit_loop(E, s); break;
         case L_IF:    emit_if(E, s); break;
         case L_STORE: emit_store(E, s); break;
         case L_SET:   LLVMBuildStore(E->b, expr(E, s->val), E->vars[s->var]); break;
@@ -998,6 +1085,7 @@ static LLVMValueRef kernel_function(Emit *E, const Kernel *k, const CodegenOptio
 static void kernel_body(Emit *E, const Kernel *k)
 {
     make_scopes(E, k);
+    E->refs = getenv("CNNC_NO_SHARE") ? NULL : share_refs(k);
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "entry");
     LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "start");
     LLVMPositionBuilderAtEnd(E->b, entry);
