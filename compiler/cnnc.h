@@ -576,12 +576,17 @@ bool tune_cache_parse(const char *text, size_t len, Vec *entries, const char **w
  * arguments, so llvm.c emits one function per key and calls it. */
 typedef struct {
     const char *key;      /* the nest's code with its buffers and sizes abstracted */
-    LStmt *body;          /* a copy of the nest over the unit's own variables 1..nvars-1 */
+    LStmt *body;          /* a copy of the nest over the unit's own variables 1..nvars-1 (0 is n) */
     int nvars;
     bool *is_float;       /* per variable of the copy */
-    Vec bufs;             /* const Buf*: the pointer arguments, one per distinct address */
-    Vec args;             /* Expr*: the scalar arguments, as the caller computes them */
-    Vec arg_vars;         /* (intptr_t): the copy's variable that holds each argument */
+    Vec bufs;             /* const Buf*: the buffers, one per distinct address */
+    Vec consts;           /* Expr* (X_INT, X_FLT): the sizes and constants made arguments */
+    Vec const_vars;       /* (intptr_t): the copy's variable that holds each */
+    Vec args;             /* Expr* (X_VAR, X_GET): the kernel's variables the nest reads */
+    Vec arg_vars;         /* (intptr_t): the copy's variable that holds each */
+    Vec refs;             /* Expr* (X_VAR, X_GET): those it also sets, passed by reference */
+    Vec ref_vars;
+    bool train;           /* reads labels, the training arguments or random numbers */
 } Unit;
 
 /* Per variable of k, how many statements mention it (for share_unit). */
@@ -597,6 +602,7 @@ typedef struct {
     bool executable;            /* emit main() calling the runtime */
     bool sanitize;              /* instrument with AddressSanitizer */
     bool verbose;
+    bool no_share;              /* every loop nest inline (see share.c) */
 } CodegenOptions;
 
 typedef enum { OUT_OBJECT, OUT_LLVM, OUT_ASM } OutputKind;

@@ -27,9 +27,11 @@
  * offsets, padding, channel counts, a batchnorm's epsilon, 1/count) is an
  * argument: a long loop runs as fast whether its bound is a constant or not.
  *
- * A nest cannot be a unit when it holds a GEMM or pooling statement (llvm.c
- * expands those itself), reads a label, the training kernel's arguments or
- * its random numbers, or sets a scalar that code outside it also uses.
+ * A kernel's scalar that the nest reads is passed by value; one that it
+ * sets and code outside it also uses (the loss being summed), by reference.
+ * A nest that reads labels, the training kernel's arguments or its random
+ * numbers takes those too. A nest that holds a GEMM or pooling statement is
+ * not a unit: llvm.c emits the loop itself, and the nests inside it are units.
  */
 #include "cnnc.h"
 
@@ -93,20 +95,9 @@ int *share_refs(const Kernel *k)
 
 /* ---- whether a nest can be a unit ----------------------------------------- */
 
-static bool expr_ok(const Expr *e)
-{
-    if (!e)
-        return true;
-    if (e->kind == X_LABEL || e->kind == X_ARG || e->kind == X_RAND)
-        return false;
-    return expr_ok(e->a) && expr_ok(e->b) && expr_ok(e->c);
-}
-
 static bool stmt_ok(const LStmt *s)
 {
     if (s->kind == L_GEMM || s->kind == L_POOL)
-        return false;
-    if (!expr_ok(s->lo) || !expr_ok(s->hi) || !expr_ok(s->idx) || !expr_ok(s->val) || !expr_ok(s->cond))
         return false;
     for (int i = 0; i < s->body.n; i++)
         if (!stmt_ok(s->body.at[i]))
@@ -143,6 +134,7 @@ static void put(Text *t, const char *fmt, ...)
 typedef struct {
     const int *refs;       /* per kernel variable, its mentions in the whole kernel */
     const int *uses;       /* and in this unit */
+    const int *writes;     /* the unit's writes per kernel variable */
     int *map;              /* kernel variable -> the unit's (0: none yet) */
     Map consts;            /* a constant's text -> the unit's variable that holds it */
     Unit *u;
@@ -150,8 +142,12 @@ typedef struct {
     int cap;               /* of u->is_float */
 } Cut;
 
-/* A new variable of the unit; an argument when `arg` (what the caller passes) is not NULL. */
-static int new_var(Cut *c, bool is_float, Expr *arg)
+/* A new variable of the unit: a local, an argument (`arg`: the kernel's
+ * variable the caller passes, by value or by reference) or a constant of the
+ * unit's table (`arg`: its value). */
+typedef enum { LOCAL, ARG, REF, CONST } Role;
+
+static int new_var(Cut *c, bool is_float, Role role, Expr *arg)
 {
     Unit *u = c->u;
     if (u->nvars >= c->cap) {
@@ -163,28 +159,28 @@ static int new_var(Cut *c, bool is_float, Expr *arg)
     }
     int v = u->nvars++;
     u->is_float[v] = is_float;
-    if (arg) {
-        vec_push(&u->args, arg);
-        vec_push(&u->arg_vars, (void *)(intptr_t)v);
+    if (role != LOCAL) {
+        vec_push(role == CONST ? &u->consts : role == REF ? &u->refs : &u->args, arg);
+        vec_push(role == CONST ? &u->const_vars : role == REF ? &u->ref_vars : &u->arg_vars, (void *)(intptr_t)v);
     }
-    put(&c->key, "v%d%c%c", v, is_float ? 'f' : 'i', arg ? 'a' : 'l');
+    put(&c->key, "v%d%c%c", v, is_float ? 'f' : 'i', "larc"[role]);
     return v;
 }
 
 /* The unit's variable for kernel variable v: local when nothing outside the
- * unit mentions v, else an argument holding v's value. */
+ * unit mentions v, else an argument: v's value, or v itself when the unit
+ * sets it. The batch size n stays itself: every unit's function takes it. */
 static int unit_var(Cut *c, int v, bool is_float)
 {
-    if (c->map[v]) {
+    if (v == 0 || c->map[v]) {
         put(&c->key, "v%d", c->map[v]);
         return c->map[v];
     }
-    Expr *arg = NULL;
-    if (c->uses[v] < c->refs[v]) {
-        arg = arena_alloc(sizeof *arg);
-        arg->kind = is_float ? X_GET : X_VAR, arg->var = v;
-    }
-    return c->map[v] = new_var(c, is_float, arg);
+    if (c->uses[v] == c->refs[v])
+        return c->map[v] = new_var(c, is_float, LOCAL, NULL);
+    Expr *arg = arena_alloc(sizeof *arg);
+    arg->kind = is_float ? X_GET : X_VAR, arg->var = v;
+    return c->map[v] = new_var(c, is_float, c->writes[v] ? REF : ARG, arg);
 }
 
 /* The unit's variable holding constant e. */
@@ -197,15 +193,16 @@ static int const_var(Cut *c, const Expr *e)
         put(&c->key, "v%d", (int)v);
         return (int)v;
     }
-    Expr *arg = arena_alloc(sizeof *arg);
-    *arg = *e;
-    v = new_var(c, f, arg);
+    Expr *val = arena_alloc(sizeof *val);
+    *val = *e;
+    v = new_var(c, f, CONST, val);
     map_put(&c->consts, text, (void *)v);
     return (int)v;
 }
 
-/* The pointer argument of buffer b: one per address (a batched workspace
- * buffer's offset counts per example, so it is not another's at the same offset). */
+/* The unit's buffer for b: one per address (a batched workspace buffer's
+ * offset counts per example, so it is not another's at the same offset).
+ * Its base is part of the code; where in the base it lies is not. */
 static const Buf *unit_buf(Cut *c, const Buf *b)
 {
     Vec *bufs = &c->u->bufs;
@@ -216,7 +213,7 @@ static const Buf *unit_buf(Cut *c, const Buf *b)
             return o;
         }
     }
-    put(&c->key, "b%d", bufs->n);
+    put(&c->key, "b%d.%d", bufs->n, b->base);
     vec_push(bufs, (void *)b);
     return b;
 }
@@ -248,10 +245,14 @@ static Expr *copy_expr(Cut *c, const Expr *e, int inner, bool keep)
         return x;
     }
     put(&c->key, "(%d", e->kind);
+    if (e->kind == X_LABEL || e->kind == X_ARG || e->kind == X_RAND)
+        c->u->train = true;
     if (e->kind == X_INT)
         put(&c->key, " %lld", (long long)e->ival);
     else if (e->kind == X_FLT)
         put(&c->key, " %a", (double)e->fval);
+    else if (e->kind == X_ARG || e->kind == X_RAND)
+        put(&c->key, " %lld", (long long)e->ival);
     else if (e->kind == X_VAR || e->kind == X_GET)
         x->var = unit_var(c, e->var, e->kind == X_GET);
     else if (e->kind == X_LOAD)
@@ -305,18 +306,10 @@ bool share_unit(const Kernel *k, const int *refs, const LStmt *s, Unit *u)
         return false;
     int *uses = calloc((size_t)k->nvars + 1, sizeof(int)), *writes = calloc((size_t)k->nvars + 1, sizeof(int));
     count_stmt(s, uses, writes);
-    bool ok = true;
-    for (int v = 0; v < k->nvars && ok; v++)
-        ok = !(writes[v] && uses[v] < refs[v]);      /* sets a scalar that others read */
-    free(writes);
-    if (!ok) {
-        free(uses);
-        return false;
-    }
     *u = (Unit){.nvars = 1};
-    Cut c = {.refs = refs, .uses = uses, .map = calloc((size_t)k->nvars + 1, sizeof(int)), .u = u};
+    Cut c = {.refs = refs, .uses = uses, .writes = writes, .map = calloc((size_t)k->nvars + 1, sizeof(int)), .u = u};
     u->body = copy_stmt(&c, s, -1);
     u->key = arena_strndup(c.key.text, c.key.len);
-    free(c.key.text), free(c.map), free(uses);
+    free(c.key.text), free(c.map), free(uses), free(writes);
     return true;
 }
