@@ -49,7 +49,7 @@ $(GEN)/%.o: $(GEN)/%.c $(GEN)/parser.h compiler/cnnc.h
 # Debian packages the build, the tests and the demo need; apt-get only runs
 # for what is missing.
 DEBS := clang-19 llvm-19-dev libomp-19-dev libclang-rt-19-dev flex bison make \
-        libcriterion-dev zlib1g-dev libpng-dev graphviz dataset-fashion-mnist python3
+        libcriterion-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev graphviz dataset-fashion-mnist python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -66,10 +66,10 @@ clean:
 # ---- the runtime -----------------------------------------------------------
 # libcnnrt.a: what every generated program and library needs (libc, libm, OpenMP).
 # libcnnrt_main.a: the generated executables' commands, data sets and images
-# (adds zlib and libpng). The _asan variants are for the sanitizer tests.
+# (adds zlib, libpng and libjpeg). The _asan variants are for the sanitizer tests.
 RT_CFLAGS := -O2 -g -std=c11 -fPIC -fopenmp -Wall -Wextra -D_GNU_SOURCE
 RT_CORE   := error crc32 safetensors net
-RT_PROG   := idx csv image main train
+RT_PROG   := idx csv image jpeg preprocess main train
 RT_LIBS   := lib/libcnnrt.a lib/libcnnrt_main.a lib/libcnnrt_asan.a lib/libcnnrt_main_asan.a
 
 .PHONY: runtime
@@ -126,6 +126,17 @@ bench: deps
 	$(MAKE) all
 	sh bench/peers/run.sh
 
+# examples/imagenet_classes.txt, the class names of the full-size examples'
+# data blocks: the 1000 ImageNet categories in torchvision's order, one a
+# line, from Debian's python3-torchvision (_IMAGENET_CATEGORIES in
+# torchvision/models/_meta.py, which its pretrained weights' metadata use;
+# made from 0.14.1). The file is committed; `make imagenet-classes` remakes it.
+.PHONY: imagenet-classes
+imagenet-classes:
+	/usr/bin/python3 -c 'from torchvision.models._meta import _IMAGENET_CATEGORIES as c; \
+	  assert len(c) == 1000 and all(n and "\n" not in n for n in c); print("\n".join(c))' \
+	  >examples/imagenet_classes.txt.tmp && mv examples/imagenet_classes.txt.tmp examples/imagenet_classes.txt
+
 # make check: install what is missing, build, then every suite (tests/check.sh).
 check: deps
 	$(MAKE) all
@@ -145,7 +156,7 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 $(BUILD)/tests/test_runtime: tests/runtime/test_runtime.c $(wildcard runtime/*.c) runtime/cnnrt.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -g -D_GNU_SOURCE -fopenmp $(SAN) -Iruntime -o $@ tests/runtime/test_runtime.c \
-	  $(filter-out runtime/main.c runtime/train.c,$(wildcard runtime/*.c)) -lcriterion -lz -lpng -lm
+	  $(filter-out runtime/main.c runtime/train.c,$(wildcard runtime/*.c)) -lcriterion -ljpeg -lz -lpng -lm
 
 check-runtime: $(BUILD)/tests/test_runtime
 	$(BUILD)/tests/test_runtime --jobs 2
@@ -179,6 +190,7 @@ check-embed: all
 
 check-predict: all
 	sh tests/program/test_predict.sh
+	sh tests/program/test_photo.sh
 	sh tests/program/test_examples.sh
 
 check-fuzz:

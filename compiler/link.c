@@ -86,8 +86,8 @@ bool link_executable(const char *object, const char *out, bool sanitize)
     if (!rt_main || !rt)
         return false;
     char *argv[16] = {(char *)cc, "-o", (char *)out, (char *)object, (char *)rt_main, (char *)rt,
-                      "-fopenmp", "-lpng", "-lz", "-lm"};
-    int n = 10;
+                      "-fopenmp", "-ljpeg", "-lpng", "-lz", "-lm"};
+    int n = 11;
     if (sanitize)
         argv[n++] = "-fsanitize=address,undefined";
     argv[n] = NULL;

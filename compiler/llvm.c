@@ -1433,7 +1433,7 @@ static char *summary_text(const Graph *g)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000003ll   /* "cnnc", layout version 3 */
+#define RT_DESC_MAGIC 0x636e6e6300000004ll   /* "cnnc", layout version 4 */
 
 static void train_fields(Emit *E, Fields *f, const Graph *g)
 {
@@ -1449,6 +1449,17 @@ static void train_fields(Emit *E, Fields *f, const Graph *g)
         fi(E, f, sets[i]->label_col);
     }
     fd(E, f, d->scale);
+}
+
+/* The data block's preprocessing: resize, crop, mean[3], std[3], classes. */
+static void prep_fields(Emit *E, Fields *f, const DataCfg *d)
+{
+    fi(E, f, d->resize), fi(E, f, d->crop);
+    for (int i = 0; i < 3; i++)
+        fd(E, f, d->mean[i]);
+    for (int i = 0; i < 3; i++)
+        fd(E, f, d->std[i]);
+    field(f, cstr(E, d->classes));
 }
 
 /* rt_reg_desc[]: kind, coef, param — one per parameter of each l2/l1 term */
@@ -1498,6 +1509,7 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     fi(E, &f, nreg), field(&f, reg);
     train_fields(E, &f, g);
     field(&f, cstr(E, summary_text(g)));
+    prep_fields(E, &f, &g->data);
     return global_struct(E, &f, arena_printf("%s_desc", g->name), true);
 }
 

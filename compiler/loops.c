@@ -449,22 +449,40 @@ static void zero_scratch(Lower *L, const Buf *buf, int64_t size)
  * scratch copy xp [C, H + pt + pb, W + pl + pr], so every row of col is then
  * one unconditional copy of OW cells (no per-row bounds, no zeroing of col):
  *   col[k, p] = xp[ci, oh s + kh d, ow s + kw d] */
-static void im2col_padded(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col)
+/* The padded copy of example b of x: xp [C, H + pt + pb, W + pl + pr], zeros
+ * around the image. */
+static const Buf *pad_copy(Lower *L, const Node *x, int b, const Window *w)
 {
     Vec *here = L->out;
-    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
-    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, P = OH * OW;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
     const Buf *xp = scratch(L, "xpad", C * Hp * Wp);
     zero_scratch(L, xp, C * Hp * Wp);
     int ci = open_for(L, C), ih = open_for(L, H), iw = open_for(L, W);
     store(L, xp, imad(imad(var(ci), Hp, iadd(var(ih), i64(w->pt))), Wp, iadd(var(iw), i64(w->pl))),
           elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
     L->out = here;
-    ci = open_for(L, C);
+    return xp;
+}
+
+/* The cell of a padded image [., Hp, Wp] that output (oh, ow) of channel
+ * `ch` reads through tap (kh, kw): xp[ch, oh s + kh d, ow s + kw d] */
+static Expr *padded_tap(const Window *w, Expr *ch, int64_t Hp, int64_t Wp, int oh, int ow, int kh, int kw)
+{
+    return imad(imad(ch, Hp, iadd(imul(var(oh), i64(w->sh)), imul(var(kh), i64(w->dh)))), Wp,
+                iadd(imul(var(ow), i64(w->sw)), imul(var(kw), i64(w->dw))));
+}
+
+static void im2col_padded(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, P = OH * OW;
+    const Buf *xp = pad_copy(L, x, b, w);
+    int ci = open_for(L, C);
     int kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_for(L, OH), ow = open_for(L, OW);
     Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
-    Expr *xi = imad(imad(var(ci), Hp, iadd(imul(var(oh), i64(w->sh)), imul(var(kh), i64(w->dh)))), Wp,
-                    iadd(imul(var(ow), i64(w->sw)), imul(var(kw), i64(w->dw))));
+    Expr *xi = padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw);
     store(L, col, imad(k, P, imad(var(oh), OW, var(ow))), load(xp, xi), false);
     L->out = here;
 }
@@ -503,6 +521,109 @@ static void im2col(Lower *L, const Node *x, int b, const Window *w, Shape out, c
 static Expr *group_loop(Lower *L, const Window *w)
 {
     return w->groups > 1 ? var(open_for(L, w->groups)) : i64(0);
+}
+
+/* ---- depthwise convolution ----------------------------------------------------
+ * groups = C: output channel co sees input channel ci = co / m alone (m = c / C,
+ * usually 1), through its own kh x kw taps. An im2col would copy each cell
+ * kh kw times for a product of one row, so these run directly on a padded
+ * copy of the image (pad_copy), row by row, the innermost loop along ow. */
+
+static void zero(Lower *L, const Node *n);
+
+static bool depthwise(const Window *w, const Node *x) { return w->groups > 1 && w->groups == x->shape.d[0]; }
+
+/* Opens the loops over a depthwise conv's channels: each of the C input
+ * channels ci and its output channels co = ci m + j, j < m; returns co. */
+static Expr *depthwise_channels(Lower *L, int64_t C, int64_t m, int *ci)
+{
+    *ci = open_for(L, C);
+    return m > 1 ? imad(var(*ci), m, var(open_for(L, m))) : var(*ci);
+}
+
+/* y[co, oh, ow] = b[co] + sum_{kh, kw} W[co, kh, kw] xp[ci, oh s + kh d, ow s + kw d],
+ * then max(0, y) when a ReLU is fused into the layer */
+static void lower_conv_depthwise(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *x = n->in[0];
+    int64_t OH = n->shape.d[1], OW = n->shape.d[2];
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
+    const Buf *y = L->buf[n->id], *Wb = L->buf[n->in[1]->id];
+    int b = begin(L, n, &top), ci;
+    const Buf *xp = pad_copy(L, x, b, w);
+    Expr *co = depthwise_channels(L, x->shape.d[0], n->shape.d[0] / x->shape.d[0], &ci);
+    int oh = open_for(L, OH);
+    Vec *row = L->out;
+    int ow = open_for(L, OW);
+    Expr *yi = at(y, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+    store(L, y, yi, n->nin > 2 ? elem(L, n->in[2], b, co) : f32(0), false);
+    L->out = row;
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    ow = open_for(L, OW);
+    yi = at(y, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+    Expr *wt = load(Wb, imad(imad(co, w->kh, var(kh)), w->kw, var(kw)));
+    store(L, y, yi, ex(X_MUL, wt, load(xp, padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw))), true);
+    L->out = row;
+    if (L->fused[n->id]) {
+        ow = open_for(L, OW);
+        yi = at(y, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+        store(L, y, yi, ex(X_MAX, load(y, yi), f32(0)), false);
+    }
+    L->out = top;
+}
+
+/* dx[ci, ih, iw] = sum_{co of ci} sum_{kh, kw} W[co, kh, kw] dy[co, oh, ow] over
+ * ih = oh s + kh d - pt (likewise iw): scattered into a zeroed padded
+ * scratch dxp, whose inside is then dx */
+static void lower_conv_dx_depthwise(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], W = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
+    const Buf *dx = L->buf[n->id], *Wb = L->buf[n->in[1]->id], *dxp = scratch(L, "dxpad", C * Hp * Wp);
+    int b = begin(L, n, &top), ci;
+    Vec *example = L->out;
+    zero_scratch(L, dxp, C * Hp * Wp);
+    Expr *co = depthwise_channels(L, C, dy->shape.d[0] / C, &ci);
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_for(L, OH), ow = open_for(L, OW);
+    Expr *wt = load(Wb, imad(imad(co, w->kh, var(kh)), w->kw, var(kw)));
+    Expr *g = elem(L, dy, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+    store(L, dxp, padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw), ex(X_MUL, wt, g), true);
+    L->out = example;
+    ci = open_for(L, C);
+    int ih = open_for(L, H), iw = open_for(L, W);
+    store(L, dx, at(dx, b, imad(imad(var(ci), H, var(ih)), W, var(iw))),
+          load(dxp, imad(imad(var(ci), Hp, iadd(var(ih), i64(w->pt))), Wp, iadd(var(iw), i64(w->pl)))), false);
+    L->out = top;
+}
+
+/* dW[co, kh, kw] = sum_{b, oh, ow} dy[b, co, oh, ow] xp[b, ci, oh s + kh d, ow s + kw d] */
+static void lower_conv_dw_depthwise(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
+    zero(L, n);
+    int b = open_for(L, -1), ci;
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw (depthwise) : %s", n->id,
+                                                          shape_str(n->shape));
+    const Buf *xp = pad_copy(L, x, b, w);
+    Expr *co = depthwise_channels(L, x->shape.d[0], n->shape.d[0] / x->shape.d[0], &ci);
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    Vec *tap = L->out;
+    int acc = set_new(L, f32(0));
+    int oh = open_for(L, OH), ow = open_for(L, OW);
+    Expr *g = elem(L, dy, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, g, load(xp, padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw)))));
+    L->out = tap;
+    store(L, L->buf[n->id], imad(imad(co, w->kh, var(kh)), w->kw, var(kw)), get(acc), true);
+    L->out = top;
 }
 
 /* conv: y[co, p] = b[co] + sum_k W[co, k] col[k, p], k = (ci, kh, kw), p = (oh, ow):
@@ -1444,7 +1565,7 @@ static void lower_node(Lower *L, const Node *n)
     case OP_MUL:           if (L->fused[n->id]) { lower_maxpool_dx_2x2(L, n->in[0], n); return; } break;
     case OP_DROPOUT:       if (L->training) lower_dropout_train(L, n); return;
     case OP_DENSE:         lower_dense(L, n); return;
-    case OP_CONV:          lower_conv(L, n); return;
+    case OP_CONV:          depthwise(&n->win, n->in[0]) ? lower_conv_depthwise(L, n) : lower_conv(L, n); return;
     case OP_MAXPOOL:
     case OP_AVGPOOL:       lower_pool(L, n); return;
     case OP_GAP:           lower_gap(L, n); return;
@@ -1460,8 +1581,8 @@ static void lower_node(Lower *L, const Node *n)
     case OP_LOSS_GRAD:     lower_loss(L, n); return;
     case OP_DENSE_DX:      lower_dense_dx(L, n); return;
     case OP_DENSE_DW:      lower_dense_dw(L, n); return;
-    case OP_CONV_DX:       lower_conv_dx(L, n); return;
-    case OP_CONV_DW:       lower_conv_dw(L, n); return;
+    case OP_CONV_DX:       depthwise(&n->win, n) ? lower_conv_dx_depthwise(L, n) : lower_conv_dx(L, n); return;
+    case OP_CONV_DW:       depthwise(&n->win, n->in[1]) ? lower_conv_dw_depthwise(L, n) : lower_conv_dw(L, n); return;
     case OP_CHANNEL_SUM:   lower_channel_sum(L, n); return;
     case OP_MAXPOOL_DX:    if (!L->fused[n->id]) lower_maxpool_dx(L, n); return;
     case OP_AVGPOOL_DX:    lower_avgpool_dx(L, n); return;
