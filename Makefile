@@ -16,7 +16,7 @@ COMPILER_OBJ := $(COMPILER_SRC:compiler/%.c=$(BUILD)/compiler/%.o) $(BUILD)/gen/
 FRONT_OBJ    := $(filter-out $(BUILD)/compiler/main.o,$(COMPILER_OBJ))
 INC          := -Icompiler -I$(GEN)
 
-.PHONY: all check demo bench clean deps fuzz fuzz-frontend fuzz-tunecache
+.PHONY: all check demo bench bench-mpi clean deps fuzz fuzz-frontend fuzz-tunecache
 all: bin/cnnc runtime
 
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
@@ -49,7 +49,8 @@ $(GEN)/%.o: $(GEN)/%.c $(GEN)/parser.h compiler/cnnc.h
 # Debian packages the build, the tests and the demo need; apt-get only runs
 # for what is missing.
 DEBS := clang-19 llvm-19-dev libomp-19-dev libclang-rt-19-dev flex bison make \
-        libcriterion-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev graphviz dataset-fashion-mnist python3
+        libcriterion-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev graphviz dataset-fashion-mnist python3 \
+        libopenmpi-dev openmpi-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -72,8 +73,21 @@ RT_CORE   := error crc32 safetensors net
 RT_PROG   := idx csv image jpeg preprocess main train
 RT_LIBS   := lib/libcnnrt.a lib/libcnnrt_main.a lib/libcnnrt_asan.a lib/libcnnrt_main_asan.a
 
+# libcnnrt_mpi.a: mpi.c, the main() of `cnnc --mpi` builds (Open MPI), built
+# with mpicc when there is one: nothing else depends on MPI.
+MPICC     := mpicc
+RT_MPI    := $(if $(shell command -v $(MPICC) 2>/dev/null),lib/libcnnrt_mpi.a)
+
 .PHONY: runtime
-runtime: $(RT_LIBS)
+runtime: $(RT_LIBS) $(RT_MPI)
+
+$(BUILD)/rt/mpi.o: runtime/mpi.c runtime/cnnrt.h
+	@mkdir -p $(dir $@)
+	OMPI_CC=$(RT_CC) $(MPICC) $(RT_CFLAGS) -c -o $@ $<
+
+lib/libcnnrt_mpi.a: $(BUILD)/rt/mpi.o
+	@mkdir -p lib
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/rt/%.o: runtime/%.c runtime/cnnrt.h
 	@mkdir -p $(dir $@)
@@ -125,6 +139,11 @@ bench: deps
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends nodejs npm; }
 	$(MAKE) all
 	sh bench/peers/run.sh
+	sh bench/mpi/run.sh
+
+# data-parallel training over Open MPI against one process (bench/MPI_RESULTS.md)
+bench-mpi: all
+	sh bench/mpi/run.sh
 
 # compile time of the full-size examples and of ResNet-18/34/50 (docs/compiler.md)
 .PHONY: bench-compile
@@ -152,7 +171,7 @@ check: deps
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
 .PHONY: check-reference-tuned check-reference-avx2 check-tune
-.PHONY: check-train check-embed check-predict check-fuzz check-robustness
+.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
 
@@ -164,7 +183,7 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 $(BUILD)/tests/test_runtime: tests/runtime/test_runtime.c $(wildcard runtime/*.c) runtime/cnnrt.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -g -D_GNU_SOURCE -fopenmp $(SAN) -Iruntime -o $@ tests/runtime/test_runtime.c \
-	  $(filter-out runtime/main.c runtime/train.c,$(wildcard runtime/*.c)) -lcriterion -ljpeg -lz -lpng -lm
+	  $(filter-out runtime/main.c runtime/train.c runtime/mpi.c,$(wildcard runtime/*.c)) -lcriterion -ljpeg -lz -lpng -lm
 
 check-runtime: $(BUILD)/tests/test_runtime
 	$(BUILD)/tests/test_runtime --jobs 2
@@ -195,6 +214,10 @@ check-train: all
 
 check-embed: all
 	sh tests/embed/run.sh
+
+# data-parallel training over Open MPI (cnnc --mpi), and examples/embed_mpi
+check-mpi: all
+	sh tests/mpi/run.sh
 
 check-predict: all
 	sh tests/program/test_predict.sh

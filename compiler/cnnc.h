@@ -610,6 +610,7 @@ typedef struct {
     int opt_level;              /* 0..3 */
     const char *cpu;            /* NULL: the host's */
     bool executable;            /* emit main() calling the runtime */
+    bool mpi;                   /* main() calls rt_mpi_main (runtime/mpi.c), not rt_main */
     bool sanitize;              /* instrument with AddressSanitizer */
     bool verbose;
     bool no_share;              /* every loop nest inline (see share.c) */
@@ -640,7 +641,7 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
 /* Writes NAME.h beside `header_dir`: the C API of artifacts.md. */
 bool link_header(const Graph *g, const char *path);
 /* Links the object with the runtime into an executable or a static library. */
-bool link_executable(const char *object, const char *out, bool sanitize);
+bool link_executable(const char *object, const char *out, bool sanitize, bool mpi);
 bool link_library(const char *object, const char *out, bool sanitize);
 
 /* ---------------------------------------------------------------- summary.c */

@@ -1532,6 +1532,7 @@ static const ApiFn api[] = {
     {"grad", "rt_net_grad", 'p', "pw", false},
     {"set_threads", "rt_net_set_threads", 'v', "pw", false},
     {"set_lr", "rt_net_set_lr", 'v', "pf", false},
+    {"step", "rt_net_step", 'w', "p", false},
 };
 
 /* 'p' pointer, 'i' i64, 'w' i32 (C int), 'f' float, 'v' void */
@@ -1571,13 +1572,14 @@ static void emit_api(Emit *E, const Graph *g, LLVMValueRef desc)
     }
 }
 
-/* int main(int argc, char **argv) { return rt_main(&NAME_desc, argc, argv); } */
-static void emit_main(Emit *E, LLVMValueRef desc)
+/* int main(int argc, char **argv) { return rt_main(&NAME_desc, argc, argv); }
+ * (rt_mpi_main with --mpi) */
+static void emit_main(Emit *E, LLVMValueRef desc, bool mpi)
 {
     LLVMTypeRef margs[2] = {E->i32, E->ptr}, rargs[3] = {E->ptr, E->i32, E->ptr};
     LLVMValueRef fn = LLVMAddFunction(E->mod, "main", LLVMFunctionType(E->i32, margs, 2, 0));
     LLVMTypeRef rty = LLVMFunctionType(E->i32, rargs, 3, 0);
-    LLVMValueRef rt = LLVMAddFunction(E->mod, "rt_main", rty);
+    LLVMValueRef rt = LLVMAddFunction(E->mod, mpi ? "rt_mpi_main" : "rt_main", rty);
     LLVMPositionBuilderAtEnd(E->b, LLVMAppendBasicBlockInContext(E->ctx, fn, "entry"));
     LLVMValueRef args[3] = {desc, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
     LLVMBuildRet(E->b, LLVMBuildCall2(E->b, rty, rt, args, 3, ""));
@@ -1693,7 +1695,7 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMBuildRetVoid(E.b);
     emit_api(&E, l->g, desc);
     if (o->executable)
-        emit_main(&E, desc);
+        emit_main(&E, desc, o->mpi);
     LLVMDeleteFunction(scratch);
 
     char *msg = NULL;

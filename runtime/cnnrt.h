@@ -477,6 +477,39 @@ float       rt_net_loss_grad(rt_net *net, int n, const float *x, const void *y);
  * If the data loss is not finite the parameters and step are left as they
  * were. Allocates only when n or the thread count exceeds any before. */
 float       rt_net_train_step(rt_net *net, int n, const float *x, const void *y);
+/* One SGD step (as rt_net_train_step's) with the gradients in grads as they
+ * are, e.g. after the caller summed them over processes: regularizers are
+ * not added again. Then step + 1. 0, or -1 before any loss_grad. */
+int         rt_net_step(rt_net *net);
+
+/* The processes a training run is spread over: MPI's ranks (mpi.c, linked
+ * by `cnnc --mpi`), or none (NULL) for one process. Every function is a
+ * collective: each process calls it, in the same order, and all get the
+ * same result. A process that dies ends them all (MPI's errors are fatal). */
+typedef struct rt_dist rt_dist;
+struct rt_dist {
+    int rank, size;               /* this process, of size; rank 0 does the I/O */
+    /* v[0..n) = the sum over the processes of their v[0..n), in place */
+    void (*sum_floats)(const rt_dist *dist, float *v, int64_t n);
+    void (*sum_doubles)(const rt_dist *dist, double *v, int n);
+    /* the largest of the processes' v */
+    int (*max_int)(const rt_dist *dist, int v);
+    void *self;                   /* the implementation's own state */
+};
+
+/* One SGD step on a batch of `total` examples spread over dist's processes,
+ * of which this one holds examples [first, first + n) in x and y (n may be
+ * 0). Each computes its examples' gradient with its threads (as
+ * rt_net_train_step splits a batch); the sums are added across processes
+ * (a blocking allreduce of the whole gradient block), the regularizers
+ * added, and every process takes the same step. Batchnorm's statistics are
+ * each process's own examples'; its running statistics are averaged over the
+ * processes. *stop in: this process asks to stop; out: one of them did. The
+ * loss of the whole batch, the same in every process; NAN on every process
+ * if one failed (rt_net_error says why, or that another one failed), and a
+ * non-finite loss without a step if the loss diverged. */
+float       rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_t first,
+                               int n, const float *x, const void *y, bool *stop);
 /* Parameter i's values (count floats, in the network's block) or its
  * gradient; NULL (and rt_net_error) when i is outside [0, nparams), and for
  * the gradient before any loss_grad or train_step. */
@@ -498,6 +531,12 @@ float       rt_input_scale(const rt_net_desc *d, bool bytes);
 
 /* main.c: the generated program's commands (info, predict, eval, bench, ...) */
 int rt_main(const rt_net_desc *d, int argc, char **argv);
+/* rt_main with `train` spread over dist's processes (mpi.c calls it). */
+int rt_main_dist(const rt_net_desc *d, const rt_dist *dist, int argc, char **argv);
+/* mpi.c (libcnnrt_mpi.a, linked by `cnnc --mpi` before the others): the
+ * main() of an MPI build. Initializes MPI, runs `train` on every rank through
+ * rt_main_dist and the other commands on rank 0 alone, then finalizes. */
+int rt_mpi_main(const rt_net_desc *d, int argc, char **argv);
 
 /* The probabilities of one output row: the row itself if the network ends in
  * a softmax, otherwise softmax(row); p holds output_size values. */
@@ -523,6 +562,7 @@ typedef struct {
     int batch, threads;           /* 0: not given */
     double lr, momentum;          /* < 0: not given */
     int64_t seed;                 /* < 0: not given */
+    const rt_dist *dist;          /* the processes to spread over; NULL: this one */
 } rt_train_opts;
 
 /* Trains as the options say, printing progress; returns the exit status: 0,

@@ -31,6 +31,7 @@ typedef struct {
     int resize, crop;             /* -1: not given */
     int nmean, nstd;              /* values given (0: not given) */
     double mean[3], std[3];
+    const rt_dist *dist;          /* train's processes (rt_main_dist); NULL: one */
 } Opts;
 
 static const char *prog;
@@ -605,12 +606,17 @@ static int cmd_train(const rt_net_desc *d, const Opts *o)
         .save = o->save, .resume = o->resume, .log = o->log, .plot = o->plot,
         .epochs = o->has_epochs ? o->epochs : -1, .batch = o->batch, .threads = o->threads,
         .lr = o->has_lr ? o->lr : -1, .momentum = o->has_momentum ? o->momentum : -1,
-        .seed = o->has_seed ? o->seed : -1,
+        .seed = o->has_seed ? o->seed : -1, .dist = o->dist,
     };
     return rt_train(d, &t, prog);
 }
 
 int rt_main(const rt_net_desc *d, int argc, char **argv)
+{
+    return rt_main_dist(d, NULL, argc, argv);
+}
+
+int rt_main_dist(const rt_net_desc *d, const rt_dist *dist, int argc, char **argv)
 {
     prog = argc > 0 ? argv[0] : d->name;
     if (d->magic != RT_DESC_MAGIC) {
@@ -621,7 +627,7 @@ int rt_main(const rt_net_desc *d, int argc, char **argv)
         help(d);
         return argc < 2 ? 2 : 0;
     }
-    Opts o = {0};
+    Opts o = {.dist = dist};
     rt_net_desc local = *d;
     int rc = parse(argc, argv, &o);
     if (!rc)
