@@ -145,6 +145,14 @@ bench: deps
 bench-mpi: all
 	sh bench/mpi/run.sh
 
+# compile time of the full-size examples and of ResNet-18/34/50 (docs/compiler.md)
+.PHONY: bench-compile
+bench-compile: deps
+	@[ -x /usr/bin/time ] || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends time; }
+	$(MAKE) all
+	sh bench/compile_time.sh
+
 # examples/imagenet_classes.txt, the class names of the full-size examples'
 # data blocks: the 1000 ImageNet categories in torchvision's order, one a
 # line, from Debian's python3-torchvision (_IMAGENET_CATEGORIES in

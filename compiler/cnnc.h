@@ -579,6 +579,31 @@ const char *tune_default_cache(void);                    /* $XDG_CACHE_HOME/cnnc
 /* Parses the cache's text; false with *why on a damaged or foreign file. */
 bool tune_cache_parse(const char *text, size_t len, Vec *entries, const char **why);
 
+/* ----------------------------------------------------------------- share.c */
+
+/* A loop nest of a kernel as a function of its buffers and sizes (see
+ * share.c): nests whose keys are equal compute the same function of their
+ * arguments, so llvm.c emits one function per key and calls it. */
+typedef struct {
+    const char *key;      /* the nest's code with its buffers and sizes abstracted */
+    LStmt *body;          /* a copy of the nest over the unit's own variables 1..nvars-1 (0 is n) */
+    int nvars;
+    bool *is_float;       /* per variable of the copy */
+    Vec bufs;             /* const Buf*: the buffers, one per distinct address */
+    Vec consts;           /* Expr* (X_INT, X_FLT): the sizes and constants made arguments */
+    Vec const_vars;       /* (intptr_t): the copy's variable that holds each */
+    Vec args;             /* Expr* (X_VAR, X_GET): the kernel's variables the nest reads */
+    Vec arg_vars;         /* (intptr_t): the copy's variable that holds each */
+    Vec refs;             /* Expr* (X_VAR, X_GET): those it also sets, passed by reference */
+    Vec ref_vars;
+    bool train;           /* reads labels, the training arguments or random numbers */
+} Unit;
+
+/* Per variable of k, how many statements mention it (for share_unit). */
+int *share_refs(const Kernel *k);
+/* The unit of loop nest s of kernel k, or false when s cannot be one. */
+bool share_unit(const Kernel *k, const int *refs, const LStmt *s, Unit *u);
+
 /* ------------------------------------------------------------------ llvm.c */
 
 typedef struct {
@@ -588,6 +613,7 @@ typedef struct {
     bool mpi;                   /* main() calls rt_mpi_main (runtime/mpi.c), not rt_main */
     bool sanitize;              /* instrument with AddressSanitizer */
     bool verbose;
+    bool no_share;              /* every loop nest inline (see share.c) */
 } CodegenOptions;
 
 typedef enum { OUT_OBJECT, OUT_LLVM, OUT_ASM } OutputKind;

@@ -27,11 +27,16 @@ typedef struct {
     LLVMTypeRef gemm_type;             /* the GEMM routines' signature (made when first called) */
     bool sanitize;
     /* alias scopes of the kernel's buffers: one per (base, offset) */
-    struct Scope { Base base; int64_t offset; LLVMValueRef scope, others; } *scopes;
+    struct Scope { Base base; int64_t offset; bool batched; LLVMValueRef scope, others; } *scopes;
     int nscopes;
     LLVMValueRef *vars;          /* per loop-IR variable: its alloca */
     const Kernel *k;
     const Buf **cached; LLVMValueRef *cached_ptr; int ncached;
+    /* shared loop nests (see share.c) */
+    bool share;                  /* emit loop nests as shared functions (not --no-share) */
+    const int *refs;             /* the kernel's variable references; NULL: emit nests inline */
+    Map units;                   /* a unit's key -> its function */
+    int nunits;
 } Emit;
 
 /* ---- alias scopes ---------------------------------------------------------- */
@@ -55,7 +60,7 @@ static LLVMMetadataRef self_node(Emit *E, LLVMMetadataRef *ops, int n)
 static int scope_of(const Emit *E, const Buf *b)
 {
     for (int i = 0; i < E->nscopes; i++)
-        if (E->scopes[i].base == b->base && E->scopes[i].offset == b->offset)
+        if (E->scopes[i].base == b->base && E->scopes[i].offset == b->offset && E->scopes[i].batched == b->batched)
             return i;
     return -1;
 }
@@ -65,7 +70,7 @@ static void add_scope(Emit *E, const Buf *b)
     if (!b || scope_of(E, b) >= 0)
         return;
     E->scopes = realloc(E->scopes, sizeof *E->scopes * (size_t)(E->nscopes + 1));
-    E->scopes[E->nscopes++] = (struct Scope){b->base, b->offset, NULL, NULL};
+    E->scopes[E->nscopes++] = (struct Scope){b->base, b->offset, b->batched, NULL, NULL};
 }
 
 static void collect_expr(Emit *E, const Expr *e)
@@ -87,15 +92,12 @@ static void collect(Emit *E, const Vec *body)
     }
 }
 
-/* The scopes of every buffer the kernel touches, and for each the list of
- * all the others. */
-static void make_scopes(Emit *E, const Kernel *k)
+/* The metadata of the scopes collected, in a domain called `name`: each
+ * scope, and for each the list of all the others. */
+static void scope_metadata(Emit *E, const char *name)
 {
-    free(E->scopes);
-    E->scopes = NULL, E->nscopes = 0;
-    collect(E, &k->body);
-    LLVMMetadataRef name = LLVMMDStringInContext2(E->ctx, k->name, strlen(k->name));
-    LLVMMetadataRef domain = self_node(E, &name, 1);
+    LLVMMetadataRef str = LLVMMDStringInContext2(E->ctx, name, strlen(name));
+    LLVMMetadataRef domain = self_node(E, &str, 1);
     LLVMMetadataRef *all = malloc(sizeof *all * (size_t)(E->nscopes + 1));
     for (int i = 0; i < E->nscopes; i++)
         all[i] = self_node(E, &domain, 1);
@@ -109,6 +111,15 @@ static void make_scopes(Emit *E, const Kernel *k)
         E->scopes[i].others = LLVMMetadataAsValue(E->ctx, LLVMMDNodeInContext2(E->ctx, others, (size_t)n));
     }
     free(all), free(others);
+}
+
+/* The scopes of every buffer the kernel touches. */
+static void make_scopes(Emit *E, const Kernel *k)
+{
+    free(E->scopes);
+    E->scopes = NULL, E->nscopes = 0;
+    collect(E, &k->body);
+    scope_metadata(E, k->name);
 }
 
 static LLVMValueRef tag(Emit *E, LLVMValueRef inst, const Buf *b)
@@ -910,21 +921,24 @@ static void pool_pair(Emit *E, LLVMValueRef row, LLVMValueRef j2, LLVMValueRef W
 /* The gradient of one input row a (0 or 1) of the windows at j0: each cell
  * gets dy where it is the first cell equal to the maximum (tracked in
  * *found), then is masked by mask > 0 when there is a mask. */
-static void pool_dx_row(Emit *E, const Pool *p, LLVMValueRef r, LLVMValueRef j2, int a, LLVMValueRef m,
-                        LLVMValueRef g, LLVMValueRef *found)
+/* The addresses of a pooling statement's operands (NULL: not used). */
+typedef struct { LLVMValueRef x, y, dy, dx, mask; } PoolAt;
+
+static void pool_dx_row(Emit *E, const Pool *p, const PoolAt *at, LLVMValueRef r, LLVMValueRef j2, int a,
+                        LLVMValueRef m, LLVMValueRef g, LLVMValueRef *found)
 {
     LLVMValueRef W = i64c(E, p->W), zero = LLVMConstNull(LLVMVectorType(E->f32, LANES));
     LLVMValueRef row = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, r, i64c(E, 2 * p->W), ""), i64c(E, a * p->W), "");
     LLVMValueRef cell[2], d[2];
-    pool_pair(E, at2(E, buf_at(E, p->x, p->x_at), row, i64c(E, 1), i64c(E, 0), i64c(E, 0), 0), j2, W, &cell[0], &cell[1]);
+    pool_pair(E, at2(E, at->x, row, i64c(E, 1), i64c(E, 0), i64c(E, 0), 0), j2, W, &cell[0], &cell[1]);
     for (int b = 0; b < 2; b++) {
         LLVMValueRef hit = LLVMBuildAnd(E->b, LLVMBuildNot(E->b, *found, ""),
                                         LLVMBuildFCmp(E->b, LLVMRealOEQ, cell[b], m, ""), "");
         *found = LLVMBuildOr(E->b, *found, hit, "");
         d[b] = LLVMBuildSelect(E->b, hit, g, zero, "");
     }
-    LLVMValueRef dx = at2(E, buf_at(E, p->dx, p->dx_at), row, i64c(E, 1), j2, i64c(E, 1), 0);
-    LLVMValueRef mk = p->mask ? at2(E, buf_at(E, p->mask, p->mask_at), row, i64c(E, 1), j2, i64c(E, 1), 0) : NULL;
+    LLVMValueRef dx = at2(E, at->dx, row, i64c(E, 1), j2, i64c(E, 1), 0);
+    LLVMValueRef mk = at->mask ? at2(E, at->mask, row, i64c(E, 1), j2, i64c(E, 1), 0) : NULL;
     for (int h = 0; h < 2; h++) {
         LLVMValueRef v = interleave(E, d[0], d[1], h), lanes = lane_mask(E, j2, W, h);
         if (mk) {
@@ -936,31 +950,301 @@ static void pool_dx_row(Emit *E, const Pool *p, LLVMValueRef r, LLVMValueRef j2,
 }
 
 /* For each output row r, 16 windows at a time (see Pool in cnnc.h). */
-static void emit_pool(Emit *E, const Pool *p)
+static void pool_body(Emit *E, const Pool *p, const PoolAt *at)
 {
     LLVMValueRef r, j0, OW = i64c(E, p->W / 2), W = i64c(E, p->W), one = i64c(E, 1);
     Loop rl = loop_open(E, i64c(E, 0), i64c(E, p->rows), &r);
     Loop jl = loop_open(E, i64c(E, 0), OW, &j0);
     LLVMValueRef j2 = LLVMBuildNSWMul(E->b, j0, i64c(E, 2), ""), out = lane_mask(E, j0, OW, 0);
     if (!p->backward) {
-        LLVMValueRef x = buf_at(E, p->x, p->x_at), m = NULL;
+        LLVMValueRef m = NULL;
         for (int a = 0; a < 2; a++) {
             LLVMValueRef row = LLVMBuildNSWAdd(E->b, LLVMBuildNSWMul(E->b, r, i64c(E, 2 * p->W), ""), i64c(E, a * p->W), "");
             LLVMValueRef ev, od;
-            pool_pair(E, at2(E, x, row, one, i64c(E, 0), i64c(E, 0), 0), j2, W, &ev, &od);
+            pool_pair(E, at2(E, at->x, row, one, i64c(E, 0), i64c(E, 0), 0), j2, W, &ev, &od);
             LLVMValueRef v = vmax(E, ev, od);
             m = m ? vmax(E, m, v) : v;
         }
-        masked_store(E, m, at2(E, buf_at(E, p->y, p->y_at), r, OW, j0, one, 0), out);
+        masked_store(E, m, at2(E, at->y, r, OW, j0, one, 0), out);
     } else {
-        LLVMValueRef m = masked_load(E, at2(E, buf_at(E, p->y, p->y_at), r, OW, j0, one, 0), out);
-        LLVMValueRef g = masked_load(E, at2(E, buf_at(E, p->dy, p->dy_at), r, OW, j0, one, 0), out);
+        LLVMValueRef m = masked_load(E, at2(E, at->y, r, OW, j0, one, 0), out);
+        LLVMValueRef g = masked_load(E, at2(E, at->dy, r, OW, j0, one, 0), out);
         LLVMValueRef found = LLVMConstNull(LLVMVectorType(E->i1, LANES));
         for (int a = 0; a < 2; a++)
-            pool_dx_row(E, p, r, j2, a, m, g, &found);
+            pool_dx_row(E, p, at, r, j2, a, m, g, &found);
     }
     loop_close(E, &jl, LANES);
     loop_close(E, &rl, 1);
+}
+
+/* void cnnc.pool2x2[_dx].RxW[.mask](x, y, dy, dx, mask): the statement's
+ * code, specialized on its sizes as inline code would be, in a function of
+ * the operands' addresses (one per distinct pooling of the module). */
+static LLVMValueRef pool_function(Emit *E, const Pool *p)
+{
+    const char *name = arena_printf("cnnc.pool2x2%s.%lldx%lld%s", p->backward ? "_dx" : "", (long long)p->rows,
+                                    (long long)p->W, p->mask ? ".mask" : "");
+    LLVMValueRef fn = LLVMGetNamedFunction(E->mod, name);
+    if (fn)
+        return fn;
+    LLVMTypeRef params[5] = {E->ptr, E->ptr, E->ptr, E->ptr, E->ptr};
+    fn = LLVMAddFunction(E->mod, name, LLVMFunctionType(E->voidt, params, 5, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
+    add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
+    add_attr(E, fn, p->backward ? 4 : 2, "noalias");       /* what it writes */
+    add_string_attr(E, fn, "prefer-vector-width", "512");
+    add_string_attr(E, fn, "min-legal-vector-width", "512");
+    if (E->sanitize)
+        add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
+    LLVMValueRef saved_fn = E->fn;
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
+    E->fn = fn;
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, fn, "start");
+    LLVMPositionBuilderAtEnd(E->b, entry);
+    LLVMBuildBr(E->b, start);
+    LLVMPositionBuilderAtEnd(E->b, start);
+    PoolAt at = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), LLVMGetParam(fn, 3),
+                 p->mask ? LLVMGetParam(fn, 4) : NULL};
+    pool_body(E, p, &at);
+    LLVMBuildRetVoid(E->b);
+    E->fn = saved_fn;
+    LLVMPositionBuilderAtEnd(E->b, here);
+    return fn;
+}
+
+static void emit_pool(Emit *E, const Pool *p)
+{
+    LLVMValueRef null = LLVMConstNull(E->ptr);
+    PoolAt at = {
+        buf_at(E, p->x, p->x_at), p->y ? buf_at(E, p->y, p->y_at) : null, p->dy ? buf_at(E, p->dy, p->dy_at) : null,
+        p->dx ? buf_at(E, p->dx, p->dx_at) : null, p->mask ? buf_at(E, p->mask, p->mask_at) : null,
+    };
+    if (!E->share) {
+        if (!p->mask)
+            at.mask = NULL;
+        pool_body(E, p, &at);
+        return;
+    }
+    LLVMValueRef fn = pool_function(E, p), args[5] = {at.x, at.y, at.dy, at.dx, at.mask};
+    LLVMBuildCall2(E->b, LLVMGlobalGetValueType(fn), fn, args, 5, "");
+}
+
+/* ---- shared loop nests (see share.c) -------------------------------------- */
+
+/* A unit's function is
+ *   void cnnc.nestN(float *base..., i64 n, const Table *t, scalars...)
+ * with one base per kind of buffer the nest touches (the kernel's own
+ * arguments: x, params, ws, ...), the batch size, a constant table per call
+ * and the kernel's variables the nest reads. The table holds where each
+ * buffer lies, buffer i at base + t[2i] + t[2i+1] n floats (the second for
+ * batched workspace buffers), then the nest's constants. So a call is a few
+ * register moves whatever the nest, and the kernel, a long list of calls,
+ * stays cheap to compile. */
+static LLVMTypeRef table_type(Emit *E, const Unit *u)
+{
+    int nb = u->bufs.n, nc = u->consts.n;
+    LLVMTypeRef *f = malloc(sizeof *f * (size_t)(2 * nb + nc + 1));
+    for (int i = 0; i < 2 * nb; i++)
+        f[i] = E->i64;
+    for (int i = 0; i < nc; i++)
+        f[2 * nb + i] = ((const Expr *)u->consts.at[i])->kind == X_FLT ? E->f32 : E->i64;
+    LLVMTypeRef t = LLVMStructTypeInContext(E->ctx, f, (unsigned)(2 * nb + nc), 0);
+    free(f);
+    return t;
+}
+
+/* Which bases the unit's buffers lie in, in Base order. */
+static int unit_bases(const Unit *u, Base *bases)
+{
+    int n = 0;
+    for (int b = BASE_X; b <= BASE_GRAD; b++)
+        for (int i = 0; i < u->bufs.n; i++)
+            if (((const Buf *)u->bufs.at[i])->base == (Base)b) {
+                bases[n++] = (Base)b;
+                break;
+            }
+    return n;
+}
+
+enum { TRAIN_ARGS = 4 };    /* y, first, total, seed */
+
+/* Where the unit's scalar arguments start, after the bases, n, the table
+ * and (for a training unit) the training kernel's arguments. */
+static int unit_first_arg(const Unit *u, int nbase)
+{
+    return nbase + 2 + (u->train ? TRAIN_ARGS : 0);
+}
+
+static LLVMTypeRef unit_type(Emit *E, const Unit *u)
+{
+    Base bases[6];
+    int nbase = unit_bases(u, bases), a0 = unit_first_arg(u, nbase), na = u->args.n, nr = u->refs.n;
+    LLVMTypeRef *p = malloc(sizeof *p * (size_t)(a0 + na + nr));
+    for (int i = 0; i < nbase; i++)
+        p[i] = E->ptr;
+    p[nbase] = E->i64, p[nbase + 1] = E->ptr;
+    if (u->train)
+        p[nbase + 2] = E->ptr, p[nbase + 3] = E->i64, p[nbase + 4] = E->i64, p[nbase + 5] = E->i64;
+    for (int i = 0; i < na; i++)
+        p[a0 + i] = u->is_float[(intptr_t)u->arg_vars.at[i]] ? E->f32 : E->i64;
+    for (int i = 0; i < nr; i++)
+        p[a0 + na + i] = E->ptr;
+    LLVMTypeRef t = LLVMFunctionType(E->voidt, p, (unsigned)(a0 + na + nr), 0);
+    free(p);
+    return t;
+}
+
+/* Entry code of a unit's function: each buffer's address from the table,
+ * each constant and argument into its variable's slot; a scalar passed by
+ * reference is the caller's slot itself. */
+static void unit_entry(Emit *E, const Unit *u, LLVMTypeRef tt, int nbase, const Base *bases)
+{
+    LLVMValueRef table = LLVMGetParam(E->fn, (unsigned)nbase + 1);
+    int nb = u->bufs.n, a0 = unit_first_arg(u, nbase), na = u->args.n;
+    for (int i = 0; i < nb; i++) {
+        const Buf *buf = u->bufs.at[i];
+        int k = 0;
+        while (bases[k] != buf->base)
+            k++;
+        LLVMValueRef c0 = LLVMBuildLoad2(E->b, E->i64, LLVMBuildStructGEP2(E->b, tt, table, (unsigned)(2 * i), ""), "");
+        LLVMValueRef c1 = LLVMBuildLoad2(E->b, E->i64, LLVMBuildStructGEP2(E->b, tt, table, (unsigned)(2 * i + 1), ""), "");
+        LLVMValueRef off = LLVMBuildNSWAdd(E->b, c0, LLVMBuildNSWMul(E->b, c1, E->n, ""), "");
+        E->cached[i] = buf;
+        E->cached_ptr[i] = LLVMBuildInBoundsGEP2(E->b, E->f32, LLVMGetParam(E->fn, (unsigned)k), &off, 1, buf->name);
+    }
+    E->ncached = nb;
+    for (int i = 0; i < u->consts.n; i++) {
+        int v = (int)(intptr_t)u->const_vars.at[i];
+        LLVMValueRef p = LLVMBuildStructGEP2(E->b, tt, table, (unsigned)(2 * nb + i), "");
+        LLVMBuildStore(E->b, LLVMBuildLoad2(E->b, u->is_float[v] ? E->f32 : E->i64, p, ""), E->vars[v]);
+    }
+    if (u->train) {
+        E->base[BASE_Y] = LLVMGetParam(E->fn, (unsigned)nbase + 2);
+        E->first = LLVMGetParam(E->fn, (unsigned)nbase + 3);
+        E->total = LLVMGetParam(E->fn, (unsigned)nbase + 4);
+        E->seed = LLVMGetParam(E->fn, (unsigned)nbase + 5);
+    }
+    for (int i = 0; i < na; i++)
+        LLVMBuildStore(E->b, LLVMGetParam(E->fn, (unsigned)(a0 + i)), E->vars[(intptr_t)u->arg_vars.at[i]]);
+    for (int i = 0; i < u->refs.n; i++)
+        E->vars[(intptr_t)u->ref_vars.at[i]] = LLVMGetParam(E->fn, (unsigned)(a0 + na + i));
+}
+
+static void unit_attributes(Emit *E, const Unit *u, LLVMValueRef fn, int nbase)
+{
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
+    add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
+    for (int i = 0; i < nbase; i++)             /* the kernel's arguments: they never alias */
+        add_attr(E, fn, (unsigned)i + 1, "noalias");
+    add_attr(E, fn, (unsigned)nbase + 2, "noalias");
+    add_attr(E, fn, (unsigned)nbase + 2, "readonly");
+    int refs = unit_first_arg(u, nbase) + u->args.n;
+    for (int i = 0; i < u->refs.n; i++)          /* the caller's stack slots */
+        add_attr(E, fn, (unsigned)(refs + i + 1), "noalias");
+    add_string_attr(E, fn, "prefer-vector-width", "512");
+    add_string_attr(E, fn, "min-legal-vector-width", "512");
+    if (E->sanitize)
+        add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
+}
+
+/* The function of a unit, its body the unit's copy; its buffers get alias
+ * scopes of their own, as a kernel's do. */
+static LLVMValueRef unit_function(Emit *E, const Unit *u)
+{
+    Base bases[6];
+    int nbase = unit_bases(u, bases), nb = u->bufs.n;
+    const char *name = arena_printf("cnnc.nest%d", E->nunits++);
+    LLVMValueRef fn = LLVMAddFunction(E->mod, name, unit_type(E, u));
+    unit_attributes(E, u, fn, nbase);
+
+    Emit saved = *E;
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
+    E->fn = fn, E->refs = NULL, E->n = LLVMGetParam(fn, (unsigned)nbase);
+    E->scopes = NULL, E->nscopes = 0;
+    for (int i = 0; i < nb; i++)
+        add_scope(E, u->bufs.at[i]);
+    scope_metadata(E, name);
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, fn, "start");
+    LLVMPositionBuilderAtEnd(E->b, entry);
+    E->vars = calloc((size_t)u->nvars + 1, sizeof(LLVMValueRef));
+    for (int v = 1; v < u->nvars; v++)
+        E->vars[v] = LLVMBuildAlloca(E->b, u->is_float[v] ? E->f32 : E->i64, "");
+    E->cached = malloc(sizeof(Buf *) * (size_t)(nb + 1)), E->cached_ptr = malloc(sizeof(LLVMValueRef) * (size_t)(nb + 1));
+    unit_entry(E, u, table_type(E, u), nbase, bases);
+    LLVMBuildBr(E->b, start);
+    LLVMPositionBuilderAtEnd(E->b, start);
+    Vec one = {0};
+    vec_push(&one, u->body);
+    stmts(E, &one);
+    LLVMBuildRetVoid(E->b);
+    free(E->vars), free(E->cached), free(E->cached_ptr), free(E->scopes);
+    *E = saved;
+    LLVMPositionBuilderAtEnd(E->b, here);
+    return fn;
+}
+
+/* The constant table of one call: where the buffers lie in this kernel's
+ * bases, then the constants. */
+static LLVMValueRef unit_table(Emit *E, const Unit *u)
+{
+    int nb = u->bufs.n, nc = u->consts.n;
+    LLVMValueRef *v = malloc(sizeof *v * (size_t)(2 * nb + nc + 1));
+    for (int i = 0; i < nb; i++) {
+        const Buf *b = u->bufs.at[i];
+        bool per_example = b->base == BASE_WS && b->batched;
+        v[2 * i] = i64c(E, per_example ? E->k->ws_fixed : b->offset);
+        v[2 * i + 1] = i64c(E, per_example ? b->offset : 0);
+    }
+    for (int i = 0; i < nc; i++) {
+        const Expr *c = u->consts.at[i];
+        v[2 * nb + i] = c->kind == X_FLT ? LLVMConstReal(E->f32, c->fval) : i64c(E, c->ival);
+    }
+    LLVMTypeRef tt = table_type(E, u);
+    LLVMValueRef t = LLVMAddGlobal(E->mod, tt, "cnnc.table");
+    LLVMSetInitializer(t, LLVMConstNamedStruct(tt, v, (unsigned)(2 * nb + nc)));
+    LLVMSetLinkage(t, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(t, LLVMGlobalUnnamedAddr);
+    free(v);
+    return t;
+}
+
+/* A call of the unit's function (made on the first call). */
+static void emit_unit(Emit *E, const Unit *u)
+{
+    LLVMValueRef fn = map_get(&E->units, u->key);
+    if (!fn) {
+        fn = unit_function(E, u);
+        map_put(&E->units, u->key, fn);
+    }
+    Base bases[6];
+    int nbase = unit_bases(u, bases), a0 = unit_first_arg(u, nbase), na = u->args.n, nr = u->refs.n;
+    LLVMValueRef *args = malloc(sizeof *args * (size_t)(a0 + na + nr));
+    for (int i = 0; i < nbase; i++)
+        args[i] = E->base[bases[i]];
+    args[nbase] = E->n, args[nbase + 1] = unit_table(E, u);
+    if (u->train)
+        args[nbase + 2] = E->base[BASE_Y], args[nbase + 3] = E->first, args[nbase + 4] = E->total, args[nbase + 5] = E->seed;
+    for (int i = 0; i < na; i++)
+        args[a0 + i] = expr(E, u->args.at[i]);
+    for (int i = 0; i < nr; i++)
+        args[a0 + na + i] = E->vars[((const Expr *)u->refs.at[i])->var];
+    LLVMBuildCall2(E->b, LLVMGlobalGetValueType(fn), fn, args, (unsigned)(a0 + na + nr), "");
+    free(args);
+}
+
+/* A loop nest: a call of its shared function, or, when it holds GEMM or
+ * pooling statements, inline with its nests as units. */
+static void emit_loop(Emit *E, const LStmt *s)
+{
+    Unit u;
+    if (E->refs && share_unit(E->k, E->refs, s, &u))
+        emit_unit(E, &u);
+    else
+        emit_for(E, s);
 }
 
 static void stmts(Emit *E, const Vec *body)
@@ -968,7 +1252,7 @@ static void stmts(Emit *E, const Vec *body)
     for (int i = 0; i < body->n; i++) {
         const LStmt *s = body->at[i];
         switch (s->kind) {
-        case L_FOR:   emit_for(E, s); break;
+        case L_FOR:   emit_loop(E, s); break;
         case L_IF:    emit_if(E, s); break;
         case L_STORE: emit_store(E, s); break;
         case L_SET:   LLVMBuildStore(E->b, expr(E, s->val), E->vars[s->var]); break;
@@ -991,6 +1275,12 @@ static LLVMValueRef kernel_function(Emit *E, const Kernel *k, const CodegenOptio
     add_string_attr(E, fn, "min-legal-vector-width", "512");
     if (o->sanitize)
         add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
+    if (E->share) {
+        /* a list of calls (its loop nests are shared functions, see share.c):
+         * optimizing it would gain nothing and cost as much as the nests */
+        add_attr(E, fn, LLVMAttributeFunctionIndex, "optnone");
+        add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
+    }
     E->fn = fn, E->k = k, E->n = LLVMGetParam(fn, 0), E->ncached = 0;
     return fn;
 }
@@ -998,6 +1288,7 @@ static LLVMValueRef kernel_function(Emit *E, const Kernel *k, const CodegenOptio
 static void kernel_body(Emit *E, const Kernel *k)
 {
     make_scopes(E, k);
+    E->refs = E->share ? share_refs(k) : NULL;
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "entry");
     LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "start");
     LLVMPositionBuilderAtEnd(E->b, entry);
@@ -1394,7 +1685,7 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMTargetDataRef layout;
     set_target(&E, tm, &layout);
 
-    E.sanitize = o->sanitize;
+    E.sanitize = o->sanitize, E.share = !o->no_share;
     LLVMValueRef forward = emit_kernel(&E, l->forward, o);
     LLVMValueRef train = l->train ? emit_train_kernel(&E, l->train, o) : NULL;
     /* globals need an insertion point for their strings: a scratch function */

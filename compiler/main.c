@@ -37,6 +37,9 @@ static const char usage[] =
     "  -O0 .. -O3         optimization level (default -O2)\n"
     "  --no-fuse          keep every operator in a loop nest of its own (for\n"
     "                     debugging, and to measure what fusion brings)\n"
+    "  --no-share         emit every loop nest inline in its kernel instead of\n"
+    "                     sharing one function between nests that differ only in\n"
+    "                     sizes (to measure what sharing brings)\n"
     "  --target-cpu=CPU   native (default), x86-64-v3, znver4, ...\n"
     "  --tune             measure each GEMM's register tiles on this machine and\n"
     "                     keep the fastest (saved in the tuning cache)\n"
@@ -121,6 +124,7 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "--sanitize") == 0)   o->cg.sanitize = true;
     else if (strcmp(a, "--mpi") == 0)        o->cg.mpi = true;
     else if (strcmp(a, "--no-fuse") == 0)    o->no_fuse = true;
+    else if (strcmp(a, "--no-share") == 0)   o->cg.no_share = true;
     else if (strcmp(a, "--tune") == 0)       o->tune = true;
     else if (strcmp(a, "--tune-fault") == 0) o->tune_fault = true;     /* testing: see TuneOptions */
     else if (strncmp(a, "--tune-budget=", 14) == 0) o->tune_budget = tune_budget(a + 14);
