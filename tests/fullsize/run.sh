@@ -72,6 +72,7 @@ count() {
 build_all() {
   net=$1 d=$out/$1 tdir=$out/$1
   sed 's/dropout([^)]*)/dropout(0)/g' "examples/$net.cnn" > "$d/train/$net.cnn"
+  cp examples/imagenet_classes.txt "$d/train/"     # the data block's class names, beside the copy
   case $train_nets in *" $net "*)
     cmp -s "examples/$net.cnn" "$d/train/$net.cnn" || tdir=$d/train ;;
   esac
