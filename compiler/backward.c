@@ -121,6 +121,11 @@ static void elementwise_unary(Diff *d, Node *y, Node *dy)
                 op1(d, OP_STEP, x, x->shape, op1(d, OP_NEG, x, x->shape, x)));
         g = bin(d, OP_MUL, dy, g);
         break;
+    case OP_CLIP:     /* d/dx min(max(x, lo), hi) = [lo < x < hi] = [lo < y < hi]: y, so x may go */
+        g = op1(d, OP_INSIDE, y, y->shape, y);
+        g->alpha = y->alpha, g->beta = y->beta;
+        g = bin(d, OP_MUL, dy, g);
+        break;
     case OP_NEG:      /* d/dx -x = -1 */
         g = op1(d, OP_NEG, dy, dy->shape, dy);
         break;

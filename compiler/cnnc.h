@@ -163,6 +163,7 @@ typedef enum {
     OP_LRN, OP_CONCAT,
     /* elementwise, unary */
     OP_RELU, OP_TANH, OP_SIGMOID, OP_LEAKY, OP_EXP, OP_LOG, OP_SQRT, OP_ABS, OP_NEG,
+    OP_CLIP,          /* min(max(x, alpha), beta): clip(lo, hi) and relu6 */
     /* elementwise, binary with broadcasting */
     OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN,
     /* linear algebra and reductions */
@@ -191,11 +192,22 @@ typedef enum {
     OP_EXPAND,        /* (dy): a scalar spread over this shape, times value */
     OP_STEP,          /* (x): 1 where x > 0, else 0 */
     OP_GE,            /* (a, b): 1 where a >= b, else 0 */
+    OP_INSIDE,        /* (x): 1 where alpha < x < beta, else 0 (clip's adjoint mask) */
     OP_COUNT
 } OpKind;
 
-/* A sliding window (conv, pooling): kernel, stride, padding top/left/bottom/right. */
-typedef struct { int kh, kw, sh, sw, pt, pl, pb, pr; } Window;
+/* A sliding window (conv, pooling): kernel, stride, padding top/left/bottom/right,
+ * and dilation (1 but for a dilated conv). groups: a conv's channel groups (1:
+ * dense). ceil: pooling's output size rounded up, done by extending pb and pr
+ * past the declared padding, which cb and cr keep; count_pad: avgpool divides
+ * by the cells of the window inside the image and its declared padding. */
+typedef struct {
+    int kh, kw, sh, sw, pt, pl, pb, pr;
+    int dh, dw;
+    int groups;
+    bool ceil, count_pad;
+    int cb, cr;
+} Window;
 
 /* One operator of the graph. Which fields are valid:
  *   in/nin       every op but leaves; OP_DENSE (x, W[, b]), OP_CONV (x, W[, b]),
@@ -204,8 +216,9 @@ typedef struct { int kh, kw, sh, sw, pt, pl, pb, pr; } Window;
  *   param        OP_PARAM: index into Graph.params
  *   value        OP_CONST
  *   win          OP_CONV, OP_MAXPOOL, OP_AVGPOOL
- *   alpha        OP_LEAKY (slope), OP_DROPOUT (p), OP_LRN (alpha), OP_BATCHNORM (eps)
- *   beta, k      OP_LRN; size in win.kh
+ *   alpha        OP_LEAKY (slope), OP_DROPOUT (p), OP_LRN (alpha), OP_BATCHNORM (eps),
+ *                OP_CLIP and OP_INSIDE (lo)
+ *   beta, k      OP_LRN; size in win.kh; beta: OP_CLIP and OP_INSIDE (hi)
  *   momentum     OP_BATCHNORM
  */
 typedef struct Node {

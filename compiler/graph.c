@@ -22,7 +22,7 @@ static const char *const op_names[OP_COUNT] = {
     [OP_L2NORM_DX] = "l2norm_dx", [OP_LRN_DX] = "lrn_dx", [OP_BN_DX] = "batchnorm_dx",
     [OP_BN_DGAMMA] = "batchnorm_dgamma", [OP_DROPOUT_DX] = "dropout_dx", [OP_SLICE] = "slice",
     [OP_SUM_TO] = "sum_to", [OP_MATMUL_DA] = "matmul_da", [OP_MATMUL_DB] = "matmul_db",
-    [OP_EXPAND] = "expand", [OP_STEP] = "step", [OP_GE] = "ge",
+    [OP_EXPAND] = "expand", [OP_STEP] = "step", [OP_GE] = "ge", [OP_CLIP] = "clip", [OP_INSIDE] = "inside",
 };
 
 const char *op_name(OpKind op)
@@ -107,18 +107,26 @@ char *shape_str(Shape s)
 }
 
 /* The attributes of a node worth printing, e.g. "kernel=5x5 stride=1x1 pad=2,2,2,2". */
+static char *window_attrs(const Window *w)
+{
+    return arena_printf(" kernel=%dx%d stride=%dx%d pad=%d,%d,%d,%d%s%s%s%s", w->kh, w->kw, w->sh, w->sw,
+                        w->pt, w->pl, w->pb, w->pr,
+                        w->dh > 1 || w->dw > 1 ? arena_printf(" dilation=%dx%d", w->dh, w->dw) : "",
+                        w->groups > 1 ? arena_printf(" groups=%d", w->groups) : "",
+                        w->ceil ? " ceil" : "", w->count_pad ? " count_pad" : "");
+}
+
 static char *attrs(const Node *n)
 {
-    const Window *w = &n->win;
     switch (n->op) {
     case OP_CONV: case OP_MAXPOOL: case OP_AVGPOOL: case OP_CONV_DX: case OP_CONV_DW:
     case OP_MAXPOOL_DX: case OP_AVGPOOL_DX:
-        return arena_printf(" kernel=%dx%d stride=%dx%d pad=%d,%d,%d,%d",
-                            w->kh, w->kw, w->sh, w->sw, w->pt, w->pl, w->pb, w->pr);
+        return window_attrs(&n->win);
+    case OP_CLIP: case OP_INSIDE: return arena_printf(" lo=%g hi=%g", n->alpha, n->beta);
     case OP_LEAKY:     return arena_printf(" a=%g", n->alpha);
     case OP_DROPOUT:   return arena_printf(" p=%g", n->alpha);
     case OP_BATCHNORM: return arena_printf(" eps=%g momentum=%g", n->alpha, n->momentum);
-    case OP_LRN:       return arena_printf(" size=%d alpha=%g beta=%g k=%g", w->kh, n->alpha, n->beta, n->k);
+    case OP_LRN:       return arena_printf(" size=%d alpha=%g beta=%g k=%g", n->win.kh, n->alpha, n->beta, n->k);
     case OP_CONST:     return arena_printf(" %g", n->value);
     case OP_LOSS_GRAD: return arena_printf(" %s coef=%g%s", (const char *[]){"softmax_cross_entropy",
                                            "svm_hinge", "mse"}[n->aux], n->value,

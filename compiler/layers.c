@@ -20,7 +20,7 @@ typedef enum {
 
 typedef struct { const char *name; ArgType type; bool positional, required; } ArgSpec;
 
-#define MAX_ARGS 8
+#define MAX_ARGS 10
 
 /* The arguments of one call, matched to the rule's specs by position. */
 typedef struct {
@@ -95,7 +95,10 @@ static void unknown_key(const LayerRule *r, const Arg *arg)
         names[i] = r->spec[i].name;
     error_at(arg->keyloc, "%s has no argument '%s'", r->name, arg->key);
     const char *near = closest_word(arg->key, names);
-    if (near)
+    bool pooling = strcmp(arg->key, "ceil") == 0, averaging = strcmp(arg->key, "count_pad") == 0;
+    if (pooling || averaging)
+        note("'%s' is an argument of %s", arg->key, pooling ? "maxpool and avgpool" : "avgpool");
+    else if (near)
         note("did you mean '%s'?", near);
     else if (names[0])
         note("%s takes %s%s%s%s%s", r->name, names[0], names[1] ? ", " : "", names[1] ? names[1] : "",
@@ -268,28 +271,53 @@ static Node *apply_dense(Builder *b, Args *a, Node *x)
     return y;
 }
 
-/* Output extent of a window: (in + pads - k) / stride + 1, or 0 if it does not fit. */
-static int64_t extent(int64_t in, int pad, int k, int stride)
+/* Output extent of a window of k taps d apart: (in + pads - (k - 1) d - 1) / stride + 1,
+ * or 0 if it does not fit. */
+static int64_t extent(int64_t in, int pad, int k, int d, int stride)
 {
-    return in + pad < k ? 0 : (in + pad - k) / stride + 1;
+    int64_t span = (int64_t)(k - 1) * d + 1;
+    return in + pad < span ? 0 : (in + pad - span) / stride + 1;
 }
 
-static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, bool pool)
+/* Ceil mode (PyTorch's ceil_mode): the output size rounded up, less a last
+ * window that would start in the bottom padding; the extra cells go to the
+ * bottom padding *pb. */
+static void ceil_extent(int64_t in, int pt, int *pb, int k, int stride)
 {
+    int64_t out = (in + pt + *pb - k + stride - 1) / stride + 1;
+    if ((out - 1) * stride >= in + pt)
+        out--;
+    int64_t need = (out - 1) * stride + k - in - pt;
+    if (need > *pb)
+        *pb = (int)need;
+}
+
+static bool true_arg(const Args *a, int i) { return given(a, i) && strcmp(a->v[i].str, "true") == 0; }
+
+/* The window of a conv or pooling layer from its arguments: kernel, stride
+ * and pad slots, and for conv the dilation slot (else -1), for pooling the
+ * ceil slot (else -1). */
+static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int dil, int ceil)
+{
+    bool pool = dil < 0;
+    *w = (Window){.dh = 1, .dw = 1, .groups = 1};
     size_arg(a, k, 1, 1, &w->kh, &w->kw);
     size_arg(a, stride, w->kh, w->kw, &w->sh, &w->sw);
     if (pool && !given(a, stride))
         w->sh = w->kh, w->sw = w->kw;
     else if (!pool && !given(a, stride))
         w->sh = w->sw = 1;
+    if (!pool)
+        size_arg(a, dil, 1, 1, &w->dh, &w->dw);
+    int eh = (w->kh - 1) * w->dh + 1, ew = (w->kw - 1) * w->dw + 1;     /* the dilated kernel's span */
     const Val *p = &a->v[pad];
     if (p->kind == V_NAME) {                    /* same: keep H, W at stride 1 */
         if (w->sh != 1 || w->sw != 1) {
             error_at(p->loc, "pad=same needs stride 1");
             return false;
         }
-        w->pt = (w->kh - 1) / 2, w->pb = w->kh - 1 - w->pt;
-        w->pl = (w->kw - 1) / 2, w->pr = w->kw - 1 - w->pl;
+        w->pt = (eh - 1) / 2, w->pb = eh - 1 - w->pt;
+        w->pl = (ew - 1) / 2, w->pr = ew - 1 - w->pl;
     } else {
         size_arg(a, pad, 0, 0, &w->pt, &w->pl);
         w->pb = w->pt, w->pr = w->pl;
@@ -300,31 +328,56 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, bool
         return false;
     }
     int64_t h = x->shape.d[1], wd = x->shape.d[2];
-    if (extent(h, w->pt + w->pb, w->kh, w->sh) < 1 || extent(wd, w->pl + w->pr, w->kw, w->sw) < 1) {
-        error_at(a->use->loc, "%s's kernel %dx%d is larger than its input %lldx%lld (padded %lldx%lld)",
-                 a->rule->name, w->kh, w->kw, (long long)h, (long long)wd,
-                 (long long)(h + w->pt + w->pb), (long long)(wd + w->pl + w->pr));
+    if (extent(h, w->pt + w->pb, w->kh, w->dh, w->sh) < 1 || extent(wd, w->pl + w->pr, w->kw, w->dw, w->sw) < 1) {
+        error_at(a->use->loc, "%s's kernel %dx%d%s is larger than its input %lldx%lld (padded %lldx%lld)",
+                 a->rule->name, w->kh, w->kw, eh != w->kh || ew != w->kw ? arena_printf(" (dilated %dx%d)", eh, ew) : "",
+                 (long long)h, (long long)wd, (long long)(h + w->pt + w->pb), (long long)(wd + w->pl + w->pr));
         return false;
+    }
+    w->cb = w->pb, w->cr = w->pr;
+    if (pool && true_arg(a, ceil)) {
+        w->ceil = true;
+        ceil_extent(h, w->pt, &w->pb, w->kh, w->sh);
+        ceil_extent(wd, w->pl, &w->pr, w->kw, w->sw);
     }
     return true;
 }
 
 static Shape windowed(Shape in, int64_t c, const Window *w)
 {
-    return shape_of(3, c, extent(in.d[1], w->pt + w->pb, w->kh, w->sh),
-                    extent(in.d[2], w->pl + w->pr, w->kw, w->sw));
+    return shape_of(3, c, extent(in.d[1], w->pt + w->pb, w->kh, w->dh, w->sh),
+                    extent(in.d[2], w->pl + w->pr, w->kw, w->dw, w->sw));
 }
 
-enum { CONV_C, CONV_K, CONV_STRIDE, CONV_PAD, CONV_BIAS, CONV_INIT, CONV_BINIT, CONV_NAME };
+enum { CONV_C, CONV_K, CONV_STRIDE, CONV_PAD, CONV_BIAS, CONV_INIT, CONV_BINIT, CONV_NAME, CONV_GROUPS,
+       CONV_DILATION };
 
-/* conv(c, KxK, stride, pad): [C,H,W] -> [c,H',W'], W [c, C, K, K], b [c] */
+/* groups = g splits the C input and c output channels into g groups, each
+ * output group seeing its input group only: both must divide by g. */
+static bool groups_ok(Args *a, int64_t C, int64_t c, int g)
+{
+    if (C % g == 0 && c % g == 0)
+        return true;
+    int64_t bad = C % g ? C : c;
+    error_at(a->v[CONV_GROUPS].loc, "conv's groups = %d does not divide its %s %lld channels", g,
+             C % g ? "input's" : "output's", (long long)bad);
+    note("groups must divide both the input's channels (%lld) and the output's (%lld)", (long long)C, (long long)c);
+    return false;
+}
+
+/* conv(c, KxK, stride, pad, groups, dilation): [C,H,W] -> [c,H',W'],
+ * W [c, C / groups, K, K], b [c] */
 static Node *apply_conv(Builder *b, Args *a, Node *x)
 {
     Window w;
-    if (!need_rank(a, x, 3, "an image [C, H, W]") || !window(a, x, &w, CONV_K, CONV_STRIDE, CONV_PAD, false))
+    if (!need_rank(a, x, 3, "an image [C, H, W]") ||
+        !window(a, x, &w, CONV_K, CONV_STRIDE, CONV_PAD, CONV_DILATION, -1))
         return NULL;
-    int64_t c = (int64_t)num(a, CONV_C, 0);
-    Shape ws = shape_of(4, c, x->shape.d[0], (int64_t)w.kh, (int64_t)w.kw), ys = windowed(x->shape, c, &w);
+    int64_t c = (int64_t)num(a, CONV_C, 0), C = x->shape.d[0];
+    w.groups = (int)num(a, CONV_GROUPS, 1);
+    if (!groups_ok(a, C, c, w.groups))
+        return NULL;
+    Shape ws = shape_of(4, c, C / w.groups, (int64_t)w.kh, (int64_t)w.kw), ys = windowed(x->shape, c, &w);
     if (!size_ok(a, ws) || !size_ok(a, ys))
         return NULL;
     const char *pre = prefix(b, a, OP_CONV, CONV_NAME);
@@ -340,15 +393,16 @@ static Node *apply_conv(Builder *b, Args *a, Node *x)
     return y;
 }
 
-enum { POOL_K, POOL_STRIDE, POOL_PAD };
+enum { POOL_K, POOL_STRIDE, POOL_PAD, POOL_CEIL, POOL_COUNT_PAD };
 
-/* maxpool(k, stride=k, pad=0), avgpool(...): [C,H,W] -> [C,H',W'] */
+/* maxpool(k, stride=k, pad=0, ceil=false), avgpool(..., count_pad=false): [C,H,W] -> [C,H',W'] */
 static Node *apply_pool(Builder *b, Args *a, Node *x)
 {
     Window w;
-    if (!need_rank(a, x, 3, "an image [C, H, W]") || !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, true))
+    if (!need_rank(a, x, 3, "an image [C, H, W]") || !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, -1, POOL_CEIL))
         return NULL;
     OpKind op = a->rule->name[0] == 'm' ? OP_MAXPOOL : OP_AVGPOOL;
+    w.count_pad = op == OP_AVGPOOL && true_arg(a, POOL_COUNT_PAD);
     Node *y = graph_node(b->g, op, a->use->loc, windowed(x->shape, x->shape.d[0], &w), 1, &x);
     if (y)
         y->win = w;
@@ -375,6 +429,21 @@ static Node *apply_elementwise(Builder *b, Args *a, Node *x)
     Node *y = shape_unary(b, elementwise_op(a->rule->name), a->use->loc, x);
     if (y)
         y->alpha = (float)num(a, 0, 0.01);
+    return y;
+}
+
+/* clip(lo, hi): min(max(x, lo), hi); relu6: clip(0, 6). Same shape. */
+static Node *apply_clip(Builder *b, Args *a, Node *x)
+{
+    bool relu6 = strcmp(a->rule->name, "relu6") == 0;
+    double lo = relu6 ? 0 : num(a, 0, 0), hi = relu6 ? 6 : num(a, 1, 0);
+    if (!(lo < hi)) {
+        error_at(a->use->loc, "clip's bounds must be lo < hi, but got clip(%g, %g)", lo, hi);
+        return NULL;
+    }
+    Node *y = shape_unary(b, OP_CLIP, a->use->loc, x);
+    if (y)
+        y->alpha = (float)lo, y->beta = (float)hi;
     return y;
 }
 
@@ -477,18 +546,28 @@ static Node *apply_concat(Builder *b, Args *a, Node *x)
     return graph_node(b->g, OP_CONCAT, a->use->loc, s, a->nbranches, ys);
 }
 
-/* residual(f): x + f(x), shapes equal */
+/* residual(f): x + f(x), shapes equal; residual(f, shortcut = s): f(x) + s(x),
+ * the branch's parameters before the shortcut's */
 static Node *apply_residual(Builder *b, Args *a, Node *x)
 {
-    Node *y = shape_stage(b, a->v[0].ast, x);
+    Node *y = shape_stage(b, a->v[0].ast, x), *s = x;
     if (!y)
         return NULL;
-    if (!shape_eq(x->shape, y->shape)) {
-        error_at(a->v[0].loc, "residual's branch turns %s into %s; they must match", shape_str(x->shape),
-                 shape_str(y->shape));
+    if (given(a, 1) && !(s = shape_stage(b, a->v[1].ast, x)))
+        return NULL;
+    if (!shape_eq(s->shape, y->shape)) {
+        if (given(a, 1)) {
+            error_at(a->v[1].loc, "residual's shortcut gives %s but its branch gives %s; they must match",
+                     shape_str(s->shape), shape_str(y->shape));
+            note("the input %s goes through both", shape_str(x->shape));
+        } else {
+            error_at(a->v[0].loc, "residual's branch turns %s into %s; they must match", shape_str(x->shape),
+                     shape_str(y->shape));
+            note("a branch that changes the shape needs a shortcut: residual(branch, shortcut = ...)");
+        }
         return NULL;
     }
-    return shape_binary(b, OP_ADD, a->use->loc, x, y);
+    return shape_binary(b, OP_ADD, a->use->loc, s, y);
 }
 
 /* repeat(n, f): f -> f -> ... -> f, fresh parameters each time */
@@ -514,14 +593,18 @@ static const LayerRule rules[] = {
     {"dense", {"fc", "affine"}, {P("n", T_COUNT), K("bias", T_BOOL), K("init", T_INIT),
         K("bias_init", T_INIT), K("name", T_STR)}, apply_dense, false},
     {"conv", {0}, {P("c", T_COUNT), P("kernel", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD),
-        K("bias", T_BOOL), K("init", T_INIT), K("bias_init", T_INIT), K("name", T_STR)}, apply_conv, false},
-    {"maxpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD)}, apply_pool, false},
-    {"avgpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD)}, apply_pool, false},
+        K("bias", T_BOOL), K("init", T_INIT), K("bias_init", T_INIT), K("name", T_STR), K("groups", T_COUNT),
+        K("dilation", T_SIZE)}, apply_conv, false},
+    {"maxpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD), K("ceil", T_BOOL)}, apply_pool, false},
+    {"avgpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD), K("ceil", T_BOOL),
+        K("count_pad", T_BOOL)}, apply_pool, false},
     {"global_avgpool", {0}, {{0}}, apply_gap, false},
     {"relu", {0}, {{0}}, apply_elementwise, false},
     {"tanh", {0}, {{0}}, apply_elementwise, false},
     {"sigmoid", {0}, {{0}}, apply_elementwise, false},
     {"leaky_relu", {0}, {O("a", T_FLOAT)}, apply_elementwise, false},
+    {"relu6", {0}, {{0}}, apply_clip, false},
+    {"clip", {0}, {P("lo", T_FLOAT), P("hi", T_FLOAT)}, apply_clip, false},
     {"softmax", {0}, {{0}}, apply_vector, false},
     {"l1norm", {0}, {{0}}, apply_vector, false},
     {"l2norm", {0}, {{0}}, apply_vector, false},
@@ -530,7 +613,7 @@ static const LayerRule rules[] = {
     {"batchnorm", {0}, {K("momentum", T_PROB), K("eps", T_FLOAT), K("name", T_STR)}, apply_batchnorm, false},
     {"lrn", {0}, {O("size", T_COUNT), K("alpha", T_FLOAT), K("beta", T_FLOAT), K("k", T_FLOAT)}, apply_lrn, false},
     {"concat", {0}, {{0}}, apply_concat, true},
-    {"residual", {0}, {P("branch", T_BRANCH)}, apply_residual, false},
+    {"residual", {0}, {P("branch", T_BRANCH), K("shortcut", T_BRANCH)}, apply_residual, false},
     {"repeat", {0}, {P("n", T_COUNT), P("branch", T_BRANCH)}, apply_repeat, false},
 };
 

@@ -274,6 +274,7 @@ static Expr *unary(const Node *n, Expr *x)
     case OP_SQRT:    return ex(X_SQRT, x, NULL);
     case OP_ABS:     return ex(X_ABS, x, NULL);
     case OP_NEG:     return ex(X_NEG, x, NULL);
+    case OP_CLIP:    return ex(X_MIN, ex(X_MAX, x, f32(n->alpha)), f32(n->beta));   /* min(max(x, lo), hi) */
     default:         internal_error("unary: %s", op_name(n->op));
     }
 }
@@ -316,26 +317,31 @@ static void bias_init(Lower *L, const Node *n, int b, bool conv)
     L->out = top;
 }
 
-/* The epilogue of the GEMM just emitted for layer n: its bias (the layer's
- * third input, if any; per row of C for a conv, per column for a dense
- * layer) and its ReLU when fused (fuse_nodes). With --no-fuse the bias is a
- * loop nest of its own before the GEMM, which then accumulates. */
-static void epilogue(Lower *L, const Node *n, int b, bool conv)
+/* With --no-fuse, a layer's bias is a loop nest of its own before its GEMM
+ * (which then accumulates, see epilogue); else nothing. */
+static bool bias_first(Lower *L, const Node *n, int b, bool conv)
 {
-    LStmt *s = L->out->at[L->out->n - 1];
-    Gemm *g = s->gemm;
+    if (n->nin <= 2 || L->fuse)
+        return false;
+    bias_init(L, n, b, conv);
+    return true;
+}
+
+/* The epilogue of the GEMM just emitted for layer n: its bias (the layer's
+ * third input, if any; per row of C for a conv, from row0 on, per column for
+ * a dense layer) and its ReLU when fused (fuse_nodes). */
+static void epilogue(Lower *L, const Node *n, bool conv, Expr *row0)
+{
+    Gemm *g = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
     g->relu = L->fused[n->id];
     if (n->nin <= 2)
         return;
     if (!L->fuse) {
-        L->out->n--;
-        bias_init(L, n, b, conv);
-        vec_push(L->out, s);
         g->accumulate = true;
         return;
     }
     g->bias = L->buf[n->in[2]->id];
-    g->bias_at = at(g->bias, b, i64(0)), g->bias_rows = conv;
+    g->bias_at = row0, g->bias_rows = conv;
 }
 
 /* dense: Y = X W^T + b, one GEMM of [n, D] by the transpose of W [N, D]:
@@ -346,16 +352,23 @@ static void lower_dense(Lower *L, const Node *n)
     const Node *x = n->in[0];
     int64_t D = x->shape.d[0], N = n->shape.d[0];
     const Buf *y = L->buf[n->id], *xb = L->buf[x->id], *W = L->buf[n->in[1]->id];
+    bias_first(L, n, 0, false);
     gemm_nt(L, y->batched ? var(0) : i64(1), N, i64(D), xb, i64(0), xb->batched ? D : 0, W, i64(0), D, y, i64(0), N,
             false);
-    epilogue(L, n, 0, false);
+    epilogue(L, n, false, i64(0));
 }
 
-/* The input row/column of output position o and kernel tap t, and whether
- * it falls inside the image (padding reads nothing). */
-static Expr *tap(int o, int t, int stride, int pad)
+/* The input row (column) of output position o and kernel tap t:
+ * o stride - pad + t dilation; and whether it falls inside the image
+ * (padding reads nothing). */
+static Expr *tap_h(const Window *w, int o, int t)
 {
-    return iadd(iadd(imul(var(o), i64(stride)), i64(-pad)), var(t));
+    return iadd(iadd(imul(var(o), i64(w->sh)), i64(-w->pt)), imul(var(t), i64(w->dh)));
+}
+
+static Expr *tap_w(const Window *w, int o, int t)
+{
+    return iadd(iadd(imul(var(o), i64(w->sw)), i64(-w->pl)), imul(var(t), i64(w->dw)));
 }
 
 static Expr *inside(Expr *ih, Expr *iw, int64_t H, int64_t W, const Window *w)
@@ -382,17 +395,12 @@ static bool pointwise(const Window *w)
     return w->kh == 1 && w->kw == 1 && w->sh == 1 && w->sw == 1 && !w->pt && !w->pl && !w->pb && !w->pr;
 }
 
-/* The taps t in [0, n) of a window placed at input offset `at` that fall
- * inside an image of size `size`: [max(0, -at), min(n, size - at)). */
-static Expr *taps_lo(Expr *at) { return ex(X_IMAX, i64(0), imul(at, i64(-1))); }
-static Expr *taps_hi(Expr *at, int64_t n, int64_t size) { return ex(X_IMIN, i64(n), iadd(i64(size), imul(at, i64(-1)))); }
-
-/* At stride 1, the outputs o in [0, O) whose tap o - pad + t falls inside
- * [0, size): [max(0, pad - t), min(O, size + pad - t)). */
-static Expr *outs_lo(int t, int64_t pad) { return pad ? ex(X_IMAX, i64(0), iadd(i64(pad), imul(var(t), i64(-1)))) : i64(0); }
-static Expr *outs_hi(int t, int64_t pad, int64_t O, int64_t size)
+/* At stride 1, the outputs o in [0, O) whose tap o - pad + t d falls inside
+ * [0, size): [max(0, pad - t d), min(O, size + pad - t d)). */
+static Expr *outs_lo(int t, int d, int64_t pad) { return pad ? ex(X_IMAX, i64(0), iadd(i64(pad), imul(var(t), i64(-d)))) : i64(0); }
+static Expr *outs_hi(int t, int d, int64_t pad, int64_t O, int64_t size)
 {
-    return ex(X_IMIN, i64(O), iadd(i64(size + pad), imul(var(t), i64(-1))));
+    return ex(X_IMIN, i64(O), iadd(i64(size + pad), imul(var(t), i64(-d))));
 }
 
 static bool has_padding(const Window *w) { return w->pt || w->pl || w->pb || w->pr; }
@@ -419,13 +427,13 @@ static void col_cells(Lower *L, const Window *w, Shape in, Shape out, Expr **k, 
 {
     int64_t H = in.d[1], W = in.d[2], OW = out.d[2];
     int ci = open_for(L, in.d[0]), kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_for(L, out.d[1]);
-    Expr *ih = tap(oh, kh, w->sh, w->pt);
+    Expr *ih = tap_h(w, oh, kh);
     open_if(L, row_inside(ih, H, w));
     bool cut = w->sw == 1 && (w->pl || w->pr);
-    int ow = open_range(L, cut ? outs_lo(kw, w->pl) : i64(0), cut ? outs_hi(kw, w->pl, OW, W) : i64(OW));
+    int ow = open_range(L, cut ? outs_lo(kw, w->dw, w->pl) : i64(0), cut ? outs_hi(kw, w->dw, w->pl, OW, W) : i64(OW));
     *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
     *p = imad(var(oh), OW, var(ow));
-    *xi = imad(imad(var(ci), H, ih), W, tap(ow, kw, w->sw, w->pl));
+    *xi = imad(imad(var(ci), H, ih), W, tap_w(w, ow, kw));
 }
 
 /* Zeroes a scratch buffer of `size` floats. */
@@ -440,88 +448,206 @@ static void zero_scratch(Lower *L, const Buf *buf, int64_t size)
 /* im2col with padding: the image is first copied into a zeroed, padded
  * scratch copy xp [C, H + pt + pb, W + pl + pr], so every row of col is then
  * one unconditional copy of OW cells (no per-row bounds, no zeroing of col):
- *   col[k, p] = xp[ci, oh s + kh, ow s + kw] */
-static void im2col_padded(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col)
+ *   col[k, p] = xp[ci, oh s + kh d, ow s + kw d] */
+/* The padded copy of example b of x: xp [C, H + pt + pb, W + pl + pr], zeros
+ * around the image. */
+static const Buf *pad_copy(Lower *L, const Node *x, int b, const Window *w)
 {
     Vec *here = L->out;
-    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
-    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, P = OH * OW;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
     const Buf *xp = scratch(L, "xpad", C * Hp * Wp);
     zero_scratch(L, xp, C * Hp * Wp);
     int ci = open_for(L, C), ih = open_for(L, H), iw = open_for(L, W);
     store(L, xp, imad(imad(var(ci), Hp, iadd(var(ih), i64(w->pt))), Wp, iadd(var(iw), i64(w->pl))),
           elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
     L->out = here;
-    ci = open_for(L, C);
+    return xp;
+}
+
+/* The cell of a padded image [., Hp, Wp] that output (oh, ow) of channel
+ * `ch` reads through tap (kh, kw): xp[ch, oh s + kh d, ow s + kw d] */
+static Expr *padded_tap(const Window *w, Expr *ch, int64_t Hp, int64_t Wp, int oh, int ow, int kh, int kw)
+{
+    return imad(imad(ch, Hp, iadd(imul(var(oh), i64(w->sh)), imul(var(kh), i64(w->dh)))), Wp,
+                iadd(imul(var(ow), i64(w->sw)), imul(var(kw), i64(w->dw))));
+}
+
+static void im2col_padded(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, P = OH * OW;
+    const Buf *xp = pad_copy(L, x, b, w);
+    int ci = open_for(L, C);
     int kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_for(L, OH), ow = open_for(L, OW);
     Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
-    Expr *xi = imad(imad(var(ci), Hp, imad(var(oh), w->sh, var(kh))), Wp, imad(var(ow), w->sw, var(kw)));
+    Expr *xi = padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw);
     store(L, col, imad(k, P, imad(var(oh), OW, var(ow))), load(xp, xi), false);
     L->out = here;
 }
 
-/* im2col of example b: col[k, p] = x[ci, oh s + kh - pad, ow s + kw - pad] (0 in
- * the padding) for k = (ci, kh, kw) and p = (oh, ow); p-major (col[p, k]) when
- * `transposed`.
- * Schedule: col[k, p] is zeroed if there is padding, then filled a row of
- * contiguous copies at a time (col_cells); col[p, k] runs over p and then the
- * taps inside the image, kw innermost, contiguous on both sides. Other
- * windows (strided with left/right padding) select per cell. */
-static void im2col(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col, bool transposed)
+/* im2col of example b: col[k, p] = x[ci, oh s + kh d - pad, ow s + kw d - pad]
+ * (0 in the padding) for k = (ci, kh, kw) and p = (oh, ow).
+ * Schedule: with padding, through a padded copy (im2col_padded); else a row
+ * of contiguous copies at a time (col_cells); other windows (strided with
+ * left/right padding) select per cell. */
+static void im2col(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col)
 {
     Vec *here = L->out;
     int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
-    int64_t K = C * w->kh * w->kw, P = OH * OW;
-    if (!transposed && has_padding(w)) {
+    int64_t P = OH * OW;
+    if (has_padding(w)) {
         im2col_padded(L, x, b, w, out, col);
         return;
     }
-    if (transposed)
-        zero_scratch(L, col, K * P);
-    if (!transposed && row_copies(w)) {
+    if (row_copies(w)) {
         Expr *k, *p, *xi;
         col_cells(L, w, x->shape, out, &k, &p, &xi);
         store(L, col, imad(k, P, p), elem(L, x, b, xi), false);
         L->out = here;
         return;
     }
-    if (transposed) {
-        int oh = open_for(L, OH), ow = open_for(L, OW), ci = open_for(L, C);
-        Expr *y0 = iadd(imul(var(oh), i64(w->sh)), i64(-w->pt)), *x0 = iadd(imul(var(ow), i64(w->sw)), i64(-w->pl));
-        int kh = w->pt || w->pb ? open_range(L, taps_lo(y0), taps_hi(y0, w->kh, H)) : open_for(L, w->kh);
-        int kw = w->pl || w->pr ? open_range(L, taps_lo(x0), taps_hi(x0, w->kw, W)) : open_for(L, w->kw);
-        Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = imad(var(oh), OW, var(ow));
-        store(L, col, imad(p, K, k), elem(L, x, b, imad(imad(var(ci), H, iadd(y0, var(kh))), W, iadd(x0, var(kw)))), false);
-        L->out = here;
-        return;
-    }
     int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
     int oh = open_for(L, OH), ow = open_for(L, OW);
     Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = imad(var(oh), OW, var(ow));
-    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl), *in = inside(ih, iw, H, W, w);
+    Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw), *in = inside(ih, iw, H, W, w);
     Expr *v = elem(L, x, b, imad(imad(var(ci), H, in ? clamp(ih, H) : ih), W, in ? clamp(iw, W) : iw));
-    store(L, col, transposed ? imad(p, K, k) : imad(k, P, p), in ? select3(in, v, f32(0)) : v, false);
+    store(L, col, imad(k, P, p), in ? select3(in, v, f32(0)) : v, false);
     L->out = here;
+}
+
+/* A loop over a conv's channel groups (none for one group); returns the group. */
+static Expr *group_loop(Lower *L, const Window *w)
+{
+    return w->groups > 1 ? var(open_for(L, w->groups)) : i64(0);
+}
+
+/* ---- depthwise convolution ----------------------------------------------------
+ * groups = C: output channel co sees input channel ci = co / m alone (m = c / C,
+ * usually 1), through its own kh x kw taps. An im2col would copy each cell
+ * kh kw times for a product of one row, so these run directly on a padded
+ * copy of the image (pad_copy), row by row, the innermost loop along ow. */
+
+static void zero(Lower *L, const Node *n);
+
+static bool depthwise(const Window *w, const Node *x) { return w->groups > 1 && w->groups == x->shape.d[0]; }
+
+/* Opens the loops over a depthwise conv's channels: each of the C input
+ * channels ci and its output channels co = ci m + j, j < m; returns co. */
+static Expr *depthwise_channels(Lower *L, int64_t C, int64_t m, int *ci)
+{
+    *ci = open_for(L, C);
+    return m > 1 ? imad(var(*ci), m, var(open_for(L, m))) : var(*ci);
+}
+
+/* y[co, oh, ow] = b[co] + sum_{kh, kw} W[co, kh, kw] xp[ci, oh s + kh d, ow s + kw d],
+ * then max(0, y) when a ReLU is fused into the layer */
+static void lower_conv_depthwise(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *x = n->in[0];
+    int64_t OH = n->shape.d[1], OW = n->shape.d[2];
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
+    const Buf *y = L->buf[n->id], *Wb = L->buf[n->in[1]->id];
+    int b = begin(L, n, &top), ci;
+    const Buf *xp = pad_copy(L, x, b, w);
+    Expr *co = depthwise_channels(L, x->shape.d[0], n->shape.d[0] / x->shape.d[0], &ci);
+    int oh = open_for(L, OH);
+    Vec *row = L->out;
+    int ow = open_for(L, OW);
+    Expr *yi = at(y, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+    store(L, y, yi, n->nin > 2 ? elem(L, n->in[2], b, co) : f32(0), false);
+    L->out = row;
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    ow = open_for(L, OW);
+    yi = at(y, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+    Expr *wt = load(Wb, imad(imad(co, w->kh, var(kh)), w->kw, var(kw)));
+    store(L, y, yi, ex(X_MUL, wt, load(xp, padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw))), true);
+    L->out = row;
+    if (L->fused[n->id]) {
+        ow = open_for(L, OW);
+        yi = at(y, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+        store(L, y, yi, ex(X_MAX, load(y, yi), f32(0)), false);
+    }
+    L->out = top;
+}
+
+/* dx[ci, ih, iw] = sum_{co of ci} sum_{kh, kw} W[co, kh, kw] dy[co, oh, ow] over
+ * ih = oh s + kh d - pt (likewise iw): scattered into a zeroed padded
+ * scratch dxp, whose inside is then dx */
+static void lower_conv_dx_depthwise(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], W = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
+    const Buf *dx = L->buf[n->id], *Wb = L->buf[n->in[1]->id], *dxp = scratch(L, "dxpad", C * Hp * Wp);
+    int b = begin(L, n, &top), ci;
+    Vec *example = L->out;
+    zero_scratch(L, dxp, C * Hp * Wp);
+    Expr *co = depthwise_channels(L, C, dy->shape.d[0] / C, &ci);
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_for(L, OH), ow = open_for(L, OW);
+    Expr *wt = load(Wb, imad(imad(co, w->kh, var(kh)), w->kw, var(kw)));
+    Expr *g = elem(L, dy, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+    store(L, dxp, padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw), ex(X_MUL, wt, g), true);
+    L->out = example;
+    ci = open_for(L, C);
+    int ih = open_for(L, H), iw = open_for(L, W);
+    store(L, dx, at(dx, b, imad(imad(var(ci), H, var(ih)), W, var(iw))),
+          load(dxp, imad(imad(var(ci), Hp, iadd(var(ih), i64(w->pt))), Wp, iadd(var(iw), i64(w->pl)))), false);
+    L->out = top;
+}
+
+/* dW[co, kh, kw] = sum_{b, oh, ow} dy[b, co, oh, ow] xp[b, ci, oh s + kh d, ow s + kw d] */
+static void lower_conv_dw_depthwise(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
+    zero(L, n);
+    int b = open_for(L, -1), ci;
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw (depthwise) : %s", n->id,
+                                                          shape_str(n->shape));
+    const Buf *xp = pad_copy(L, x, b, w);
+    Expr *co = depthwise_channels(L, x->shape.d[0], n->shape.d[0] / x->shape.d[0], &ci);
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    Vec *tap = L->out;
+    int acc = set_new(L, f32(0));
+    int oh = open_for(L, OH), ow = open_for(L, OW);
+    Expr *g = elem(L, dy, b, imad(imad(co, OH, var(oh)), OW, var(ow)));
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, g, load(xp, padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw)))));
+    L->out = tap;
+    store(L, L->buf[n->id], imad(imad(co, w->kh, var(kh)), w->kw, var(kw)), get(acc), true);
+    L->out = top;
 }
 
 /* conv: y[co, p] = b[co] + sum_k W[co, k] col[k, p], k = (ci, kh, kw), p = (oh, ow):
  * im2col, then a GEMM of [c, K] by [K, OH OW] per example, b and a
- * following ReLU in its epilogue */
+ * following ReLU in its epilogue. With G groups, group g's rows of col
+ * (its input channels) and of W and y (its output channels) are contiguous
+ * blocks: one GEMM of [c/G, K/G] by [K/G, OH OW] per group. */
 static void lower_conv(Lower *L, const Node *n)
 {
     Vec *top;
     const Window *w = &n->win;
     const Node *x = n->in[0];
     int64_t co = n->shape.d[0], P = n->shape.d[1] * n->shape.d[2];
-    int64_t K = x->shape.d[0] * w->kh * w->kw;
+    int64_t K = x->shape.d[0] * w->kh * w->kw, cg = co / w->groups, Kg = K / w->groups;
     const Buf *y = L->buf[n->id], *col = pointwise(w) ? NULL : scratch(L, "col", K * P);
     int b = begin(L, n, &top);
     if (col)
-        im2col(L, x, b, w, n->shape, col, false);
+        im2col(L, x, b, w, n->shape, col);
+    bias_first(L, n, b, true);
     const Buf *xb = L->buf[x->id];
-    gemm(L, i64(co), P, i64(K), L->buf[n->in[1]->id], i64(0), K, 1, col ? col : xb, col ? i64(0) : at(xb, b, i64(0)), P,
-         y, at(y, b, i64(0)), P, false);
-    epilogue(L, n, b, true);
+    Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * P));
+    gemm(L, i64(cg), P, i64(Kg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), Kg, 1, col ? col : xb,
+         col ? in : at(xb, b, in), P, y, at(y, b, imul(g, i64(cg * P))), P, false);
+    epilogue(L, n, true, imul(g, i64(cg)));
     L->out = top;
 }
 
@@ -532,8 +658,21 @@ static bool tiles_2x2(const Window *w, int64_t H, int64_t W)
     return w->kh == 2 && w->kw == 2 && w->sh == 2 && w->sw == 2 && !has_padding(w) && H % 2 == 0 && W % 2 == 0;
 }
 
+/* avgpool with count_pad: the number of the window's cells inside the image
+ * and its declared padding, as PyTorch counts them (ceil mode's extra cells
+ * do not count): (min(h0 + kh, H + pb) - h0) (min(w0 + kw, W + pr) - w0),
+ * h0 = oh sh - pt, w0 = ow sw - pl */
+static Expr *pad_count(const Window *w, int oh, int ow, int64_t H, int64_t W)
+{
+    Expr *h0 = iadd(imul(var(oh), i64(w->sh)), i64(-w->pt)), *w0 = iadd(imul(var(ow), i64(w->sw)), i64(-w->pl));
+    Expr *nh = iadd(ex(X_IMIN, iadd(h0, i64(w->kh)), i64(H + w->cb)), imul(h0, i64(-1)));
+    Expr *nw = iadd(ex(X_IMIN, iadd(w0, i64(w->kw)), i64(W + w->cr)), imul(w0, i64(-1)));
+    return ex(X_ITOF, imul(nh, nw), NULL);
+}
+
 /* maxpool: y = max over the window's cells inside the image;
- * avgpool: y = mean over the same cells (padding does not count). */
+ * avgpool: y = mean over the same cells (padding does not count), or
+ * with count_pad their sum over pad_count. */
 static void lower_pool(Lower *L, const Node *n)
 {
     Vec *top;
@@ -551,17 +690,19 @@ static void lower_pool(Lower *L, const Node *n)
     }
     int c = open_for(L, n->shape.d[0]), oh = open_for(L, n->shape.d[1]), ow = open_for(L, n->shape.d[2]);
     Vec *pixel = L->out;
-    int acc = set_new(L, f32(max ? -INFINITY : 0)), cnt = max ? 0 : set_new(L, f32(0));
+    bool counted = !max && !w->count_pad;
+    int acc = set_new(L, f32(max ? -INFINITY : 0)), cnt = counted ? set_new(L, f32(0)) : 0;
     int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
+    Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw);
     open_if(L, inside(ih, iw, H, W, w));
     Expr *x = elem(L, n->in[0], b, imad(imad(var(c), H, ih), W, iw));
     set(L, acc, ex(max ? X_MAX : X_ADD, get(acc), x));
-    if (!max)
+    if (counted)
         set(L, cnt, ex(X_ADD, get(cnt), f32(1)));
     L->out = pixel;
     Expr *yidx = imad(imad(var(c), n->shape.d[1], var(oh)), n->shape.d[2], var(ow));
-    store(L, L->buf[n->id], at(L->buf[n->id], b, yidx), max ? get(acc) : ex(X_DIV, get(acc), get(cnt)), false);
+    Expr *y = max ? get(acc) : ex(X_DIV, get(acc), counted ? get(cnt) : pad_count(w, oh, ow, H, W));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, yidx), y, false);
     L->out = top;
 }
 
@@ -988,20 +1129,24 @@ static void lower_dense_dw(Lower *L, const Node *n)
          L->buf[n->id], i64(0), D, false);
 }
 
-/* conv: dcol[k, p] = sum_co W[co, k] dy[co, p] (a GEMM of W^T by dy), then
- * col2im: dx[ci, oh s + kh - pad, ow s + kw - pad] += dcol[k, p] */
+/* conv: dcol[k, p] = sum_co W[co, k] dy[co, p] (a GEMM of W^T by dy; per
+ * group with G groups: dcol_g = W_g^T dy_g), then
+ * col2im: dx[ci, oh s + kh d - pad, ow s + kw d - pad] += dcol[k, p] */
 static void lower_conv_dx(Lower *L, const Node *n)
 {
     Vec *top;
     const Window *w = &n->win;
     const Node *dy = n->in[0];
     int64_t C = n->shape.d[0], H = n->shape.d[1], Wd = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
-    int64_t K = C * w->kh * w->kw, P = OH * OW, co = dy->shape.d[0];
+    int64_t K = C * w->kh * w->kw, P = OH * OW, co = dy->shape.d[0], cg = co / w->groups, Kg = K / w->groups;
     const Buf *dx = L->buf[n->id], *dyb = L->buf[dy->id];
     const Buf *dcol = pointwise(w) ? NULL : scratch(L, "dcol", K * P);
     int b = begin(L, n, &top);
-    gemm(L, i64(K), P, i64(co), L->buf[n->in[1]->id], i64(0), 1, K, dyb, at(dyb, b, i64(0)), P,
-         dcol ? dcol : dx, dcol ? i64(0) : at(dx, b, i64(0)), P, false);
+    Vec *example = L->out;
+    Expr *g = group_loop(L, w), *out = imul(g, i64(Kg * P));
+    gemm(L, i64(Kg), P, i64(cg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), 1, Kg, dyb, at(dyb, b, imul(g, i64(cg * P))),
+         P, dcol ? dcol : dx, dcol ? out : at(dx, b, out), P, false);
+    L->out = example;
     if (dcol) {
         zero_example(L, n, b);
         if (row_copies(w)) {         /* contiguous adds, a row at a time */
@@ -1013,7 +1158,7 @@ static void lower_conv_dx(Lower *L, const Node *n)
         }
         int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
         int oh = open_for(L, OH), ow = open_for(L, OW);
-        Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
+        Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw);
         open_if(L, inside(ih, iw, H, Wd, w));
         Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
         store(L, dx, at(dx, b, imad(imad(var(ci), H, ih), Wd, iw)), load(dcol, imad(k, P, imad(var(oh), OW, var(ow)))),
@@ -1023,22 +1168,25 @@ static void lower_conv_dx(Lower *L, const Node *n)
 }
 
 /* conv: dW[co, k] = sum_{b, p} dy[b, co, p] col[b, k, p]: per example the
- * im2col, then dy [c, OH OW] times its transpose (gemm_nt), summed into dW */
+ * im2col, then dy [c, OH OW] times its transpose (gemm_nt), summed into dW;
+ * with G groups, dW_g [c/G, K/G] += dy_g col_g^T per group */
 static void lower_conv_dw(Lower *L, const Node *n)
 {
     Vec *top = L->out;
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
-    int64_t co = n->shape.d[0], K = n->shape.d[1] * w->kh * w->kw, P = dy->shape.d[1] * dy->shape.d[2];
+    int64_t co = n->shape.d[0], Kg = n->shape.d[1] * w->kh * w->kw, P = dy->shape.d[1] * dy->shape.d[2];
+    int64_t cg = co / w->groups;
     const Buf *xb = L->buf[x->id], *dyb = L->buf[dy->id];
-    const Buf *col = pointwise(w) ? NULL : scratch(L, "col", K * P);
+    const Buf *col = pointwise(w) ? NULL : scratch(L, "col", Kg * w->groups * P);
     zero(L, n);
     int b = open_for(L, -1);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : %s", n->id, shape_str(n->shape));
     if (col)
-        im2col(L, x, b, w, dy->shape, col, false);
-    gemm_nt(L, i64(co), K, i64(P), dyb, at(dyb, b, i64(0)), P, col ? col : xb, col ? i64(0) : at(xb, b, i64(0)), P,
-            L->buf[n->id], i64(0), K, true);
+        im2col(L, x, b, w, dy->shape, col);
+    Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * P));
+    gemm_nt(L, i64(cg), Kg, i64(P), dyb, at(dyb, b, imul(g, i64(cg * P))), P, col ? col : xb, col ? in : at(xb, b, in),
+            P, L->buf[n->id], imul(g, i64(cg * Kg)), Kg, true);
     L->out = top;
 }
 
@@ -1084,7 +1232,7 @@ static void lower_maxpool_dx_tiled(Lower *L, const Node *n)
     int m = set_new(L, elem(L, y, b, yidx)), g = set_new(L, elem(L, dy, b, yidx)), found = set_new(L, f32(0));
     int hit = set_new(L, f32(0));
     int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-    Expr *xidx = imad(imad(var(c), H, tap(oh, kh, w->sh, 0)), W, tap(ow, kw, w->sw, 0));
+    Expr *xidx = imad(imad(var(c), H, tap_h(w, oh, kh)), W, tap_w(w, ow, kw));   /* no padding here */
     set(L, hit, select3(ex(X_AND, ex(X_LT, get(found), f32(0.5f)), ex(X_EQ, elem(L, x, b, xidx), get(m))), f32(1), f32(0)));
     store(L, L->buf[n->id], at(L->buf[n->id], b, xidx), select3(ex(X_LT, f32(0.5f), get(hit)), get(g), f32(0)), false);
     set(L, found, ex(X_MAX, get(found), get(hit)));
@@ -1130,7 +1278,7 @@ static void lower_maxpool_dx(Lower *L, const Node *n)
     Expr *yidx = imad(imad(var(c), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow));
     int m = set_new(L, elem(L, y, b, yidx)), done = set_new(L, f32(0));
     int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
+    Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw);
     Expr *xidx = imad(imad(var(c), H, ih), W, iw);
     open_if(L, inside(ih, iw, H, W, w));
     open_if(L, ex(X_AND, ex(X_LT, get(done), f32(0.5f)), ex(X_EQ, elem(L, x, b, xidx), get(m))));
@@ -1139,7 +1287,8 @@ static void lower_maxpool_dx(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* avgpool: dy / count to each cell of the window inside the image */
+/* avgpool: dy / count to each cell of the window inside the image (count:
+ * those cells, or pad_count with count_pad) */
 static void lower_avgpool_dx(Lower *L, const Node *n)
 {
     Vec *top, *pixel;
@@ -1147,16 +1296,21 @@ static void lower_avgpool_dx(Lower *L, const Node *n)
     const Node *dy = n->in[0];
     int64_t H = n->shape.d[1], W = n->shape.d[2];
     int c, oh, ow, b = pool_window(L, n, &top, &c, &oh, &ow, &pixel);
-    int cnt = set_new(L, f32(0));
-    int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-    Expr *ih = tap(oh, kh, w->sh, w->pt), *iw = tap(ow, kw, w->sw, w->pl);
-    open_if(L, inside(ih, iw, H, W, w));
-    set(L, cnt, ex(X_ADD, get(cnt), f32(1)));
-    L->out = pixel;
+    int kh, kw;
+    Expr *ih, *iw, *count = w->count_pad ? pad_count(w, oh, ow, H, W) : NULL;
+    if (!count) {
+        int cnt = set_new(L, f32(0));
+        kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+        ih = tap_h(w, oh, kh), iw = tap_w(w, ow, kw);
+        open_if(L, inside(ih, iw, H, W, w));
+        set(L, cnt, ex(X_ADD, get(cnt), f32(1)));
+        L->out = pixel;
+        count = get(cnt);
+    }
     int g = set_new(L, ex(X_DIV, elem(L, dy, b, imad(imad(var(c), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow))),
-                          get(cnt)));
+                          count));
     kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-    ih = tap(oh, kh, w->sh, w->pt), iw = tap(ow, kw, w->sw, w->pl);
+    ih = tap_h(w, oh, kh), iw = tap_w(w, ow, kw);
     open_if(L, inside(ih, iw, H, W, w));
     store(L, L->buf[n->id], at(L->buf[n->id], b, imad(imad(var(c), H, ih), W, iw)), get(g), true);
     L->out = top;
@@ -1386,7 +1540,7 @@ static void lower_expand(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* step: [x > 0];  ge: [a >= b] (with broadcasting) */
+/* step: [x > 0];  ge: [a >= b] (with broadcasting);  inside: [lo < x < hi] */
 static void lower_indicator(Lower *L, const Node *n)
 {
     Vec *top;
@@ -1394,6 +1548,7 @@ static void lower_indicator(Lower *L, const Node *n)
     Expr *i = open_all(L, n->shape, c);
     Expr *a = elem(L, n->in[0], b, broadcast_index(n->in[0], &n->shape, c));
     Expr *cond = n->op == OP_STEP ? ex(X_LT, f32(0), a)
+               : n->op == OP_INSIDE ? ex(X_AND, ex(X_LT, f32(n->alpha), a), ex(X_LT, a, f32(n->beta)))
                : ex(X_LE, elem(L, n->in[1], b, broadcast_index(n->in[1], &n->shape, c)), a);
     store(L, L->buf[n->id], at(L->buf[n->id], b, i), select3(cond, f32(1), f32(0)), false);
     L->out = top;
@@ -1410,7 +1565,7 @@ static void lower_node(Lower *L, const Node *n)
     case OP_MUL:           if (L->fused[n->id]) { lower_maxpool_dx_2x2(L, n->in[0], n); return; } break;
     case OP_DROPOUT:       if (L->training) lower_dropout_train(L, n); return;
     case OP_DENSE:         lower_dense(L, n); return;
-    case OP_CONV:          lower_conv(L, n); return;
+    case OP_CONV:          depthwise(&n->win, n->in[0]) ? lower_conv_depthwise(L, n) : lower_conv(L, n); return;
     case OP_MAXPOOL:
     case OP_AVGPOOL:       lower_pool(L, n); return;
     case OP_GAP:           lower_gap(L, n); return;
@@ -1426,8 +1581,8 @@ static void lower_node(Lower *L, const Node *n)
     case OP_LOSS_GRAD:     lower_loss(L, n); return;
     case OP_DENSE_DX:      lower_dense_dx(L, n); return;
     case OP_DENSE_DW:      lower_dense_dw(L, n); return;
-    case OP_CONV_DX:       lower_conv_dx(L, n); return;
-    case OP_CONV_DW:       lower_conv_dw(L, n); return;
+    case OP_CONV_DX:       depthwise(&n->win, n) ? lower_conv_dx_depthwise(L, n) : lower_conv_dx(L, n); return;
+    case OP_CONV_DW:       depthwise(&n->win, n->in[1]) ? lower_conv_dw_depthwise(L, n) : lower_conv_dw(L, n); return;
     case OP_CHANNEL_SUM:   lower_channel_sum(L, n); return;
     case OP_MAXPOOL_DX:    if (!L->fused[n->id]) lower_maxpool_dx(L, n); return;
     case OP_AVGPOOL_DX:    lower_avgpool_dx(L, n); return;
@@ -1445,7 +1600,8 @@ static void lower_node(Lower *L, const Node *n)
     case OP_MATMUL_DB:     lower_matmul_grad(L, n); return;
     case OP_EXPAND:        lower_expand(L, n); return;
     case OP_STEP:          if (!L->fused[n->id]) lower_indicator(L, n); return;
-    case OP_GE:            lower_indicator(L, n); return;
+    case OP_GE:
+    case OP_INSIDE:        lower_indicator(L, n); return;
     default:               break;
     }
     lower_elementwise(L, n);

@@ -12,7 +12,7 @@ int64_t node_flops(const Node *n)
     const Window *w = &n->win;
     switch (n->op) {
     case OP_DENSE:     return 2 * out * in + (n->nin > 2 ? out : 0);
-    case OP_CONV:      return 2 * out * n->in[0]->shape.d[0] * w->kh * w->kw + (n->nin > 2 ? out : 0);
+    case OP_CONV:      return 2 * out * (n->in[0]->shape.d[0] / w->groups) * w->kh * w->kw + (n->nin > 2 ? out : 0);
     case OP_MAXPOOL:
     case OP_AVGPOOL:   return out * w->kh * w->kw;
     case OP_GAP:       return in;
