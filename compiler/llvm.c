@@ -26,8 +26,8 @@ typedef struct {
     LLVMValueRef first, total, seed;   /* the training kernel's arguments */
     LLVMTypeRef gemm_type;             /* the GEMM routines' signature (made when first called) */
     bool sanitize;
-    /* alias scopes of the kernel's buffers: one per (base, offset) */
-    struct Scope { Base base; int64_t offset; LLVMValueRef scope, others; } *scopes;
+    /* alias scopes of the kernel's buffers: one per (base, region, offset) */
+    struct Scope { Base base; bool batched; int64_t offset; LLVMValueRef scope, others; } *scopes;
     int nscopes;
     LLVMValueRef *vars;          /* per loop-IR variable: its alloca */
     const Kernel *k;
@@ -55,7 +55,7 @@ static LLVMMetadataRef self_node(Emit *E, LLVMMetadataRef *ops, int n)
 static int scope_of(const Emit *E, const Buf *b)
 {
     for (int i = 0; i < E->nscopes; i++)
-        if (E->scopes[i].base == b->base && E->scopes[i].offset == b->offset)
+        if (E->scopes[i].base == b->base && E->scopes[i].batched == b->batched && E->scopes[i].offset == b->offset)
             return i;
     return -1;
 }
@@ -65,7 +65,7 @@ static void add_scope(Emit *E, const Buf *b)
     if (!b || scope_of(E, b) >= 0)
         return;
     E->scopes = realloc(E->scopes, sizeof *E->scopes * (size_t)(E->nscopes + 1));
-    E->scopes[E->nscopes++] = (struct Scope){b->base, b->offset, NULL, NULL};
+    E->scopes[E->nscopes++] = (struct Scope){b->base, b->batched, b->offset, NULL, NULL};
 }
 
 static void collect_expr(Emit *E, const Expr *e)
