@@ -16,7 +16,7 @@ COMPILER_OBJ := $(COMPILER_SRC:compiler/%.c=$(BUILD)/compiler/%.o) $(BUILD)/gen/
 FRONT_OBJ    := $(filter-out $(BUILD)/compiler/main.o,$(COMPILER_OBJ))
 INC          := -Icompiler -I$(GEN)
 
-.PHONY: all check demo bench clean deps fuzz fuzz-frontend fuzz-tunecache
+.PHONY: all check demo bench bench-mpi clean deps fuzz fuzz-frontend fuzz-tunecache
 all: bin/cnnc runtime
 
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
@@ -49,7 +49,8 @@ $(GEN)/%.o: $(GEN)/%.c $(GEN)/parser.h compiler/cnnc.h
 # Debian packages the build, the tests and the demo need; apt-get only runs
 # for what is missing.
 DEBS := clang-19 llvm-19-dev libomp-19-dev libclang-rt-19-dev flex bison make \
-        libcriterion-dev zlib1g-dev libpng-dev graphviz dataset-fashion-mnist python3
+        libcriterion-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev graphviz dataset-fashion-mnist python3 \
+        libopenmpi-dev openmpi-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:
@@ -66,14 +67,27 @@ clean:
 # ---- the runtime -----------------------------------------------------------
 # libcnnrt.a: what every generated program and library needs (libc, libm, OpenMP).
 # libcnnrt_main.a: the generated executables' commands, data sets and images
-# (adds zlib and libpng). The _asan variants are for the sanitizer tests.
+# (adds zlib, libpng and libjpeg). The _asan variants are for the sanitizer tests.
 RT_CFLAGS := -O2 -g -std=c11 -fPIC -fopenmp -Wall -Wextra -D_GNU_SOURCE
 RT_CORE   := error crc32 safetensors net
-RT_PROG   := idx csv image main train
+RT_PROG   := idx csv image jpeg preprocess main train
 RT_LIBS   := lib/libcnnrt.a lib/libcnnrt_main.a lib/libcnnrt_asan.a lib/libcnnrt_main_asan.a
 
+# libcnnrt_mpi.a: mpi.c, the main() of `cnnc --mpi` builds (Open MPI), built
+# with mpicc when there is one: nothing else depends on MPI.
+MPICC     := mpicc
+RT_MPI    := $(if $(shell command -v $(MPICC) 2>/dev/null),lib/libcnnrt_mpi.a)
+
 .PHONY: runtime
-runtime: $(RT_LIBS)
+runtime: $(RT_LIBS) $(RT_MPI)
+
+$(BUILD)/rt/mpi.o: runtime/mpi.c runtime/cnnrt.h
+	@mkdir -p $(dir $@)
+	OMPI_CC=$(RT_CC) $(MPICC) $(RT_CFLAGS) -c -o $@ $<
+
+lib/libcnnrt_mpi.a: $(BUILD)/rt/mpi.o
+	@mkdir -p lib
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/rt/%.o: runtime/%.c runtime/cnnrt.h
 	@mkdir -p $(dir $@)
@@ -125,6 +139,22 @@ bench: deps
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends nodejs npm; }
 	$(MAKE) all
 	sh bench/peers/run.sh
+	sh bench/mpi/run.sh
+
+# data-parallel training over Open MPI against one process (bench/MPI_RESULTS.md)
+bench-mpi: all
+	sh bench/mpi/run.sh
+
+# examples/imagenet_classes.txt, the class names of the full-size examples'
+# data blocks: the 1000 ImageNet categories in torchvision's order, one a
+# line, from Debian's python3-torchvision (_IMAGENET_CATEGORIES in
+# torchvision/models/_meta.py, which its pretrained weights' metadata use;
+# made from 0.14.1). The file is committed; `make imagenet-classes` remakes it.
+.PHONY: imagenet-classes
+imagenet-classes:
+	/usr/bin/python3 -c 'from torchvision.models._meta import _IMAGENET_CATEGORIES as c; \
+	  assert len(c) == 1000 and all(n and "\n" not in n for n in c); print("\n".join(c))' \
+	  >examples/imagenet_classes.txt.tmp && mv examples/imagenet_classes.txt.tmp examples/imagenet_classes.txt
 
 # make check: install what is missing, build, then every suite (tests/check.sh).
 check: deps
@@ -133,7 +163,7 @@ check: deps
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
 .PHONY: check-reference-tuned check-reference-avx2 check-tune
-.PHONY: check-train check-embed check-predict check-fuzz check-robustness
+.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi check-fullsize
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
 
@@ -145,7 +175,7 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 $(BUILD)/tests/test_runtime: tests/runtime/test_runtime.c $(wildcard runtime/*.c) runtime/cnnrt.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -g -D_GNU_SOURCE -fopenmp $(SAN) -Iruntime -o $@ tests/runtime/test_runtime.c \
-	  $(filter-out runtime/main.c runtime/train.c,$(wildcard runtime/*.c)) -lcriterion -lz -lpng -lm
+	  $(filter-out runtime/main.c runtime/train.c runtime/mpi.c,$(wildcard runtime/*.c)) -lcriterion -ljpeg -lz -lpng -lm
 
 check-runtime: $(BUILD)/tests/test_runtime
 	$(BUILD)/tests/test_runtime --jobs 2
@@ -169,6 +199,10 @@ check-reference-avx2: all
 check-tune: all
 	sh tests/tune/run.sh
 
+# the full-size examples against torchvision (installs python3-torchvision)
+check-fullsize: all
+	sh tests/fullsize/run.sh
+
 check-train: all
 	sh tests/runtime/test_train.sh
 	sh tests/runtime/test_train.sh --asan
@@ -177,8 +211,13 @@ check-train: all
 check-embed: all
 	sh tests/embed/run.sh
 
+# data-parallel training over Open MPI (cnnc --mpi), and examples/embed_mpi
+check-mpi: all
+	sh tests/mpi/run.sh
+
 check-predict: all
 	sh tests/program/test_predict.sh
+	sh tests/program/test_photo.sh
 	sh tests/program/test_examples.sh
 	sh tests/program/test_bench_info.sh
 

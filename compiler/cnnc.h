@@ -63,6 +63,8 @@ void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A warning about no place in the source (a file the compiler reads, say). */
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int  diag_error_count(void);
+/* The path of the source being compiled, as given (NULL before diag_begin). */
+const char *diag_path(void);
 bool diag_too_many(void);                   /* stop reporting past a limit */
 /* A compiler bug: says so and exits with EXIT_BUG. */
 _Noreturn void internal_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -276,7 +278,15 @@ typedef struct {
 
 typedef enum { DATA_NONE, DATA_IDX, DATA_CSV } DataKind;
 typedef struct { DataKind kind; const char *path, *labels; int label_col; } DataSet;
-typedef struct { DataSet train, test; double scale; } DataCfg;
+/* The data { } block. resize, crop, mean, std and classes are for the
+ * generated program's predict (preprocess.c in the runtime). */
+typedef struct {
+    DataSet train, test;
+    double scale;         /* 0: automatic */
+    int resize, crop;     /* 0: none */
+    double mean[3], std[3];   /* per input channel (one value given: all three) */
+    const char *classes;  /* the class names file's lines, each ending in "\n"; NULL: none */
+} DataCfg;
 
 typedef enum { LABELS_NONE, LABELS_CLASS, LABELS_TARGET } LabelKind;
 
@@ -575,6 +585,7 @@ typedef struct {
     int opt_level;              /* 0..3 */
     const char *cpu;            /* NULL: the host's */
     bool executable;            /* emit main() calling the runtime */
+    bool mpi;                   /* main() calls rt_mpi_main (runtime/mpi.c), not rt_main */
     bool sanitize;              /* instrument with AddressSanitizer */
     bool verbose;
 } CodegenOptions;
@@ -604,7 +615,7 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
 /* Writes NAME.h beside `header_dir`: the C API of artifacts.md. */
 bool link_header(const Graph *g, const char *path);
 /* Links the object with the runtime into an executable or a static library. */
-bool link_executable(const char *object, const char *out, bool sanitize);
+bool link_executable(const char *object, const char *out, bool sanitize, bool mpi);
 bool link_library(const char *object, const char *out, bool sanitize);
 
 /* ---------------------------------------------------------------- summary.c */

@@ -17,6 +17,7 @@ void diag_begin(const Source *s, FILE *o)
 }
 
 int diag_error_count(void) { return errors; }
+const char *diag_path(void) { return src ? src->path : NULL; }
 bool diag_too_many(void) { return errors >= MAX_ERRORS; }
 
 /* The start of 1-based line `line` in the source, or NULL. */

@@ -78,16 +78,39 @@ static bool run(char **argv, const char *input)
     return true;
 }
 
-bool link_executable(const char *object, const char *out, bool sanitize)
+/* With --mpi: the linker is Open MPI's compiler wrapper ($CNNC_MPICC, else
+ * mpicc) driving the C compiler, and libcnnrt_mpi.a (main's rt_mpi_main)
+ * comes first. */
+static const char *mpi_linker(void)
+{
+    const char *mpicc = getenv("CNNC_MPICC");
+    return mpicc && *mpicc ? mpicc : "mpicc";
+}
+
+static const char *mpi_lib(void)
+{
+    const char *p = arena_printf("%s/libcnnrt_mpi.a", lib_dir());
+    if (access(p, R_OK) != 0)
+        fprintf(stderr, "cnnc: --mpi needs the runtime library '%s', built when Open MPI is installed "
+                "(apt-get install libopenmpi-dev openmpi-bin, then make)\n", p);
+    return access(p, R_OK) == 0 ? p : NULL;
+}
+
+bool link_executable(const char *object, const char *out, bool sanitize, bool mpi)
 {
     const char *cc = getenv("CNNC_CC") && *getenv("CNNC_CC") ? getenv("CNNC_CC") : CNNC_CC;
     const char *rt_main = lib_path(sanitize ? "libcnnrt_main_asan.a" : "libcnnrt_main.a");
     const char *rt = lib_path(sanitize ? "libcnnrt_asan.a" : "libcnnrt.a");
-    if (!rt_main || !rt)
+    const char *rt_mpi = mpi ? mpi_lib() : NULL;
+    if (!rt_main || !rt || (mpi && !rt_mpi))
         return false;
-    char *argv[16] = {(char *)cc, "-o", (char *)out, (char *)object, (char *)rt_main, (char *)rt,
-                      "-fopenmp", "-lpng", "-lz", "-lm"};
-    int n = 10;
+    char *argv[16] = {(char *)(mpi ? mpi_linker() : cc), "-o", (char *)out, (char *)object};
+    int n = 4;
+    if (mpi)
+        argv[n++] = (char *)rt_mpi;
+    const char *rest[] = {rt_main, rt, "-fopenmp", "-ljpeg", "-lpng", "-lz", "-lm"};
+    for (int i = 0; i < 7; i++)
+        argv[n++] = (char *)rest[i];
     if (sanitize)
         argv[n++] = "-fsanitize=address,undefined";
     argv[n] = NULL;
@@ -112,6 +135,18 @@ bool link_library(const char *object, const char *out, bool sanitize)
 }
 
 /* ---- the header ----------------------------------------------------------- */
+
+/* NAME_step: the optimizer alone, for a program's own distributed loop. */
+static void header_step(FILE *f, const char *N)
+{
+    fprintf(f,
+        "/* One optimizer step (train_step's) with the gradients in %s_grad() as\n"
+        " * they are: after %s_loss_grad, and after the program has combined them\n"
+        " * across processes however it likes (e.g. MPI_Allreduce and a division by\n"
+        " * the process count). The l2/l1 terms are already in them: not added\n"
+        " * again. 0, or < 0 with %s_error() before any loss_grad. */\n"
+        "int %s_step(%s *net);\n", N, N, N, N, N);
+}
 
 static void header_text(FILE *f, const Graph *g)
 {
@@ -196,9 +231,10 @@ static void header_text(FILE *f, const Graph *g)
         "/* The threads a call may use, clamped to [1, 1024]. */\n"
         "void %s_set_threads(%s *net, int threads);\n"
         "/* The learning rate of train_step; a negative or non-finite lr is ignored. */\n"
-        "void %s_set_lr(%s *net, float lr);\n\n"
-        "#ifdef __cplusplus\n}\n#endif\n\n#endif\n",
+        "void %s_set_lr(%s *net, float lr);\n",
         N, upper, N, N, N, N, N, N, N, N, N, N, N);
+    header_step(f, N);
+    fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
 }
 
 bool link_header(const Graph *g, const char *path)

@@ -1144,7 +1144,7 @@ static char *summary_text(const Lowered *l)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000003ll   /* "cnnc", layout version 3 */
+#define RT_DESC_MAGIC 0x636e6e6300000004ll   /* "cnnc", layout version 4 */
 
 static void train_fields(Emit *E, Fields *f, const Graph *g)
 {
@@ -1160,6 +1160,17 @@ static void train_fields(Emit *E, Fields *f, const Graph *g)
         fi(E, f, sets[i]->label_col);
     }
     fd(E, f, d->scale);
+}
+
+/* The data block's preprocessing: resize, crop, mean[3], std[3], classes. */
+static void prep_fields(Emit *E, Fields *f, const DataCfg *d)
+{
+    fi(E, f, d->resize), fi(E, f, d->crop);
+    for (int i = 0; i < 3; i++)
+        fd(E, f, d->mean[i]);
+    for (int i = 0; i < 3; i++)
+        fd(E, f, d->std[i]);
+    field(f, cstr(E, d->classes));
 }
 
 /* rt_reg_desc[]: kind, coef, param — one per parameter of each l2/l1 term */
@@ -1209,6 +1220,7 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     fi(E, &f, nreg), field(&f, reg);
     train_fields(E, &f, g);
     field(&f, cstr(E, summary_text(l)));
+    prep_fields(E, &f, &g->data);
     return global_struct(E, &f, arena_printf("%s_desc", g->name), true);
 }
 
@@ -1231,6 +1243,7 @@ static const ApiFn api[] = {
     {"grad", "rt_net_grad", 'p', "pw", false},
     {"set_threads", "rt_net_set_threads", 'v', "pw", false},
     {"set_lr", "rt_net_set_lr", 'v', "pf", false},
+    {"step", "rt_net_step", 'w', "p", false},
 };
 
 /* 'p' pointer, 'i' i64, 'w' i32 (C int), 'f' float, 'v' void */
@@ -1270,13 +1283,14 @@ static void emit_api(Emit *E, const Graph *g, LLVMValueRef desc)
     }
 }
 
-/* int main(int argc, char **argv) { return rt_main(&NAME_desc, argc, argv); } */
-static void emit_main(Emit *E, LLVMValueRef desc)
+/* int main(int argc, char **argv) { return rt_main(&NAME_desc, argc, argv); }
+ * (rt_mpi_main with --mpi) */
+static void emit_main(Emit *E, LLVMValueRef desc, bool mpi)
 {
     LLVMTypeRef margs[2] = {E->i32, E->ptr}, rargs[3] = {E->ptr, E->i32, E->ptr};
     LLVMValueRef fn = LLVMAddFunction(E->mod, "main", LLVMFunctionType(E->i32, margs, 2, 0));
     LLVMTypeRef rty = LLVMFunctionType(E->i32, rargs, 3, 0);
-    LLVMValueRef rt = LLVMAddFunction(E->mod, "rt_main", rty);
+    LLVMValueRef rt = LLVMAddFunction(E->mod, mpi ? "rt_mpi_main" : "rt_main", rty);
     LLVMPositionBuilderAtEnd(E->b, LLVMAppendBasicBlockInContext(E->ctx, fn, "entry"));
     LLVMValueRef args[3] = {desc, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
     LLVMBuildRet(E->b, LLVMBuildCall2(E->b, rty, rt, args, 3, ""));
@@ -1392,7 +1406,7 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMBuildRetVoid(E.b);
     emit_api(&E, l->g, desc);
     if (o->executable)
-        emit_main(&E, desc);
+        emit_main(&E, desc, o->mpi);
     LLVMDeleteFunction(scratch);
 
     char *msg = NULL;

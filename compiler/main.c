@@ -45,6 +45,8 @@ static const char usage[] =
     "                     compiles without --tune use the tiles it holds\n"
     "  --sanitize         instrument generated code with AddressSanitizer and link\n"
     "                     the sanitized runtime (for testing)\n"
+    "  --mpi              an executable whose `train` runs data-parallel over Open\n"
+    "                     MPI (mpirun -np N ./NAME train ...; see docs/distributed.md)\n"
     "  -v                 report the time of each compiler stage\n"
     "  --version          print the version\n"
     "  --help             print this help\n"
@@ -117,6 +119,7 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "--lib") == 0)        o->make = MAKE_LIB;
     else if (strcmp(a, "-c") == 0)           o->make = MAKE_OBJ;
     else if (strcmp(a, "--sanitize") == 0)   o->cg.sanitize = true;
+    else if (strcmp(a, "--mpi") == 0)        o->cg.mpi = true;
     else if (strcmp(a, "--no-fuse") == 0)    o->no_fuse = true;
     else if (strcmp(a, "--tune") == 0)       o->tune = true;
     else if (strcmp(a, "--tune-fault") == 0) o->tune_fault = true;     /* testing: see TuneOptions */
@@ -170,6 +173,8 @@ static Options parse_options(int argc, char **argv)
         bad_usage("--tune measures on this machine, so it needs the native target, not --target-cpu=%s", o.cg.cpu);
     if (!o.tune_budget)
         o.tune_budget = 60;
+    if (o.cg.mpi && o.make != MAKE_EXE)
+        bad_usage("%s", "--mpi builds an executable; a library's program links MPI itself (see docs/c-api.md)");
     gemm_target(cpu_has_avx512(o.cg.cpu));
     return o;
 }
@@ -314,7 +319,7 @@ static int build(const Options *o, const Lowered *l)
     if (ok && o->make != MAKE_EXE)
         ok = link_header(g, header_path(out, g));
     if (ok && o->make == MAKE_EXE)
-        ok = link_executable(obj, out, cg.sanitize);
+        ok = link_executable(obj, out, cg.sanitize, cg.mpi);
     else if (ok && o->make == MAKE_LIB)
         ok = link_library(obj, out, cg.sanitize);
     if (o->make != MAKE_OBJ)

@@ -2,8 +2,11 @@
  * "did you mean" for misspellings, and the defaults language.md gives. */
 #include "cnnc.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void settings_defaults(Graph *g)
 {
@@ -11,6 +14,8 @@ void settings_defaults(Graph *g)
                           .schedule = SCHED_CONSTANT, .step_every = 1, .step_factor = 0.1,
                           .exp_gamma = 0.95, .seed = 1};
     g->data.scale = 0;       /* automatic: 1/255 for image bytes, 1 for CSV numbers */
+    for (int i = 0; i < 3; i++)
+        g->data.mean[i] = 0, g->data.std[i] = 1;
 }
 
 /* A number from `lo` to `hi`, or an error naming the setting. */
@@ -215,7 +220,128 @@ static void dataset(DataSet *d, Ast *e)
     }
 }
 
-static const char *const data_keys[] = {"train", "test", "scale", NULL};
+/* The input's channels when its shape says them: C of [C, H, W], 1 of
+ * [H, W]; 0 for a flat [D] (predict decides from the image). */
+static int input_channels(const Graph *g)
+{
+    if (!g->input)
+        return 0;
+    Shape s = g->input->shape;
+    return s.rank == 3 ? (int)s.d[0] : s.rank == 2 ? 1 : 0;
+}
+
+/* mean = [m0, m1, m2] | m     one value per input channel, or one for all
+ * std  = [s0, s1, s2] | s     likewise, none 0 */
+static void per_channel(Graph *g, const Arg *a, double out[3])
+{
+    bool is_std = strcmp(a->key, "std") == 0;
+    Ast *e = a->val;
+    int n = e->kind == A_SHAPE ? e->nargs : 1, c = input_channels(g);
+    if (e->kind == A_STR || e->kind == A_NAME || e->kind == A_CALL) {
+        error_at(e->loc, "%s must be a number, or a list of one per channel: [%s]", a->key,
+                 is_std ? "0.229, 0.224, 0.225" : "0.485, 0.456, 0.406");
+        return;
+    }
+    int want = c ? c : 3;             /* a flat input: an RGB image's 3 */
+    if (e->kind == A_SHAPE && n != 1 && !(n == want && n <= 3)) {
+        error_at(e->loc, "%s has %d value%s; the input has %d channel%s: give %s", a->key, n,
+                 n == 1 ? "" : "s", c ? c : 3, c == 1 ? "" : "s",
+                 c == 3 || !c ? "one value or one per channel" : "one value");
+        return;
+    }
+    double v[3];
+    for (int i = 0; i < n; i++) {
+        Ast *x = e->kind == A_SHAPE ? e->args[i].val : e;
+        if (!number_in(x, a->key, -1e30, 1e30, false, &v[i]))
+            return;
+        if (is_std && v[i] == 0) {
+            error_at(x->loc, "std must not be 0");
+            return;
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        out[i] = v[n == 1 ? 0 : i];
+}
+
+/* The class names file: `path` relative to the .cnn's folder unless absolute. */
+static const char *beside_source(const char *path)
+{
+    const char *src = diag_path(), *slash = src ? strrchr(src, '/') : NULL;
+    if (path[0] == '/' || !slash)
+        return path;
+    return arena_printf("%.*s/%s", (int)(slash - src), src, path);
+}
+
+/* Reads a regular file of at most 16 MiB into the arena; NULL after an error at loc. */
+static char *read_text(const char *path, Loc loc, size_t *len)
+{
+    struct stat st;
+    FILE *f = NULL;
+    const char *why = stat(path, &st) != 0                            ? strerror(errno)
+                      : !S_ISREG(st.st_mode) || st.st_size > (16 << 20) ? "not a file of at most 16 MiB"
+                      : !(f = fopen(path, "rb"))                      ? strerror(errno)
+                                                                      : NULL;
+    if (why) {
+        error_at(loc, "cannot read the class names '%s': %s", path, why);
+        return NULL;
+    }
+    char *buf = arena_alloc((size_t)st.st_size + 1);
+    *len = fread(buf, 1, (size_t)st.st_size, f);
+    buf[*len] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* classes = "names.txt": one name per line, as many as the network's classes
+ * (its outputs). Kept as the lines, each ending in "\n", for the program. */
+static void class_names(Graph *g, const Arg *a)
+{
+    const char *path = string_arg(a->val, "classes");
+    size_t len;
+    char *text = path ? read_text(beside_source(path), a->val->loc, &len) : NULL;
+    if (!text)
+        return;
+    char *out = arena_alloc(len + 2), *o = out;
+    int64_t n = 0, want = g->output ? shape_count(g->output->shape) : 0;
+    for (char *p = text; p < text + len; n++) {
+        char *nl = memchr(p, '\n', (size_t)(text + len - p)), *e = nl ? nl : text + len;
+        size_t k = (size_t)(e - p) - (e > p && e[-1] == '\r');
+        if (k == 0 || memchr(p, 0, k)) {
+            error_at(a->val->loc, "%s:%lld: %s", path, (long long)n + 1,
+                     k ? "a NUL byte in a class name" : "an empty class name");
+            return;
+        }
+        memcpy(o, p, k), o += k, *o++ = '\n';
+        p = nl ? nl + 1 : text + len;
+    }
+    *o = 0;
+    if (g->output && n != want) {
+        error_at(a->val->loc, "%s has %lld class name%s (one per line), but the network has %lld "
+                 "classes", path, (long long)n, n == 1 ? "" : "s", (long long)want);
+        return;
+    }
+    g->data.classes = out;
+}
+
+/* resize = N (the shorter side), crop = N (a centre square, the input's size) */
+static void image_size(Graph *g, const Arg *a)
+{
+    double v;
+    bool crop = strcmp(a->key, "crop") == 0;
+    if (!number_in(a->val, a->key, 1, 16384, true, &v))
+        return;
+    Shape s = g->input ? g->input->shape : (Shape){0};
+    if (crop && s.rank >= 2 && (s.d[s.rank - 1] != v || s.d[s.rank - 2] != v)) {
+        error_at(a->val->loc, "crop = %d makes %dx%d images, but the input is %s", (int)v,
+                 (int)v, (int)v, shape_str(s));
+        return;
+    }
+    *(crop ? &g->data.crop : &g->data.resize) = (int)v;
+}
+
+static const char *const data_keys[] = {
+    "train", "test", "scale", "resize", "crop", "mean", "std", "classes", NULL,
+};
 
 void settings_data(Graph *g, const Stmt *s)
 {
@@ -224,10 +350,17 @@ void settings_data(Graph *g, const Stmt *s)
         if (!key_ok(s, i, data_keys))
             continue;
         const Arg *a = &s->args[i];
-        if (strcmp(a->key, "train") == 0)
+        const char *k = a->key;
+        if (strcmp(k, "train") == 0)
             dataset(&g->data.train, a->val);
-        else if (strcmp(a->key, "test") == 0)
+        else if (strcmp(k, "test") == 0)
             dataset(&g->data.test, a->val);
+        else if (strcmp(k, "resize") == 0 || strcmp(k, "crop") == 0)
+            image_size(g, a);
+        else if (strcmp(k, "mean") == 0 || strcmp(k, "std") == 0)
+            per_channel(g, a, k[0] == 'm' ? g->data.mean : g->data.std);
+        else if (strcmp(k, "classes") == 0)
+            class_names(g, a);
         else if (number_in(a->val, "scale", -1e30, 1e30, false, &v)) {
             if (v == 0)
                 error_at(a->val->loc, "scale must not be 0");

@@ -205,10 +205,11 @@ dims
     | dims ',' NUM              { $$ = arg_push($1, (Arg){.val = $3}); }
     ;
 
-/* settings = (key "=" pipe)* */
+/* settings = (key "=" (pipe | list))*     list: `mean = [0.485, 0.456, 0.406]` */
 settings
     : %empty                    { $$ = (ArgList){0}; }
     | settings key '=' pipe     { $$ = arg_push($1, (Arg){$2, loc_of(@2), $4}); }
+    | settings key '=' shape    { $$ = arg_push($1, (Arg){$2, loc_of(@2), $4}); }
     | settings error            { $$ = $1; }
     ;
 

@@ -4,10 +4,10 @@
  *   libcnnrt.a       error.c crc32.c safetensors.c net.c
  *                    needs only libc; linked by every program that embeds a
  *                    network (`cnnc --lib`, `cnnc -c`) and by the executables.
- *   libcnnrt_main.a  idx.c csv.c image.c main.c train.c
+ *   libcnnrt_main.a  idx.c csv.c image.c jpeg.c preprocess.c main.c train.c
  *                    data sets, images, the commands and the training loop,
  *                    for the generated executables only;
- *                    link after libcnnrt.a with -lz -lpng.
+ *                    link after libcnnrt.a with -ljpeg -lpng -lz.
  *
  * Conventions.
  *   - A function that can fail returns 0 on success and -1 on failure, after
@@ -206,15 +206,24 @@ typedef struct {
     uint8_t *px;
 } rt_image;
 
+/* Images over RT_IMAGE_MAX_SIDE pixels a side or RT_IMAGE_MAX_SAMPLES
+ * samples (channels x height x width) are refused, from their header, before
+ * anything of their size is allocated. */
+#define RT_IMAGE_MAX_SIDE 16384
+#define RT_IMAGE_MAX_SAMPLES (1 << 27)
+
+/* Allocates img's pixels for c x h x w, or fails naming path with the size
+ * when it is outside the limits above. */
+int rt_image_alloc(rt_image *img, int c, int64_t h, int64_t w, const char *path, rt_err *err);
+
 /* Reads image number index (from 0) of the file at path. Formats, told apart
  * by their first bytes: PGM/PPM (P2, P5, P3, P6; maxval up to 65535, scaled
  * to 8 bits), PNG (any color type and bit depth, reduced to 8-bit gray or RGB:
- * alpha and transparency dropped, palettes expanded to RGB), and IDX (plain or
- * gzip, items as rt_image_from_idx takes them). index must be 0 except for
- * IDX, where reading decompresses everything before the image: to visit many,
- * use rt_idx_read once and rt_image_from_idx. Unknown formats are named by
- * their first bytes; images over 16384 pixels a side or 2^27 samples are
- * refused. */
+ * alpha and transparency dropped, palettes expanded to RGB), JPEG (jpeg.c),
+ * and IDX (plain or gzip, items as rt_image_from_idx takes them). index must
+ * be 0 except for IDX, where reading decompresses everything before the
+ * image: to visit many, use rt_idx_read once and rt_image_from_idx. Unknown
+ * formats are named by their first bytes. */
 int rt_image_read(const char *path, int64_t index, rt_image *img, rt_err *err);
 
 /* The number of images in the file at path: 1, or an IDX file's item count. */
@@ -227,18 +236,70 @@ int rt_image_count(const char *path, int64_t *n, rt_err *err);
 int rt_image_from_idx(const rt_idx *a, int64_t index, const char *label, rt_image *img,
                       rt_err *err);
 
+void rt_image_free(rt_image *img);
+
+/* jpeg.c: JPEG through libjpeg(-turbo), its own file so that only what
+ * reads images links libjpeg.
+ *
+ * Decodes the len bytes at b (a JPEG file; path names it in messages) as
+ * PIL does: gray stays gray, YCbCr and RGB become RGB, CMYK and YCCK become
+ * RGB as PIL's convert("RGB") makes them. No EXIF orientation is applied (PIL applies none either). The
+ * size is checked from the header before decoding. libjpeg's errors, and its
+ * warnings that mean missing or corrupt data (a truncated file), fail with
+ * libjpeg's message: "x.jpg: bad JPEG: Premature end of JPEG file". */
+int rt_jpeg_read(const unsigned char *b, size_t len, const char *path, rt_image *img,
+                 rt_err *err);
+
+/* preprocess.c: from an image to a network input, as the data { } block
+ * says, the steps of torchvision's Resize(resize), CenterCrop(crop),
+ * ToTensor() and Normalize(mean, std) through PIL, with PIL's arithmetic
+ * (8-bit samples, fixed-point bilinear weights) so that the input tensor is
+ * the one torchvision makes. */
+typedef struct {
+    int resize;           /* > 0: the shorter side becomes resize pixels, bilinear */
+    int crop;             /* > 0: then the centre crop x crop square */
+    float scale;          /* then each sample times scale (ToTensor: 1/255) */
+    float mean[3], std[3];/* then (v - mean[k]) / std[k] on channel k */
+} rt_prep;
+
 /* Fills x with img as a network input of shape dims[0..rank): [C, H, W],
- * [H, W] (one channel) or [D]. A flat [D] takes the image as it is if D equals
- * c * h * w, and otherwise a square gray (D = S*S) or RGB (D = 3*S*S) S x S
- * image. Channels are converted first (RGB to gray by luma 0.299 R + 0.587 G +
- * 0.114 B; gray to C channels by replication), then each plane is resized with
- * bilinear (triangle-filter) sampling widened when shrinking, as PIL and
- * torchvision's antialiased resize do; then values are multiplied by scale.
- * label names the image in messages. */
+ * [H, W] (one channel) or [D]. A flat [D] takes the image as it is if D
+ * equals c * h * w, and otherwise a square gray (D = S*S) or RGB (D = 3*S*S)
+ * S x S image. Channels are converted as PIL converts (gray to RGB by
+ * replication, RGB to gray by luma 0.299 R + 0.587 G + 0.114 B rounded);
+ * then, with p->resize, the shorter side is resized to p->resize as
+ * torchvision's Resize does (the longer side in proportion, truncated), or
+ * without resize and crop the image is stretched to the input's H x W
+ * (bilinear: PIL's triangle filter, widened when shrinking); with p->crop
+ * (which must equal the input's H and W) the centre is cut out, padded with
+ * zeros where the image is smaller, offsets rounded as torchvision's
+ * CenterCrop; then values become (v * scale - mean) / std. label names the
+ * image in messages, which say what does not fit. */
+int rt_image_prepare(const rt_image *img, const rt_prep *p, int rank, const int64_t *dims,
+                     float *x, const char *label, rt_err *err);
+
+/* rt_image_prepare with no resize, crop, mean or std: the image stretched to
+ * the input's size, values times scale. */
 int rt_image_to_input(const rt_image *img, int rank, const int64_t *dims, float scale,
                       float *x, const char *label, rt_err *err);
 
-void rt_image_free(rt_image *img);
+/* Class names, one per output class, for predict's top-5. */
+typedef struct {
+    int64_t n, cap;
+    char *text;           /* the names, each NUL-terminated */
+    char **name;          /* name[0..n) point into text */
+} rt_classes;
+
+/* Splits text (len bytes, not retained) into one name per line: lines end
+ * with \n or \r\n, the last newline is optional, no name is empty. Fails,
+ * naming label and the line, on an empty name, and naming label when the
+ * count is not nclasses: "x.txt: 999 class names (one per line), but the
+ * network has 1000 classes". */
+int rt_classes_parse(const char *text, size_t len, int64_t nclasses, const char *label,
+                     rt_classes *c, rt_err *err);
+/* rt_classes_parse of the file at path. */
+int rt_classes_read(const char *path, int64_t nclasses, rt_classes *c, rt_err *err);
+void rt_classes_free(rt_classes *c);
 
 /* net.c
  *
@@ -250,7 +311,7 @@ void rt_image_free(rt_image *img);
 
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
-#define RT_DESC_MAGIC 0x636e6e6300000003ll
+#define RT_DESC_MAGIC 0x636e6e6300000004ll
 
 enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_CONSTANT, RT_INIT_UNIFORM, RT_INIT_NORMAL,
        RT_INIT_HE, RT_INIT_XAVIER };
@@ -332,6 +393,10 @@ typedef struct {
     rt_data_desc train_set, test_set;
     double scale;                 /* applied to the data; 0: rt_input_scale decides */
     const char *summary;          /* the --summary table */
+    /* the data { } block's preprocessing for predict (rt_prep) */
+    int64_t resize, crop;         /* 0: none */
+    double mean[3], std[3];       /* per input channel; 0 and 1 when not given */
+    const char *classes;          /* the class names, each followed by "\n"; NULL: none */
 } rt_net_desc;
 
 typedef struct { uint64_t s[4]; } rt_rng;
@@ -412,6 +477,39 @@ float       rt_net_loss_grad(rt_net *net, int n, const float *x, const void *y);
  * If the data loss is not finite the parameters and step are left as they
  * were. Allocates only when n or the thread count exceeds any before. */
 float       rt_net_train_step(rt_net *net, int n, const float *x, const void *y);
+/* One SGD step (as rt_net_train_step's) with the gradients in grads as they
+ * are, e.g. after the caller summed them over processes: regularizers are
+ * not added again. Then step + 1. 0, or -1 before any loss_grad. */
+int         rt_net_step(rt_net *net);
+
+/* The processes a training run is spread over: MPI's ranks (mpi.c, linked
+ * by `cnnc --mpi`), or none (NULL) for one process. Every function is a
+ * collective: each process calls it, in the same order, and all get the
+ * same result. A process that dies ends them all (MPI's errors are fatal). */
+typedef struct rt_dist rt_dist;
+struct rt_dist {
+    int rank, size;               /* this process, of size; rank 0 does the I/O */
+    /* v[0..n) = the sum over the processes of their v[0..n), in place */
+    void (*sum_floats)(const rt_dist *dist, float *v, int64_t n);
+    void (*sum_doubles)(const rt_dist *dist, double *v, int n);
+    /* the largest of the processes' v */
+    int (*max_int)(const rt_dist *dist, int v);
+    void *self;                   /* the implementation's own state */
+};
+
+/* One SGD step on a batch of `total` examples spread over dist's processes,
+ * of which this one holds examples [first, first + n) in x and y (n may be
+ * 0). Each computes its examples' gradient with its threads (as
+ * rt_net_train_step splits a batch); the sums are added across processes
+ * (a blocking allreduce of the whole gradient block), the regularizers
+ * added, and every process takes the same step. Batchnorm's statistics are
+ * each process's own examples'; its running statistics are averaged over the
+ * processes. *stop in: this process asks to stop; out: one of them did. The
+ * loss of the whole batch, the same in every process; NAN on every process
+ * if one failed (rt_net_error says why, or that another one failed), and a
+ * non-finite loss without a step if the loss diverged. */
+float       rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_t first,
+                               int n, const float *x, const void *y, bool *stop);
 /* Parameter i's values (count floats, in the network's block) or its
  * gradient; NULL (and rt_net_error) when i is outside [0, nparams), and for
  * the gradient before any loss_grad or train_step. */
@@ -438,6 +536,12 @@ float       rt_input_scale(const rt_net_desc *d, bool bytes);
 
 /* main.c: the generated program's commands (info, predict, eval, bench, ...) */
 int rt_main(const rt_net_desc *d, int argc, char **argv);
+/* rt_main with `train` spread over dist's processes (mpi.c calls it). */
+int rt_main_dist(const rt_net_desc *d, const rt_dist *dist, int argc, char **argv);
+/* mpi.c (libcnnrt_mpi.a, linked by `cnnc --mpi` before the others): the
+ * main() of an MPI build. Initializes MPI, runs `train` on every rank through
+ * rt_main_dist and the other commands on rank 0 alone, then finalizes. */
+int rt_mpi_main(const rt_net_desc *d, int argc, char **argv);
 
 /* The probabilities of one output row: the row itself if the network ends in
  * a softmax, otherwise softmax(row); p holds output_size values. */
@@ -466,6 +570,7 @@ typedef struct {
     int batch, threads;           /* 0: not given */
     double lr, momentum;          /* < 0: not given */
     int64_t seed;                 /* < 0: not given */
+    const rt_dist *dist;          /* the processes to spread over; NULL: this one */
 } rt_train_opts;
 
 /* Trains as the options say, printing progress; returns the exit status: 0,

@@ -1,8 +1,9 @@
-/* image.c -- single images for `predict`, and their conversion to inputs.
+/* image.c -- single images for `predict` (preprocess.c makes them inputs).
  *
  * Formats are told apart by their first bytes:
  *   "P2" "P3" "P5" "P6"   netpbm gray / RGB, ASCII / binary
  *   89 "PNG" 0d 0a 1a 0a  PNG, through libpng
+ *   ff d8 ff              JPEG, through libjpeg (jpeg.c)
  *   1f 8b, or 00 00 t R   IDX, gzip or plain (idx.c) */
 #define _POSIX_C_SOURCE 200809L
 #include "cnnrt.h"
@@ -17,9 +18,9 @@
 #include <string.h>
 
 enum {
-    MAX_SIDE = 16384,       /* a larger width or height is refused */
-    MAX_SAMPLES = 1 << 27,  /* and so is a larger channels x height x width */
-    FMT_PNM = 1, FMT_PNG, FMT_IDX,
+    MAX_SIDE = RT_IMAGE_MAX_SIDE,       /* a larger width or height is refused */
+    MAX_SAMPLES = RT_IMAGE_MAX_SAMPLES, /* and so is a larger channels x height x width */
+    FMT_PNM = 1, FMT_PNG, FMT_JPEG, FMT_IDX,
 };
 
 /* Whether a c x h x w image is within the limits. */
@@ -28,8 +29,7 @@ static int size_ok(int c, int64_t h, int64_t w)
     return h >= 1 && w >= 1 && h <= MAX_SIDE && w <= MAX_SIDE && c * h * w <= MAX_SAMPLES;
 }
 
-static int alloc_image(rt_image *img, int c, int64_t h, int64_t w, const char *path,
-                       rt_err *err)
+int rt_image_alloc(rt_image *img, int c, int64_t h, int64_t w, const char *path, rt_err *err)
 {
     if (!size_ok(c, h, w))
         return rt_fail(err, "%s: image size %" PRId64 "x%" PRId64 "x%d is outside 1..%d per "
@@ -145,7 +145,7 @@ static int read_pnm(const unsigned char *b, size_t len, const char *path, rt_ima
     if (size_ok(ch, h, w) && n > c.end - c.p) /* a sample takes a byte at least */
         return rt_fail(err, "%s: truncated: %" PRId64 " samples expected, the file has %td "
                             "bytes left", path, n, c.end - c.p);
-    if (alloc_image(img, ch, h, w, path, err))
+    if (rt_image_alloc(img, ch, h, w, path, err))
         return -1;
     uint8_t *s = malloc((size_t)n);
     if (!s)
@@ -177,6 +177,7 @@ typedef struct {
     uint8_t *buf;
     png_bytep *rows;
     int c, h, w;
+    int64_t too_big_h, too_big_w;   /* the header's size, when over the limits */
 } png_job;
 
 _Noreturn static void png_on_error(png_structp png, png_const_charp msg)
@@ -223,13 +224,17 @@ static int png_decode(png_job *j)
     if (setjmp(png_jmpbuf(j->png)))
         return -1;
     png_set_read_fn(j->png, &j->src, png_on_read);
-    png_set_user_limits(j->png, MAX_SIDE, MAX_SIDE);
+    png_set_user_limits(j->png, 0x7fffffff, 0x7fffffff);    /* size_ok decides */
     png_read_info(j->png, j->info);
     png_transforms(j->png, j->info);
     png_read_update_info(j->png, j->info);
     j->c = png_get_channels(j->png, j->info);
-    j->h = (int)png_get_image_height(j->png, j->info);
-    j->w = (int)png_get_image_width(j->png, j->info);
+    int64_t h = png_get_image_height(j->png, j->info), w = png_get_image_width(j->png, j->info);
+    if (!size_ok(j->c, h, w)) {
+        j->too_big_h = h, j->too_big_w = w;
+        return -1;
+    }
+    j->h = (int)h, j->w = (int)w;
     if ((j->c != 1 && j->c != 3) || png_get_rowbytes(j->png, j->info) != (size_t)(j->c * j->w))
         png_error(j->png, "unexpected pixel layout after conversion");
     j->buf = malloc((size_t)j->c * (size_t)j->h * (size_t)j->w);
@@ -246,13 +251,15 @@ static int png_decode(png_job *j)
 static int read_png(const unsigned char *b, size_t len, const char *path, rt_image *img,
                     rt_err *err)
 {
-    png_job j = {{b, len, "out of memory"}, NULL, NULL, NULL, NULL, 0, 0, 0};
+    png_job j = {{b, len, "out of memory"}, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0};
     j.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &j.src, png_on_error, png_on_warning);
     j.info = j.png ? png_create_info_struct(j.png) : NULL;
     int r = j.info ? png_decode(&j) : -1;
-    if (r)
+    if (r && j.too_big_h)
+        rt_image_alloc(img, j.c, j.too_big_h, j.too_big_w, path, err);   /* fails: says why */
+    else if (r)
         rt_fail(err, "%s: bad PNG: %s", path, j.src.msg);
-    else if (!(r = alloc_image(img, j.c, j.h, j.w, path, err)))
+    else if (!(r = rt_image_alloc(img, j.c, j.h, j.w, path, err)))
         deinterleave(img, j.buf);
     png_destroy_read_struct(&j.png, &j.info, NULL);
     free(j.buf);
@@ -276,13 +283,13 @@ int rt_image_from_idx(const rt_idx *a, int64_t index, const char *label, rt_imag
     int hwc = a->rank == 4 && d[2] == 3, chw = a->rank == 4 && (d[0] == 1 || d[0] == 3);
     if (a->rank == 3 || (chw && !hwc)) {
         int c = a->rank == 3 ? 1 : (int)d[0];
-        if (alloc_image(img, c, d[a->rank - 3], d[a->rank - 2], label, err))
+        if (rt_image_alloc(img, c, d[a->rank - 3], d[a->rank - 2], label, err))
             return -1;
         memcpy(img->px, s, (size_t)a->item);
         return 0;
     }
     if (hwc) {
-        if (alloc_image(img, 3, d[0], d[1], label, err))
+        if (rt_image_alloc(img, 3, d[0], d[1], label, err))
             return -1;
         deinterleave(img, s);
         return 0;
@@ -300,6 +307,8 @@ static int sniff(const unsigned char *b, size_t n)
         return FMT_PNM;
     if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8))
         return FMT_PNG;
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        return FMT_JPEG;
     if ((n >= 2 && b[0] == 0x1f && b[1] == 0x8b) ||
         (n >= 4 && !b[0] && !b[1] && b[3] >= 1 && b[3] <= 4))
         return FMT_IDX;
@@ -324,8 +333,8 @@ static int format(const char *path, rt_err *err)
         char hex[32] = "";
         for (size_t i = 0; i < n && i < 6; i++)
             snprintf(hex + 3 * i, sizeof hex - 3 * i, " %02x", b[i]);
-        return rt_fail(err, "%s: unknown image format (first bytes%s); expected PGM, PPM, PNG "
-                            "or IDX", path, hex);
+        return rt_fail(err, "%s: unknown image format (first bytes%s); expected PGM, PPM, PNG, "
+                            "JPEG or IDX", path, hex);
     }
     return fmt;
 }
@@ -352,7 +361,8 @@ int rt_image_read(const char *path, int64_t index, rt_image *img, rt_err *err)
     const unsigned char *b = (const unsigned char *)buf;
     r = sniff(b, len) != fmt ? rt_fail(err, "%s: the file changed while being read", path)
         : fmt == FMT_PNM     ? read_pnm(b, len, path, img, err)
-                             : read_png(b, len, path, img, err);
+        : fmt == FMT_PNG     ? read_png(b, len, path, img, err)
+                             : rt_jpeg_read(b, len, path, img, err);
     free(buf);
     if (r)
         rt_image_free(img);
@@ -372,150 +382,4 @@ int rt_image_count(const char *path, int64_t *n, rt_err *err)
         return -1;
     *n = a.dims[0];
     return 0;
-}
-
-/* ---- Conversion to a network input ---- */
-
-/* The side of a square of n pixels, or 0. */
-static int64_t square_side(int64_t n)
-{
-    int64_t q = n > 0 ? (int64_t)sqrt((double)n + 0.5) : 0;
-    return q * q == n ? q : 0;
-}
-
-/* A flat input of d values as [C, H, W] for img: see rt_image_to_input. */
-static void flat_size(const rt_image *img, int64_t d, int64_t s[3])
-{
-    int64_t q = square_side(d), q3 = d % 3 ? 0 : square_side(d / 3);
-    int same = d == (int64_t)img->c * img->h * img->w;
-    s[0] = same ? img->c : q ? 1 : 3;
-    s[1] = same ? img->h : q ? q : q3;
-    s[2] = same ? img->w : s[1];
-}
-
-/* The input's channels and size for img: see rt_image_to_input. */
-static int input_size(const rt_image *img, int rank, const int64_t *dims, int64_t s[3])
-{
-    if (rank == 1)
-        flat_size(img, dims[0], s);
-    for (int i = 0; i < 3 && rank > 1; i++)
-        s[i] = i < 3 - rank ? 1 : dims[i - (3 - rank)];
-    for (int i = 0; i < 3; i++)
-        if (s[i] < 1 || s[i] > MAX_SIDE)
-            return -1;
-    return img->c == s[0] || img->c == 1 || (img->c == 3 && s[0] == 1) ? 0 : -1;
-}
-
-/* Output channel k of c, at the image's size: a copy of plane k, the gray
- * plane replicated, or the luma Y = 0.299 R + 0.587 G + 0.114 B. */
-static void make_plane(const rt_image *img, int c, int k, float *out)
-{
-    size_t hw = (size_t)img->h * (size_t)img->w;
-    const uint8_t *p = img->px + (img->c == c ? (size_t)k * hw : 0);
-    for (size_t i = 0; i < hw; i++)
-        out[i] = img->c == 3 && c == 1
-                     ? 0.299f * p[i] + 0.587f * p[hw + i] + 0.114f * p[2 * hw + i]
-                     : p[i];
-}
-
-/* The taps of resampling an axis of length in to length out: output i is
- * the sum over j in [lo[i], lo[i] + n[i]) of w[i * taps + j - lo[i]] * in_j. */
-typedef struct {
-    int *lo, *n, taps;
-    float *w;
-} axis;
-
-static void axis_free(axis *a)
-{
-    free(a->lo);
-    free(a->n);
-    free(a->w);
-}
-
-/* Bilinear weights, as PIL's BILINEAR and torchvision's antialiased resize:
- * output i is centered at x = (i + 0.5) * in / out in input coordinates and
- * averages inputs j with the triangle weight 1 - |j + 0.5 - x| / support,
- * support = max(1, in / out), normalized to sum to 1. At support 1 this is
- * plain bilinear interpolation; when shrinking, the widened triangle lets
- * every input pixel count instead of aliasing. */
-static int axis_make(axis *a, int in, int out)
-{
-    double scale = (double)in / out, support = scale > 1 ? scale : 1;
-    a->taps = (int)ceil(2 * support) + 2;
-    a->lo = malloc((size_t)out * sizeof *a->lo);
-    a->n = malloc((size_t)out * sizeof *a->n);
-    a->w = calloc((size_t)out * (size_t)a->taps, sizeof *a->w);
-    if (!a->lo || !a->n || !a->w)
-        return -1;
-    for (int i = 0; i < out; i++) {
-        double x = (i + 0.5) * scale, sum = 0;
-        int lo = (int)floor(x - support + 0.5), hi = (int)floor(x + support + 0.5);
-        lo = lo < 0 ? 0 : lo;
-        hi = hi > in ? in : hi;
-        hi = hi - lo > a->taps ? lo + a->taps : hi;
-        float *w = a->w + (size_t)i * (size_t)a->taps;
-        for (int j = lo; j < hi; j++) {
-            double t = fabs((j + 0.5 - x) / support);
-            sum += w[j - lo] = (float)(t < 1 ? 1 - t : 0);
-        }
-        for (int j = lo; j < hi && sum > 0; j++)
-            w[j - lo] = (float)(w[j - lo] / sum);
-        a->lo[i] = lo;
-        a->n[i] = hi - lo;
-    }
-    return 0;
-}
-
-/* One sample through the taps of output i, reading inputs s[j * stride]. */
-static float tap(const axis *a, int i, const float *s, size_t stride)
-{
-    const float *w = a->w + (size_t)i * (size_t)a->taps;
-    float v = 0;
-    for (int j = 0; j < a->n[i]; j++)
-        v += w[j] * s[(size_t)(a->lo[i] + j) * stride];
-    return v;
-}
-
-/* Resizes plane src (ih x iw) into dst (oh x ow) times scale, rows first
- * into tmp (ih x ow). */
-static void resize(const float *src, int ih, int iw, float *tmp, const axis *ax,
-                   const axis *ay, float *dst, int oh, int ow, float scale)
-{
-    for (int y = 0; y < ih; y++)
-        for (int x = 0; x < ow; x++)
-            tmp[(size_t)y * ow + x] = tap(ax, x, src + (size_t)y * iw, 1);
-    for (int y = 0; y < oh; y++)
-        for (int x = 0; x < ow; x++)
-            dst[(size_t)y * ow + x] = tap(ay, y, tmp + x, (size_t)ow) * scale;
-}
-
-int rt_image_to_input(const rt_image *img, int rank, const int64_t *dims, float scale,
-                      float *x, const char *label, rt_err *err)
-{
-    int64_t s[3];
-    if (rank < 1 || rank > 3 || input_size(img, rank, dims, s)) {
-        char sh[96] = "[";
-        for (int i = 0; i < rank && i < 3; i++)
-            snprintf(sh + strlen(sh), sizeof sh - strlen(sh), "%s%" PRId64, i ? ", " : "",
-                     dims[i]);
-        return rt_fail(err, "%s: a %d-channel %dx%d image cannot become an input of shape %s]",
-                       label, img->c, img->w, img->h, sh);
-    }
-    int c = (int)s[0], oh = (int)s[1], ow = (int)s[2];
-    size_t ihw = (size_t)img->h * (size_t)img->w;
-    float *plane = malloc(ihw * sizeof *plane);
-    float *tmp = malloc((size_t)img->h * (size_t)ow * sizeof *tmp);
-    axis ax = {0}, ay = {0};
-    int r = !plane || !tmp || axis_make(&ax, img->w, ow) || axis_make(&ay, img->h, oh);
-    if (r)
-        rt_fail(err, "%s: out of memory", label);
-    for (int k = 0; k < c && !r; k++) {
-        make_plane(img, c, k, plane);
-        resize(plane, img->h, img->w, tmp, &ax, &ay, x + (size_t)k * oh * ow, oh, ow, scale);
-    }
-    axis_free(&ax);
-    axis_free(&ay);
-    free(plane);
-    free(tmp);
-    return r ? -1 : 0;
 }

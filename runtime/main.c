@@ -27,6 +27,12 @@ typedef struct {
     bool has_seed, has_epochs, has_lr, has_momentum;
     int nfiles;
     char **files;
+    /* predict: overrides of the data block, and --dump-input */
+    const char *classes, *dump_input;
+    int resize, crop;             /* -1: not given */
+    int nmean, nstd;              /* values given (0: not given) */
+    double mean[3], std[3];
+    const rt_dist *dist;          /* train's processes (rt_main_dist); NULL: one */
 } Opts;
 
 static const char *prog;
@@ -48,7 +54,9 @@ static void help(const rt_net_desc *d)
            "          [--train IMAGES LABELS | --train FILE.csv] [--test IMAGES LABELS | --test FILE.csv]\n"
            "          [--save FILE] [--resume CKPT] [--log metrics.csv] [--plot curves.svg]\n"
            "  eval    [--weights W] [--test IMAGES LABELS | --test FILE.csv] [--scale S] [--batch B] [--threads T]\n"
-           "  predict [--weights W] [--scale S] FILE...   top-5 classes of PGM, PNG or IDX images\n"
+           "  predict [--weights W] [--scale S] [--resize N] [--crop N] [--mean M[,M,M]] [--std S[,S,S]]\n"
+           "          [--classes NAMES.txt] [--dump-input X.safetensors] FILE...\n"
+           "          top-5 classes of JPEG, PNG, PGM/PPM or IDX images\n"
            "  forward [--weights W] IN OUT    outputs for the tensor 'x' of IN (safetensors)\n"
            "  bench   [--batch B] [--threads T] [--seconds S]\n"
            "  info    the layer table and the memory a training step takes\n",
@@ -72,10 +80,51 @@ static bool is_csv(const char *path)
     return n > 4 && strcasecmp(path + n - 4, ".csv") == 0;
 }
 
+/* --mean / --std: one number, or three separated by commas; the count, or 0. */
+static int number_list(const char *v, double out[3], bool nonzero)
+{
+    int n = 0;
+    for (const char *p = v;; n++) {
+        char *end;
+        double x = strtod(p, &end);
+        if (n == 3 || end == p || !isfinite(x) || (nonzero && x == 0) || (*end && *end != ','))
+            return 0;
+        out[n] = x;
+        if (!*end)
+            return n == 0 || n == 2 ? n + 1 : 0;
+        p = end + 1;
+    }
+}
+
+/* The options of predict; 1 if a is one of them (then v was used), -1
+ * after a usage error (its exit status in *rc). */
+static int parse_predict(const char *a, const char *v, Opts *o, int *rc)
+{
+    long long n;
+    if (strcmp(a, "--classes") == 0)           o->classes = v;
+    else if (strcmp(a, "--dump-input") == 0)   o->dump_input = v;
+    else if (strcmp(a, "--resize") == 0 || strcmp(a, "--crop") == 0) {
+        if (!whole(v, 0, 16384, &n))
+            return *rc = usage_error(a[2] == 'r' ? "--resize needs a whole number from 0 (none) to 16384, not '%s'"
+                                                 : "--crop needs a whole number from 0 (none) to 16384, not '%s'", v), -1;
+        *(a[2] == 'r' ? &o->resize : &o->crop) = (int)n;
+    } else if (strcmp(a, "--mean") == 0 || strcmp(a, "--std") == 0) {
+        bool std = a[2] == 's';
+        int k = number_list(v, std ? o->std : o->mean, std);
+        if (!k)
+            return *rc = usage_error(std ? "--std needs one number or three, comma-separated, none 0, not '%s'"
+                                         : "--mean needs one number or three, comma-separated, not '%s'", v), -1;
+        *(std ? &o->nstd : &o->nmean) = k;
+    } else
+        return 0;
+    return 1;
+}
+
 /* Reads "--flag VALUE" pairs and positional files; 0, or an exit status. */
 static int parse(int argc, char **argv, Opts *o)
 {
     o->files = calloc((size_t)argc + 1, sizeof(char *));
+    o->resize = o->crop = -1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -87,7 +136,11 @@ static int parse(int argc, char **argv, Opts *o)
         bool two = (strcmp(a, "--train") == 0 || strcmp(a, "--test") == 0) && v && !is_csv(v);
         if (!v || (two && i + 2 >= argc))
             return usage_error("%s needs a value", a);
-        if (strcmp(a, "--weights") == 0)       o->weights = v;
+        int rc = 0, took = parse_predict(a, v, o, &rc);
+        if (took < 0)
+            return rc;
+        if (took)                              ;
+        else if (strcmp(a, "--weights") == 0)  o->weights = v;
         else if (strcmp(a, "--save") == 0)     o->save = v;
         else if (strcmp(a, "--resume") == 0)   o->resume = v;
         else if (strcmp(a, "--log") == 0)      o->log = v;
@@ -213,38 +266,109 @@ static int cmd_info(const rt_net_desc *d)
     return 0;
 }
 
+/* The preprocessing of predict: the data block's, with the command line's
+ * overrides. 0, or an exit status after a message. */
+static int predict_prep(const rt_net_desc *d, const Opts *o, rt_prep *p)
+{
+    int c = d->input_rank == 3 ? (int)d->input_dims[0] : d->input_rank == 2 ? 1 : 0;
+    *p = (rt_prep){.resize = (int)d->resize, .crop = (int)d->crop, .scale = rt_input_scale(d, true)};
+    for (int k = 0; k < 3; k++) {
+        p->mean[k] = (float)(o->nmean ? o->mean[o->nmean == 1 ? 0 : k] : d->mean[k]);
+        p->std[k] = (float)(o->nstd ? o->std[o->nstd == 1 ? 0 : k] : d->std[k]);
+    }
+    if (o->resize >= 0)
+        p->resize = o->resize;
+    if (o->crop >= 0)
+        p->crop = o->crop;
+    if ((c == 1 || c > 3) && (o->nmean == 3 || o->nstd == 3))
+        return usage_error("%s", "this network's input has other than 3 channels: --mean and --std take one value");
+    return 0;
+}
+
+/* The class names: --classes, else the program's own (from the data block),
+ * else none (c->n == 0). 0, or 1 after a message. */
+static int predict_classes(const rt_net_desc *d, const Opts *o, rt_classes *c)
+{
+    rt_err err = {{0}};
+    memset(c, 0, sizeof *c);
+    int r = o->classes ? rt_classes_read(o->classes, d->output_size, c, &err)
+            : d->classes ? rt_classes_parse(d->classes, strlen(d->classes), d->output_size,
+                                            "the program's class names", c, &err)
+                         : 0;
+    if (r)
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+    return r ? 1 : 0;
+}
+
+/* Image f of the command line as the input x; 0, or 1 after a message. */
+static int predict_input(const rt_net_desc *d, const rt_prep *p, const char *path, float *x)
+{
+    rt_image img;
+    rt_err err = {{0}};
+    int r = rt_image_read(path, 0, &img, &err) ||
+            rt_image_prepare(&img, p, (int)d->input_rank, d->input_dims, x, path, &err);
+    if (r)
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+    rt_image_free(&img);
+    return r ? 1 : 0;
+}
+
+/* --dump-input: the n inputs as the tensor "x" [n, input dims...], which
+ * `forward` takes. */
+static int dump_inputs(const rt_net_desc *d, const char *path, int n, float *x)
+{
+    rt_tensor t = {.name = "x", .rank = 1 + (int)d->input_rank, .count = n * d->input_size, .data = x};
+    t.dims[0] = n;
+    for (int k = 0; k < d->input_rank; k++)
+        t.dims[k + 1] = d->input_dims[k];
+    rt_err err = {{0}};
+    if (rt_st_write(path, 1, &t, 0, NULL, NULL, &err)) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static void print_top5(const rt_net_desc *d, const char *path, const double *p, const rt_classes *c)
+{
+    int idx[5], n = top_k(p, d->output_size, 5, idx);
+    printf("%s:\n", path);
+    for (int i = 0; i < n; i++)
+        printf(c->n ? "  class %-4d %7.4f  %s\n" : "  class %-4d %7.4f\n", idx[i], p[idx[i]],
+               c->n ? c->name[idx[i]] : "");
+}
+
 static int cmd_predict(const rt_net_desc *d, const Opts *o)
 {
     if (o->nfiles == 0)
         return usage_error("%s", "predict needs at least one image file");
     if (d->input_rank == 0)
         return usage_error("%s", "this network's input is not an image");
+    rt_prep prep;
+    rt_classes names;
+    int rc = predict_prep(d, o, &prep);
+    if (rc || (rc = predict_classes(d, o, &names)))
+        return rc;
     rt_net *net = open_net(d, o);
-    if (!net)
+    if (!net) {
+        rt_classes_free(&names);
         return 1;
-    float *x = malloc(sizeof(float) * (size_t)d->input_size), *out = malloc(sizeof(float) * (size_t)d->output_size);
+    }
+    size_t nx = o->dump_input ? (size_t)o->nfiles : 1;
+    float *xs = malloc(sizeof(float) * nx * (size_t)d->input_size), *out = malloc(sizeof(float) * (size_t)d->output_size);
     double *p = malloc(sizeof(double) * (size_t)d->output_size);
-    int rc = 0;
     for (int f = 0; f < o->nfiles && !rc; f++) {
-        rt_image img;
-        rt_err err = {{0}};
-        if (rt_image_read(o->files[f], 0, &img, &err) ||
-            rt_image_to_input(&img, (int)d->input_rank, d->input_dims, rt_input_scale(d, true), x, o->files[f], &err)) {
-            fprintf(stderr, "%s: %s\n", prog, err.msg);
-            rc = 1;
-            if (img.px)
-                rt_image_free(&img);
+        float *x = xs + (o->dump_input ? (size_t)f * (size_t)d->input_size : 0);
+        if ((rc = predict_input(d, &prep, o->files[f], x)))
             break;
-        }
-        rt_image_free(&img);
         rt_net_forward(net, 1, x, out);
         rt_probabilities(d, out, p);
-        int idx[5], n = top_k(p, d->output_size, 5, idx);
-        printf("%s:\n", o->files[f]);
-        for (int i = 0; i < n; i++)
-            printf("  class %-4d %7.4f\n", idx[i], p[idx[i]]);
+        print_top5(d, o->files[f], p, &names);
     }
-    free(x), free(out), free(p);
+    if (!rc && o->dump_input)
+        rc = dump_inputs(d, o->dump_input, o->nfiles, xs);
+    free(xs), free(out), free(p);
+    rt_classes_free(&names);
     rt_net_free(net);
     return rc;
 }
@@ -552,12 +676,17 @@ static int cmd_train(const rt_net_desc *d, const Opts *o)
         .save = o->save, .resume = o->resume, .log = o->log, .plot = o->plot,
         .epochs = o->has_epochs ? o->epochs : -1, .batch = o->batch, .threads = o->threads,
         .lr = o->has_lr ? o->lr : -1, .momentum = o->has_momentum ? o->momentum : -1,
-        .seed = o->has_seed ? o->seed : -1,
+        .seed = o->has_seed ? o->seed : -1, .dist = o->dist,
     };
     return rt_train(d, &t, prog);
 }
 
 int rt_main(const rt_net_desc *d, int argc, char **argv)
+{
+    return rt_main_dist(d, NULL, argc, argv);
+}
+
+int rt_main_dist(const rt_net_desc *d, const rt_dist *dist, int argc, char **argv)
 {
     prog = argc > 0 ? argv[0] : d->name;
     if (d->magic != RT_DESC_MAGIC) {
@@ -568,7 +697,7 @@ int rt_main(const rt_net_desc *d, int argc, char **argv)
         help(d);
         return argc < 2 ? 2 : 0;
     }
-    Opts o = {0};
+    Opts o = {.dist = dist};
     rt_net_desc local = *d;
     int rc = parse(argc, argv, &o);
     if (!rc)

@@ -395,62 +395,83 @@ static bool clip(const rt_param_desc *p, int64_t lo, int64_t hi, int64_t *a, int
     return *a < *b;
 }
 
+/* What finish_range does to its range of the parameter block. */
+enum {
+    FIN_SUM = 1,     /* the threads' gradients summed into net->grads, in thread order */
+    FIN_REG = 2,     /* the regularizers' gradients added (and their loss returned) */
+    FIN_STEP = 4,    /* the SGD update */
+    FIN_ALL = FIN_SUM | FIN_REG | FIN_STEP
+};
+
 /* After every thread's kernel has run: elements [lo, hi) of the parameter
- * block get the threads' gradients summed into net->grads in thread order
- * (so the result depends only on the thread count), the regularizers'
- * gradients, and with `step` the SGD update. Returns the regularizers' loss
- * over the range. */
-static double finish_range(rt_net *net, int parts, int64_t lo, int64_t hi, bool step)
+ * block get what `what` says (FIN_*), in that order, so that the result
+ * depends only on the thread count. Returns the regularizers' loss over the
+ * range. */
+static double finish_range(rt_net *net, int parts, int64_t lo, int64_t hi, unsigned what)
 {
     const rt_net_desc *d = net->d;
     float *g = net->grads;
-    if (step && d->nreg == 0) {                    /* the common case: one pass over memory */
-        int64_t a, b;
+    int64_t a, b;
+    if (what == FIN_ALL && d->nreg == 0) {         /* the common case: one pass over memory */
         for (int i = 0; i < d->nparams; i++)
             if (!(d->params[i].flags & RT_PARAM_BUFFER) && clip(&d->params[i], lo, hi, &a, &b))
                 sum_and_step(net, parts, &d->params[i], a, b);
         return 0;
     }
-    for (int t = 1; t < parts; t++) {
+    for (int t = 1; (what & FIN_SUM) && t < parts; t++) {
         const float *gt = net->tgrads[t];
         for (int64_t i = lo; i < hi; i++)
             g[i] += gt[i];
     }
     double reg = 0;
-    int64_t a, b;
-    for (int k = 0; k < d->nreg; k++)
+    for (int k = 0; (what & FIN_REG) && k < d->nreg; k++)
         if (clip(&d->params[d->reg[k].param], lo, hi, &a, &b))
             reg += regularize(net, &d->reg[k], a, b);
-    for (int i = 0; step && i < d->nparams; i++)
+    for (int i = 0; (what & FIN_STEP) && i < d->nparams; i++)
         if (!(d->params[i].flags & RT_PARAM_BUFFER) && clip(&d->params[i], lo, hi, &a, &b))
             sgd(net, &d->params[i], a, b);
     return reg;
 }
 
+/* Share t of `parts` of the parameter block, in whole cache lines. */
+static void block_share(const rt_net *net, int parts, int t, int64_t *lo, int64_t *hi)
+{
+    int64_t chunks = (net->d->param_floats + 15) / 16;
+    slice(chunks, parts, t, lo, hi);
+    *lo *= 16, *hi = *hi * 16 < net->d->param_floats ? *hi * 16 : net->d->param_floats;
+}
+
+/* A training call's examples: n of them in x and y, which are examples
+ * [first, first + n) of a batch of `total` (first = 0 and total = n unless
+ * the batch is spread over several processes). */
+typedef struct {
+    int64_t n, first, total;
+    const float *x;
+    const void *y;
+} Batch;
+
 /* Thread t of `parts`: its slice of the batch through the kernel, then (after
  * all have finished) its share of the parameter block through finish_range.
  * net->tloss[t] gets the slice's data loss, net->tloss[parts + t] the
  * share's regularizer loss. */
-static void train_thread(rt_net *net, int t, int parts, int n, const float *x, const void *y,
-                         bool step)
+static void train_thread(rt_net *net, int t, int parts, const Batch *b, unsigned what)
 {
     const rt_net_desc *d = net->d;
     int64_t lo, hi;
-    slice(n, parts, t, &lo, &hi);
+    slice(b->n, parts, t, &lo, &hi);
     size_t ysize = d->label_kind == RT_LABELS_TARGET ? sizeof(float) * (size_t)d->target_size
                                                      : sizeof(int32_t);
-    net->tloss[t] = d->train(hi - lo, x + lo * d->input_size, (const char *)y + (size_t)lo * ysize,
-                             net->params, t ? net->tgrads[t] : net->grads, net->tws[t], lo, n,
-                             step_seed(net));
+    net->tloss[t] = d->train(hi - lo, b->x + lo * d->input_size, (const char *)b->y + (size_t)lo * ysize,
+                             net->params, t ? net->tgrads[t] : net->grads, net->tws[t], b->first + lo,
+                             b->total, step_seed(net));
 #pragma omp barrier
     double data = 0;
     for (int k = 0; k < parts; k++)
         data += net->tloss[k];
-    step = step && isfinite(data);                 /* a diverged step changes nothing */
-    int64_t chunks = (d->param_floats + 15) / 16;  /* whole cache lines per thread */
-    slice(chunks, parts, t, &lo, &hi);
-    lo *= 16, hi = hi * 16 < d->param_floats ? hi * 16 : d->param_floats;
-    net->tloss[parts + t] = finish_range(net, parts, lo, hi, step);
+    if (!isfinite(data))
+        what &= ~(unsigned)FIN_STEP;               /* a diverged step changes nothing */
+    block_share(net, parts, t, &lo, &hi);
+    net->tloss[parts + t] = finish_range(net, parts, lo, hi, what);
 }
 
 /* Whether a class label of y[0..n) lies outside [0, nclasses), which the
@@ -466,51 +487,176 @@ static bool bad_label(rt_net *net, int n, const int32_t *y, const char *what)
     return false;
 }
 
+/* The checks of a training call; `what` names it in messages. */
+static bool train_args_bad(rt_net *net, int n, const float *x, const void *y, const char *what)
+{
+    const rt_net_desc *d = net->d;
+    if (n <= 0 || !x || !y) {
+        fail(net, "%s: needs n >= 1 and non-NULL x and y (n = %d)", what, n);
+        return true;
+    }
+    if (!d->train) {
+        fail(net, "%s: network '%s' has no training code (no loss, or built without it)", what, d->name);
+        return true;
+    }
+    return d->label_kind == RT_LABELS_CLASS && bad_label(net, n, y, what);
+}
+
+/* Runs the batch through the kernel in one parallel region, split into
+ * contiguous slices across the threads, then finish_range with `what`.
+ * *parts gets the thread count used; the data loss is the sum of
+ * tloss[0..parts), the regularizers' of tloss[parts..2 parts). */
+static int run_threads(rt_net *net, const Batch *b, unsigned what, int *parts)
+{
+    int p = net->d->train_serial ? 1 : net->threads < b->n ? net->threads : (int)b->n;
+    for (;;) {
+        if (train_buffers(net, p, (b->n + p - 1) / p, what & FIN_STEP))
+            return -1;
+        if (p == 1) {
+            train_thread(net, 0, 1, b, what);
+            break;
+        }
+        int got = p;
+#pragma omp parallel num_threads(p)
+        {
+            if (omp_get_num_threads() == p)
+                train_thread(net, omp_get_thread_num(), p, b, what);
+            else if (omp_get_thread_num() == 0)
+                got = omp_get_num_threads();   /* fewer threads than asked (nesting) */
+        }
+        if (got == p)
+            break;
+        p = got;                                   /* again with the slices they can take */
+    }
+    *parts = p;
+    return 0;
+}
+
 /* Training-mode forward and backward over a batch (and with `step` the SGD
- * update), the batch split into contiguous slices across the threads in one
- * parallel region. Returns the loss, data term plus regularizers. */
+ * update). Returns the loss, data term plus regularizers. */
 static float train_batch(rt_net *net, int n, const float *x, const void *y, bool step)
 {
     if (!net)
         return NAN;
-    const rt_net_desc *d = net->d;
-    const char *what = step ? "train_step" : "loss_grad";
-    if (n <= 0 || !x || !y) {
-        fail(net, "%s: needs n >= 1 and non-NULL x and y (n = %d)", what, n);
+    if (train_args_bad(net, n, x, y, step ? "train_step" : "loss_grad"))
         return NAN;
-    }
-    if (!d->train) {
-        fail(net, "%s: network '%s' has no training code (no loss, or built without it)", what, d->name);
+    Batch b = {n, 0, n, x, y};
+    int parts;
+    if (run_threads(net, &b, step ? FIN_ALL : FIN_SUM | FIN_REG, &parts))
         return NAN;
-    }
-    if (d->label_kind == RT_LABELS_CLASS && bad_label(net, n, y, what))
-        return NAN;
-    int parts = d->train_serial ? 1 : net->threads < n ? net->threads : n;
-    for (;;) {
-        if (train_buffers(net, parts, (n + parts - 1) / parts, step))
-            return NAN;
-        if (parts == 1) {
-            train_thread(net, 0, 1, n, x, y, step);
-            break;
-        }
-        int got = parts;
-#pragma omp parallel num_threads(parts)
-        {
-            if (omp_get_num_threads() == parts)
-                train_thread(net, omp_get_thread_num(), parts, n, x, y, step);
-            else if (omp_get_thread_num() == 0)
-                got = omp_get_num_threads();   /* fewer threads than asked (nesting) */
-        }
-        if (got == parts)
-            break;
-        parts = got;                               /* again with the slices they can take */
-    }
     double data = 0, reg = 0;
     for (int t = 0; t < parts; t++)
         data += net->tloss[t], reg += net->tloss[parts + t];
     if (step && isfinite(data))
         net->step++;
     return (float)(data + reg);
+}
+
+/* finish_range(what) over the whole parameter block, in the shares of
+ * `parts` threads (whatever number OpenMP gives); the regularizers' loss,
+ * summed in share order. */
+static double finish_all(rt_net *net, int parts, unsigned what)
+{
+#pragma omp parallel for num_threads(parts) schedule(static)
+    for (int t = 0; t < parts; t++) {
+        int64_t lo, hi;
+        block_share(net, parts, t, &lo, &hi);
+        net->tloss[parts + t] = finish_range(net, 1, lo, hi, what);
+    }
+    double reg = 0;
+    for (int t = 0; t < parts; t++)
+        reg += net->tloss[parts + t];
+    return reg;
+}
+
+int rt_net_step(rt_net *net)
+{
+    if (!net)
+        return -1;
+    if (!net->grads || net->tparts < 1)
+        return fail(net, "step: no gradients yet (loss_grad computes them)");
+    if (!net->momentum && !(net->momentum = aligned_floats(net->d->param_floats)))
+        return fail(net, "step: out of memory for the momentum buffers");
+    finish_all(net, net->tparts, FIN_STEP);
+    net->step++;
+    return 0;
+}
+
+/* ---- training over several processes ---------------------------------------- */
+
+/* Buffers (batchnorm's running statistics), which each process updated from
+ * its own examples, travel in their gradients' places: the sum over the
+ * processes, divided by their count, is the mean of their values. */
+static void buffers_out(rt_net *net)
+{
+    const rt_net_desc *d = net->d;
+    for (int i = 0; i < d->nparams; i++)
+        if (d->params[i].flags & RT_PARAM_BUFFER)
+            memcpy(net->grads + d->params[i].offset, net->params + d->params[i].offset,
+                   sizeof(float) * (size_t)d->params[i].count);
+}
+
+static void buffers_in(rt_net *net, int size)
+{
+    const rt_net_desc *d = net->d;
+    for (int i = 0; i < d->nparams; i++)
+        if (d->params[i].flags & RT_PARAM_BUFFER) {
+            float *g = net->grads + d->params[i].offset, *p = net->params + d->params[i].offset;
+            for (int64_t k = 0; k < d->params[i].count; k++)
+                p[k] = g[k] / (float)size, g[k] = 0;
+        }
+}
+
+/* This process's share of a step: its examples' gradient summed over its
+ * threads into net->grads (zero when it has no examples), its data loss in
+ * *data. 0, or -1 after a failure (rt_net_error says which). */
+static int shard_grad(rt_net *net, const Batch *b, int *parts, double *data)
+{
+    *parts = net->threads, *data = 0;
+    if (b->n == 0) {
+        if (train_buffers(net, *parts, 0, true))
+            return -1;
+        memset(net->grads, 0, sizeof(float) * (size_t)net->d->param_floats);
+        return 0;
+    }
+    if (train_args_bad(net, (int)b->n, b->x, b->y, "train_step") || run_threads(net, b, FIN_SUM, parts) ||
+        train_buffers(net, *parts, 0, true))
+        return -1;
+    for (int t = 0; t < *parts; t++)
+        *data += net->tloss[t];
+    return 0;
+}
+
+float rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_t first, int n,
+                         const float *x, const void *y, bool *stop)
+{
+    if (!net)
+        return NAN;
+    if (!dist || !stop || total < 1 || first < 0 || n < 0 || first + n > total) {
+        fail(net, "train_shard: examples [%lld, %lld) are not inside a batch of %lld", (long long)first,
+             (long long)first + n, (long long)total);
+        return NAN;
+    }
+    Batch b = {n, first, total, x, y};
+    int parts;
+    double data;
+    bool failed = shard_grad(net, &b, &parts, &data) != 0;
+    double status[3] = {failed ? 0 : data, failed, *stop};   /* agreed by every process */
+    dist->sum_doubles(dist, status, 3);
+    *stop = status[2] > 0;
+    if (status[1] > 0) {
+        if (!failed)
+            fail(net, "stopped: %.0f other process%s failed", status[1], status[1] > 1 ? "es" : "");
+        return NAN;
+    }
+    if (!isfinite(status[0]))
+        return (float)status[0];                   /* diverged: no step, on every process */
+    buffers_out(net);
+    dist->sum_floats(dist, net->grads, net->d->param_floats);
+    buffers_in(net, dist->size);
+    double reg = finish_all(net, parts, FIN_REG | FIN_STEP);
+    net->step++;
+    return (float)(status[0] + reg);
 }
 
 float rt_net_loss_grad(rt_net *net, int n, const float *x, const void *y)

@@ -84,6 +84,8 @@ typedef struct {
     double *probs;
     const char *last_good;        /* the last checkpoint written or resumed */
     bool log_failed, plot_failed; /* warned once */
+    const rt_dist *dist;          /* the processes of the run; NULL: this one alone */
+    bool lead;                    /* rank 0 (or alone): prints and writes the files */
     Bar bar;
     char default_save[300];
 } Run;
@@ -216,7 +218,7 @@ static int load_data(Run *r)
     }
     if (load_set(r, o->test_images, o->test_labels, &r->d->test_set, &r->test, &have))
         return 1;
-    if (!have)
+    if (!have && r->lead)
         fprintf(stderr, "%s: note: no test data (--test IMAGES LABELS): reporting the training loss only\n",
                 r->prog);
     return 0;
@@ -276,7 +278,7 @@ static const char *exact(double v, char *buf, size_t size)
 }
 
 /* Writes the checkpoint at r->s.save; 0, or 1 after a message. */
-static int checkpoint(Run *r)
+static int write_checkpoint(Run *r)
 {
     const Progress *p = &r->p;
     char epoch[24], estep[24], eloss[40], examples[24], lr[40], mom[40], batch[24], threads[24], rng[72];
@@ -292,10 +294,14 @@ static int checkpoint(Run *r)
              (unsigned long long)p->rng.s[1], (unsigned long long)p->rng.s[2], (unsigned long long)p->rng.s[3]);
     Str hist = {0};
     history_string(p, &hist);
+    char ranks[24];
+    snprintf(ranks, sizeof ranks, "%d", r->dist ? r->dist->size : 1);
     const char *key[] = {"epoch", "epoch_step", "epoch_loss", "examples", "lr", "momentum", "batch",
-                         "threads", "rng", "history"};
-    const char *val[] = {epoch, estep, eloss, examples, lr, mom, batch, threads, rng, hist.p ? hist.p : ""};
-    int rc = rt_net_save_checkpoint(r->net, r->s.save, 10, key, val);
+                         "threads", "rng", "history", "ranks"};
+    const char *val[] = {epoch, estep, eloss, examples, lr, mom, batch, threads, rng, hist.p ? hist.p : "",
+                         ranks};
+    int nmeta = r->dist && r->dist->size > 1 ? 11 : 10;     /* "ranks" only when there are several */
+    int rc = rt_net_save_checkpoint(r->net, r->s.save, nmeta, key, val);
     free(hist.p);
     if (rc) {
         fprintf(stderr, "%s: cannot write the checkpoint: %s\n", r->prog, rt_net_error(r->net));
@@ -303,6 +309,49 @@ static int checkpoint(Run *r)
     }
     r->last_good = r->s.save;
     return 0;
+}
+
+/* ---- several processes --------------------------------------------------------- */
+
+/* The largest of the processes' exit statuses: each stops if one does. */
+static int agree(const Run *r, int rc)
+{
+    return r->dist ? r->dist->max_int(r->dist, rc) : rc;
+}
+
+/* The checkpoint, written by the lead alone; 0, or 1 on every process. */
+static int checkpoint(Run *r)
+{
+    return agree(r, r->lead ? write_checkpoint(r) : 0);
+}
+
+/* This process's share [*lo, *hi) of n examples: contiguous, in rank order. */
+static void rank_share(const Run *r, int64_t n, int64_t *lo, int64_t *hi)
+{
+    int k = r->dist ? r->dist->rank : 0, size = r->dist ? r->dist->size : 1;
+    *lo = n * k / size, *hi = n * (k + 1) / size;
+}
+
+/* Whether every process holds the same parameters, as every step should
+ * leave them: the largest and smallest CRC-32 of them (31 bits) agree.
+ * Checked after each epoch; a difference is a bug, said by the lead. */
+static int same_weights(const Run *r)
+{
+    if (!r->dist)
+        return 0;
+    const rt_net_desc *d = r->d;
+    int c = (int)(rt_crc32(0, r->net->params, sizeof(float) * (size_t)d->param_floats) >> 1);
+    bool same = r->dist->max_int(r->dist, c) == -r->dist->max_int(r->dist, -c);
+    if (!same && r->lead)
+        fprintf(stderr, "%s: internal error: the ranks' weights differ after epoch %d; this is a bug in the "
+                "cnnc runtime\n", r->prog, r->p.epoch);
+    return same ? 0 : 1;
+}
+
+/* The signal that stops the run, the same on every process (0: none). */
+static int agreed_signal(const Run *r)
+{
+    return agree(r, stop_signal);
 }
 
 /* Metadata value `key` of the checkpoint as a number in [lo, hi]; 0, or -1
@@ -370,7 +419,7 @@ static void meta_history(Run *r, const rt_tensors *ts)
 static void note_override(const Run *r, const rt_tensors *ts, const char *key, long long given)
 {
     const char *s = rt_st_meta(ts, key);
-    if (given >= 0 && s && strtoll(s, NULL, 10) != given)
+    if (r->lead && given >= 0 && s && strtoll(s, NULL, 10) != given)
         fprintf(stderr, "%s: note: --%s %lld differs from the checkpoint's %s: the run will not end "
                 "as one that never stopped\n", r->prog, key, given, s);
 }
@@ -436,7 +485,8 @@ static int restore(Run *r, const rt_tensors *ts)
     bool same_batches = (int64_t)examples == r->train.n && rt_st_meta(ts, "batch") &&
                         atoi(rt_st_meta(ts, "batch")) == r->s.batch;
     if (p->epoch_step && !same_batches) {
-        printf("note: the checkpoint stopped inside epoch %d with another batch size or training set; "
+        if (r->lead)
+            printf("note: the checkpoint stopped inside epoch %d with another batch size or training set; "
                "that epoch starts again from its beginning\n", p->epoch + 1);
         p->epoch_step = 0, p->epoch_loss = 0;
     }
@@ -658,6 +708,8 @@ static void bar_update(Run *r, int e, int64_t done)
 {
     Bar *b = &r->bar;
     b->done = done;
+    if (!r->lead)
+        return;
     double t = now_s(), rate = (double)(done - b->from) / (t - b->t0 > 1e-9 ? t - b->t0 : 1e-9);
     int tenth = (int)(10 * done / b->total);
     if (b->tty ? t - b->drawn < 0.1 : tenth == b->tenth || t - b->drawn < 30)
@@ -684,7 +736,7 @@ static void bar_update(Run *r, int e, int64_t done)
 
 static void bar_end(Run *r)
 {
-    if (r->bar.tty && r->bar.drawn > r->bar.t0) {
+    if (r->lead && r->bar.tty && r->bar.drawn > r->bar.t0) {
         fprintf(stderr, "\r\033[K");
         fflush(stderr);
     }
@@ -696,11 +748,12 @@ static void bar_end(Run *r)
 static void evaluate(Run *r, double *loss, double *acc)
 {
     const rt_net_desc *d = r->d;
-    int64_t K = d->output_size, right = 0;
+    int64_t K = d->output_size, right = 0, lo, hi;
     int B = r->s.batch > 256 ? r->s.batch : 256;
     double sum = 0;
-    for (int64_t start = 0; start < r->test.n; start += B) {
-        int n = (int)(r->test.n - start < B ? r->test.n - start : B);
+    rank_share(r, r->test.n, &lo, &hi);            /* each process its share, then the sums */
+    for (int64_t start = lo; start < hi; start += B) {
+        int n = (int)(hi - start < B ? hi - start : B);
         for (int i = 0; i < n; i++)
             r->perm[i] = start + i;
         rt_data_batch(&r->test, r->perm, n, rt_input_scale(d, r->test.u8 != NULL), r->x, r->y);
@@ -715,14 +768,19 @@ static void evaluate(Run *r, double *loss, double *acc)
             right += best == r->y[i];
         }
     }
-    *loss = sum / (double)r->test.n;
-    *acc = (double)right / (double)r->test.n;
+    double total[2] = {sum, (double)right};
+    if (r->dist)
+        r->dist->sum_doubles(r->dist, total, 2);
+    *loss = total[0] / (double)r->test.n;
+    *acc = total[1] / (double)r->test.n;
 }
 
 /* Says the loss diverged and where; the exit status. */
 static int diverged(Run *r, int e, int64_t b, float loss)
 {
     bar_end(r);
+    if (!r->lead)
+        return 1;
     fprintf(stderr, "error: the loss diverged (%s) at epoch %d, step %lld; ",
             isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", e + 1, (long long)b + 1);
     if (r->last_good)
@@ -737,9 +795,11 @@ static int diverged(Run *r, int e, int64_t b, float loss)
 static int interrupted(Run *r, bool written)
 {
     bar_end(r);
-    int sig = stop_signal;
+    int sig = agreed_signal(r);
     if (!written && checkpoint(r))
         return 1;
+    if (!r->lead)
+        return 128 + sig;
     const Progress *p = &r->p;
     int64_t nb = (r->train.n + r->s.batch - 1) / r->s.batch;
     if (p->epoch_step)
@@ -752,6 +812,20 @@ static int interrupted(Run *r, bool written)
     return 128 + sig;
 }
 
+/* One step on the n examples from position `at` of the epoch's order: this
+ * process's share of them when there are several (*stop in: this one was
+ * asked to stop; out: one of them was). */
+static float train_batch(Run *r, int64_t at, int n, bool *stop)
+{
+    int64_t lo, hi;
+    rank_share(r, n, &lo, &hi);
+    rt_data_batch(&r->train, r->perm + at + lo, (int)(hi - lo), rt_input_scale(r->d, r->train.u8 != NULL),
+                  r->x, r->y);
+    if (!r->dist)
+        return rt_net_train_step(r->net, n, r->x, r->y);
+    return rt_net_train_shard(r->net, r->dist, n, lo, (int)(hi - lo), r->x, r->y, stop);
+}
+
 /* The minibatches of epoch e from the one the progress says; 0, -1 when
  * stopped by a signal, or an exit status. */
 static int train_epoch(Run *r, int e)
@@ -762,12 +836,13 @@ static int train_epoch(Run *r, int e)
     bar_start(r, p->epoch_step * B);
     for (int64_t b = p->epoch_step; b < nb; b++) {
         int n = (int)(N - b * B < B ? N - b * B : B);
-        rt_data_batch(&r->train, r->perm + b * B, n, rt_input_scale(r->d, r->train.u8 != NULL), r->x, r->y);
+        bool stop = stop_signal != 0;
         r->net->err[0] = 0;
-        float loss = rt_net_train_step(r->net, n, r->x, r->y);
+        float loss = train_batch(r, b * B, n, &stop);
         if (r->net->err[0]) {
             bar_end(r);
-            fprintf(stderr, "%s: %s\n", r->prog, rt_net_error(r->net));
+            if (r->lead || strncmp(rt_net_error(r->net), "stopped:", 8) != 0)
+                fprintf(stderr, "%s: %s\n", r->prog, rt_net_error(r->net));
             return 1;
         }
         if (!isfinite(loss))
@@ -775,7 +850,7 @@ static int train_epoch(Run *r, int e)
         p->epoch_loss += (double)loss * n;
         p->epoch_step = b + 1;
         bar_update(r, e, b * B + n);
-        if (stop_signal && b + 1 < nb)
+        if (stop && b + 1 < nb)
             return -1;
     }
     bar_end(r);
@@ -786,6 +861,8 @@ static int train_epoch(Run *r, int e)
 static void report_epoch(Run *r, const Epoch *h, double images_per_s)
 {
     char ips[32];
+    if (!r->lead)
+        return;
     rt_grouped(images_per_s, ips, sizeof ips);
     printf("epoch %d/%d  train loss %.4f", r->p.epoch, r->s.epochs, h->train_loss);
     if (r->test.n)
@@ -817,9 +894,9 @@ static int epoch(Run *r, int e)
     p->epoch = e + 1, p->epoch_step = 0, p->epoch_loss = 0;
     epoch_rng(&p->rng, r->s.seed, p->epoch);
     report_epoch(r, &h, (double)(r->train.n - resumed_at) / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9));
-    if (checkpoint(r))
+    if (same_weights(r) || checkpoint(r))
         return 1;
-    return stop_signal ? interrupted(r, true) : 0;
+    return agreed_signal(r) ? interrupted(r, true) : 0;
 }
 
 /* ---- the run ---------------------------------------------------------------------- */
@@ -883,18 +960,54 @@ static int prepare(Run *r, rt_tensors *ck)
     if (!h)
         return fprintf(stderr, "%s: out of memory\n", r->prog), 1;
     p->hist = h, p->cap = need + 1;
-    return r->o->log ? start_log(r) : 0;
+    return r->o->log && r->lead ? start_log(r) : 0;
+}
+
+/* Reads the checkpoint to resume and the data, and makes the network. 0, or
+ * an exit status after a message. */
+static int setup(Run *r, rt_tensors *ck)
+{
+    int rc = r->o->resume ? read_resume(r, ck) : 0;
+    if (!rc && r->lead)
+        rc = check_save_dir(r);
+    if (!rc)
+        rc = load_data(r);
+    if (!rc)
+        rc = prepare(r, ck);
+    return rc;
+}
+
+/* setup() on the lead first, then on the others, so that a mistake every
+ * process makes (a missing file) is said once, by the lead; one that only
+ * another process makes (its copy of the data) is said by that one, and the
+ * lead says which. The same exit status on every process. */
+static int setup_all(Run *r, rt_tensors *ck)
+{
+    int rc = agree(r, r->lead ? setup(r, ck) : 0);
+    if (rc)
+        return rc;
+    int mine = r->lead ? 0 : setup(r, ck);
+    int culprit = r->dist->max_int(r->dist, mine ? r->dist->rank : -1);
+    if (culprit >= 0 && r->lead)
+        fprintf(stderr, "%s: stopping: rank %d of %d failed to start (its message is above)\n", r->prog,
+                culprit, r->dist->size);
+    return agree(r, mine);
 }
 
 static void banner(const Run *r)
 {
     char n[32], t[32];
+    if (!r->lead)
+        return;
     rt_grouped((double)r->train.n, n, sizeof n);
     rt_grouped((double)r->test.n, t, sizeof t);
     printf("training %s on %s examples (test %s): %d epoch%s, batch %d, lr %g (%s), momentum %g%s, "
            "%d thread%s, seed %llu\n", r->d->name, n, t, r->s.epochs, r->s.epochs == 1 ? "" : "s", r->s.batch, r->s.lr, schedule_name(r->d),
            r->s.momentum, r->d->nesterov ? " (nesterov)" : "", r->s.threads, r->s.threads == 1 ? "" : "s",
            (unsigned long long)r->s.seed);
+    if (r->dist)
+        printf("data-parallel over %d processes (MPI ranks), %d thread%s each\n", r->dist->size, r->s.threads,
+               r->s.threads == 1 ? "" : "s");
     if (r->o->resume)
         printf("resuming from %s: %d epochs done, step %lld\n", r->o->resume, r->p.epoch,
                (long long)r->net->step);
@@ -929,7 +1042,8 @@ static int finish(Run *r)
         acc = r->p.hist[r->p.epoch - 1].test_acc;
     else
         evaluate(r, &loss, &acc);
-    printf("test accuracy: %.2f%%\n", 100 * acc);
+    if (r->lead)
+        printf("test accuracy: %.2f%%\n", 100 * acc);
     return 0;
 }
 
@@ -946,14 +1060,10 @@ int rt_train(const rt_net_desc *d, const rt_train_opts *o, const char *prog)
                 "only, so it cannot be trained from the command line yet (use the C API)\n", prog, d->name);
         return 1;
     }
+    r.dist = o->dist && o->dist->size > 1 ? o->dist : NULL;
+    r.lead = !r.dist || r.dist->rank == 0;
     settings(&r);
-    int rc = o->resume ? read_resume(&r, &ck) : 0;
-    if (!rc)
-        rc = check_save_dir(&r);
-    if (!rc)
-        rc = load_data(&r);
-    if (!rc)
-        rc = prepare(&r, &ck);
+    int rc = r.dist ? setup_all(&r, &ck) : setup(&r, &ck);
     rt_st_free(&ck);
     if (!rc) {
         banner(&r);

@@ -5,7 +5,8 @@
 #   fuzz_safetensors  rt_st_read_mem, and a write/read-back round trip
 #   fuzz_idx          rt_idx_read, rt_idx_load: plain and gzip IDX
 #   fuzz_csv          rt_csv_load
-#   fuzz_image        rt_image_read (PGM/PPM, PNG, IDX), rt_image_to_input
+#   fuzz_image        rt_image_read (PGM/PPM, PNG, JPEG, IDX), rt_image_to_input,
+#                     rt_image_prepare
 # `make fuzz-runtime` replays each target's regression inputs
 # (tests/fuzz/regressions/NAME/: every input that once failed), then fuzzes
 # it for FUZZ_SECONDS from a copy of its seed corpus (tests/fuzz/corpus/NAME/,
@@ -21,20 +22,21 @@ FUZZ_SECONDS  ?= 30
 FUZZ_RT       ?= safetensors idx csv image
 FUZZ_RT_FLAGS := -O1 -g -std=c11 -D_GNU_SOURCE -fopenmp -Wall -Wextra -Iruntime -Itests/fuzz \
                  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_RT_LIBS  := -lz -lpng -lm
+FUZZ_RT_LIBS  := -ljpeg -lz -lpng -lm
 FUZZ_RT_RUN   := -timeout=5 -rss_limit_mb=2048 -print_final_stats=1
 
 # the runtime sources each target links (rt_data_* live in idx.c)
 FUZZ_SRC_safetensors := error crc32 safetensors
 FUZZ_SRC_idx         := error idx
 FUZZ_SRC_csv         := error idx csv
-FUZZ_SRC_image       := error idx image
+FUZZ_SRC_image       := error idx image jpeg preprocess
 # the longest input tried: room for a few tensors, a few images' pixels
 FUZZ_LEN_safetensors := 4096
 FUZZ_LEN_idx         := 4096
 FUZZ_LEN_csv         := 4096
 FUZZ_LEN_image       := 8192
 FUZZ_DICT_safetensors := -dict=tests/fuzz/safetensors.dict
+FUZZ_DICT_image       := -dict=tests/fuzz/image.dict
 
 # fuzz_NAME, and fuzz-runtime-NAME: its regression inputs replayed (libFuzzer
 # runs the files it is given), then FUZZ_SECONDS of fuzzing from its corpus

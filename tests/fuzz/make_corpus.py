@@ -131,3 +131,32 @@ put('image', 'palette.png', png(4, 2, 3, 2, [b'\x1b', b'\xe4'], palette=bytes(ra
 put('image', 'graya.png', png(2, 1, 4, 8, [b'\x10\xff\x20\x00']))
 put('image', 'interlaced.png', png(8, 8, 0, 8, adam7([bytes(range(y * 8, y * 8 + 8)) for y in range(8)], 8, 8),
                                   interlace=1))
+
+
+# ---- images: JPEG ------------------------------------------------------------
+# Made with PIL (Debian's python3-pil: run this with /usr/bin/python3); without
+# it the JPEG seeds are left as they are.
+try:
+    from PIL import Image
+except ImportError:
+    Image = None
+    print('make_corpus.py: no PIL here: JPEG seeds not rewritten', file=sys.stderr)
+
+
+def jpeg(name, mode, w, h, **save):
+    n = {'L': 1, 'RGB': 3, 'CMYK': 4}[mode]
+    px = bytes((x * 37 + y * 11 + k * 90 + (x * y) % 7) % 256
+               for y in range(h) for x in range(w) for k in range(n))
+    import io
+    b = io.BytesIO()
+    Image.frombytes(mode, (w, h), px).save(b, 'JPEG', **save)
+    put('image', name, b.getvalue())
+
+
+if Image:
+    jpeg('gray.jpg', 'L', 8, 8, quality=90)
+    jpeg('rgb420.jpg', 'RGB', 17, 13, quality=75)
+    jpeg('rgb444.jpg', 'RGB', 9, 7, quality=95, subsampling=0)
+    jpeg('progressive.jpg', 'RGB', 16, 16, quality=80, progressive=True)
+    jpeg('cmyk.jpg', 'CMYK', 8, 8, quality=90)
+    jpeg('wide.jpg', 'RGB', 40, 30, quality=60)

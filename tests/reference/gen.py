@@ -146,20 +146,22 @@ class Ctx:
     def dense(self, name, h):
         return F.linear(h, self.P[name + ".weight"], self.P.get(name + ".bias"))
 
-    def conv(self, name, h, stride=1, pad=0):
+    def conv(self, name, h, stride=1, pad=0, groups=1, dilation=1):
         w = self.P[name + ".weight"]
         if pad == "same":        # total k-1; the odd cell goes at the bottom/right (as PyTorch)
-            assert stride == 1
+            assert stride == 1 and dilation == 1
             ph, pw = w.shape[2] - 1, w.shape[3] - 1
             h = F.pad(h, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
             pad = 0
-        return F.conv2d(h, w, self.P.get(name + ".bias"), stride, pad)
+        return F.conv2d(h, w, self.P.get(name + ".bias"), stride, pad, dilation, groups)
 
-    def bn(self, name, h):
+    def bn(self, name, h, eps=BN_EPS):
+        if "eps" in WRONG:       # sensitivity_checks: the default epsilon instead
+            eps = BN_EPS
         rm = self.P[name + ".running_mean"].detach().clone()
         rv = self.P[name + ".running_var"].detach().clone()
         y = F.batch_norm(h, rm, rv, self.P[name + ".weight"], self.P[name + ".bias"],
-                         training=self.train, momentum=BN_MOMENTUM, eps=BN_EPS)
+                         training=self.train, momentum=BN_MOMENTUM, eps=eps)
         if self.train:
             self.after[name + ".running_mean"] = rm
             self.after[name + ".running_var"] = rv
@@ -170,14 +172,33 @@ class Ctx:
         return h
 
 
-def maxpool(h, k, stride=None, pad=0):
-    # PyTorch pads with -inf: padded cells never win
-    return F.max_pool2d(h, k, k if stride is None else stride, pad)
+# Semantics that sensitivity_checks replaces by plausible wrong ones, to see that
+# the reference nets depend on them: "count_pad", "eps", "relu6", "clip_lo", "clip_hi".
+WRONG = set()
 
 
-def avgpool(h, k, stride=None, pad=0):
-    # padded cells do not count in the average
-    return F.avg_pool2d(h, k, k if stride is None else stride, pad, count_include_pad=False)
+def maxpool(h, k, stride=None, pad=0, ceil=False):
+    # PyTorch pads with -inf: padded cells never win. ceil: the output size rounds
+    # up, but a window that would start in the right/bottom padding is dropped
+    return F.max_pool2d(h, k, k if stride is None else stride, pad, ceil_mode=ceil)
+
+
+def avgpool(h, k, stride=None, pad=0, ceil=False, count_pad=False):
+    # count_pad = false: padded cells do not count in the average. count_pad =
+    # true: they do (PyTorch's count_include_pad), but with ceil the cells of a
+    # last window beyond the padding never count
+    if "count_pad" in WRONG:
+        count_pad = not count_pad
+    return F.avg_pool2d(h, k, k if stride is None else stride, pad, ceil_mode=ceil,
+                        count_include_pad=count_pad)
+
+
+def relu6(h):
+    return F.relu(h) if "relu6" in WRONG else F.relu6(h)
+
+
+def clip(h, lo, hi):
+    return torch.clamp(h, min=None if "clip_lo" in WRONG else lo, max=None if "clip_hi" in WRONG else hi)
 
 
 def gap(h):
@@ -250,9 +271,10 @@ def dense_p(name, n_out, n_in, bias=True):
     return [(name + ".weight", [n_out, n_in], "w")] + ([(name + ".bias", [n_out], "b")] if bias else [])
 
 
-def conv_p(name, c_out, c_in, kh, kw=None):
+def conv_p(name, c_out, c_in, kh, kw=None, bias=True):
+    """c_in is the weight's second dimension: the input channels over groups."""
     kw = kh if kw is None else kw
-    return [(name + ".weight", [c_out, c_in, kh, kw], "w"), (name + ".bias", [c_out], "b")]
+    return [(name + ".weight", [c_out, c_in, kh, kw], "w")] + ([(name + ".bias", [c_out], "b")] if bias else [])
 
 
 def bn_p(name, c):
@@ -1085,6 +1107,165 @@ loss = mse(f, t) + 0.01 * l2(W1, W2) + 0.02 * l1(b1, b2)
         + param("b2", [3], 0, 0.3), fwd, target=[3],
         loss=lambda P, V, t: mse(V["f"], t) + 0.01 * l2(P["W1"], P["W2"]) + 0.02 * l1(P["b1"], P["b2"]))
 
+
+    # ---- the full-size additions: groups, dilation, relu6, clip, ceil, count_pad,
+    # ---- residual shortcuts, batchnorm eps --------------------------------------------
+    def fwd(c, x):
+        h = F.relu(c.conv("conv1", x, pad=1, groups=2))               # [6,7,7]
+        h = c.conv("conv2", h, stride=2, groups=3)                     # [6,3,3]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_conv_groups
+input  x : [4, 7, 7]
+labels y : class(5)
+# grouped convolution: groups = 2 (4 -> 6 channels, weight [6, 2, 3, 3]), then
+# groups = 3 with stride 2 (weight [6, 2, 2, 2])
+x -> conv(6, 3x3, pad = 1, groups = 2) -> relu -> conv(6, 2x2, stride = 2, groups = 3)
+  -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [4, 7, 7], conv_p("conv1", 6, 2, 3) + conv_p("conv2", 6, 2, 2) + dense_p("dense1", 5, 54), fwd, labels=5)
+
+    def fwd(c, x):
+        h = F.relu(c.conv("conv1", x, pad=1, groups=4))                # [4,7,7]
+        h = F.relu(c.conv("conv2", h, stride=2, pad=1, groups=4))     # [8,4,4]
+        h = c.conv("conv3", h)                                         # [3,4,4]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_conv_depthwise
+input  x : [4, 7, 7]
+labels y : class(5)
+# depthwise convolution, groups = C: c = C (weight [4, 1, 3, 3], MobileNet's form),
+# then c = 2C with stride 2 (a channel multiplier of 2, weight [8, 1, 3, 3]),
+# then a pointwise 1x1 conv
+x -> conv(4, 3x3, pad = 1, groups = 4) -> relu
+  -> conv(8, 3x3, stride = 2, pad = 1, groups = 4, bias = false) -> relu
+  -> conv(3, 1x1) -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [4, 7, 7], conv_p("conv1", 4, 1, 3) + conv_p("conv2", 8, 1, 3, bias=False) + conv_p("conv3", 3, 8, 1)
+        + dense_p("dense1", 5, 48), fwd, labels=5)
+
+    def fwd(c, x):
+        h = F.relu(c.conv("conv1", x, pad=2, dilation=2))              # [4,11,10]
+        h = c.conv("conv2", h, stride=2, pad=1, dilation=(2, 1))       # [3,5,6]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_conv_dilation
+input  x : [3, 11, 10]
+labels y : class(5)
+# dilated convolution: dilation = 2 with pad 2 (a 3x3 kernel spanning 5x5), then a
+# rectangular dilation 2x1 (height 2, width 1) on a 3x2 kernel with stride 2, pad 1
+x -> conv(4, 3x3, pad = 2, dilation = 2) -> relu
+  -> conv(3, 3x2, stride = 2, pad = 1, dilation = 2x1) -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [3, 11, 10], conv_p("conv1", 4, 3, 3) + conv_p("conv2", 3, 4, 3, 2) + dense_p("dense1", 5, 90),
+        fwd, labels=5)
+
+    def fwd(c, x):
+        h = relu6(c.conv("conv1", x))                                  # [4,4,4]
+        h = clip(c.dense("dense1", flatten(h)), -0.5, 0.8)
+        return {"f": c.dense("dense2", h)}
+    add("""\
+network ref_relu6_clip
+input  x : [3, 6, 6]
+labels y : class(4)
+# relu6 = min(max(x, 0), 6) and clip(lo, hi) = min(max(x, lo), hi) with a negative
+# lo; conv1's weights are large (std 1.5) so that values fall beyond 6 and below 0,
+# and dense1's outputs beyond both -0.5 and 0.8
+x -> conv(4, 3x3) -> relu6 -> flatten -> dense(8) -> clip(-0.5, 0.8) -> dense(4) -> f
+loss = softmax_cross_entropy(f, y)
+""", [3, 6, 6], conv_p("conv1", 4, 3, 3) + dense_p("dense1", 8, 64) + dense_p("dense2", 4, 8), fwd,
+        labels=4, overrides={"conv1.weight": (0.0, 1.5)})
+
+    def fwd(c, x):
+        h = c.conv("conv1", x, pad=1)                                  # [3,8,9], mostly negative
+        h = maxpool(h, 3, stride=3, pad=1, ceil=True)                  # [3,3,4]
+        h = maxpool(h, 2, ceil=True)                                   # [3,2,2]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_maxpool_ceil
+input  x : [2, 8, 9]
+labels y : class(5)
+# ceil = true (PyTorch's ceil_mode). 3, stride 3, pad 1: the width 9 gives
+# ceil((9 + 2 - 3) / 3) + 1 = 4 windows (floor: 3); the height 8 would give 4 too,
+# but the 4th window would start at row 8, in the bottom padding, and is dropped: 3.
+# Then 2x2 on [3, 4]: the last row window holds one real row (a partial window).
+x -> conv(3, 3x3, pad = 1) -> maxpool(3, stride = 3, pad = 1, ceil = true)
+  -> maxpool(2, ceil = true) -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 8, 9], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 12), fwd, labels=5, overrides=neg_bias)
+
+    def fwd(c, x):
+        h = c.conv("conv1", x, pad=1)                                  # [3,8,9]
+        h = avgpool(h, 3, stride=3, pad=1, ceil=True)                  # [3,3,4]
+        h = avgpool(h, 2, ceil=True)                                   # [3,2,2]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_avgpool_ceil
+input  x : [2, 8, 9]
+labels y : class(5)
+# avgpool with ceil = true, the windows of ref_maxpool_ceil: padded cells and the
+# cells of a partial last window beyond the input do not count in the average
+x -> conv(3, 3x3, pad = 1) -> avgpool(3, stride = 3, pad = 1, ceil = true)
+  -> avgpool(2, ceil = true) -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 8, 9], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 12), fwd, labels=5, overrides=neg_bias)
+
+    def fwd(c, x):
+        h = c.conv("conv1", x, pad=1)                                  # [3,8,9]
+        h = avgpool(h, 3, stride=2, pad=1, count_pad=True)             # [3,4,5]
+        h = avgpool(h, 3, stride=2, pad=1, ceil=True, count_pad=True)  # [3,3,3]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_avgpool_count_pad
+input  x : [2, 8, 9]
+labels y : class(5)
+# count_pad = true: padded cells count in the average (a corner window of 3x3 with
+# pad 1 divides by 9). Then with ceil = true as well: on the height 4 the last
+# window covers rows 3 (real), 4 (padding) and 5 (beyond the padding): it divides
+# by 2 per row, as PyTorch's count_include_pad with ceil_mode
+x -> conv(3, 3x3, pad = 1) -> avgpool(3, stride = 2, pad = 1, count_pad = true)
+  -> avgpool(3, stride = 2, pad = 1, ceil = true, count_pad = true)
+  -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 8, 9], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 27), fwd, labels=5, overrides=neg_bias)
+
+    def fwd(c, x):
+        h = F.relu(c.conv("conv1", x, pad=1))                          # [4,8,8]
+        a = c.conv("conv3", F.relu(c.bn("batchnorm1", c.conv("conv2", h, stride=2, pad=1))), pad=1)
+        s = c.bn("batchnorm2", c.conv("conv4", h, stride=2))           # [6,4,4]
+        h = F.relu(a + s)
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_residual_shortcut
+input  x : [3, 8, 8]
+labels y : class(5)
+# residual(a, shortcut = b) = a(in) + b(in), ResNet's projection shortcut: the branch
+# halves the size and widens 4 -> 6 channels, the shortcut is a 1x1 stride-2 conv
+# (no bias) and a batchnorm; the branch's parameters come before the shortcut's
+# (a conv followed by a batchnorm has no bias: its gradient would be zero)
+x -> conv(4, 3x3, pad = 1) -> relu
+  -> residual(conv(6, 3x3, stride = 2, pad = 1, bias = false) -> batchnorm -> relu -> conv(6, 3x3, pad = 1),
+              shortcut = conv(6, 1x1, stride = 2, bias = false) -> batchnorm)
+  -> relu -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [3, 8, 8], conv_p("conv1", 4, 3, 3) + conv_p("conv2", 6, 4, 3, bias=False) + bn_p("batchnorm1", 6)
+        + conv_p("conv3", 6, 6, 3) + conv_p("conv4", 6, 4, 1, bias=False) + bn_p("batchnorm2", 6)
+        + dense_p("dense1", 5, 96), fwd, labels=5)
+
+    def fwd(c, x):
+        h = c.bn("batchnorm1", F.relu(c.conv("conv1", x)), eps=1e-3)
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_bn_eps
+input  x : [3, 6, 6]
+labels y : class(4)
+# batchnorm(eps = 1e-3), GoogLeNet's epsilon. The running variances in the weights
+# file are about 0.01, so that 1e-3 and the default 1e-5 differ at inference too.
+x -> conv(4, 3x3) -> relu -> batchnorm(eps = 1e-3) -> flatten -> dense(4) -> f
+loss = softmax_cross_entropy(f, y)
+""", [3, 6, 6], conv_p("conv1", 4, 3, 3) + bn_p("batchnorm1", 4) + dense_p("dense1", 4, 64), fwd,
+        labels=4, overrides={"batchnorm1.running_var": (0.01, 0.002)})
+
     return N
 
 
@@ -1259,7 +1440,7 @@ def check_all(nets):
     if [m[0] for m in manifest] != [n.name for n in nets]:
         err("manifest.txt does not list the nets in order")
     man = {m[0]: m for m in manifest}
-    expected_files = {"gen.py", "manifest.txt", "nets"}
+    expected_files = {"gen.py", "manifest.txt", "nets", "run.sh", "check_one.sh", "check_net.c"}
     total = 0
     for net in nets:
         pc, pw, pio = paths(net.name)
@@ -1389,7 +1570,8 @@ def sensitivity_checks():
             errs.append(f"lrn({size}, {alpha}, {beta}, {k}) differs from the formula")
     # the reference nets themselves: the pooling nets must depend on their semantics
     nets = {n.name: n for n in all_nets()}
-    for name, which in (("ref_maxpool", "max"), ("ref_maxpool_rect", "max"), ("ref_maxpool_wide", "max"),
+    # (ref_maxpool_wide has no padding: it tests the vectorized 2x2 form)
+    for name, which in (("ref_maxpool", "max"), ("ref_maxpool_rect", "max"),
                         ("ref_avgpool", "avg"), ("ref_avgpool_rect", "avg")):
         net = nets[name]
         g = torch.Generator().manual_seed(net.seed())
@@ -1408,6 +1590,25 @@ def sensitivity_checks():
         maxpool, avgpool = saved
         if torch.allclose(good, bad, rtol=1e-3, atol=1e-4):
             errs.append(f"{name}: output does not depend on the padding semantics")
+    # the full-size additions: each net must depend on the semantics it tests
+    for name, wrong in (("ref_avgpool_count_pad", "count_pad"), ("ref_bn_eps", "eps"),
+                        ("ref_relu6_clip", "relu6"), ("ref_relu6_clip", "clip_lo"),
+                        ("ref_relu6_clip", "clip_hi")):
+        net = nets[name]
+        g = torch.Generator().manual_seed(net.seed())
+        params32 = init_params(net, g)
+        data = make_inputs(net, g)
+        good = compute(net, params32, data)["out.64"]
+        WRONG.add(wrong)
+        try:
+            bad = compute(net, params32, data)["out.64"]
+        finally:
+            WRONG.discard(wrong)
+        if torch.allclose(good, bad, rtol=1e-3, atol=1e-4):
+            errs.append(f"{name}: output does not depend on {wrong}")
+    # ceil = true: 9 -> 4 windows (floor gives 3); 8 -> 3, the 4th starting in the padding
+    if list(F.max_pool2d(torch.zeros(1, 1, 8, 9), 3, 3, 1, ceil_mode=True).shape) != [1, 1, 3, 4]:
+        errs.append("ceil_mode: ref_maxpool_ceil's sizes are not what its comment says")
     for e in errs:
         print("ERROR:", e)
     return errs

@@ -8,6 +8,7 @@
 #include <ftw.h>
 #include <math.h>
 #include <png.h>
+#include <jpeglib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1121,9 +1122,9 @@ Test(rt, image_to_input)
     /* gray replicated to 3 channels */
     cr_assert(rt_image_to_input(&g, 3, (int64_t[]){3, 2, 2}, 1, x, "g", &err) == 0);
     close_to(x + 8, (float[]){0, 51, 102, 255}, 4);
-    /* RGB to gray by luma */
+    /* RGB to gray by luma, rounded as PIL's convert("L"): 76.2 -> 76, 149.7 -> 150 */
     cr_assert(rt_image_to_input(&rgb, 2, (int64_t[]){1, 2}, 1, x, "rgb", &err) == 0);
-    close_to(x, (float[]){0.299f * 255, 0.587f * 255}, 2);
+    close_to(x, (float[]){76, 150}, 2);
     /* bilinear upsampling, half-pixel centers: [0, 100] -> [0, 25, 75, 100] */
     cr_assert(rt_image_to_input(&row, 2, (int64_t[]){1, 4}, 1, x, "row", &err) == 0);
     close_to(x, (float[]){0, 25, 75, 100}, 4);
@@ -1133,11 +1134,11 @@ Test(rt, image_to_input)
     rt_image c6 = mk_image(1, 6, 6, flat);
     cr_assert(rt_image_to_input(&c6, 1, (int64_t[]){4}, 2, x, "c6", &err) == 0);
     close_to(x, (float[]){154, 154, 154, 154}, 4);
-    /* shrinking by 2 with the widened triangle: weights 1/4 3/4 3/4 1/4 */
+    /* shrinking by 2 with the widened triangle: weights 1/4 3/4 3/4 1/4, then
+     * rounded to 8 bits as PIL does: 28.6 -> 29, 91.4 -> 91 */
     rt_image r4 = mk_image(1, 1, 4, (uint8_t[]){0, 40, 80, 120});
     cr_assert(rt_image_to_input(&r4, 2, (int64_t[]){1, 2}, 1, x, "r4", &err) == 0);
-    close_to(x, (float[]){(0 * 3 + 40 * 3 + 80 * 1) / 7.0f, (40 * 1 + 80 * 3 + 120 * 3) / 7.0f},
-             2);
+    close_to(x, (float[]){29, 91}, 2);
     /* impossible shapes */
     cr_assert(rt_image_to_input(&g, 1, (int64_t[]){5}, 1, x, "g", &err) == -1);
     cr_assert(strstr(err.msg, "g: a 1-channel 2x2 image cannot become an input of shape [5]"),
@@ -1148,6 +1149,240 @@ Test(rt, image_to_input)
     rt_image_free(&row);
     rt_image_free(&c6);
     rt_image_free(&r4);
+}
+
+/* ---- jpeg.c ---- */
+
+/* A JPEG of w x h pixels of nc interleaved components in color space cs,
+ * written with libjpeg at quality 100. */
+static void put_jpeg(const char *path, int w, int h, int nc, J_COLOR_SPACE cs,
+                     const uint8_t *px)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w, c.image_height = (JDIMENSION)h;
+    c.input_components = nc, c.in_color_space = cs;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 100, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    for (int y = 0; y < h; y++) {
+        JSAMPROW row = (JSAMPROW)px + (size_t)y * w * nc;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    fclose(f);
+}
+
+/* Every sample of plane k of img is within 2 of v (JPEG is lossy). */
+static void plane_near(const rt_image *img, int k, int v)
+{
+    for (int i = 0; i < img->h * img->w; i++) {
+        int got = img->px[k * img->h * img->w + i];
+        cr_assert(abs(got - v) <= 2, "plane %d, pixel %d: %d, expected %d", k, i, got, v);
+    }
+}
+
+/* An image of 16 x 8 pixels, each the nc samples s. */
+static const char *put_flat_jpeg(const char *name, int nc, J_COLOR_SPACE cs, const uint8_t *s)
+{
+    uint8_t px[16 * 8 * 4];
+    for (int i = 0; i < 16 * 8; i++)
+        memcpy(px + i * nc, s, (size_t)nc);
+    put_jpeg(in_dir(name), 16, 8, nc, cs, px);
+    return in_dir(name);
+}
+
+Test(rt, image_jpeg)
+{
+    rt_err err = {{0}};
+    rt_image img;
+    cr_assert(rt_image_read(put_flat_jpeg("g.jpg", 1, JCS_GRAYSCALE, (uint8_t[]){100}), 0, &img,
+                            &err) == 0, "%s", err.msg);
+    cr_assert(img.c == 1 && img.w == 16 && img.h == 8);
+    plane_near(&img, 0, 100);
+    rt_image_free(&img);
+    cr_assert(rt_image_read(put_flat_jpeg("c.jpg", 3, JCS_RGB, (uint8_t[]){200, 100, 50}), 0,
+                            &img, &err) == 0, "%s", err.msg);
+    cr_assert(img.c == 3 && img.w == 16 && img.h == 8);
+    plane_near(&img, 0, 200), plane_near(&img, 1, 100), plane_near(&img, 2, 50);
+    rt_image_free(&img);
+    /* CMYK stored inverted (PIL's convention): stored (255, 0, 255, 255) is
+     * C = 0, M = 255, Y = 0, K = 0: magenta */
+    cr_assert(rt_image_read(put_flat_jpeg("k.jpg", 4, JCS_CMYK, (uint8_t[]){255, 0, 255, 255}),
+                            0, &img, &err) == 0, "%s", err.msg);
+    cr_assert(img.c == 3);
+    plane_near(&img, 0, 255), plane_near(&img, 1, 0), plane_near(&img, 2, 255);
+    rt_image_free(&img);
+    /* and with K: stored K 127 is 50% black, stored C 0 is full cyan */
+    cr_assert(rt_image_read(put_flat_jpeg("k2.jpg", 4, JCS_CMYK, (uint8_t[]){0, 255, 255, 127}),
+                            0, &img, &err) == 0, "%s", err.msg);
+    plane_near(&img, 0, 0), plane_near(&img, 1, 127), plane_near(&img, 2, 127);
+    rt_image_free(&img);
+}
+
+/* A valid 16 x 8 RGB JPEG, then changed by f; read back. */
+static int jpeg_variant(const char *name, void (*f)(const char *path), rt_err *e)
+{
+    const char *path = put_flat_jpeg(name, 3, JCS_RGB, (uint8_t[]){1, 2, 3});
+    f(path);
+    rt_image img;
+    int r = rt_image_read(path, 0, &img, e);
+    cr_assert(r == 0 || !img.px, "a failed read leaves no pixels");
+    rt_image_free(&img);
+    return r;
+}
+
+/* Overwrites the file's bytes at offset `at` (negative: from the end). */
+static void patch(const char *path, long at, const void *b, size_t n)
+{
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f);
+    fseek(f, at, at < 0 ? SEEK_END : SEEK_SET);
+    fwrite(b, 1, n, f);
+    fclose(f);
+}
+
+/* The offset of SOF0's precision byte (after FF C0 and a 2-byte length). */
+static long sof_at(const char *path)
+{
+    char *b;
+    size_t n;
+    rt_err e = {{0}};
+    cr_assert(rt_read_file(path, &b, &n, &e) == 0);
+    long at = -1;
+    for (size_t i = 0; i + 1 < n && at < 0; i++)
+        if ((uint8_t)b[i] == 0xff && (uint8_t)b[i + 1] == 0xc0)
+            at = (long)i + 4;
+    free(b);
+    cr_assert(at > 0, "no SOF0");
+    return at;
+}
+
+static void cut_half(const char *p) { cr_assert(truncate(p, file_size(p) / 2) == 0); }
+static void precision_12(const char *p) { patch(p, sof_at(p), "\x0c", 1); }
+static void huge_size(const char *p) { patch(p, sof_at(p) + 1, "\x3f\xff\x3f\xff", 4); }
+static void zero_size(const char *p) { patch(p, sof_at(p) + 1, "\0\0\0\0", 4); }
+static void no_eoi(const char *p) { cr_assert(truncate(p, file_size(p) - 2) == 0); }
+static int jpeg_truncated(rt_err *e) { return jpeg_variant("t.jpg", cut_half, e); }
+static int jpeg_precision(rt_err *e) { return jpeg_variant("p.jpg", precision_12, e); }
+static int jpeg_huge(rt_err *e) { return jpeg_variant("h.jpg", huge_size, e); }
+static int jpeg_zero(rt_err *e) { return jpeg_variant("z.jpg", zero_size, e); }
+static int jpeg_no_eoi(rt_err *e) { return jpeg_variant("e.jpg", no_eoi, e); }
+static int jpeg_soi_only(rt_err *e)
+{
+    put_file(in_dir("s.jpg"), "\xff\xd8\xff", 3);
+    rt_image img;
+    return rt_image_read(in_dir("s.jpg"), 0, &img, e);
+}
+
+static int png_huge(rt_err *e)
+{
+    uint8_t px[4] = {0};
+    put_png(in_dir("h.png"), 2, 2, PNG_COLOR_TYPE_GRAY, 8, PNG_INTERLACE_NONE, px, NULL, 0, NULL,
+            0);
+    /* IHDR's width and height (at 16), then its CRC (at 29) made right */
+    uint8_t ihdr[17] = "IHDR\0\1\x86\xa0\0\1\x86\xa0\x08\0\0\0\0";
+    uint32_t crc = rt_crc32(0, ihdr, 17);
+    uint8_t be[4] = {crc >> 24, crc >> 16, crc >> 8, crc};
+    patch(in_dir("h.png"), 16, ihdr + 4, 8);
+    patch(in_dir("h.png"), 29, be, 4);
+    return img_read("h.png", 0, e);
+}
+
+Test(rt, image_jpeg_errors)
+{
+    EXPECT_FAIL(jpeg_truncated, "t.jpg: bad JPEG: Premature end of JPEG file");
+    EXPECT_FAIL(jpeg_precision, "p.jpg: bad JPEG: Unsupported JPEG data precision 12");
+    EXPECT_FAIL(jpeg_huge, "h.jpg: image size 16383x16383x3 is outside 1..16384 per side, "
+                           "134217728 samples in all");
+    EXPECT_FAIL(jpeg_zero, "z.jpg: bad JPEG: Empty JPEG image");
+    EXPECT_FAIL(jpeg_soi_only, "s.jpg: bad JPEG:");
+    EXPECT_FAIL(png_huge, "h.png: image size 100000x100000x1 is outside");
+    EXPECT_FAIL(jpeg_no_eoi, "e.jpg: bad JPEG: Premature end of JPEG file");
+}
+
+/* ---- preprocess.c ---- */
+
+Test(rt, image_prepare)
+{
+    rt_err err = {{0}};
+    float x[3 * 4 * 4];
+    /* a 4 x 6 gray ramp (value = 10 * column), resize = 4 keeps the short side
+     * (4 rows), so only the width shrinks: 6 -> trunc(4 * 6 / 4) = 6, unchanged;
+     * crop = 4 then takes columns round((6 - 4) / 2) = 1 .. 4 */
+    uint8_t ramp[24];
+    for (int i = 0; i < 24; i++)
+        ramp[i] = (uint8_t)(10 * (i % 6));
+    rt_image g = mk_image(1, 4, 6, ramp);
+    rt_prep p = {.resize = 4, .crop = 4, .scale = 1, .mean = {5, 5, 5}, .std = {2, 2, 2}};
+    cr_assert(rt_image_prepare(&g, &p, 3, (int64_t[]){1, 4, 4}, x, "g", &err) == 0, "%s",
+              err.msg);
+    close_to(x, (float[]){2.5f, 7.5f, 12.5f, 17.5f}, 4);    /* (10 c - 5) / 2, c = 1..4 */
+    /* an odd margin rounds half to even, as Python: 7 - 4 = 3 -> round(1.5) = 2 */
+    uint8_t r7[7] = {0, 1, 2, 3, 4, 5, 6};
+    rt_image row = mk_image(1, 1, 7, r7);
+    rt_prep c = {.crop = 4, .scale = 1, .std = {1, 1, 1}};
+    /* a 1 x 7 image cropped to 4 x 4: padded with zeros above and below
+     * ((4 - 1) / 2 = 1 row above), columns 2..5 */
+    cr_assert(rt_image_prepare(&row, &c, 2, (int64_t[]){4, 4}, x, "row", &err) == 0, "%s",
+              err.msg);
+    close_to(x, (float[]){0, 0, 0, 0, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0, 0, 0}, 16);
+    /* gray to three channels, each normalized with its own mean and std */
+    rt_prep n = {.scale = 1.0f / 255, .mean = {0.5f, 0, 1}, .std = {0.5f, 1, 0.25f}};
+    uint8_t w1[1] = {255};
+    rt_image white = mk_image(1, 1, 1, w1);
+    cr_assert(rt_image_prepare(&white, &n, 3, (int64_t[]){3, 1, 1}, x, "w", &err) == 0);
+    close_to(x, (float[]){1, 1, 0}, 3);
+    /* gray to four channels: the fourth takes the third's mean and std */
+    cr_assert(rt_image_prepare(&white, &n, 3, (int64_t[]){4, 1, 1}, x, "w", &err) == 0);
+    close_to(x, (float[]){1, 1, 0, 0}, 4);
+    /* resize without the crop its aspect needs; a crop that is not the input's size */
+    rt_prep r = {.resize = 2, .scale = 1, .std = {1, 1, 1}};
+    cr_assert(rt_image_prepare(&g, &r, 3, (int64_t[]){1, 2, 2}, x, "g", &err) == -1);
+    cr_assert(strstr(err.msg, "g: resize = 2 makes this 6x4 image 3x2, but the network takes "
+                              "2x2: add a crop"), "%s", err.msg);
+    rt_prep bad = {.crop = 3, .scale = 1, .std = {1, 1, 1}};
+    cr_assert(rt_image_prepare(&g, &bad, 3, (int64_t[]){1, 2, 2}, x, "g", &err) == -1);
+    cr_assert(strstr(err.msg, "g: crop = 3 makes 3x3 images, but the network takes 2x2"), "%s",
+              err.msg);
+    /* a resize whose long side would pass the limit */
+    uint8_t thin[2] = {0, 0};
+    rt_image t = mk_image(1, 1, 2, thin);
+    rt_prep big = {.resize = 10000, .crop = 2, .scale = 1, .std = {1, 1, 1}};
+    cr_assert(rt_image_prepare(&t, &big, 3, (int64_t[]){1, 2, 2}, x, "t", &err) == -1);
+    cr_assert(strstr(err.msg, "t: resize = 10000 makes this 2x1 image 20000x10000, over 16384"),
+              "%s", err.msg);
+    rt_image_free(&g), rt_image_free(&row), rt_image_free(&white), rt_image_free(&t);
+}
+
+Test(rt, classes)
+{
+    rt_err err = {{0}};
+    rt_classes c;
+    cr_assert(rt_classes_parse("cat\r\ndog\nbig bird", 17, 3, "n", &c, &err) == 0, "%s", err.msg);
+    cr_assert(c.n == 3 && !strcmp(c.name[0], "cat") && !strcmp(c.name[1], "dog") &&
+              !strcmp(c.name[2], "big bird"));
+    rt_classes_free(&c);
+    cr_assert(rt_classes_parse("a\nb\n", 4, 3, "n.txt", &c, &err) == -1 && !c.name);
+    cr_assert(strstr(err.msg, "n.txt: 2 class names (one per line), but the network has 3 classes"),
+              "%s", err.msg);
+    cr_assert(rt_classes_parse("a\nb\nc\nd\n", 8, 3, "n.txt", &c, &err) == -1);
+    cr_assert(strstr(err.msg, "n.txt: 4 class names"), "%s", err.msg);
+    cr_assert(rt_classes_parse("a\n\nc\n", 5, 3, "n.txt", &c, &err) == -1);
+    cr_assert(strstr(err.msg, "n.txt:2: an empty class name"), "%s", err.msg);
+    cr_assert(rt_classes_parse("a\0b\nc\n", 5, 2, "n.txt", &c, &err) == -1);
+    cr_assert(strstr(err.msg, "NUL"), "%s", err.msg);
+    put_text(in_dir("names.txt"), "x\ny\n");
+    cr_assert(rt_classes_read(in_dir("names.txt"), 2, &c, &err) == 0 && c.n == 2);
+    rt_classes_free(&c);
+    cr_assert(rt_classes_read(in_dir("none.txt"), 2, &c, &err) == -1);
+    cr_assert(strstr(err.msg, "none.txt: cannot open"), "%s", err.msg);
 }
 
 /* ---- error.c ---- */

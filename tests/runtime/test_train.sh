@@ -29,7 +29,7 @@ if [ "$1" = --asan ]; then
 fi
 cc -O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp $SAN -I"$ROOT/runtime" \
    -o "$T/fake" "$ROOT/tests/runtime/fake_net.c" \
-   "$ROOT/lib/libcnnrt_main$ASAN_LIB.a" "$ROOT/lib/libcnnrt$ASAN_LIB.a" -lpng -lz -lm || {
+   "$ROOT/lib/libcnnrt_main$ASAN_LIB.a" "$ROOT/lib/libcnnrt$ASAN_LIB.a" -ljpeg -lpng -lz -lm || {
     echo "cannot build the fake network (run make first)"; echo "0 passed, 1 failed"; exit 1; }
 FAKE=$T/fake
 cd "$T" || exit 1
