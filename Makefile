@@ -227,6 +227,7 @@ check-predict: all
 	sh tests/program/test_predict.sh
 	sh tests/program/test_photo.sh
 	sh tests/program/test_examples.sh
+	sh tests/program/test_bench_info.sh
 
 check-fuzz:
 	$(MAKE) fuzz-frontend FUZZ_SECONDS=60

@@ -647,8 +647,9 @@ bool link_library(const char *object, const char *out, bool sanitize);
 /* ---------------------------------------------------------------- summary.c */
 
 int64_t node_flops(const Node *n);
-/* The planned workspace, after summary_print. */
-void summary_memory(FILE *out, const Lowered *l, int64_t batch);
+/* The memory the program allocates at the configured batch (planned
+ * workspaces, parameters, gradients, momentum), after summary_print. */
+void summary_memory(FILE *out, const Lowered *l);
 void summary_print(FILE *out, const Graph *g);
 
 #endif

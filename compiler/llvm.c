@@ -1421,12 +1421,14 @@ static uint64_t structure_hash(const Graph *g)
     return h;
 }
 
-static char *summary_text(const Graph *g)
+/* `info`'s text: the layer table and the memory of --summary. */
+static char *summary_text(const Lowered *l)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&text, &len);
-    summary_print(m, g);
+    summary_print(m, l->g);
+    summary_memory(m, l);
     fclose(m);
     char *s = arena_strdup(text);
     free(text);
@@ -1508,7 +1510,7 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     fi(E, &f, l->train_ws_floats), fi(E, &f, l->train_ws_fixed), fi(E, &f, l->train_serial);
     fi(E, &f, nreg), field(&f, reg);
     train_fields(E, &f, g);
-    field(&f, cstr(E, summary_text(g)));
+    field(&f, cstr(E, summary_text(l)));
     prep_fields(E, &f, &g->data);
     return global_struct(E, &f, arena_printf("%s_desc", g->name), true);
 }

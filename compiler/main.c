@@ -273,7 +273,7 @@ static int print_summary(const Options *o, Graph *g)
     if (!o->no_fuse)
         fuse_loops(l);
     plan_memory(l);
-    summary_memory(out, l, g->train.batch > 0 ? g->train.batch : 64);
+    summary_memory(out, l);
     tune_summary(out, tune(o, l));
     return finish(out);
 }

@@ -1,19 +1,33 @@
 /* plan.c: memory planning of the workspace, after fusion.
  *
  * Lowering gives every value a buffer of its own, one row per example
- * (batched). After fusion many values are born and die inside one
- * iteration of one loop over the examples: a forward activation that only
- * the next operator of the same loop reads (inference), a gradient passed
- * from maxpool_dx to the relu mask to conv_dx (training). Such a value
- * needs one example's room, not n, and only while it is live. So:
+ * (batched), and every operator's scratch (im2col's `col`, `xpad`, `dcol`)
+ * a buffer of its own in the shared part. Most of them are dead most of
+ * the time: a forward activation that only the next operator of the same
+ * loop reads, a gradient passed from one backward operator to the next, the
+ * `col` of a conv that has run. So:
  *
  *   1. a batched workspace buffer all of whose uses are inside one top-level
  *      loop over the examples becomes a per-iteration buffer: its index
  *      loses the `b * size` term, and it moves to the shared part of the
  *      workspace (each thread has its own);
- *   2. per-iteration buffers share memory by liveness: intervals over the
- *      statements of the kernel, first fit into the slots already made;
- *   3. the batched buffers left are packed again, without the holes.
+ *   2. the shared part (per-iteration buffers, scratch, values shared by the
+ *      batch) is packed by liveness: each buffer lives from its first use
+ *      to its last, and takes the smallest free slot that holds it (a slot
+ *      is free once the last buffer in it is dead);
+ *   3. the batched buffers left are packed the same way, by the top-level
+ *      statements that use them (a row per example: one that a loop over
+ *      the examples writes in iteration b may not be reused by another
+ *      buffer of the same loop in iteration b + 1).
+ *
+ * Liveness is counted in positions: each statement of a top-level loop over
+ * the examples is a position, and so is every other top-level statement.
+ * Per-iteration buffers and scratch live from the position of their first
+ * use to that of their last: each iteration writes them before reading
+ * them. Other values live over the whole top-level statements that use
+ * them. Buffers that share memory share an offset, so the alias scopes of
+ * llvm.c (one per offset) never claim that two overlapping buffers are
+ * apart.
  *
  * The result is what --summary prints as planned bytes.
  */
@@ -100,120 +114,221 @@ static Expr *strip(Expr *idx, int v, int64_t size)
 
 static int64_t padded(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
-/* A candidate: a buffer living inside one example loop, and its interval. */
-typedef struct {
-    Buf *buf;
-    int top, first, last;
-    bool ok;
-} Cand;
+/* ---- lives ------------------------------------------------------------------ */
 
-static int find(Cand *c, int n, const Buf *b)
+/* The memory of one or more buffers of the workspace that overlap (a value
+ * seen through two buffers), in one region: batched or shared. */
+typedef struct {
+    Vec bufs;             /* Buf*: the members */
+    int64_t *delta;       /* per member: its offset from the group's */
+    int64_t old, size;    /* the group's offset and extent before planning */
+    bool batched;
+    bool scratch;         /* every member is scratch */
+    bool local;           /* every use inside the body of example loop `top0` */
+    bool iteration;       /* made a per-iteration buffer (step 1) */
+    int first, last;      /* positions of the first and last use */
+    int top0, top1;       /* the top-level statements of those */
+    int64_t at;           /* the offset planned */
+} Group;
+
+typedef struct {
+    Kernel *k;
+    Uses u;
+    int *start;           /* per top-level statement, its first position; [ntop]: the end */
+    Group **g;
+    int ng;
+} Plan;
+
+static int position(const Plan *p, const Use *x) { return p->start[x->top] + (x->inner > 0 ? x->inner : 0); }
+
+static void positions(Plan *p)
 {
-    for (int i = 0; i < n; i++)
-        if (c[i].buf == b)
-            return i;
-    return -1;
+    Vec *body = &p->k->body;
+    p->start = calloc((size_t)body->n + 1, sizeof *p->start);
+    for (int t = 0; t < body->n; t++) {
+        const LStmt *s = body->at[t];
+        p->start[t + 1] = p->start[t] + (example_loop(s) && s->body.n > 1 ? s->body.n : 1);
+    }
 }
 
-/* Steps 1 and 2: returns the shared floats the per-iteration buffers take. */
-static int64_t plan_iteration_buffers(Kernel *k, Uses *u, int64_t fixed)
+static Group *group_of(const Plan *p, const Buf *b)
 {
-    Cand *c = calloc((size_t)u->uses.n + 1, sizeof *c);
-    int nc = 0;
-    for (int i = 0; i < u->uses.n; i++) {
-        Use *x = u->uses.at[i];
-        if (x->buf->base != BASE_WS || !x->buf->batched)
+    for (int i = 0; i < p->ng; i++)
+        for (int j = 0; j < p->g[i]->bufs.n; j++)
+            if (p->g[i]->bufs.at[j] == b)
+                return p->g[i];
+    return NULL;
+}
+
+static bool overlaps(const Group *g, const Buf *b)
+{
+    return g->batched == b->batched && b->offset < g->old + g->size && g->old < b->offset + b->size;
+}
+
+/* Adds b to the group it overlaps, or to a new one. Groups that b joins
+ * together become one. */
+static void join(Plan *p, Buf *b)
+{
+    Group *g = NULL;
+    for (int i = 0; i < p->ng; i++) {
+        if (!overlaps(p->g[i], b))
             continue;
-        int j = find(c, nc, x->buf);
-        if (j < 0) {
-            j = nc++;
-            c[j] = (Cand){x->buf, x->top, x->inner, x->inner, true};
+        if (!g) {
+            g = p->g[i];
+            continue;
         }
-        LStmt *loop = k->body.at[x->top];
-        if (x->top != c[j].top || x->inner < 0 || !strip(*x->idx, loop->var, x->buf->size))
-            c[j].ok = false;
-        if (x->inner < c[j].first) c[j].first = x->inner;
-        if (x->inner > c[j].last) c[j].last = x->inner;
+        Group *h = p->g[i];                      /* merge h into g */
+        for (int j = 0; j < h->bufs.n; j++)
+            vec_push(&g->bufs, h->bufs.at[j]);
+        int64_t end = g->old + g->size > h->old + h->size ? g->old + g->size : h->old + h->size;
+        g->old = g->old < h->old ? g->old : h->old, g->size = end - g->old;
+        g->scratch &= h->scratch;
+        p->g[i--] = p->g[--p->ng];
     }
-    /* slots: first fit by interval, in order of first use */
-    typedef struct { int64_t offset, size; int top, last; } Slot;
-    Slot *slot = calloc((size_t)nc + 1, sizeof *slot);
-    int nslots = 0;
-    int64_t end = fixed;
-    for (int pass_top = 0; pass_top < k->body.n; pass_top++)
-        for (int pos = 0; pos < ((LStmt *)k->body.at[pass_top])->body.n; pos++)
-            for (int j = 0; j < nc; j++) {
-                if (!c[j].ok || c[j].top != pass_top || c[j].first != pos)
-                    continue;
-                int s = -1;
-                for (int q = 0; q < nslots; q++)
-                    if ((slot[q].top < pass_top || slot[q].last < pos) && slot[q].size >= c[j].buf->size &&
-                        (s < 0 || slot[q].size < slot[s].size))
-                        s = q;
-                if (s < 0) {
-                    s = nslots++;
-                    slot[s] = (Slot){end, padded(c[j].buf->size), 0, 0};
-                    end += slot[s].size;
-                }
-                slot[s].top = pass_top, slot[s].last = c[j].last;
-                c[j].buf->offset = slot[s].offset;
-                c[j].buf->batched = false;
-            }
-    for (int i = 0; i < u->uses.n; i++) {
-        Use *x = u->uses.at[i];
-        int j = find(c, nc, x->buf);
-        if (j < 0 || !c[j].ok)
+    if (!g) {
+        g = arena_alloc(sizeof *g);
+        *g = (Group){.old = b->offset, .size = b->size, .batched = b->batched, .scratch = true};
+        p->g[p->ng++] = g;
+    }
+    vec_push(&g->bufs, b);
+    int64_t end = g->old + g->size > b->offset + b->size ? g->old + g->size : b->offset + b->size;
+    g->old = g->old < b->offset ? g->old : b->offset, g->size = end - g->old;
+    g->scratch &= b->scratch;
+}
+
+/* The groups of the workspace's buffers and the span of their uses. */
+static void lives(Plan *p)
+{
+    p->g = calloc((size_t)p->u.uses.n + 1, sizeof *p->g);
+    for (int i = 0; i < p->u.uses.n; i++) {
+        Use *x = p->u.uses.at[i];
+        if (x->buf->base == BASE_WS && !group_of(p, x->buf))
+            join(p, x->buf);
+    }
+    for (int i = 0; i < p->ng; i++) {
+        Group *g = p->g[i];
+        g->first = -1, g->local = true;
+        g->delta = arena_alloc(sizeof(int64_t) * (size_t)(g->bufs.n + 1));
+        for (int j = 0; j < g->bufs.n; j++)
+            g->delta[j] = ((Buf *)g->bufs.at[j])->offset - g->old;
+    }
+    for (int i = 0; i < p->u.uses.n; i++) {
+        Use *x = p->u.uses.at[i];
+        Group *g = x->buf->base == BASE_WS ? group_of(p, x->buf) : NULL;
+        if (!g)
             continue;
-        Expr *e = strip(*x->idx, ((LStmt *)k->body.at[x->top])->var, x->buf->size);
+        int at = position(p, x);
+        if (g->first < 0)
+            g->first = g->last = at, g->top0 = g->top1 = x->top;
+        g->first = at < g->first ? at : g->first, g->last = at > g->last ? at : g->last;
+        g->top0 = x->top < g->top0 ? x->top : g->top0, g->top1 = x->top > g->top1 ? x->top : g->top1;
+        g->local &= x->inner >= 0 && x->top == g->top0 && x->top == g->top1;
+    }
+}
+
+/* ---- step 1: per-iteration buffers ---------------------------------------- */
+
+/* Whether batched group g can hold one example's row: one buffer, every use
+ * inside one loop over the examples, indexed `b * size + ...` by its variable. */
+static bool per_iteration(const Plan *p, const Group *g)
+{
+    if (!g->batched || !g->local || g->bufs.n != 1)
+        return false;
+    const LStmt *loop = p->k->body.at[g->top0];
+    for (int i = 0; i < p->u.uses.n; i++) {
+        const Use *x = p->u.uses.at[i];
+        if (x->buf == g->bufs.at[0] && !strip(*x->idx, loop->var, x->buf->size))
+            return false;
+    }
+    return true;
+}
+
+static void make_per_iteration(Plan *p, Group *g)
+{
+    Buf *b = g->bufs.at[0];
+    const LStmt *loop = p->k->body.at[g->top0];
+    for (int i = 0; i < p->u.uses.n; i++) {
+        Use *x = p->u.uses.at[i];
+        Expr *e = x->buf == b ? strip(*x->idx, loop->var, b->size) : NULL;
         if (e)                        /* NULL: a load shared by two places of a tree, done */
             *x->idx = e;
     }
-    free(c), free(slot);
-    return end - fixed;
+    b->batched = g->batched = false;
+    g->iteration = true;
 }
 
-static int by_offset(const void *a, const void *b)
+/* ---- steps 2 and 3: slots by liveness --------------------------------------- */
+
+static int by_first(const void *a, const void *b)
 {
-    const Buf *x = *(const Buf *const *)a, *y = *(const Buf *const *)b;
-    return (x->offset > y->offset) - (x->offset < y->offset);
+    const Group *x = *(const Group *const *)a, *y = *(const Group *const *)b;
+    if (x->first != y->first)
+        return (x->first > y->first) - (x->first < y->first);
+    return (x->old > y->old) - (x->old < y->old);
 }
 
-/* Step 3: the batched workspace buffers packed again; returns their floats per example. */
-static int64_t pack_batched(Uses *u)
+/* Places the groups of one region (batched or not) in slots, first use
+ * first: each takes the smallest free slot that holds it, or grows the last
+ * slot if that one is free, or opens a new slot. Returns the region's
+ * floats (per example, for the batched one). */
+static int64_t pack(Plan *p, bool batched)
 {
-    Buf **b = calloc((size_t)u->uses.n + 1, sizeof *b);
-    int nb = 0;
-    for (int i = 0; i < u->uses.n; i++) {
-        Use *x = u->uses.at[i];
-        if (x->buf->base != BASE_WS || !x->buf->batched)
-            continue;
-        bool seen = false;
-        for (int j = 0; j < nb && !seen; j++)
-            seen = b[j] == x->buf;
-        if (!seen)
-            b[nb++] = x->buf;
-    }
-    qsort(b, (size_t)nb, sizeof *b, by_offset);
-    int64_t at = 0, old = -1, was = 0;
-    for (int i = 0; i < nb; i++) {
-        if (b[i]->offset == old) {           /* the same memory seen through another buffer */
-            b[i]->offset = was;
-            continue;
+    typedef struct { int64_t offset, size; int last; } Slot;
+    Group **g = calloc((size_t)p->ng + 1, sizeof *g);
+    Slot *slot = calloc((size_t)p->ng + 1, sizeof *slot);
+    int n = 0, nslots = 0;
+    for (int i = 0; i < p->ng; i++)
+        if (p->g[i]->batched == batched) {
+            Group *x = g[n++] = p->g[i];
+            if (!x->scratch && !x->iteration)     /* values: whole top-level statements */
+                x->first = p->start[x->top0], x->last = p->start[x->top1 + 1] - 1;
         }
-        old = b[i]->offset, was = at;
-        b[i]->offset = at;
-        at += padded(b[i]->size);
+    qsort(g, (size_t)n, sizeof *g, by_first);
+    int64_t end = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t size = padded(g[i]->size);
+        int s = -1;
+        for (int q = 0; q < nslots; q++)
+            if (slot[q].last < g[i]->first && slot[q].size >= size && (s < 0 || slot[q].size < slot[s].size))
+                s = q;
+        if (s < 0 && nslots && slot[nslots - 1].last < g[i]->first) {
+            s = nslots - 1;                        /* the last slot, free: grow it */
+            end += size - slot[s].size;
+            slot[s].size = size;
+        }
+        if (s < 0) {
+            s = nslots++;
+            slot[s] = (Slot){end, size, 0};
+            end += size;
+        }
+        slot[s].last = g[i]->last;
+        g[i]->at = slot[s].offset;
     }
-    free(b);
-    return at;
+    free(g), free(slot);
+    return end;
 }
 
-/* Plans one kernel; its shared part grows, its per-example part shrinks. */
+/* The members of every group at their planned offsets. */
+static void place(Plan *p)
+{
+    for (int i = 0; i < p->ng; i++)
+        for (int j = 0; j < p->g[i]->bufs.n; j++)
+            ((Buf *)p->g[i]->bufs.at[j])->offset = p->g[i]->at + p->g[i]->delta[j];
+}
+
+/* Plans one kernel: its shared part (ws_fixed) and its floats per example. */
 static void plan_kernel(Kernel *k, int64_t *per_example)
 {
-    Uses u = collect(k);
-    k->ws_fixed += plan_iteration_buffers(k, &u, k->ws_fixed);
-    *per_example = pack_batched(&u);
+    Plan p = {.k = k, .u = collect(k)};
+    positions(&p);
+    lives(&p);
+    for (int i = 0; i < p.ng; i++)
+        if (per_iteration(&p, p.g[i]))
+            make_per_iteration(&p, p.g[i]);
+    k->ws_fixed = pack(&p, false);
+    *per_example = pack(&p, true);
+    place(&p);
+    free(p.start), free(p.g);
 }
 
 void plan_memory(Lowered *l)

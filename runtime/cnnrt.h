@@ -519,6 +519,11 @@ float      *rt_net_grad(rt_net *net, int i);
 void        rt_net_set_threads(rt_net *net, int threads);
 /* The learning rate; a negative or non-finite lr is ignored. */
 void        rt_net_set_lr(rt_net *net, float lr);
+/* The bytes of the blocks the network holds now: parameters, gradients,
+ * momentum, the threads' gradient blocks and training workspaces, the
+ * inference workspace (as asked for: each block's 64-byte rounding is not
+ * counted). 0 for NULL. cnnc --summary's "total" predicts it for one thread. */
+int64_t     rt_net_bytes(const rt_net *net);
 int         rt_desc_param_count(const rt_net_desc *d);
 /* Parameter i's name, or NULL when i is outside [0, nparams). */
 const char *rt_desc_param_name(const rt_net_desc *d, int i);
@@ -544,6 +549,9 @@ void   rt_probabilities(const rt_net_desc *d, const float *row, double *p);
 /* The data term of the loss for one example in inference mode (cross-entropy
  * or multiclass hinge), from its output row and its probabilities. */
 double rt_example_loss(const rt_net_desc *d, const float *row, const double *p, int32_t y);
+
+/* v, rounded, with thousands separators into buf: "48,000"; returns buf. */
+const char *rt_grouped(double v, char *buf, size_t size);
 
 /* train.c: the generated program's `train` command.
  *

@@ -20,6 +20,7 @@ typedef struct {
     const char *schedule, *nesterov;
     double weight_decay, scale;
     bool has_weight_decay, has_scale;
+    double seconds;               /* bench: per measure; 0: the default */
     int batch, threads, epochs;
     double lr, momentum;
     int64_t seed;
@@ -57,8 +58,8 @@ static void help(const rt_net_desc *d)
            "          [--classes NAMES.txt] [--dump-input X.safetensors] FILE...\n"
            "          top-5 classes of JPEG, PNG, PGM/PPM or IDX images\n"
            "  forward [--weights W] IN OUT    outputs for the tensor 'x' of IN (safetensors)\n"
-           "  bench   [--batch B] [--threads T]\n"
-           "  info    the layer table\n",
+           "  bench   [--batch B] [--threads T] [--seconds S]\n"
+           "  info    the layer table and the memory a training step takes\n",
            prog, d->name, d->version);
 }
 
@@ -160,6 +161,12 @@ static int parse(int argc, char **argv, Opts *o)
             else
                 o->scale = x, o->has_scale = true;
         }
+        else if (strcmp(a, "--seconds") == 0) {
+            char *end;
+            o->seconds = strtod(v, &end);
+            if (end == v || *end || !(o->seconds > 0 && o->seconds <= 86400))
+                return usage_error("--seconds needs a number of seconds above 0 and at most 86400, not '%s'", v);
+        }
         else if (strcmp(a, "--batch") == 0)    { if (!whole(v, 1, 65536, &n)) return usage_error("--batch needs a whole number from 1 to 65536, not '%s'", v); o->batch = (int)n; }
         else if (strcmp(a, "--threads") == 0)  { if (!whole(v, 1, 1024, &n)) return usage_error("--threads needs a whole number from 1 to 1024, not '%s'", v); o->threads = (int)n; }
         else if (strcmp(a, "--epochs") == 0)   { if (!whole(v, 0, 1000000, &n)) return usage_error("--epochs needs a whole number from 0 to 1000000, not '%s'", v); o->epochs = (int)n, o->has_epochs = true; }
@@ -246,9 +253,12 @@ static int cmd_info(const rt_net_desc *d)
 {
     fputs(d->summary, stdout);
     printf("\nparameters (safetensors names, PyTorch layouts):\n");
+    int width = 28;                                   /* the names' column: the longest */
+    for (int i = 0; i < d->nparams; i++)
+        width = (int)strlen(d->params[i].name) > width ? (int)strlen(d->params[i].name) : width;
     for (int i = 0; i < d->nparams; i++) {
         const rt_param_desc *p = &d->params[i];
-        printf("  %-28s [", p->name);
+        printf("  %-*s [", width, p->name);
         for (int k = 0; k < p->rank; k++)
             printf(k ? ", %lld" : "%lld", (long long)p->dims[k]);
         printf("]%s\n", p->flags & RT_PARAM_BUFFER ? "  (buffer)" : "");
@@ -463,65 +473,125 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* The median of `reps` timings of forward at batch n, in seconds. */
-static double time_forward(rt_net *net, int n, const float *x, float *out, int reps)
+/* One measure of bench: a forward call or a training step at batch n. */
+typedef struct {
+    rt_net *net;
+    int n;
+    const float *x;
+    float *out;              /* forward */
+    const int32_t *y;        /* training step */
+} Call;
+
+/* false after a failure (out of memory), with rt_net_error; a training
+ * step whose loss is not finite is no failure here. */
+static bool run(const Call *c)
 {
-    double *t = malloc(sizeof(double) * (size_t)reps);
-    rt_net_forward(net, n, x, out);                     /* warm-up */
-    for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
-        rt_net_forward(net, n, x, out);
-        t[r] = now_s() - t0;
-    }
-    for (int i = 1; i < reps; i++)                      /* insertion sort */
-        for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
-            double s = t[j];
-            t[j] = t[j - 1], t[j - 1] = s;
+    c->net->err[0] = 0;
+    if (c->y)
+        rt_net_train_step(c->net, c->n, c->x, c->y);
+    else
+        rt_net_forward(c->net, c->n, c->x, c->out);
+    return c->net->err[0] == 0;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median time of c in seconds: a warm-up call (it allocates the
+ * workspace), then timed calls until `seconds` have passed, at least one.
+ * A negative number after a failure. */
+static double measure(const Call *c, double seconds)
+{
+    if (!run(c))
+        return -1;
+    int n = 0, cap = 64;
+    double *t = malloc(sizeof *t * (size_t)cap), start = now_s();
+    while (t && (n == 0 || now_s() - start < seconds)) {
+        if (n == cap) {
+            double *more = realloc(t, sizeof *t * (size_t)(cap *= 2));
+            if (!more)
+                break;
+            t = more;
         }
-    double med = t[reps / 2];
+        double t0 = now_s();
+        if (!run(c)) {
+            n = 0;
+            break;
+        }
+        t[n++] = now_s() - t0;
+    }
+    double med = -1;
+    if (n) {
+        qsort(t, (size_t)n, sizeof *t, by_value);
+        med = t[n / 2];
+    }
     free(t);
     return med;
 }
 
+/* Prints one result line at once: a big network takes a while per measure. */
+static void report(const char *fmt, double v)
+{
+    printf(fmt, v);
+    fflush(stdout);
+}
+
+static int bench_failed(rt_net *net, float *x, float *out, int32_t *y)
+{
+    if (net && x && out && y)
+        fprintf(stderr, "%s: %s\n", prog, rt_net_error(net));
+    else
+        fprintf(stderr, "%s: out of memory\n", prog);
+    free(x), free(out), free(y);
+    rt_net_free(net);
+    return 1;
+}
+
+/* bench: forward latency at batch 1, forward throughput and training steps
+ * at batch B (--batch, else train { batch }, else 64), each measured for
+ * about --seconds (default 2), then the memory the network holds. */
 static int cmd_bench(const rt_net_desc *d, const Opts *o)
 {
+    int B = o->batch ? o->batch : d->batch > 0 ? (int)d->batch : 64;
+    double S = o->seconds > 0 ? o->seconds : 2;
     rt_net *net = rt_net_new(d, (uint64_t)d->seed);
-    if (!net)
-        return 1;
+    float *x = malloc(sizeof(float) * (size_t)B * (size_t)d->input_size);
+    float *out = malloc(sizeof(float) * (size_t)B * (size_t)d->output_size);
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)B);
+    if (!net || !x || !out || !y)
+        return bench_failed(net, x, out, y);
     if (o->threads)
         rt_net_set_threads(net, o->threads);
-    int B = o->batch ? o->batch : 256;
-    float *x = malloc(sizeof(float) * (size_t)(B * d->input_size)), *out = malloc(sizeof(float) * (size_t)(B * d->output_size));
     rt_rng r;
     rt_rng_seed(&r, 7);
     for (int64_t i = 0; i < B * d->input_size; i++)
         x[i] = (float)rt_rng_uniform(&r);
-    double lat = time_forward(net, 1, x, out, 200);
-    double thr = time_forward(net, B, x, out, 20);
-    printf("network %s, %d thread%s\n", d->name, net->threads, net->threads == 1 ? "" : "s");
-    printf("forward latency, batch 1:      %10.1f us\n", lat * 1e6);
-    printf("forward throughput, batch %-4d %10.0f images/s\n", B, B / thr);
-    if (d->train && d->label_kind == RT_LABELS_CLASS) {
-        int TB = o->batch ? o->batch : 64;             /* a training step, random labels */
-        int32_t *y = malloc(sizeof(int32_t) * (size_t)TB);
-        for (int i = 0; i < TB; i++)
+    printf("network %s, %d thread%s, about %g s per measure\n", d->name, net->threads, net->threads == 1 ? "" : "s", S);
+    fflush(stdout);
+    double t = measure(&(Call){net, 1, x, out, NULL}, S);
+    if (t < 0)
+        return bench_failed(net, x, out, y);
+    report("forward latency, batch 1:      %10.1f us\n", t * 1e6);
+    if ((t = measure(&(Call){net, B, x, out, NULL}, S)) < 0)
+        return bench_failed(net, x, out, y);
+    printf("forward throughput, batch %-4d", B);
+    report(" %10.0f images/s\n", B / t);
+    if (d->train && d->label_kind == RT_LABELS_CLASS) {   /* random labels, learning rate 0 */
+        for (int i = 0; i < B; i++)
             y[i] = (int32_t)(rt_rng_next(&r) % (uint64_t)d->nclasses);
         rt_net_set_lr(net, 0);                         /* keep the weights as they are */
-        double t[9];
-        for (int k = 0; k < 9; k++) {
-            double t0 = now_s();
-            rt_net_train_step(net, TB, x, y);
-            t[k] = now_s() - t0;
-        }
-        for (int i = 1; i < 9; i++)
-            for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
-                double s = t[j];
-                t[j] = t[j - 1], t[j - 1] = s;
-            }
-        printf("training step, batch %-4d      %10.0f images/s\n", TB, TB / t[4]);
-        free(y);
+        if ((t = measure(&(Call){net, B, x, NULL, y}, S)) < 0)
+            return bench_failed(net, x, out, y);
+        printf("training step, batch %-4d     ", B);
+        report(" %10.0f images/s\n", B / t);
     }
-    free(x), free(out);
+    char bytes[32];
+    printf("memory held:                   %10.1f MiB   %s bytes: parameters, gradients, momentum, workspaces\n",
+           (double)rt_net_bytes(net) / (1024.0 * 1024.0), rt_grouped((double)rt_net_bytes(net), bytes, sizeof bytes));
+    free(x), free(out), free(y);
     rt_net_free(net);
     return 0;
 }

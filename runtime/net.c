@@ -196,6 +196,16 @@ void rt_net_set_lr(rt_net *net, float lr)
         net->lr = lr;
 }
 
+int64_t rt_net_bytes(const rt_net *net)
+{
+    if (!net)
+        return 0;
+    int64_t blocks = (net->params != NULL) + (net->grads != NULL) + (net->momentum != NULL), ws = net->ws_cap;
+    for (int t = 0; t < net->tparts; t++)
+        blocks += net->tgrads[t] != NULL, ws += net->tws[t] && net->tws_cap > 0 ? net->tws_cap : 0;
+    return (int64_t)sizeof(float) * (blocks * net->d->param_floats + ws);
+}
+
 /* Grows the workspace to hold n examples' activations and each of `parts`
  * threads' shared scratch (ws_fixed). */
 static int workspace(rt_net *net, int64_t n, int parts)

@@ -97,8 +97,7 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* v with thousands separators: "48,000". */
-static const char *grouped(double v, char *buf, size_t size)
+const char *rt_grouped(double v, char *buf, size_t size)
 {
     char digits[32];
     snprintf(digits, sizeof digits, "%.0f", v < 0 ? 0 : v > 9e18 ? 9e18 : v);
@@ -718,7 +717,7 @@ static void bar_update(Run *r, int e, int64_t done)
     b->drawn = t, b->tenth = tenth;
     char eta[32], ips[32];
     clock_time((double)(b->total - done) / rate, eta, sizeof eta);
-    grouped(rate, ips, sizeof ips);
+    rt_grouped(rate, ips, sizeof ips);
     double loss = r->p.epoch_loss / (double)done;
     if (!b->tty) {
         fprintf(stderr, "  epoch %d/%d: %d%%, %s img/s, ETA %s, loss %.4f\n", e + 1, r->s.epochs, 10 * tenth,
@@ -864,7 +863,7 @@ static void report_epoch(Run *r, const Epoch *h, double images_per_s)
     char ips[32];
     if (!r->lead)
         return;
-    grouped(images_per_s, ips, sizeof ips);
+    rt_grouped(images_per_s, ips, sizeof ips);
     printf("epoch %d/%d  train loss %.4f", r->p.epoch, r->s.epochs, h->train_loss);
     if (r->test.n)
         printf("  test loss %.4f  test acc %.2f%%", h->test_loss, 100 * h->test_acc);
@@ -1000,8 +999,8 @@ static void banner(const Run *r)
     char n[32], t[32];
     if (!r->lead)
         return;
-    grouped((double)r->train.n, n, sizeof n);
-    grouped((double)r->test.n, t, sizeof t);
+    rt_grouped((double)r->train.n, n, sizeof n);
+    rt_grouped((double)r->test.n, t, sizeof t);
     printf("training %s on %s examples (test %s): %d epoch%s, batch %d, lr %g (%s), momentum %g%s, "
            "%d thread%s, seed %llu\n", r->d->name, n, t, r->s.epochs, r->s.epochs == 1 ? "" : "s", r->s.batch, r->s.lr, schedule_name(r->d),
            r->s.momentum, r->d->nesterov ? " (nesterov)" : "", r->s.threads, r->s.threads == 1 ? "" : "s",

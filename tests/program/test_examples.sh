@@ -15,7 +15,7 @@ for src in "$ROOT"/examples/*.cnn; do
   if "$T/$net" info >"$T/out" 2>"$T/err" && grep -q "^total: $params parameters" "$T/out"; then
     ok "$net: info reports its $params parameters"
   else bad "$net: info"; fi
-  if "$T/$net" bench --batch 8 --threads 2 >"$T/out" 2>"$T/err" &&
+  if "$T/$net" bench --batch 8 --threads 2 --seconds 0.2 >"$T/out" 2>"$T/err" &&
      grep -q "^forward latency, batch 1: *[0-9.]* us$" "$T/out" &&
      grep -q "^training step, batch 8 *[0-9]* images/s$" "$T/out"; then
     ok "$net: bench reports forward and training speed"
