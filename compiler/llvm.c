@@ -739,6 +739,22 @@ static void gemm_nt_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int rt)
         gemm_nt_block(E, g, i0, j0, rt, b.width);
 }
 
+/* Starts routine fn (a GEMM or pooling routine): zmm-wide vectors, the
+ * sanitizer when asked, and an entry block that falls into "start". */
+static void begin_routine(Emit *E, LLVMValueRef fn)
+{
+    add_string_attr(E, fn, "prefer-vector-width", "512");
+    add_string_attr(E, fn, "min-legal-vector-width", "512");
+    if (E->sanitize)
+        add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
+    E->fn = fn;
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, fn, "start");
+    LLVMPositionBuilderAtEnd(E->b, entry);
+    LLVMBuildBr(E->b, start);
+    LLVMPositionBuilderAtEnd(E->b, start);
+}
+
 /* A function of the GEMM routines' signature, its body emitted by `body`
  * for the variant (bias kind, relu) in *proto. */
 static LLVMValueRef gemm_routine(Emit *E, const char *name, const GemmArgs *proto,
@@ -754,16 +770,7 @@ static LLVMValueRef gemm_routine(Emit *E, const char *name, const GemmArgs *prot
     add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
     add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
     add_attr(E, fn, 4, "noalias"), add_attr(E, fn, 7, "noalias"), add_attr(E, fn, 9, "noalias");
-    add_string_attr(E, fn, "prefer-vector-width", "512");
-    add_string_attr(E, fn, "min-legal-vector-width", "512");
-    if (E->sanitize)
-        add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
-    E->fn = fn;
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
-    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, fn, "start");
-    LLVMPositionBuilderAtEnd(E->b, entry);
-    LLVMBuildBr(E->b, start);
-    LLVMPositionBuilderAtEnd(E->b, start);
+    begin_routine(E, fn);
     GemmArgs g = *proto;
     LLVMValueRef *f = &g.M;
     for (unsigned i = 0; i < NARGS; i++)
@@ -993,18 +1000,9 @@ static LLVMValueRef pool_function(Emit *E, const Pool *p)
     add_attr(E, fn, LLVMAttributeFunctionIndex, "nounwind");
     add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
     add_attr(E, fn, p->backward ? 4 : 2, "noalias");       /* what it writes */
-    add_string_attr(E, fn, "prefer-vector-width", "512");
-    add_string_attr(E, fn, "min-legal-vector-width", "512");
-    if (E->sanitize)
-        add_attr(E, fn, LLVMAttributeFunctionIndex, "sanitize_address");
     LLVMValueRef saved_fn = E->fn;
     LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
-    E->fn = fn;
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(E->ctx, fn, "entry");
-    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(E->ctx, fn, "start");
-    LLVMPositionBuilderAtEnd(E->b, entry);
-    LLVMBuildBr(E->b, start);
-    LLVMPositionBuilderAtEnd(E->b, start);
+    begin_routine(E, fn);
     PoolAt at = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), LLVMGetParam(fn, 3),
                  p->mask ? LLVMGetParam(fn, 4) : NULL};
     pool_body(E, p, &at);
