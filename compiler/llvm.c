@@ -851,6 +851,20 @@ static void gemm_body(Emit *E, const GemmArgs *g)
         row_blocks(E, g, g->tile_r, gemm_rows);
 }
 
+/* The untuned loop order: rows outside reads all of B once per block of
+ * rows, columns outside reads all of A once per strip of columns. B stays
+ * in the cache across the blocks of rows only while it takes no more than
+ * half the L2; beyond that (a convolution's im2col matrix at full size, a
+ * large dense layer's weights), columns go outside, where a strip of B stays
+ * and A, a layer's weights or a few rows of the batch, streams past it. A K
+ * or M that depends on the batch counts as large. */
+static bool cols_outer_default(const Gemm *gm)
+{
+    if (gm->M->kind == X_INT && gm->M->ival <= 1)
+        return false;                                   /* one row: one pass either way */
+    return gm->K->kind != X_INT || 4 * gm->K->ival * gm->N > host_l2_bytes() / 2;
+}
+
 /* The routine for a GEMM statement: cnnc.gemm or cnnc.gemm_nt, suffixed by
  * its epilogue (.bias_rows, .bias_cols, .relu); made on first use. */
 static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
@@ -860,7 +874,7 @@ static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
     bool tiled = gm->tile_r && (gm->tile_r != proto.tile_r || gm->tile_c != proto.tile_c);
     if (tiled)
         proto.tile_r = gm->tile_r, proto.tile_c = gm->tile_c;
-    proto.cols_outer = gm->cols_outer;
+    proto.cols_outer = gm->tile_r ? gm->cols_outer : cols_outer_default(gm);
     static const char *const bias[] = {"", ".bias_rows", ".bias_cols"};
     const char *name = arena_printf("cnnc.gemm%s%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
                                     gm->relu ? ".relu" : "",
@@ -877,6 +891,42 @@ static LLVMValueRef buf_at(Emit *E, const Buf *buf, const Expr *at)
     return LLVMBuildInBoundsGEP2(E->b, E->f32, buf_ptr(E, buf), &i, 1, "");
 }
 
+/* Below this many multiply-adds (known at compile time) a GEMM calls its
+ * routine directly; above, or when M or K depends on the batch, it goes
+ * through the runtime's rt_gemm, which spreads it over the threads the
+ * batch leaves idle (runtime/gemm.c; the same value as its own threshold). */
+enum { SPLIT_MACS = 1 << 19 };
+
+static bool gemm_small(LLVMValueRef M, int64_t N, LLVMValueRef K)
+{
+    return LLVMIsAConstantInt(M) && LLVMIsAConstantInt(K) &&
+           LLVMConstIntGetSExtValue(M) * N * LLVMConstIntGetSExtValue(K) < SPLIT_MACS;
+}
+
+/* rt_gemm(routine, the routine's 12 arguments, how): see runtime/cnnrt.h. */
+static void call_rt_gemm(Emit *E, const Gemm *g, LLVMValueRef fn, LLVMValueRef *args)
+{
+    LLVMTypeRef p[14] = {E->ptr, E->i64, E->i64, E->i64, E->ptr, E->i64, E->i64,
+                         E->ptr, E->i64, E->ptr, E->i64, E->i64, E->ptr, E->i64};
+    LLVMTypeRef fty = LLVMFunctionType(E->voidt, p, 14, 0);
+    LLVMValueRef rt = LLVMGetNamedFunction(E->mod, "rt_gemm");
+    if (!rt)
+        rt = LLVMAddFunction(E->mod, "rt_gemm", fty);
+    int r, c;
+    gemm_tile_default(g->bt, &r, &c);
+    if (g->tile_r)
+        r = g->tile_r, c = g->tile_c;
+    int64_t cols = g->bt ? c : (int64_t)c * LANES;      /* the tile's columns of C */
+    int64_t how = (g->bt ? 1 : 0) | (g->bias_rows ? 2 : 0) | (int64_t)r << 16 | cols << 24;
+    LLVMValueRef a[14];
+    a[0] = fn;
+    for (int i = 0; i < 12; i++)
+        a[i + 1] = args[i];
+    a[11] = LLVMConstInt(E->i64, g->accumulate, 0);
+    a[13] = i64c(E, how);
+    LLVMBuildCall2(E->b, fty, rt, a, 14, "");
+}
+
 static void emit_gemm(Emit *E, const Gemm *g)
 {
     LLVMValueRef fn = gemm_function(E, g);
@@ -885,7 +935,10 @@ static void emit_gemm(Emit *E, const Gemm *g)
         buf_at(E, g->b, g->b_at), i64c(E, g->ldb), buf_at(E, g->c, g->c_at), i64c(E, g->ldc),
         LLVMConstInt(E->i1, g->accumulate, 0), g->bias ? buf_at(E, g->bias, g->bias_at) : LLVMConstNull(E->ptr),
     };
-    LLVMBuildCall2(E->b, E->gemm_type, fn, args, 12, "");
+    if (gemm_small(args[0], g->N, args[2]))
+        LLVMBuildCall2(E->b, E->gemm_type, fn, args, 12, "");
+    else
+        call_rt_gemm(E, g, fn, args);
 }
 
 /* ---- 2x2 max pooling along rows ------------------------------------------- */

@@ -1,8 +1,9 @@
-/* util.c: arena memory, growable vectors, "did you mean", checked sizes. */
+/* util.c: arena memory, growable vectors, "did you mean", checked sizes, the host's caches. */
 #include "cnnc.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The arena is a list of large chunks; allocations are bumped from the last. */
 typedef struct Chunk { struct Chunk *prev; size_t used, cap; max_align_t data[]; } Chunk;
@@ -149,4 +150,14 @@ const char *closest_word(const char *word, const char *const *cands)
 bool mul_ok(int64_t a, int64_t b, int64_t *out)
 {
     return !__builtin_mul_overflow(a, b, out);
+}
+
+int64_t host_l2_bytes(void)
+{
+    static int64_t bytes;
+    if (!bytes) {
+        long n = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        bytes = n > 0 ? n : 1 << 20;
+    }
+    return bytes;
 }

@@ -25,6 +25,7 @@
 #define CNNRT_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -300,6 +301,22 @@ int rt_classes_parse(const char *text, size_t len, int64_t nclasses, const char 
 /* rt_classes_parse of the file at path. */
 int rt_classes_read(const char *path, int64_t nclasses, rt_classes *c, rt_err *err);
 void rt_classes_free(rt_classes *c);
+
+/* gemm.c: a generated kernel's large GEMM spread over the threads that
+ * net.c leaves idle (see the file).
+ *
+ * fn is the kernel's GEMM routine: C[i ldc + j] (+)= sum_k A[i sai + k sak]
+ * B[k ldb + j] (with RT_GEMM_BT: B[j ldb + k]) for i < M, j < N, k < K,
+ * starting from 0 or the bias (per row with RT_GEMM_BIAS_ROWS, else per
+ * column) unless acc. `how` holds the RT_GEMM_* flags and the routine's
+ * register tile: rows << 16 | columns << 24. */
+typedef void rt_gemm_fn(int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
+                        const float *B, int64_t ldb, float *C, int64_t ldc, bool acc, const float *bias);
+enum { RT_GEMM_BT = 1, RT_GEMM_BIAS_ROWS = 2 };
+void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
+             const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how);
+/* The threads the calling thread's GEMMs may use from now on (1: none). */
+void rt_gemm_threads(int threads);
 
 /* net.c
  *

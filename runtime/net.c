@@ -238,8 +238,10 @@ void rt_net_forward(rt_net *net, int n, const float *x, float *out)
     int parts = net->threads < n ? net->threads : n;
     if (workspace(net, n, parts))
         return;
-    if (parts <= 1) {
+    if (parts <= 1) {                           /* one example: its GEMMs use the threads */
+        rt_gemm_threads(net->threads);
         d->forward(n, x, out, net->params, net->ws);
+        rt_gemm_threads(1);
         return;
     }
 #pragma omp parallel num_threads(parts)
@@ -512,8 +514,10 @@ static int run_threads(rt_net *net, const Batch *b, unsigned what, int *parts)
     for (;;) {
         if (train_buffers(net, p, (b->n + p - 1) / p, what & FIN_STEP))
             return -1;
-        if (p == 1) {
+        if (p == 1) {                              /* one thread: its GEMMs use the others */
+            rt_gemm_threads(net->threads);
             train_thread(net, 0, 1, b, what);
+            rt_gemm_threads(1);
             break;
         }
         int got = p;

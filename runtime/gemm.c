@@ -1,0 +1,62 @@
+/* gemm.c: one GEMM of a generated kernel spread over the threads.
+ *
+ * The runtime splits a batch into slices, one per thread (net.c). Where that
+ * leaves threads idle (a batch of one, or a batchnorm network, whose batch
+ * statistics keep the whole batch on one thread), the kernel's large GEMMs
+ * call rt_gemm, which splits C into blocks of columns (or of rows) and runs
+ * the kernel's own GEMM routine on each, one block per thread.
+ *
+ * Every block starts on a multiple of the routine's register tile, so each
+ * element of C is computed by the same tile, in the same order, as without
+ * the split: the results do not depend on the number of threads.
+ */
+#include "cnnrt.h"
+
+#include <omp.h>
+
+/* The threads a GEMM of the calling thread may use: set by net.c around a
+ * kernel it runs alone; 1 (no split) everywhere else. */
+static _Thread_local int inner_threads = 1;
+
+void rt_gemm_threads(int threads) { inner_threads = threads > 1 ? threads : 1; }
+
+/* Below this many multiply-adds a GEMM runs on its thread alone: forking
+ * costs a few microseconds. */
+enum { MIN_SPLIT_MACS = 1 << 19 };
+
+/* Part t of `parts` of [0, n) in whole units of `unit` (the last part also
+ * takes the remainder): [*lo, *hi). */
+static void part(int64_t n, int64_t unit, int parts, int t, int64_t *lo, int64_t *hi)
+{
+    int64_t units = n / unit;
+    *lo = units * t / parts * unit;
+    *hi = t == parts - 1 ? n : units * (t + 1) / parts * unit;
+}
+
+void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
+             const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how)
+{
+    int64_t tile_m = how >> 16 & 0xff, tile_n = how >> 24 & 0xfff;
+    bool bt = how & RT_GEMM_BT, bias_rows = how & RT_GEMM_BIAS_ROWS;
+    int threads = omp_in_parallel() ? 1 : inner_threads;
+    bool by_cols = N / tile_n >= 2 * threads;          /* enough columns for every thread */
+    int64_t units = by_cols ? N / tile_n : M / tile_m;
+    int parts = units < threads ? (int)units : threads;
+    if (parts <= 1 || M * N * K < MIN_SPLIT_MACS) {
+        fn(M, N, K, A, sai, sak, B, ldb, C, ldc, acc != 0, bias);
+        return;
+    }
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+    for (int t = 0; t < parts; t++) {
+        int64_t lo, hi;
+        if (by_cols) {           /* columns [lo, hi): B's columns (bt: its rows), C's, and the bias per column */
+            part(N, tile_n, parts, t, &lo, &hi);
+            fn(M, hi - lo, K, A, sai, sak, B + lo * (bt ? ldb : 1), ldb, C + lo, ldc, acc != 0,
+               bias && !bias_rows ? bias + lo : bias);
+        } else {                 /* rows [lo, hi): A's rows, C's, and the bias per row */
+            part(M, tile_m, parts, t, &lo, &hi);
+            fn(hi - lo, N, K, A + lo * sai, sai, sak, B, ldb, C + lo * ldc, ldc, acc != 0,
+               bias && bias_rows ? bias + lo : bias);
+        }
+    }
+}
