@@ -502,6 +502,8 @@ typedef struct LStmt {
     Gemm *gemm;           /* L_GEMM */
     Pool *pool;           /* L_POOL */
     const char *comment;  /* the node this nest computes, for dumps */
+    bool parallel;        /* L_FOR: its iterations write disjoint data and read none of
+                             each other's writes, so they may run on different threads */
 } LStmt;
 
 typedef struct {
@@ -552,7 +554,7 @@ void plan_memory(Lowered *l);
 
 /* GEMM register tiles (see Gemm): the defaults, the largest llvm.c builds,
  * and which tiles are valid. */
-enum { GEMM_MR = 6, GEMM_NV = 2, GEMM_RT = 4, GEMM_CT = 4,
+enum { GEMM_MR = 6, GEMM_NV = 4, GEMM_RT = 4, GEMM_CT = 4,
        GEMM_MR_MAX = 14, GEMM_NV_MAX = 4, GEMM_RT_MAX = 8, GEMM_CT_MAX = 8 };
 void gemm_target(bool avx512);       /* the target's registers (default: AVX-512's) */
 void gemm_tile_default(bool bt, int *r, int *c);
@@ -583,6 +585,15 @@ const char *tune_default_cache(void);                    /* $XDG_CACHE_HOME/cnnc
 /* Parses the cache's text; false with *why on a damaged or foreign file. */
 bool tune_cache_parse(const char *text, size_t len, Vec *entries, const char **why);
 
+/* -------------------------------------------------------------- parallel.c */
+
+/* Whether the iterations of loop nest s's outer loop may run on different
+ * threads (see parallel.c). */
+bool parallel_nest(const LStmt *s);
+/* The statements nest s executes, with n counted as 1 (*per_n: some loop
+ * runs over n). */
+double parallel_work(const LStmt *s, bool *per_n);
+
 /* ----------------------------------------------------------------- share.c */
 
 /* A loop nest of a kernel as a function of its buffers and sizes (see
@@ -601,6 +612,8 @@ typedef struct {
     Vec refs;             /* Expr* (X_VAR, X_GET): those it also sets, passed by reference */
     Vec ref_vars;
     bool train;           /* reads labels, the training arguments or random numbers */
+    bool parts;           /* its outer loop runs in parts across threads (llvm.c): the
+                             function takes the part's bounds as its last two arguments */
 } Unit;
 
 /* Per variable of k, how many statements mention it (for share_unit). */

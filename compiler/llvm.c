@@ -37,6 +37,8 @@ typedef struct {
     const int *refs;             /* the kernel's variable references; NULL: emit nests inline */
     Map units;                   /* a unit's key -> its function */
     int nunits;
+    const LStmt *part_loop;      /* in a unit run in parts: its outer loop, */
+    LLVMValueRef part_lo, part_hi;   /* which runs over [part_lo, part_hi) */
 } Emit;
 
 /* ---- alias scopes ---------------------------------------------------------- */
@@ -317,11 +319,12 @@ static void emit_for(Emit *E, const LStmt *s)
     LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "for.body");
     LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "for.end");
     LLVMValueRef v = E->vars[s->var];
-    LLVMBuildStore(E->b, expr(E, s->lo), v);
+    bool part = s == E->part_loop;
+    LLVMBuildStore(E->b, part ? E->part_lo : expr(E, s->lo), v);
     LLVMBuildBr(E->b, cond);
     LLVMPositionBuilderAtEnd(E->b, cond);
     LLVMValueRef i = LLVMBuildLoad2(E->b, E->i64, v, "");
-    LLVMBuildCondBr(E->b, LLVMBuildICmp(E->b, LLVMIntSLT, i, expr(E, s->hi), ""), body, done);
+    LLVMBuildCondBr(E->b, LLVMBuildICmp(E->b, LLVMIntSLT, i, part ? E->part_hi : expr(E, s->hi), ""), body, done);
     LLVMPositionBuilderAtEnd(E->b, body);
     stmts(E, &s->body);
     LLVMValueRef next = LLVMBuildNSWAdd(E->b, LLVMBuildLoad2(E->b, E->i64, v, ""), LLVMConstInt(E->i64, 1, 0), "");
@@ -1132,7 +1135,7 @@ static LLVMTypeRef unit_type(Emit *E, const Unit *u)
 {
     Base bases[6];
     int nbase = unit_bases(u, bases), a0 = unit_first_arg(u, nbase), na = u->args.n, nr = u->refs.n;
-    LLVMTypeRef *p = malloc(sizeof *p * (size_t)(a0 + na + nr));
+    LLVMTypeRef *p = malloc(sizeof *p * (size_t)(a0 + na + nr + 2));
     for (int i = 0; i < nbase; i++)
         p[i] = E->ptr;
     p[nbase] = E->i64, p[nbase + 1] = E->ptr;
@@ -1142,7 +1145,9 @@ static LLVMTypeRef unit_type(Emit *E, const Unit *u)
         p[a0 + i] = u->is_float[(intptr_t)u->arg_vars.at[i]] ? E->f32 : E->i64;
     for (int i = 0; i < nr; i++)
         p[a0 + na + i] = E->ptr;
-    LLVMTypeRef t = LLVMFunctionType(E->voidt, p, (unsigned)(a0 + na + nr), 0);
+    if (u->parts)
+        p[a0 + na + nr] = E->i64, p[a0 + na + nr + 1] = E->i64;
+    LLVMTypeRef t = LLVMFunctionType(E->voidt, p, (unsigned)(a0 + na + nr + (u->parts ? 2 : 0)), 0);
     free(p);
     return t;
 }
@@ -1226,6 +1231,10 @@ static LLVMValueRef unit_function(Emit *E, const Unit *u)
         E->vars[v] = LLVMBuildAlloca(E->b, u->is_float[v] ? E->f32 : E->i64, "");
     E->cached = malloc(sizeof(Buf *) * (size_t)(nb + 1)), E->cached_ptr = malloc(sizeof(LLVMValueRef) * (size_t)(nb + 1));
     unit_entry(E, u, table_type(E, u), nbase, bases);
+    if (u->parts) {
+        unsigned last = LLVMCountParams(fn);
+        E->part_loop = u->body, E->part_lo = LLVMGetParam(fn, last - 2), E->part_hi = LLVMGetParam(fn, last - 1);
+    }
     LLVMBuildBr(E->b, start);
     LLVMPositionBuilderAtEnd(E->b, start);
     Vec one = {0};
@@ -1263,13 +1272,76 @@ static LLVMValueRef unit_table(Emit *E, const Unit *u)
     return t;
 }
 
-/* A call of the unit's function (made on the first call). */
-static void emit_unit(Emit *E, const Unit *u)
+/* ---- nests in parts across threads ------------------------------------------ */
+
+/* Below this many statements a nest runs on its thread alone: forking
+ * costs a few microseconds (LeNet's layers stay whole). */
+enum { PARALLEL_WORK = 1 << 14 };
+
+/* Whether nest s runs in parts across threads: legal (parallel.c), worth
+ * it, and not setting a scalar of the kernel's (a sum over the batch). */
+static bool nest_parallel(const LStmt *s, const Unit *u)
 {
-    LLVMValueRef fn = map_get(&E->units, u->key);
+    bool per_n;
+    return !u->refs.n && parallel_work(s, &per_n) >= PARALLEL_WORK && parallel_nest(s);
+}
+
+/* fn.parts(block, lo, hi): fn(the arguments in *block, lo, hi), the entry
+ * point the runtime calls once per part. */
+static LLVMValueRef parts_entry(Emit *E, LLVMValueRef fn, LLVMTypeRef block, unsigned nargs)
+{
+    const char *name = arena_printf("%s.parts", LLVMGetValueName(fn));
+    LLVMValueRef t = LLVMGetNamedFunction(E->mod, name);
+    if (t)
+        return t;
+    LLVMTypeRef p[3] = {E->ptr, E->i64, E->i64};
+    t = LLVMAddFunction(E->mod, name, LLVMFunctionType(E->voidt, p, 3, 0));
+    LLVMSetLinkage(t, LLVMInternalLinkage);
+    add_attr(E, t, LLVMAttributeFunctionIndex, "nounwind");
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
+    LLVMPositionBuilderAtEnd(E->b, LLVMAppendBasicBlockInContext(E->ctx, t, "entry"));
+    LLVMValueRef *args = malloc(sizeof *args * (nargs + 2));
+    for (unsigned i = 0; i < nargs; i++)
+        args[i] = LLVMBuildLoad2(E->b, LLVMStructGetTypeAtIndex(block, i),
+                                 LLVMBuildStructGEP2(E->b, block, LLVMGetParam(t, 0), i, ""), "");
+    args[nargs] = LLVMGetParam(t, 1), args[nargs + 1] = LLVMGetParam(t, 2);
+    LLVMBuildCall2(E->b, LLVMGlobalGetValueType(fn), fn, args, nargs + 2, "");
+    LLVMBuildRetVoid(E->b);
+    free(args);
+    LLVMPositionBuilderAtEnd(E->b, here);
+    return t;
+}
+
+/* fn(args..., part) for the parts of [lo, hi): rt_parallel(fn.parts,
+ * &block, lo, hi) with the arguments in a block on the stack. The runtime
+ * splits the range over the threads the batch leaves idle (or runs it
+ * whole: inside the batch's own parallel region, or on one thread). */
+static void call_parts(Emit *E, LLVMValueRef fn, LLVMValueRef *args, unsigned nargs, const LStmt *s)
+{
+    LLVMTypeRef *types = malloc(sizeof *types * (nargs + 2));
+    LLVMGetParamTypes(LLVMGlobalGetValueType(fn), types);
+    LLVMTypeRef block = LLVMStructTypeInContext(E->ctx, types, nargs, 0);
+    free(types);
+    LLVMValueRef entry = parts_entry(E, fn, block, nargs), at = entry_alloca(E, block);
+    for (unsigned i = 0; i < nargs; i++)
+        LLVMBuildStore(E->b, args[i], LLVMBuildStructGEP2(E->b, block, at, i, ""));
+    LLVMTypeRef p[4] = {E->ptr, E->ptr, E->i64, E->i64}, fty = LLVMFunctionType(E->voidt, p, 4, 0);
+    LLVMValueRef rt = LLVMGetNamedFunction(E->mod, "rt_parallel");
+    if (!rt)
+        rt = LLVMAddFunction(E->mod, "rt_parallel", fty);
+    LLVMValueRef a[4] = {entry, at, expr(E, s->lo), expr(E, s->hi)};
+    LLVMBuildCall2(E->b, fty, rt, a, 4, "");
+}
+
+/* A call of the unit's function (made on the first call) for nest s. */
+static void emit_unit(Emit *E, Unit *u, const LStmt *s)
+{
+    u->parts = nest_parallel(s, u);
+    const char *key = u->parts ? arena_printf("%s|parts", u->key) : u->key;
+    LLVMValueRef fn = map_get(&E->units, key);
     if (!fn) {
         fn = unit_function(E, u);
-        map_put(&E->units, u->key, fn);
+        map_put(&E->units, key, fn);
     }
     Base bases[6];
     int nbase = unit_bases(u, bases), a0 = unit_first_arg(u, nbase), na = u->args.n, nr = u->refs.n;
@@ -1283,7 +1355,10 @@ static void emit_unit(Emit *E, const Unit *u)
         args[a0 + i] = expr(E, u->args.at[i]);
     for (int i = 0; i < nr; i++)
         args[a0 + na + i] = E->vars[((const Expr *)u->refs.at[i])->var];
-    LLVMBuildCall2(E->b, LLVMGlobalGetValueType(fn), fn, args, (unsigned)(a0 + na + nr), "");
+    if (u->parts)
+        call_parts(E, fn, args, (unsigned)(a0 + na + nr), s);
+    else
+        LLVMBuildCall2(E->b, LLVMGlobalGetValueType(fn), fn, args, (unsigned)(a0 + na + nr), "");
     free(args);
 }
 
@@ -1293,7 +1368,7 @@ static void emit_loop(Emit *E, const LStmt *s)
 {
     Unit u;
     if (E->refs && share_unit(E->k, E->refs, s, &u))
-        emit_unit(E, &u);
+        emit_unit(E, &u, s);
     else
         emit_for(E, s);
 }

@@ -963,7 +963,9 @@ static void lower_dropout_train(Lower *L, const Node *n)
 static int channel_stats(Lower *L, const Node *x, int *c, int *mean, int *varv, Vec **chan)
 {
     int64_t C = x->shape.d[0], inner = shape_count(x->shape) / C;
+    Vec *outer = L->out;
     *c = open_for(L, C);
+    ((LStmt *)outer->at[outer->n - 1])->parallel = true;      /* the channels are independent */
     *chan = L->out;
     Expr *M = ex(X_ITOF, imul(var(0), i64(inner)), NULL);
     int sum = set_new(L, f32(0));

@@ -302,8 +302,8 @@ int rt_classes_parse(const char *text, size_t len, int64_t nclasses, const char 
 int rt_classes_read(const char *path, int64_t nclasses, rt_classes *c, rt_err *err);
 void rt_classes_free(rt_classes *c);
 
-/* gemm.c: a generated kernel's large GEMM spread over the threads that
- * net.c leaves idle (see the file).
+/* parallel.c: a generated kernel's large GEMMs and independent loop nests
+ * spread over the threads that net.c leaves idle (see the file).
  *
  * fn is the kernel's GEMM routine: C[i ldc + j] (+)= sum_k A[i sai + k sak]
  * B[k ldb + j] (with RT_GEMM_BT: B[j ldb + k]) for i < M, j < N, k < K,
@@ -315,7 +315,11 @@ typedef void rt_gemm_fn(int64_t M, int64_t N, int64_t K, const float *A, int64_t
 enum { RT_GEMM_BT = 1, RT_GEMM_BIAS_ROWS = 2 };
 void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
              const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how);
-/* The threads the calling thread's GEMMs may use from now on (1: none). */
+/* part(args, lo, hi) for parts of [lo, hi) that together cover it, on the
+ * idle threads: a loop nest's outer loop (args: its arguments). */
+typedef void rt_part_fn(void *args, int64_t lo, int64_t hi);
+void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi);
+/* The threads the calling thread's GEMMs and nests may use from now on (1: none). */
 void rt_gemm_threads(int threads);
 
 /* net.c

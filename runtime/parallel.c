@@ -1,14 +1,19 @@
-/* gemm.c: one GEMM of a generated kernel spread over the threads.
+/* parallel.c: the work of one kernel call spread over the threads.
  *
  * The runtime splits a batch into slices, one per thread (net.c). Where that
  * leaves threads idle (a batch of one, or a batchnorm network, whose batch
- * statistics keep the whole batch on one thread), the kernel's large GEMMs
- * call rt_gemm, which splits C into blocks of columns (or of rows) and runs
- * the kernel's own GEMM routine on each, one block per thread.
+ * statistics keep the whole batch on one thread), the kernel spreads its
+ * larger steps itself:
+ *   - a large GEMM calls rt_gemm, which splits C into blocks of columns (or
+ *     of rows) and runs the kernel's own GEMM routine on each, one block per
+ *     thread;
+ *   - a loop nest whose iterations are independent (the examples of an
+ *     elementwise step, the channels of a batchnorm) calls rt_parallel,
+ *     which gives each thread a contiguous part of its outer loop.
  *
- * Every block starts on a multiple of the routine's register tile, so each
- * element of C is computed by the same tile, in the same order, as without
- * the split: the results do not depend on the number of threads.
+ * Each element is computed by the same code, in the same order, as without
+ * the split (a GEMM's blocks start on multiples of its register tile): the
+ * results do not depend on the number of threads.
  */
 #include "cnnrt.h"
 
@@ -59,4 +64,18 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
                bias && bias_rows ? bias + lo : bias);
         }
     }
+}
+
+void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi)
+{
+    int64_t n = hi - lo;
+    int threads = omp_in_parallel() ? 1 : inner_threads;
+    int parts = n < threads ? (int)n : threads;
+    if (parts <= 1) {
+        part(args, lo, hi);
+        return;
+    }
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+    for (int t = 0; t < parts; t++)
+        part(args, lo + n * t / parts, lo + n * (t + 1) / parts);
 }

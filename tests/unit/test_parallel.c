@@ -1,0 +1,158 @@
+/* test_parallel.c: which loop nests may run in parts across threads
+ * (parallel.c), on nests built by hand: disjoint writes are accepted, any
+ * overlap between iterations, a value carried from one iteration to the
+ * next, or an index the check cannot bound is refused. */
+#include "unit.h"
+
+TestSuite(parallel, .fini = unit_teardown);
+
+/* ---- building loop IR ------------------------------------------------------- */
+
+static Buf bx = {.name = "x"}, by = {.name = "y"};
+
+static Expr *ex(XKind k, Expr *a, Expr *b)
+{
+    Expr *e = arena_alloc(sizeof *e);
+    e->kind = k, e->a = a, e->b = b;
+    return e;
+}
+
+static Expr *num(int64_t v)
+{
+    Expr *e = ex(X_INT, NULL, NULL);
+    e->ival = v;
+    return e;
+}
+
+static Expr *var(int v)
+{
+    Expr *e = ex(X_VAR, NULL, NULL);
+    e->var = v;
+    return e;
+}
+
+static Expr *get(int v)
+{
+    Expr *e = ex(X_GET, NULL, NULL);
+    e->var = v;
+    return e;
+}
+
+/* a v + b */
+static Expr *lin(int64_t a, int v, Expr *b) { return ex(X_IADD, ex(X_IMUL, num(a), var(v)), b); }
+
+static Expr *load(Buf *b, Expr *i)
+{
+    Expr *e = ex(X_LOAD, i, NULL);
+    e->buf = b;
+    return e;
+}
+
+static LStmt *loop(int v, Expr *hi, LStmt *a, LStmt *b)
+{
+    LStmt *s = arena_alloc(sizeof *s);
+    s->kind = L_FOR, s->var = v, s->lo = num(0), s->hi = hi;
+    vec_push(&s->body, a);
+    if (b)
+        vec_push(&s->body, b);
+    return s;
+}
+
+static LStmt *store(Buf *b, Expr *i, Expr *val, bool acc)
+{
+    LStmt *s = arena_alloc(sizeof *s);
+    s->kind = L_STORE, s->buf = b, s->idx = i, s->val = val, s->accumulate = acc;
+    return s;
+}
+
+static LStmt *set(int v, Expr *val)
+{
+    LStmt *s = arena_alloc(sizeof *s);
+    s->kind = L_SET, s->var = v, s->val = val;
+    return s;
+}
+
+/* ---- the cases -------------------------------------------------------------- */
+
+/* for v in [0, 8): for i in [0, 4): y[4 v + i] = x[4 v + i] */
+Test(parallel, disjoint_rows)
+{
+    LStmt *s = loop(1, num(8), loop(2, num(4), store(&by, lin(4, 1, var(2)), load(&bx, lin(4, 1, var(2))), false), NULL), NULL);
+    cr_assert(parallel_nest(s));
+}
+
+/* a padded copy: y[(v 58 + i + 1) 58 + j + 1], i, j < 56: rows stay inside a channel */
+Test(parallel, padded_copy)
+{
+    Expr *row = ex(X_IADD, ex(X_IMUL, ex(X_IADD, ex(X_IMUL, var(1), num(58)), ex(X_IADD, var(2), num(1))), num(58)),
+                   ex(X_IADD, var(3), num(1)));
+    LStmt *s = loop(1, num(64), loop(2, num(56), loop(3, num(56), store(&by, row, num(0), false), NULL), NULL), NULL);
+    cr_assert(parallel_nest(s));
+}
+
+/* for v: for i in [0, 5): y[4 v + i] = 0: iterations overlap by one */
+Test(parallel, overlapping_writes)
+{
+    LStmt *s = loop(1, num(8), loop(2, num(5), store(&by, lin(4, 1, var(2)), num(0), false), NULL), NULL);
+    cr_assert_not(parallel_nest(s));
+}
+
+/* for v: y[v] = y[v + 1]: reads what the next iteration writes */
+Test(parallel, reads_next_iteration)
+{
+    LStmt *s = loop(1, num(8), store(&by, var(1), load(&by, ex(X_IADD, var(1), num(1))), false), NULL);
+    cr_assert_not(parallel_nest(s));
+}
+
+/* for v: for i: y[i] += x[4 v + i]: a sum over v */
+Test(parallel, sum_over_outer)
+{
+    LStmt *s = loop(1, num(8), loop(2, num(4), store(&by, var(2), load(&bx, lin(4, 1, var(2))), true), NULL), NULL);
+    cr_assert_not(parallel_nest(s));
+}
+
+/* for v: s = s + x[v]; y[v] = s: a running sum carried across iterations */
+Test(parallel, carried_scalar)
+{
+    LStmt *s = loop(1, num(8), set(3, ex(X_ADD, get(3), load(&bx, var(1)))), store(&by, var(1), get(3), false));
+    cr_assert_not(parallel_nest(s));
+}
+
+/* for v: s = x[v]; y[v] = s s: a scalar set afresh each iteration */
+Test(parallel, fresh_scalar)
+{
+    LStmt *s = loop(1, num(8), set(3, load(&bx, var(1))), store(&by, var(1), ex(X_MUL, get(3), get(3)), false));
+    cr_assert(parallel_nest(s));
+}
+
+/* for v: for b in [0, n): y[8 b + v] = 0: the inner bound is not known */
+Test(parallel, unbounded_inner)
+{
+    LStmt *s = loop(1, num(8), loop(2, var(0), store(&by, lin(8, 2, var(1)), num(0), false), NULL), NULL);
+    cr_assert_not(parallel_nest(s));
+    s->parallel = true;                 /* the lowering knows better (a batchnorm's channels) */
+    cr_assert(parallel_nest(s));
+}
+
+/* for v: y[32 w + v] = 0, w a loop around the nest: fixed during it */
+Test(parallel, outer_variable)
+{
+    LStmt *s = loop(1, num(32), store(&by, lin(32, 9, var(1)), num(0), false), NULL);
+    cr_assert(parallel_nest(s));
+}
+
+/* for v: y[v] = 0; y[32 w + v] = 1: the same buffer at two different shifts */
+Test(parallel, two_shifts)
+{
+    LStmt *s = loop(1, num(32), store(&by, var(1), num(0), false), store(&by, lin(32, 9, var(1)), num(1), false));
+    cr_assert_not(parallel_nest(s));
+}
+
+/* a nest of 64 x 56 x 56 statements is worth splitting; n counts once */
+Test(parallel, work)
+{
+    bool per_n;
+    LStmt *s = loop(1, num(64), loop(2, num(56), loop(3, var(0), store(&by, var(2), num(0), false), NULL), NULL), NULL);
+    cr_assert_float_eq(parallel_work(s, &per_n), 64.0 * 56, 1e-9);
+    cr_assert(per_n);
+}
