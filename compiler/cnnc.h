@@ -554,7 +554,7 @@ void plan_memory(Lowered *l);
 
 /* GEMM register tiles (see Gemm): the defaults, the largest llvm.c builds,
  * and which tiles are valid. */
-enum { GEMM_MR = 6, GEMM_NV = 4, GEMM_RT = 4, GEMM_CT = 4,
+enum { GEMM_MR = 6, GEMM_NV = 2, GEMM_RT = 4, GEMM_CT = 4,
        GEMM_MR_MAX = 14, GEMM_NV_MAX = 4, GEMM_RT_MAX = 8, GEMM_CT_MAX = 8 };
 void gemm_target(bool avx512);       /* the target's registers (default: AVX-512's) */
 void gemm_tile_default(bool bt, int *r, int *c);

@@ -186,5 +186,5 @@ void summary_memory(FILE *out, const Lowered *l)
             g->train.batch > 0 ? " (train { batch })" : " (the default; no train { batch })");
     print_lines(out, line, n);
     fprintf(out, "  each further thread adds %s: its own scratch%s\n", size_str(4 * more),
-            !l->train ? "" : l->train_serial ? " (training runs on one thread: batch statistics)" : " and gradients");
+            !l->train ? "" : l->train_serial ? " (batch statistics: the training batch stays whole)" : " and gradients");
 }

@@ -328,8 +328,6 @@ void rt_gemm_threads(int threads);
  * object defines one rt_net_desc, NAME_desc, and the NAME_* functions of
  * NAME.h, each of which calls the rt_net_* function of the same name. */
 
-#include <stdbool.h>
-
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
 #define RT_DESC_MAGIC 0x636e6e6300000004ll

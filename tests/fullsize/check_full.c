@@ -60,6 +60,13 @@ static void verdict(const char *what, int n, double err, double tol)
     ok ? passed++ : failed++;
 }
 
+/* A check that two runs give the same bits. */
+static void same_verdict(const char *what, bool same)
+{
+    printf("%-5s %-13s %-34s %s\n", same ? "ok" : "FAIL", STR(NET), what, same ? "bit-identical" : "differ");
+    same ? passed++ : failed++;
+}
+
 static void fail(const char *what, const char *why)
 {
     printf("FAIL  %-13s %s: %s\n", STR(NET), what, why);
@@ -95,6 +102,22 @@ static void print_names(void)
     }
 }
 
+/* The first example alone on 1 and on 2 threads (where its GEMMs and loop
+ * nests are split across the threads): the same bits as in the batch. */
+static void same_on_threads(NET *net, const float *x, const float *batch_out)
+{
+    int64_t k = SIZE(OUTPUT_SIZE);
+    float *out = malloc(sizeof(float) * (size_t)k);
+    for (int threads = 1; threads <= 2; threads++) {
+        API(set_threads)(net, threads);
+        API(forward)(net, 1, x, out);
+        char what[64];
+        snprintf(what, sizeof what, "one example's output, %d thread%s", threads, threads > 1 ? "s" : "");
+        same_verdict(what, memcmp(out, batch_out, sizeof(float) * (size_t)k) == 0);
+    }
+    free(out);
+}
+
 /* The inference-mode output at the reference's batch. */
 static void check_forward(NET *net, const rt_tensors *ts)
 {
@@ -109,7 +132,35 @@ static void check_forward(NET *net, const rt_tensors *ts)
     float *out = malloc(sizeof(float) * (size_t)want->count);
     API(forward)(net, n, x->data, out);
     verdict("forward (inference mode)", n, rel_error(out, want->data, want->count), 1e-4);
+    same_on_threads(net, x->data, out);
     free(out);
+}
+
+/* The loss and gradients again on 1 and on 2 threads: the same bits. (A
+ * batchnorm network trains its batch on one thread, with its GEMMs and loop
+ * nests split across the others.) The batch statistics do not depend on
+ * the running statistics the first pass updated. */
+static void grads_on_threads(NET *net, int n, const float *x, const int32_t *y, double loss)
+{
+    int np = API(param_count)();
+    float **first = calloc((size_t)np, sizeof *first);
+    for (int i = 0; i < np; i++)
+        if (API(grad)(net, i)) {
+            first[i] = malloc(sizeof(float) * (size_t)param_count_of(i));
+            memcpy(first[i], API(grad)(net, i), sizeof(float) * (size_t)param_count_of(i));
+        }
+    for (int threads = 1; threads <= 2; threads++) {
+        API(set_threads)(net, threads);
+        bool same = API(loss_grad)(net, n, x, y) == loss;
+        for (int i = 0; i < np && same; i++)
+            same = !first[i] || memcmp(first[i], API(grad)(net, i), sizeof(float) * (size_t)param_count_of(i)) == 0;
+        char what[64];
+        snprintf(what, sizeof what, "loss and gradients, %d thread%s", threads, threads > 1 ? "s" : "");
+        same_verdict(what, same);
+    }
+    for (int i = 0; i < np; i++)
+        free(first[i]);
+    free(first);
 }
 
 /* Training-mode loss, every parameter's gradient, and the buffers after. */
@@ -163,6 +214,7 @@ static void check_train(NET *net, const rt_tensors *ts)
         snprintf(name, sizeof name, "%d buffers after (worst %s)", buffers, wb);
         verdict(name, n, worst_b, 1e-4);
     }
+    grads_on_threads(net, n, x->data, classes, got);
     free(classes);
 }
 
