@@ -310,12 +310,29 @@ static const char *header_path(const char *out, const Graph *g)
     return arena_printf("%s/%s.h", dirname(copy), g->name);
 }
 
+/* The object a library or executable is linked from: cnnc-NAME.o in a
+ * folder of its own beside the output. Its name becomes the library's
+ * member's, so it holds no process id or random part: two builds of one
+ * source are the same bytes. NULL (said why) when the folder cannot be made. */
+static const char *temp_object(const char *out, const Graph *g, char **dir)
+{
+    *dir = arena_printf("%s.tmpXXXXXX", out);
+    if (!mkdtemp(*dir)) {
+        fprintf(stderr, "cnnc: cannot make a temporary folder beside '%s': %s\n", out, strerror(errno));
+        return NULL;
+    }
+    return arena_printf("%s/cnnc-%s.o", *dir, g->name);
+}
+
 /* Writes the object, then links it as asked. */
 static int build(const Options *o, const Lowered *l)
 {
     const Graph *g = l->g;
     const char *out = output_path(o, g);
-    const char *obj = o->make == MAKE_OBJ ? out : arena_printf("%s.tmp%d.o", out, (int)getpid());
+    char *dir = NULL;
+    const char *obj = o->make == MAKE_OBJ ? out : temp_object(out, g, &dir);
+    if (!obj)
+        return EXIT_USER;
     CodegenOptions cg = o->cg;
     cg.executable = o->make == MAKE_EXE;
     bool ok = llvm_emit(l, &cg, OUT_OBJECT, obj);
@@ -327,7 +344,7 @@ static int build(const Options *o, const Lowered *l)
     else if (ok && o->make == MAKE_LIB)
         ok = link_library(obj, out, cg.sanitize);
     if (o->make != MAKE_OBJ)
-        unlink(obj);
+        unlink(obj), rmdir(dir);
     stage_done(o, "link");
     return ok ? EXIT_OK : EXIT_USER;
 }
