@@ -74,17 +74,20 @@ void gemm_tile_default(bool bt, int *r, int *c)
 }
 
 /* Whether the routine can be built with this tile and keeps its accumulators
- * and operands in the target's vector registers. */
-bool gemm_tile_ok(bool bt, int r, int c)
+ * and operands in the vector registers: AVX-512's (wide) or AVX2's. */
+static bool tile_fits(bool bt, int r, int c, bool wide)
 {
     /* gemm: r c accumulators, c vectors of B, a broadcast of A (one register);
      * gemm_nt: r c accumulators, r vectors of A, c of B */
-    int need = bt ? r * c + r + c : r * c + c, regs = wide_registers ? 32 : 16;
-    int used = wide_registers ? need + !bt : 2 * need + !bt;
+    int need = bt ? r * c + r + c : r * c + c, regs = wide ? 32 : 16;
+    int used = wide ? need + !bt : 2 * need + !bt;
     if (bt)
         return r >= 1 && c >= 1 && r <= GEMM_RT_MAX && c <= GEMM_CT_MAX && used <= regs;
     return r >= 1 && c >= 1 && r <= GEMM_MR_MAX && c <= GEMM_NV_MAX && used <= regs;
 }
+
+/* ... for the target */
+bool gemm_tile_ok(bool bt, int r, int c) { return tile_fits(bt, r, c, wide_registers); }
 
 /* "6x3", or "6x3/cols" with the columns outer: the cache's and -v's name */
 static const char *tile_name(int r, int c, bool cols_outer)
@@ -440,6 +443,7 @@ void tune_summary(FILE *out, const Tuning *t)
 typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } JKind;
 typedef struct JVal {
     JKind kind;
+    size_t at;                /* where it starts: its byte offset in the text */
     double num;
     const char *str;          /* J_STR */
     struct JVal **items;      /* J_ARR, J_OBJ (values) */
@@ -448,7 +452,7 @@ typedef struct JVal {
 } JVal;
 
 typedef struct {
-    const char *p, *end, *err;
+    const char *text, *p, *end, *err;
     int depth;
 } JParse;
 
@@ -467,10 +471,10 @@ static JVal *jfail(JParse *j, const char *msg)
     return NULL;
 }
 
-static JVal *jnew(JKind kind)
+static JVal *jnew(JParse *j, JKind kind)
 {
     JVal *v = arena_alloc(sizeof *v);
-    v->kind = kind;
+    v->kind = kind, v->at = (size_t)(j->p - j->text);
     return v;
 }
 
@@ -519,7 +523,8 @@ static JVal *jnumber(JParse *j)
 {
     char buf[64];
     size_t n = 0;
-    while (j->p < j->end && n < sizeof buf - 1 && strchr("+-0123456789.eE", *j->p))
+    const char *start = j->p;
+    while (j->p < j->end && n < sizeof buf - 1 && *j->p && strchr("+-0123456789.eE", *j->p))
         buf[n++] = *j->p++;
     buf[n] = 0;
     char *end;
@@ -527,14 +532,14 @@ static JVal *jnumber(JParse *j)
     double d = strtod(buf, &end);
     if (n == 0 || *end || errno || !isfinite(d))
         return jfail(j, "a bad number");
-    JVal *v = jnew(J_NUM);
-    v->num = d;
+    JVal *v = jnew(j, J_NUM);
+    v->num = d, v->at = (size_t)(start - j->text);
     return v;
 }
 
 static JVal *jlist(JParse *j, bool object)
 {
-    JVal *v = jnew(object ? J_OBJ : J_ARR);
+    JVal *v = jnew(j, object ? J_OBJ : J_ARR);
     Vec items = {0}, keys = {0};
     j->p++;
     jspace(j);
@@ -585,9 +590,10 @@ static JVal *jvalue(JParse *j)
     if (c == '{' || c == '[') {
         v = jlist(j, c == '{');
     } else if (c == '"') {
+        size_t at = (size_t)(j->p - j->text);
         const char *s = jstring(j);
         if (s)
-            v = jnew(J_STR), v->str = s;
+            v = jnew(j, J_STR), v->str = s, v->at = at;
     } else if (c == '-' || (c >= '0' && c <= '9')) {
         v = jnumber(j);
     } else {
@@ -595,8 +601,8 @@ static JVal *jvalue(JParse *j)
         for (int i = 0; i < 3 && !v; i++) {
             size_t n = strlen(words[i]);
             if ((size_t)(j->end - j->p) >= n && memcmp(j->p, words[i], n) == 0) {
+                v = jnew(j, i == 2 ? J_NULL : J_BOOL);
                 j->p += n;
-                v = jnew(i == 2 ? J_NULL : J_BOOL);
                 v->num = i == 0;
             }
         }
@@ -627,40 +633,69 @@ typedef struct {
     double default_us, best_us;
 } Entry;
 
+/* "line 3, column 12" of byte `at` of text */
+static const char *place(const char *text, size_t at)
+{
+    int line = 1, col = 1;
+    for (size_t i = 0; i < at; i++)
+        line += text[i] == '\n', col = text[i] == '\n' ? 1 : col + 1;
+    return arena_printf("line %d, column %d", line, col);
+}
+
+/* Entry i (0-based) of the cache as an Entry, or NULL with *why. */
+static Entry *parse_entry(const char *text, const JVal *e, int i, const char **why)
+{
+    static const char *const fields[] = {"cnnc", "cpu", "kernel", "tile"};
+    if (e->kind != J_OBJ) {
+        *why = arena_printf("%s: entry %d is not an object", place(text, e->at), i + 1);
+        return NULL;
+    }
+    const JVal *str[4];
+    for (int f = 0; f < 4; f++)
+        if (!(str[f] = jget(e, fields[f], J_STR))) {
+            *why = arena_printf("%s: entry %d has no \"%s\" string", place(text, e->at), i + 1, fields[f]);
+            return NULL;
+        }
+    const JVal *d = jget(e, "default_us", J_NUM), *b = jget(e, "best_us", J_NUM);
+    const char *kernel = str[2]->str, *tile = str[3]->str;
+    int r = 0, c = 0, end = -1;
+    sscanf(tile, "%2dx%2d%n", &r, &c, &end);
+    const char *rest = end > 0 ? tile + end : "?";
+    /* a tile some target can build: AVX-512's registers are the most */
+    if ((*rest && strcmp(rest, "/cols") != 0) || !tile_fits(strncmp(kernel, "gemm_nt ", 8) == 0, r, c, true)) {
+        *why = arena_printf("%s: the tile \"%s\" is not one the GEMM routines build", place(text, str[3]->at), tile);
+        return NULL;
+    }
+    Entry *x = arena_alloc(sizeof *x);
+    *x = (Entry){str[0]->str, str[1]->str, kernel, r, c, *rest != 0, d ? d->num : 0, b ? b->num : 0};
+    return x;
+}
+
 /* Parses cache text into entries; on a malformed file returns false with
- * *why saying what is wrong. Entries that are well-formed JSON but not ours
- * (missing fields) make the file foreign: also false. */
+ * *why saying what is wrong and where ("line 3, column 12: ..."). Entries
+ * that are well-formed JSON but not ours (missing fields) make the file
+ * foreign: also false. */
 bool tune_cache_parse(const char *text, size_t len, Vec *entries, const char **why)
 {
-    JParse j = {text, text + len, NULL, 0};
+    JParse j = {text, text, text + len, NULL, 0};
     JVal *root = jvalue(&j);
     jspace(&j);
     if (root && j.p != j.end)
         jfail(&j, "text after the end of the JSON value");
     if (!root || j.err) {
-        *why = arena_printf("not JSON (%s at byte %lld)", j.err ? j.err : "?", (long long)(j.p - text));
+        *why = arena_printf("%s: not JSON: %s", place(text, (size_t)(j.p - text)), j.err ? j.err : "?");
         return false;
     }
     const JVal *format = jget(root, "format", J_STR), *list = jget(root, "entries", J_ARR);
     if (!format || strcmp(format->str, "cnnc-tune-cache-1") != 0 || !list) {
-        *why = "not a cnnc tuning cache (no \"format\": \"cnnc-tune-cache-1\" with \"entries\")";
+        *why = arena_printf("%s: not a cnnc tuning cache (no \"format\": \"cnnc-tune-cache-1\" with \"entries\")",
+                            place(text, format ? format->at : root->at));
         return false;
     }
     for (int i = 0; i < list->n; i++) {
-        const JVal *e = list->items[i];
-        const JVal *cnnc = jget(e, "cnnc", J_STR), *cpu = jget(e, "cpu", J_STR), *kernel = jget(e, "kernel", J_STR);
-        const JVal *tile = jget(e, "tile", J_STR), *d = jget(e, "default_us", J_NUM), *b = jget(e, "best_us", J_NUM);
-        int r = 0, c = 0, end = -1;
-        if (tile)
-            sscanf(tile->str, "%2dx%2d%n", &r, &c, &end);
-        const char *rest = tile && end > 0 ? tile->str + end : NULL;
-        if (!cnnc || !cpu || !kernel || !rest || (*rest && strcmp(rest, "/cols") != 0) ||
-            !gemm_tile_ok(strncmp(kernel->str, "gemm_nt ", 8) == 0, r, c)) {
-            *why = arena_printf("entry %d is malformed", i + 1);
+        Entry *x = parse_entry(text, list->items[i], i, why);
+        if (!x)
             return false;
-        }
-        Entry *x = arena_alloc(sizeof *x);
-        *x = (Entry){cnnc->str, cpu->str, kernel->str, r, c, *rest != 0, d ? d->num : 0, b ? b->num : 0};
         vec_push(entries, x);
     }
     return true;
