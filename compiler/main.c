@@ -17,7 +17,7 @@ typedef enum { MAKE_EXE, MAKE_LIB, MAKE_OBJ } Make;
 typedef struct {
     const char *input, *output;
     bool check, summary, verbose, no_fuse;
-    bool tune, tune_fault;
+    bool tune, retune, tune_fault;
     double tune_budget;           /* seconds */
     const char *tune_cache;       /* NULL: the default (tune_default_cache) */
     Emit emit;
@@ -42,15 +42,20 @@ static const char usage[] =
     "                     sizes (to measure what sharing brings)\n"
     "  --target-cpu=CPU   native (default), x86-64-v3, znver4, ...\n"
     "  --tune             measure each GEMM's register tiles on this machine and\n"
-    "                     keep the fastest (saved in the tuning cache)\n"
+    "                     keep the fastest, saved in the tuning cache; a kernel\n"
+    "                     the cache already has for this CPU is not measured\n"
+    "                     again (one source and one cache give one binary)\n"
+    "  --retune           --tune measuring every kernel, cached or not, and\n"
+    "                     replacing their entries in the cache\n"
     "  --tune-budget T    the time --tune may take: 60s (default), 2m, 500ms\n"
     "  --tune-cache PATH  the tuning cache (default $XDG_CACHE_HOME/cnnc/tune.json);\n"
-    "                     compiles without --tune use the tiles it holds\n"
+    "                     every native compile uses the tiles it holds\n"
     "  --sanitize         instrument generated code with AddressSanitizer and link\n"
     "                     the sanitized runtime (for testing)\n"
     "  --mpi              an executable whose `train` runs data-parallel over Open\n"
     "                     MPI (mpirun -np N ./NAME train ...; see docs/distributed.md)\n"
-    "  -v                 report the time of each compiler stage\n"
+    "  -v                 report the time of each compiler stage, and per GEMM\n"
+    "                     kernel whether --tune measured it or took the cache's\n"
     "  --version          print the version\n"
     "  --help             print this help\n"
     "\n"
@@ -126,6 +131,7 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "--no-fuse") == 0)    o->no_fuse = true;
     else if (strcmp(a, "--no-share") == 0)   o->cg.no_share = true;
     else if (strcmp(a, "--tune") == 0)       o->tune = true;
+    else if (strcmp(a, "--retune") == 0)     o->tune = o->retune = true;
     else if (strcmp(a, "--tune-fault") == 0) o->tune_fault = true;     /* testing: see TuneOptions */
     else if (strncmp(a, "--tune-budget=", 14) == 0) o->tune_budget = tune_budget(a + 14);
     else if (strncmp(a, "--tune-cache=", 13) == 0 && a[13]) o->tune_cache = a + 13;
@@ -174,7 +180,9 @@ static Options parse_options(int argc, char **argv)
     if (!o.input)
         bad_usage("%s", "no input file");
     if (o.tune && o.cg.cpu && strcmp(o.cg.cpu, "native") != 0)
-        bad_usage("--tune measures on this machine, so it needs the native target, not --target-cpu=%s", o.cg.cpu);
+        bad_usage(o.retune ? "--retune measures on this machine, so it needs the native target, not --target-cpu=%s"
+                           : "--tune measures on this machine, so it needs the native target, not --target-cpu=%s",
+                  o.cg.cpu);
     if (!o.tune_budget)
         o.tune_budget = 60;
     if (o.cg.mpi && o.make != MAKE_EXE)
@@ -243,21 +251,30 @@ static int finish(FILE *out)
     return EXIT_OK;
 }
 
-/* The GEMMs' register tiles: measured with --tune (and saved), else from the
- * tuning cache where it has them, else the defaults. */
+/* The GEMMs' register tiles: from the tuning cache where it has them (its
+ * entries are this machine's: not for another --target-cpu), else measured
+ * with --tune (and saved), else the defaults. With --retune all are measured. */
 static Tuning *tune(const Options *o, Lowered *l)
 {
     Tuning *t = tune_collect(l);
-    const char *cache = o->tune_cache ? o->tune_cache : tune_default_cache();
+    bool native = !o->cg.cpu || strcmp(o->cg.cpu, "native") == 0;
+    const char *cache = !native ? NULL : o->tune_cache ? o->tune_cache : tune_default_cache();
+    if (cache)
+        tune_use_cache(t, cache);
     if (o->tune) {
-        TuneOptions opt = {.budget_s = o->tune_budget, .verbose = o->verbose, .fault = o->tune_fault};
+        TuneOptions opt = {.budget_s = o->tune_budget, .verbose = o->verbose, .fault = o->tune_fault,
+                           .retune = o->retune};
         double spent = tune_search(t, &opt);
         if (o->verbose)
             tune_report(stderr, t, spent, o->tune_budget);
-        if (cache)
+        bool save = cache && tune_measured(t);   /* nothing measured: the file stays as it is */
+        if (save)
             tune_save_cache(t, cache);
-    } else if (cache) {
-        tune_use_cache(t, cache);
+        if (o->verbose && cache)
+            fprintf(stderr, "cnnc: tuning cache '%s': %s\n", cache,
+                    save ? arena_printf("%d kernels measured, saved", tune_measured(t)) : "nothing measured, not rewritten");
+    } else if (o->verbose) {
+        tune_report(stderr, t, 0, 0);
     }
     tune_apply(t);
     return t;

@@ -3,10 +3,13 @@
  * the tuner JIT-compiles the candidates for this machine, runs them on
  * buffers of the real size, rejects any whose result differs from the
  * default tile's, and keeps the fastest. The choices go to a tuning cache,
- * which later compiles read.
+ * which later compiles read; a kernel the cache has (same signature, CPU and
+ * cnnc version) is not measured again unless --retune, so one source and
+ * one cache give one binary.
  *
  *   tune_collect   the GEMM signatures of the lowered kernels
- *   tune_search    measures the candidates within the time budget
+ *   tune_use_cache the cache's tiles for them
+ *   tune_search    measures the others (or all: --retune) within the budget
  *   tune_apply     sets each GEMM statement's tile from the choices
  *   cache_read / cache_write   the cache file (JSON, documented in
  *                  docs/compiler.md)
@@ -106,7 +109,8 @@ struct TuneKernel {
     double weight;            /* FLOPs per training step, all its statements together */
     int tile_r, tile_c;       /* the chosen tile (the default if none better) */
     bool cols_outer;          /* and loop order */
-    bool from_cache, tuned;
+    bool from_cache;          /* the tile is the cache's (and the times) */
+    bool tuned;               /* measured by this compile */
     int tried, rejected;      /* variants measured, and those rejected as wrong */
     double default_ns, best_ns;
 };
@@ -333,9 +337,12 @@ static int candidates(const TuneKernel *k, Variant *out, int max)
     return n;
 }
 
-/* Tunes kernel k until `deadline` (seconds on the now_s clock). */
+/* Tunes kernel k until `deadline` (seconds on the now_s clock), from the
+ * default tile (not the cache's, with --retune). */
 static void tune_kernel(TuneKernel *k, double deadline, const TuneOptions *opt)
 {
+    gemm_tile_default(k->g->bt, &k->tile_r, &k->tile_c);
+    k->cols_outer = k->from_cache = false, k->default_ns = k->best_ns = 0;
     Operands o = operands(k);
     double t0 = now_s();
     if (!run_variant(k, (Variant){k->tile_r, k->tile_c, false}, false, &o, &k->default_ns)) {
@@ -388,16 +395,20 @@ static int by_weight(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+/* Whether the search measures k: not when the cache has it, unless --retune. */
+static bool to_measure(const TuneKernel *k, const TuneOptions *opt) { return opt->retune || !k->from_cache; }
+
 double tune_search(Tuning *t, const TuneOptions *opt)
 {
-    double start = now_s(), end = start + opt->budget_s, total = 0;
+    double start = now_s(), end = start + opt->budget_s, left_weight = 0;
     TuneKernel **ks = (TuneKernel **)t->kernels.at;
     qsort(ks, (size_t)t->kernels.n, sizeof *ks, by_weight);
     for (int i = 0; i < t->kernels.n; i++)
-        total += ks[i]->weight;
+        left_weight += to_measure(ks[i], opt) ? ks[i]->weight : 0;
     /* each kernel gets its share of what is left, by its share of the FLOPs */
-    double left_weight = total;
     for (int i = 0; i < t->kernels.n; i++) {
+        if (!to_measure(ks[i], opt))
+            continue;
         double now = now_s(), share = left_weight > 0 ? (end - now) * ks[i]->weight / left_weight : 0;
         left_weight -= ks[i]->weight;
         if (now >= end)
@@ -407,23 +418,46 @@ double tune_search(Tuning *t, const TuneOptions *opt)
     return now_s() - start;
 }
 
+int tune_measured(const Tuning *t)
+{
+    int n = 0;
+    for (int i = 0; i < t->kernels.n; i++)
+        n += ((const TuneKernel *)t->kernels.at[i])->tuned;
+    return n;
+}
+
 /* ---- reporting ------------------------------------------------------------- */
+
+/* One row of -v's table: the tile, how many candidates were measured
+ * ("cache": none, the cache had it; 0: none, the budget ended first), the
+ * default's time and the best (the cache's for a cached kernel), the kernel. */
+static void report_row(FILE *out, const TuneKernel *k)
+{
+    const char *tile = tile_name(k->tile_r, k->tile_c, k->cols_outer);
+    const char *tried = k->tuned ? arena_printf("%d", k->tried) : k->from_cache ? "cache" : "0";
+    if (!(k->default_ns > 0 && k->best_ns > 0)) {
+        fprintf(out, "  %-9s %5s %10s %10s %8s  %s\n", tile, tried, "-", "-", "-", k->sig);
+        return;
+    }
+    fprintf(out, "  %-9s %5s %8.2fus %8.2fus %7.2fx  %s%s\n", tile, tried, k->default_ns / 1e3, k->best_ns / 1e3,
+            k->default_ns / k->best_ns, k->sig, k->rejected ? arena_printf(" (%d rejected)", k->rejected) : "");
+}
 
 void tune_report(FILE *out, const Tuning *t, double spent, double budget)
 {
-    fprintf(out, "cnnc: tuning: %d GEMM kernels, %.1f s of a %.0f s budget\n", t->kernels.n, spent, budget);
-    fprintf(out, "  %-9s %5s %10s %10s %8s  %s\n", "tile", "tried", "default", "best", "speedup", "kernel");
-    for (int i = 0; i < t->kernels.n; i++) {
-        const TuneKernel *k = t->kernels.at[i];
-        if (!k->tuned) {
-            fprintf(out, "  %-9s %5s %10s %10s %8s  %s\n", tile_name(k->tile_r, k->tile_c, k->cols_outer), "0", "-",
-                    "-", "-", k->sig);
-            continue;
-        }
-        fprintf(out, "  %-9s %5d %8.2fus %8.2fus %7.2fx  %s%s\n", tile_name(k->tile_r, k->tile_c, k->cols_outer),
-                k->tried, k->default_ns / 1e3, k->best_ns / 1e3, k->default_ns / k->best_ns, k->sig,
-                k->rejected ? arena_printf(" (%d rejected)", k->rejected) : "");
+    int cached = 0, measured = tune_measured(t);
+    for (int i = 0; i < t->kernels.n; i++)
+        cached += ((const TuneKernel *)t->kernels.at[i])->from_cache;
+    if (budget <= 0) {                   /* no --tune: where the tiles came from */
+        fprintf(out, "cnnc: tuning: %d GEMM kernels: %d from the cache, %d default (not tuned)\n", t->kernels.n,
+                cached, t->kernels.n - cached);
+        return;
     }
+    fprintf(out, "cnnc: tuning: %d GEMM kernels, %.1f s of a %.0f s budget: %d measured, %d from the cache, "
+            "%d not reached\n", t->kernels.n, spent, budget, measured, cached, t->kernels.n - measured - cached);
+    fprintf(out, "  %-9s %5s %10s %10s %8s  %s\n", "tile", "tried", "default", "best", "speedup", "kernel");
+    for (int i = 0; i < t->kernels.n; i++)
+        report_row(out, t->kernels.at[i]);
 }
 
 void tune_summary(FILE *out, const Tuning *t)
@@ -712,12 +746,13 @@ const char *tune_default_cache(void)
 }
 
 /* Reads the cache at path into *entries. A missing file is an empty cache;
- * an unreadable, damaged or foreign one is ignored with a warning. */
-static void cache_read(const char *path, Vec *entries)
+ * an unreadable, damaged or foreign one is ignored, with a warning unless
+ * `quiet` (the second reading of one compile). */
+static void cache_read(const char *path, Vec *entries, bool quiet)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        if (errno != ENOENT)
+        if (errno != ENOENT && !quiet)
             warning("ignoring the tuning cache '%s': %s", path, strerror(errno));
         return;
     }
@@ -731,7 +766,8 @@ static void cache_read(const char *path, Vec *entries)
     const char *why = bad ? "cannot read it, or it is over 64 MiB" : NULL;
     Vec got = {0};
     if (bad || !tune_cache_parse(s.buf ? s.buf : "", s.len, &got, &why)) {
-        warning("ignoring the tuning cache '%s': %s", path, why);
+        if (!quiet)
+            warning("ignoring the tuning cache '%s': %s", path, why);
         return;
     }
     *entries = got;
@@ -795,11 +831,12 @@ static bool cache_write(const char *path, const Vec *entries)
     return false;
 }
 
-/* Takes the cached tiles of this machine and version for the kernels. */
+/* Takes the cached tiles of this machine and version for the kernels (the
+ * last entry where the file has two for one kernel). */
 void tune_use_cache(Tuning *t, const char *path)
 {
     Vec entries = {0};
-    cache_read(path, &entries);
+    cache_read(path, &entries, false);
     const char *cpu = host_cpu_id();
     int ours = 0;
     for (int i = 0; i < entries.n; i++) {
@@ -809,8 +846,10 @@ void tune_use_cache(Tuning *t, const char *path)
         ours++;
         for (int j = 0; j < t->kernels.n; j++) {
             TuneKernel *k = t->kernels.at[j];
-            if (strcmp(k->sig, e->kernel) == 0 && gemm_tile_ok(k->g->bt, e->tile_r, e->tile_c))
+            if (strcmp(k->sig, e->kernel) == 0 && gemm_tile_ok(k->g->bt, e->tile_r, e->tile_c)) {
                 k->tile_r = e->tile_r, k->tile_c = e->tile_c, k->cols_outer = e->cols_outer, k->from_cache = true;
+                k->default_ns = e->default_us * 1e3, k->best_ns = e->best_us * 1e3;
+            }
         }
     }
     if (entries.n && !ours)
@@ -823,7 +862,7 @@ void tune_use_cache(Tuning *t, const char *path)
 bool tune_save_cache(const Tuning *t, const char *path)
 {
     Vec old = {0}, keep = {0};
-    cache_read(path, &old);
+    cache_read(path, &old, true);      /* again: another compile may have added entries */
     const char *cpu = host_cpu_id();
     for (int i = 0; i < old.n; i++) {
         const Entry *e = old.at[i];
