@@ -572,14 +572,16 @@ typedef struct {
     double budget_s;
     bool verbose;
     bool fault;           /* testing: the first candidate of each kernel computes a wrong result */
+    bool retune;          /* measure the kernels the cache has too */
 } TuneOptions;
 
 Tuning *tune_collect(Lowered *l);
 void tune_use_cache(Tuning *t, const char *path);         /* warns about a damaged or foreign file */
-double tune_search(Tuning *t, const TuneOptions *opt);     /* returns the seconds spent */
+double tune_search(Tuning *t, const TuneOptions *opt);     /* the kernels not from the cache; returns the seconds spent */
+int tune_measured(const Tuning *t);                       /* how many kernels tune_search measured */
 bool tune_save_cache(const Tuning *t, const char *path);  /* atomic; false (said why) on failure */
 void tune_apply(Tuning *t);                               /* the chosen tiles into the statements */
-void tune_report(FILE *out, const Tuning *t, double spent, double budget);
+void tune_report(FILE *out, const Tuning *t, double spent, double budget);   /* budget 0: not tuned, one line */
 void tune_summary(FILE *out, const Tuning *t);
 const char *tune_default_cache(void);                    /* $XDG_CACHE_HOME/cnnc/tune.json; NULL: no home */
 /* Parses the cache's text; false with *why on a damaged or foreign file. */

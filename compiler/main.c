@@ -17,7 +17,7 @@ typedef enum { MAKE_EXE, MAKE_LIB, MAKE_OBJ } Make;
 typedef struct {
     const char *input, *output;
     bool check, summary, verbose, no_fuse;
-    bool tune, tune_fault;
+    bool tune, retune, tune_fault;
     double tune_budget;           /* seconds */
     const char *tune_cache;       /* NULL: the default (tune_default_cache) */
     Emit emit;
@@ -42,15 +42,20 @@ static const char usage[] =
     "                     sizes (to measure what sharing brings)\n"
     "  --target-cpu=CPU   native (default), x86-64-v3, znver4, ...\n"
     "  --tune             measure each GEMM's register tiles on this machine and\n"
-    "                     keep the fastest (saved in the tuning cache)\n"
+    "                     keep the fastest, saved in the tuning cache; a kernel\n"
+    "                     the cache already has for this CPU is not measured\n"
+    "                     again (one source and one cache give one binary)\n"
+    "  --retune           --tune measuring every kernel, cached or not, and\n"
+    "                     replacing their entries in the cache\n"
     "  --tune-budget T    the time --tune may take: 60s (default), 2m, 500ms\n"
     "  --tune-cache PATH  the tuning cache (default $XDG_CACHE_HOME/cnnc/tune.json);\n"
-    "                     compiles without --tune use the tiles it holds\n"
+    "                     every native compile uses the tiles it holds\n"
     "  --sanitize         instrument generated code with AddressSanitizer and link\n"
     "                     the sanitized runtime (for testing)\n"
     "  --mpi              an executable whose `train` runs data-parallel over Open\n"
     "                     MPI (mpirun -np N ./NAME train ...; see docs/distributed.md)\n"
-    "  -v                 report the time of each compiler stage\n"
+    "  -v                 report the time of each compiler stage, and per GEMM\n"
+    "                     kernel whether --tune measured it or took the cache's\n"
     "  --version          print the version\n"
     "  --help             print this help\n"
     "\n"
@@ -126,6 +131,7 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "--no-fuse") == 0)    o->no_fuse = true;
     else if (strcmp(a, "--no-share") == 0)   o->cg.no_share = true;
     else if (strcmp(a, "--tune") == 0)       o->tune = true;
+    else if (strcmp(a, "--retune") == 0)     o->tune = o->retune = true;
     else if (strcmp(a, "--tune-fault") == 0) o->tune_fault = true;     /* testing: see TuneOptions */
     else if (strncmp(a, "--tune-budget=", 14) == 0) o->tune_budget = tune_budget(a + 14);
     else if (strncmp(a, "--tune-cache=", 13) == 0 && a[13]) o->tune_cache = a + 13;
@@ -174,7 +180,9 @@ static Options parse_options(int argc, char **argv)
     if (!o.input)
         bad_usage("%s", "no input file");
     if (o.tune && o.cg.cpu && strcmp(o.cg.cpu, "native") != 0)
-        bad_usage("--tune measures on this machine, so it needs the native target, not --target-cpu=%s", o.cg.cpu);
+        bad_usage(o.retune ? "--retune measures on this machine, so it needs the native target, not --target-cpu=%s"
+                           : "--tune measures on this machine, so it needs the native target, not --target-cpu=%s",
+                  o.cg.cpu);
     if (!o.tune_budget)
         o.tune_budget = 60;
     if (o.cg.mpi && o.make != MAKE_EXE)
@@ -243,21 +251,30 @@ static int finish(FILE *out)
     return EXIT_OK;
 }
 
-/* The GEMMs' register tiles: measured with --tune (and saved), else from the
- * tuning cache where it has them, else the defaults. */
+/* The GEMMs' register tiles: from the tuning cache where it has them (its
+ * entries are this machine's: not for another --target-cpu), else measured
+ * with --tune (and saved), else the defaults. With --retune all are measured. */
 static Tuning *tune(const Options *o, Lowered *l)
 {
     Tuning *t = tune_collect(l);
-    const char *cache = o->tune_cache ? o->tune_cache : tune_default_cache();
+    bool native = !o->cg.cpu || strcmp(o->cg.cpu, "native") == 0;
+    const char *cache = !native ? NULL : o->tune_cache ? o->tune_cache : tune_default_cache();
+    if (cache)
+        tune_use_cache(t, cache);
     if (o->tune) {
-        TuneOptions opt = {.budget_s = o->tune_budget, .verbose = o->verbose, .fault = o->tune_fault};
+        TuneOptions opt = {.budget_s = o->tune_budget, .verbose = o->verbose, .fault = o->tune_fault,
+                           .retune = o->retune};
         double spent = tune_search(t, &opt);
         if (o->verbose)
             tune_report(stderr, t, spent, o->tune_budget);
-        if (cache)
+        bool save = cache && tune_measured(t);   /* nothing measured: the file stays as it is */
+        if (save)
             tune_save_cache(t, cache);
-    } else if (cache) {
-        tune_use_cache(t, cache);
+        if (o->verbose && cache)
+            fprintf(stderr, "cnnc: tuning cache '%s': %s\n", cache,
+                    save ? arena_printf("%d kernels measured, saved", tune_measured(t)) : "nothing measured, not rewritten");
+    } else if (o->verbose) {
+        tune_report(stderr, t, 0, 0);
     }
     tune_apply(t);
     return t;
@@ -310,12 +327,29 @@ static const char *header_path(const char *out, const Graph *g)
     return arena_printf("%s/%s.h", dirname(copy), g->name);
 }
 
+/* The object a library or executable is linked from: cnnc-NAME.o in a
+ * folder of its own beside the output. Its name becomes the library's
+ * member's, so it holds no process id or random part: two builds of one
+ * source are the same bytes. NULL (said why) when the folder cannot be made. */
+static const char *temp_object(const char *out, const Graph *g, char **dir)
+{
+    *dir = arena_printf("%s.tmpXXXXXX", out);
+    if (!mkdtemp(*dir)) {
+        fprintf(stderr, "cnnc: cannot make a temporary folder beside '%s': %s\n", out, strerror(errno));
+        return NULL;
+    }
+    return arena_printf("%s/cnnc-%s.o", *dir, g->name);
+}
+
 /* Writes the object, then links it as asked. */
 static int build(const Options *o, const Lowered *l)
 {
     const Graph *g = l->g;
     const char *out = output_path(o, g);
-    const char *obj = o->make == MAKE_OBJ ? out : arena_printf("%s.tmp%d.o", out, (int)getpid());
+    char *dir = NULL;
+    const char *obj = o->make == MAKE_OBJ ? out : temp_object(out, g, &dir);
+    if (!obj)
+        return EXIT_USER;
     CodegenOptions cg = o->cg;
     cg.executable = o->make == MAKE_EXE;
     bool ok = llvm_emit(l, &cg, OUT_OBJECT, obj);
@@ -327,7 +361,7 @@ static int build(const Options *o, const Lowered *l)
     else if (ok && o->make == MAKE_LIB)
         ok = link_library(obj, out, cg.sanitize);
     if (o->make != MAKE_OBJ)
-        unlink(obj);
+        unlink(obj), rmdir(dir);
     stage_done(o, "link");
     return ok ? EXIT_OK : EXIT_USER;
 }

@@ -3,10 +3,13 @@
  * the tuner JIT-compiles the candidates for this machine, runs them on
  * buffers of the real size, rejects any whose result differs from the
  * default tile's, and keeps the fastest. The choices go to a tuning cache,
- * which later compiles read.
+ * which later compiles read; a kernel the cache has (same signature, CPU and
+ * cnnc version) is not measured again unless --retune, so one source and
+ * one cache give one binary.
  *
  *   tune_collect   the GEMM signatures of the lowered kernels
- *   tune_search    measures the candidates within the time budget
+ *   tune_use_cache the cache's tiles for them
+ *   tune_search    measures the others (or all: --retune) within the budget
  *   tune_apply     sets each GEMM statement's tile from the choices
  *   cache_read / cache_write   the cache file (JSON, documented in
  *                  docs/compiler.md)
@@ -74,17 +77,20 @@ void gemm_tile_default(bool bt, int *r, int *c)
 }
 
 /* Whether the routine can be built with this tile and keeps its accumulators
- * and operands in the target's vector registers. */
-bool gemm_tile_ok(bool bt, int r, int c)
+ * and operands in the vector registers: AVX-512's (wide) or AVX2's. */
+static bool tile_fits(bool bt, int r, int c, bool wide)
 {
     /* gemm: r c accumulators, c vectors of B, a broadcast of A (one register);
      * gemm_nt: r c accumulators, r vectors of A, c of B */
-    int need = bt ? r * c + r + c : r * c + c, regs = wide_registers ? 32 : 16;
-    int used = wide_registers ? need + !bt : 2 * need + !bt;
+    int need = bt ? r * c + r + c : r * c + c, regs = wide ? 32 : 16;
+    int used = wide ? need + !bt : 2 * need + !bt;
     if (bt)
         return r >= 1 && c >= 1 && r <= GEMM_RT_MAX && c <= GEMM_CT_MAX && used <= regs;
     return r >= 1 && c >= 1 && r <= GEMM_MR_MAX && c <= GEMM_NV_MAX && used <= regs;
 }
+
+/* ... for the target */
+bool gemm_tile_ok(bool bt, int r, int c) { return tile_fits(bt, r, c, wide_registers); }
 
 /* "6x3", or "6x3/cols" with the columns outer: the cache's and -v's name */
 static const char *tile_name(int r, int c, bool cols_outer)
@@ -103,7 +109,8 @@ struct TuneKernel {
     double weight;            /* FLOPs per training step, all its statements together */
     int tile_r, tile_c;       /* the chosen tile (the default if none better) */
     bool cols_outer;          /* and loop order */
-    bool from_cache, tuned;
+    bool from_cache;          /* the tile is the cache's (and the times) */
+    bool tuned;               /* measured by this compile */
     int tried, rejected;      /* variants measured, and those rejected as wrong */
     double default_ns, best_ns;
 };
@@ -330,9 +337,12 @@ static int candidates(const TuneKernel *k, Variant *out, int max)
     return n;
 }
 
-/* Tunes kernel k until `deadline` (seconds on the now_s clock). */
+/* Tunes kernel k until `deadline` (seconds on the now_s clock), from the
+ * default tile (not the cache's, with --retune). */
 static void tune_kernel(TuneKernel *k, double deadline, const TuneOptions *opt)
 {
+    gemm_tile_default(k->g->bt, &k->tile_r, &k->tile_c);
+    k->cols_outer = k->from_cache = false, k->default_ns = k->best_ns = 0;
     Operands o = operands(k);
     double t0 = now_s();
     if (!run_variant(k, (Variant){k->tile_r, k->tile_c, false}, false, &o, &k->default_ns)) {
@@ -385,16 +395,20 @@ static int by_weight(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+/* Whether the search measures k: not when the cache has it, unless --retune. */
+static bool to_measure(const TuneKernel *k, const TuneOptions *opt) { return opt->retune || !k->from_cache; }
+
 double tune_search(Tuning *t, const TuneOptions *opt)
 {
-    double start = now_s(), end = start + opt->budget_s, total = 0;
+    double start = now_s(), end = start + opt->budget_s, left_weight = 0;
     TuneKernel **ks = (TuneKernel **)t->kernels.at;
     qsort(ks, (size_t)t->kernels.n, sizeof *ks, by_weight);
     for (int i = 0; i < t->kernels.n; i++)
-        total += ks[i]->weight;
+        left_weight += to_measure(ks[i], opt) ? ks[i]->weight : 0;
     /* each kernel gets its share of what is left, by its share of the FLOPs */
-    double left_weight = total;
     for (int i = 0; i < t->kernels.n; i++) {
+        if (!to_measure(ks[i], opt))
+            continue;
         double now = now_s(), share = left_weight > 0 ? (end - now) * ks[i]->weight / left_weight : 0;
         left_weight -= ks[i]->weight;
         if (now >= end)
@@ -404,23 +418,46 @@ double tune_search(Tuning *t, const TuneOptions *opt)
     return now_s() - start;
 }
 
+int tune_measured(const Tuning *t)
+{
+    int n = 0;
+    for (int i = 0; i < t->kernels.n; i++)
+        n += ((const TuneKernel *)t->kernels.at[i])->tuned;
+    return n;
+}
+
 /* ---- reporting ------------------------------------------------------------- */
+
+/* One row of -v's table: the tile, how many candidates were measured
+ * ("cache": none, the cache had it; 0: none, the budget ended first), the
+ * default's time and the best (the cache's for a cached kernel), the kernel. */
+static void report_row(FILE *out, const TuneKernel *k)
+{
+    const char *tile = tile_name(k->tile_r, k->tile_c, k->cols_outer);
+    const char *tried = k->tuned ? arena_printf("%d", k->tried) : k->from_cache ? "cache" : "0";
+    if (!(k->default_ns > 0 && k->best_ns > 0)) {
+        fprintf(out, "  %-9s %5s %10s %10s %8s  %s\n", tile, tried, "-", "-", "-", k->sig);
+        return;
+    }
+    fprintf(out, "  %-9s %5s %8.2fus %8.2fus %7.2fx  %s%s\n", tile, tried, k->default_ns / 1e3, k->best_ns / 1e3,
+            k->default_ns / k->best_ns, k->sig, k->rejected ? arena_printf(" (%d rejected)", k->rejected) : "");
+}
 
 void tune_report(FILE *out, const Tuning *t, double spent, double budget)
 {
-    fprintf(out, "cnnc: tuning: %d GEMM kernels, %.1f s of a %.0f s budget\n", t->kernels.n, spent, budget);
-    fprintf(out, "  %-9s %5s %10s %10s %8s  %s\n", "tile", "tried", "default", "best", "speedup", "kernel");
-    for (int i = 0; i < t->kernels.n; i++) {
-        const TuneKernel *k = t->kernels.at[i];
-        if (!k->tuned) {
-            fprintf(out, "  %-9s %5s %10s %10s %8s  %s\n", tile_name(k->tile_r, k->tile_c, k->cols_outer), "0", "-",
-                    "-", "-", k->sig);
-            continue;
-        }
-        fprintf(out, "  %-9s %5d %8.2fus %8.2fus %7.2fx  %s%s\n", tile_name(k->tile_r, k->tile_c, k->cols_outer),
-                k->tried, k->default_ns / 1e3, k->best_ns / 1e3, k->default_ns / k->best_ns, k->sig,
-                k->rejected ? arena_printf(" (%d rejected)", k->rejected) : "");
+    int cached = 0, measured = tune_measured(t);
+    for (int i = 0; i < t->kernels.n; i++)
+        cached += ((const TuneKernel *)t->kernels.at[i])->from_cache;
+    if (budget <= 0) {                   /* no --tune: where the tiles came from */
+        fprintf(out, "cnnc: tuning: %d GEMM kernels: %d from the cache, %d default (not tuned)\n", t->kernels.n,
+                cached, t->kernels.n - cached);
+        return;
     }
+    fprintf(out, "cnnc: tuning: %d GEMM kernels, %.1f s of a %.0f s budget: %d measured, %d from the cache, "
+            "%d not reached\n", t->kernels.n, spent, budget, measured, cached, t->kernels.n - measured - cached);
+    fprintf(out, "  %-9s %5s %10s %10s %8s  %s\n", "tile", "tried", "default", "best", "speedup", "kernel");
+    for (int i = 0; i < t->kernels.n; i++)
+        report_row(out, t->kernels.at[i]);
 }
 
 void tune_summary(FILE *out, const Tuning *t)
@@ -440,6 +477,7 @@ void tune_summary(FILE *out, const Tuning *t)
 typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } JKind;
 typedef struct JVal {
     JKind kind;
+    size_t at;                /* where it starts: its byte offset in the text */
     double num;
     const char *str;          /* J_STR */
     struct JVal **items;      /* J_ARR, J_OBJ (values) */
@@ -448,7 +486,7 @@ typedef struct JVal {
 } JVal;
 
 typedef struct {
-    const char *p, *end, *err;
+    const char *text, *p, *end, *err;
     int depth;
 } JParse;
 
@@ -467,10 +505,10 @@ static JVal *jfail(JParse *j, const char *msg)
     return NULL;
 }
 
-static JVal *jnew(JKind kind)
+static JVal *jnew(JParse *j, JKind kind)
 {
     JVal *v = arena_alloc(sizeof *v);
-    v->kind = kind;
+    v->kind = kind, v->at = (size_t)(j->p - j->text);
     return v;
 }
 
@@ -519,7 +557,8 @@ static JVal *jnumber(JParse *j)
 {
     char buf[64];
     size_t n = 0;
-    while (j->p < j->end && n < sizeof buf - 1 && strchr("+-0123456789.eE", *j->p))
+    const char *start = j->p;
+    while (j->p < j->end && n < sizeof buf - 1 && *j->p && strchr("+-0123456789.eE", *j->p))
         buf[n++] = *j->p++;
     buf[n] = 0;
     char *end;
@@ -527,14 +566,14 @@ static JVal *jnumber(JParse *j)
     double d = strtod(buf, &end);
     if (n == 0 || *end || errno || !isfinite(d))
         return jfail(j, "a bad number");
-    JVal *v = jnew(J_NUM);
-    v->num = d;
+    JVal *v = jnew(j, J_NUM);
+    v->num = d, v->at = (size_t)(start - j->text);
     return v;
 }
 
 static JVal *jlist(JParse *j, bool object)
 {
-    JVal *v = jnew(object ? J_OBJ : J_ARR);
+    JVal *v = jnew(j, object ? J_OBJ : J_ARR);
     Vec items = {0}, keys = {0};
     j->p++;
     jspace(j);
@@ -585,9 +624,10 @@ static JVal *jvalue(JParse *j)
     if (c == '{' || c == '[') {
         v = jlist(j, c == '{');
     } else if (c == '"') {
+        size_t at = (size_t)(j->p - j->text);
         const char *s = jstring(j);
         if (s)
-            v = jnew(J_STR), v->str = s;
+            v = jnew(j, J_STR), v->str = s, v->at = at;
     } else if (c == '-' || (c >= '0' && c <= '9')) {
         v = jnumber(j);
     } else {
@@ -595,8 +635,8 @@ static JVal *jvalue(JParse *j)
         for (int i = 0; i < 3 && !v; i++) {
             size_t n = strlen(words[i]);
             if ((size_t)(j->end - j->p) >= n && memcmp(j->p, words[i], n) == 0) {
+                v = jnew(j, i == 2 ? J_NULL : J_BOOL);
                 j->p += n;
-                v = jnew(i == 2 ? J_NULL : J_BOOL);
                 v->num = i == 0;
             }
         }
@@ -627,40 +667,69 @@ typedef struct {
     double default_us, best_us;
 } Entry;
 
+/* "line 3, column 12" of byte `at` of text */
+static const char *place(const char *text, size_t at)
+{
+    int line = 1, col = 1;
+    for (size_t i = 0; i < at; i++)
+        line += text[i] == '\n', col = text[i] == '\n' ? 1 : col + 1;
+    return arena_printf("line %d, column %d", line, col);
+}
+
+/* Entry i (0-based) of the cache as an Entry, or NULL with *why. */
+static Entry *parse_entry(const char *text, const JVal *e, int i, const char **why)
+{
+    static const char *const fields[] = {"cnnc", "cpu", "kernel", "tile"};
+    if (e->kind != J_OBJ) {
+        *why = arena_printf("%s: entry %d is not an object", place(text, e->at), i + 1);
+        return NULL;
+    }
+    const JVal *str[4];
+    for (int f = 0; f < 4; f++)
+        if (!(str[f] = jget(e, fields[f], J_STR))) {
+            *why = arena_printf("%s: entry %d has no \"%s\" string", place(text, e->at), i + 1, fields[f]);
+            return NULL;
+        }
+    const JVal *d = jget(e, "default_us", J_NUM), *b = jget(e, "best_us", J_NUM);
+    const char *kernel = str[2]->str, *tile = str[3]->str;
+    int r = 0, c = 0, end = -1;
+    sscanf(tile, "%2dx%2d%n", &r, &c, &end);
+    const char *rest = end > 0 ? tile + end : "?";
+    /* a tile some target can build: AVX-512's registers are the most */
+    if ((*rest && strcmp(rest, "/cols") != 0) || !tile_fits(strncmp(kernel, "gemm_nt ", 8) == 0, r, c, true)) {
+        *why = arena_printf("%s: the tile \"%s\" is not one the GEMM routines build", place(text, str[3]->at), tile);
+        return NULL;
+    }
+    Entry *x = arena_alloc(sizeof *x);
+    *x = (Entry){str[0]->str, str[1]->str, kernel, r, c, *rest != 0, d ? d->num : 0, b ? b->num : 0};
+    return x;
+}
+
 /* Parses cache text into entries; on a malformed file returns false with
- * *why saying what is wrong. Entries that are well-formed JSON but not ours
- * (missing fields) make the file foreign: also false. */
+ * *why saying what is wrong and where ("line 3, column 12: ..."). Entries
+ * that are well-formed JSON but not ours (missing fields) make the file
+ * foreign: also false. */
 bool tune_cache_parse(const char *text, size_t len, Vec *entries, const char **why)
 {
-    JParse j = {text, text + len, NULL, 0};
+    JParse j = {text, text, text + len, NULL, 0};
     JVal *root = jvalue(&j);
     jspace(&j);
     if (root && j.p != j.end)
         jfail(&j, "text after the end of the JSON value");
     if (!root || j.err) {
-        *why = arena_printf("not JSON (%s at byte %lld)", j.err ? j.err : "?", (long long)(j.p - text));
+        *why = arena_printf("%s: not JSON: %s", place(text, (size_t)(j.p - text)), j.err ? j.err : "?");
         return false;
     }
     const JVal *format = jget(root, "format", J_STR), *list = jget(root, "entries", J_ARR);
     if (!format || strcmp(format->str, "cnnc-tune-cache-1") != 0 || !list) {
-        *why = "not a cnnc tuning cache (no \"format\": \"cnnc-tune-cache-1\" with \"entries\")";
+        *why = arena_printf("%s: not a cnnc tuning cache (no \"format\": \"cnnc-tune-cache-1\" with \"entries\")",
+                            place(text, format ? format->at : root->at));
         return false;
     }
     for (int i = 0; i < list->n; i++) {
-        const JVal *e = list->items[i];
-        const JVal *cnnc = jget(e, "cnnc", J_STR), *cpu = jget(e, "cpu", J_STR), *kernel = jget(e, "kernel", J_STR);
-        const JVal *tile = jget(e, "tile", J_STR), *d = jget(e, "default_us", J_NUM), *b = jget(e, "best_us", J_NUM);
-        int r = 0, c = 0, end = -1;
-        if (tile)
-            sscanf(tile->str, "%2dx%2d%n", &r, &c, &end);
-        const char *rest = tile && end > 0 ? tile->str + end : NULL;
-        if (!cnnc || !cpu || !kernel || !rest || (*rest && strcmp(rest, "/cols") != 0) ||
-            !gemm_tile_ok(strncmp(kernel->str, "gemm_nt ", 8) == 0, r, c)) {
-            *why = arena_printf("entry %d is malformed", i + 1);
+        Entry *x = parse_entry(text, list->items[i], i, why);
+        if (!x)
             return false;
-        }
-        Entry *x = arena_alloc(sizeof *x);
-        *x = (Entry){cnnc->str, cpu->str, kernel->str, r, c, *rest != 0, d ? d->num : 0, b ? b->num : 0};
         vec_push(entries, x);
     }
     return true;
@@ -677,12 +746,13 @@ const char *tune_default_cache(void)
 }
 
 /* Reads the cache at path into *entries. A missing file is an empty cache;
- * an unreadable, damaged or foreign one is ignored with a warning. */
-static void cache_read(const char *path, Vec *entries)
+ * an unreadable, damaged or foreign one is ignored, with a warning unless
+ * `quiet` (the second reading of one compile). */
+static void cache_read(const char *path, Vec *entries, bool quiet)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        if (errno != ENOENT)
+        if (errno != ENOENT && !quiet)
             warning("ignoring the tuning cache '%s': %s", path, strerror(errno));
         return;
     }
@@ -696,7 +766,8 @@ static void cache_read(const char *path, Vec *entries)
     const char *why = bad ? "cannot read it, or it is over 64 MiB" : NULL;
     Vec got = {0};
     if (bad || !tune_cache_parse(s.buf ? s.buf : "", s.len, &got, &why)) {
-        warning("ignoring the tuning cache '%s': %s", path, why);
+        if (!quiet)
+            warning("ignoring the tuning cache '%s': %s", path, why);
         return;
     }
     *entries = got;
@@ -760,11 +831,12 @@ static bool cache_write(const char *path, const Vec *entries)
     return false;
 }
 
-/* Takes the cached tiles of this machine and version for the kernels. */
+/* Takes the cached tiles of this machine and version for the kernels (the
+ * last entry where the file has two for one kernel). */
 void tune_use_cache(Tuning *t, const char *path)
 {
     Vec entries = {0};
-    cache_read(path, &entries);
+    cache_read(path, &entries, false);
     const char *cpu = host_cpu_id();
     int ours = 0;
     for (int i = 0; i < entries.n; i++) {
@@ -774,8 +846,10 @@ void tune_use_cache(Tuning *t, const char *path)
         ours++;
         for (int j = 0; j < t->kernels.n; j++) {
             TuneKernel *k = t->kernels.at[j];
-            if (strcmp(k->sig, e->kernel) == 0 && gemm_tile_ok(k->g->bt, e->tile_r, e->tile_c))
+            if (strcmp(k->sig, e->kernel) == 0 && gemm_tile_ok(k->g->bt, e->tile_r, e->tile_c)) {
                 k->tile_r = e->tile_r, k->tile_c = e->tile_c, k->cols_outer = e->cols_outer, k->from_cache = true;
+                k->default_ns = e->default_us * 1e3, k->best_ns = e->best_us * 1e3;
+            }
         }
     }
     if (entries.n && !ours)
@@ -788,7 +862,7 @@ void tune_use_cache(Tuning *t, const char *path)
 bool tune_save_cache(const Tuning *t, const char *path)
 {
     Vec old = {0}, keep = {0};
-    cache_read(path, &old);
+    cache_read(path, &old, true);      /* again: another compile may have added entries */
     const char *cpu = host_cpu_id();
     for (int i = 0; i < old.n; i++) {
         const Entry *e = old.at[i];
