@@ -181,9 +181,7 @@ void tune_apply(Tuning *t)
     for (int i = 0; i < t->gemms.n; i++) {
         Gemm *g = t->gemms.at[i];
         const TuneKernel *k = t->owners.at[i];
-        int dr, dc;
-        gemm_tile_default(g->bt, &dr, &dc);
-        if (k->tile_r != dr || k->tile_c != dc || k->cols_outer)
+        if (k->tuned || k->from_cache)   /* a choice, even of the default tile: the loop order is explicit */
             g->tile_r = k->tile_r, g->tile_c = k->tile_c, g->cols_outer = k->cols_outer;
     }
 }
