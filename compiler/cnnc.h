@@ -471,6 +471,8 @@ typedef struct {
     bool accumulate;
     bool bt;
     bool bias_rows, relu;
+    bool bn_rows;         /* with bias_rows: the bias holds a pair (shift, scale) per row,
+                             and C = scale sum + shift (a batchnorm folded in, loops.c) */
     int tile_r, tile_c;   /* the register tile: rows x 16-float vectors of C (gemm) or
                              rows x columns (bt); 0: the default (the tuner sets it) */
     bool cols_outer;      /* the loop order: blocks of columns outside the blocks of

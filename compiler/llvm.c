@@ -500,7 +500,7 @@ static LLVMValueRef splat_of(Emit *E, LLVMTypeRef t, LLVMValueRef x)
 }
 
 /* The bias of a GEMM's epilogue (see Gemm in cnnc.h). */
-enum { NO_BIAS, BIAS_ROWS, BIAS_COLS };
+enum { NO_BIAS, BIAS_ROWS, BIAS_COLS, BN_ROWS /* pairs (shift, scale) per row: gemm only */ };
 
 /* The GEMM routine's arguments, as values inside it (see Gemm in cnnc.h),
  * and the variant being built: its bias and whether it applies a ReLU. */
@@ -565,6 +565,12 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
                 init = masked_load(E, at2(E, g->bias, j0, one, one, i64c(E, 0), v * LANES), mask[v]);
             LLVMBuildStore(E->b, LLVMBuildSelect(E->b, g->acc, c, init, ""), acc[r][v]);
         }
+    LLVMValueRef shift[MR_MAX], scale[MR_MAX];
+    for (int r = 0; r < mr && g->bias_kind == BN_ROWS; r++) {
+        LLVMValueRef two = i64c(E, 2);
+        shift[r] = splat_of(E, E->f32, LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 0), ""));
+        scale[r] = splat_of(E, E->f32, LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 1), ""));
+    }
     Loop kl = loop_open(E, i64c(E, 0), g->K, &k);
     LLVMValueRef bv[NV_MAX];
     for (int v = 0; v < nv; v++)
@@ -579,9 +585,14 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
     }
     loop_close(E, &kl, 1);
     for (int r = 0; r < mr; r++)
-        for (int v = 0; v < nv; v++)
-            masked_store(E, relu_of(E, g, LLVMBuildLoad2(E->b, vt, acc[r][v], "")),
-                         at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
+        for (int v = 0; v < nv; v++) {
+            LLVMValueRef sum = LLVMBuildLoad2(E->b, vt, acc[r][v], "");
+            if (g->bias_kind == BN_ROWS) {                  /* scale sum + shift */
+                LLVMValueRef args[3] = {sum, scale[r], shift[r]};
+                sum = vector_intrinsic(E, "llvm.fma", types, 1, args, 3);
+            }
+            masked_store(E, relu_of(E, g, sum), at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
+        }
 }
 
 /* Rows [i0, i0 + mr) of C: blocks of nv vectors of columns while more than
@@ -872,13 +883,16 @@ static bool cols_outer_default(const Gemm *gm)
  * its epilogue (.bias_rows, .bias_cols, .relu); made on first use. */
 static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
 {
-    GemmArgs proto = {.bias_kind = !gm->bias ? NO_BIAS : gm->bias_rows ? BIAS_ROWS : BIAS_COLS, .relu = gm->relu};
+    GemmArgs proto = {.bias_kind = !gm->bias ? NO_BIAS : gm->bn_rows ? BN_ROWS : gm->bias_rows ? BIAS_ROWS : BIAS_COLS,
+                      .relu = gm->relu};
+    if (gm->bn_rows && gm->bt)
+        internal_error("a folded batchnorm in an A B^T GEMM");
     gemm_tile_default(gm->bt, &proto.tile_r, &proto.tile_c);
     bool tiled = gm->tile_r && (gm->tile_r != proto.tile_r || gm->tile_c != proto.tile_c);
     if (tiled)
         proto.tile_r = gm->tile_r, proto.tile_c = gm->tile_c;
     proto.cols_outer = gm->tile_r ? gm->cols_outer : cols_outer_default(gm);
-    static const char *const bias[] = {"", ".bias_rows", ".bias_cols"};
+    static const char *const bias[] = {"", ".bias_rows", ".bias_cols", ".bn_rows"};
     const char *name = arena_printf("cnnc.gemm%s%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
                                     gm->relu ? ".relu" : "",
                                     tiled ? arena_printf(".%dx%d", proto.tile_r, proto.tile_c) : "",
@@ -920,7 +934,7 @@ static void call_rt_gemm(Emit *E, const Gemm *g, LLVMValueRef fn, LLVMValueRef *
     if (g->tile_r)
         r = g->tile_r, c = g->tile_c;
     int64_t cols = g->bt ? c : (int64_t)c * LANES;      /* the tile's columns of C */
-    int64_t how = (g->bt ? 1 : 0) | (g->bias_rows ? 2 : 0) | (int64_t)r << 16 | cols << 24;
+    int64_t how = (g->bt ? 1 : 0) | (g->bias_rows ? 2 : 0) | (g->bn_rows ? 4 : 0) | (int64_t)r << 16 | cols << 24;
     LLVMValueRef a[14];
     a[0] = fn;
     for (int i = 0; i < 12; i++)

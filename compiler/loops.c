@@ -16,6 +16,7 @@ typedef struct {
     Vec *out;             /* where the next nest goes */
     bool training;        /* dropout masks, batch statistics */
     bool *fused;          /* per node id: computed as part of another node (fuse_nodes) */
+    const Node **folded;  /* per conv id: the inference batchnorm its GEMM applies, or NULL */
     bool fuse;            /* operator fusion on (off: --no-fuse) */
     int64_t fixed, per_example;   /* workspace placed so far */
 } Lower;
@@ -631,6 +632,29 @@ static void lower_conv_dw_depthwise(Lower *L, const Node *n)
  * following ReLU in its epilogue. With G groups, group g's rows of col
  * (its input channels) and of W and y (its output channels) are contiguous
  * blocks: one GEMM of [c/G, K/G] by [K/G, OH OW] per group. */
+/* A batchnorm at inference folded into conv n's GEMM (see fuse_nodes):
+ * per output channel c, the pair (shift, scale) of
+ *   bn(conv) = (acc + b - mean) s + beta = acc s + (beta + (b - mean) s),
+ *   s = gamma / sqrt(var + eps)
+ * into a scratch buffer, which the GEMM's epilogue applies to the sums acc
+ * as it stores them. */
+static const Buf *fold_batchnorm(Lower *L, const Node *n, const Node *bn, int b)
+{
+    int64_t C = n->shape.d[0];
+    const Buf *pairs = scratch(L, "bnfold", 2 * C);
+    Vec *here = L->out;
+    int c = open_for(L, C);
+    int s = set_new(L, ex(X_DIV, elem(L, bn->in[1], b, var(c)),
+                          ex(X_SQRT, ex(X_ADD, elem(L, bn->in[4], b, var(c)), f32(bn->alpha)), NULL)));
+    Expr *shifted = ex(X_NEG, elem(L, bn->in[3], b, var(c)), NULL);
+    if (n->nin > 2)
+        shifted = ex(X_ADD, elem(L, n->in[2], b, var(c)), shifted);
+    store(L, pairs, imul(var(c), i64(2)), ex(X_ADD, elem(L, bn->in[2], b, var(c)), ex(X_MUL, shifted, get(s))), false);
+    store(L, pairs, iadd(imul(var(c), i64(2)), i64(1)), get(s), false);
+    L->out = here;
+    return pairs;
+}
+
 static void lower_conv(Lower *L, const Node *n)
 {
     Vec *top;
@@ -645,9 +669,14 @@ static void lower_conv(Lower *L, const Node *n)
     bias_first(L, n, b, true);
     const Buf *xb = L->buf[x->id];
     Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * P));
+    const Buf *pairs = L->folded[n->id] ? fold_batchnorm(L, n, L->folded[n->id], b) : NULL;
     gemm(L, i64(cg), P, i64(Kg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), Kg, 1, col ? col : xb,
          col ? in : at(xb, b, in), P, y, at(y, b, imul(g, i64(cg * P))), P, false);
     epilogue(L, n, true, imul(g, i64(cg)));
+    if (pairs) {
+        Gemm *gm = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
+        gm->bias = pairs, gm->bias_at = imul(g, i64(2 * cg)), gm->bias_rows = gm->bn_rows = true;
+    }
     L->out = top;
 }
 
@@ -898,7 +927,8 @@ static void place(Lower *L, const Node *n, bool batched)
 /* Ops whose value is their input's, reshaped: they share its buffer. */
 static bool aliases(const Lower *L, const Node *n)
 {
-    return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training) || (n->op == OP_RELU && L->fused[n->id]);
+    return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training) || (n->op == OP_RELU && L->fused[n->id]) ||
+           (n->op == OP_BATCHNORM && L->fused[n->id]);
 }
 
 /* Whether n is computed inside its consumer (see fuse_nodes): no buffer. */
@@ -1574,7 +1604,10 @@ static void lower_node(Lower *L, const Node *n)
     case OP_SOFTMAX:
     case OP_L1NORM:
     case OP_L2NORM:        lower_vector(L, n); return;
-    case OP_BATCHNORM:     L->training ? lower_batchnorm_train(L, n) : lower_batchnorm(L, n); return;
+    case OP_BATCHNORM:
+        if (!L->fused[n->id])                              /* else in its conv's GEMM */
+            L->training ? lower_batchnorm_train(L, n) : lower_batchnorm(L, n);
+        return;
     case OP_LRN:           lower_lrn(L, n); return;
     case OP_CONCAT:        lower_concat(L, n); return;
     case OP_MATMUL:        lower_matmul(L, n); return;
@@ -1635,18 +1668,31 @@ static bool pool_dx_masked(const Node *m, const int *uses)
            shape_count(st->shape) == shape_count(p->shape) && st->in[0]->batched;
 }
 
+/* An inference batchnorm whose input is a convolution's output and nothing
+ * else's, computed by a GEMM (not a depthwise convolution's own loops). */
+static bool folds_into_conv(const Lower *L, const Node *n, const int *uses)
+{
+    const Node *y = n->nin ? n->in[0] : NULL;
+    return n->op == OP_BATCHNORM && !L->training && y->op == OP_CONV && y->batched && uses[y->id] == 1 &&
+           !depthwise(&y->win, y->in[0]);
+}
+
 /* Fusion of operators into their producer or consumer, decided before the
  * buffers are placed; --no-fuse turns it off. The roots count as consumers.
  *  - Epilogue: a dense or conv layer whose one consumer is a ReLU applies it
  *    as its GEMM stores C. The ReLU then aliases the layer's buffer, which
  *    holds max(0, y) only; that is enough, as the backward pass reads the
  *    ReLU's output and never the layer's (relu's adjoint is dy [relu(y) > 0]).
+ *  - Batchnorm folding, at inference: a conv whose one consumer is a
+ *    batchnorm applies it in its GEMM's epilogue (fold_batchnorm), and the
+ *    ReLU after that batchnorm too; the batchnorm aliases the conv's buffer.
  *  - Pooling gradient: maxpool_dx(...) * step(z) is one masked L_POOL; the
  *    two operands get no buffer and no loops of their own. */
 static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int nroots, bool enabled)
 {
     const Graph *g = L->g;
     L->fused = arena_alloc(sizeof(bool) * (size_t)(g->nodes.n + 1));
+    L->folded = arena_alloc(sizeof(Node *) * (size_t)(g->nodes.n + 1));
     L->fuse = enabled;
     if (!enabled)
         return;
@@ -1661,6 +1707,10 @@ static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int n
         const Node *n = g->nodes.at[i], *y = n->nin ? n->in[0] : NULL;
         if (!live[i])
             continue;
+        if (folds_into_conv(L, n, uses))
+            L->folded[y->id] = n, L->fused[n->id] = true;
+        if (n->op == OP_RELU && y->op == OP_BATCHNORM && L->fused[y->id] && uses[y->id] == 1)
+            L->fused[n->id] = L->fused[y->in[0]->id] = true;          /* conv -> batchnorm -> relu */
         if (n->op == OP_RELU && (y->op == OP_DENSE || y->op == OP_CONV) && y->batched && uses[y->id] == 1)
             L->fused[n->id] = L->fused[y->id] = true;
         if (pool_dx_masked(n, uses))
@@ -1884,7 +1934,13 @@ static void print_stmts(FILE *out, const Vec *body, int depth)
                 fprintf(out, " + j*%lld + k]", (long long)g->ldb);
             else
                 fprintf(out, " + k*%lld + j]", (long long)g->ldb);
-            if (g->bias) {
+            if (g->bn_rows) {               /* then the pair of row i: (shift, scale) */
+                fprintf(out, ", then * %s[", g->bias->name);
+                print_expr(out, g->bias_at);
+                fprintf(out, " + 2i + 1] + %s[", g->bias->name);
+                print_expr(out, g->bias_at);
+                fputs(" + 2i]", out);
+            } else if (g->bias) {
                 fprintf(out, " + %s[", g->bias->name);
                 print_expr(out, g->bias_at);
                 fputs(g->bias_rows ? " + i]" : " + j]", out);

@@ -119,11 +119,11 @@ static int64_t resolved(const Expr *e, int64_t m) { return e->kind == X_INT ? e-
 
 static const char *signature(const Gemm *g, int64_t m)
 {
-    static const char *const bias[] = {"none", "rows", "cols"};
+    static const char *const bias[] = {"none", "rows", "cols", "bn"};
     return arena_printf("%s M=%lld N=%lld K=%lld sai=%lld sak=%lld ldb=%lld ldc=%lld acc=%d bias=%s relu=%d",
                         g->bt ? "gemm_nt" : "gemm", (long long)resolved(g->M, m), (long long)g->N,
                         (long long)resolved(g->K, m), (long long)g->sai, (long long)g->sak, (long long)g->ldb,
-                        (long long)g->ldc, g->accumulate, bias[!g->bias ? 0 : g->bias_rows ? 1 : 2], g->relu);
+                        (long long)g->ldc, g->accumulate, bias[!g->bias ? 0 : g->bn_rows ? 3 : g->bias_rows ? 1 : 2], g->relu);
 }
 
 static void collect_stmts(Tuning *t, const Vec *body, int64_t m, int64_t times)
@@ -223,7 +223,7 @@ static Operands operands(const TuneKernel *k)
     o.nb = g->bt ? (N - 1) * g->ldb + K : (K - 1) * g->ldb + N;
     o.nc = (M - 1) * g->ldc + N;
     o.a = random_floats(o.na, &seed), o.b = random_floats(o.nb, &seed);
-    o.c0 = random_floats(o.nc, &seed), o.bias = random_floats(M > N ? M : N, &seed);
+    o.c0 = random_floats(o.nc, &seed), o.bias = random_floats(2 * (M > N ? M : N), &seed);   /* bn: pairs */
     o.c = malloc(sizeof(float) * (size_t)o.nc), o.ref = malloc(sizeof(float) * (size_t)o.nc);
     if (!o.c || !o.ref)
         internal_error("out of memory for the tuner's buffers");

@@ -312,7 +312,7 @@ void rt_classes_free(rt_classes *c);
  * register tile: rows << 16 | columns << 24. */
 typedef void rt_gemm_fn(int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
                         const float *B, int64_t ldb, float *C, int64_t ldc, bool acc, const float *bias);
-enum { RT_GEMM_BT = 1, RT_GEMM_BIAS_ROWS = 2 };
+enum { RT_GEMM_BT = 1, RT_GEMM_BIAS_ROWS = 2, RT_GEMM_BIAS_PAIRS = 4 /* two floats per row */ };
 void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
              const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how);
 /* part(args, lo, hi) for parts of [lo, hi) that together cover it, on the

@@ -43,6 +43,7 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
 {
     int64_t tile_m = how >> 16 & 0xff, tile_n = how >> 24 & 0xfff;
     bool bt = how & RT_GEMM_BT, bias_rows = how & RT_GEMM_BIAS_ROWS;
+    int64_t per_row = how & RT_GEMM_BIAS_PAIRS ? 2 : 1;
     int threads = omp_in_parallel() ? 1 : inner_threads;
     bool by_cols = N / tile_n >= 2 * threads;          /* enough columns for every thread */
     int64_t units = by_cols ? N / tile_n : M / tile_m;
@@ -61,7 +62,7 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
         } else {                 /* rows [lo, hi): A's rows, C's, and the bias per row */
             part(M, tile_m, parts, t, &lo, &hi);
             fn(hi - lo, N, K, A + lo * sai, sai, sak, B, ldb, C + lo * ldc, ldc, acc != 0,
-               bias && bias_rows ? bias + lo : bias);
+               bias && bias_rows ? bias + lo * per_row : bias);
         }
     }
 }
