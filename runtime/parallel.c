@@ -41,6 +41,10 @@ static void part(int64_t n, int64_t unit, int parts, int t, int64_t *lo, int64_t
 void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
              const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how)
 {
+    if (M * N * K < MIN_SPLIT_MACS || inner_threads == 1) {      /* the cheap tests first */
+        fn(M, N, K, A, sai, sak, B, ldb, C, ldc, acc != 0, bias);
+        return;
+    }
     int64_t tile_m = how >> 16 & 0xff, tile_n = how >> 24 & 0xfff;
     bool bt = how & RT_GEMM_BT, bias_rows = how & RT_GEMM_BIAS_ROWS;
     int64_t per_row = how & RT_GEMM_BIAS_PAIRS ? 2 : 1;
@@ -48,7 +52,7 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
     bool by_cols = N / tile_n >= 2 * threads;          /* enough columns for every thread */
     int64_t units = by_cols ? N / tile_n : M / tile_m;
     int parts = units < threads ? (int)units : threads;
-    if (parts <= 1 || M * N * K < MIN_SPLIT_MACS) {
+    if (parts <= 1) {
         fn(M, N, K, A, sai, sak, B, ldb, C, ldc, acc != 0, bias);
         return;
     }
