@@ -69,7 +69,7 @@ clean:
 # libcnnrt_main.a: the generated executables' commands, data sets and images
 # (adds zlib, libpng and libjpeg). The _asan variants are for the sanitizer tests.
 RT_CFLAGS := -O2 -g -std=c11 -fPIC -fopenmp -Wall -Wextra -D_GNU_SOURCE
-RT_CORE   := error crc32 safetensors parallel net
+RT_CORE   := error crc32 safetensors parallel buckets net
 RT_PROG   := idx csv image jpeg preprocess main train
 RT_LIBS   := lib/libcnnrt.a lib/libcnnrt_main.a lib/libcnnrt_asan.a lib/libcnnrt_main_asan.a
 

@@ -625,6 +625,16 @@ int *share_refs(const Kernel *k);
 /* The unit of loop nest s of kernel k, or false when s cannot be one. */
 bool share_unit(const Kernel *k, const int *refs, const LStmt *s, Unit *u);
 
+/* ------------------------------------------------------------------ ready.c */
+
+/* A point of the training kernel after which a parameter's gradient is final:
+ * after top-level statement `after`, elements [lo, hi) of the gradient block
+ * are no longer touched (llvm.c calls rt_grads_ready there). */
+typedef struct { int after; int64_t lo, hi; } Ready;
+/* The training kernel's points, one per learned parameter, in the order the
+ * kernel passes them; returns their count (0 without a training kernel). */
+int ready_points(const Lowered *l, Ready **out);
+
 /* ------------------------------------------------------------------ llvm.c */
 
 typedef struct {

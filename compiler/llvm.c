@@ -24,6 +24,9 @@ typedef struct {
     /* the kernel being emitted */
     LLVMValueRef fn, n, base[6];
     LLVMValueRef first, total, seed;   /* the training kernel's arguments */
+    LLVMValueRef grads_ctx;            /* and its last: rt_grads_ready's context */
+    const Ready *ready;                /* its points where gradients are final (ready.c) */
+    int nready;
     LLVMTypeRef gemm_type;             /* the GEMM routines' signature (made when first called) */
     bool sanitize;
     /* alias scopes of the kernel's buffers: one per (base, offset) */
@@ -1425,6 +1428,22 @@ static LLVMValueRef kernel_function(Emit *E, const Kernel *k, const CodegenOptio
     return fn;
 }
 
+/* rt_grads_ready(ctx, lo, hi): the training kernel will not touch
+ * grads[lo, hi) again (ready.c). The fence keeps every store to them before
+ * the call: the runtime reads them, and a process's sum writes them, while
+ * the kernel goes on. */
+static void grads_ready(Emit *E, const Ready *r)
+{
+    LLVMTypeRef args[3] = {E->ptr, E->i64, E->i64};
+    LLVMTypeRef type = LLVMFunctionType(E->voidt, args, 3, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(E->mod, "rt_grads_ready");
+    if (!fn)
+        fn = LLVMAddFunction(E->mod, "rt_grads_ready", type);
+    LLVMBuildFence(E->b, LLVMAtomicOrderingRelease, 0, "");
+    LLVMValueRef v[3] = {E->grads_ctx, i64c(E, r->lo), i64c(E, r->hi)};
+    LLVMBuildCall2(E->b, type, fn, v, 3, "");
+}
+
 static void kernel_body(Emit *E, const Kernel *k)
 {
     make_scopes(E, k);
@@ -1437,7 +1456,13 @@ static void kernel_body(Emit *E, const Kernel *k)
         E->vars[v] = LLVMBuildAlloca(E->b, k->is_float[v] ? E->f32 : E->i64, "");
     LLVMBuildBr(E->b, start);
     LLVMPositionBuilderAtEnd(E->b, start);
-    stmts(E, &k->body);
+    bool train = k->ret != 0;
+    for (int i = 0, r = 0; i < k->body.n; i++) {
+        Vec one = {&k->body.at[i], 1, 1};
+        stmts(E, &one);
+        for (; train && r < E->nready && E->ready[r].after == i; r++)
+            grads_ready(E, &E->ready[r]);
+    }
     if (k->ret)
         LLVMBuildRet(E->b, LLVMBuildFPExt(E->b, LLVMBuildLoad2(E->b, E->f32, E->vars[k->ret], ""), E->f64, ""));
     else
@@ -1463,11 +1488,11 @@ static LLVMValueRef emit_kernel(Emit *E, const Kernel *k, const CodegenOptions *
 }
 
 /* double train(i64 n, const float *x, const void *y, float *params, float *grads,
- *              float *ws, i64 first, i64 total, u64 seed) (rt_train_fn) */
+ *              float *ws, i64 first, i64 total, u64 seed, rt_grads *ctx) (rt_train_fn) */
 static LLVMValueRef emit_train_kernel(Emit *E, const Kernel *k, const CodegenOptions *o)
 {
-    LLVMTypeRef params[9] = {E->i64, E->ptr, E->ptr, E->ptr, E->ptr, E->ptr, E->i64, E->i64, E->i64};
-    LLVMValueRef fn = kernel_function(E, k, o, LLVMFunctionType(E->f64, params, 9, 0));
+    LLVMTypeRef params[10] = {E->i64, E->ptr, E->ptr, E->ptr, E->ptr, E->ptr, E->i64, E->i64, E->i64, E->ptr};
+    LLVMValueRef fn = kernel_function(E, k, o, LLVMFunctionType(E->f64, params, 10, 0));
     for (unsigned i = 2; i <= 6; i++)
         add_attr(E, fn, i, "noalias");
     static const Base order[5] = {BASE_X, BASE_Y, BASE_PARAMS, BASE_GRAD, BASE_WS};
@@ -1475,6 +1500,7 @@ static LLVMValueRef emit_train_kernel(Emit *E, const Kernel *k, const CodegenOpt
         E->base[order[i]] = LLVMGetParam(fn, (unsigned)i + 1);
     E->base[BASE_OUT] = NULL;
     E->first = LLVMGetParam(fn, 6), E->total = LLVMGetParam(fn, 7), E->seed = LLVMGetParam(fn, 8);
+    E->grads_ctx = LLVMGetParam(fn, 9);
     kernel_body(E, k);
     return fn;
 }
@@ -1575,7 +1601,7 @@ static char *summary_text(const Lowered *l)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000004ll   /* "cnnc", layout version 4 */
+#define RT_DESC_MAGIC 0x636e6e6300000005ll   /* "cnnc", layout version 5 */
 
 static void train_fields(Emit *E, Fields *f, const Graph *g)
 {
@@ -1622,6 +1648,17 @@ static LLVMValueRef reg_table(Emit *E, const Graph *g, int *count)
     return global_struct(E, &f, "cnnc.reg", false);
 }
 
+/* The training kernel's rt_grads_ready calls in order, [lo, hi) each (i64[2 n]). */
+static LLVMValueRef ready_table(Emit *E)
+{
+    Fields f = {0};
+    for (int i = 0; i < E->nready; i++)
+        fi(E, &f, E->ready[i].lo), fi(E, &f, E->ready[i].hi);
+    if (!f.n)
+        fi(E, &f, 0);
+    return global_struct(E, &f, "cnnc.ready", false);
+}
+
 /* The rt_net_desc NAME_desc: everything the runtime knows of the network. */
 static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, LLVMValueRef train)
 {
@@ -1649,6 +1686,7 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     field(&f, train ? train : LLVMConstNull(E->ptr));
     fi(E, &f, l->train_ws_floats), fi(E, &f, l->train_ws_fixed), fi(E, &f, l->train_serial);
     fi(E, &f, nreg), field(&f, reg);
+    fi(E, &f, E->nready), field(&f, ready_table(E));
     train_fields(E, &f, g);
     field(&f, cstr(E, summary_text(l)));
     prep_fields(E, &f, &g->data);
@@ -1829,6 +1867,8 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
 
     E.sanitize = o->sanitize, E.share = !o->no_share;
     LLVMValueRef forward = emit_kernel(&E, l->forward, o);
+    Ready *ready;
+    E.nready = ready_points(l, &ready), E.ready = ready;
     LLVMValueRef train = l->train ? emit_train_kernel(&E, l->train, o) : NULL;
     /* globals need an insertion point for their strings: a scratch function */
     LLVMValueRef scratch = LLVMAddFunction(E.mod, "cnnc.scratch", LLVMFunctionType(E.voidt, NULL, 0, 0));

@@ -1,7 +1,7 @@
 /* cnnrt.h -- the cnnc runtime: the I/O that generated code calls.
  *
  * Two libraries are built from runtime/:
- *   libcnnrt.a       error.c crc32.c safetensors.c net.c
+ *   libcnnrt.a       error.c crc32.c safetensors.c parallel.c buckets.c net.c
  *                    needs only libc; linked by every program that embeds a
  *                    network (`cnnc --lib`, `cnnc -c`) and by the executables.
  *   libcnnrt_main.a  idx.c csv.c image.c jpeg.c preprocess.c main.c train.c
@@ -330,7 +330,7 @@ void rt_gemm_threads(int threads);
 
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
-#define RT_DESC_MAGIC 0x636e6e6300000004ll
+#define RT_DESC_MAGIC 0x636e6e6300000005ll
 
 enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_CONSTANT, RT_INIT_UNIFORM, RT_INIT_NORMAL,
        RT_INIT_HE, RT_INIT_XAVIER };
@@ -362,9 +362,16 @@ typedef void rt_forward_fn(int64_t n, const float *x, float *out, const float *p
  * data loss: sum over them / total. Batchnorm's running statistics are
  * updated in params. ws holds train_ws_fixed + n * train_ws_floats floats.
  * seed drives dropout: the mask of an element depends only on (seed, first +
- * example, element), never on how the batch is split. */
+ * example, element), never on how the batch is split.
+ * As the backward pass goes, right after the last statement that touches a
+ * learned parameter's gradient, it calls rt_grads_ready(ctx, lo, hi) with
+ * [lo, hi) that parameter's elements of grads (offset, offset + count): it
+ * will neither read nor write them again. The calls come in the same order
+ * every time, the one rt_net_desc.ready lists; ctx is NULL when nobody
+ * listens (buckets.c). */
+typedef struct rt_grads rt_grads;
 typedef double rt_train_fn(int64_t n, const float *x, const void *y, float *params, float *grads,
-                           float *ws, int64_t first, int64_t total, uint64_t seed);
+                           float *ws, int64_t first, int64_t total, uint64_t seed, rt_grads *ctx);
 
 /* A regularizer term of the loss: coef * sum p^2 (l2) or coef * sum |p| (l1). */
 enum { RT_REG_L2 = 1, RT_REG_L1 = 2 };
@@ -403,6 +410,8 @@ typedef struct {
     int64_t train_serial;         /* batch statistics (batchnorm): one thread */
     int64_t nreg;
     const rt_reg_desc *reg;       /* the loss's l2/l1 terms */
+    int64_t nready;               /* the training kernel's rt_grads_ready calls, */
+    const int64_t *ready;         /* in order: call k names [ready[2k], ready[2k + 1]) */
     /* the train { } block */
     double lr, momentum, weight_decay;
     int64_t nesterov, batch, epochs, schedule, step_every;
@@ -452,6 +461,7 @@ typedef struct rt_net {
     float **tws;                  /* [t] thread t's training workspace, tws_cap floats */
     int64_t tws_cap;
     double *tloss;                /* [t] thread t's data loss, [tparts + t] its regularizers' */
+    struct rt_buckets *buckets;   /* the gradient's buckets over processes (train_shard) */
 } rt_net;
 
 rt_net     *rt_net_new(const rt_net_desc *d, uint64_t seed);   /* NULL: out of memory */
@@ -508,11 +518,19 @@ int         rt_net_step(rt_net *net);
 typedef struct rt_dist rt_dist;
 struct rt_dist {
     int rank, size;               /* this process, of size; rank 0 does the I/O */
+    /* The gradient's sums, behind the backward pass (buckets.c): start_sum
+     * begins v[0..n) = the sum over the processes of their v[0..n), in
+     * place, and returns at once: v is not to be touched until wait_sums,
+     * which returns when every sum started is done. poll lets the started
+     * sums progress. Called by the thread that started MPI only. */
+    void (*start_sum)(const rt_dist *dist, float *v, int64_t n);
+    void (*poll)(const rt_dist *dist);
+    void (*wait_sums)(const rt_dist *dist);
     /* v[0..n) = the sum over the processes of their v[0..n), in place */
-    void (*sum_floats)(const rt_dist *dist, float *v, int64_t n);
     void (*sum_doubles)(const rt_dist *dist, double *v, int n);
     /* the largest of the processes' v */
     int (*max_int)(const rt_dist *dist, int v);
+    int64_t bucket_bytes;         /* the least size of a gradient bucket, the same on every process */
     void *self;                   /* the implementation's own state */
 };
 
@@ -520,8 +538,8 @@ struct rt_dist {
  * of which this one holds examples [first, first + n) in x and y (n may be
  * 0). Each computes its examples' gradient with its threads (as
  * rt_net_train_step splits a batch); the sums are added across processes
- * (a blocking allreduce of the whole gradient block), the regularizers
- * added, and every process takes the same step. Batchnorm's statistics are
+ * in buckets, each started as the backward pass finishes it (buckets.c),
+ * then the regularizers added, and every process takes the same step. Batchnorm's statistics are
  * each process's own examples'; its running statistics are averaged over the
  * processes. *stop in: this process asks to stop; out: one of them did. The
  * loss of the whole batch, the same in every process; NAN on every process
@@ -552,6 +570,32 @@ int         rt_desc_param_shape(const rt_net_desc *d, int i, int64_t dims[4]);
 /* The factor applied to input values: the data block's scale, or without one
  * 1/255 for image bytes (IDX, PGM, PNG) and 1 for numbers (CSV). */
 float       rt_input_scale(const rt_net_desc *d, bool bytes);
+
+/* buckets.c: the gradient's sums across processes, started bucket by
+ * bucket as the training kernel calls rt_grads_ready (see the file). */
+typedef struct rt_buckets rt_buckets;
+/* The buckets of d's gradient: its calls in order, each bucket closed by the
+ * call that brings it to at least `bytes` (the last call closes the last);
+ * then the tail, the parameters no call names (buffers). NULL: out of
+ * memory, or calls that do not each name one whole learned parameter. */
+rt_buckets *rt_buckets_new(const rt_net_desc *d, int64_t bytes);
+void        rt_buckets_free(rt_buckets *b);
+/* The buckets' count, the tail's included when it is not empty. */
+int         rt_buckets_count(const rt_buckets *b);
+/* Before a step's kernels (again before each attempt): `parts` threads of
+ * net, summing over dist. 0, or -1 when out of memory. */
+int         rt_buckets_begin(rt_buckets *b, rt_net *net, const rt_dist *dist, int parts);
+/* Thread t's ctx for the training kernel (NULL when b is). */
+rt_grads   *rt_buckets_ctx(rt_buckets *b, int t);
+/* The kernel's call: [lo, hi) of its grads is final (a no-op for NULL). */
+void        rt_grads_ready(rt_grads *ctx, int64_t lo, int64_t hi);
+/* Thread 0 after its kernel: starts each remaining bucket's sum as soon as
+ * the other threads have finished it. */
+void        rt_buckets_drain(rt_buckets *b);
+/* After the step's kernels: the tail's sum started, then every sum waited
+ * for. If no kernel ran (no examples, or a failure before it) the process
+ * takes part in each sum with zeros, so that every process starts the same. */
+void        rt_buckets_end(rt_buckets *b);
 
 /* main.c: the generated program's commands (info, predict, eval, bench, ...) */
 int rt_main(const rt_net_desc *d, int argc, char **argv);

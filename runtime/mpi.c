@@ -2,7 +2,8 @@
  * of the runtime that includes mpi.h; built into libcnnrt_mpi.a, which only
  * an MPI build links. It supplies the rt_dist that train.c and net.c spread a
  * training run with: every rank holds the whole network, takes its share of
- * each batch, and the gradient sums are added with MPI_Allreduce.
+ * each batch, and the gradient sums are added with MPI_Iallreduce, bucket by
+ * bucket behind the backward pass (buckets.c starts them).
  *
  * Errors: MPI_COMM_WORLD keeps MPI_ERRORS_ARE_FATAL, so a failed collective
  * (a rank that died) aborts the whole job instead of returning; mpirun then
@@ -16,26 +17,72 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What the gradient sums cost, for CNNC_MPI_STATS=1 (rt_dist.self). */
+/* The gradient's sums in flight, and what they cost, for CNNC_MPI_STATS=1
+ * (rt_dist.self). */
 typedef struct {
-    long calls;
-    double bytes;                 /* per call */
-    double seconds;               /* inside MPI_Allreduce: not hidden, it blocks */
-    double first, last;           /* when the first call began, the last ended */
-} Stats;
+    MPI_Request *req;
+    int nreq, cap;
+    /* the current step */
+    int sums;                     /* started: the gradient's buckets */
+    double bytes;
+    /* all steps */
+    long steps;
+    int buckets;                  /* per step (the same every step) */
+    double step_bytes;            /* per step */
+    double waited;                /* in wait_sums: not hidden behind the backward pass */
+    double first, last;           /* when the first step's wait ended, the last one's */
+    double first_wait;
+} Sums;
+
+static MPI_Request *new_request(Sums *s)
+{
+    if (s->nreq == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 64;
+        MPI_Request *r = realloc(s->req, sizeof *r * (size_t)cap);
+        if (!r)
+            return NULL;
+        s->req = r, s->cap = cap;
+    }
+    return &s->req[s->nreq++];
+}
 
 /* MPI counts are ints: a longer vector goes in pieces of at most INT_MAX. */
-static void sum_floats(const rt_dist *dist, float *v, int64_t n)
+static void start_sum(const rt_dist *dist, float *v, int64_t n)
 {
-    Stats *s = dist->self;
-    double t0 = MPI_Wtime();
+    Sums *s = dist->self;
     for (int64_t at = 0; at < n; at += INT_MAX) {
         int k = (int)(n - at < INT_MAX ? n - at : INT_MAX);
-        MPI_Allreduce(MPI_IN_PLACE, v + at, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Request *r = new_request(s);
+        if (!r) {                 /* a blocking sum would not match the others' */
+            fprintf(stderr, "out of memory for the gradient's sums: this process cannot take part\n");
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        MPI_Iallreduce(MPI_IN_PLACE, v + at, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
     }
-    s->last = MPI_Wtime();
-    s->first = s->calls++ ? s->first : t0;
-    s->bytes = (double)n * sizeof(float), s->seconds += s->last - t0;
+    s->sums++, s->bytes += (double)n * sizeof(float);
+}
+
+/* Open MPI moves a non-blocking collective on only inside MPI calls. */
+static void poll(const rt_dist *dist)
+{
+    Sums *s = dist->self;
+    int done;
+    if (s->nreq)
+        MPI_Testall(s->nreq, s->req, &done, MPI_STATUSES_IGNORE);
+}
+
+static void wait_sums(const rt_dist *dist)
+{
+    Sums *s = dist->self;
+    double t0 = MPI_Wtime();
+    MPI_Waitall(s->nreq, s->req, MPI_STATUSES_IGNORE);
+    double t1 = MPI_Wtime();
+    s->nreq = 0;
+    if (s->steps++ == 0)
+        s->first = t1, s->first_wait = t1 - t0;
+    s->last = t1, s->waited += t1 - t0;
+    s->buckets = s->sums, s->step_bytes = s->bytes;
+    s->sums = 0, s->bytes = 0;
 }
 
 /* The seconds an allreduce of `bytes` takes when every rank is ready for it
@@ -61,24 +108,52 @@ static double lone_allreduce(double bytes)
     return t[reps / 2];
 }
 
-/* CNNC_MPI_STATS=1 (rank 0's environment decides for all): rank 0 says on
- * stderr how many gradient allreduces there were, their size, the time spent
- * in them (which includes waiting for the slowest rank), the time between
- * them (a step's computation), and the time of one with every rank ready. */
-static void report_stats(const Stats *s, int rank, int size)
+/* Whether rank 0's environment sets `name` to something other than 0. */
+static bool env_on(const char *name)
 {
-    const char *env = getenv("CNNC_MPI_STATS");
-    double want[2] = {env && *env && strcmp(env, "0") != 0 && s->calls >= 2, s->bytes};
+    const char *env = getenv(name);
+    return env && *env && strcmp(env, "0") != 0;
+}
+
+/* CNNC_MPI_STATS=1 (rank 0's environment decides for all): rank 0 says on
+ * stderr how many steps there were, the bytes of gradient each summed and in
+ * how many buckets, the time each step waited for the sums after its
+ * backward pass (not hidden behind it; it includes waiting for the slowest
+ * rank), the time between those waits (a step's computation), and the time
+ * of one allreduce of the whole gradient with every rank ready. */
+static void report_stats(const Sums *s, int rank, int size)
+{
+    double want[2] = {env_on("CNNC_MPI_STATS") && s->steps >= 2, s->step_bytes};
     MPI_Bcast(want, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (!want[0])
         return;
     double lone = lone_allreduce(want[1]);
     if (rank != 0)
         return;
-    double span = s->last - s->first, steps = (double)(s->calls - 1);
-    fprintf(stderr, "mpi: %d ranks, %ld gradient allreduces of %.0f bytes; %.3f ms in each (not hidden), "
-            "%.3f ms of computation between them; %.3f ms for one with every rank ready\n", size, s->calls,
-            s->bytes, 1e3 * s->seconds / (double)s->calls, 1e3 * (span - s->seconds) / steps, 1e3 * lone);
+    double steps = (double)(s->steps - 1), later = s->waited - s->first_wait;
+    fprintf(stderr, "mpi: %d ranks, %ld steps, each summing %.0f bytes of gradient in %d bucket%s; "
+            "%.3f ms per step waiting for the sums after the backward pass (not hidden), "
+            "%.3f ms of computation between; %.3f ms for one allreduce of it all with every rank ready\n",
+            size, s->steps, s->step_bytes, s->buckets, s->buckets == 1 ? "" : "s", 1e3 * s->waited / (double)s->steps,
+            1e3 * (s->last - s->first - later) / steps, 1e3 * lone);
+}
+
+/* The least size of a gradient bucket: rank 0's CNNC_MPI_BUCKET_KB (KiB),
+ * else 64 KiB; the same on every rank, as the buckets must be. */
+static int64_t bucket_bytes(int rank)
+{
+    double kb = 64;
+    const char *env = getenv("CNNC_MPI_BUCKET_KB");
+    if (rank == 0 && env && *env) {
+        char *end;
+        double v = strtod(env, &end);
+        if (*end || !(v >= 0 && v <= 1e12))
+            fprintf(stderr, "warning: CNNC_MPI_BUCKET_KB=%s is not a size in KiB; using %g\n", env, kb);
+        else
+            kb = v;
+    }
+    MPI_Bcast(&kb, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    return (int64_t)(kb * 1024);
 }
 
 static void sum_doubles(const rt_dist *dist, double *v, int n)
@@ -105,8 +180,10 @@ int rt_mpi_main(const rt_net_desc *d, int argc, char **argv)
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    Stats stats = {0};
-    rt_dist dist = {rank, size, sum_floats, sum_doubles, max_int, &stats};
+    Sums sums = {0};
+    rt_dist dist = {.rank = rank, .size = size, .start_sum = start_sum, .poll = poll, .wait_sums = wait_sums,
+                    .sum_doubles = sum_doubles, .max_int = max_int, .bucket_bytes = bucket_bytes(rank),
+                    .self = &sums};
     bool train = argc > 1 && strcmp(argv[1], "train") == 0;
     int rc = 0;
     if (train)
@@ -116,7 +193,8 @@ int rt_mpi_main(const rt_net_desc *d, int argc, char **argv)
     if (!train)
         rc = max_int(&dist, rc);
     if (train)
-        report_stats(&stats, rank, size);
+        report_stats(&sums, rank, size);
+    free(sums.req);
     MPI_Finalize();
     return rc;
 }

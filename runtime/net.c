@@ -153,6 +153,7 @@ void rt_net_free(rt_net *net)
     for (int t = 0; t < net->tparts; t++)
         free(net->tgrads[t]), free(net->tws[t]);  /* tgrads[0] is unused: NULL */
     free(net->tgrads), free(net->tws), free(net->tloss);
+    rt_buckets_free(net->buckets);
     free(net);
 }
 
@@ -445,11 +446,14 @@ static void block_share(const rt_net *net, int parts, int t, int64_t *lo, int64_
 
 /* A training call's examples: n of them in x and y, which are examples
  * [first, first + n) of a batch of `total` (first = 0 and total = n unless
- * the batch is spread over several processes). */
+ * the batch is spread over several processes, whose sums `buckets` starts
+ * over `dist` as the kernels go; NULL for one process). */
 typedef struct {
     int64_t n, first, total;
     const float *x;
     const void *y;
+    rt_buckets *buckets;
+    const rt_dist *dist;
 } Batch;
 
 /* Thread t of `parts`: its slice of the batch through the kernel, then (after
@@ -465,7 +469,9 @@ static void train_thread(rt_net *net, int t, int parts, const Batch *b, unsigned
                                                      : sizeof(int32_t);
     net->tloss[t] = d->train(hi - lo, b->x + lo * d->input_size, (const char *)b->y + (size_t)lo * ysize,
                              net->params, t ? net->tgrads[t] : net->grads, net->tws[t], b->first + lo,
-                             b->total, step_seed(net));
+                             b->total, step_seed(net), rt_buckets_ctx(b->buckets, t));
+    if (b->buckets && t == 0)
+        rt_buckets_drain(b->buckets);              /* the buckets the other threads finish */
 #pragma omp barrier
     double data = 0;
     for (int k = 0; k < parts; k++)
@@ -514,6 +520,8 @@ static int run_threads(rt_net *net, const Batch *b, unsigned what, int *parts)
     for (;;) {
         if (train_buffers(net, p, (b->n + p - 1) / p, what & FIN_STEP))
             return -1;
+        if (b->buckets && rt_buckets_begin(b->buckets, net, b->dist, p))
+            return fail(net, "out of memory for %d threads", p);
         if (p == 1) {                              /* one thread: its GEMMs use the others */
             rt_gemm_threads(net->threads);
             train_thread(net, 0, 1, b, what);
@@ -544,7 +552,7 @@ static float train_batch(rt_net *net, int n, const float *x, const void *y, bool
         return NAN;
     if (train_args_bad(net, n, x, y, step ? "train_step" : "loss_grad"))
         return NAN;
-    Batch b = {n, 0, n, x, y};
+    Batch b = {n, 0, n, x, y, NULL, NULL};
     int parts;
     if (run_threads(net, &b, step ? FIN_ALL : FIN_SUM | FIN_REG, &parts))
         return NAN;
@@ -589,17 +597,9 @@ int rt_net_step(rt_net *net)
 /* ---- training over several processes ---------------------------------------- */
 
 /* Buffers (batchnorm's running statistics), which each process updated from
- * its own examples, travel in their gradients' places: the sum over the
- * processes, divided by their count, is the mean of their values. */
-static void buffers_out(rt_net *net)
-{
-    const rt_net_desc *d = net->d;
-    for (int i = 0; i < d->nparams; i++)
-        if (d->params[i].flags & RT_PARAM_BUFFER)
-            memcpy(net->grads + d->params[i].offset, net->params + d->params[i].offset,
-                   sizeof(float) * (size_t)d->params[i].count);
-}
-
+ * its own examples, travel in their gradients' places (buckets.c puts them
+ * there): the sum over the processes, divided by their count, is the mean
+ * of their values. */
 static void buffers_in(rt_net *net, int size)
 {
     const rt_net_desc *d = net->d;
@@ -611,24 +611,35 @@ static void buffers_in(rt_net *net, int size)
         }
 }
 
-/* This process's share of a step: its examples' gradient summed over its
- * threads into net->grads (zero when it has no examples), its data loss in
- * *data. 0, or -1 after a failure (rt_net_error says which). */
+/* This process's share of a step: its examples through the kernel on its
+ * threads, their gradients summed by b->buckets (nothing to run when it has
+ * no examples), its data loss in *data. 0, or -1 after a failure
+ * (rt_net_error says which), always before the kernel. */
 static int shard_grad(rt_net *net, const Batch *b, int *parts, double *data)
 {
     *parts = net->threads, *data = 0;
-    if (b->n == 0) {
-        if (train_buffers(net, *parts, 0, true))
-            return -1;
-        memset(net->grads, 0, sizeof(float) * (size_t)net->d->param_floats);
+    if (train_buffers(net, *parts, 0, true))
+        return -1;
+    if (b->n == 0)
         return 0;
-    }
-    if (train_args_bad(net, (int)b->n, b->x, b->y, "train_step") || run_threads(net, b, FIN_SUM, parts) ||
-        train_buffers(net, *parts, 0, true))
+    if (train_args_bad(net, (int)b->n, b->x, b->y, "train_step") || run_threads(net, b, 0, parts))
         return -1;
     for (int t = 0; t < *parts; t++)
         *data += net->tloss[t];
     return 0;
+}
+
+/* The buckets of net's gradient over dist, made at its first step. A
+ * process that cannot make them cannot take part: it ends, and the job
+ * with it. */
+static rt_buckets *buckets(rt_net *net, const rt_dist *dist)
+{
+    if (!net->buckets && !(net->buckets = rt_buckets_new(net->d, dist->bucket_bytes))) {
+        fprintf(stderr, "%s: cannot plan the gradient's buckets (out of memory, or a network built by "
+                "another cnnc)\n", net->d->name);
+        exit(1);
+    }
+    return net->buckets;
 }
 
 float rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_t first, int n,
@@ -641,10 +652,12 @@ float rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_
              (long long)first + n, (long long)total);
         return NAN;
     }
-    Batch b = {n, first, total, x, y};
+    Batch b = {n, first, total, x, y, buckets(net, dist), dist};
     int parts;
     double data;
+    rt_buckets_begin(b.buckets, net, dist, 1);     /* for one thread: cannot fail */
     bool failed = shard_grad(net, &b, &parts, &data) != 0;
+    rt_buckets_end(b.buckets);                     /* the gradient summed across the processes */
     double status[3] = {failed ? 0 : data, failed, *stop};   /* agreed by every process */
     dist->sum_doubles(dist, status, 3);
     *stop = status[2] > 0;
@@ -655,8 +668,6 @@ float rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_
     }
     if (!isfinite(status[0]))
         return (float)status[0];                   /* diverged: no step, on every process */
-    buffers_out(net);
-    dist->sum_floats(dist, net->grads, net->d->param_floats);
     buffers_in(net, dist->size);
     double reg = finish_all(net, parts, FIN_REG | FIN_STEP);
     net->step++;

@@ -83,8 +83,9 @@ static double softmax_ce(const float *z, int32_t y, float *p)
 /* The rt_train_fn contract: grads := d(data loss)/d params over this slice,
  * scaled by 1/total; returns the slice's loss sum / total. */
 static double fake_train(int64_t n, const float *x, const void *yv, float *p, float *g, float *ws,
-                         int64_t first, int64_t total, uint64_t seed)
+                         int64_t first, int64_t total, uint64_t seed, rt_grads *ctx)
 {
+    (void)ctx;                               /* no rt_grads_ready calls (nready 0): one process only */
     const int32_t *y = yv;
     memset(g, 0, sizeof(float) * NFLOATS);
     g[SEEN_OFF] = 1e30f;                     /* a buffer's "gradient": must be ignored */
