@@ -3,22 +3,24 @@
  *
  * The training kernel calls rt_grads_ready(ctx, lo, hi) as each learned
  * parameter's gradient becomes final (compiler/ready.c), always in the same
- * order, which the descriptor lists. The calls are grouped into buckets,
- * fixed by the network and the bucket size alone (never by timing): a
- * bucket is closed by the call that brings it to at least `bytes`, and the
- * last call closes the last one. When every thread of the process has passed
- * a bucket's closing call, the last of them to get there adds the threads'
- * blocks into net->grads over the bucket, in thread order:
+ * order, which the descriptor lists. The calls are grouped, by the network
+ * and the bucket size alone (never by timing): a group is closed by the call
+ * that brings it to at least `bytes`, and the last call closes the last one.
+ * A group's parameters, sorted by offset and joined across the padding
+ * between them, are its buckets: contiguous ranges of the gradient block,
+ * one sum across the processes each. When every thread of the process has
+ * passed a group's closing call, the last of them to get there adds the
+ * threads' blocks into net->grads over its buckets, in thread order:
  *
  *   g = ((g_0 + g_1) + g_2) + ...      (as finish_range in net.c sums them)
  *
  * and thread 0, the one thread that talks to the other processes (MPI's
- * THREAD_FUNNELED), starts the bucket's sum across them, without waiting,
- * in bucket order; at each later call it lets the started sums progress.
- * After the kernel the tail follows: the parameters no call names
- * (batchnorm's running statistics, whose values travel in their gradients'
- * places to be averaged), then the process waits for every sum: the wait is
- * the part of the communication the backward pass did not hide.
+ * THREAD_FUNNELED), starts the buckets' sums across them, without waiting,
+ * in group order; at each later call it lets the started sums progress.
+ * After the kernel the tail follows, a last group: the parameters no call
+ * names (batchnorm's running statistics, whose values travel in their
+ * gradients' places to be averaged). Then the process waits for every sum:
+ * the wait is the part of the communication the backward pass did not hide.
  *
  * Every process starts the same sums in the same order, each a sum of the
  * same floats, so the result is the same from run to run, and with one
@@ -42,19 +44,19 @@ struct rt_grads {
 struct rt_buckets {
     const rt_net_desc *d;
     int ncalls;
-    int *closes;                  /* [call] the bucket that call closes, or -1 */
-    int nb;                       /* the buckets calls close (the tail is not one of them) */
-    int *run0;                    /* bucket j's runs are [run0[j], run0[j + 1]); the tail's */
-    int64_t *lo, *hi;             /* [run0[nb], run0[nb + 1]); a run is contiguous */
+    int *closes;                  /* [call] the group that call closes, or -1 */
+    int ng;                       /* the groups calls close (the tail is not one of them) */
+    int *first;                   /* group j's buckets are [first[j], first[j + 1]); the */
+    int64_t *lo, *hi;             /* tail's [first[ng], first[ng + 1]); bucket [lo, hi) */
     int ntail, *tail;             /* the tail's parameters */
     /* the step */
     rt_net *net;
     const rt_dist *dist;
     int parts;                    /* threads running the kernel */
-    int launched;                 /* buckets whose sums thread 0 has started */
+    int launched;                 /* groups whose sums thread 0 has started */
     bool ran;                     /* thread 0 finished its kernel */
-    atomic_int *arrived;          /* [bucket] threads past its closing call */
-    atomic_int *summed;           /* [bucket] its threads' blocks added */
+    atomic_int *arrived;          /* [group] threads past its closing call */
+    atomic_int *summed;           /* [group] its threads' blocks added */
     rt_grads *ctx;                /* [cap] */
     int cap;
 };
@@ -79,9 +81,9 @@ static bool padding(const rt_net_desc *d, int64_t lo, int64_t hi)
     return true;
 }
 
-/* The parameters p[0..n) as runs appended at b->lo, b->hi: sorted by offset,
- * neighbours joined across padding. Returns the runs' count. */
-static int add_runs(rt_buckets *b, int at, const int *p, int n)
+/* The parameters p[0..n) as buckets appended at b->lo, b->hi: sorted by
+ * offset, neighbours joined across padding. Returns the buckets' count. */
+static int add_buckets(rt_buckets *b, int at, const int *p, int n)
 {
     const rt_param_desc *ps = b->d->params;
     int s[n > 0 ? n : 1];
@@ -102,14 +104,14 @@ static int add_runs(rt_buckets *b, int at, const int *p, int n)
     return k - at;
 }
 
-/* Groups the calls into buckets and finds the tail; false if a call does not
- * name one whole learned parameter, or names one twice (a bug). */
+/* Groups the calls, makes their buckets and finds the tail; false if a call
+ * does not name one whole learned parameter, or names one twice (a bug). */
 static bool plan(rt_buckets *b, int64_t bytes)
 {
     const rt_net_desc *d = b->d;
     int np = (int)d->nparams, *group = malloc(sizeof(int) * (size_t)(np + 1));
     char *named = calloc((size_t)np + 1, 1);
-    int n = 0, runs = 0;
+    int n = 0, nb = 0;
     int64_t size = 0;
     bool ok = group && named;
     for (int k = 0; ok && k < b->ncalls; k++) {
@@ -121,9 +123,9 @@ static bool plan(rt_buckets *b, int64_t bytes)
         size += (int64_t)sizeof(float) * d->params[p].count;
         b->closes[k] = -1;
         if (size >= bytes || k == b->ncalls - 1) {
-            b->closes[k] = b->nb;
-            b->run0[b->nb++] = runs;
-            runs += add_runs(b, runs, group, n);
+            b->closes[k] = b->ng;
+            b->first[b->ng++] = nb;
+            nb += add_buckets(b, nb, group, n);
             n = 0, size = 0;
         }
     }
@@ -131,8 +133,8 @@ static bool plan(rt_buckets *b, int64_t bytes)
         if (!named[i])
             b->tail[b->ntail++] = i;
     if (ok) {
-        b->run0[b->nb] = runs;
-        b->run0[b->nb + 1] = runs + add_runs(b, runs, b->tail, b->ntail);
+        b->first[b->ng] = nb;
+        b->first[b->ng + 1] = nb + add_buckets(b, nb, b->tail, b->ntail);
     }
     free(group), free(named);
     return ok;
@@ -146,12 +148,12 @@ rt_buckets *rt_buckets_new(const rt_net_desc *d, int64_t bytes)
     size_t nc = (size_t)d->nready, np = (size_t)d->nparams;
     b->d = d, b->ncalls = (int)nc;
     b->closes = malloc(sizeof(int) * (nc + 1));
-    b->run0 = malloc(sizeof(int) * (nc + 2));
+    b->first = malloc(sizeof(int) * (nc + 2));
     b->lo = malloc(sizeof(int64_t) * (np + 1)), b->hi = malloc(sizeof(int64_t) * (np + 1));
     b->tail = malloc(sizeof(int) * (np + 1));
     b->arrived = malloc(sizeof(atomic_int) * (nc + 1)), b->summed = malloc(sizeof(atomic_int) * (nc + 1));
     b->ctx = malloc(sizeof *b->ctx), b->cap = 1;  /* rt_buckets_begin for one thread cannot fail */
-    if (!b->closes || !b->run0 || !b->lo || !b->hi || !b->tail || !b->arrived || !b->summed || !b->ctx ||
+    if (!b->closes || !b->first || !b->lo || !b->hi || !b->tail || !b->arrived || !b->summed || !b->ctx ||
         !plan(b, bytes)) {
         rt_buckets_free(b);
         return NULL;
@@ -163,14 +165,9 @@ void rt_buckets_free(rt_buckets *b)
 {
     if (!b)
         return;
-    free(b->closes), free(b->run0), free(b->lo), free(b->hi), free(b->tail);
+    free(b->closes), free(b->first), free(b->lo), free(b->hi), free(b->tail);
     free(b->arrived), free(b->summed), free(b->ctx);
     free(b);
-}
-
-int rt_buckets_count(const rt_buckets *b)
-{
-    return b->nb + (b->ntail > 0);
 }
 
 /* ---- a step -------------------------------------------------------------------- */
@@ -184,7 +181,7 @@ int rt_buckets_begin(rt_buckets *b, rt_net *net, const rt_dist *dist, int parts)
         b->ctx = c, b->cap = parts;
     }
     b->net = net, b->dist = dist, b->parts = parts, b->launched = 0, b->ran = false;
-    for (int j = 0; j < b->nb; j++)
+    for (int j = 0; j < b->ng; j++)
         atomic_init(&b->arrived[j], 0), atomic_init(&b->summed[j], 0);
     for (int t = 0; t < parts; t++)
         b->ctx[t] = (rt_grads){b, t, 0};
@@ -196,8 +193,8 @@ rt_grads *rt_buckets_ctx(rt_buckets *b, int t)
     return b ? &b->ctx[t] : NULL;
 }
 
-/* net->grads over run r += the other threads' blocks, in thread order. */
-static void sum_run(rt_buckets *b, int r)
+/* net->grads over bucket r += the other threads' blocks, in thread order. */
+static void sum_bucket(rt_buckets *b, int r)
 {
     float *restrict g = b->net->grads;
     for (int t = 1; t < b->parts; t++) {
@@ -207,17 +204,18 @@ static void sum_run(rt_buckets *b, int r)
     }
 }
 
-static void start_runs(rt_buckets *b, int from, int to)
+/* The sums across the processes of buckets [from, to). */
+static void start(rt_buckets *b, int from, int to)
 {
     for (int r = from; r < to; r++)
         b->dist->start_sum(b->dist, b->net->grads + b->lo[r], b->hi[r] - b->lo[r]);
 }
 
-/* Thread 0: starts the sums of the buckets whose blocks are added, in order. */
+/* Thread 0: starts the sums of the groups whose blocks are added, in order. */
 static void launch_ready(rt_buckets *b)
 {
-    while (b->launched < b->nb && atomic_load_explicit(&b->summed[b->launched], memory_order_acquire)) {
-        start_runs(b, b->run0[b->launched], b->run0[b->launched + 1]);
+    while (b->launched < b->ng && atomic_load_explicit(&b->summed[b->launched], memory_order_acquire)) {
+        start(b, b->first[b->launched], b->first[b->launched + 1]);
         b->launched++;
     }
 }
@@ -235,8 +233,8 @@ void rt_grads_ready(rt_grads *c, int64_t lo, int64_t hi)
     }
     int j = b->closes[k];
     if (j >= 0 && atomic_fetch_add(&b->arrived[j], 1) == b->parts - 1) {
-        for (int r = b->run0[j]; r < b->run0[j + 1]; r++)
-            sum_run(b, r);
+        for (int r = b->first[j]; r < b->first[j + 1]; r++)
+            sum_bucket(b, r);
         atomic_store_explicit(&b->summed[j], 1, memory_order_release);
     }
     if (c->t == 0) {
@@ -249,7 +247,7 @@ void rt_buckets_drain(rt_buckets *b)
 {
     for (;;) {
         launch_ready(b);
-        if (b->launched == b->nb)
+        if (b->launched == b->ng)
             break;
         b->dist->poll(b->dist);
         sched_yield();                            /* the other threads may share the core */
@@ -285,9 +283,9 @@ void rt_buckets_end(rt_buckets *b)
         }
         memset(net->grads, 0, sizeof(float) * (size_t)b->d->param_floats);
         b->parts = 1;
-        start_runs(b, b->run0[b->launched], b->run0[b->nb]);
+        start(b, b->first[b->launched], b->first[b->ng]);
     }
     tail_values(b);
-    start_runs(b, b->run0[b->nb], b->run0[b->nb + 1]);
+    start(b, b->first[b->ng], b->first[b->ng + 1]);
     b->dist->wait_sums(b->dist);
 }

@@ -574,14 +574,14 @@ float       rt_input_scale(const rt_net_desc *d, bool bytes);
 /* buckets.c: the gradient's sums across processes, started bucket by
  * bucket as the training kernel calls rt_grads_ready (see the file). */
 typedef struct rt_buckets rt_buckets;
-/* The buckets of d's gradient: its calls in order, each bucket closed by the
- * call that brings it to at least `bytes` (the last call closes the last);
- * then the tail, the parameters no call names (buffers). NULL: out of
- * memory, or calls that do not each name one whole learned parameter. */
+/* The buckets of d's gradient: its calls in groups, each closed by the call
+ * that brings it to at least `bytes` (the last call closes the last), then
+ * the tail, the parameters no call names (buffers); a group's parameters,
+ * joined across padding, are its buckets (contiguous: one sum each). NULL:
+ * out of memory, or calls that do not each name one whole learned
+ * parameter. */
 rt_buckets *rt_buckets_new(const rt_net_desc *d, int64_t bytes);
 void        rt_buckets_free(rt_buckets *b);
-/* The buckets' count, the tail's included when it is not empty. */
-int         rt_buckets_count(const rt_buckets *b);
 /* Before a step's kernels (again before each attempt): `parts` threads of
  * net, summing over dist. 0, or -1 when out of memory. */
 int         rt_buckets_begin(rt_buckets *b, rt_net *net, const rt_dist *dist, int parts);
@@ -589,7 +589,7 @@ int         rt_buckets_begin(rt_buckets *b, rt_net *net, const rt_dist *dist, in
 rt_grads   *rt_buckets_ctx(rt_buckets *b, int t);
 /* The kernel's call: [lo, hi) of its grads is final (a no-op for NULL). */
 void        rt_grads_ready(rt_grads *ctx, int64_t lo, int64_t hi);
-/* Thread 0 after its kernel: starts each remaining bucket's sum as soon as
+/* Thread 0 after its kernel: starts each remaining group's sums as soon as
  * the other threads have finished it. */
 void        rt_buckets_drain(rt_buckets *b);
 /* After the step's kernels: the tail's sum started, then every sum waited

@@ -23,7 +23,11 @@
 #     cannot read its data stops every rank, with its message;
 # (f) examples/embed_mpi: a program's own MPI loop over the C API
 #     (NAME_loss_grad, MPI_Allreduce, NAME_step) builds with mpicc and trains;
-#     NAME_loss_grad then NAME_step equals NAME_train_step (tests/mpi/step_same.c).
+#     NAME_loss_grad then NAME_step equals NAME_train_step (tests/mpi/step_same.c);
+# (g) the gradient's sums overlapped with the backward pass (runtime/buckets.c):
+#     in many buckets they give the weights of one bucket (CNNC_MPI_BUCKET_KB
+#     above the gradient's size), on the MLP and on LeNet, 2 ranks x 2 threads
+#     and 3 ranks; CNNC_MPI_STATS says how many buckets and bytes per step.
 # The last line is "N passed, N failed".
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -186,6 +190,28 @@ check "examples/embed_mpi on 2 ranks: the ranks' weights agree, training accurac
 run sh -c "cc -std=c99 -Wall -Wextra -I'$T/embed' '$ROOT/tests/mpi/step_same.c' '$T/embed/libmlp.a' \
            -fopenmp -lm -o step_same && ./step_same"
 check "NAME_loss_grad then NAME_step: the weights of NAME_train_step, bit for bit" [ $rc -eq 0 ]
+
+# ---- (g) buckets: the sums behind the backward pass -------------------------------
+ONE=CNNC_MPI_BUCKET_KB=1000000          # above any gradient here: one bucket, after the kernel
+run env $ONE $MPIRUN -np 2 ./mlp_mpi train $FULL --epochs 1 --save one2.ck
+check "-np 2, one bucket: the checkpoint of many buckets, byte for byte" sh -c "[ $rc -eq 0 ] && cmp -s one2.ck np2.ck"
+# bytes and buckets per step: "each summing B bytes of gradient in N buckets" (one
+# bucket sends a few bytes more: the padding between parameters, as one run)
+stats() { sed -n 's/^mpi: .* each summing \([0-9]*\) bytes of gradient in \([0-9]*\) bucket.*/\1 \2/p' "$T/err"; }
+run "$CNNC" "$ROOT/examples/lenet.cnn" --mpi -o lenet_mpi
+LENET="--train small-images small-labels --test small-images small-labels --epochs 1 --batch 32"
+for np_t in "2 2" "3 1"; do
+    set -- $np_t
+    run env CNNC_MPI_STATS=1 $MPIRUN -np $1 ./lenet_mpi train $LENET --threads $2 --save lenet$1.ck
+    s=$(stats)
+    check "LeNet on $1 ranks x $2 threads: CNNC_MPI_STATS says ${s:-?} (bytes, buckets): more than 1 bucket" \
+        sh -c "[ $rc -eq 0 ] && [ -n '$s' ] && [ ${s#* } -gt 1 ]"
+    run env $ONE CNNC_MPI_STATS=1 $MPIRUN -np $1 ./lenet_mpi train $LENET --threads $2 \
+        --save lenet$1.one.ck
+    s1=$(stats)
+    check "... one bucket (${s1:-?}): the checkpoint of many buckets, byte for byte" \
+        sh -c "[ $rc -eq 0 ] && [ '${s1#* }' = 1 ] && cmp -s lenet$1.ck lenet$1.one.ck"
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
