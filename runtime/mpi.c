@@ -20,29 +20,35 @@
 /* The gradient's sums in flight, and what they cost, for CNNC_MPI_STATS=1
  * (rt_dist.self). */
 typedef struct {
-    MPI_Request *req;
+    MPI_Request *req;             /* MPI_REQUEST_NULL once done */
+    double *req_bytes;
     int nreq, cap;
     /* the current step */
     int sums;                     /* started: the gradient's buckets */
-    double bytes;
+    double bytes, done;           /* started, done (seen by poll) */
     /* all steps */
     long steps;
     int buckets;                  /* per step (the same every step) */
     double step_bytes;            /* per step */
+    double hidden;                /* bytes done before the backward pass ended */
     double waited;                /* in wait_sums: not hidden behind the backward pass */
     double first, last;           /* when the first step's wait ended, the last one's */
     double first_wait;
 } Sums;
 
-static MPI_Request *new_request(Sums *s)
+static MPI_Request *new_request(Sums *s, double bytes)
 {
     if (s->nreq == s->cap) {
         int cap = s->cap ? 2 * s->cap : 64;
         MPI_Request *r = realloc(s->req, sizeof *r * (size_t)cap);
-        if (!r)
+        if (r)
+            s->req = r;
+        double *b = r ? realloc(s->req_bytes, sizeof *b * (size_t)cap) : NULL;
+        if (!b)
             return NULL;
-        s->req = r, s->cap = cap;
+        s->req_bytes = b, s->cap = cap;
     }
+    s->req_bytes[s->nreq] = bytes;
     return &s->req[s->nreq++];
 }
 
@@ -52,7 +58,7 @@ static void start_sum(const rt_dist *dist, float *v, int64_t n)
     Sums *s = dist->self;
     for (int64_t at = 0; at < n; at += INT_MAX) {
         int k = (int)(n - at < INT_MAX ? n - at : INT_MAX);
-        MPI_Request *r = new_request(s);
+        MPI_Request *r = new_request(s, (double)k * sizeof(float));
         if (!r) {                 /* a blocking sum would not match the others' */
             fprintf(stderr, "out of memory for the gradient's sums: this process cannot take part\n");
             MPI_Abort(MPI_COMM_WORLD, 1);
@@ -62,32 +68,37 @@ static void start_sum(const rt_dist *dist, float *v, int64_t n)
     s->sums++, s->bytes += (double)n * sizeof(float);
 }
 
-/* Open MPI moves a non-blocking collective on only inside MPI calls. */
+/* Open MPI moves a non-blocking collective on only inside MPI calls: each
+ * test is one of those. */
 static void poll(const rt_dist *dist)
 {
     Sums *s = dist->self;
-    int done;
-    if (s->nreq)
-        MPI_Testall(s->nreq, s->req, &done, MPI_STATUSES_IGNORE);
+    for (int i = 0; i < s->nreq; i++) {
+        int done = 0;
+        if (s->req[i] != MPI_REQUEST_NULL)
+            MPI_Test(&s->req[i], &done, MPI_STATUS_IGNORE);
+        s->done += done ? s->req_bytes[i] : 0;
+    }
 }
 
 static void wait_sums(const rt_dist *dist)
 {
     Sums *s = dist->self;
+    poll(dist);                   /* what the backward pass hid */
     double t0 = MPI_Wtime();
     MPI_Waitall(s->nreq, s->req, MPI_STATUSES_IGNORE);
     double t1 = MPI_Wtime();
     s->nreq = 0;
     if (s->steps++ == 0)
         s->first = t1, s->first_wait = t1 - t0;
-    s->last = t1, s->waited += t1 - t0;
+    s->last = t1, s->waited += t1 - t0, s->hidden += s->done;
     s->buckets = s->sums, s->step_bytes = s->bytes;
-    s->sums = 0, s->bytes = 0;
+    s->sums = 0, s->bytes = 0, s->done = 0;
 }
 
-/* The seconds an allreduce of `bytes` takes when every rank is ready for it
- * (after a barrier): the transfer alone, without waiting for a slower rank.
- * The median of 21. Every rank calls it. */
+/* The seconds a sum of `bytes` takes as one bucket when every rank is ready
+ * for it (after a barrier): the transfer alone, without waiting for a
+ * slower rank. The median of 21. Every rank calls it. */
 static double lone_allreduce(double bytes)
 {
     int n = (int)(bytes / sizeof(float)), reps = 21;
@@ -96,7 +107,9 @@ static double lone_allreduce(double bytes)
     for (int i = 0; i < reps; i++) {
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime();
-        MPI_Allreduce(MPI_IN_PLACE, v, v ? n : 0, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Request r;
+        MPI_Iallreduce(MPI_IN_PLACE, v, v ? n : 0, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r);
+        MPI_Wait(&r, MPI_STATUS_IGNORE);
         t[i] = MPI_Wtime() - t0;
     }
     free(v);
@@ -117,10 +130,11 @@ static bool env_on(const char *name)
 
 /* CNNC_MPI_STATS=1 (rank 0's environment decides for all): rank 0 says on
  * stderr how many steps there were, the bytes of gradient each summed and in
- * how many buckets, the time each step waited for the sums after its
- * backward pass (not hidden behind it; it includes waiting for the slowest
- * rank), the time between those waits (a step's computation), and the time
- * of one allreduce of the whole gradient with every rank ready. */
+ * how many buckets, the share of those bytes whose sums were done when its
+ * backward pass ended, the time each step waited for the others after it
+ * (not hidden behind it; it includes waiting for the slowest rank), the
+ * time between those waits (a step's computation), and the time of one sum
+ * of the whole gradient with every rank ready. */
 static void report_stats(const Sums *s, int rank, int size)
 {
     double want[2] = {env_on("CNNC_MPI_STATS") && s->steps >= 2, s->step_bytes};
@@ -131,10 +145,12 @@ static void report_stats(const Sums *s, int rank, int size)
     if (rank != 0)
         return;
     double steps = (double)(s->steps - 1), later = s->waited - s->first_wait;
-    fprintf(stderr, "mpi: %d ranks, %ld steps, each summing %.0f bytes of gradient in %d bucket%s; "
+    fprintf(stderr, "mpi: %d ranks, %ld steps, each summing %.0f bytes of gradient in %d bucket%s, "
+            "%.0f%% of them done when the backward pass ended; "
             "%.3f ms per step waiting for the sums after the backward pass (not hidden), "
             "%.3f ms of computation between; %.3f ms for one allreduce of it all with every rank ready\n",
-            size, s->steps, s->step_bytes, s->buckets, s->buckets == 1 ? "" : "s", 1e3 * s->waited / (double)s->steps,
+            size, s->steps, s->step_bytes, s->buckets, s->buckets == 1 ? "" : "s",
+            100 * s->hidden / (s->step_bytes * (double)s->steps), 1e3 * s->waited / (double)s->steps,
             1e3 * (s->last - s->first - later) / steps, 1e3 * lone);
 }
 
@@ -194,7 +210,7 @@ int rt_mpi_main(const rt_net_desc *d, int argc, char **argv)
         rc = max_int(&dist, rc);
     if (train)
         report_stats(&sums, rank, size);
-    free(sums.req);
+    free(sums.req), free(sums.req_bytes);
     MPI_Finalize();
     return rc;
 }

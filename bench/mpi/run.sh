@@ -6,14 +6,18 @@
 #   sh bench/mpi/run.sh [--rounds N] [--examples N] [--net NAME]
 #
 # Systems, run in alternation, round after round (medians reported):
-#   1p x 1t     ./NAME train --threads 1                   (one core: the computation per step)
-#   1p x 2t     ./NAME train --threads 2                   (one process, two threads)
-#   2r x 1t     mpirun -np 2 ./NAME_mpi train --threads 1  (Open MPI's default: shared memory)
-#   2r x 1t tcp the same with --mca btl tcp,self           (loopback TCP, as between machines)
+#   1p x 1t         ./NAME train --threads 1                   (one core: the computation per step)
+#   1p x 2t         ./NAME train --threads 2                   (one process, two threads)
+#   2r x 1t         mpirun -np 2 ./NAME_mpi train --threads 1  (Open MPI's default: shared memory)
+#   2r x 1t one     the same with one bucket (CNNC_MPI_BUCKET_KB=1000000): the
+#                   gradient's sum starts after the backward pass, nothing hidden
+#   2r x 1t tcp     2r x 1t with --mca btl tcp,self            (loopback TCP, as between machines)
+#   2r x 1t tcp one and with one bucket
 # Each run's images/s is the training part of the epoch (train.c's epoch
-# line). The MPI runs set CNNC_MPI_STATS=1, so rank 0 says the bytes of each
-# gradient allreduce and the time spent in it: the allreduce is blocking, so
-# all of that time is exposed (not hidden behind the backward pass).
+# line). The MPI runs set CNNC_MPI_STATS=1, so rank 0 says the bytes of
+# gradient summed per step, in how many buckets (allreduces), and the time
+# each step waited for them after its backward pass: the part of the
+# communication not hidden behind it (with the wait for the slower rank).
 set -u
 cd "$(dirname "$0")/../.."
 rounds=3 examples=20000 net=lenet
@@ -41,27 +45,33 @@ open(out + 'labels', 'wb').write(struct.pack('>II', 0x801, n) + tl[8:8 + n])
 PY
 TRAIN="train --train $out/images $out/labels --epochs 1 --save $out/bench.ck"
 
-# run NAME CMD...: one run; appends "NAME images/s bytes ms_allreduce ms_compute ms_lone" to $out/raw
+# run NAME CMD...: one run; appends "NAME images/s bytes buckets %done ms_wait ms_compute ms_lone" to $out/raw
 run() {
     name=$1; shift
     CNNC_MPI_STATS=1 "$@" >"$out/run.out" 2>&1 || { echo "bench/mpi: $name failed:" >&2; tail -5 "$out/run.out" >&2; return; }
     ips=$(sed -n 's/^epoch 1\/1 .* \([0-9,]*\) img\/s$/\1/p' "$out/run.out" | tr -d ,)
-    stats=$(sed -n 's/^mpi: .* allreduces of \([0-9]*\) bytes; \([0-9.]*\) ms in each (not hidden), \([0-9.]*\) ms of computation between them; \([0-9.]*\) ms for one.*/\1 \2 \3 \4/p' "$out/run.out")
-    echo "$name ${ips:-0} ${stats:-- - - -}" >>"$out/raw"
-    echo "bench/mpi: $name: ${ips:-?} img/s ${stats:+(bytes, ms in allreduce, ms computing, ms lone allreduce: $stats)}" >&2
+    stats=$(sed -n 's/^mpi: .* each summing \([0-9]*\) bytes of gradient in \([0-9]*\) buckets*, \([0-9]*\)% of them done .*; \([0-9.]*\) ms per step waiting .*, \([0-9.]*\) ms of computation between; \([0-9.]*\) ms for one.*/\1 \2 \3 \4 \5 \6/p' "$out/run.out")
+    echo "$name ${ips:-0} ${stats:-- - - - - -}" >>"$out/raw"
+    echo "bench/mpi: $name: ${ips:-?} img/s ${stats:+(bytes, buckets, % done by the end of backward, ms waiting, ms computing, ms lone allreduce: $stats)}" >&2
 }
+ONE="env CNNC_MPI_BUCKET_KB=1000000"
+TCP="--mca btl tcp,self"
 rm -f "$out/raw"
 for r in $(seq "$rounds"); do
     run "1p_x_1t" "$out/$net" $TRAIN --threads 1
     run "1p_x_2t" "$out/$net" $TRAIN --threads 2
     run "2r_x_1t" mpirun -np 2 "$out/${net}_mpi" $TRAIN --threads 1
-    run "2r_x_1t_tcp" mpirun -np 2 --mca btl tcp,self "$out/${net}_mpi" $TRAIN --threads 1
+    run "2r_x_1t_one" $ONE mpirun -np 2 "$out/${net}_mpi" $TRAIN --threads 1
+    run "2r_x_1t_tcp" mpirun -np 2 $TCP "$out/${net}_mpi" $TRAIN --threads 1
+    run "2r_x_1t_tcp_one" $ONE mpirun -np 2 $TCP "$out/${net}_mpi" $TRAIN --threads 1
 done
 
 cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)
-python3 - "$out/raw" "$net" "$examples" "$rounds" "$cpu" "$(nproc)" >bench/MPI_RESULTS.md <<'PY'
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$out/raw" "$net" "$examples" "$rounds" "$cpu" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$load" \
+    >bench/MPI_RESULTS.md <<'PY'
 import statistics, sys
-raw, net, examples, rounds, cpu, cores = sys.argv[1:7]
+raw, net, examples, rounds, cpu, cores, date, load = sys.argv[1:9]
 rows = {}
 for line in open(raw):
     f = line.split()
@@ -70,20 +80,28 @@ med = lambda xs: statistics.median(xs) if xs else float('nan')
 base = med([float(r[0]) for r in rows.get('1p_x_2t', [])])
 print(f"# Data-parallel training over Open MPI ({net})\n")
 print(f"bench/mpi/run.sh: {net}, batch from the .cnn, one epoch on {examples} Fashion-MNIST examples,")
-print(f"median of {rounds} rounds. CPU: {cpu}, {cores} cores (shared: timings are noisy).")
-print("The allreduce blocks after the backward pass: the time in it is all exposed, and includes")
-print("waiting for the slower rank; the last column is one allreduce of the same size with every")
-print("rank ready (after a barrier): the transfer alone.\n")
-print("| system | images/s | vs 1 process x 2 threads | bytes per allreduce | ms in allreduce per step (exposed) | ms computing per step | ms for a lone allreduce |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-names = {'1p_x_1t': '1 process x 1 thread', '1p_x_2t': '1 process x 2 threads', '2r_x_1t': '2 ranks x 1 thread (shared memory)',
-         '2r_x_1t_tcp': '2 ranks x 1 thread (--mca btl tcp,self)'}
-for k in ['1p_x_1t', '1p_x_2t', '2r_x_1t', '2r_x_1t_tcp']:
+print(f"median of {rounds} rounds, {date}. CPU: {cpu}, {cores} cores, shared with other jobs")
+print(f"(load average {load} at the end): timings are noisy.")
+print("The gradient is summed in buckets, each started as the backward pass finishes it (\"one bucket\":")
+print("CNNC_MPI_BUCKET_KB=1000000, started after the backward pass). \"% summed\" is the share of the")
+print("gradient's bytes whose sums rank 0 found done when its backward pass ended; \"ms waiting\" is")
+print("the time a step waits for the rest after its backward pass: the communication not hidden")
+print("behind it, with the wait for the slower rank; the last column is one sum of the whole")
+print("gradient with every rank ready (after a barrier): the transfer alone.\n")
+print("| system | images/s | vs 1 process x 2 threads | bytes per step | buckets | % summed when backward ended | ms waiting per step (not hidden) | ms computing per step | ms for a lone allreduce |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+names = {'1p_x_1t': '1 process x 1 thread', '1p_x_2t': '1 process x 2 threads',
+         '2r_x_1t': '2 ranks x 1 thread (shared memory)', '2r_x_1t_one': '2 ranks x 1 thread, one bucket',
+         '2r_x_1t_tcp': '2 ranks x 1 thread (--mca btl tcp,self)', '2r_x_1t_tcp_one': '2 ranks x 1 thread (tcp), one bucket'}
+for k in names:
     rs = rows.get(k, [])
     ips = med([float(r[0]) for r in rs])
     num = lambda i: med([float(r[i]) for r in rs if r[i] != '-'])
-    b, a, c, l = (num(1), num(2), num(3), num(4)) if k.startswith('2r') else (float('nan'),) * 4
+    b, n, h, w, c, l = (num(1), num(2), num(3), num(4), num(5), num(6)) if k.startswith('2r') else (float('nan'),) * 6
     fmt = lambda v, p: '-' if v != v else f"{v:,.{p}f}"
-    print(f"| {names[k]} | {fmt(ips, 0)} | {fmt(ips / base, 2)}x | {fmt(b, 0)} | {fmt(a, 3)} | {fmt(c, 3)} | {fmt(l, 3)} |")
+    print(f"| {names[k]} | {fmt(ips, 0)} | {fmt(ips / base, 2)}x | {fmt(b, 0)} | {fmt(n, 0)} | {fmt(h, 0)}% | {fmt(w, 3)} | {fmt(c, 3)} | {fmt(l, 3)} |")
+print("\nEach round's images/s:\n")
+for k in names:
+    print(f"- {names[k]}: " + ", ".join(f"{float(r[0]):,.0f}" for r in rows.get(k, [])))
 PY
 cat bench/MPI_RESULTS.md
