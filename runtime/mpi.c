@@ -26,11 +26,13 @@ typedef struct {
     /* the current step */
     int sums;                     /* started: the gradient's buckets */
     double bytes, done;           /* started, done (seen by poll) */
+    double started;               /* when the first sum started */
     /* all steps */
     long steps;
     int buckets;                  /* per step (the same every step) */
     double step_bytes;            /* per step */
     double hidden;                /* bytes done before the backward pass ended */
+    double behind;                /* seconds from the first sum's start to the wait */
     double waited;                /* in wait_sums: not hidden behind the backward pass */
     double first, last;           /* when the first step's wait ended, the last one's */
     double first_wait;
@@ -65,7 +67,8 @@ static void start_sum(const rt_dist *dist, float *v, int64_t n)
         }
         MPI_Iallreduce(MPI_IN_PLACE, v + at, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
     }
-    s->sums++, s->bytes += (double)n * sizeof(float);
+    s->started = s->sums++ ? s->started : MPI_Wtime();
+    s->bytes += (double)n * sizeof(float);
 }
 
 /* Open MPI moves a non-blocking collective on only inside MPI calls: each
@@ -86,6 +89,7 @@ static void wait_sums(const rt_dist *dist)
     Sums *s = dist->self;
     poll(dist);                   /* what the backward pass hid */
     double t0 = MPI_Wtime();
+    s->behind += s->sums ? t0 - s->started : 0;
     MPI_Waitall(s->nreq, s->req, MPI_STATUSES_IGNORE);
     double t1 = MPI_Wtime();
     s->nreq = 0;
@@ -133,8 +137,9 @@ static bool env_on(const char *name)
  * how many buckets, the share of those bytes whose sums were done when its
  * backward pass ended, the time each step waited for the others after it
  * (not hidden behind it; it includes waiting for the slowest rank), the
- * time between those waits (a step's computation), and the time of one sum
- * of the whole gradient with every rank ready. */
+ * time between those waits (a step's computation), the time of one sum
+ * of the whole gradient with every rank ready, and the time the first
+ * bucket's sum had before the backward pass ended (the most it could hide). */
 static void report_stats(const Sums *s, int rank, int size)
 {
     double want[2] = {env_on("CNNC_MPI_STATS") && s->steps >= 2, s->step_bytes};
@@ -148,10 +153,11 @@ static void report_stats(const Sums *s, int rank, int size)
     fprintf(stderr, "mpi: %d ranks, %ld steps, each summing %.0f bytes of gradient in %d bucket%s, "
             "%.0f%% of them done when the backward pass ended; "
             "%.3f ms per step waiting for the sums after the backward pass (not hidden), "
-            "%.3f ms of computation between; %.3f ms for one allreduce of it all with every rank ready\n",
+            "%.3f ms of computation between; %.3f ms for one allreduce of it all with every rank ready; "
+            "the first bucket started %.3f ms before the backward pass ended\n",
             size, s->steps, s->step_bytes, s->buckets, s->buckets == 1 ? "" : "s",
             100 * s->hidden / (s->step_bytes * (double)s->steps), 1e3 * s->waited / (double)s->steps,
-            1e3 * (s->last - s->first - later) / steps, 1e3 * lone);
+            1e3 * (s->last - s->first - later) / steps, 1e3 * lone, 1e3 * s->behind / (double)s->steps);
 }
 
 /* The least size of a gradient bucket: rank 0's CNNC_MPI_BUCKET_KB (KiB),

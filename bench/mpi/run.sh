@@ -15,9 +15,10 @@
 #   2r x 1t tcp one and with one bucket
 # Each run's images/s is the training part of the epoch (train.c's epoch
 # line). The MPI runs set CNNC_MPI_STATS=1, so rank 0 says the bytes of
-# gradient summed per step, in how many buckets (allreduces), and the time
-# each step waited for them after its backward pass: the part of the
-# communication not hidden behind it (with the wait for the slower rank).
+# gradient summed per step, in how many buckets (allreduces), the share of
+# them summed when its backward pass ended, and the time each step waited
+# for the rest after it: the part of the communication not hidden behind
+# it (with the wait for the slower rank).
 set -u
 cd "$(dirname "$0")/../.."
 rounds=3 examples=20000 net=lenet
@@ -99,7 +100,7 @@ for k in names:
     num = lambda i: med([float(r[i]) for r in rs if r[i] != '-'])
     b, n, h, w, c, l = (num(1), num(2), num(3), num(4), num(5), num(6)) if k.startswith('2r') else (float('nan'),) * 6
     fmt = lambda v, p: '-' if v != v else f"{v:,.{p}f}"
-    print(f"| {names[k]} | {fmt(ips, 0)} | {fmt(ips / base, 2)}x | {fmt(b, 0)} | {fmt(n, 0)} | {fmt(h, 0)}% | {fmt(w, 3)} | {fmt(c, 3)} | {fmt(l, 3)} |")
+    print(f"| {names[k]} | {fmt(ips, 0)} | {fmt(ips / base, 2)}x | {fmt(b, 0)} | {fmt(n, 0)} | {fmt(h, 0) + ('%' if h == h else '')} | {fmt(w, 3)} | {fmt(c, 3)} | {fmt(l, 3)} |")
 print("\nEach round's images/s:\n")
 for k in names:
     print(f"- {names[k]}: " + ", ".join(f"{float(r[0]):,.0f}" for r in rows.get(k, [])))
