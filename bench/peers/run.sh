@@ -147,6 +147,9 @@ summary_tiles() {
     s = $0; sub(/^ *[^ ]+ +(tuned \(cache\)|tuned|default) +/, "", s)
     print s "\t" $1 }' | LC_ALL=C sort
 }
+# the checksums of an archive's members' contents, sorted (names left out:
+# cnnc names the network's object after its temporary file)
+members() { (d=$(mktemp -d) && cd "$d" && ar x "$1" && md5sum ./* | cut -d' ' -f1 | sort; rm -rf "$d") }
 budget_s=$(echo "$tune_budget" | awk '{ v = $0 + 0; u = $0; sub(/^[0-9.]+/, "", u)
   printf "%g", u == "ms" ? v / 1000 : (u == "m" || u == "min") ? v * 60 : v }')
 tuned_nets=""
@@ -191,7 +194,7 @@ for net in $nets; do
   fi
   # --tune a second time with the same cache (issue #13: it should measure
   # nothing and write a byte-identical library)
-  again_s=null again_tuner_s=null identical=null
+  again_s=null again_tuner_s=null identical=null same_objects=null
   mkdir -p "$tdir/again"
   t0=$(now)
   if "$CNNC" "examples/$net.cnn" --lib --tune --tune-budget="$tune_budget" --tune-cache="$cache" -v \
@@ -199,10 +202,12 @@ for net in $nets; do
     again_s=$(secs "$t0" "$(now)")
     again_tuner_s=$(sed -n 's/^cnnc: tuning: .*GEMM kernels, \([0-9.]*\) s of a .*/\1/p' "$raw/tune.$net.again.log")
     if cmp -s "$tdir/lib$net.a" "$tdir/again/lib$net.a"; then identical=true; else identical=false; fi
+    if [ "$(members "$root/$tdir/lib$net.a")" = "$(members "$root/$tdir/again/lib$net.a")" ]; then
+      same_objects=true; else same_objects=false; fi
   else
     note cnnc_tuned "$net: the second --tune with the same cache failed: $(tail -1 "$raw/tune.$net.again.log")"
   fi
-  echo "{\"net\": \"$net\", \"budget\": \"$tune_budget\", \"budget_s\": ${budget_s:-null}, \"tune_s\": $tune_s, \"tuner_s\": ${tuner_s:-null}, \"cached_compile_s\": $cached_s, \"same_variants\": $same, \"kernels\": ${kernels:-null}, \"improved\": ${improved:-null}, \"cached_kernels\": $cached_kernels, \"again_s\": $again_s, \"again_tuner_s\": ${again_tuner_s:-null}, \"again_identical\": $identical}" >> "$raw/tune.jsonl"
+  echo "{\"net\": \"$net\", \"budget\": \"$tune_budget\", \"budget_s\": ${budget_s:-null}, \"tune_s\": $tune_s, \"tuner_s\": ${tuner_s:-null}, \"cached_compile_s\": $cached_s, \"same_variants\": $same, \"kernels\": ${kernels:-null}, \"improved\": ${improved:-null}, \"cached_kernels\": $cached_kernels, \"again_s\": $again_s, \"again_tuner_s\": ${again_tuner_s:-null}, \"again_identical\": $identical, \"again_same_objects\": $same_objects}" >> "$raw/tune.jsonl"
   if $CC -O2 -DNET="$net" -DNETU="$NETU" -include "$tdir/$net.h" bench/peers/cnnc_bench.c \
        "$tdir/lib$net.a" -fopenmp -lm -o "$out/cnnc_bench_${net}_tuned" 2> "$raw/cc.$net.tuned.log"; then
     tuned_nets="$tuned_nets $net"
