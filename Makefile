@@ -132,9 +132,13 @@ demo: deps
 # make bench: cnnc against PyTorch and ONNX Runtime on this machine, and the
 # fp32 peak (bench/peers/run.sh writes bench/RESULTS.md). Needs Debian's
 # python3-torch and Node.js (npm fetches onnxruntime-node into bench/peers).
+# make bench: cnnc against PyTorch and ONNX Runtime (bench/RESULTS.md: the small
+# nets, the five full-size examples, their 3x3 convolutions one at a time;
+# about 36 minutes, bounded by bench/peers/run.sh --budget), then MPI.
 bench: deps
-	@dpkg -s python3-torch >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends python3-torch; }
+	@missing=$$(for p in python3-torch python3-torchvision; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  [ -z "$$missing" ] || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; }
 	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends nodejs npm; }
 	$(MAKE) all

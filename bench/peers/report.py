@@ -4,7 +4,9 @@
   python3 bench/peers/report.py RAW_DIR OUT.md
 
 Python 3 standard library only. Every number in the tables is the median over
-the rounds of the per-round medians the benchmark programs print.
+the rounds of the per-round medians the benchmark programs print. The
+full-size sections (issue #13's acceptance lines, the five full-size nets,
+the 3x3 convolutions one at a time) come from report_full.py.
 """
 import glob
 import json
@@ -12,6 +14,8 @@ import os
 import re
 import statistics
 import sys
+
+import report_full
 
 SYSTEMS = ["cnnc", "torch", "torch_openblas", "ort"]
 PEERS = ["torch", "torch_openblas", "ort"]
@@ -75,8 +79,12 @@ def main():
     for r in jsonl(os.path.join(raw, "compile.jsonl")):
         compile_ms.setdefault(r["net"], []).append(r["compile_ms"])
     peaks = jsonl(os.path.join(raw, "peak.jsonl"))
-    peak1 = median([p.get("gflops_1t") for p in peaks])
-    peak2 = median([p.get("gflops_2t") for p in peaks])
+    # The peak: the highest of the probe runs' medians. On a shared machine a
+    # run's median is lowered by other work; the highest is the machine's
+    # capacity, and the conservative denominator for "% of peak".
+    peak1 = max([p["gflops_1t"] for p in peaks if p.get("gflops_1t")], default=None)
+    peak2 = max([p["gflops_2t"] for p in peaks if p.get("gflops_2t")], default=None)
+    med2 = median([p.get("gflops_2t") for p in peaks])
     best2 = max([p.get("best_2t", 0) for p in peaks], default=None)
     tune = {r["net"]: r for r in jsonl(os.path.join(raw, "tune.jsonl")) if r.get("net")}
 
@@ -122,6 +130,9 @@ def main():
     blas = info["torch"].get("blas", "")
     blas_name = ("reference BLAS" if "/blas/libblas" in blas else
                  "OpenBLAS" if "openblas" in blas.lower() else blas or "BLAS unknown")
+    if info["torch"].get("openblas_core"):
+        blas_name += f", {info['torch']['openblas_core']} kernels"
+    full = report_full.Full(raw, jsonl, median, fmt_x)
     label = {
         "cnnc": f"cnnc {cnnc_version}".strip(),
         "torch": f"PyTorch {tv} as installed ({blas_name})".replace("  ", " "),
@@ -135,15 +146,28 @@ def main():
     L.append("")
     L.append("Written by `sh bench/peers/run.sh` (`make bench`); do not edit by hand.")
     L.append("")
-    L.append(f"- Machine: {machine.get('model', '?')}, {machine.get('cpus', '?')} CPUs "
-             f"({machine.get('cores', '?')}); measured {machine.get('date', '?')}.")
-    L.append(f"- Load average (1, 5, 15 min) at the start: {machine.get('load_start', '?')}; "
-             f"at the end: {machine.get('load_end', '?')}. The machine is shared: other "
-             "work on it makes every number noisy (10–30% between rounds is usual, more for "
+    L.append(f"- Machine: **{machine.get('model', '?')}** (`lscpu`'s model name), {machine.get('cpus', '?')} CPUs "
+             f"({machine.get('cores', '?')}); AVX-512: {'yes' if machine.get('flags_avx512f') else 'no'}; "
+             f"measured {machine.get('date', '?')}"
+             + (f"; measured fp32 peak **{peak2:.0f} GFLOP/s on 2 threads**" if peak2 else "") + ".")
+    if "minutes_small" in machine:
+        L.append(f"- Run time: small nets {machine['minutes_small']:.0f} min "
+                 f"({machine.get('rounds_done', '?')} of {machine.get('rounds', '?')} rounds), full-size nets "
+                 f"{machine['minutes_full']:.0f} min ({machine.get('full_rounds_done', '?')} of "
+                 f"{machine.get('full_rounds', '?')} rounds of {machine.get('full_seconds', '?')} s measures; "
+                 f"rounds beyond the first stop when the next would overrun the {machine.get('budget_min', '?')}-minute "
+                 "budget), single layers "
+                 f"{machine['minutes_layers']:.0f} min. Load average during the full-size part: "
+                 f"{machine.get('full_load_start', '?')} at its start, {machine.get('full_load_end', '?')} "
+                 f"at its end, {machine.get('load_final', '?')} at the end of the run.")
+    L.append(f"- Load average (1, 5, 15 min) at the start of the run: {machine.get('load_start', '?')}; "
+             f"after the small nets: {machine.get('load_end', '?')}. The machine is shared: other "
+             "work on it makes every number noisy (a load average of about 2 is the benchmark's own "
+             "two threads; more means other work shared the machine; 10–30% between rounds is usual, more for "
              "2-thread latencies, where one descheduled thread stalls a parallel region). "
              "Compare ratios from the same run rather than absolute numbers across runs.")
-    L.append(f"- Threads: {machine.get('threads', 2)} for every system. Each system ran "
-             f"{machine.get('rounds', '?')} times in alternation (cnnc"
+    L.append(f"- Threads: {machine.get('threads', 2)} for every system. Small nets: each system ran "
+             f"{machine.get('rounds_done', machine.get('rounds', '?'))} times in alternation (cnnc"
              + (", cnnc tuned" if results[TUNED] else "") + ", torch, torch+OpenBLAS, "
              "ORT, probe; again ...). In each run, each measurement warms up for about 1 s, then "
              f"times {machine.get('reps', '?')} repetitions of about {machine.get('rep_seconds', '?')} s "
@@ -163,10 +187,19 @@ def main():
                 "(matrix products) very slow; its convolutions use oneDNN." if blas_name == "reference BLAS" else ".")
              + " Training: `SGD` with the .cnn file's lr, momentum 0.9 and weight decay, "
              "`cross_entropy`; forward: eval mode under `torch.no_grad()`.")
+    env_core = info["torch"].get("openblas_coretype")
+    if env_core:
+        L[-1] += (f" OpenBLAS's kernels as installed follow the environment's `OPENBLAS_CORETYPE={env_core}`"
+                  " (set on this machine, outside the benchmark).")
+    ob = info["torch_openblas"].get("blas", "")
     L.append(f"- **{label['torch_openblas']}**: the same PyTorch with Debian's OpenBLAS "
-             "(`libopenblas0-openmp`, unpacked under `build/bench/openblas` by `apt-get download`, not "
-             "installed) put first by `LD_LIBRARY_PATH`, with `OPENBLAS_CORETYPE=SkylakeX` (its AVX-512 "
-             "kernels; this OpenBLAS does not know Zen 5). This is the fairer PyTorch baseline.")
+             + (f"(`{ob.split(', ')[-1]}`" if ob else "(`libopenblas0-pthread`")
+             + (", installed; " if ob.startswith("/usr/") else ", unpacked under `build/bench/openblas` by "
+                "`apt-get download`, not installed; ")
+             + "put first by `LD_LIBRARY_PATH`) with `OPENBLAS_CORETYPE=SkylakeX` (its AVX-512 "
+             "kernels; OpenBLAS 0.3.21 does not know Zen 5) and without the environment's "
+             "`OPENBLAS_L2_SIZE`. PyTorch's convolutions use oneDNN either way; BLAS serves its "
+             "`Linear` layers and some small convolutions.")
     L.append(f"- **{label['ort']}**: npm `onnxruntime-node` (CPU provider, intraOpNumThreads 2, "
              "interOpNumThreads 1, all graph optimizations) on the nets exported from PyTorch "
              "(`torch.onnx.export`, opset 13, dynamic batch); inference only, and each call goes "
@@ -178,9 +211,12 @@ def main():
     L.append("")
     if peak2:
         L.append(f"fp32 FMA peak (`bench/probe/peak.c`: 24 independent AVX-512 FMA chains per thread): "
-                 f"**{peak1:.0f} GFLOP/s on 1 thread, {peak2:.0f} GFLOP/s on 2 threads** "
-                 f"(medians; best 2-thread run {best2:.0f}). Fractions of peak below are of the "
-                 "2-thread median." + (" The 2-thread figure is well below twice the 1-thread one: "
+                 f"**{peak1:.0f} GFLOP/s on 1 thread, {peak2:.0f} GFLOP/s on 2 threads**: the "
+                 f"highest of the {len(peaks)} probe runs' medians (each of 7 runs; the 2-thread "
+                 f"median over the probe runs {med2:.0f}, the fastest single run {best2:.0f}). The "
+                 "probe ran after each round, while other work on the machine came and went; the "
+                 "highest figure is the machine's capacity, and fractions of peak below are of it "
+                 f"({peak2:.0f} GFLOP/s), which makes them conservative." + (" The 2-thread figure is well below twice the 1-thread one: "
                                        "the other core was busy with other work during the run, so every "
                                        "system's 2-thread numbers in this run are distorted (a parallel "
                                        "region waits for its descheduled thread)."
@@ -190,8 +226,13 @@ def main():
                  + next((e["error"] for e in errors if e.get("system") == "peak"), "no result") + ".")
     L.append("")
 
+    # --- issue #13, the full-size nets, the layers
+    L += report_full.acceptance(full, value, peak2, tune)
+    L += report_full.full_table(full, flops, peak2, machine)
+    L += report_full.layers_table(full, peak2)
+
     # --- per net
-    L.append("## Results per network")
+    L.append("## Small networks: results per network")
     L.append("")
     L.append("Ratio columns are cnnc's speedup over the peer (> 1: cnnc is faster): "
              "cnnc ÷ peer for images/s, peer ÷ cnnc for latency. For peak RSS the ratio is "
@@ -390,7 +431,8 @@ def main():
     # --- raw
     L.append("## Per-round values")
     L.append("")
-    L.append("Medians of each round, in order (training img/s; forward img/s; latency µs; peak RSS MB):")
+    L.append("Medians of each round, in order (small nets: training img/s; forward img/s; latency µs; "
+             "peak RSS MB. Full-size nets: latency ms; forward and training img/s at batch 16):")
     L.append("")
     L.append("```")
     for n in NETS:
@@ -403,6 +445,7 @@ def main():
                 if k in d:
                     parts.append(f"{k} " + " / ".join(f"{v:g}" for v in d[k]))
             L.append(f"{n:9s} {s:15s} " + "; ".join(parts))
+    L += report_full.rounds_block(full)
     if peaks:
         L.append("peak probe GFLOP/s 1 thread " + " / ".join(f"{p.get('gflops_1t', 0):g}" for p in peaks)
                  + "; 2 threads " + " / ".join(f"{p.get('gflops_2t', 0):g}" for p in peaks))

@@ -3,7 +3,23 @@
 # the machine's fp32 FMA peak. Writes bench/RESULTS.md.
 #
 #   sh bench/peers/run.sh [--rounds N] [--reps R] [--rep-seconds S] [--nets a,b]
-#                         [--tune-budget T]
+#                         [--tune-budget T] [--full-nets a,b|none]
+#                         [--full-rounds N] [--full-seconds S]
+#                         [--layers on|off] [--layer-seconds S] [--budget M]
+#
+# Three parts, one report:
+# 1. The small nets (mlp, lenet, vgg_small), below: many short calls.
+# 2. The five full-size examples (bench/peers/fullsize.sh): latency at batch
+#    1, forward and training images/s at batch 16, calls bounded in time
+#    (--full-seconds, 3 s a measure, at least 2 calls), --full-rounds rounds
+#    (2).
+# 3. The 3x3 convolutions of ResNet-18 and VGG-16 one at a time, forward and
+#    backward GFLOP/s (bench/peers/layers.sh, --layer-seconds 1.5 s a measure).
+# The whole run is bounded by --budget (36 minutes): the small nets stop
+# adding rounds (after 2) when the next one would end past 35% of it, the
+# full-size nets (after 1) past 85%; the layers take the rest (about 4 min).
+# Each round's length is estimated as the last one's, so a loaded machine
+# gets fewer rounds, not a longer run. RESULTS.md says how many were done.
 #
 # Steps: compile mlp, lenet and vgg_small with bin/cnnc --lib (3 times each,
 # timed by `cnnc -v`), build bench/peers/cnnc_bench.c against each; for lenet
@@ -22,11 +38,13 @@
 # Peers:
 # - PyTorch: Debian's python3-torch run by /usr/bin/python3. As installed it
 #   links libblas.so.3, which is the reference (netlib) BLAS unless an
-#   optimized one is installed; its Linear layers then run at a few GFLOP/s.
-#   So torch is measured twice: as installed, and with OpenBLAS
-#   (Debian's libopenblas0-openmp, fetched with `apt-get download` and
-#   unpacked under build/bench/, not installed; LD_LIBRARY_PATH, with
-#   OPENBLAS_CORETYPE=SkylakeX for its AVX-512 kernels).
+#   optimized one is installed (then the alternatives system points it
+#   there), in the environment as it is (OPENBLAS_* variables included).
+#   So torch is measured twice: as installed, and with OpenBLAS: Debian's
+#   libopenblas0-pthread, the installed one if it is installed, else fetched
+#   with `apt-get download` and unpacked under build/bench/ (not installed);
+#   put first by LD_LIBRARY_PATH, with OPENBLAS_CORETYPE=SkylakeX for its
+#   AVX-512 kernels and the environment's OPENBLAS_L2_SIZE removed.
 # - ONNX Runtime: npm onnxruntime-node, installed by this script into
 #   bench/peers/node_modules with --ignore-scripts if it is missing.
 # A peer that is missing or fails is reported as "not available" with the
@@ -36,14 +54,23 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 
 rounds=5 reps=7 rep_seconds=0.25 nets="mlp lenet vgg_small" tune_budget=60s
+full_nets="alexnet vgg16 googlenet resnet18 mobilenet_v2" full_rounds=2 full_seconds=3
+layers=on layer_seconds=1.5 budget=36
+usage="usage: sh bench/peers/run.sh [--rounds N] [--reps R] [--rep-seconds S] [--nets a,b] [--tune-budget T] [--full-nets a,b|none] [--full-rounds N] [--full-seconds S] [--layers on|off] [--layer-seconds S] [--budget M]"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --full-nets) full_nets=$(echo "$2" | tr , ' '); [ "$full_nets" = none ] && full_nets=""; shift 2 ;;
+    --full-rounds) full_rounds=$2; shift 2 ;;
+    --full-seconds) full_seconds=$2; shift 2 ;;
+    --layers) layers=$2; shift 2 ;;
+    --layer-seconds) layer_seconds=$2; shift 2 ;;
+    --budget) budget=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --rep-seconds) rep_seconds=$2; shift 2 ;;
     --nets) nets=$(echo "$2" | tr , ' '); shift 2 ;;
     --tune-budget) tune_budget=$2; shift 2 ;;
-    *) echo "usage: sh bench/peers/run.sh [--rounds N] [--reps R] [--rep-seconds S] [--nets a,b] [--tune-budget T]" >&2; exit 2 ;;
+    *) echo "$usage" >&2; exit 2 ;;
   esac
 done
 threads=2
@@ -52,6 +79,12 @@ PY=${TORCH_PYTHON:-/usr/bin/python3}   # Debian's python3-torch
 CC=${CC:-cc}
 out=build/bench/peers
 raw=$out/raw
+t_start=$(date +%s)
+small_deadline=$((t_start + budget * 60 * 35 / 100))
+full_deadline=$((t_start + budget * 60 * 85 / 100))
+# room START DEADLINE: another round, as long as the last one (begun at
+# START), ends before DEADLINE (seconds since the epoch)
+room() { [ $(( $(date +%s) * 2 - $1 )) -le "$2" ]; }
 rm -rf "$raw" "$out/onnx" "$out/tuned"
 mkdir -p "$raw" "$out/onnx"
 timing="--threads $threads --reps $reps --rep-seconds $rep_seconds"
@@ -114,6 +147,9 @@ summary_tiles() {
     s = $0; sub(/^ *[^ ]+ +(tuned \(cache\)|tuned|default) +/, "", s)
     print s "\t" $1 }' | LC_ALL=C sort
 }
+# the checksums of an archive's members' contents, sorted (names left out:
+# cnnc names the network's object after its temporary file)
+members() { (d=$(mktemp -d) && cd "$d" && ar x "$1" && md5sum ./* | cut -d' ' -f1 | sort; rm -rf "$d") }
 budget_s=$(echo "$tune_budget" | awk '{ v = $0 + 0; u = $0; sub(/^[0-9.]+/, "", u)
   printf "%g", u == "ms" ? v / 1000 : (u == "m" || u == "min") ? v * 60 : v }')
 tuned_nets=""
@@ -156,7 +192,22 @@ for net in $nets; do
   else
     note cnnc_tuned "$net: bin/cnnc --summary --tune-cache failed: $(tail -1 "$raw/tune.$net.summary.txt")"
   fi
-  echo "{\"net\": \"$net\", \"budget\": \"$tune_budget\", \"budget_s\": ${budget_s:-null}, \"tune_s\": $tune_s, \"tuner_s\": ${tuner_s:-null}, \"cached_compile_s\": $cached_s, \"same_variants\": $same, \"kernels\": ${kernels:-null}, \"improved\": ${improved:-null}, \"cached_kernels\": $cached_kernels}" >> "$raw/tune.jsonl"
+  # --tune a second time with the same cache (issue #13: it should measure
+  # nothing and write a byte-identical library)
+  again_s=null again_tuner_s=null identical=null same_objects=null
+  mkdir -p "$tdir/again"
+  t0=$(now)
+  if "$CNNC" "examples/$net.cnn" --lib --tune --tune-budget="$tune_budget" --tune-cache="$cache" -v \
+       -o "$tdir/again/lib$net.a" > "$raw/tune.$net.again.log" 2>&1; then
+    again_s=$(secs "$t0" "$(now)")
+    again_tuner_s=$(sed -n 's/^cnnc: tuning: .*GEMM kernels, \([0-9.]*\) s of a .*/\1/p' "$raw/tune.$net.again.log")
+    if cmp -s "$tdir/lib$net.a" "$tdir/again/lib$net.a"; then identical=true; else identical=false; fi
+    if [ "$(members "$root/$tdir/lib$net.a")" = "$(members "$root/$tdir/again/lib$net.a")" ]; then
+      same_objects=true; else same_objects=false; fi
+  else
+    note cnnc_tuned "$net: the second --tune with the same cache failed: $(tail -1 "$raw/tune.$net.again.log")"
+  fi
+  echo "{\"net\": \"$net\", \"budget\": \"$tune_budget\", \"budget_s\": ${budget_s:-null}, \"tune_s\": $tune_s, \"tuner_s\": ${tuner_s:-null}, \"cached_compile_s\": $cached_s, \"same_variants\": $same, \"kernels\": ${kernels:-null}, \"improved\": ${improved:-null}, \"cached_kernels\": $cached_kernels, \"again_s\": $again_s, \"again_tuner_s\": ${again_tuner_s:-null}, \"again_identical\": $identical, \"again_same_objects\": $same_objects}" >> "$raw/tune.jsonl"
   if $CC -O2 -DNET="$net" -DNETU="$NETU" -include "$tdir/$net.h" bench/peers/cnnc_bench.c \
        "$tdir/lib$net.a" -fopenmp -lm -o "$out/cnnc_bench_${net}_tuned" 2> "$raw/cc.$net.tuned.log"; then
     tuned_nets="$tuned_nets $net"
@@ -188,17 +239,20 @@ else
   note ort "no ONNX files: torch, which exports them, is not available"
 fi
 
-obdir=$root/build/bench/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp
+obdir=/usr/lib/x86_64-linux-gnu/openblas-pthread
 if [ $torch_ok = 1 ] && [ ! -e "$obdir/libblas.so.3" ]; then
-  say "fetching Debian's libopenblas0-openmp (not installed: unpacked under build/bench/openblas)"
-  mkdir -p build/bench/openblas
-  (cd build/bench/openblas && rm -f ./*.deb && apt-get download libopenblas0-openmp > dl.log 2>&1 &&
-     dpkg-deb -x libopenblas0-openmp_*.deb .) || true
+  obdir=$root/build/bench/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread
+  if [ ! -e "$obdir/libblas.so.3" ]; then
+    say "fetching Debian's libopenblas0-pthread (not installed: unpacked under build/bench/openblas)"
+    mkdir -p build/bench/openblas
+    (cd build/bench/openblas && rm -f ./*.deb && apt-get download libopenblas0-pthread > dl.log 2>&1 &&
+       dpkg-deb -x libopenblas0-pthread_*.deb .) || true
+  fi
 fi
 torch_ob=0
 if [ $torch_ok = 1 ]; then
   if [ -e "$obdir/libblas.so.3" ]; then torch_ob=1
-  else note torch_openblas "could not fetch libopenblas0-openmp with apt-get download"; fi
+  else note torch_openblas "libopenblas0-pthread is not installed and apt-get download could not fetch it"; fi
 fi
 run_torch_ob() {
   env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX LD_LIBRARY_PATH="$obdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
@@ -223,7 +277,12 @@ fi
 
 # --- the rounds: cnnc, torch, torch+OpenBLAS, ort, probe; again ------------
 r=1
+t_round=$(date +%s)
 while [ "$r" -le "$rounds" ]; do
+  if [ "$r" -gt 2 ] && ! room "$t_round" "$small_deadline"; then
+    say "no round $r: it would end past the small nets' share of the --budget ($budget min)"; break
+  fi
+  t_round=$(date +%s)
   say "round $r of $rounds: cnnc"
   for net in $cnnc_nets; do
     for mode in train forward; do
@@ -268,7 +327,25 @@ while [ "$r" -le "$rounds" ]; do
   fi
   r=$((r + 1))
 done
-printf '{"load_end": "%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$raw/machine.json"
+printf '{"load_end": "%s", "rounds_done": %s, "budget_min": %s}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" \
+  $((r - 1)) "$budget" >> "$raw/machine.json"
+t_small=$(date +%s)
+
+# --- the full-size nets and their 3x3 convolutions -------------------------
+if [ -n "$full_nets" ]; then
+  [ $torch_ob = 1 ] || obdir=""
+  OBDIR=$obdir ORT_OK=$ort_ok TORCH_PYTHON=$PY FULL_DEADLINE=$full_deadline sh bench/peers/fullsize.sh "$raw" \
+    --nets "$(echo $full_nets | tr ' ' ,)" --rounds "$full_rounds" --seconds "$full_seconds" --threads $threads \
+    --tune-budget "$tune_budget"
+fi
+t_full=$(date +%s)
+if [ "$layers" = on ]; then
+  TORCH_PYTHON=$PY sh bench/peers/layers.sh "$raw" --seconds "$layer_seconds" --threads $threads
+fi
+t_end=$(date +%s)
+awk -v a="$t_start" -v b="$t_small" -v c="$t_full" -v d="$t_end" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
+  printf "{\"minutes_small\": %.1f, \"minutes_full\": %.1f, \"minutes_layers\": %.1f, \"load_final\": \"%s\"}\n",
+    (b - a) / 60, (c - b) / 60, (d - c) / 60, l }' >> "$raw/machine.json"
 
 python3 bench/peers/report.py "$raw" bench/RESULTS.md || exit 1
 cat bench/RESULTS.md
