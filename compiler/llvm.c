@@ -937,6 +937,7 @@ static void call_rt_gemm(Emit *E, const Gemm *g, LLVMValueRef fn, LLVMValueRef *
     if (g->tile_r)
         r = g->tile_r, c = g->tile_c;
     int64_t cols = g->bt ? c : (int64_t)c * LANES;      /* the tile's columns of C */
+    /* runtime/cnnrt.h's RT_GEMM_BT, RT_GEMM_BIAS_ROWS, RT_GEMM_BIAS_PAIRS, then the tile */
     int64_t how = (g->bt ? 1 : 0) | (g->bias_rows ? 2 : 0) | (g->bn_rows ? 4 : 0) | (int64_t)r << 16 | cols << 24;
     LLVMValueRef a[14];
     a[0] = fn;

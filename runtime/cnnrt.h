@@ -320,7 +320,7 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
 typedef void rt_part_fn(void *args, int64_t lo, int64_t hi);
 void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi);
 /* The threads the calling thread's GEMMs and nests may use from now on (1: none). */
-void rt_gemm_threads(int threads);
+void rt_inner_threads(int threads);
 
 /* net.c
  *

@@ -240,9 +240,9 @@ void rt_net_forward(rt_net *net, int n, const float *x, float *out)
     if (workspace(net, n, parts))
         return;
     if (parts <= 1) {                           /* one example: its GEMMs use the threads */
-        rt_gemm_threads(net->threads);
+        rt_inner_threads(net->threads);
         d->forward(n, x, out, net->params, net->ws);
-        rt_gemm_threads(1);
+        rt_inner_threads(1);
         return;
     }
 #pragma omp parallel num_threads(parts)
@@ -523,9 +523,9 @@ static int run_threads(rt_net *net, const Batch *b, unsigned what, int *parts)
         if (b->buckets && rt_buckets_begin(b->buckets, net, b->dist, p))
             return fail(net, "out of memory for %d threads", p);
         if (p == 1) {                              /* one thread: its GEMMs use the others */
-            rt_gemm_threads(net->threads);
+            rt_inner_threads(net->threads);
             train_thread(net, 0, 1, b, what);
-            rt_gemm_threads(1);
+            rt_inner_threads(1);
             break;
         }
         int got = p;

@@ -23,7 +23,7 @@
  * kernel it runs alone; 1 (no split) everywhere else. */
 static _Thread_local int inner_threads = 1;
 
-void rt_gemm_threads(int threads) { inner_threads = threads > 1 ? threads : 1; }
+void rt_inner_threads(int threads) { inner_threads = threads > 1 ? threads : 1; }
 
 /* Below this many multiply-adds a GEMM runs on its thread alone: forking
  * costs a few microseconds. */
