@@ -47,25 +47,17 @@ obdir=${OBDIR:-}
 out=build/bench/peers/full
 mkdir -p "$out" "$out/onnx" "$raw"
 say() { echo "fullsize.sh: $*" >&2; }
-note() { printf '{"system": "%s", "error": "%s"}\n' "$1" "$(echo "$2" | tr -d '"\\' | tr '\n' ' ' | cut -c1-300)" >> "$raw/errors.jsonl"; }
+. bench/peers/common.sh    # note, bench_net
 printf '{"full_nets": "%s", "full_rounds": %s, "full_seconds": %s, "full_batch": %s, "full_load_start": "%s"}\n' \
   "$nets" "$rounds" "$seconds" "$batch" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$raw/machine.json"
 
 # --- cnnc: the libraries and their cnnc_bench --------------------------------
 cnnc_nets=""
 for net in $nets; do
-  NETU=$(echo "$net" | tr a-z A-Z)
   if ! "$CNNC" "examples/$net.cnn" --lib -o "$out/lib$net.a" > "$raw/full.compile.$net.log" 2>&1; then
     note cnnc "$net: bin/cnnc --lib failed: $(tail -1 "$raw/full.compile.$net.log")"; continue
   fi
-  flops=$("$CNNC" "examples/$net.cnn" --summary | sed -n 's/^forward: *\([0-9,]*\) FLOPs per example.*/\1/p' | tr -d ,)
-  echo "{\"net\": \"$net\", \"forward_flops\": ${flops:-null}}" >> "$raw/flops.jsonl"
-  if $CC -O2 -DNET="$net" -DNETU="$NETU" -include "$out/$net.h" bench/peers/cnnc_bench.c \
-       "$out/lib$net.a" -fopenmp -lm -o "$out/cnnc_bench_$net" 2> "$raw/full.cc.$net.log"; then
-    cnnc_nets="$cnnc_nets $net"
-  else
-    note cnnc "$net: building cnnc_bench failed: $(head -1 "$raw/full.cc.$net.log")"
-  fi
+  bench_net "$net" full.cc && cnnc_nets="$cnnc_nets $net"
 done
 say "cnnc: compiled$cnnc_nets"
 

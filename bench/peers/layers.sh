@@ -41,7 +41,7 @@ dir=build/bench/peers/layers
 rm -rf "$dir"
 mkdir -p "$dir" "$raw"
 say() { echo "layers.sh: $*" >&2; }
-note() { printf '{"system": "%s", "error": "%s"}\n' "$1" "$(echo "$2" | tr -d '"\\' | tr '\n' ' ' | cut -c1-300)" >> "$raw/errors.jsonl"; }
+. bench/peers/common.sh    # note, bench_net
 
 # NAME NET CIN COUT H STRIDE BIAS COUNT: every distinct 3x3 convolution of
 # examples/resnet18.cnn (no bias) and examples/vgg16.cnn (bias), 224x224

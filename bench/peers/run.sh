@@ -91,7 +91,7 @@ timing="--threads $threads --reps $reps --rep-seconds $rep_seconds"
 
 say() { echo "run.sh: $*" >&2; }
 # note SYSTEM REASON: a system (or one of its nets) is not available.
-note() { printf '{"system": "%s", "error": "%s"}\n' "$1" "$(echo "$2" | tr -d '"\\' | tr '\n' ' ' | cut -c1-300)" >> "$raw/errors.jsonl"; }
+. bench/peers/common.sh    # note, bench_net
 
 # --- the machine ---------------------------------------------------------
 {
@@ -108,7 +108,6 @@ note() { printf '{"system": "%s", "error": "%s"}\n' "$1" "$(echo "$2" | tr -d '"
 # --- cnnc: compile (timed) and build the C API benchmark ------------------
 cnnc_nets=""
 for net in $nets; do
-  NETU=$(echo "$net" | tr a-z A-Z)
   ok=1
   for i in 1 2 3; do
     if ! "$CNNC" "examples/$net.cnn" --lib -v -o "$out/lib$net.a" > "$raw/compile.$net.log" 2>&1; then
@@ -118,14 +117,7 @@ for net in $nets; do
     echo "{\"system\": \"cnnc\", \"net\": \"$net\", \"compile_ms\": ${ms:-null}}" >> "$raw/compile.jsonl"
   done
   [ $ok = 1 ] || continue
-  flops=$("$CNNC" "examples/$net.cnn" --summary | sed -n 's/^forward: *\([0-9,]*\) FLOPs per example.*/\1/p' | tr -d ,)
-  echo "{\"net\": \"$net\", \"forward_flops\": ${flops:-null}}" >> "$raw/flops.jsonl"
-  if $CC -O2 -DNET="$net" -DNETU="$NETU" -include "$out/$net.h" bench/peers/cnnc_bench.c \
-       "$out/lib$net.a" -fopenmp -lm -o "$out/cnnc_bench_$net" 2> "$raw/cc.$net.log"; then
-    cnnc_nets="$cnnc_nets $net"
-  else
-    note cnnc "$net: building cnnc_bench failed: $(head -1 "$raw/cc.$net.log")"
-  fi
+  bench_net "$net" cc && cnnc_nets="$cnnc_nets $net"
   say "cnnc: $net compiled"
 done
 
