@@ -243,7 +243,10 @@ typedef struct Node {
     const char *label;    /* the layer's name ("conv1") or bound name, for dumps */
 } Node;
 
-typedef enum { INIT_ZEROS, INIT_ONES, INIT_CONSTANT, INIT_UNIFORM, INIT_NORMAL, INIT_HE, INIT_XAVIER } InitKind;
+/* INIT_DATA: the values are given (Param.data): weights built into the output,
+ * from `--weights FILE` at compile time or an imported model's initializers. */
+typedef enum { INIT_ZEROS, INIT_ONES, INIT_CONSTANT, INIT_UNIFORM, INIT_NORMAL, INIT_HE, INIT_XAVIER,
+               INIT_DATA } InitKind;
 
 /* A learned tensor, or a buffer (batchnorm running statistics). */
 typedef struct {
@@ -251,6 +254,7 @@ typedef struct {
     Shape shape;
     InitKind init;
     float a, b;           /* constant(a), uniform(a, b), normal(a = mean, b = std) */
+    const float *data;    /* INIT_DATA: shape_count(shape) values, row-major */
     int64_t fan_in, fan_out;
     bool is_weight;       /* counted by `weights` in l2/l1 */
     bool is_buffer;       /* not learned (running_mean, running_var) */
