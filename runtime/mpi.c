@@ -192,9 +192,25 @@ static int max_int(const rt_dist *dist, int v)
     return out;
 }
 
+/* Open MPI's TCP transport sends a message longer than its eager limit
+ * (64 KiB by default) by rendezvous: the sender offers it and waits for the
+ * receiver to answer, and a rank answers only inside an MPI call, which the
+ * backward pass makes only between layers. A bucket, 64 KiB or more, then
+ * waits a layer or more for each handshake. With a limit of 1 MiB a bucket
+ * of up to that goes in one message as soon as it is started (on LeNet over
+ * loopback TCP, the wait after the backward pass fell from 0.069 to 0.036
+ * ms per step). Set before MPI_Init, and only where the environment (mpirun
+ * --mca, OMPI_MCA_*) does not set them already. Shared memory is unaffected. */
+static void tcp_defaults(void)
+{
+    setenv("OMPI_MCA_btl_tcp_eager_limit", "1048576", 0);
+    setenv("OMPI_MCA_btl_tcp_max_send_size", "1048576", 0);
+}
+
 int rt_mpi_main(const rt_net_desc *d, int argc, char **argv)
 {
     int provided, rank = 0, size = 1;
+    tcp_defaults();
     /* only the thread that called MPI_Init calls MPI: OpenMP's threads compute */
     if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         fprintf(stderr, "%s: cannot start MPI\n", argc > 0 ? argv[0] : d->name);

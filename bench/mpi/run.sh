@@ -69,10 +69,13 @@ done
 
 cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$out/raw" "$net" "$examples" "$rounds" "$cpu" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$load" \
+# Under `chrt -f N sh bench/mpi/run.sh` (real-time priority: the runs go
+# ahead of whatever else the machine is doing) the report says so.
+policy=$(chrt -p $$ 2>/dev/null | sed -n 's/.*scheduling policy: //p' | head -n 1)
+python3 - "$out/raw" "$net" "$examples" "$rounds" "$cpu" "$(nproc)" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$load" "$policy" \
     >bench/MPI_RESULTS.md <<'PY'
 import statistics, sys
-raw, net, examples, rounds, cpu, cores, date, load = sys.argv[1:9]
+raw, net, examples, rounds, cpu, cores, date, load, policy = sys.argv[1:10]
 rows = {}
 for line in open(raw):
     f = line.split()
@@ -82,7 +85,11 @@ base = med([float(r[0]) for r in rows.get('1p_x_2t', [])])
 print(f"# Data-parallel training over Open MPI ({net})\n")
 print(f"bench/mpi/run.sh: {net}, batch from the .cnn, one epoch on {examples} Fashion-MNIST examples,")
 print(f"median of {rounds} rounds, {date}. CPU: {cpu}, {cores} cores, shared with other jobs")
-print(f"(load average {load} at the end): timings are noisy.")
+if policy in ('SCHED_FIFO', 'SCHED_RR'):
+    print(f"(load average {load} at the end); run at real-time priority ({policy}, chrt), so the")
+    print("other jobs wait while it runs.")
+else:
+    print(f"(load average {load} at the end): timings are noisy.")
 print("The gradient is summed in buckets, each started as the backward pass finishes it (\"one bucket\":")
 print("CNNC_MPI_BUCKET_KB=1000000, started after the backward pass). \"% summed\" is the share of the")
 print("gradient's bytes whose sums rank 0 found done when its backward pass ended; \"ms waiting\" is")

@@ -25,7 +25,8 @@
 #     (NAME_loss_grad, MPI_Allreduce, NAME_step) builds with mpicc and trains;
 #     NAME_loss_grad then NAME_step equals NAME_train_step (tests/mpi/step_same.c);
 # (g) the gradient's sums overlapped with the backward pass (runtime/buckets.c):
-#     in many buckets they give the weights of one bucket (CNNC_MPI_BUCKET_KB
+#     over TCP (with cnnc's eager limit and with Open MPI's) the weights of
+#     shared memory; in many buckets they give the weights of one bucket (CNNC_MPI_BUCKET_KB
 #     above the gradient's size), on the MLP and on LeNet, 2 ranks x 2 threads
 #     and 3 ranks; CNNC_MPI_STATS says how many buckets and bytes per step.
 # The last line is "N passed, N failed".
@@ -195,6 +196,14 @@ check "NAME_loss_grad then NAME_step: the weights of NAME_train_step, bit for bi
 ONE=CNNC_MPI_BUCKET_KB=1000000          # above any gradient here: one bucket, after the kernel
 run env $ONE $MPIRUN -np 2 ./mlp_mpi train $FULL --epochs 1 --save one2.ck
 check "-np 2, one bucket: the checkpoint of many buckets, byte for byte" sh -c "[ $rc -eq 0 ] && cmp -s one2.ck np2.ck"
+# over TCP, with cnnc's eager limit (1 MiB: a bucket in one message) and with
+# Open MPI's own (64 KiB, set on the command line: the user's choice wins)
+run $MPIRUN -np 2 --mca btl tcp,self ./mlp_mpi train $FULL --epochs 1 --save tcp2.ck
+check "-np 2 over TCP: the checkpoint of shared memory, byte for byte" sh -c "[ $rc -eq 0 ] && cmp -s tcp2.ck np2.ck"
+run $MPIRUN -np 2 --mca btl tcp,self --mca btl_tcp_eager_limit 65536 ./mlp_mpi train $FULL --epochs 1 \
+    --save tcp2r.ck
+check "... with Open MPI's 64 KiB eager limit (rendezvous): the same, byte for byte" \
+    sh -c "[ $rc -eq 0 ] && cmp -s tcp2r.ck np2.ck"
 # bytes and buckets per step: "each summing B bytes of gradient in N buckets" (one
 # bucket sends a few bytes more: the padding between parameters, as one run)
 stats() { sed -n 's/^mpi: .* each summing \([0-9]*\) bytes of gradient in \([0-9]*\) bucket.*/\1 \2/p' "$T/err"; }
