@@ -44,8 +44,9 @@ const char *closest_word(const char *word, const char *const *cands);
 /* Checked arithmetic for shape sizes: false on overflow. */
 bool mul_ok(int64_t a, int64_t b, int64_t *out);
 
-/* The host's L2 cache per core in bytes (1 MiB when the system does not say):
- * the untuned GEMMs' loop order follows it. */
+/* The host's L2 cache per core in bytes (1 MiB when the system does not say;
+ * CNNC_L2_BYTES, when set, stands for another machine's, as tests do): the
+ * untuned GEMMs' loop order and the convolutions' im2col chunks follow it. */
 int64_t host_l2_bytes(void);
 
 /* ------------------------------------------------------------------ diag.c */

@@ -419,21 +419,31 @@ static Expr *row_inside(Expr *ih, int64_t H, const Window *w)
     return c;
 }
 
-/* Loops over the cells (ci, kh, kw, oh, ow) of an im2col matrix [K, OH OW]
- * whose input cell (ci, ih, iw) is inside the image, a row of ow at a time
- * so that the innermost loop runs along contiguous memory; returns the
- * innermost variables through k (the row of col), p (its column) and the
- * input index. Padding cells are left alone. */
-static void col_cells(Lower *L, const Window *w, Shape in, Shape out, Expr **k, Expr **p, Expr **xi)
+/* Output rows [oh0, oh0 + rows) of an im2col matrix: the loop over oh, and
+ * the column of col that (oh, ow) is: (oh - oh0) OW + ow. */
+typedef struct { Expr *oh0; int64_t rows; } Rows;
+
+static int open_rows(Lower *L, Rows r) { return open_range(L, r.oh0, iadd(r.oh0, i64(r.rows))); }
+static Expr *col_of(Rows r, int oh, int64_t OW, int ow)
+{
+    return imad(iadd(var(oh), imul(r.oh0, i64(-1))), OW, var(ow));
+}
+
+/* Loops over the cells (ci, kh, kw, oh, ow) of an im2col matrix [K, rows OW]
+ * of output rows r whose input cell (ci, ih, iw) is inside the image, a row
+ * of ow at a time so that the innermost loop runs along contiguous memory;
+ * returns the innermost variables through k (the row of col), p (its
+ * column) and the input index. Padding cells are left alone. */
+static void col_cells(Lower *L, const Window *w, Shape in, Shape out, Rows r, Expr **k, Expr **p, Expr **xi)
 {
     int64_t H = in.d[1], W = in.d[2], OW = out.d[2];
-    int ci = open_for(L, in.d[0]), kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_for(L, out.d[1]);
+    int ci = open_for(L, in.d[0]), kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_rows(L, r);
     Expr *ih = tap_h(w, oh, kh);
     open_if(L, row_inside(ih, H, w));
     bool cut = w->sw == 1 && (w->pl || w->pr);
     int ow = open_range(L, cut ? outs_lo(kw, w->dw, w->pl) : i64(0), cut ? outs_hi(kw, w->dw, w->pl, OW, W) : i64(OW));
     *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
-    *p = imad(var(oh), OW, var(ow));
+    *p = col_of(r, oh, OW, ow);
     *xi = imad(imad(var(ci), H, ih), W, tap_w(w, ow, kw));
 }
 
@@ -474,48 +484,77 @@ static Expr *padded_tap(const Window *w, Expr *ch, int64_t Hp, int64_t Wp, int o
                 iadd(imul(var(ow), i64(w->sw)), imul(var(kw), i64(w->dw))));
 }
 
-static void im2col_padded(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col)
+static void im2col_padded(Lower *L, const Buf *xp, const Node *x, const Window *w, Shape out, Rows r,
+                          const Buf *col)
 {
     Vec *here = L->out;
-    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
-    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, P = OH * OW;
-    const Buf *xp = pad_copy(L, x, b, w);
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OW = out.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, P = r.rows * OW;
     int ci = open_for(L, C);
-    int kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_for(L, OH), ow = open_for(L, OW);
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_rows(L, r), ow = open_for(L, OW);
     Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
     Expr *xi = padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw);
-    store(L, col, imad(k, P, imad(var(oh), OW, var(ow))), load(xp, xi), false);
+    store(L, col, imad(k, P, col_of(r, oh, OW, ow)), load(xp, xi), false);
     L->out = here;
 }
 
-/* im2col of example b: col[k, p] = x[ci, oh s + kh d - pad, ow s + kw d - pad]
- * (0 in the padding) for k = (ci, kh, kw) and p = (oh, ow).
- * Schedule: with padding, through a padded copy (im2col_padded); else a row
- * of contiguous copies at a time (col_cells); other windows (strided with
- * left/right padding) select per cell. */
-static void im2col(Lower *L, const Node *x, int b, const Window *w, Shape out, const Buf *col)
+/* im2col of output rows r of example b: col[k, p] = x[ci, oh s + kh d - pad,
+ * ow s + kw d - pad] (0 in the padding) for k = (ci, kh, kw) and p = (oh -
+ * oh0, ow): a matrix [K, rows OW].
+ * Schedule: with padding, from the padded copy xp (pad_copy, made once per
+ * example by the caller); else a row of contiguous copies at a time
+ * (col_cells); other windows (strided with left/right padding) select per
+ * cell. */
+static void im2col_rows(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, Rows r,
+                        const Buf *col)
 {
     Vec *here = L->out;
-    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OH = out.d[1], OW = out.d[2];
-    int64_t P = OH * OW;
-    if (has_padding(w)) {
-        im2col_padded(L, x, b, w, out, col);
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OW = out.d[2];
+    int64_t P = r.rows * OW;
+    if (xp) {
+        im2col_padded(L, xp, x, w, out, r, col);
         return;
     }
     if (row_copies(w)) {
         Expr *k, *p, *xi;
-        col_cells(L, w, x->shape, out, &k, &p, &xi);
+        col_cells(L, w, x->shape, out, r, &k, &p, &xi);
         store(L, col, imad(k, P, p), elem(L, x, b, xi), false);
         L->out = here;
         return;
     }
     int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-    int oh = open_for(L, OH), ow = open_for(L, OW);
-    Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = imad(var(oh), OW, var(ow));
+    int oh = open_rows(L, r), ow = open_for(L, OW);
+    Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = col_of(r, oh, OW, ow);
     Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw), *in = inside(ih, iw, H, W, w);
     Expr *v = elem(L, x, b, imad(imad(var(ci), H, in ? clamp(ih, H) : ih), W, in ? clamp(iw, W) : iw));
     store(L, col, imad(k, P, p), in ? select3(in, v, f32(0)) : v, false);
     L->out = here;
+}
+
+/* The padded copy of example b that im2col_rows reads, or NULL. */
+static const Buf *im2col_source(Lower *L, const Node *x, int b, const Window *w)
+{
+    return has_padding(w) ? pad_copy(L, x, b, w) : NULL;
+}
+
+/* The output rows of a convolution's im2col at a time. Built whole, a
+ * matrix [K, OH OW] larger than the L2 goes out to memory and comes back for
+ * the GEMM (VGG's first layers: 115 MB per example at 224 x 224); a chunk of
+ * rows is used by its GEMM while it is still in the L2. So: the most rows
+ * that divide OH and fit in half the host's L2, but not fewer than make
+ * min_cols columns (a GEMM a few columns wide wastes its vectors); all OH
+ * rows when there are none such. */
+/* The forward GEMM runs along a chunk's columns in vectors; the weight
+ * gradient's (A B^T) sums along them. */
+enum { FWD_COLS = 16, DW_COLS = 256 };
+
+static int64_t col_rows(int64_t K, int64_t OH, int64_t OW, int64_t min_cols)
+{
+    int64_t budget = host_l2_bytes() / 2;
+    for (int64_t r = OH; r >= 1; r--)
+        if (OH % r == 0 && r * OW >= min_cols && (int64_t)sizeof(float) * K * r * OW <= budget)
+            return r;
+    return OH;
 }
 
 /* A loop over a conv's channel groups (none for one group); returns the group. */
@@ -662,16 +701,21 @@ static void lower_conv(Lower *L, const Node *n)
     const Node *x = n->in[0];
     int64_t co = n->shape.d[0], P = n->shape.d[1] * n->shape.d[2];
     int64_t K = x->shape.d[0] * w->kh * w->kw, cg = co / w->groups, Kg = K / w->groups;
-    const Buf *y = L->buf[n->id], *col = pointwise(w) ? NULL : scratch(L, "col", K * P);
+    int64_t OH = n->shape.d[1], OW = n->shape.d[2], R = pointwise(w) ? OH : col_rows(K, OH, OW, FWD_COLS), N = R * OW;
+    const Buf *y = L->buf[n->id], *col = pointwise(w) ? NULL : scratch(L, "col", K * N);
     int b = begin(L, n, &top);
-    if (col)
-        im2col(L, x, b, w, n->shape, col);
     bias_first(L, n, b, true);
-    const Buf *xb = L->buf[x->id];
-    Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * P));
     const Buf *pairs = L->folded[n->id] ? fold_batchnorm(L, n, L->folded[n->id], b) : NULL;
-    gemm(L, i64(cg), P, i64(Kg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), Kg, 1, col ? col : xb,
-         col ? in : at(xb, b, in), P, y, at(y, b, imul(g, i64(cg * P))), P, false);
+    const Buf *xb = L->buf[x->id], *xp = col ? im2col_source(L, x, b, w) : NULL;
+    Expr *p0 = i64(0);                             /* the chunk's first column of y */
+    if (col) {
+        Rows r = {R < OH ? imul(var(open_for(L, OH / R)), i64(R)) : i64(0), R};
+        im2col_rows(L, x, b, xp, w, n->shape, r, col);
+        p0 = imul(r.oh0, i64(OW));
+    }
+    Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * N));
+    gemm(L, i64(cg), N, i64(Kg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), Kg, 1, col ? col : xb,
+         col ? in : at(xb, b, in), N, y, at(y, b, iadd(imul(g, i64(cg * P)), p0)), P, false);
     epilogue(L, n, true, imul(g, i64(cg)));
     if (pairs) {
         Gemm *gm = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
@@ -1163,7 +1207,9 @@ static void lower_dense_dw(Lower *L, const Node *n)
 
 /* conv: dcol[k, p] = sum_co W[co, k] dy[co, p] (a GEMM of W^T by dy; per
  * group with G groups: dcol_g = W_g^T dy_g), then
- * col2im: dx[ci, oh s + kh d - pad, ow s + kw d - pad] += dcol[k, p] */
+ * col2im: dx[ci, oh s + kh d - pad, ow s + kw d - pad] += dcol[k, p];
+ * a chunk of output rows at a time when dcol is larger than the L2 (see
+ * col_rows): each chunk's col2im adds what its rows contribute. */
 static void lower_conv_dx(Lower *L, const Node *n)
 {
     Vec *top;
@@ -1171,29 +1217,37 @@ static void lower_conv_dx(Lower *L, const Node *n)
     const Node *dy = n->in[0];
     int64_t C = n->shape.d[0], H = n->shape.d[1], Wd = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
     int64_t K = C * w->kh * w->kw, P = OH * OW, co = dy->shape.d[0], cg = co / w->groups, Kg = K / w->groups;
+    int64_t R = pointwise(w) ? OH : col_rows(K, OH, OW, FWD_COLS), N = R * OW;   /* see lower_conv */
     const Buf *dx = L->buf[n->id], *dyb = L->buf[dy->id];
-    const Buf *dcol = pointwise(w) ? NULL : scratch(L, "dcol", K * P);
+    const Buf *dcol = pointwise(w) ? NULL : scratch(L, "dcol", K * N);
     int b = begin(L, n, &top);
-    Vec *example = L->out;
-    Expr *g = group_loop(L, w), *out = imul(g, i64(Kg * P));
-    gemm(L, i64(Kg), P, i64(cg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), 1, Kg, dyb, at(dyb, b, imul(g, i64(cg * P))),
-         P, dcol ? dcol : dx, dcol ? out : at(dx, b, out), P, false);
-    L->out = example;
+    Rows r = {i64(0), OH};
     if (dcol) {
         zero_example(L, n, b);
+        if (R < OH)
+            r.oh0 = imul(var(open_for(L, OH / R)), i64(R));
+        r.rows = R;
+    }
+    Vec *chunk = L->out;
+    Expr *g = group_loop(L, w), *out = imul(g, i64(Kg * N));
+    gemm(L, i64(Kg), N, i64(cg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), 1, Kg, dyb,
+         at(dyb, b, iadd(imul(g, i64(cg * P)), imul(r.oh0, i64(OW)))), P, dcol ? dcol : dx, dcol ? out : at(dx, b, out),
+         N, false);
+    L->out = chunk;
+    if (dcol) {
         if (row_copies(w)) {         /* contiguous adds, a row at a time */
             Expr *k, *p, *xi;
-            col_cells(L, w, n->shape, dy->shape, &k, &p, &xi);
-            store(L, dx, at(dx, b, xi), load(dcol, imad(k, P, p)), true);
+            col_cells(L, w, n->shape, dy->shape, r, &k, &p, &xi);
+            store(L, dx, at(dx, b, xi), load(dcol, imad(k, N, p)), true);
             L->out = top;
             return;
         }
         int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-        int oh = open_for(L, OH), ow = open_for(L, OW);
+        int oh = open_rows(L, r), ow = open_for(L, OW);
         Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw);
         open_if(L, inside(ih, iw, H, Wd, w));
         Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
-        store(L, dx, at(dx, b, imad(imad(var(ci), H, ih), Wd, iw)), load(dcol, imad(k, P, imad(var(oh), OW, var(ow)))),
+        store(L, dx, at(dx, b, imad(imad(var(ci), H, ih), Wd, iw)), load(dcol, imad(k, N, col_of(r, oh, OW, ow))),
               true);
     }
     L->out = top;
@@ -1208,17 +1262,23 @@ static void lower_conv_dw(Lower *L, const Node *n)
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
     int64_t co = n->shape.d[0], Kg = n->shape.d[1] * w->kh * w->kw, P = dy->shape.d[1] * dy->shape.d[2];
-    int64_t cg = co / w->groups;
+    int64_t cg = co / w->groups, OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t R = pointwise(w) ? OH : col_rows(Kg * w->groups, OH, OW, DW_COLS), N = R * OW;
     const Buf *xb = L->buf[x->id], *dyb = L->buf[dy->id];
-    const Buf *col = pointwise(w) ? NULL : scratch(L, "col", Kg * w->groups * P);
+    const Buf *col = pointwise(w) ? NULL : scratch(L, "col", Kg * w->groups * N);
     zero(L, n);
     int b = open_for(L, -1);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : %s", n->id, shape_str(n->shape));
-    if (col)
-        im2col(L, x, b, w, dy->shape, col);
-    Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * P));
-    gemm_nt(L, i64(cg), Kg, i64(P), dyb, at(dyb, b, imul(g, i64(cg * P))), P, col ? col : xb, col ? in : at(xb, b, in),
-            P, L->buf[n->id], imul(g, i64(cg * Kg)), Kg, true);
+    const Buf *xp = col ? im2col_source(L, x, b, w) : NULL;
+    Expr *p0 = i64(0);                             /* the chunk's first column of dy */
+    if (col) {
+        Rows r = {R < OH ? imul(var(open_for(L, OH / R)), i64(R)) : i64(0), R};
+        im2col_rows(L, x, b, xp, w, dy->shape, r, col);
+        p0 = imul(r.oh0, i64(OW));
+    }
+    Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * N));
+    gemm_nt(L, i64(cg), Kg, i64(N), dyb, at(dyb, b, iadd(imul(g, i64(cg * P)), p0)), P, col ? col : xb,
+            col ? in : at(xb, b, in), N, L->buf[n->id], imul(g, i64(cg * Kg)), Kg, true);
     L->out = top;
 }
 

@@ -6,9 +6,10 @@
 # runtime and harness with AddressSanitizer and UBSan; with --no-fuse the nets
 # are compiled without loop fusion (both builds must match PyTorch); with
 # --tune each library is compiled with --tune (a 300 ms budget) and each
-# executable with the tuning cache that wrote; with --avx2 for x86-64-v3
-# (AVX2, no AVX-512: the GEMMs' default tiles for 16 registers; this
-# machine must have AVX2).
+# executable with the tuning cache that wrote; with --avx2 for another
+# machine: x86-64-v3 (AVX2, no AVX-512: the GEMMs' default tiles for 16
+# registers; this machine must have AVX2) with a 16 KiB L2 (CNNC_L2_BYTES),
+# so that every convolution's im2col is built in chunks of rows.
 # Prints "N passed, N failed" over all nets; exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
@@ -24,6 +25,8 @@ elif [ "${1:-}" = "--tune" ]; then
   shift
 elif [ "${1:-}" = "--avx2" ]; then
   san="--target-cpu=x86-64-v3" tag=avx2
+  CNNC_L2_BYTES=16384
+  export CNNC_L2_BYTES
   shift
 fi
 out=build/ref/$tag
