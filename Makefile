@@ -184,12 +184,17 @@ check: deps
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
 .PHONY: check-reference-tuned check-reference-avx2 check-tune
-.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi check-fullsize
+.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi check-fullsize check-unparse
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
 
 check-golden: bin/cnnc
 	sh tests/run_golden.sh bin/cnnc
+
+# --emit=cnn round trips: every valid program written back compiles to the
+# same graph, and some to the same forward outputs (about a minute)
+check-unparse: all
+	sh tests/unparse/run.sh
 
 # the runtime's readers and writers, with AddressSanitizer and UBSan
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all

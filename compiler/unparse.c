@@ -47,6 +47,7 @@ typedef struct {
     Node **source;        /* a composite's input: where its branches start */
     int *cmin, *cref;     /* a composite's first node, and the last named value its branches use */
     bool *inl;            /* a maths node written inside its user's expression */
+    bool *shared;         /* a stage's `_` that its expression reads more than once (`_ * sigmoid(_)`) */
     const char **name;    /* the named values */
     int count[OP_COUNT];  /* layers of each kind written so far, for their automatic names */
     Map taken;            /* every name the program binds or declares */
@@ -224,7 +225,7 @@ static void plan_with(U *u, Node *t, Vec *front, Vec *made, int *ref, bool inlin
         Node *m = t->in[i];
         if (m->op == OP_CONST) {
             vec_push(made, m);
-        } else if (steppable(u, m) && is_maths(m->op) && !u->composite[m->id] && inline_ok) {
+        } else if (steppable(u, m) && is_maths(m->op) && !u->composite[m->id] && !u->shared[m->id] && inline_ok) {
             plan(u, m, front, made, ref);
             u->inl[m->id] = true;
         } else if (steppable(u, m)) {
@@ -258,6 +259,16 @@ static void plan(U *u, Node *t, Vec *front, Vec *made, int *ref)
         u->inl[((Node *)made->at[i])->id] = false;
     front->n = f0, made->n = m0, *ref = r0;
     plan_with(u, t, front, made, ref, false);
+}
+
+/* A stage's expression: relu, tanh and sigmoid as a stage are the layers,
+ * which take `_` alone. */
+static void plan_stage(U *u, Node *t, Vec *front, Vec *made, int *ref)
+{
+    if (t->op == OP_RELU || t->op == OP_TANH || t->op == OP_SIGMOID)
+        plan_with(u, t, front, made, ref, false);
+    else
+        plan(u, t, front, made, ref);
 }
 
 /* Precedence, loosest first: + -, * /, @, unary -, atoms. */
@@ -391,10 +402,7 @@ static Node *walk_back(U *u, Node *t, Vec *stages, Span *sp)
             d = t->in[0];
         } else if (is_maths(t->op)) {
             Vec front = {0}, made = {0};
-            if (t->op == OP_RELU || t->op == OP_TANH || t->op == OP_SIGMOID)
-                plan_with(u, t, &front, &made, &sp->ref, false);   /* a stage: the layer, on `_` alone */
-            else
-                plan(u, t, &front, &made, &sp->ref);
+            plan_stage(u, t, &front, &made, &sp->ref);
             for (int i = 0; i < made.n; i++)
                 if (((Node *)made.at[i])->id < sp->lo)
                     sp->lo = ((Node *)made.at[i])->id;
@@ -469,6 +477,31 @@ static void try_residual(U *u, Node *t)
     u->absorbed[from->id]++;
 }
 
+/* A value that one maths stage reads several times and nothing else reads
+ * is that stage's `_`, every time: `x -> _ * sigmoid(_)`. */
+static void try_shared(U *u, Node *t)
+{
+    Vec front = {0}, made = {0};
+    int ref = -1;
+    plan_stage(u, t, &front, &made, &ref);
+    for (int i = 0; i < made.n; i++) {
+        const Node *m = made.at[i];
+        for (int j = 0; j < m->nin; j++) {
+            Node *o = m->in[j];
+            if (is_leaf(o->op) || u->inl[o->id] || u->forced[o->id] || o->id >= u->n)
+                continue;
+            int k = 0;
+            for (int a = 0; a < made.n; a++)
+                for (int b = 0; b < ((Node *)made.at[a])->nin; b++)
+                    k += ((Node *)made.at[a])->in[b] == o;
+            if (k >= 2 && u->uses[o->id] - u->absorbed[o->id] == k) {
+                u->absorbed[o->id] += k - 1;
+                u->shared[o->id] = true;
+            }
+        }
+    }
+}
+
 /* Finds the composites and the names, again while a join needs more names. */
 static void analyse(U *u)
 {
@@ -477,6 +510,7 @@ static void analyse(U *u)
         memset(u->absorbed, 0, n * sizeof(int));
         memset(u->composite, 0, n * sizeof(bool));
         memset(u->inl, 0, n * sizeof(bool));
+        memset(u->shared, 0, n * sizeof(bool));
         u->retry = false;
         for (int i = 0; i < u->n; i++) {
             Node *t = u->g->nodes.at[i];
@@ -484,6 +518,8 @@ static void analyse(U *u)
                 try_concat(u, t);
             else if (t->op == OP_ADD)
                 try_residual(u, t);
+            if (is_maths(t->op) && !u->composite[t->id])
+                try_shared(u, t);
         }
         for (int i = 0; i < u->n; i++) {
             Node *t = u->g->nodes.at[i];
@@ -1004,6 +1040,7 @@ static U *unparse_begin(const Graph *g)
     u->forced = arena_alloc(n * sizeof(bool));
     u->composite = arena_alloc(n * sizeof(bool));
     u->inl = arena_alloc(n * sizeof(bool));
+    u->shared = arena_alloc(n * sizeof(bool));
     u->source = arena_alloc(n * sizeof(Node *));
     u->name = arena_alloc(n * sizeof(char *));
     return u;
