@@ -713,41 +713,51 @@ static void put(Text *t, const char *s)
     t->n += k;
 }
 
-static size_t line_len(const Text *t)
+/* The column at which the next character of t goes; t's first line starts at column base. */
+static size_t column(const Text *t, size_t base)
 {
     size_t k = t->n;
     while (k && t->s[k - 1] != '\n')
         k--;
-    return t->n - k;
+    return k ? t->n - k : base + t->n;
 }
 
 enum { WIDTH = 96 };
 
-static const char *stage_str(U *u, const Node *t, const Node *tip, int depth);
+static const char *stage_str(U *u, const Node *t, const Node *tip, size_t col);
 
-/* The stages of a chain (stages: last first) from tip, joined by arrows,
- * wrapped at the width with continuation lines indented by `indent`. */
-static void chain(U *u, Text *out, Vec *stages, const Node *tip, int depth, const char *indent)
+/* The stages of a chain (stages: last first) from tip, joined by arrows. The
+ * text starts at column base; a line that would pass the width continues on
+ * the next, `indent` spaces in, with the arrow first; a residual or concat
+ * starts a line of its own (but right after the head) and ends it. Returns
+ * whether the last stage ended a block. */
+static bool chain(U *u, Text *out, Vec *stages, const Node *tip, size_t base, size_t indent)
 {
+    bool after_block = false;
     for (int i = stages->n - 1; i >= 0; i--) {
         const Node *t = stages->at[i];
-        const char *s = stage_str(u, t, tip, depth);
-        const char *nl = strchr(s, '\n');
-        size_t first = nl ? (size_t)(nl - s) : strlen(s);
-        if (out->n && line_len(out) + 4 + first > WIDTH && line_len(out) > strlen(indent) + 4) {
-            put(out, "\n");
-            put(out, indent);
-            put(out, "-> ");
-        } else if (out->n) {
+        size_t col = column(out, base);
+        bool block = u->composite[t->id], brk = false;
+        const char *s = block ? NULL : stage_str(u, t, tip, 0);
+        if (out->n && block)
+            brk = after_block || col > indent + 4;
+        else if (out->n)
+            brk = after_block || (col + 4 + strcspn(s, "\n") > WIDTH && col > indent + 4);
+        if (brk)
+            put(out, arena_printf("\n%*s-> ", (int)indent, ""));
+        else if (out->n)
             put(out, " -> ");
-        }
+        if (block)
+            s = stage_str(u, t, tip, column(out, base));
         put(out, s);
+        after_block = strchr(s, '\n') != NULL;
         tip = t;
     }
+    return after_block;
 }
 
-/* A branch of a composite: the chain from `from` to b, or `_`. */
-static const char *branch(U *u, Node *b, const Node *from, int depth)
+/* A branch of a composite starting at column col: the chain from `from` to b, or `_`. */
+static const char *branch(U *u, Node *b, const Node *from, size_t col)
 {
     if (b == from)
         return "_";
@@ -756,35 +766,40 @@ static const char *branch(U *u, Node *b, const Node *from, int depth)
     if (walk(u, b, from, &st, &sp) != from)
         internal_error("unparse: branch %d does not start from node %d", b->id, from->id);
     Text t = {0};
-    chain(u, &t, &st, from, depth + 1, arena_printf("%*s", 4 * (depth + 2), ""));
+    chain(u, &t, &st, from, col, col + 2);
     return t.s;
 }
 
-static const char *composite_str(U *u, const Node *t, int depth)
+/*   residual(branch stages            concat(branch,
+ *              -> more stages,               branch
+ *            shortcut = stages)                -> more stages) */
+static const char *composite_str(U *u, const Node *t, size_t col)
 {
     Node *from = u->source[t->id];
     if (t->op == OP_ADD) {
-        const char *br = branch(u, t->in[1], from, depth);
+        size_t at = col + strlen("residual(");
+        const char *br = branch(u, t->in[1], from, at);
         if (t->in[0] == from)
             return arena_printf("residual(%s)", br);
-        return arena_printf("residual(%s,\n%*sshortcut = %s)", br, 4 * (depth + 2), "",
-                            branch(u, t->in[0], from, depth));
+        return arena_printf("residual(%s,\n%*sshortcut = %s)", br, (int)at, "",
+                            branch(u, t->in[0], from, at + strlen("shortcut = ")));
     }
+    size_t at = col + strlen("concat(");
     Text s = {0};
     put(&s, "concat(");
     for (int i = 0; i < t->nin; i++) {
         if (i)
-            put(&s, arena_printf(",\n%*s", 4 * (depth + 2), ""));
-        put(&s, branch(u, t->in[i], from, depth));
+            put(&s, arena_printf(",\n%*s", (int)at, ""));
+        put(&s, branch(u, t->in[i], from, at));
     }
     put(&s, ")");
     return s.s;
 }
 
-static const char *stage_str(U *u, const Node *t, const Node *tip, int depth)
+static const char *stage_str(U *u, const Node *t, const Node *tip, size_t col)
 {
     if (u->composite[t->id])
-        return composite_str(u, t, depth);
+        return composite_str(u, t, col);
     if (is_layer(t->op))
         return layer_str(u, t);
     const char *e = ex(u, t, tip).s;
@@ -803,14 +818,14 @@ static void statement(U *u, Text *out, Node *t)
     Text s = {0};
     if (from) {
         put(&s, u->name[from->id]);
-        chain(u, &s, &st, from, 0, "  ");
-        put(&s, line_len(&s) + 4 + strlen(u->name[t->id]) > WIDTH ? "\n  -> " : " -> ");
+        bool block = chain(u, &s, &st, from, 0, 2);
+        put(&s, block || column(&s, 0) + 4 + strlen(u->name[t->id]) > WIDTH ? "\n  -> " : " -> ");
         put(&s, u->name[t->id]);
     } else {
         put(&s, arena_printf("%s = ", u->name[t->id]));
         Node *head = st.at[--st.n];
         put(&s, ex(u, head, NULL).s);
-        chain(u, &s, &st, head, 0, "  ");
+        chain(u, &s, &st, head, 0, 2);
     }
     put(out, s.s);
     put(out, "\n");
