@@ -12,7 +12,10 @@ BUILD    := build
 GEN      := $(BUILD)/gen
 
 COMPILER_SRC := $(wildcard compiler/*.c)
-COMPILER_OBJ := $(COMPILER_SRC:compiler/%.c=$(BUILD)/compiler/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o
+# the runtime's safetensors reader, shared by the compiler's --weights (weights.c)
+COMPILER_RT  := error crc32 safetensors
+COMPILER_OBJ := $(COMPILER_SRC:compiler/%.c=$(BUILD)/compiler/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o \
+                $(COMPILER_RT:%=$(BUILD)/compiler/rt/%.o)
 FRONT_OBJ    := $(filter-out $(BUILD)/compiler/main.o,$(COMPILER_OBJ))
 INC          := -Icompiler -I$(GEN)
 
@@ -33,6 +36,12 @@ $(BUILD)/compiler/link.o: CFLAGS += -DCNNC_CC='"$(RT_CC)"'
 $(BUILD)/compiler/%.o: compiler/%.c compiler/cnnc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC) -c -o $@ $<
+
+# --emit=cnn writes built-in weights with the runtime's safetensors writer
+$(BUILD)/compiler/unparse.o: runtime/cnnrt.h
+$(BUILD)/compiler/rt/%.o: runtime/%.c runtime/cnnrt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(GEN)/parser.c $(GEN)/parser.h: grammar/parser.y
 	@mkdir -p $(GEN)
@@ -175,12 +184,17 @@ check: deps
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
 .PHONY: check-reference-tuned check-reference-avx2 check-tune
-.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi check-fullsize
+.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi check-fullsize check-unparse
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
 
 check-golden: bin/cnnc
 	sh tests/run_golden.sh bin/cnnc
+
+# --emit=cnn round trips: every valid program written back compiles to the
+# same graph, and some to the same forward outputs (about a minute)
+check-unparse: all
+	sh tests/unparse/run.sh
 
 # the runtime's readers and writers, with AddressSanitizer and UBSan
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -246,7 +260,7 @@ check-robustness: all
 FUZZ_FLAGS := -O1 -g -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 60
 # everything up to the loop IR: the fuzzer does not reach LLVM or the linker
-FRONT_SRC := $(filter-out compiler/main.c compiler/llvm.c compiler/link.c compiler/tune.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
+FRONT_SRC := $(filter-out compiler/main.c compiler/llvm.c compiler/link.c compiler/tune.c compiler/unparse.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
 
 $(BUILD)/fuzz/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(FRONT_SRC) compiler/cnnc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)

@@ -680,6 +680,24 @@ bool link_header(const Graph *g, const char *path);
 bool link_executable(const char *object, const char *out, bool sanitize, bool mpi);
 bool link_library(const char *object, const char *out, bool sanitize);
 
+/* --------------------------------------------------------------- unparse.c */
+
+/* --emit=cnn: g written back as a cnnc program that compiles to the same
+ * graph (operators in the same order, parameters with the same names and
+ * shapes), for any graph, from a program or an importer. Layers' parameters
+ * must be named as the language names them, PREFIX.weight, PREFIX.bias (and
+ * batchnorm's PREFIX.running_mean, PREFIX.running_var); other parameters
+ * are explicit `param`s and need names that are identifiers.
+ * unparse_program: the text; the comment names `weights` (the file of the
+ * built-in values) and the data block names `classes` (the class names'
+ * file) when given. NULL (said why) when g cannot be written.
+ * unparse_write: the program to path (NULL or "-": stdout), with the
+ * parameters that have built-in values (INIT_DATA) in STEM.safetensors and
+ * the data block's class names in STEM.classes.txt beside it (those need a
+ * path); every file atomic. false (said why) on failure. */
+char *unparse_program(const Graph *g, const char *weights, const char *classes);
+bool unparse_write(const Graph *g, const char *path);
+
 /* ---------------------------------------------------------------- summary.c */
 
 int64_t node_flops(const Node *n);

@@ -11,7 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef enum { EMIT_NONE, EMIT_AST, EMIT_GRAPH, EMIT_DOT, EMIT_BACKWARD, EMIT_LOOPS, EMIT_LLVM, EMIT_ASM } Emit;
+typedef enum { EMIT_NONE, EMIT_AST, EMIT_GRAPH, EMIT_DOT, EMIT_BACKWARD, EMIT_LOOPS, EMIT_LLVM, EMIT_ASM,
+               EMIT_CNN } Emit;
 typedef enum { MAKE_EXE, MAKE_LIB, MAKE_OBJ } Make;
 
 typedef struct {
@@ -33,7 +34,10 @@ static const char usage[] =
     "  -c                 the object file alone (with NAME.h)\n"
     "  --check            parse and shape-check only\n"
     "  --summary          the layer table: shapes, parameters, FLOPs\n"
-    "  --emit=KIND        a stage's output: ast, graph, dot, backward, loops, llvm, asm\n"
+    "  --emit=KIND        a stage's output: ast, graph, dot, backward, loops, llvm, asm;\n"
+    "                     cnn: the network as a cnnc program (built-in weights in\n"
+    "                     STEM.safetensors and class names in STEM.classes.txt\n"
+    "                     beside -o STEM.cnn)\n"
     "  -O0 .. -O3         optimization level (default -O2)\n"
     "  --no-fuse          keep every operator in a loop nest of its own (for\n"
     "                     debugging, and to measure what fusion brings)\n"
@@ -70,7 +74,7 @@ static _Noreturn void bad_usage(const char *fmt, const char *arg)
     exit(EXIT_USAGE);
 }
 
-static const char *const emit_names[] = {"ast", "graph", "dot", "backward", "loops", "llvm", "asm", NULL};
+static const char *const emit_names[] = {"ast", "graph", "dot", "backward", "loops", "llvm", "asm", "cnn", NULL};
 
 static Emit emit_kind(const char *s)
 {
@@ -78,7 +82,7 @@ static Emit emit_kind(const char *s)
         if (strcmp(s, emit_names[i]) == 0)
             return (Emit)(i + 1);
     const char *near = closest_word(s, emit_names);
-    fprintf(stderr, "cnnc: unknown --emit kind '%s'%s%s%s; kinds: ast, graph, dot, backward, loops, llvm, asm\n", s,
+    fprintf(stderr, "cnnc: unknown --emit kind '%s'%s%s%s; kinds: ast, graph, dot, backward, loops, llvm, asm, cnn\n", s,
             near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
     exit(EXIT_USAGE);
 }
@@ -400,6 +404,8 @@ int main(int argc, char **argv)
             graph_dot(out, g);
         return finish(out);
     }
+    if (o.emit == EMIT_CNN)
+        return unparse_write(g, o.output) ? EXIT_OK : EXIT_USER;
     if (o.check)
         return EXIT_OK;
     if (o.summary)
