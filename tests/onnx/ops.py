@@ -6,6 +6,7 @@ tests/onnx/run.sh, which compares cnnc's outputs with ONNX Runtime's).
 
 Writes OUTDIR/NAME.onnx, NAME.x.safetensors and NAME.x.bin (a batch of 2,
 N(0, 1)) for each case, and prints "NAME D0,D1,..." (the input's shape) a line.
+With --train, writes OUTDIR/mlp.onnx only (see mlp()).
 """
 
 import os
@@ -215,9 +216,20 @@ def _():
     return None                                 # main() writes it, with its data file
 
 
+def mlp(out):
+    """OUTDIR/mlp.onnx: [N, 1, 28, 28] -> 32 -> 10 -> Softmax, for --loss and ./mlp train"""
+    nodes = [node("Flatten", ["x"], ["f"]), node("Gemm", ["f", "w1", "b1"], ["h"], transB=1), node("Relu", ["h"], ["r"]),
+             node("Gemm", ["r", "w2", "b2"], ["s"], transB=1), node("Softmax", ["s"], ["y"], axis=1)]
+    inits = [tensor("w1", w(32, 784, scale=0.05)), tensor("b1", numpy.zeros(32, "f4")),
+             tensor("w2", w(10, 32, scale=0.25)), tensor("b2", numpy.zeros(10, "f4"))]
+    save(os.path.join(out, "mlp.onnx"), model(nodes, [("x", ["N", 1, 28, 28])], [("y", None)], inits))
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
+    if sys.argv[2:] == ["--train"]:
+        return mlp(out)
     for name, xdims, opset, fn in CASES:
         if name == "external_data":
             ew, eb = w(2, 3, 3, 3), w(2)

@@ -89,5 +89,29 @@ if [ -f tests/onnx/bad.py ]; then
   done < "$out/bad/list"
 fi
 
+# --loss: an imported classifier trains (`./mlp train`) on Fashion-MNIST; its
+# final Softmax is left out of the loss (softmax_cross_entropy takes scores)
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ -f tests/onnx/ops.py ] && [ -d $FMNIST ]; then
+  d=$out/train && rm -rf "$d" && mkdir -p "$d"
+  if $PY tests/onnx/ops.py "$d" --train && $CNNC "$d/mlp.onnx" --loss softmax_cross_entropy -o "$d/mlp" 2>"$d/err" &&
+     "$d/mlp" train --epochs 1 --lr 0.05 --train $FMNIST/train-images-idx3-ubyte.gz $FMNIST/train-labels-idx1-ubyte.gz \
+       --test $FMNIST/t10k-images-idx3-ubyte.gz $FMNIST/t10k-labels-idx1-ubyte.gz --save "$d/mlp.ckpt" >"$d/log" 2>&1; then
+    acc=$(sed -n 's/^test accuracy: \([0-9.]*\)%.*/\1/p' "$d/log")
+    if [ -n "$acc" ] && awk -v a="$acc" 'BEGIN { exit !(a > 70) }'; then
+      pass "--loss softmax_cross_entropy: ./mlp train, 1 epoch of Fashion-MNIST: test accuracy $acc%"
+    else
+      fail "--loss softmax_cross_entropy: ./mlp train: test accuracy '$acc': $(tail -3 "$d/log")"
+    fi
+  else
+    fail "--loss softmax_cross_entropy: $(tail -3 "$d/err" "$d/log" 2>/dev/null)"
+  fi
+  if $CNNC "$d/mlp.onnx" --loss mse --emit=graph 2>"$d/err" | grep -q '^loss 1 \* mse(%[0-9]*, target)$'; then
+    pass "--loss mse: the graph's loss is mse against a target"
+  else
+    fail "--loss mse: $(head -3 "$d/err")"
+  fi
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
