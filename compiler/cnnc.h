@@ -362,6 +362,8 @@ bool onnx_file(const char *path);
 /* Reads and converts the model; NULL after errors (reported through diag.c,
  * which diag_begin must have been given the path). */
 Graph *onnx_import(const char *path);
+/* The same for a model in memory (for fuzzing); path as the model's name. */
+Graph *onnx_import_data(const char *path, const void *data, size_t size);
 /* --loss KIND ("softmax_cross_entropy" or "mse") for an imported graph. */
 bool onnx_loss(Graph *g, const char *kind);
 

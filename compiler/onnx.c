@@ -159,6 +159,84 @@ bool onnx_file(const char *path)
     return false;
 }
 
+/* protobuf-c allocates the decoded model in the arena: it lives as long as
+ * the graph, whose parameters point into it, and is released with it. */
+static void *pb_alloc(void *data, size_t size) { return arena_alloc(size ? size : 1); }
+static void pb_free(void *data, void *p) {}
+static ProtobufCAllocator pb_arena = {pb_alloc, pb_free, NULL};
+
+/* Reads a varint at *p (before end); false when it is cut short or too long. */
+static bool skip_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+enum { MAX_NESTING = 100 };
+
+/* Whether the messages of the data nest at most MAX_NESTING deep. protobuf-c
+ * decodes a nested message by recursion, so a file of subgraphs within
+ * subgraphs a million deep would overflow the stack before it could say
+ * anything. This walk follows the schema (protobuf-c's descriptors of
+ * onnx.proto) over the tags and lengths only, with a stack of its own;
+ * anything malformed is left to protobuf-c to refuse. */
+static bool nesting_ok(const uint8_t *p, size_t size)
+{
+    struct { const ProtobufCMessageDescriptor *d; const uint8_t *end; } st[MAX_NESTING];
+    int top = 0;
+    st[0].d = &onnx__model_proto__descriptor, st[0].end = p + size;
+    while (top >= 0) {
+        const uint8_t *end = st[top].end;
+        uint64_t tag, len;
+        if (p >= end) {
+            top--;
+            continue;
+        }
+        if (!skip_varint(&p, end, &tag))
+            return true;
+        switch (tag & 7) {
+        case 0: if (!skip_varint(&p, end, &len)) return true; break;
+        case 1: if (end - p < 8) return true; p += 8; break;
+        case 5: if (end - p < 4) return true; p += 4; break;
+        case 2: {
+            if (!skip_varint(&p, end, &len) || len > (uint64_t)(end - p))
+                return true;
+            const ProtobufCFieldDescriptor *f =
+                tag >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(st[top].d, (unsigned)(tag >> 3)) : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (++top == MAX_NESTING)
+                    return false;
+                st[top].d = f->descriptor, st[top].end = p + len;
+            } else {
+                p += len;
+            }
+            break;
+        }
+        default:
+            return true;
+        }
+    }
+    return true;
+}
+
+static Onnx__ModelProto *unpack(const void *data, size_t size)
+{
+    if (!nesting_ok(data, size)) {
+        fail("not a usable ONNX model: its messages nest more than %d deep", MAX_NESTING);
+        return NULL;
+    }
+    Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_arena, size, data);
+    if (!m)
+        fail("not a valid ONNX model: the protobuf data is truncated or corrupt");
+    return m;
+}
+
 static Onnx__ModelProto *read_model(const char *path)
 {
     int fd = open(path, O_RDONLY);
@@ -180,10 +258,8 @@ static Onnx__ModelProto *read_model(const char *path)
         fprintf(stderr, "cnnc: cannot read '%s': %s\n", path, strerror(errno));
         return NULL;
     }
-    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, (size_t)st.st_size, data);
+    Onnx__ModelProto *m = unpack(data, (size_t)st.st_size);
     munmap(data, (size_t)st.st_size);
-    if (!m)
-        fail("not a valid ONNX model: the protobuf data is truncated or corrupt");
     return m;
 }
 
@@ -359,6 +435,8 @@ static const float *floats(Imp *m, Tensor *t)
 {
     if (t->f || !count_ok(t))
         return t->f;
+    if (t->count == 0)
+        return t->f = arena_alloc(sizeof(float));     /* no values: a valid empty array */
     int type = t->p->data_type;
     bool none;
     size_t n = (size_t)t->count;
@@ -393,6 +471,8 @@ static const int64_t *ints(Imp *m, Tensor *t)
 {
     if (t->i || !count_ok(t))
         return t->i;
+    if (t->count == 0)
+        return t->i = arena_alloc(sizeof(int64_t));
     int type = t->p->data_type;
     bool none;
     size_t n = (size_t)t->count;
@@ -1539,14 +1619,16 @@ static bool convert(Imp *m)
     return true;
 }
 
-Graph *onnx_import(const char *path)
+/* The model's graph as a Graph; path names the network and the folder of
+ * external data. */
+static Graph *import(Onnx__ModelProto *model, const char *path)
 {
-    Imp m = {.path = path};
+    Imp m = {.path = path, .model = model};
     char *dir = arena_strdup(path), *slash = strrchr(dir, '/');
     m.dir = slash ? (*slash = 0, dir) : ".";
     if (slash && !*dir)
         m.dir = "/";
-    if (!(m.model = read_model(path)) || !check_model(&m))
+    if (!m.model || !check_model(&m))
         return NULL;
     m.g = arena_alloc(sizeof(Graph));
     settings_defaults(m.g);
@@ -1558,7 +1640,14 @@ Graph *onnx_import(const char *path)
         return NULL;
     m.g->nforward = m.g->nodes.n;
     graph_check(m.g);
-    return m.g;                          /* the model stays: parameters point into it */
+    return m.g;
+}
+
+Graph *onnx_import(const char *path) { return import(read_model(path), path); }
+
+Graph *onnx_import_data(const char *path, const void *data, size_t size)
+{
+    return import(size ? unpack(data, size) : (fail("the file is empty, not an ONNX model"), NULL), path);
 }
 
 /* --loss: softmax_cross_entropy on the scores (a final Softmax's input), or

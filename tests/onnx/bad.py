@@ -13,7 +13,7 @@ import sys
 
 import numpy
 
-from onnxgen import f_bytes, f_int, model, node, save, tensor
+from onnxgen import f_bytes, f_int, key, model, node, save, tensor, varint
 
 W = numpy.ones((2, 3, 3, 3), "f4")
 X = [("x", ["N", 3, 8, 8])]
@@ -24,6 +24,21 @@ def conv_model(**kw):
     return model([node("Conv", ["x", "w"], ["y"], name="conv0")], X, Y, [tensor("w", W)], **kw)
 
 
+def deep(depth):
+    """graphs within If nodes' subgraphs, `depth` deep (protobuf-c would recurse that deep)"""
+    inner, pre, suf = f_bytes(2, "g"), [], []
+    size = len(inner)
+    for _ in range(depth):
+        a_pre, a_suf = f_bytes(1, "then_branch") + key(6, 2) + varint(size), f_int(20, 5)
+        n_pre = f_bytes(4, "If") + key(5, 2) + varint(len(a_pre) + size + len(a_suf))
+        g_pre = key(1, 2) + varint(len(n_pre) + len(a_pre) + size + len(a_suf))
+        pre.append(g_pre + n_pre + a_pre)
+        suf.append(a_suf)
+        size += len(pre[-1]) + len(a_suf)
+    return f_int(1, 8) + key(7, 2) + varint(size) + b"".join(reversed(pre)) + inner + b"".join(suf) + \
+        f_bytes(8, f_bytes(1, "") + f_int(2, 13))
+
+
 def cases():
     good = conv_model()
     yield "unsupported", "", "node 'my_exp' (Exp): unsupported operator 'Exp';node 'my_sin' (Sin): unsupported operator 'Sin';node 'ml' (Scaler): unsupported operator 'Scaler' of domain 'ai.onnx.ml'", \
@@ -32,6 +47,7 @@ def cases():
     yield "truncated", "--check", "truncated or corrupt", good[:len(good) * 2 // 3]
     yield "corrupt", "--check", "truncated or corrupt", b"\x08" + b"\xff" * 12
     yield "empty", "--check", "empty", b""
+    yield "deep", "--check", "nest more than 100 deep", deep(100000)
     yield "external_missing", "--check", "initializer 'w': its external data;nowhere.bin", \
         model([node("Conv", ["x", "w"], ["y"], name="conv0")], X, Y, [tensor("w", W, external=("nowhere.bin", 0))])
     yield "symbolic_dim", "--check", "symbolic dimension 'H'", \
