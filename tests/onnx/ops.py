@@ -96,6 +96,11 @@ def _():
     return [node("MatMul", ["x", "b"], ["y"])], [tensor("b", w(6, 4))]
 
 
+@case("matmul_computed", [2, 4, 4])
+def _():
+    return [node("Relu", ["x"], ["r"]), node("MatMul", ["x", "r"], ["y"])], []
+
+
 @case("arithmetic", [2, 3, 4, 4])
 def _():
     return [node("Add", ["x", "c1"], ["a"]), node("Sub", ["a", "c2"], ["b"]), node("Mul", ["b", "two"], ["c"]),
