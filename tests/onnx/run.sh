@@ -28,7 +28,6 @@ if ! $PY -c 'import torch, torchvision' 2>/dev/null; then
   echo "skip: tests/onnx needs python3-torch and python3-torchvision"; exit 0
 fi
 ORT_MODULES=${ORT_MODULES:-$(pwd)/bench/peers/node_modules}
-[ -d "$ORT_MODULES/onnxruntime-node" ] || ORT_MODULES=/work/main/bench/peers/node_modules
 export ORT_MODULES
 if ! command -v node >/dev/null 2>&1 || [ ! -d "$ORT_MODULES/onnxruntime-node" ]; then
   echo "skip: tests/onnx needs node and onnxruntime-node (cd bench/peers && npm install --ignore-scripts)"; exit 0
@@ -56,9 +55,9 @@ check() {
   printf '%s (compiled in %.1f s)\n' "$line" "$secs"
 }
 
-# the five torchvision models (exported once; delete build/onnx to redo)
+# the five torchvision models (exported again when export.py changes)
 missing=
-for n in $nets; do [ -f "$out/$n.onnx" ] || missing="$missing $n"; done
+for n in $nets; do [ "$out/$n.onnx" -nt tests/onnx/export.py ] || missing="$missing $n"; done
 [ -z "$missing" ] || $PY tests/onnx/export.py "$out" $missing >/dev/null || { fail "export.py$missing"; }
 for n in $nets; do
   [ -f "$out/$n.onnx" ] && check "$n" "$out/$n.onnx" "$out/$n.x.safetensors" "$out/$n.x.bin" 2,3,224,224
