@@ -68,6 +68,9 @@ void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A warning about no place in the source (a file the compiler reads, say). */
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int  diag_error_count(void);
+/* Names the place of the messages that have no line (an ONNX node, say:
+ * "node 'conv_3' (Conv)"), put after "error: "; NULL: none. */
+void diag_context(const char *place);
 /* The path of the source being compiled, as given (NULL before diag_begin). */
 const char *diag_path(void);
 bool diag_too_many(void);                   /* stop reporting past a limit */
@@ -339,6 +342,31 @@ const char *const *layer_names(void);
 /* Applies the layer `rule`, written as `use` (a name or a call), to x. */
 struct Builder;
 Node *layer_apply(struct Builder *b, const LayerRule *rule, Ast *use, Node *x);
+/* The output extent of a window of k taps d apart over `in` cells with `pad`
+ * cells of padding in all, or 0 when it does not fit. */
+int64_t layer_extent(int64_t in, int pad, int k, int d, int stride);
+/* Pooling's ceil mode: extends the bottom (right) padding *pb so that the
+ * output is rounded up, less a last window that would start in the padding. */
+void layer_ceil_extent(int64_t in, int pt, int *pb, int k, int stride);
+/* A parameter's fan_in and fan_out from its PyTorch-layout shape. */
+void layer_fans(Param *p);
+
+/* ------------------------------------------------------------------ onnx.c */
+
+/* The ONNX front end, a sibling of parse_program + shape_check: an ONNX
+ * model's graph turned into the operator Graph (see onnx.c for what it takes).
+ * Parameters hold the initializers' values (INIT_DATA). */
+
+/* Whether the file is an ONNX model rather than a .cnn program (by its first
+ * byte, then its name, then whether it is text). */
+bool onnx_file(const char *path);
+/* Reads and converts the model; NULL after errors (reported through diag.c,
+ * which diag_begin must have been given the path). */
+Graph *onnx_import(const char *path);
+/* The same for a model in memory (for fuzzing); path as the model's name. */
+Graph *onnx_import_data(const char *path, const void *data, size_t size);
+/* --loss KIND ("softmax_cross_entropy" or "mse") for an imported graph. */
+bool onnx_loss(Graph *g, const char *kind);
 
 /* -------------------------------------------------------------- backward.c */
 
@@ -358,6 +386,8 @@ void backward_print(FILE *out, const Graph *g, const Backward *bw);
 
 /* Resolves names, expands blocks, checks every shape; NULL after errors. */
 Graph *shape_check(const Program *p);
+/* A network's name from its file's: the stem made a C identifier. */
+const char *shape_stem_name(const char *path);
 
 /* The state of shape checking, shared with layers.c. */
 typedef struct Frame Frame;       /* a block expansion: its parameters' values */
@@ -697,6 +727,12 @@ bool link_library(const char *object, const char *out, bool sanitize);
  * path); every file atomic. false (said why) on failure. */
 char *unparse_program(const Graph *g, const char *weights, const char *classes);
 bool unparse_write(const Graph *g, const char *path);
+
+/* ------------------------------------------------------------ weights_out.c */
+
+/* --emit=weights: every parameter's built-in value (INIT_DATA) as a
+ * safetensors file (atomic); false (said why) when one has none. */
+bool weights_write(const Graph *g, const char *path);
 
 /* ---------------------------------------------------------------- summary.c */
 

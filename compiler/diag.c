@@ -10,11 +10,14 @@
 static const Source *src;
 static FILE *out;
 static int errors;
+static const char *context;     /* names the place of messages without a line */
 
 void diag_begin(const Source *s, FILE *o)
 {
-    src = s, out = o, errors = 0;
+    src = s, out = o, errors = 0, context = NULL;
 }
+
+void diag_context(const char *place) { context = place; }
 
 int diag_error_count(void) { return errors; }
 const char *diag_path(void) { return src ? src->path : NULL; }
@@ -64,6 +67,8 @@ static void report(const char *kind, Loc loc, const char *fmt, va_list ap)
         fprintf(out, "%s:%d:%d: %s: ", src->path, loc.line, loc.col, kind);
     else
         fprintf(out, "%s: %s: ", src->path, kind);
+    if (loc.line <= 0 && context)
+        fprintf(out, "%s: ", context);
     vfprintf(out, fmt, ap);
     fputc('\n', out);
     show_span(loc);

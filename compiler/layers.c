@@ -220,17 +220,23 @@ static Node *new_param(Builder *b, Args *a, const char *pre, const char *suffix,
         note("give the layer another name=\"...\"");
         return NULL;
     }
-    int64_t rest = 1;
-    for (int i = 2; i < s.rank; i++)
-        rest *= s.d[i];
-    p.fan_in = s.rank >= 2 ? s.d[1] * rest : s.d[0];
-    p.fan_out = s.rank >= 2 ? s.d[0] * rest : s.d[0];
+    layer_fans(&p);
     p.is_weight = strcmp(suffix, "weight") == 0 && strcmp(a->rule->name, "batchnorm") != 0;
     p.is_buffer = strncmp(suffix, "running", 7) == 0;
     if (init_slot >= 0 && given(a, init_slot) && !shape_init(b, a->v[init_slot].ast, &p))
         return NULL;
     map_put(&b->layer_params, p.name, (void *)(intptr_t)(b->g->nparams + 1));
     return shape_param_node(b, p);
+}
+
+void layer_fans(Param *p)
+{
+    Shape s = p->shape;
+    int64_t rest = 1;
+    for (int i = 2; i < s.rank; i++)
+        rest *= s.d[i];
+    p->fan_in = s.rank >= 2 ? s.d[1] * rest : s.rank ? s.d[0] : 1;
+    p->fan_out = s.rank >= 2 ? s.d[0] * rest : s.rank ? s.d[0] : 1;
 }
 
 static bool size_ok(const Args *a, Shape s)
@@ -273,7 +279,7 @@ static Node *apply_dense(Builder *b, Args *a, Node *x)
 
 /* Output extent of a window of k taps d apart: (in + pads - (k - 1) d - 1) / stride + 1,
  * or 0 if it does not fit. */
-static int64_t extent(int64_t in, int pad, int k, int d, int stride)
+int64_t layer_extent(int64_t in, int pad, int k, int d, int stride)
 {
     int64_t span = (int64_t)(k - 1) * d + 1;
     return in + pad < span ? 0 : (in + pad - span) / stride + 1;
@@ -282,7 +288,7 @@ static int64_t extent(int64_t in, int pad, int k, int d, int stride)
 /* Ceil mode (PyTorch's ceil_mode): the output size rounded up, less a last
  * window that would start in the bottom padding; the extra cells go to the
  * bottom padding *pb. */
-static void ceil_extent(int64_t in, int pt, int *pb, int k, int stride)
+void layer_ceil_extent(int64_t in, int pt, int *pb, int k, int stride)
 {
     int64_t out = (in + pt + *pb - k + stride - 1) / stride + 1;
     if ((out - 1) * stride >= in + pt)
@@ -328,7 +334,7 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
         return false;
     }
     int64_t h = x->shape.d[1], wd = x->shape.d[2];
-    if (extent(h, w->pt + w->pb, w->kh, w->dh, w->sh) < 1 || extent(wd, w->pl + w->pr, w->kw, w->dw, w->sw) < 1) {
+    if (layer_extent(h, w->pt + w->pb, w->kh, w->dh, w->sh) < 1 || layer_extent(wd, w->pl + w->pr, w->kw, w->dw, w->sw) < 1) {
         error_at(a->use->loc, "%s's kernel %dx%d%s is larger than its input %lldx%lld (padded %lldx%lld)",
                  a->rule->name, w->kh, w->kw, eh != w->kh || ew != w->kw ? arena_printf(" (dilated %dx%d)", eh, ew) : "",
                  (long long)h, (long long)wd, (long long)(h + w->pt + w->pb), (long long)(wd + w->pl + w->pr));
@@ -337,16 +343,16 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
     w->cb = w->pb, w->cr = w->pr;
     if (pool && true_arg(a, ceil)) {
         w->ceil = true;
-        ceil_extent(h, w->pt, &w->pb, w->kh, w->sh);
-        ceil_extent(wd, w->pl, &w->pr, w->kw, w->sw);
+        layer_ceil_extent(h, w->pt, &w->pb, w->kh, w->sh);
+        layer_ceil_extent(wd, w->pl, &w->pr, w->kw, w->sw);
     }
     return true;
 }
 
 static Shape windowed(Shape in, int64_t c, const Window *w)
 {
-    return shape_of(3, c, extent(in.d[1], w->pt + w->pb, w->kh, w->dh, w->sh),
-                    extent(in.d[2], w->pl + w->pr, w->kw, w->dw, w->sw));
+    return shape_of(3, c, layer_extent(in.d[1], w->pt + w->pb, w->kh, w->dh, w->sh),
+                    layer_extent(in.d[2], w->pl + w->pr, w->kw, w->dw, w->sw));
 }
 
 enum { CONV_C, CONV_K, CONV_STRIDE, CONV_PAD, CONV_BIAS, CONV_INIT, CONV_BINIT, CONV_NAME, CONV_GROUPS,

@@ -1,6 +1,8 @@
 /* main.c: the driver. Reads the command line, then runs the pipeline as a
  * straight list of stages, stopping after the one the user asked to see:
  *   read -> parse -> shape -> loops -> llvm -> link
+ * An ONNX model enters the same pipeline as a graph:
+ *   read -> import (onnx.c) -> loops -> llvm -> link
  */
 #include "cnnc.h"
 
@@ -12,7 +14,7 @@
 #include <unistd.h>
 
 typedef enum { EMIT_NONE, EMIT_AST, EMIT_GRAPH, EMIT_DOT, EMIT_BACKWARD, EMIT_LOOPS, EMIT_LLVM, EMIT_ASM,
-               EMIT_CNN } Emit;
+               EMIT_CNN, EMIT_WEIGHTS } Emit;
 typedef enum { MAKE_EXE, MAKE_LIB, MAKE_OBJ } Make;
 
 typedef struct {
@@ -21,6 +23,7 @@ typedef struct {
     bool tune, retune, tune_fault;
     double tune_budget;           /* seconds */
     const char *tune_cache;       /* NULL: the default (tune_default_cache) */
+    const char *loss;             /* --loss: an imported model's loss, or NULL */
     Emit emit;
     Make make;
     CodegenOptions cg;
@@ -28,6 +31,7 @@ typedef struct {
 
 static const char usage[] =
     "usage: cnnc FILE.cnn [options]\n"
+    "       cnnc MODEL.onnx [options]\n"
     "\n"
     "  -o PATH            the output (default: the network's name, libNAME.a, NAME.o)\n"
     "  --lib              a static library libNAME.a and its header NAME.h\n"
@@ -38,6 +42,9 @@ static const char usage[] =
     "                     cnn: the network as a cnnc program (built-in weights in\n"
     "                     STEM.safetensors and class names in STEM.classes.txt\n"
     "                     beside -o STEM.cnn)\n"
+    "                     weights: the built-in weights as safetensors (-o FILE)\n"
+    "  --loss KIND        an ONNX model's loss for `./NAME train`:\n"
+    "                     softmax_cross_entropy (on the scores) or mse\n"
     "  -O0 .. -O3         optimization level (default -O2)\n"
     "  --no-fuse          keep every operator in a loop nest of its own (for\n"
     "                     debugging, and to measure what fusion brings)\n"
@@ -74,7 +81,7 @@ static _Noreturn void bad_usage(const char *fmt, const char *arg)
     exit(EXIT_USAGE);
 }
 
-static const char *const emit_names[] = {"ast", "graph", "dot", "backward", "loops", "llvm", "asm", "cnn", NULL};
+static const char *const emit_names[] = {"ast", "graph", "dot", "backward", "loops", "llvm", "asm", "cnn", "weights", NULL};
 
 static Emit emit_kind(const char *s)
 {
@@ -82,7 +89,7 @@ static Emit emit_kind(const char *s)
         if (strcmp(s, emit_names[i]) == 0)
             return (Emit)(i + 1);
     const char *near = closest_word(s, emit_names);
-    fprintf(stderr, "cnnc: unknown --emit kind '%s'%s%s%s; kinds: ast, graph, dot, backward, loops, llvm, asm, cnn\n", s,
+    fprintf(stderr, "cnnc: unknown --emit kind '%s'%s%s%s; kinds: ast, graph, dot, backward, loops, llvm, asm, cnn, weights\n", s,
             near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
     exit(EXIT_USAGE);
 }
@@ -123,6 +130,13 @@ static double tune_budget(const char *t)
     return v * scale;
 }
 
+static const char *loss_kind(const char *s)
+{
+    if (strcmp(s, "softmax_cross_entropy") != 0 && strcmp(s, "mse") != 0)
+        bad_usage("--loss takes softmax_cross_entropy or mse, not '%s'", s);
+    return s;
+}
+
 static bool flag(Options *o, const char *a)
 {
     if (strcmp(a, "--check") == 0)           o->check = true;
@@ -141,6 +155,7 @@ static bool flag(Options *o, const char *a)
     else if (strncmp(a, "--tune-cache=", 13) == 0 && a[13]) o->tune_cache = a + 13;
     else if (strcmp(a, "--tune-cache=") == 0) bad_usage("%s", "--tune-cache needs a file name");
     else if (strncmp(a, "--emit=", 7) == 0)  o->emit = emit_kind(a + 7);
+    else if (strncmp(a, "--loss=", 7) == 0)  o->loss = loss_kind(a + 7);
     else if (strncmp(a, "--target-cpu=", 13) == 0) o->cg.cpu = target_cpu(a + 13);
     else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) o->cg.opt_level = a[2] - '0';
     else return false;
@@ -162,6 +177,10 @@ static Options parse_options(int argc, char **argv)
             if (++i == argc)
                 bad_usage("%s needs a file name", a);
             o.output = argv[i];
+        } else if (strcmp(a, "--loss") == 0) {
+            if (++i == argc)
+                bad_usage("%s needs a value", a);
+            o.loss = loss_kind(argv[i]);
         } else if (strcmp(a, "--tune-budget") == 0 || strcmp(a, "--tune-cache") == 0) {
             if (++i == argc)                      /* also spelled with '=' (flag()) */
                 bad_usage("%s needs a value", a);
@@ -370,32 +389,61 @@ static int build(const Options *o, const Lowered *l)
     return ok ? EXIT_OK : EXIT_USER;
 }
 
+/* An ONNX model: read -> import, and --loss. NULL after errors. */
+static Graph *import(const Options *o)
+{
+    if (o->emit == EMIT_AST)
+        bad_usage("--emit=ast shows a .cnn program's syntax; '%s' is an ONNX model (try --emit=graph)", o->input);
+    static Source src;
+    src = (Source){o->input, "", 0};
+    diag_begin(&src, stderr);
+    Graph *g = onnx_import(o->input);
+    stage_done(o, "import");
+    if (g && o->loss && !onnx_loss(g, o->loss))
+        return NULL;
+    return g;
+}
+
+/* A .cnn program: read -> parse -> shape. NULL after errors, or after
+ * --emit=ast (*rc says which). */
+static Graph *compile_source(const Options *o, int *rc)
+{
+    *rc = EXIT_USER;
+    if (o->loss)
+        bad_usage("--loss is for ONNX models; '%s' declares its own loss (`loss = ...`)", o->input);
+    Source *src = read_source(o->input);
+    if (!src)
+        return NULL;
+    diag_begin(src, stderr);
+    if (!utf8_check(src))
+        return NULL;
+
+    Program *prog = parse_program(src);
+    stage_done(o, "parse");
+    if (diag_error_count())
+        return NULL;
+    if (o->emit == EMIT_AST) {
+        FILE *out = open_output(o);
+        ast_print(out, prog);
+        *rc = finish(out);
+        return NULL;
+    }
+    Graph *g = shape_check(prog);
+    stage_done(o, "shape");
+    return g;
+}
+
 int main(int argc, char **argv)
 {
     Options o = parse_options(argc, argv);
     stage_start = clock_ms();
     double t0 = stage_start;
-    Source *src = read_source(o.input);
-    if (!src)
-        return EXIT_USER;
-    diag_begin(src, stderr);
-    if (!utf8_check(src))
-        return EXIT_USER;
-
-    Program *prog = parse_program(src);
-    stage_done(&o, "parse");
-    if (diag_error_count())
-        return EXIT_USER;
-    if (o.emit == EMIT_AST) {
-        FILE *out = open_output(&o);
-        ast_print(out, prog);
-        return finish(out);
-    }
-
-    Graph *g = shape_check(prog);
-    stage_done(&o, "shape");
+    int rc = EXIT_USER;
+    Graph *g = onnx_file(o.input) ? import(&o) : compile_source(&o, &rc);
     if (!g)
-        return EXIT_USER;
+        return rc;
+    if (o.emit == EMIT_WEIGHTS)
+        return weights_write(g, o.output) ? EXIT_OK : EXIT_USER;
     if (o.emit == EMIT_GRAPH || o.emit == EMIT_DOT) {
         FILE *out = open_output(&o);
         if (o.emit == EMIT_GRAPH)
@@ -442,7 +490,7 @@ int main(int argc, char **argv)
         cg.executable = false;
         return llvm_emit(l, &cg, o.emit == EMIT_LLVM ? OUT_LLVM : OUT_ASM, o.output) ? EXIT_OK : EXIT_USER;
     }
-    int rc = build(&o, l);
+    rc = build(&o, l);
     if (o.verbose)
         fprintf(stderr, "cnnc: %-8s %8.1f ms\n", "total", clock_ms() - t0);
     return rc;

@@ -941,14 +941,11 @@ static void declare_loss(Builder *b, const Stmt *s)
 
 /* ---- the program -------------------------------------------------------- */
 
-static void network_name(Graph *g, const Program *p, const Stmt *s)
+/* The stem of the file's name made a C identifier: "nets/le-net.cnn" is le_net. */
+const char *shape_stem_name(const char *path)
 {
-    if (s) {
-        g->name = s->name;
-        return;
-    }
-    const char *base = strrchr(p->src->path, '/');
-    base = base ? base + 1 : p->src->path;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
     size_t n = strcspn(base, ".");
     char *name = arena_strndup(base, n ? n : strlen(base));
     for (char *c = name; *c; c++)
@@ -956,7 +953,12 @@ static void network_name(Graph *g, const Program *p, const Stmt *s)
             *c = '_';
     if (!*name || (*name >= '0' && *name <= '9'))
         name = arena_printf("net_%s", name);
-    g->name = name;
+    return name;
+}
+
+static void network_name(Graph *g, const Program *p, const Stmt *s)
+{
+    g->name = s ? s->name : shape_stem_name(p->src->path);
 }
 
 static void declarations(Builder *b, const Program *p)

@@ -1150,30 +1150,6 @@ static bool write_atomic(const char *path, const char *text)
     return true;
 }
 
-/* The parameters with built-in values, under their names, with the runtime's writer. */
-static bool write_weights(const Graph *g, const char *path)
-{
-    rt_tensor *t = arena_alloc(sizeof(rt_tensor) * (size_t)(g->nparams + 1));
-    int n = 0;
-    for (int i = 0; i < g->nparams; i++) {
-        const Param *p = &g->params[i];
-        if (p->init != INIT_DATA)
-            continue;
-        rt_tensor *x = &t[n++];
-        x->name = (char *)p->name, x->rank = p->shape.rank, x->count = shape_count(p->shape);
-        x->data = (float *)p->data;
-        for (int k = 0; k < p->shape.rank; k++)
-            x->dims[k] = p->shape.d[k];
-    }
-    const char *key[] = {"format", "network"}, *val[] = {"pt", g->name};
-    rt_err err = {{0}};
-    if (rt_st_write(path, n, t, 2, key, val, &err) != 0) {
-        fprintf(stderr, "cnnc: %s\n", err.msg);
-        return false;
-    }
-    return true;
-}
-
 static bool has_data(const Graph *g)
 {
     for (int i = 0; i < g->nparams; i++)
@@ -1199,7 +1175,7 @@ bool unparse_write(const Graph *g, const char *path)
         return false;
     if (to_stdout)
         return fputs(text, stdout) >= 0 && fflush(stdout) == 0;
-    if ((wpath && !write_weights(g, wpath)) || (cpath && !write_atomic(cpath, g->data.classes)))
+    if ((wpath && !weights_write(g, wpath)) || (cpath && !write_atomic(cpath, g->data.classes)))
         return false;
     return write_atomic(path, text);
 }

@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""Small ONNX models, one per operator and attribute cnnc imports (run by
+tests/onnx/run.sh, which compares cnnc's outputs with ONNX Runtime's).
+
+    /usr/bin/python3 tests/onnx/ops.py OUTDIR
+
+Writes OUTDIR/NAME.onnx, NAME.x.safetensors and NAME.x.bin (a batch of 2,
+N(0, 1)) for each case, and prints "NAME D0,D1,..." (the input's shape) a line.
+With --train, writes OUTDIR/mlp.onnx only (see mlp()).
+"""
+
+import os
+import sys
+
+import numpy
+
+from onnxgen import model, node, save, save_input, tensor
+
+R = numpy.random.default_rng(14)
+
+
+def w(*shape, scale=0.5):
+    return R.normal(0, scale, shape).astype("f4")
+
+
+CASES = []
+
+
+def case(name, xdims, opset=13):
+    def add(fn):
+        CASES.append((name, xdims, opset, fn))
+        return fn
+    return add
+
+
+def conv(x, y, cout, cin, k, bias=True, **a):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    inits = [tensor(y + "_w", w(cout, cin, kh, kw))] + ([tensor(y + "_b", w(cout))] if bias else [])
+    return node("Conv", [x, y + "_w"] + ([y + "_b"] if bias else []), [y], **a), inits
+
+
+@case("conv_pads", [2, 3, 9, 8])
+def _():
+    n, i = conv("x", "y", 4, 3, 3, pads=[0, 1, 2, 1], strides=[2, 1])
+    return [n], i
+
+
+@case("conv_same_upper", [2, 3, 9, 9])
+def _():
+    n, i = conv("x", "y", 4, 3, 4, auto_pad="SAME_UPPER", strides=[2, 2])
+    return [n], i
+
+
+@case("conv_same_lower", [2, 3, 7, 6])
+def _():
+    n, i = conv("x", "y", 2, 3, (4, 3), auto_pad="SAME_LOWER", kernel_shape=[4, 3])
+    return [n], i
+
+
+@case("conv_valid_dilated", [2, 2, 12, 11])
+def _():
+    n, i = conv("x", "y", 3, 2, 3, auto_pad="VALID", dilations=[2, 3])
+    return [n], i
+
+
+@case("conv_group", [2, 4, 7, 7])
+def _():
+    n, i = conv("x", "y", 6, 2, 3, bias=False, group=2, pads=[1, 1, 1, 1])
+    return [n], i
+
+
+@case("conv_depthwise", [2, 4, 6, 6], opset=11)
+def _():
+    n, i = conv("x", "y", 4, 1, 3, group=4, pads=[1, 1, 1, 1], strides=[2, 2])
+    return [n], i
+
+
+@case("gemm_attrs", [2, 5])
+def _():
+    return [node("Gemm", ["x", "b", "c"], ["y"], alpha=0.5, beta=2.0)], [tensor("b", w(5, 3)), tensor("c", w(1, 3))]
+
+
+@case("gemm_transb", [2, 3, 2], opset=9)
+def _():
+    return [node("Flatten", ["x"], ["f"]), node("Gemm", ["f", "b", "c"], ["y"], transB=1)], \
+        [tensor("b", w(4, 6), raw=False), tensor("c", numpy.array(0.3, "f4"))]
+
+
+@case("matmul_add", [2, 6])
+def _():
+    return [node("MatMul", ["x", "b"], ["m"]), node("Add", ["m", "c"], ["y"])], [tensor("b", w(6, 4)), tensor("c", w(4))]
+
+
+@case("matmul_3d", [2, 3, 6])
+def _():
+    return [node("MatMul", ["x", "b"], ["y"])], [tensor("b", w(6, 4))]
+
+
+@case("matmul_computed", [2, 4, 4])
+def _():
+    return [node("Relu", ["x"], ["r"]), node("MatMul", ["x", "r"], ["y"])], []
+
+
+@case("arithmetic", [2, 3, 4, 4])
+def _():
+    return [node("Add", ["x", "c1"], ["a"]), node("Sub", ["a", "c2"], ["b"]), node("Mul", ["b", "two"], ["c"]),
+            node("Div", ["c", "c3"], ["d"]), node("Relu", ["x"], ["r"]), node("Add", ["d", "r"], ["e"]),
+            node("Sub", ["three", "e"], ["y"])], \
+        [tensor("c1", w(3, 1, 1)), tensor("c2", w(1, 3, 4, 4)), tensor("two", numpy.array([2.0], "f4")),
+         tensor("c3", 1.5 + R.random(4).astype("f4")), tensor("three", numpy.array(3.0, "f4"))]
+
+
+@case("activations", [2, 7])
+def _():
+    return [node("LeakyRelu", ["x"], ["a"], alpha=0.2), node("Sigmoid", ["a"], ["b"]), node("Tanh", ["x"], ["c"]),
+            node("Add", ["b", "c"], ["d"]), node("Relu", ["d"], ["y"])], []
+
+
+@case("opset7", [2, 3, 2, 2], opset=7)
+def _():
+    return [node("Clip", ["x"], ["a"], min=-0.5, max=0.7), node("Dropout", ["a"], ["b"], ratio=0.3),
+            node("Softmax", ["b"], ["y"], axis=1)], []
+
+
+@case("clip_inputs", [2, 3, 5], opset=13)
+def _():
+    return [node("Clip", ["x", "lo"], ["a"]), node("Clip", ["a", "", "hi"], ["b"]), node("Clip", ["b", "lo", "hi"], ["y"])], \
+        [tensor("lo", numpy.array(-0.4, "f4")), tensor("hi", numpy.array(0.9, "f4"))]
+
+
+@case("softmax13", [2, 5])
+def _():
+    return [node("Softmax", ["x"], ["y"], axis=-1)], []
+
+
+@case("softmax11", [2, 3, 2, 2], opset=11)
+def _():
+    return [node("Softmax", ["x"], ["y"])], []
+
+
+@case("maxpool_ceil", [2, 2, 8, 9], opset=10)
+def _():
+    return [node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)], []
+
+
+@case("avgpool_ceil_count_pad", [2, 2, 8, 7], opset=11)
+def _():
+    return [node("AveragePool", ["x"], ["y"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 0, 1], ceil_mode=1,
+                 count_include_pad=1)], []
+
+
+@case("avgpool_exclude_pad", [2, 2, 7, 7])
+def _():
+    return [node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], []
+
+
+@case("pool_same", [2, 2, 7, 7], opset=8)
+def _():
+    return [node("AveragePool", ["x"], ["a"], kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER"),
+            node("MaxPool", ["x"], ["b"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"),
+            node("Add", ["a", "b"], ["y"])], []
+
+
+@case("gap_conv", [2, 4, 5, 5])
+def _():
+    n, i = conv("g", "c", 3, 4, 1)
+    return [node("GlobalAveragePool", ["x"], ["g"]), n, node("Flatten", ["c"], ["y"])], i
+
+
+@case("batchnorm", [2, 3, 4, 4], opset=9)
+def _():
+    return [node("Relu", ["x"], ["r"]), node("BatchNormalization", ["r", "s", "b", "m", "v"], ["y"], epsilon=1e-3)], \
+        [tensor("s", w(3)), tensor("b", w(3)), tensor("m", w(3)), tensor("v", 0.5 + R.random(3).astype("f4"))]
+
+
+@case("batchnorm_1d", [2, 5], opset=15)
+def _():
+    return [node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"])], \
+        [tensor("s", w(5)), tensor("b", w(5)), tensor("m", w(5)), tensor("v", 0.5 + R.random(5).astype("f4"))]
+
+
+@case("lrn", [2, 6, 3, 3])
+def _():
+    return [node("LRN", ["x"], ["y"], size=3, alpha=1e-2, beta=0.75, bias=2.0)], []
+
+
+@case("concat", [2, 3, 5, 5])
+def _():
+    a, ia = conv("x", "a", 2, 3, 3, pads=[1, 1, 1, 1])
+    b, ib = conv("x", "b", 4, 3, 1)
+    return [a, b, node("Concat", ["a", "b", "x"], ["c"], axis=1), node("GlobalAveragePool", ["c"], ["g"]),
+            node("Flatten", ["g"], ["f"]), node("Relu", ["f"], ["r"]), node("Concat", ["f", "r"], ["y"], axis=-1)], ia + ib
+
+
+@case("reshapes", [2, 3, 4, 4])
+def _():
+    return [node("GlobalAveragePool", ["x"], ["g"]), node("Squeeze", ["g", "axes"], ["s"]),
+            node("Unsqueeze", ["s", "ax2"], ["u"]), node("Reshape", ["u", "shape"], ["r"]),
+            node("Gemm", ["r", "b"], ["y"], transB=1)], \
+        [tensor("axes", numpy.array([2, 3])), tensor("ax2", numpy.array([-1])), tensor("shape", numpy.array([0, -1])),
+         tensor("b", w(4, 3))]
+
+
+@case("reshapes_old", [2, 2, 3, 3], opset=11)
+def _():
+    return [node("Reshape", ["x", "shape"], ["r"]), node("Unsqueeze", ["r"], ["u"], axes=[2, 3]),
+            node("Squeeze", ["u"], ["s"], axes=[3]), node("Flatten", ["s"], ["y"])], \
+        [tensor("shape", numpy.array([2, 18]))]
+
+
+@case("constants", [2, 3, 2, 2], opset=13)
+def _():
+    return [node("Constant", [], ["k"], value=tensor("k", w(3, 1, 1))),
+            node("Constant", [], ["h"], value_float=0.5), node("Identity", ["x"], ["i"]),
+            node("Mul", ["i", "k"], ["a"]), node("Add", ["a", "h"], ["b"]),
+            node("Dropout", ["b", "ratio"], ["y"])], [tensor("ratio", numpy.array(0.25, "f4"))]
+
+
+@case("external_data", [2, 3, 5, 5])
+def _():
+    return None                                 # main() writes it, with its data file
+
+
+def mlp(out):
+    """OUTDIR/mlp.onnx: [N, 1, 28, 28] -> 32 -> 10 -> Softmax, for --loss and ./mlp train"""
+    nodes = [node("Flatten", ["x"], ["f"]), node("Gemm", ["f", "w1", "b1"], ["h"], transB=1), node("Relu", ["h"], ["r"]),
+             node("Gemm", ["r", "w2", "b2"], ["s"], transB=1), node("Softmax", ["s"], ["y"], axis=1)]
+    inits = [tensor("w1", w(32, 784, scale=0.05)), tensor("b1", numpy.zeros(32, "f4")),
+             tensor("w2", w(10, 32, scale=0.25)), tensor("b2", numpy.zeros(10, "f4"))]
+    save(os.path.join(out, "mlp.onnx"), model(nodes, [("x", ["N", 1, 28, 28])], [("y", None)], inits))
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    if sys.argv[2:] == ["--train"]:
+        return mlp(out)
+    for name, xdims, opset, fn in CASES:
+        if name == "external_data":
+            ew, eb = w(2, 3, 3, 3), w(2)
+            save(os.path.join(out, "external_data.bin"), ew.tobytes() + eb.tobytes())
+            nodes = [node("Conv", ["x", "ew", "eb"], ["y"], pads=[1, 1, 1, 1])]
+            inits = [tensor("ew", ew, external=("external_data.bin", 0)),
+                     tensor("eb", eb, external=("external_data.bin", ew.nbytes))]
+        else:
+            nodes, inits = fn()
+        dims = xdims if name == "reshapes_old" else ["N"] + xdims[1:]   # a fixed batch the Reshape names
+        save(os.path.join(out, name + ".onnx"), model(nodes, [("x", dims)], [("y", None)], inits, opset))
+        save_input(os.path.join(out, name), R.normal(0, 1, xdims))
+        print(name, ",".join(map(str, xdims)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+#!/bin/sh
+# ONNX import (compiler/onnx.c) against ONNX Runtime:
+#   - torchvision's AlexNet, VGG-16, GoogLeNet, ResNet-18 and MobileNet V2,
+#     exported at opset 13 with random weights (tests/onnx/export.py), compiled
+#     from the .onnx file; `./NET forward` on a batch of 2 (with the weights
+#     `cnnc --emit=weights` writes from the initializers) matches ONNX
+#     Runtime's outputs within 1e-4 relative (tests/onnx/compare.py);
+#   - small models covering each operator and attribute (tests/onnx/ops.py),
+#     the same way;
+#   - bad models (tests/onnx/bad.py), each refused with exit 1 and a message
+#     naming the file and the place.
+# Skips (exit 0, saying why) without torch/torchvision or onnxruntime-node
+# (bench/peers/node_modules, or $ORT_MODULES).
+#   sh tests/onnx/run.sh [NET...]     (default: all five)
+# Prints one line per check and "N passed, N failed"; exits 1 on a failure.
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+CNNC=${CNNC:-bin/cnnc}
+PY=/usr/bin/python3
+nets=${*:-alexnet vgg16 googlenet resnet18 mobilenet_v2}
+out=build/onnx
+mkdir -p "$out"
+passed=0 failed=0
+pass() { echo "ok    $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL  $1"; failed=$((failed + 1)); }
+
+if ! $PY -c 'import torch, torchvision' 2>/dev/null; then
+  echo "skip: tests/onnx needs python3-torch and python3-torchvision"; exit 0
+fi
+ORT_MODULES=${ORT_MODULES:-$(pwd)/bench/peers/node_modules}
+export ORT_MODULES
+if ! command -v node >/dev/null 2>&1 || [ ! -d "$ORT_MODULES/onnxruntime-node" ]; then
+  echo "skip: tests/onnx needs node and onnxruntime-node (cd bench/peers && npm install --ignore-scripts)"; exit 0
+fi
+
+# check NAME MODEL X.safetensors X.bin DIMS: compile, run, compare with ORT
+check() {
+  name=$1 model=$2 d=$out/$1.run
+  mkdir -p "$d"
+  start=$(date +%s.%N)
+  if ! $CNNC "$model" -o "$d/net" 2>"$d/err"; then
+    fail "$name: cnnc $model: $(head -3 "$d/err")"; return
+  fi
+  secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+  $CNNC "$model" --emit=weights -o "$d/w.safetensors" 2>"$d/err" &&
+    "$d/net" forward --weights "$d/w.safetensors" "$3" "$d/out.safetensors" 2>"$d/err" ||
+    { fail "$name: forward: $(head -3 "$d/err")"; return; }
+  node tests/onnx/ort_run.js "$model" "$4" "$5" "$d/ort.bin" >/dev/null 2>"$d/err" ||
+    { fail "$name: ONNX Runtime: $(head -3 "$d/err")"; return; }
+  if line=$($PY tests/onnx/compare.py "$name" "$d/out.safetensors" "$d/ort.bin"); then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+  fi
+  printf '%s (compiled in %.1f s)\n' "$line" "$secs"
+}
+
+# the five torchvision models (exported again when export.py changes)
+missing=
+for n in $nets; do [ "$out/$n.onnx" -nt tests/onnx/export.py ] || missing="$missing $n"; done
+[ -z "$missing" ] || $PY tests/onnx/export.py "$out" $missing >/dev/null || { fail "export.py$missing"; }
+for n in $nets; do
+  [ -f "$out/$n.onnx" ] && check "$n" "$out/$n.onnx" "$out/$n.x.safetensors" "$out/$n.x.bin" 2,3,224,224
+done
+
+# the operators, one small model each (ops.py prints NAME DIMS per model)
+if [ -f tests/onnx/ops.py ]; then
+  rm -rf "$out/ops" && mkdir -p "$out/ops"
+  $PY tests/onnx/ops.py "$out/ops" > "$out/ops/list" 2>"$out/ops/err" || fail "ops.py: $(tail -3 "$out/ops/err")"
+  while read -r name dims; do
+    check "op_$name" "$out/ops/$name.onnx" "$out/ops/$name.x.safetensors" "$out/ops/$name.x.bin" "$dims"
+  done < "$out/ops/list"
+fi
+
+# bad models: exit 1, and the message names the file and what is wrong
+if [ -f tests/onnx/bad.py ]; then
+  rm -rf "$out/bad" && mkdir -p "$out/bad"
+  $PY tests/onnx/bad.py "$out/bad" > "$out/bad/list" || fail "bad.py"
+  while IFS='|' read -r name flags want; do
+    $CNNC "$out/bad/$name.onnx" $flags >/dev/null 2>"$out/bad/$name.err"
+    rc=$?
+    missing=$(echo "$want" | tr ';' '\n' | while read -r w; do grep -qF -- "$w" "$out/bad/$name.err" || echo "$w"; done)
+    if [ $rc = 1 ] && grep -qF -- "$out/bad/$name.onnx: error: " "$out/bad/$name.err" && [ -z "$missing" ]; then
+      pass "bad $name: $(grep -m1 error: "$out/bad/$name.err" | sed 's/^[^:]*: error: //')"
+    else
+      fail "bad $name: exit $rc, wanted 1 and '$want' in: $(head -3 "$out/bad/$name.err")"
+    fi
+  done < "$out/bad/list"
+fi
+
+# --loss: an imported classifier trains (`./mlp train`) on Fashion-MNIST; its
+# final Softmax is left out of the loss (softmax_cross_entropy takes scores)
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ -f tests/onnx/ops.py ] && [ -d $FMNIST ]; then
+  d=$out/train && rm -rf "$d" && mkdir -p "$d"
+  if $PY tests/onnx/ops.py "$d" --train && $CNNC "$d/mlp.onnx" --loss softmax_cross_entropy -o "$d/mlp" 2>"$d/err" &&
+     "$d/mlp" train --epochs 1 --lr 0.05 --train $FMNIST/train-images-idx3-ubyte.gz $FMNIST/train-labels-idx1-ubyte.gz \
+       --test $FMNIST/t10k-images-idx3-ubyte.gz $FMNIST/t10k-labels-idx1-ubyte.gz --save "$d/mlp.ckpt" >"$d/log" 2>&1; then
+    acc=$(sed -n 's/^test accuracy: \([0-9.]*\)%.*/\1/p' "$d/log")
+    if [ -n "$acc" ] && awk -v a="$acc" 'BEGIN { exit !(a > 70) }'; then
+      pass "--loss softmax_cross_entropy: ./mlp train, 1 epoch of Fashion-MNIST: test accuracy $acc%"
+    else
+      fail "--loss softmax_cross_entropy: ./mlp train: test accuracy '$acc': $(tail -3 "$d/log")"
+    fi
+  else
+    fail "--loss softmax_cross_entropy: $(tail -3 "$d/err" "$d/log" 2>/dev/null)"
+  fi
+  if $CNNC "$d/mlp.onnx" --loss mse --emit=graph 2>"$d/err" | grep -q '^loss 1 \* mse(%[0-9]*, target)$'; then
+    pass "--loss mse: the graph's loss is mse against a target"
+  else
+    fail "--loss mse: $(head -3 "$d/err")"
+  fi
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
