@@ -5,6 +5,8 @@
 #     from the .onnx file; `./NET forward` on a batch of 2 (with the weights
 #     `cnnc --emit=weights` writes from the initializers) matches ONNX
 #     Runtime's outputs within 1e-4 relative (tests/onnx/compare.py);
+#   - each of the five written back as a cnnc program (--emit=cnn) compiles
+#     and gives the same outputs, bit for bit;
 #   - small models covering each operator and attribute (tests/onnx/ops.py),
 #     the same way;
 #   - bad models (tests/onnx/bad.py), each refused with exit 1 and a message
@@ -55,12 +57,37 @@ check() {
   printf '%s (compiled in %.1f s)\n' "$line" "$secs"
 }
 
+# roundtrip NAME MODEL X.safetensors: --emit=cnn writes the model as a cnnc
+# program and its weights; that program compiles, and its forward outputs are
+# the imported model's, bit for bit
+roundtrip() {
+  name=$1 model=$2 d=$out/$1.run
+  if ! $CNNC "$model" --emit=cnn -o "$d/written.cnn" 2>"$d/err" ||
+     ! $CNNC "$d/written.cnn" -o "$d/written" 2>"$d/err" ||
+     ! "$d/written" forward --weights "$d/written.safetensors" "$3" "$d/written.out.safetensors" 2>"$d/err"; then
+    fail "$name --emit=cnn: $(head -3 "$d/err")"; return
+  fi
+  if $PY - "$d/out.safetensors" "$d/written.out.safetensors" <<'PY'
+import sys
+sys.path.insert(0, "tests/onnx")
+from compare import read_tensor
+a, b = (read_tensor(p, "out") for p in sys.argv[1:3])
+sys.exit(0 if a.shape == b.shape and a.tobytes() == b.tobytes() else 1)
+PY
+  then
+    pass "$name --emit=cnn: the written program ($(grep -c . "$d/written.cnn") lines) compiles and gives the imported model's outputs bit for bit"
+  else
+    fail "$name --emit=cnn: the written program's outputs differ from the imported model's"
+  fi
+}
+
 # the five torchvision models (exported again when export.py changes)
 missing=
 for n in $nets; do [ "$out/$n.onnx" -nt tests/onnx/export.py ] || missing="$missing $n"; done
 [ -z "$missing" ] || $PY tests/onnx/export.py "$out" $missing >/dev/null || { fail "export.py$missing"; }
 for n in $nets; do
-  [ -f "$out/$n.onnx" ] && check "$n" "$out/$n.onnx" "$out/$n.x.safetensors" "$out/$n.x.bin" 2,3,224,224
+  [ -f "$out/$n.onnx" ] && check "$n" "$out/$n.onnx" "$out/$n.x.safetensors" "$out/$n.x.bin" 2,3,224,224 &&
+    roundtrip "$n" "$out/$n.onnx" "$out/$n.x.safetensors"
 done
 
 # the operators, one small model each (ops.py prints NAME DIMS per model)
