@@ -19,6 +19,9 @@
 # --tune-nets (resnet18): also a library built with `--tune --tune-budget=T`
 # (60s) and a fresh cache, whose training step is measured right after
 # cnnc's (system cnnc_tuned; issue #13 asks tuned >= 1.1x untuned).
+# With ONNX Runtime, cnnc also compiles the ONNX files it runs (`cnnc
+# NET.onnx --lib`) and measures their latency and forward right after
+# cnnc's (system cnnc_onnx; issue #14 asks the speed of the hand-written).
 # The environment comes from run.sh: OBDIR (OpenBLAS for torch_openblas,
 # empty if none), ORT_OK=1 when onnxruntime-node loads, TORCH_PYTHON, and
 # FULL_DEADLINE (seconds since the epoch): after the first round, a round
@@ -90,6 +93,22 @@ if [ "${ORT_OK:-0}" = 1 ]; then
   for net in $nets; do [ -s "$out/onnx/$net.onnx" ] && ort_nets="$ort_nets $net"; done
 fi
 
+# --- cnnc on the same ONNX files: `cnnc NET.onnx --lib` (system cnnc_onnx) ---
+onnx_nets=""
+for net in $ort_nets; do
+  NETU=$(echo "$net" | tr a-z A-Z)
+  mkdir -p "$out/from_onnx"
+  if "$CNNC" "$out/onnx/$net.onnx" --lib --loss softmax_cross_entropy -o "$out/from_onnx/lib$net.a" \
+       > "$raw/full.onnx_compile.$net.log" 2>&1 &&
+     $CC -O2 -DNET="$net" -DNETU="$NETU" -include "$out/from_onnx/$net.h" bench/peers/cnnc_bench.c \
+       "$out/from_onnx/lib$net.a" -fopenmp -lm -o "$out/cnnc_bench_${net}_onnx" 2>> "$raw/full.onnx_compile.$net.log"; then
+    onnx_nets="$onnx_nets $net"
+  else
+    note cnnc_onnx "$net: bin/cnnc $net.onnx --lib failed: $(tail -1 "$raw/full.onnx_compile.$net.log")"
+  fi
+done
+[ -z "$onnx_nets" ] || say "cnnc: compiled from ONNX$onnx_nets"
+
 run_torch_ob() {
   env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX LD_LIBRARY_PATH="$obdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
 }
@@ -109,6 +128,13 @@ while [ "$r" -le "$rounds" ]; do
         "$out/cnnc_bench_$net" $mode --threads "$threads" --batch "$batch" --seconds "$seconds" --min-calls 2 \
           >> "$raw/full.r$r.cnnc.jsonl" 2>> "$raw/full.r$r.cnnc.err" ||
           note cnnc "$net $mode: exit $? $(tail -1 "$raw/full.r$r.cnnc.err")"
+      done ;;
+    esac
+    case " $onnx_nets " in *" $net "*)
+      for mode in latency forward; do
+        "$out/cnnc_bench_${net}_onnx" $mode --threads "$threads" --batch "$batch" --seconds "$seconds" --min-calls 2 \
+          2>> "$raw/full.r$r.cnnc_onnx.err" | sed 's/"system": *"cnnc"/"system": "cnnc_onnx"/' \
+          >> "$raw/full.r$r.cnnc_onnx.jsonl"
       done ;;
     esac
     case " $tuned_nets " in *" $net "*)

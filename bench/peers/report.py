@@ -229,6 +229,7 @@ def main():
     # --- issue #13, the full-size nets, the layers
     L += report_full.acceptance(full, value, peak2, tune)
     L += report_full.full_table(full, flops, peak2, machine)
+    L += report_full.onnx_table(full)
     L += report_full.layers_table(full, peak2)
 
     # --- per net

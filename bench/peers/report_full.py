@@ -295,6 +295,32 @@ def full_row(F, n, k, title, kind, flops, peak2):
     return f"| {TITLE[n]}: {title} | " + " | ".join(cells) + " |"
 
 
+def onnx_table(F):
+    """cnnc on the ONNX files ONNX Runtime runs (`cnnc NET.onnx --lib`, system
+    cnnc_onnx) against cnnc on the hand-written examples (issue #14: the same
+    speed)."""
+    nets = [n for n in F.nets if n in F.res.get("cnnc_onnx", {})]
+    if not nets:
+        return []
+    L = ["## The same networks imported from ONNX", ""]
+    L.append("`cnnc NET.onnx --lib --loss softmax_cross_entropy` on the files ONNX Runtime runs "
+             "(torchvision's models exported at opset 13 in eval mode, so PyTorch's exporter "
+             "has folded each batchnorm into its convolution), measured in the same rounds as "
+             "the hand-written `examples/NET.cnn`. Ratio: the imported model's speedup over the "
+             "hand-written one (1.00: the same speed).")
+    L.append("")
+    L.append("| | cnnc, examples/NET.cnn | cnnc, NET.onnx | .onnx ÷ .cnn |")
+    L.append("|---|---|---|---|")
+    for n in nets:
+        for k, title, kind in METRICS[:2]:
+            c, o = F.value("cnnc", n, k), F.value("cnnc_onnx", n, k)
+            L.append(f"| {TITLE[n]}: {title} | {fmt_metric(kind, c) if c else 'not available'} | "
+                     f"{fmt_metric(kind, o) if o else 'not available'} | "
+                     f"{F.fmt_x(F.speedup(o, c, kind)) if o and c else ''} |")
+    L.append("")
+    return L
+
+
 # --- the layers ---------------------------------------------------------------------
 
 def layers_table(F, peak2):
