@@ -9,10 +9,12 @@
 #     and gives the same outputs, bit for bit;
 #   - small models covering each operator and attribute (tests/onnx/ops.py),
 #     the same way;
+#   - examples/onnx: a CNN trained in PyTorch, exported, compiled into a
+#     library with its weights, gives PyTorch's test accuracy from C;
 #   - bad models (tests/onnx/bad.py), each refused with exit 1 and a message
 #     naming the file and the place.
-# Skips (exit 0, saying why) without torch/torchvision or onnxruntime-node
-# (bench/peers/node_modules, or $ORT_MODULES).
+# Installs PyTorch, torchvision and ONNX Runtime (npm onnxruntime-node, into
+# bench/peers/node_modules, unless $ORT_MODULES names another) when missing.
 #   sh tests/onnx/run.sh [NET...]     (default: all five)
 # Prints one line per check and "N passed, N failed"; exits 1 on a failure.
 set -u
@@ -26,13 +28,25 @@ passed=0 failed=0
 pass() { echo "ok    $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL  $1"; failed=$((failed + 1)); }
 
-if ! $PY -c 'import torch, torchvision' 2>/dev/null; then
-  echo "skip: tests/onnx needs python3-torch and python3-torchvision"; exit 0
+# PyTorch and torchvision (the models, exported), ONNX Runtime (the
+# reference): installed when missing, as tests/fullsize does
+missing=$(for p in python3-torch python3-torchvision python3-numpy libopenblas0-pthread nodejs; do
+  dpkg -s $p >/dev/null 2>&1 || echo $p; done)
+command -v node >/dev/null 2>&1 && missing=$(echo "$missing" | grep -v '^nodejs$')
+if [ -n "$missing" ]; then
+  sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+  $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+    $sudo apt-get install -y -q --no-install-recommends $missing || exit 2
 fi
 ORT_MODULES=${ORT_MODULES:-$(pwd)/bench/peers/node_modules}
 export ORT_MODULES
-if ! command -v node >/dev/null 2>&1 || [ ! -d "$ORT_MODULES/onnxruntime-node" ]; then
-  echo "skip: tests/onnx needs node and onnxruntime-node (cd bench/peers && npm install --ignore-scripts)"; exit 0
+if [ ! -d "$ORT_MODULES/onnxruntime-node" ] && [ "$ORT_MODULES" = "$(pwd)/bench/peers/node_modules" ]; then
+  command -v npm >/dev/null 2>&1 || { echo "FAIL  npm is needed to install onnxruntime-node"; exit 1; }
+  (cd bench/peers && npm install --ignore-scripts --no-audit --no-fund >/dev/null 2>&1) ||
+    { echo "FAIL  npm install --ignore-scripts onnxruntime-node (bench/peers) failed"; exit 1; }
+fi
+if ! $PY -c 'import torch, torchvision' 2>/dev/null || [ ! -d "$ORT_MODULES/onnxruntime-node" ]; then
+  echo "FAIL  tests/onnx needs python3-torch, python3-torchvision, node and onnxruntime-node"; exit 1
 fi
 
 # check NAME MODEL X.safetensors X.bin DIMS: compile, run, compare with ORT
@@ -136,6 +150,29 @@ if [ -f tests/onnx/ops.py ] && [ -d $FMNIST ]; then
     pass "--loss mse: the graph's loss is mse against a target"
   else
     fail "--loss mse: $(head -3 "$d/err")"
+  fi
+fi
+
+# examples/onnx: PyTorch trains a small CNN (6,000 examples, one epoch) and
+# exports it; `cnnc fmnist.onnx --lib` builds it with its weights into a
+# library; examples/onnx/classify.c, with no weights file, gives PyTorch's
+# test accuracy (to within 0.05 points: a few argmax ties may differ)
+if [ -d $FMNIST ]; then
+  d=$out/example && rm -rf "$d" && mkdir -p "$d"
+  if $PY examples/onnx/train_export.py "$d/fmnist.onnx" --examples 6000 >"$d/torch.log" 2>&1 &&
+     $CNNC "$d/fmnist.onnx" --lib -o "$d/libfmnist.a" 2>"$d/err" &&
+     cc -std=c99 -Wall -Wextra -Werror -I"$d" examples/onnx/classify.c "$d/libfmnist.a" -fopenmp -lz -lm \
+       -o "$d/classify" 2>"$d/err" &&
+     "$d/classify" $FMNIST/t10k-images-idx3-ubyte.gz $FMNIST/t10k-labels-idx1-ubyte.gz >"$d/log" 2>"$d/err"; then
+    t=$(sed -n 's/^pytorch test accuracy: \([0-9.]*\)%$/\1/p' "$d/torch.log")
+    c=$(sed -n 's/^cnnc test accuracy: \([0-9.]*\)%.*/\1/p' "$d/log")
+    if [ -n "$t" ] && [ -n "$c" ] && awk -v t="$t" -v c="$c" 'BEGIN { d = t - c; exit !(d <= 0.05 && d >= -0.05) }'; then
+      pass "examples/onnx: PyTorch -> ONNX -> libfmnist.a: classify.c's test accuracy $c% (PyTorch's $t%), no weights file"
+    else
+      fail "examples/onnx: classify.c's test accuracy '$c'%, PyTorch's '$t'%"
+    fi
+  else
+    fail "examples/onnx: $(tail -3 "$d/torch.log" "$d/err" 2>/dev/null)"
   fi
 fi
 
