@@ -12,7 +12,10 @@ BUILD    := build
 GEN      := $(BUILD)/gen
 
 COMPILER_SRC := $(wildcard compiler/*.c)
-COMPILER_OBJ := $(COMPILER_SRC:compiler/%.c=$(BUILD)/compiler/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o
+# the runtime's safetensors reader, shared by the compiler's --weights (weights.c)
+COMPILER_RT  := error crc32 safetensors
+COMPILER_OBJ := $(COMPILER_SRC:compiler/%.c=$(BUILD)/compiler/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o \
+                $(COMPILER_RT:%=$(BUILD)/compiler/rt/%.o)
 FRONT_OBJ    := $(filter-out $(BUILD)/compiler/main.o,$(COMPILER_OBJ))
 INC          := -Icompiler -I$(GEN)
 
@@ -33,6 +36,11 @@ $(BUILD)/compiler/link.o: CFLAGS += -DCNNC_CC='"$(RT_CC)"'
 $(BUILD)/compiler/%.o: compiler/%.c compiler/cnnc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC) -c -o $@ $<
+
+$(BUILD)/compiler/weights.o: runtime/cnnrt.h
+$(BUILD)/compiler/rt/%.o: runtime/%.c runtime/cnnrt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(GEN)/parser.c $(GEN)/parser.h: grammar/parser.y
 	@mkdir -p $(GEN)
@@ -246,7 +254,7 @@ check-robustness: all
 FUZZ_FLAGS := -O1 -g -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 60
 # everything up to the loop IR: the fuzzer does not reach LLVM or the linker
-FRONT_SRC := $(filter-out compiler/main.c compiler/llvm.c compiler/link.c compiler/tune.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
+FRONT_SRC := $(filter-out compiler/main.c compiler/llvm.c compiler/link.c compiler/tune.c compiler/weights.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
 
 $(BUILD)/fuzz/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(FRONT_SRC) compiler/cnnc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)
