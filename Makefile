@@ -183,7 +183,7 @@ check: deps
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
 .PHONY: check-reference-tuned check-reference-avx2 check-tune
-.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi check-fullsize
+.PHONY: check-train check-embed check-weights check-predict check-fuzz check-robustness check-mpi check-fullsize
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
 
@@ -230,6 +230,10 @@ check-train: all
 
 check-embed: all
 	sh tests/embed/run.sh
+
+# weights built into the output (cnnc --weights FILE), with ASan
+check-weights: all
+	sh tests/weights/run.sh
 
 # data-parallel training over Open MPI (cnnc --mpi), and examples/embed_mpi
 check-mpi: all
