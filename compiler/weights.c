@@ -16,6 +16,23 @@
 #include "cnnc.h"
 #include "../runtime/cnnrt.h"
 
+#include <stdlib.h>
+
+/* Frees the values of the tensors no parameter took (a checkpoint's
+ * momentum, a state_dict's extra layers): only the parameters' stay. */
+static void release_unused(const Graph *g, rt_tensors *ts)
+{
+    for (int i = 0; i < ts->n; i++) {
+        bool used = false;
+        for (int k = 0; k < g->nparams && !used; k++)
+            used = g->params[k].data == ts->t[i].data;
+        if (!used) {
+            free(ts->t[i].data);
+            ts->t[i].data = NULL;
+        }
+    }
+}
+
 bool weights_attach(Graph *g, const char *path)
 {
     rt_tensors *ts = arena_alloc(sizeof *ts);   /* never freed: the parameters point into it */
@@ -35,5 +52,6 @@ bool weights_attach(Graph *g, const char *path)
         p->init = INIT_DATA;
         p->data = t->data;
     }
+    release_unused(g, ts);
     return diag_error_count() == before;
 }

@@ -14,7 +14,7 @@
 #     what it saves loads into the plain build, and what the plain build
 #     saves (with network, structure and crc32 metadata) builds in;
 # (e) `train --lr 0` starts from the built-in weights, and its checkpoint
-#     loads into the plain build;
+#     loads into the plain build and builds in;
 # (f) bad files: a wrong name, a wrong shape, F16, a truncated file, another
 #     network, another structure, a damaged file, two problems at once, a
 #     missing file: exit 1, a message naming the file and the tensor, no
@@ -126,6 +126,11 @@ if "$tmp/lenet_b" train --epochs 1 --lr 0 --threads 2 --train $test_set \
         --save "$tmp/ck.safetensors" >"$tmp/out" 2>&1; then
     "$tmp/lenet_p" eval --weights "$tmp/ck.safetensors" --test $test_set >"$tmp/eval_ck" 2>/dev/null
     same "eval of train --lr 0's checkpoint in the plain build" "$tmp/eval_b" "$tmp/eval_ck"
+    # a checkpoint (momentum tensors, step, seed, crc32) builds in as a weights file
+    if build "$tmp/lenet_bck" examples/lenet.cnn --weights "$tmp/ck.safetensors"; then
+        "$tmp/lenet_bck" eval --test $test_set >"$tmp/eval_bck" 2>/dev/null
+        same "eval of a checkpoint built in" "$tmp/eval_b" "$tmp/eval_bck"
+    fi
 else
     fail "train --lr 0 with built-in weights"; show "$tmp/out"
 fi
