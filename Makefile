@@ -44,6 +44,7 @@ $(BUILD)/compiler/%.o: compiler/%.c compiler/cnnc.h $(GEN)/parser.h
 
 # --emit=cnn writes built-in weights with the runtime's safetensors writer
 $(BUILD)/compiler/unparse.o: runtime/cnnrt.h
+$(BUILD)/compiler/weights.o: runtime/cnnrt.h
 $(BUILD)/compiler/rt/%.o: runtime/%.c runtime/cnnrt.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -195,7 +196,7 @@ check: deps
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
 .PHONY: check-reference-tuned check-reference-avx2 check-tune
-.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi check-fullsize check-unparse check-onnx
+.PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi check-fullsize check-unparse check-onnx check-weights
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
 
@@ -252,6 +253,10 @@ check-train: all
 check-embed: all
 	sh tests/embed/run.sh
 
+# weights built into the output (cnnc --weights FILE), with ASan
+check-weights: all
+	sh tests/weights/run.sh
+
 # data-parallel training over Open MPI (cnnc --mpi), and examples/embed_mpi
 check-mpi: all
 	sh tests/mpi/run.sh
@@ -275,7 +280,7 @@ check-robustness: all
 FUZZ_FLAGS := -O1 -g -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 60
 # everything up to the loop IR: the fuzzer does not reach LLVM or the linker
-FRONT_SRC := $(filter-out compiler/main.c compiler/llvm.c compiler/link.c compiler/tune.c compiler/unparse.c compiler/weights_out.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c \
+FRONT_SRC := $(filter-out compiler/main.c compiler/llvm.c compiler/link.c compiler/tune.c compiler/unparse.c compiler/weights_out.c compiler/weights.c,$(COMPILER_SRC)) $(GEN)/parser.c $(GEN)/lexer.c \
              $(GEN)/onnx.pb-c.c
 
 $(BUILD)/fuzz/fuzz_frontend: tests/fuzz/fuzz_frontend.c $(FRONT_SRC) compiler/cnnc.h $(GEN)/parser.h $(GEN)/onnx.pb-c.h

@@ -2,6 +2,7 @@
  *
  * The pipeline (see main.c):
  *   source --lexer.l/parser.y--> Ast --shape.c--> Graph --backward.c--> Graph
+ *          [--weights.c--> Graph with its parameters' values, for --weights FILE]
  *          --loops.c--> loop IR --llvm.c--> LLVM module --link.c--> executable/library
  * Read this header first: it is the map of the data structures.
  */
@@ -65,8 +66,10 @@ void diag_begin(const Source *src, FILE *out);
 void error_at(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void warning_at(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* A warning about no place in the source (a file the compiler reads, say). */
+/* A warning or an error about no place in the source (a file the compiler
+ * reads, say): "cnnc: warning: ...", "cnnc: error: ..." (counted). */
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void file_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int  diag_error_count(void);
 /* Names the place of the messages that have no line (an ONNX node, say:
  * "node 'conv_3' (Conv)"), put after "error: "; NULL: none. */
@@ -327,6 +330,11 @@ bool  shape_eq(Shape a, Shape b);
 const char *op_name(OpKind op);
 void  graph_print(FILE *out, const Graph *g);
 void  graph_dot(FILE *out, const Graph *g);
+/* The network's structure hash, which checkpoints carry ("structure"): FNV-1a
+ * of graph_print's text, so of the gradients too once backward_derive has
+ * added them (llvm.c hashes the graph as it lowers it). Parameters'
+ * initializers and values are not part of it. */
+uint64_t graph_hash(const Graph *g);
 void  graph_check(const Graph *g);     /* internal consistency; aborts on a bug */
 
 /* --------------------------------------------------------------- layers.c */
@@ -424,6 +432,15 @@ Node *shape_binary(Builder *b, OpKind op, Loc loc, Node *x, Node *y);
 void settings_defaults(Graph *g);
 void settings_train(Graph *g, const Stmt *s);
 void settings_data(Graph *g, const Stmt *s);
+
+/* ---------------------------------------------------------------- weights.c */
+
+/* --weights FILE at compile time: every parameter and buffer of g gets its
+ * values from the safetensors file at path (INIT_DATA), checked as the
+ * runtime's NAME_load checks them; false after reporting every problem.
+ * Call it after backward_derive (the file's structure hash covers the
+ * gradients). */
+bool weights_attach(Graph *g, const char *path);
 
 /* ------------------------------------------------------------------ loops.c */
 

@@ -116,6 +116,18 @@ void warning(const char *fmt, ...)
     va_end(ap);
 }
 
+void file_error(const char *fmt, ...)
+{
+    if (++errors > MAX_ERRORS)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cnnc: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 _Noreturn void internal_error(const char *fmt, ...)
 {
     va_list ap;

@@ -2,6 +2,7 @@
  * --emit=dot printers, and a consistency checker run between stages. */
 #include "cnnc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const op_names[OP_COUNT] = {
@@ -169,6 +170,20 @@ void graph_print(FILE *out, const Graph *g)
             fprintf(out, j ? ", %s" : "%s", g->params[t->params[j]].name);
         fputs(")\n", out);
     }
+}
+
+uint64_t graph_hash(const Graph *g)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    graph_print(m, g);
+    fclose(m);
+    uint64_t h = 1469598103934665603ull;         /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 1099511628211ull;
+    free(text);
+    return h;
 }
 
 void graph_dot(FILE *out, const Graph *g)

@@ -148,6 +148,16 @@ static void header_step(FILE *f, const char *N)
         "int %s_step(%s *net);\n", N, N, N, N, N);
 }
 
+/* Whether every parameter has built-in values (INIT_DATA): NAME_new's seed
+ * then draws none of them. */
+static bool builtin(const Graph *g)
+{
+    for (int i = 0; i < g->nparams; i++)
+        if (g->params[i].init != INIT_DATA)
+            return false;
+    return g->nparams > 0;
+}
+
 static void header_text(FILE *f, const Graph *g)
 {
     const char *N = g->name;
@@ -187,8 +197,10 @@ static void header_text(FILE *f, const Graph *g)
     fprintf(f, "/* input %s, output %s */\nenum {\n", shape_str(in), shape_str(out));
     fprintf(f, "    %s_INPUT_SIZE = %lld,\n    %s_OUTPUT_SIZE = %lld,\n    %s_NUM_PARAMS = %d\n};\n\n",
             upper, (long long)shape_count(in), upper, (long long)shape_count(out), upper, g->nparams);
+    fprintf(f, "%s", builtin(g) ? "/* A network holding the weights built in at compile time (the seed only\n"
+                                   " * seeds dropout); NULL if out of memory. */\n"
+                                 : "/* A network with parameters initialized as the .cnn says, from `seed`; NULL if out of memory. */\n");
     fprintf(f,
-        "/* A network with parameters initialized as the .cnn says, from `seed`; NULL if out of memory. */\n"
         "%s *%s_new(uint64_t seed);\n"
         "/* Releases net and all it owns; NULL is accepted. */\n"
         "void %s_free(%s *net);\n", N, N, N, N);

@@ -1553,7 +1553,34 @@ static void shape_fields(Emit *E, Fields *f, Shape s, int slots)
     fi(E, f, shape_count(s));
 }
 
-/* rt_param_desc[]: name, rank, dims[4], count, offset, init, a, b, fan_in, fan_out, flags */
+/* Parameter i's built-in values (INIT_DATA) as a constant of their bytes,
+ * 64-byte aligned, or NULL. One i8 array per tensor: LLVM keeps it as one
+ * blob and writes it out with one copy, where an array of floats would go
+ * element by element (VGG-16's weights are 528 MB). The section is x86-64's
+ * large read-only data (.lrodata, placed after the program's other data),
+ * so that weights over 2 GiB do not push the code's own constants out of
+ * reach of its 32-bit offsets. */
+_Static_assert(INIT_XAVIER == 6 && INIT_DATA == 7, "InitKind is emitted as runtime/cnnrt.h's RT_INIT_*");
+
+static LLVMValueRef param_data(Emit *E, const Param *p, int i)
+{
+    size_t bytes = sizeof(float) * (size_t)shape_count(p->shape);
+    if (p->init != INIT_DATA || bytes == 0)
+        return LLVMConstNull(E->ptr);
+    if (!p->data)
+        internal_error("parameter '%s' has INIT_DATA but no data", p->name);
+    LLVMValueRef init = LLVMConstStringInContext2(E->ctx, (const char *)p->data, bytes, 1);
+    LLVMValueRef gv = LLVMAddGlobal(E->mod, LLVMTypeOf(init), arena_printf("cnnc.data.%d", i));
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(gv, LLVMGlobalUnnamedAddr);
+    LLVMSetAlignment(gv, 64);
+    LLVMSetSection(gv, ".lrodata.cnnc");
+    return gv;
+}
+
+/* rt_param_desc[]: name, rank, dims[4], count, offset, init, a, b, fan_in, fan_out, flags, data */
 static LLVMValueRef param_table(Emit *E, const Lowered *l)
 {
     const Graph *g = l->g;
@@ -1567,25 +1594,11 @@ static LLVMValueRef param_table(Emit *E, const Lowered *l)
         fd(E, &f, p->a), fd(E, &f, p->b);
         fi(E, &f, p->fan_in), fi(E, &f, p->fan_out);
         fi(E, &f, (p->is_weight ? 1 : 0) | (p->is_buffer ? 2 : 0));
+        field(&f, param_data(E, p, i));
     }
     if (!f.n)
         fi(E, &f, 0);
     return global_struct(E, &f, "cnnc.params", false);
-}
-
-/* FNV-1a of the --emit=graph text: names the network's structure in checkpoints. */
-static uint64_t structure_hash(const Graph *g)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    graph_print(m, g);
-    fclose(m);
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)text[i]) * 1099511628211ull;
-    free(text);
-    return h;
 }
 
 /* `info`'s text: the layer table and the memory of --summary. */
@@ -1602,7 +1615,7 @@ static char *summary_text(const Lowered *l)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000005ll   /* "cnnc", layout version 5 */
+#define RT_DESC_MAGIC 0x636e6e6300000006ll   /* "cnnc", layout version 6 */
 
 static void train_fields(Emit *E, Fields *f, const Graph *g)
 {
@@ -1670,7 +1683,7 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     Fields f = {0};
     fi(E, &f, RT_DESC_MAGIC);
     field(&f, cstr(E, g->name)), field(&f, cstr(E, CNNC_VERSION));
-    fi(E, &f, (int64_t)structure_hash(g));
+    fi(E, &f, (int64_t)graph_hash(g));
     shape_fields(E, &f, g->input->shape, 3);
     shape_fields(E, &f, g->output->shape, 3);
     fi(E, &f, g->label_kind), fi(E, &f, g->nclasses), fi(E, &f, shape_count(g->target_shape));

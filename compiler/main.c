@@ -1,8 +1,8 @@
 /* main.c: the driver. Reads the command line, then runs the pipeline as a
  * straight list of stages, stopping after the one the user asked to see:
- *   read -> parse -> shape -> loops -> llvm -> link
+ *   read -> parse -> shape -> backward -> [weights] -> loops -> llvm -> link
  * An ONNX model enters the same pipeline as a graph:
- *   read -> import (onnx.c) -> loops -> llvm -> link
+ *   read -> import (onnx.c) -> backward -> [weights] -> loops -> llvm -> link
  */
 #include "cnnc.h"
 
@@ -19,6 +19,7 @@ typedef enum { MAKE_EXE, MAKE_LIB, MAKE_OBJ } Make;
 
 typedef struct {
     const char *input, *output;
+    const char *weights;          /* --weights: built into the output (weights.c) */
     bool check, summary, verbose, no_fuse;
     bool tune, retune, tune_fault;
     double tune_budget;           /* seconds */
@@ -36,6 +37,10 @@ static const char usage[] =
     "  -o PATH            the output (default: the network's name, libNAME.a, NAME.o)\n"
     "  --lib              a static library libNAME.a and its header NAME.h\n"
     "  -c                 the object file alone (with NAME.h)\n"
+    "  --weights FILE     build the weights of a safetensors file into the output:\n"
+    "                     NAME_new() returns the network holding them, and the\n"
+    "                     program's predict, eval and forward need no --weights\n"
+    "                     (every parameter must be in FILE, F32, of its shape)\n"
     "  --check            parse and shape-check only\n"
     "  --summary          the layer table: shapes, parameters, FLOPs\n"
     "  --emit=KIND        a stage's output: ast, graph, dot, backward, loops, llvm, asm;\n"
@@ -154,6 +159,8 @@ static bool flag(Options *o, const char *a)
     else if (strncmp(a, "--tune-budget=", 14) == 0) o->tune_budget = tune_budget(a + 14);
     else if (strncmp(a, "--tune-cache=", 13) == 0 && a[13]) o->tune_cache = a + 13;
     else if (strcmp(a, "--tune-cache=") == 0) bad_usage("%s", "--tune-cache needs a file name");
+    else if (strncmp(a, "--weights=", 10) == 0 && a[10]) o->weights = a + 10;
+    else if (strcmp(a, "--weights=") == 0)   bad_usage("%s", "--weights needs a file name");
     else if (strncmp(a, "--emit=", 7) == 0)  o->emit = emit_kind(a + 7);
     else if (strncmp(a, "--loss=", 7) == 0)  o->loss = loss_kind(a + 7);
     else if (strncmp(a, "--target-cpu=", 13) == 0) o->cg.cpu = target_cpu(a + 13);
@@ -181,6 +188,10 @@ static Options parse_options(int argc, char **argv)
             if (++i == argc)
                 bad_usage("%s needs a value", a);
             o.loss = loss_kind(argv[i]);
+        } else if (strcmp(a, "--weights") == 0) {
+            if (++i == argc || !argv[i][0])
+                bad_usage("%s needs a file name", a);
+            o.weights = argv[i];
         } else if (strcmp(a, "--tune-budget") == 0 || strcmp(a, "--tune-cache") == 0) {
             if (++i == argc)                      /* also spelled with '=' (flag()) */
                 bad_usage("%s needs a value", a);
@@ -304,11 +315,10 @@ static Tuning *tune(const Options *o, Lowered *l)
 }
 
 /* --summary: the layer table, then the memory the planned kernels take */
-static int print_summary(const Options *o, Graph *g)
+static int print_summary(const Options *o, Graph *g, const Backward *bw)
 {
     FILE *out = open_output(o);
     summary_print(out, g);
-    Backward *bw = g->has_loss && g->nloss ? backward_derive(g) : NULL;
     Lowered *l = loops_lower(g, bw, !o->no_fuse);
     if (!o->no_fuse)
         fuse_loops(l);
@@ -442,8 +452,6 @@ int main(int argc, char **argv)
     Graph *g = onnx_file(o.input) ? import(&o) : compile_source(&o, &rc);
     if (!g)
         return rc;
-    if (o.emit == EMIT_WEIGHTS)
-        return weights_write(g, o.output) ? EXIT_OK : EXIT_USER;
     if (o.emit == EMIT_GRAPH || o.emit == EMIT_DOT) {
         FILE *out = open_output(&o);
         if (o.emit == EMIT_GRAPH)
@@ -452,15 +460,22 @@ int main(int argc, char **argv)
             graph_dot(out, g);
         return finish(out);
     }
+
+    Backward *bw = g->has_loss && g->nloss ? backward_derive(g) : NULL;
+    stage_done(&o, "backward");
+    if (o.weights) {
+        if (!weights_attach(g, o.weights))
+            return EXIT_USER;
+        stage_done(&o, "weights");
+    }
+    if (o.emit == EMIT_WEIGHTS)
+        return weights_write(g, o.output) ? EXIT_OK : EXIT_USER;
     if (o.emit == EMIT_CNN)
         return unparse_write(g, o.output) ? EXIT_OK : EXIT_USER;
     if (o.check)
         return EXIT_OK;
     if (o.summary)
-        return print_summary(&o, g);
-
-    Backward *bw = g->has_loss && g->nloss ? backward_derive(g) : NULL;
-    stage_done(&o, "backward");
+        return print_summary(&o, g, bw);
     if (o.emit == EMIT_BACKWARD) {
         FILE *out = open_output(&o);
         if (bw)

@@ -120,6 +120,20 @@ const rt_tensor *rt_st_find(const rt_tensors *t, const char *name);
 /* The metadata value for key, or NULL. Borrowed from t. */
 const char *rt_st_meta(const rt_tensors *t, const char *key);
 
+/* The checks of loading a file into a network (net.c's NAME_load, and cnnc's
+ * --weights at compile time), each failure naming path and the tensor:
+ * rt_st_check_meta compares the metadata that is present -- network (the
+ * network's name), structure (its hash, 16 hex digits) and crc32 (of the F32
+ * tensors' data in file order) -- with the network and the data;
+ * rt_st_take finds the tensor for a parameter called name of shape
+ * dims[0..rank): present, F32, and of exactly that shape ("w.safetensors: no
+ * tensor 'conv1.bias'", "... has dtype F16, expected F32", "... has shape
+ * [6, 1, 3, 3], but the network's has shape [6, 1, 5, 5]"). */
+int rt_st_check_meta(const rt_tensors *t, const char *network, uint64_t structure,
+                     const char *path, rt_err *err);
+int rt_st_take(const rt_tensors *t, const char *name, int rank, const int64_t *dims,
+               const char *path, const rt_tensor **out, rt_err *err);
+
 /* Writes tensors t[0..n) in that order, with metadata key[i] -> val[i] for
  * i < nmeta, to path. Each t[i].count must equal the product of its dims; names
  * must be distinct, non-empty, not "__metadata__", and all strings valid UTF-8.
@@ -330,10 +344,13 @@ void rt_inner_threads(int threads);
 
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
-#define RT_DESC_MAGIC 0x636e6e6300000005ll
+#define RT_DESC_MAGIC 0x636e6e6300000006ll
 
+/* RT_INIT_DATA: the parameter's values are built into the program or
+ * library (cnnc --weights FILE at compile time, an imported model's
+ * initializers): rt_param_desc.data. */
 enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_CONSTANT, RT_INIT_UNIFORM, RT_INIT_NORMAL,
-       RT_INIT_HE, RT_INIT_XAVIER };
+       RT_INIT_HE, RT_INIT_XAVIER, RT_INIT_DATA };
 enum { RT_PARAM_WEIGHT = 1, RT_PARAM_BUFFER = 2 };
 enum { RT_LABELS_NONE, RT_LABELS_CLASS, RT_LABELS_TARGET };
 enum { RT_SCHED_CONSTANT, RT_SCHED_STEP, RT_SCHED_COSINE, RT_SCHED_EXP };
@@ -349,6 +366,8 @@ typedef struct {
     double a, b;                  /* constant(a), uniform(a, b), normal(a, b) */
     int64_t fan_in, fan_out;
     int64_t flags;                /* RT_PARAM_* */
+    const float *data;            /* RT_INIT_DATA: count values, row-major (64-byte aligned);
+                                     else NULL */
 } rt_param_desc;
 
 typedef void rt_forward_fn(int64_t n, const float *x, float *out, const float *params, float *ws);
@@ -464,8 +483,16 @@ typedef struct rt_net {
     struct rt_buckets *buckets;   /* the gradient's buckets over processes (train_shard) */
 } rt_net;
 
-rt_net     *rt_net_new(const rt_net_desc *d, uint64_t seed);   /* NULL: out of memory */
+/* A network with its parameters initialized by rt_net_init; NULL: out of
+ * memory, or a descriptor of another layout (RT_DESC_MAGIC). */
+rt_net     *rt_net_new(const rt_net_desc *d, uint64_t seed);
+/* Sets every parameter and buffer to its initial value: built-in values
+ * (RT_INIT_DATA) are copied, whatever the seed; the others are drawn as
+ * their initializer says from seed. The seed is also dropout's. */
 void        rt_net_init(rt_net *net, uint64_t seed);
+/* Whether d has parameters and every one (buffers too) has built-in
+ * values: then the program's commands need no --weights. */
+bool        rt_desc_builtin(const rt_net_desc *d);
 void        rt_net_free(rt_net *net);
 /* The last failure's message ("" before any); kept until the next failure. */
 const char *rt_net_error(const rt_net *net);

@@ -51,10 +51,42 @@ static const uint32_t T[256] = {
     0xb40bbe37, 0xc30c8ea1, 0x5a05df1b, 0x2d02ef8d,
 };
 
+/* Long inputs go 8 bytes a step ("slicing-by-8", about four times the speed
+ * of a byte a step: it matters for weights of hundreds of megabytes): S[k][n]
+ * is the CRC step of byte n followed by k zero bytes, S[0] = T. The tables
+ * are built on the stack for each long call (8 KB, a few microseconds), so
+ * that the runtime still holds no mutable state. */
+enum { SLICE_MIN = 1 << 16 };
+
+static uint32_t le32(const unsigned char *b)
+{
+    return b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static uint32_t sliced(uint32_t crc, const unsigned char *b, size_t n)
+{
+    uint32_t S[8][256];
+    for (int i = 0; i < 256; i++) {
+        S[0][i] = T[i];
+        for (int k = 1; k < 8; k++)
+            S[k][i] = (S[k - 1][i] >> 8) ^ T[S[k - 1][i] & 0xff];
+    }
+    for (; n >= 8; n -= 8, b += 8) {
+        uint32_t lo = crc ^ le32(b), hi = le32(b + 4);
+        crc = S[7][lo & 0xff] ^ S[6][lo >> 8 & 0xff] ^ S[5][lo >> 16 & 0xff] ^ S[4][lo >> 24] ^
+              S[3][hi & 0xff] ^ S[2][hi >> 8 & 0xff] ^ S[1][hi >> 16 & 0xff] ^ S[0][hi >> 24];
+    }
+    while (n--)
+        crc = T[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+    return crc;
+}
+
 uint32_t rt_crc32(uint32_t crc, const void *p, size_t n)
 {
     const unsigned char *b = p;
     crc = ~crc;
+    if (n >= SLICE_MIN)
+        return ~sliced(crc, b, n);
     while (n--)
         crc = T[(crc ^ *b++) & 0xff] ^ (crc >> 8);
     return ~crc;

@@ -203,7 +203,7 @@ static rt_net *open_net(const rt_net_desc *d, const Opts *o)
         rt_net_free(net);
         return NULL;
     }
-    if (!o->weights)
+    if (!o->weights && !rt_desc_builtin(d))   /* built-in weights need no note */
         fprintf(stderr, "%s: note: no --weights given; using the initial (untrained) parameters\n", prog);
     return net;
 }
@@ -263,6 +263,9 @@ static int cmd_info(const rt_net_desc *d)
             printf(k ? ", %lld" : "%lld", (long long)p->dims[k]);
         printf("]%s\n", p->flags & RT_PARAM_BUFFER ? "  (buffer)" : "");
     }
+    if (rt_desc_builtin(d))
+        printf("\nweights: built into the program; predict, eval and forward use them unless given\n"
+               "--weights, and train starts from them\n");
     return 0;
 }
 

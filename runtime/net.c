@@ -65,6 +65,14 @@ int rt_desc_param_shape(const rt_net_desc *d, int i, int64_t dims[4])
     return (int)d->params[i].rank;
 }
 
+bool rt_desc_builtin(const rt_net_desc *d)
+{
+    for (int i = 0; i < d->nparams; i++)
+        if (d->params[i].init != RT_INIT_DATA)
+            return false;
+    return d->nparams > 0;
+}
+
 float rt_input_scale(const rt_net_desc *d, bool bytes)
 {
     return d->scale != 0 ? (float)d->scale : bytes ? 1.0f / 255.0f : 1.0f;
@@ -90,10 +98,17 @@ static float *aligned_floats(int64_t n)
     return p;
 }
 
-/* Fills one parameter as its initializer says, from its own stream of the
- * seed, so that adding a layer does not change the others' values. */
+/* Fills one parameter as its initializer says: with its built-in values
+ * (RT_INIT_DATA: the weights cnnc built into the program), or else from its
+ * own stream of the seed, so that adding a layer does not change the
+ * others' values. */
 static void init_param(const rt_param_desc *p, float *w, uint64_t seed, int index)
 {
+    if (p->init == RT_INIT_DATA) {
+        if (p->count > 0)
+            memcpy(w, p->data, sizeof(float) * (size_t)p->count);
+        return;
+    }
     rt_rng r;
     rt_rng_seed(&r, seed * 0x100000001B3ull + (uint64_t)index);
     double he = sqrt(2.0 / (double)(p->fan_in > 0 ? p->fan_in : 1));
@@ -686,52 +701,25 @@ float rt_net_train_step(rt_net *net, int n, const float *x, const void *y)
 
 /* ---- weights and checkpoints ------------------------------------------------ */
 
-/* Copies tensor t into parameter i, checking its shape. */
-static int take(rt_net *net, int i, const rt_tensor *t, const char *path)
+/* Copies the file's tensor for parameter i into it, checking name, dtype
+ * and shape. */
+static int take(rt_net *net, int i, const rt_tensors *ts, const char *path)
 {
     const rt_param_desc *p = &net->d->params[i];
-    char have[200], want[100];
-    bool same = t->rank == p->rank;
-    for (int k = 0; same && k < p->rank; k++)
-        same = t->dims[k] == p->dims[k];
-    if (!same)
-        return fail(net, "%s: tensor '%s' has shape %s, but the network's has shape %s", path,
-                    t->name, rt_shape_str(t->rank, t->dims, have, sizeof have),
-                    rt_shape_str((int)p->rank, p->dims, want, sizeof want));
-    memcpy(net->params + p->offset, t->data, sizeof(float) * (size_t)t->count);
+    const rt_tensor *t;
+    rt_err err = {{0}};
+    if (rt_st_take(ts, p->name, (int)p->rank, p->dims, path, &t, &err))
+        return fail(net, "%s", err.msg);
+    if (t->count)
+        memcpy(net->params + p->offset, t->data, sizeof(float) * (size_t)t->count);
     return 0;
-}
-
-/* A parameter the file lacks, or holds in another dtype than F32. */
-static int missing(rt_net *net, const rt_tensors *ts, const char *name, const char *path)
-{
-    for (int i = 0; i < ts->nother; i++)
-        if (!strcmp(ts->other[i].name, name))
-            return fail(net, "%s: tensor '%s' has dtype %s, expected F32", path, name, ts->other[i].dtype);
-    return fail(net, "%s: no tensor '%s'", path, name);
 }
 
 /* Checks the metadata a checkpoint carries against this network. */
 static int check_meta(rt_net *net, const rt_tensors *ts, const char *path)
 {
-    const char *name = rt_st_meta(ts, "network"), *hash = rt_st_meta(ts, "structure");
-    if (name && strcmp(name, net->d->name) != 0)
-        return fail(net, "%s: a checkpoint of network '%s', not '%s'", path, name, net->d->name);
-    char mine[32];
-    snprintf(mine, sizeof mine, "%016llx", (unsigned long long)net->d->structure_hash);
-    if (hash && strcmp(hash, mine) != 0)
-        return fail(net, "%s: written for a network of another structure (%s, this one is %s)", path, hash, mine);
-    const char *crc = rt_st_meta(ts, "crc32");
-    if (crc) {
-        uint32_t c = 0;
-        for (int i = 0; i < ts->n; i++)
-            c = rt_crc32(c, ts->t[i].data, sizeof(float) * (size_t)ts->t[i].count);
-        char got[16];
-        snprintf(got, sizeof got, "%08x", c);
-        if (strcmp(got, crc) != 0)
-            return fail(net, "%s: the data's CRC-32 is %s but the file says %s: the file is damaged", path, got, crc);
-    }
-    return 0;
+    rt_err err = {{0}};
+    return rt_st_check_meta(ts, net->d->name, net->d->structure_hash, path, &err) ? fail(net, "%s", err.msg) : 0;
 }
 
 /* The name of parameter p's momentum tensor in a checkpoint. */
@@ -826,10 +814,8 @@ int rt_net_load_tensors(rt_net *net, const rt_tensors *ts, const char *path)
         memcpy(staged, live, sizeof(float) * (size_t)d->param_floats);
         net->params = staged;               /* load into a copy: all or nothing */
     }
-    for (int i = 0; !rc && i < d->nparams; i++) {
-        const rt_tensor *t = rt_st_find(ts, d->params[i].name);
-        rc = t ? take(net, i, t, path) : missing(net, ts, d->params[i].name, path);
-    }
+    for (int i = 0; !rc && i < d->nparams; i++)
+        rc = take(net, i, ts, path);
     net->params = live;                     /* the block callers hold pointers into */
     if (rc) {
         free(staged), free(mom);

@@ -822,6 +822,57 @@ const char *rt_st_meta(const rt_tensors *t, const char *key)
     return NULL;
 }
 
+/* ---- Loading into a network ---- */
+
+int rt_st_check_meta(const rt_tensors *t, const char *network, uint64_t structure,
+                     const char *path, rt_err *err)
+{
+    const char *name = rt_st_meta(t, "network"), *hash = rt_st_meta(t, "structure");
+    if (name && strcmp(name, network) != 0)
+        return rt_fail(err, "%s: a checkpoint of network '%s', not '%s'", path, name, network);
+    char mine[32];
+    snprintf(mine, sizeof mine, "%016llx", (unsigned long long)structure);
+    if (hash && strcmp(hash, mine) != 0)
+        return rt_fail(err, "%s: written for a network of another structure (%s, this one is %s)",
+                       path, hash, mine);
+    const char *crc = rt_st_meta(t, "crc32");
+    if (crc) {
+        uint32_t c = 0;
+        for (int i = 0; i < t->n; i++)
+            c = rt_crc32(c, t->t[i].data, sizeof(float) * (size_t)t->t[i].count);
+        char got[16];
+        snprintf(got, sizeof got, "%08x", c);
+        if (strcmp(got, crc) != 0)
+            return rt_fail(err, "%s: the data's CRC-32 is %s but the file says %s: the file is "
+                                "damaged", path, got, crc);
+    }
+    return 0;
+}
+
+int rt_st_take(const rt_tensors *t, const char *name, int rank, const int64_t *dims,
+               const char *path, const rt_tensor **out, rt_err *err)
+{
+    *out = NULL;
+    const rt_tensor *f = rt_st_find(t, name);
+    if (!f) {
+        for (int i = 0; i < t->nother; i++)
+            if (!strcmp(t->other[i].name, name))
+                return rt_fail(err, "%s: tensor '%s' has dtype %s, expected F32", path, name,
+                               t->other[i].dtype);
+        return rt_fail(err, "%s: no tensor '%s'", path, name);
+    }
+    bool same = f->rank == rank;
+    for (int k = 0; same && k < rank; k++)
+        same = f->dims[k] == dims[k];
+    char have[200], want[200];
+    if (!same)
+        return rt_fail(err, "%s: tensor '%s' has shape %s, but the network's has shape %s", path,
+                       name, rt_shape_str(f->rank, f->dims, have, sizeof have),
+                       rt_shape_str(rank, dims, want, sizeof want));
+    *out = f;
+    return 0;
+}
+
 /* ---- Writing ---- */
 
 /* A growing string; oom records a failed allocation, after which appends do

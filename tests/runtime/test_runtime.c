@@ -112,6 +112,24 @@ Test(rt, crc32_matches_zlib)
     cr_assert_eq(rt_crc32(rt_crc32(0, b, 333), b + 333, 667), (uint32_t)crc32(0, b, sizeof b));
 }
 
+/* Long inputs take the 8-bytes-a-step path: the same CRC at every alignment
+ * and for lengths that are not multiples of 8, alone and continued. */
+Test(rt, crc32_long_matches_zlib)
+{
+    size_t n = (1 << 20) + 13;
+    unsigned char *b = malloc(n + 8);
+    cr_assert(b);
+    for (size_t i = 0; i < n + 8; i++)
+        b[i] = (unsigned char)(i * 2654435761u >> 13);
+    for (int off = 0; off < 8; off++) {
+        size_t len = n - (size_t)off * 3;
+        cr_assert_eq(rt_crc32(0, b + off, len), (uint32_t)crc32(0, b + off, (uInt)len), "offset %d", off);
+        cr_assert_eq(rt_crc32(rt_crc32(0, b + off, 100000), b + off + 100000, len - 100000),
+                     (uint32_t)crc32(0, b + off, (uInt)len));
+    }
+    free(b);
+}
+
 /* ---- safetensors.c ---- */
 
 static float conv_w[2 * 1 * 3 * 3], bias[2], scalar[1];
