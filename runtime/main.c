@@ -203,7 +203,7 @@ static rt_net *open_net(const rt_net_desc *d, const Opts *o)
         rt_net_free(net);
         return NULL;
     }
-    if (!o->weights && !rt_desc_builtin(d))   /* built-in weights need no note */
+    if (!o->weights && d->nparams > 0 && !rt_desc_builtin(d))   /* nothing to train, or built in: no note */
         fprintf(stderr, "%s: note: no --weights given; using the initial (untrained) parameters\n", prog);
     return net;
 }
