@@ -1604,6 +1604,9 @@ static bool graph_output(Imp *m)
         return fail("the graph's output '%s' is not computed by any node", name);
     if (!v->batched)
         return fail("the graph's output '%s' does not depend on its input", name);
+    if (v->shape.rank > 3)              /* rt_net_desc holds 3 dimensions after the batch */
+        return fail("the graph's output '%s' has shape %s; a cnnc network's output has at most 4 dimensions, "
+                    "the batch's included", name, batch_str(v->shape));
     return (m->g->output = node_of(m, v)) != NULL;
 }
 
