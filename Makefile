@@ -296,3 +296,6 @@ fuzz-tunecache: $(BUILD)/fuzz/fuzz_tunecache
 
 # the runtime's readers under libFuzzer (make fuzz-runtime)
 include tests/fuzz/fuzz.mk
+
+# ONNX conformance (make check-conformance)
+include tests/onnx/onnx.mk
