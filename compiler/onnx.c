@@ -1176,7 +1176,7 @@ static bool op_batchnorm(Imp *m, ONode *n)
         return false;
     if (v->batched && v->shape.rank != 1 && v->shape.rank != 3)
         return fail("its input has shape %s; cnnc's batchnorm takes [N, C, H, W] or [N, C]", batch_str(v->shape));
-    Node *x = batched_input(m, n, 0, v->shape.rank, "a value computed from the input");
+    Node *x = batched_input(m, n, 0, v->shape.rank, "a value");
     float eps, momentum;
     int64_t spatial, training;
     if (!x || !attr_float(n, "epsilon", 1e-5f, &eps) || !attr_float(n, "momentum", 0.9f, &momentum) ||
@@ -1238,7 +1238,7 @@ static bool op_concat(Imp *m, ONode *n)
     Shape s = {0};
     for (size_t i = 0; i < n->n_input; i++) {
         Value *v = input(m, n, i);
-        if (!v || !(in[i] = batched_input(m, n, i, v->shape.rank, "values computed from the input")))
+        if (!v || !(in[i] = batched_input(m, n, i, v->shape.rank, "values")))
             return false;
         Shape t = in[i]->shape;
         int rank = t.rank + 1;
