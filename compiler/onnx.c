@@ -476,29 +476,26 @@ static const int64_t *ints(Imp *m, Tensor *t)
     int type = t->p->data_type;
     bool none;
     size_t n = (size_t)t->count;
-    int64_t *v = arena_alloc(8 * n + 1);
+    int64_t *v = NULL;                  /* allocated once the file is known to hold the values */
     if (type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
         const void *raw = raw_values(m, t, 8, &none);
         if (raw)
-            memcpy(v, raw, 8 * n);
+            v = memcpy(arena_alloc(8 * n + 1), raw, 8 * n);
         else if (none && listed(t, t->p->n_int64_data))
-            memcpy(v, t->p->int64_data, 8 * n);
-        else
-            v = NULL;
+            v = memcpy(arena_alloc(8 * n + 1), t->p->int64_data, 8 * n);
     } else if (type == ONNX__TENSOR_PROTO__DATA_TYPE__INT32) {
         const void *raw = raw_values(m, t, 4, &none);
-        if (raw || (none && listed(t, t->p->n_int32_data)))
+        if (raw || (none && listed(t, t->p->n_int32_data))) {
+            v = arena_alloc(8 * n + 1);
             for (size_t i = 0; i < n; i++) {
                 int32_t x;
                 if (raw)
                     memcpy(&x, (const char *)raw + 4 * i, 4);
                 v[i] = raw ? x : t->p->int32_data[i];
             }
-        else
-            v = NULL;
+        }
     } else {
         fail("'%s' must be an integer tensor (int64), but has ONNX data type %d", t->name, type);
-        v = NULL;
     }
     return t->i = v;
 }
