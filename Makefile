@@ -271,6 +271,7 @@ check-fuzz:
 	$(MAKE) fuzz-frontend FUZZ_SECONDS=60
 	$(MAKE) fuzz-tunecache FUZZ_SECONDS=30
 	$(MAKE) fuzz-runtime FUZZ_SECONDS=30
+	$(MAKE) fuzz-onnx FUZZ_SECONDS=60
 
 check-robustness: all
 	sh tests/robustness/run.sh
@@ -293,6 +294,7 @@ fuzz:
 	$(MAKE) --no-print-directory fuzz-frontend
 	$(MAKE) --no-print-directory fuzz-tunecache
 	$(MAKE) --no-print-directory fuzz-runtime
+	$(MAKE) --no-print-directory fuzz-onnx
 
 fuzz-frontend: $(BUILD)/fuzz/fuzz_frontend
 	@mkdir -p $(BUILD)/fuzz/corpus-frontend
@@ -315,3 +317,6 @@ fuzz-tunecache: $(BUILD)/fuzz/fuzz_tunecache
 
 # the runtime's readers under libFuzzer (make fuzz-runtime)
 include tests/fuzz/fuzz.mk
+
+# ONNX conformance (make check-conformance) and fuzz-onnx
+include tests/onnx/onnx.mk

@@ -476,29 +476,26 @@ static const int64_t *ints(Imp *m, Tensor *t)
     int type = t->p->data_type;
     bool none;
     size_t n = (size_t)t->count;
-    int64_t *v = arena_alloc(8 * n + 1);
+    int64_t *v = NULL;                  /* allocated once the file is known to hold the values */
     if (type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
         const void *raw = raw_values(m, t, 8, &none);
         if (raw)
-            memcpy(v, raw, 8 * n);
+            v = memcpy(arena_alloc(8 * n + 1), raw, 8 * n);
         else if (none && listed(t, t->p->n_int64_data))
-            memcpy(v, t->p->int64_data, 8 * n);
-        else
-            v = NULL;
+            v = memcpy(arena_alloc(8 * n + 1), t->p->int64_data, 8 * n);
     } else if (type == ONNX__TENSOR_PROTO__DATA_TYPE__INT32) {
         const void *raw = raw_values(m, t, 4, &none);
-        if (raw || (none && listed(t, t->p->n_int32_data)))
+        if (raw || (none && listed(t, t->p->n_int32_data))) {
+            v = arena_alloc(8 * n + 1);
             for (size_t i = 0; i < n; i++) {
                 int32_t x;
                 if (raw)
                     memcpy(&x, (const char *)raw + 4 * i, 4);
                 v[i] = raw ? x : t->p->int32_data[i];
             }
-        else
-            v = NULL;
+        }
     } else {
         fail("'%s' must be an integer tensor (int64), but has ONNX data type %d", t->name, type);
-        v = NULL;
     }
     return t->i = v;
 }
@@ -1176,7 +1173,7 @@ static bool op_batchnorm(Imp *m, ONode *n)
         return false;
     if (v->batched && v->shape.rank != 1 && v->shape.rank != 3)
         return fail("its input has shape %s; cnnc's batchnorm takes [N, C, H, W] or [N, C]", batch_str(v->shape));
-    Node *x = batched_input(m, n, 0, v->shape.rank, "a value computed from the input");
+    Node *x = batched_input(m, n, 0, v->shape.rank, "a value");
     float eps, momentum;
     int64_t spatial, training;
     if (!x || !attr_float(n, "epsilon", 1e-5f, &eps) || !attr_float(n, "momentum", 0.9f, &momentum) ||
@@ -1238,7 +1235,7 @@ static bool op_concat(Imp *m, ONode *n)
     Shape s = {0};
     for (size_t i = 0; i < n->n_input; i++) {
         Value *v = input(m, n, i);
-        if (!v || !(in[i] = batched_input(m, n, i, v->shape.rank, "values computed from the input")))
+        if (!v || !(in[i] = batched_input(m, n, i, v->shape.rank, "values")))
             return false;
         Shape t = in[i]->shape;
         int rank = t.rank + 1;
@@ -1604,6 +1601,9 @@ static bool graph_output(Imp *m)
         return fail("the graph's output '%s' is not computed by any node", name);
     if (!v->batched)
         return fail("the graph's output '%s' does not depend on its input", name);
+    if (v->shape.rank > 3)              /* rt_net_desc holds 3 dimensions after the batch */
+        return fail("the graph's output '%s' has shape %s; a cnnc network's output has at most 4 dimensions, "
+                    "the batch's included", name, batch_str(v->shape));
     return (m->g->output = node_of(m, v)) != NULL;
 }
 
