@@ -703,13 +703,16 @@ static bool two(ONode *n, const char *name, int64_t lo, int64_t hi, int *a, int 
 
 /* auto_pad SAME_UPPER / SAME_LOWER: the output is ceil(in / stride); the
  * padding it takes goes to the end (UPPER) or the start (LOWER) when odd. */
-static void same_pad(int64_t in, int span, int stride, bool upper, int *begin, int *end)
+static bool same_pad(int64_t in, int64_t span, int stride, bool upper, int *begin, int *end)
 {
     int64_t out = (in + stride - 1) / stride, total = (out - 1) * stride + span - in;
     if (total < 0)
         total = 0;
+    if (total > 2 * (int64_t)MAX_WINDOW)
+        return false;
     *begin = (int)(upper ? total / 2 : total - total / 2);
-    *end = (int)total - *begin;
+    *end = (int)(total - *begin);
+    return true;
 }
 
 /* The window of a Conv or pooling node over x [C, H, W] with a kernel of
@@ -731,7 +734,7 @@ static bool window(ONode *n, Shape x, int kh, int kw, bool pool, Window *w)
     bool valid = strcmp(autopad, "VALID") == 0, notset = strcmp(autopad, "NOTSET") == 0 || !*autopad;
     if (!upper && !lower && !valid && !notset)
         return fail("attribute auto_pad = '%s' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID", autopad);
-    int eh = (kh - 1) * w->dh + 1, ew = (kw - 1) * w->dw + 1;
+    int64_t eh = (int64_t)(kh - 1) * w->dh + 1, ew = (int64_t)(kw - 1) * w->dw + 1;   /* the spans */
     if (np && !notset)
         return fail("attributes pads and auto_pad = %s are both given", autopad);
     if (np && np != 4)
@@ -742,16 +745,17 @@ static bool window(ONode *n, Shape x, int kh, int kw, bool pool, Window *w)
     if (np)
         w->pt = (int)p[0], w->pl = (int)p[1], w->pb = (int)p[2], w->pr = (int)p[3];
     if (upper || lower) {
-        same_pad(x.d[1], eh, w->sh, upper, &w->pt, &w->pb);
-        same_pad(x.d[2], ew, w->sw, upper, &w->pl, &w->pr);
+        if (!same_pad(x.d[1], eh, w->sh, upper, &w->pt, &w->pb) ||
+            !same_pad(x.d[2], ew, w->sw, upper, &w->pl, &w->pr))
+            return fail("auto_pad = %s would pad by more than %d", autopad, MAX_WINDOW);
     }
     if (pool && (2 * w->pt > kh || 2 * w->pb > kh || 2 * w->pl > kw || 2 * w->pr > kw))
         return fail("its padding %d,%d,%d,%d is more than half its kernel %dx%d, which cnnc does not support", w->pt,
                     w->pl, w->pb, w->pr, kh, kw);
     if (layer_extent(x.d[1], w->pt + w->pb, kh, w->dh, w->sh) < 1 ||
         layer_extent(x.d[2], w->pl + w->pr, kw, w->dw, w->sw) < 1)
-        return fail("its kernel %dx%d (spanning %dx%d) is larger than its input %lldx%lld padded by %d,%d,%d,%d", kh,
-                    kw, eh, ew, (long long)x.d[1], (long long)x.d[2], w->pt, w->pl, w->pb, w->pr);
+        return fail("its kernel %dx%d (spanning %lldx%lld) is larger than its input %lldx%lld padded by %d,%d,%d,%d",
+                    kh, kw, (long long)eh, (long long)ew, (long long)x.d[1], (long long)x.d[2], w->pt, w->pl, w->pb, w->pr);
     w->cb = w->pb, w->cr = w->pr;
     if (ceil && notset) {
         w->ceil = true;
@@ -791,7 +795,9 @@ static bool out(Imp *m, ONode *n, Value *y)
 {
     if (!y || (y->node == NULL && !y->c))
         return false;
-    return n->n_output >= 1 && one_output(m, n) && define(m, n->output[0], y);
+    if (n->n_output < 1)
+        return fail("it has no output");
+    return one_output(m, n) && define(m, n->output[0], y);
 }
 
 static bool out_node(Imp *m, ONode *n, Node *y)
@@ -1261,8 +1267,8 @@ static bool op_concat(Imp *m, ONode *n)
  * node, others only relabel x's node (node_of reshapes where needed). */
 static bool reshape_to(Imp *m, ONode *n, Value *x, Shape s)
 {
-    if (shape_count(s) != shape_count(x->shape))
-        return fail("it would turn %s into %s", x->c ? shape_str(x->shape) : batch_str(x->shape),
+    if (shape_count(s) != (x->c ? x->c->count : shape_count(x->shape)))   /* a constant's shape is its Tensor's */
+        return fail("it would turn %s into %s", x->c ? dims_str(x->c->rank, x->c->dims) : batch_str(x->shape),
                     x->c ? shape_str(s) : batch_str(s));
     if (x->c) {
         Value *v = arena_alloc(sizeof *v);
@@ -1338,6 +1344,8 @@ static bool op_reshape(Imp *m, ONode *n)
     if (!want || !attr_int(n, "allowzero", 0, &allowzero))
         return false;
     int rank = full_shape(x, d);
+    if (rank > MAX_RANK + 1)                 /* a constant's: d holds MAX_RANK + 1 */
+        return fail("its input has %d dimensions; cnnc takes at most %d", rank, MAX_RANK + 1);
     if (st->count > MAX_RANK + 1 || st->count < 1)
         return fail("the shape '%s' has %lld dimensions; cnnc takes 1 to %d", st->name, (long long)st->count,
                     MAX_RANK + 1);

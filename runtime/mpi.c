@@ -200,7 +200,9 @@ static int max_int(const rt_dist *dist, int v)
  * of up to that goes in one message as soon as it is started (on LeNet over
  * loopback TCP, the wait after the backward pass fell from 0.069 to 0.036
  * ms per step). Set before MPI_Init, and only where the environment (mpirun
- * --mca, OMPI_MCA_*) does not set them already. Shared memory is unaffected. */
+ * --mca, OMPI_MCA_*) does not set them already; as environment variables
+ * they outrank Open MPI's parameter files (mca-params.conf), so a value for
+ * them there is not used (docs/distributed.md). Shared memory is unaffected. */
 static void tcp_defaults(void)
 {
     setenv("OMPI_MCA_btl_tcp_eager_limit", "1048576", 0);

@@ -216,6 +216,18 @@ def _():
             node("Dropout", ["b", "ratio"], ["y"])], [tensor("ratio", numpy.array(0.25, "f4"))]
 
 
+@case("reshaped_constants", [2, 3, 4, 4])
+def _():
+    # initializers reshaped before use: a [3] bias unsqueezed to [3, 1, 1], a
+    # [12] vector reshaped to [1, 3, 2, 2], a [1, 3, 1, 1] scale squeezed
+    return [node("Unsqueeze", ["bias", "axes"], ["b3"]), node("Add", ["x", "b3"], ["a"]),
+            node("Reshape", ["vec", "shape"], ["v4"]), node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+            node("Mul", ["p", "v4"], ["m"]), node("Squeeze", ["scale", "sq"], ["s3"]),
+            node("Unsqueeze", ["s3", "axes"], ["s311"]), node("Add", ["m", "s311"], ["y"])], \
+        [tensor("bias", w(3)), tensor("axes", numpy.array([1, 2])), tensor("vec", w(12)),
+         tensor("shape", numpy.array([1, 3, 2, 2])), tensor("scale", w(1, 3, 1, 1)), tensor("sq", numpy.array([0, 2, 3]))]
+
+
 @case("external_data", [2, 3, 5, 5])
 def _():
     return None                                 # main() writes it, with its data file
