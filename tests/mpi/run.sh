@@ -157,7 +157,11 @@ run ./mlp eval --weights kill.ck --test "$DATA/t10k-images-idx3-ubyte.gz" "$DATA
 check "... and the last checkpoint loads with eval" sh -c "[ $rc -eq 0 ] && grep -q '^top-1' '$T/out'"
 
 rm -f int.ck
-$MPIRUN -np 2 ./mlp_mpi train $FULL --epochs 6 --save int.ck >int.out 2>&1 &
+# timeout --foreground passes SIGINT on to mpirun alone, which passes it on to
+# the ranks, as Ctrl-C to mpirun does. (Without --foreground, timeout also
+# signals its whole process group, the ranks too, racing mpirun's own abort:
+# the check then failed in about 1 run of 10.)
+timeout --foreground 300 mpirun --oversubscribe -np 2 ./mlp_mpi train $FULL --epochs 6 --save int.ck >int.out 2>&1 &
 job=$!                                  # timeout, which passes SIGINT on to mpirun
 i=0
 while [ ! -f int.ck ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
