@@ -557,6 +557,18 @@ static int64_t col_rows(int64_t K, int64_t OH, int64_t OW, int64_t min_cols)
     return OH;
 }
 
+/* The chunk loop of a convolution's im2col, R of the out's OH rows a chunk
+ * (none when R = OH), and the chunk's im2col into col; the chunk's first
+ * column of the output (or of its gradient). */
+static Expr *im2col_chunk(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, int64_t R,
+                          const Buf *col)
+{
+    int64_t OH = out.d[1];
+    Rows r = {R < OH ? imul(var(open_for(L, OH / R)), i64(R)) : i64(0), R};
+    im2col_rows(L, x, b, xp, w, out, r, col);
+    return imul(r.oh0, i64(out.d[2]));
+}
+
 /* A loop over a conv's channel groups (none for one group); returns the group. */
 static Expr *group_loop(Lower *L, const Window *w)
 {
@@ -707,12 +719,7 @@ static void lower_conv(Lower *L, const Node *n)
     bias_first(L, n, b, true);
     const Buf *pairs = L->folded[n->id] ? fold_batchnorm(L, n, L->folded[n->id], b) : NULL;
     const Buf *xb = L->buf[x->id], *xp = col ? im2col_source(L, x, b, w) : NULL;
-    Expr *p0 = i64(0);                             /* the chunk's first column of y */
-    if (col) {
-        Rows r = {R < OH ? imul(var(open_for(L, OH / R)), i64(R)) : i64(0), R};
-        im2col_rows(L, x, b, xp, w, n->shape, r, col);
-        p0 = imul(r.oh0, i64(OW));
-    }
+    Expr *p0 = col ? im2col_chunk(L, x, b, xp, w, n->shape, R, col) : i64(0);   /* the chunk's first column of y */
     Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * N));
     gemm(L, i64(cg), N, i64(Kg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), Kg, 1, col ? col : xb,
          col ? in : at(xb, b, in), N, y, at(y, b, iadd(imul(g, i64(cg * P)), p0)), P, false);
@@ -1270,12 +1277,7 @@ static void lower_conv_dw(Lower *L, const Node *n)
     int b = open_for(L, -1);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : %s", n->id, shape_str(n->shape));
     const Buf *xp = col ? im2col_source(L, x, b, w) : NULL;
-    Expr *p0 = i64(0);                             /* the chunk's first column of dy */
-    if (col) {
-        Rows r = {R < OH ? imul(var(open_for(L, OH / R)), i64(R)) : i64(0), R};
-        im2col_rows(L, x, b, xp, w, dy->shape, r, col);
-        p0 = imul(r.oh0, i64(OW));
-    }
+    Expr *p0 = col ? im2col_chunk(L, x, b, xp, w, dy->shape, R, col) : i64(0);  /* the chunk's first column of dy */
     Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * N));
     gemm_nt(L, i64(cg), Kg, i64(N), dyb, at(dyb, b, iadd(imul(g, i64(cg * P)), p0)), P, col ? col : xb,
             col ? in : at(xb, b, in), N, L->buf[n->id], imul(g, i64(cg * Kg)), Kg, true);
