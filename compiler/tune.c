@@ -698,6 +698,15 @@ static Entry *parse_entry(const char *text, const JVal *e, int i, const char **w
         *why = arena_printf("%s: the tile \"%s\" is not one the GEMM routines build", place(text, str[3]->at), tile);
         return NULL;
     }
+    /* the times are written with %.3f: one outside [0, 1e9] us (16 minutes)
+     * was not measured by cnnc, and would not be read back */
+    const JVal *times[2] = {d, b};
+    for (int t = 0; t < 2; t++)
+        if (times[t] && !(times[t]->num >= 0 && times[t]->num <= 1e9)) {
+            *why = arena_printf("%s: entry %d's %s is not a time in microseconds", place(text, times[t]->at), i + 1,
+                                t ? "best_us" : "default_us");
+            return NULL;
+        }
     Entry *x = arena_alloc(sizeof *x);
     *x = (Entry){str[0]->str, str[1]->str, kernel, r, c, *rest != 0, d ? d->num : 0, b ? b->num : 0};
     return x;

@@ -22,7 +22,7 @@
 #               kernel alone and adds its entry back;
 #   retune      --retune measures every kernel and replaces their entries
 #               (as many entries after as before);
-#   damaged     garbage, truncated JSON, JSON of another format, a bad tile,
+#   damaged     garbage, truncated JSON, JSON of another format, a bad tile, a time of 1e73 us,
 #               an empty file, a folder in the cache's place: the compile
 #               succeeds with a warning naming the cache (and the line and
 #               column where it went wrong); --tune then replaces a damaged
@@ -174,8 +174,9 @@ sed 's/"tile": "[0-9]*x[0-9]*"/"tile": "99x99"/' c1.json > d4.json
 : > d5.json
 mkdir d6.json
 printf '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[' > d7.json
+sed '0,/"default_us": [0-9.]*/s//"default_us": 1e73/' c1.json > d9.json
 all_ok=1
-for d in d1 d2 d3 d4 d5 d6 d7; do
+for d in d1 d2 d3 d4 d5 d6 d7 d9; do
     if ! "$CNNC" "$NET" --lib -o "lib$d.a" --tune-cache="$d.json" 2> "$d.err" || [ ! -s "lib$d.a" ] ||
        ! grep -q "warning: ignoring the tuning cache '$d.json'" "$d.err"; then
         all_ok=0; bad damaged "$d: $(head -2 "$d.err")"
@@ -191,6 +192,8 @@ grep -q "warning: ignoring the tuning cache 'd2.json': line [0-9]*, column [0-9]
     { all_ok=0; bad damaged "no line and column for truncated JSON: $(head -1 d2.err)"; }
 grep -q "warning: ignoring the tuning cache 'd4.json': line [0-9]*, column [0-9]*: the tile \"99x99\"" d4.err ||
     { all_ok=0; bad damaged "no line and column for a bad tile: $(head -1 d4.err)"; }
+grep -q "warning: ignoring the tuning cache 'd9.json': line [0-9]*, column [0-9]*: entry 1's default_us is not a time" d9.err ||
+    { all_ok=0; bad damaged "no line and column for a time of 1e73 us: $(head -1 d9.err)"; }
 [ $all_ok = 1 ] && ok damaged
 sed 's/"cpu": "[^"]*"/"cpu": "some-other-cpu\/0000000000000000"/' c1.json > f1.json
 "$CNNC" "$NET" --summary --tune-cache=f1.json > f1.txt 2> f1.err
