@@ -219,6 +219,8 @@ static Options parse_options(int argc, char **argv)
                   o.cg.cpu);
     if (!o.tune_budget)
         o.tune_budget = 60;
+    if (o.emit == EMIT_WEIGHTS && (!o.output || strcmp(o.output, "-") == 0))
+        bad_usage("%s", "--emit=weights writes a safetensors file: give -o FILE.safetensors");
     if (o.cg.mpi && o.make != MAKE_EXE)
         bad_usage("%s", "--mpi builds an executable; a library's program links MPI itself (see docs/c-api.md)");
     gemm_target(cpu_has_avx512(o.cg.cpu));

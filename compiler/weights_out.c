@@ -6,7 +6,6 @@
 
 #include "../runtime/cnnrt.h"
 
-#include <string.h>
 
 bool weights_write(const Graph *g, const char *path)
 {
@@ -15,10 +14,6 @@ bool weights_write(const Graph *g, const char *path)
             fprintf(stderr, "cnnc: --emit=weights: parameter '%s' has no built-in value\n", g->params[i].name);
             return false;
         }
-    if (!path || strcmp(path, "-") == 0) {
-        fprintf(stderr, "cnnc: --emit=weights needs -o FILE.safetensors\n");
-        return false;
-    }
     rt_tensor *t = arena_alloc(sizeof(rt_tensor) * (size_t)(g->nparams + 1));
     for (int i = 0; i < g->nparams; i++) {
         const Param *p = &g->params[i];

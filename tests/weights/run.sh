@@ -167,6 +167,8 @@ elif "$cnnc" examples/lenet.cnn --check --weights "$W" 2>"$tmp/err"; then pass
 else fail "--check --weights $W"; show "$tmp/err"; fi
 "$cnnc" examples/lenet.cnn --weights 2>"$tmp/err"
 if [ $? = 2 ] && grep -q 'needs a file name' "$tmp/err"; then pass; else fail "--weights without a file: not exit 2"; fi
+"$cnnc" examples/lenet.cnn --weights "$W" --emit=weights 2>"$tmp/err"
+if [ $? = 2 ] && grep -q 'give -o FILE.safetensors' "$tmp/err"; then pass; else fail "--emit=weights without -o: not exit 2"; fi
 
 # ---- (g) the same bytes twice --------------------------------------------------------
 mkdir -p "$tmp/lib2"
