@@ -369,10 +369,11 @@ void layer_fans(Param *p);
  * byte, then its name, then whether it is text). */
 bool onnx_file(const char *path);
 /* Reads and converts the model; NULL after errors (reported through diag.c,
- * which diag_begin must have been given the path). */
-Graph *onnx_import(const char *path);
+ * which diag_begin must have been given the path). unbatched: the input has
+ * no batch dimension, the whole tensor is one example (--unbatched). */
+Graph *onnx_import(const char *path, bool unbatched);
 /* The same for a model in memory (for fuzzing); path as the model's name. */
-Graph *onnx_import_data(const char *path, const void *data, size_t size);
+Graph *onnx_import_data(const char *path, const void *data, size_t size, bool unbatched);
 /* --loss KIND ("softmax_cross_entropy" or "mse") for an imported graph. */
 bool onnx_loss(Graph *g, const char *kind);
 

@@ -21,6 +21,12 @@
  * order); an initializer used as an operand of arithmetic keeps its ONNX
  * name, made a C identifier. Their values are the initializers' (INIT_DATA).
  *
+ * Unbatched (--unbatched): the model's input has no batch dimension; the
+ * whole input tensor is one example, and the program batches examples. Then
+ * a computed value's Value.shape is its whole ONNX shape (`lead` is 0), and
+ * the operators that take ONNX's dimension 0 as a batch (Conv, pooling,
+ * BatchNormalization, LRN) are refused.
+ *
  * The reader trusts nothing in the file: every size is checked before use.
  */
 #include "cnnc.h"
@@ -77,6 +83,10 @@ typedef const Onnx__NodeProto ONode;
 
 static const Loc noloc = {0, 0, 0};
 
+/* The ONNX dimensions of a computed value before its per-example shape: 1
+ * (the batch), or 0 when the model is read unbatched. Set by import(). */
+static int lead = 1;
+
 static bool fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static bool fail(const char *fmt, ...)
 {
@@ -107,9 +117,11 @@ static char *dims_str(int rank, const int64_t *d)
     return arena_printf("%s%s]", s, rank > 8 ? ", ..." : "");
 }
 
-/* A computed value's ONNX shape: "[N, 3, 224, 224]" */
+/* A computed value's ONNX shape: "[N, 3, 224, 224]" ("[3, 224, 224]" unbatched) */
 static char *batch_str(Shape s)
 {
+    if (!lead)
+        return shape_str(s);
     return arena_printf("[N%s%s", s.rank ? ", " : "]", s.rank ? shape_str(s) + 1 : "");
 }
 
@@ -663,6 +675,14 @@ static Node *node_of(Imp *m, Value *v)
     return v->node;
 }
 
+/* Conv, pooling, BatchNormalization and LRN take ONNX's dimension 0 as the
+ * batch (N of [N, C, H, W]): a model read unbatched has none. */
+static bool batch_needed(void)
+{
+    return lead || fail("it takes dimension 0 of its input as the batch ([N, C, H, W]), and the model is read "
+                        "unbatched (--unbatched)");
+}
+
 /* x must be computed from the input, with `rank` dimensions after the batch
  * (rank < 0: any); what: the operator's expectation, for the message. */
 static Node *batched_input(Imp *m, ONode *n, size_t i, int rank, const char *what)
@@ -808,7 +828,7 @@ static bool out_node(Imp *m, ONode *n, Node *y)
 /* Conv: y = W * x + B, W [M, C / group, kh, kw], B [M] */
 static bool op_conv(Imp *m, ONode *n)
 {
-    Node *x = batched_input(m, n, 0, 3, "an image [N, C, H, W] (2-D convolutions)");
+    Node *x = !batch_needed() ? NULL : batched_input(m, n, 0, 3, "an image [N, C, H, W] (2-D convolutions)");
     Tensor *wt = x ? constant(m, n, 1, "the weights") : NULL;
     if (!wt)
         return false;
@@ -875,7 +895,49 @@ static float *transposed(const float *b, int64_t rows, int64_t cols, float scale
     return t;
 }
 
-/* Gemm: y = alpha A' B' + beta C, A the batch [N, K] (transA = 0) */
+/* n values times s */
+static float *scaled(const float *v, int64_t n, float s)
+{
+    float *t = arena_alloc(sizeof(float) * (size_t)n + 1);
+    for (int64_t i = 0; i < n; i++)
+        t[i] = s * v[i];
+    return t;
+}
+
+/* Gemm read unbatched, A a computed matrix [M, K]: a matmul by alpha B'
+ * (a parameter named after B), plus beta C (of any shape that broadcasts). */
+static bool gemm_matrix(Imp *m, ONode *n, Node *x, bool tb, float alpha, float beta)
+{
+    Tensor *bt = constant(m, n, 1, "B");
+    const float *bd = bt ? floats(m, bt) : NULL;
+    if (!bd)
+        return false;
+    int64_t M = x->shape.d[0], K = x->shape.d[1];
+    if (bt->rank != 2 || bt->dims[tb ? 1 : 0] != K)
+        return fail("B '%s' has shape %s, which cannot multiply %s%s", bt->name, dims_str(bt->rank, bt->dims),
+                    shape_str(x->shape), tb ? " (transB = 1)" : "");
+    int64_t N = bt->dims[tb ? 0 : 1];
+    const float *w = tb ? transposed(bd, N, K, alpha) : scaled(bd, K * N, alpha);
+    Node *in[2] = {x, param(m, identifier(bt->name, "t_"), shape_of(2, K, N), w, true, false)};
+    Node *y = in[1] ? graph_node(m->g, OP_MATMUL, noloc, shape_of(2, M, N), 2, in) : NULL;
+    if (y && given(n, 2) && beta != 0) {
+        Tensor *ct = constant(m, n, 2, "C");
+        const float *cd = ct ? floats(m, ct) : NULL;
+        Shape cs;
+        if (!cd || !shape_from(ct, 0, &cs))
+            return false;
+        Node *cn = ct->count == 1 ? graph_node(m->g, OP_CONST, noloc, shape_of(0), 0, NULL)
+                                  : param(m, identifier(ct->name, "t_"), cs, scaled(cd, ct->count, beta), false, false);
+        if (cn && ct->count == 1)
+            cn->value = beta * cd[0];
+        Builder bld = {.g = m->g};
+        y = cn ? shape_binary(&bld, OP_ADD, noloc, y, cn) : NULL;
+    }
+    return out_node(m, n, y);
+}
+
+/* Gemm: y = alpha A' B' + beta C, A the batch [N, K] (transA = 0); read
+ * unbatched, A may be a matrix (gemm_matrix) */
 static bool op_gemm(Imp *m, ONode *n)
 {
     int64_t ta, tb;
@@ -884,8 +946,14 @@ static bool op_gemm(Imp *m, ONode *n)
         !attr_float(n, "beta", 1, &beta))
         return false;
     if (ta)
-        return fail("transA = 1 would transpose the batch; cnnc takes the batch as A's rows");
-    Node *x = batched_input(m, n, 0, 1, "a matrix [N, K]");
+        return fail(lead ? "transA = 1 would transpose the batch; cnnc takes the batch as A's rows"
+                         : "transA = 1 would transpose a computed value, which cnnc does not");
+    Value *a = input(m, n, 0);
+    if (!lead && a && a->batched && a->shape.rank == 2) {
+        Node *x = node_of(m, a);
+        return x && gemm_matrix(m, n, x, tb, alpha, beta);
+    }
+    Node *x = a ? batched_input(m, n, 0, 1, lead ? "a matrix [N, K]" : "a matrix [M, K] or a vector [K]") : NULL;
     Tensor *bt = x ? constant(m, n, 1, "B") : NULL;
     const float *bd = bt ? floats(m, bt) : NULL;
     if (!bd)
@@ -898,12 +966,8 @@ static bool op_gemm(Imp *m, ONode *n)
     const float *w = bd;
     if (!tb)
         w = transposed(bd, K, N, alpha);
-    else if (alpha != 1) {
-        float *s = arena_alloc(sizeof(float) * (size_t)(N * K) + 1);
-        for (int64_t i = 0; i < N * K; i++)
-            s[i] = alpha * bd[i];
-        w = s;
-    }
+    else if (alpha != 1)
+        w = scaled(bd, N * K, alpha);
     float *bias = NULL;
     if (given(n, 2) && beta != 0) {
         Tensor *ct = constant(m, n, 2, "C");
@@ -960,7 +1024,7 @@ static bool op_matmul(Imp *m, ONode *n)
  * dimension too (of 1) loses it. */
 static Node *operand(Imp *m, ONode *n, Value *v, int rank, size_t i)
 {
-    if (!v->batched && !v->c && rank >= 0 && v->node->shape.rank > rank) {
+    if (!v->batched && !v->c && rank >= 0 && lead && v->node->shape.rank > rank) {
         fail("input %zu ('%s') of shape %s would broadcast over the batch", i + 1, n->input[i],
              shape_str(v->node->shape));
         return NULL;
@@ -968,8 +1032,8 @@ static Node *operand(Imp *m, ONode *n, Value *v, int rank, size_t i)
     if (v->batched || rank < 0 || !v->c)
         return node_of(m, v);
     Shape s;
-    int drop = v->c->rank == rank + 1 ? 1 : 0;
-    if (v->c->rank > rank + 1 || (drop && v->c->dims[0] != 1)) {
+    int drop = lead && v->c->rank == rank + 1 ? 1 : 0;
+    if ((lead && v->c->rank > rank + 1) || (drop && v->c->dims[0] != 1)) {
         fail("input %zu ('%s') of shape %s would broadcast over the batch", i + 1, n->input[i],
              dims_str(v->c->rank, v->c->dims));
         return NULL;
@@ -989,7 +1053,7 @@ static bool binary(Imp *m, ONode *n, OpKind op)
         return false;
     if (a->batched && b->batched && a->shape.rank != b->shape.rank)
         return fail("its inputs have %d and %d dimensions; cnnc broadcasts two computed values of equal rank only",
-                    a->shape.rank + 1, b->shape.rank + 1);
+                    a->shape.rank + lead, b->shape.rank + lead);
     Node *x = operand(m, n, a, b->batched ? b->shape.rank : -1, 0);
     Node *y = x ? operand(m, n, b, a->batched ? a->shape.rank : -1, 1) : NULL;
     if (!y)
@@ -1126,13 +1190,13 @@ static bool op_softmax(Imp *m, ONode *n)
         return false;
     if (!x->batched)
         return fail("its input is a constant");
-    int rank = x->shape.rank + 1;
+    int rank = x->shape.rank + lead;
     if (axis < 0)
         axis += rank;
-    int64_t count = shape_count(x->shape), before = 1;
-    for (int i = 0; i + 1 < axis && i < x->shape.rank; i++)
+    int64_t a = axis - lead, count = shape_count(x->shape), before = 1;     /* a: the axis in the example */
+    for (int i = 0; i < a && i < x->shape.rank; i++)
         before *= x->shape.d[i];
-    bool whole = axis >= 1 && axis < rank && (m->opset < 13 ? before == 1 : count == x->shape.d[axis - 1]);
+    bool whole = a >= 0 && a < x->shape.rank && (m->opset < 13 ? before == 1 : count == x->shape.d[a]);
     if (!whole)
         return fail("axis = %lld on %s: cnnc's softmax takes all of each example", (long long)axis,
                     batch_str(x->shape));
@@ -1146,7 +1210,7 @@ static bool op_softmax(Imp *m, ONode *n)
 /* MaxPool, AveragePool */
 static bool pool(Imp *m, ONode *n, OpKind op)
 {
-    Node *x = batched_input(m, n, 0, 3, "an image [N, C, H, W] (2-D pooling)");
+    Node *x = !batch_needed() ? NULL : batched_input(m, n, 0, 3, "an image [N, C, H, W] (2-D pooling)");
     int kh = 1, kw = 1;
     int64_t count_pad = 0;
     Window w;
@@ -1166,7 +1230,7 @@ static bool op_avgpool(Imp *m, ONode *n) { return pool(m, n, OP_AVGPOOL); }
 /* GlobalAveragePool: [C, H, W] -> [C] (ONNX's [C, 1, 1]) */
 static bool op_gap(Imp *m, ONode *n)
 {
-    Node *x = batched_input(m, n, 0, 3, "an image [N, C, H, W]");
+    Node *x = !batch_needed() ? NULL : batched_input(m, n, 0, 3, "an image [N, C, H, W]");
     Node *y = x ? graph_node(m->g, OP_GAP, noloc, shape_of(1, x->shape.d[0]), 1, &x) : NULL;
     return y && out(m, n, result(y, shape_of(3, x->shape.d[0], (int64_t)1, (int64_t)1), true));
 }
@@ -1174,7 +1238,7 @@ static bool op_gap(Imp *m, ONode *n)
 /* BatchNormalization at inference: the running statistics are buffers */
 static bool op_batchnorm(Imp *m, ONode *n)
 {
-    Value *v = input(m, n, 0);
+    Value *v = batch_needed() ? input(m, n, 0) : NULL;
     if (!v)
         return false;
     if (v->batched && v->shape.rank != 1 && v->shape.rank != 3)
@@ -1214,7 +1278,7 @@ static bool op_batchnorm(Imp *m, ONode *n)
 /* LRN: x / (bias + alpha / size * sum of squares over `size` channels)^beta */
 static bool op_lrn(Imp *m, ONode *n)
 {
-    Node *x = batched_input(m, n, 0, 3, "an image [N, C, H, W]");
+    Node *x = !batch_needed() ? NULL : batched_input(m, n, 0, 3, "an image [N, C, H, W]");
     int64_t size;
     float alpha, beta, bias;
     if (!x || !attr_int(n, "size", 0, &size) || !attr_float(n, "alpha", 1e-4f, &alpha) ||
@@ -1244,11 +1308,11 @@ static bool op_concat(Imp *m, ONode *n)
         if (!v || !(in[i] = batched_input(m, n, i, v->shape.rank, "values")))
             return false;
         Shape t = in[i]->shape;
-        int rank = t.rank + 1;
+        int rank = t.rank + lead;
         if (i == 0) {
             if (axis < 0)
                 axis += rank;
-            if (axis != 1 || (t.rank != 1 && t.rank != 3))
+            if (axis != lead || (t.rank != 1 && t.rank != 3))
                 return fail("cnnc concatenates [N, C, H, W] or [N, D] values along axis 1, not %s along axis %lld",
                             shape_str(t), (long long)axis);
             s = t;
@@ -1283,7 +1347,7 @@ static bool reshape_to(Imp *m, ONode *n, Value *x, Shape s)
     return y && out(m, n, result(y, s, true));
 }
 
-/* The ONNX shape of a value, the batch as -1 */
+/* The ONNX shape of a value, the batch (if any) as -1 */
 static int full_shape(const Value *x, int64_t *d)
 {
     if (x->c) {
@@ -1291,17 +1355,18 @@ static int full_shape(const Value *x, int64_t *d)
             d[i] = x->c->dims[i];
         return x->c->rank;
     }
-    d[0] = -1;
+    if (lead)
+        d[0] = -1;
     for (int i = 0; i < x->shape.rank; i++)
-        d[i + 1] = x->shape.d[i];
-    return x->shape.rank + 1;
+        d[i + lead] = x->shape.d[i];
+    return x->shape.rank + lead;
 }
 
-/* Builds y's shape from dims d[0..rank) (the batch first, unless constant) */
+/* Builds y's shape from dims d[0..rank) (the batch first, if any, unless constant) */
 static bool reshape_dims(Imp *m, ONode *n, Value *x, const int64_t *d, int rank)
 {
     Shape s = {0};
-    int skip = x->c ? 0 : 1;
+    int skip = x->c ? 0 : lead;
     if (rank - skip > MAX_RANK || rank - skip < 0)
         return fail("it gives %d dimensions; cnnc takes at most %d", rank, MAX_RANK + skip);
     s.rank = rank - skip;
@@ -1323,13 +1388,13 @@ static bool op_flatten(Imp *m, ONode *n)
         axis += rank;
     if (axis < 0 || axis > rank)
         return fail("axis = %lld is out of range", (long long)axis);
-    if (!x->c && axis != 1)
+    if (!x->c && lead && axis != 1)
         return fail("axis = %lld would mix the batch with the other dimensions; cnnc flattens from axis 1",
                     (long long)axis);
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < rank; i++)
         *(i < axis ? &outer : &inner) *= d[i];
-    int64_t two[2] = {x->c ? outer : -1, inner};
+    int64_t two[2] = {x->c || !lead ? outer : -1, inner};
     return reshape_dims(m, n, x, two, 2);
 }
 
@@ -1355,7 +1420,7 @@ static bool op_reshape(Imp *m, ONode *n)
         r[i] = want[i];
         if (want[i] == 0 && !allowzero)
             r[i] = i < rank ? d[i] : -2;
-        if (!x->c && i == 0 && (r[0] == m->batch || want[0] == -1 || r[0] == -1)) {
+        if (!x->c && lead && i == 0 && (r[0] == m->batch || want[0] == -1 || r[0] == -1)) {
             r[0] = -1;                  /* the batch: inferred, copied, or the input's fixed batch */
             continue;
         }
@@ -1364,7 +1429,7 @@ static bool op_reshape(Imp *m, ONode *n)
         else if (r[i] < 0 || !mul_ok(known, r[i], &known))
             return fail("its shape %s does not fit the input %s", dims_str(nd, want), dims_str(rank, d));
     }
-    if (!x->c && r[0] != -1)
+    if (!x->c && lead && r[0] != -1)
         return fail("its shape %s does not keep the batch first", dims_str(nd, want));
     if (infer >= 0) {
         if (known == 0 || total % known)
@@ -1420,7 +1485,7 @@ static bool op_squeeze(Imp *m, ONode *n)
     if (!axes(m, n, &v, &cnt) || !mark_axes(v, cnt, rank, mark))
         return false;
     for (int i = 0; i < rank; i++) {
-        bool batch = i == 0 && !x->c;
+        bool batch = i == 0 && !x->c && lead;
         if (batch && mark[i])
             return fail("it would squeeze the batch");
         if (mark[i] && d[i] != 1)
@@ -1444,7 +1509,7 @@ static bool op_unsqueeze(Imp *m, ONode *n)
         return fail("its input has rank %d", rank);
     if (!axes(m, n, &v, &cnt) || !mark_axes(v, cnt, rank + cnt, mark))
         return false;
-    if (!x->c && mark[0])
+    if (!x->c && lead && mark[0])
         return fail("it would put a dimension before the batch");
     for (int i = 0, k = 0; i < rank + cnt; i++)
         r[i] = mark[i] ? 1 : d[k++];
@@ -1550,7 +1615,8 @@ static bool initializers(Imp *m)
 }
 
 /* The one graph input that is not an initializer: its first dimension is
- * the batch (a number or a name), the others fixed. */
+ * the batch (a number or a name), the others fixed; unbatched, every
+ * dimension is fixed and the whole tensor is one example. */
 static bool graph_input(Imp *m)
 {
     const Onnx__ValueInfoProto *in = NULL;
@@ -1571,24 +1637,27 @@ static bool graph_input(Imp *m)
         t->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || !t->tensor_type->shape)
         return fail("the input '%s' must be a float tensor of known shape", name);
     const Onnx__TensorShapeProto *s = t->tensor_type->shape;
-    if (s->n_dim < 2 || s->n_dim > 4)
+    if (lead && (s->n_dim < 2 || s->n_dim > 4))
         return fail("the input '%s' has %zu dimensions; cnnc takes [N, D], [N, H, W] or [N, C, H, W]", name, s->n_dim);
-    Shape sh = {.rank = (int)s->n_dim - 1};
+    if (!lead && (s->n_dim < 1 || s->n_dim > 3))
+        return fail("the input '%s' has %zu dimensions; read unbatched (--unbatched), cnnc takes [D], [H, W] or "
+                    "[C, H, W]", name, s->n_dim);
+    Shape sh = {.rank = (int)s->n_dim - lead};
     m->batch = -1;
     for (size_t i = 0; i < s->n_dim; i++) {
         const Onnx__TensorShapeProto__Dimension *d = s->dim[i];
         bool fixed = d && d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-        if (i == 0) {
+        if (i == 0 && lead) {
             m->batch = fixed && d->dim_value > 0 ? d->dim_value : -1;
             continue;
         }
         if (!fixed && d && d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM)
             return fail("the input '%s' has a symbolic dimension '%s' at position %zu; cnnc needs every dimension "
-                        "but the batch (the first) fixed", name, str(d->dim_param), i + 1);
+                        "%s fixed", name, str(d->dim_param), i + 1, lead ? "but the batch (the first)" : "(read unbatched)");
         if (!fixed || d->dim_value < 1 || d->dim_value > MAX_DIM)
-            return fail("the input '%s' has no fixed size at dimension %zu; cnnc needs every dimension but the "
-                        "batch fixed", name, i + 1);
-        sh.d[i - 1] = d->dim_value;
+            return fail("the input '%s' has no fixed size at dimension %zu; cnnc needs every dimension %s fixed",
+                        name, i + 1, lead ? "but the batch" : "(read unbatched)");
+        sh.d[i - lead] = d->dim_value;
     }
     Node *x = graph_node(m->g, OP_INPUT, noloc, sh, 0, NULL);
     if (!x)
@@ -1610,8 +1679,8 @@ static bool graph_output(Imp *m)
     if (!v->batched)
         return fail("the graph's output '%s' does not depend on its input", name);
     if (v->shape.rank > 3)              /* rt_net_desc holds 3 dimensions after the batch */
-        return fail("the graph's output '%s' has shape %s; a cnnc network's output has at most 4 dimensions, "
-                    "the batch's included", name, batch_str(v->shape));
+        return fail("the graph's output '%s' has shape %s; a cnnc network's output has at most %s", name,
+                    batch_str(v->shape), lead ? "4 dimensions, the batch's included" : "3 dimensions (read unbatched)");
     return (m->g->output = node_of(m, v)) != NULL;
 }
 
@@ -1629,9 +1698,10 @@ static bool convert(Imp *m)
 
 /* The model's graph as a Graph; path names the network and the folder of
  * external data. */
-static Graph *import(Onnx__ModelProto *model, const char *path)
+static Graph *import(Onnx__ModelProto *model, const char *path, bool unbatched)
 {
     Imp m = {.path = path, .model = model};
+    lead = unbatched ? 0 : 1;
     char *dir = arena_strdup(path), *slash = strrchr(dir, '/');
     m.dir = slash ? (*slash = 0, dir) : ".";
     if (slash && !*dir)
@@ -1651,11 +1721,11 @@ static Graph *import(Onnx__ModelProto *model, const char *path)
     return m.g;
 }
 
-Graph *onnx_import(const char *path) { return import(read_model(path), path); }
+Graph *onnx_import(const char *path, bool unbatched) { return import(read_model(path), path, unbatched); }
 
-Graph *onnx_import_data(const char *path, const void *data, size_t size)
+Graph *onnx_import_data(const char *path, const void *data, size_t size, bool unbatched)
 {
-    return import(size ? unpack(data, size) : (fail("the file is empty, not an ONNX model"), NULL), path);
+    return import(size ? unpack(data, size) : (fail("the file is empty, not an ONNX model"), NULL), path, unbatched);
 }
 
 /* --loss: softmax_cross_entropy on the scores (a final Softmax's input), or
