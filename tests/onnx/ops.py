@@ -5,7 +5,9 @@ tests/onnx/run.sh, which compares cnnc's outputs with ONNX Runtime's).
     /usr/bin/python3 tests/onnx/ops.py OUTDIR
 
 Writes OUTDIR/NAME.onnx, NAME.x.safetensors and NAME.x.bin (a batch of 2,
-N(0, 1)) for each case, and prints "NAME D0,D1,..." (the input's shape) a line.
+N(0, 1)) for each case, and prints "NAME D0,D1,... [FLAGS]" (the input's
+shape, cnnc's flags) a line. An unbatched case's model has no batch dimension
+(cnnc --unbatched): its x.safetensors holds one example, [1, D0, D1, ...].
 With --train, writes OUTDIR/mlp.onnx only (see mlp()).
 """
 
@@ -26,9 +28,9 @@ def w(*shape, scale=0.5):
 CASES = []
 
 
-def case(name, xdims, opset=13):
+def case(name, xdims, opset=13, unbatched=False):
     def add(fn):
-        CASES.append((name, xdims, opset, fn))
+        CASES.append((name, xdims, opset, unbatched, fn))
         return fn
     return add
 
@@ -228,6 +230,17 @@ def _():
          tensor("shape", numpy.array([1, 3, 2, 2])), tensor("scale", w(1, 3, 1, 1)), tensor("sq", numpy.array([0, 2, 3]))]
 
 
+@case("unbatched", [3, 4], unbatched=True)
+def _():
+    # the input is one example [3, 4]: Gemm of a matrix with C [3, 5], a
+    # constant of the example's rank, reshapes that move dimension 0
+    return [node("Gemm", ["x", "b", "c"], ["g"], transB=1, alpha=0.5, beta=2.0), node("Add", ["g", "k"], ["a"]),
+            node("Reshape", ["a", "shape"], ["r"]), node("Flatten", ["r"], ["f"], axis=0),
+            node("Unsqueeze", ["f", "ax"], ["u"]), node("Squeeze", ["u"], ["s"]), node("Tanh", ["s"], ["y"])], \
+        [tensor("b", w(5, 4)), tensor("c", w(3, 5)), tensor("k", w(3, 1)), tensor("shape", numpy.array([5, 3])),
+         tensor("ax", numpy.array([0]))]
+
+
 @case("external_data", [2, 3, 5, 5])
 def _():
     return None                                 # main() writes it, with its data file
@@ -247,7 +260,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     if sys.argv[2:] == ["--train"]:
         return mlp(out)
-    for name, xdims, opset, fn in CASES:
+    for name, xdims, opset, unbatched, fn in CASES:
         if name == "external_data":
             ew, eb = w(2, 3, 3, 3), w(2)
             save(os.path.join(out, "external_data.bin"), ew.tobytes() + eb.tobytes())
@@ -256,10 +269,10 @@ def main():
                      tensor("eb", eb, external=("external_data.bin", ew.nbytes))]
         else:
             nodes, inits = fn()
-        dims = xdims if name == "reshapes_old" else ["N"] + xdims[1:]   # a fixed batch the Reshape names
+        dims = xdims if name == "reshapes_old" or unbatched else ["N"] + xdims[1:]   # a fixed batch the Reshape names
         save(os.path.join(out, name + ".onnx"), model(nodes, [("x", dims)], [("y", None)], inits, opset))
-        save_input(os.path.join(out, name), R.normal(0, 1, xdims))
-        print(name, ",".join(map(str, xdims)))
+        save_input(os.path.join(out, name), R.normal(0, 1, [1] + xdims if unbatched else xdims))
+        print(name, ",".join(map(str, xdims)), "--unbatched" if unbatched else "")
 
 
 if __name__ == "__main__":
