@@ -191,14 +191,14 @@ typedef enum {
     OP_MAXPOOL_DX,    /* (dy, x, y) win */
     OP_AVGPOOL_DX,    /* (dy) win */
     OP_GAP_DX,        /* (dy) */
-    OP_SOFTMAX_DX,    /* (y, dy) */
+    OP_SOFTMAX_DX,    /* (y, dy) along axis */
     OP_L1NORM_DX,     /* (x, dy) */
     OP_L2NORM_DX,     /* (x, dy) */
     OP_LRN_DX,        /* (x, dy) win.kh = size, alpha, beta, k */
     OP_BN_DX,         /* (x, gamma, dy) alpha = eps: batch statistics */
     OP_BN_DGAMMA,     /* (x, dy) alpha = eps */
     OP_DROPOUT_DX,    /* (dy) alpha = p, aux = the forward node's id (the mask's salt) */
-    OP_SLICE,         /* (dy): channels [aux, aux + shape.d[0]) of a concat's gradient */
+    OP_SLICE,         /* (dy): [aux, aux + shape.d[axis]) along axis of a concat's gradient */
     OP_SUM_TO,        /* (g): g summed down to this node's shape (broadcasting, batch) */
     OP_MATMUL_DA,     /* (dC, B) */
     OP_MATMUL_DB,     /* (A, dC) */
@@ -247,6 +247,8 @@ typedef struct Node {
     Window win;
     float alpha, beta, k, momentum;
     int64_t aux;          /* see the gradient ops */
+    int axis;             /* OP_SOFTMAX, OP_SOFTMAX_DX, OP_CONCAT, OP_SLICE: the dimension of the
+                             example they work along (0 by default: a vector's, an image's channels) */
     const char *label;    /* the layer's name ("conv1") or bound name, for dumps */
 } Node;
 

@@ -813,6 +813,28 @@ loss = softmax_cross_entropy(f, y)
         + dense_p("dense1", 5, 16), fwd, labels=5)
 
     def fwd(c, x):
+        h = c.conv("conv1", x, pad=1)                                 # [4,3,10]
+        h = F.softmax(torch.cat([h, torch.tanh(h)], 3), dim=3)        # [4,3,20], along W
+        h = torch.cat([torch.sigmoid(h), h], 1)                       # [8,3,20]
+        h = F.softmax(h.reshape(-1, 6, 8, 10), dim=2)                 # along the 8
+        h = torch.cat([h, h * h], 2)                                  # [6,16,10]
+        h = F.softmax(h.reshape(-1, 96, 10), dim=1)                   # along the 96
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_axes
+input  x : [2, 3, 10]
+labels y : class(3)
+# softmax(axis = k), concat(..., axis = k) and reshape on other dimensions
+# than a vector's or an image's channels; axes count the example's
+# dimensions (the batch is not one), -1 the last
+x -> conv(4, 3x3, pad = 1) -> concat(_, tanh, axis = 2) -> softmax(axis = -1)
+  -> concat(sigmoid, _, axis = 0) -> reshape(6, 8, 10) -> softmax(axis = 1)
+  -> concat(_, _ * _, axis = 1) -> reshape(96, 10) -> softmax(axis = 0) -> flatten
+  -> dense(3) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 3, 10], conv_p("conv1", 4, 2, 3) + dense_p("dense1", 3, 960), fwd, labels=3)
+
+    def fwd(c, x):
         h = F.relu(c.dense("dense1", x))
         h = torch.cat([torch.tanh(c.dense("dense2", h)), c.dense("dense3", h),
                        torch.sigmoid(c.dense("dense4", h))], 1)       # [9]
