@@ -690,7 +690,17 @@ static const char *layer_str(U *u, const Node *t)
     case OP_LEAKY:     return t->alpha == 0.01f ? "leaky_relu" : arena_printf("leaky_relu(%s)", num_f(t->alpha));
     case OP_CLIP:
         return t->alpha == 0 && t->beta == 6 ? "relu6" : arena_printf("clip(%s, %s)", num_f(t->alpha), num_f(t->beta));
-    default:           return op_name(t->op);   /* global_avgpool, softmax, l1norm, l2norm, flatten */
+    case OP_SOFTMAX:
+        return t->shape.rank == 1 ? "softmax" : arena_printf("softmax(axis = %d)", t->axis);
+    case OP_FLATTEN: {
+        if (t->shape.rank == 1)
+            return "flatten";
+        const char *s = arena_printf("reshape(%lld", (long long)t->shape.d[0]);
+        for (int i = 1; i < t->shape.rank; i++)
+            s = arena_printf("%s, %lld", s, (long long)t->shape.d[i]);
+        return arena_printf("%s)", s);
+    }
+    default:           return op_name(t->op);   /* global_avgpool, l1norm, l2norm */
     }
 }
 
@@ -792,6 +802,8 @@ static const char *composite_str(U *u, const Node *t, size_t col)
             put(&s, arena_printf(",\n%*s", (int)at, ""));
         put(&s, branch(u, t->in[i], from, at));
     }
+    if (t->axis != 0 || (t->shape.rank != 1 && t->shape.rank != 3))   /* the default joins channels or vectors */
+        put(&s, arena_printf(",\n%*saxis = %d", (int)at, "", t->axis));
     put(&s, ")");
     return s.s;
 }
