@@ -1179,9 +1179,9 @@ static bool op_constant(Imp *m, ONode *n)
     return out(m, n, v);
 }
 
-/* Softmax over each example: before opset 13 over the axes from `axis` on,
- * from 13 over `axis` alone; cnnc's covers all of the example, so the axes
- * left out must be of size 1. */
+/* Softmax within each example: before opset 13 over the axes from `axis`
+ * on (the example seen as a matrix [before, after], softmax along its rows),
+ * from 13 along `axis` alone. Over all of the example, it is a vector's. */
 static bool op_softmax(Imp *m, ONode *n)
 {
     Value *x = input(m, n, 0);
@@ -1194,16 +1194,23 @@ static bool op_softmax(Imp *m, ONode *n)
     if (axis < 0)
         axis += rank;
     int64_t a = axis - lead, count = shape_count(x->shape), before = 1;     /* a: the axis in the example */
-    for (int i = 0; i < a && i < x->shape.rank; i++)
+    if (a < 0 || a >= x->shape.rank)
+        return fail("axis = %lld on %s: %s", (long long)axis, batch_str(x->shape),
+                    a == -1 ? "cnnc's softmax works within each example, not across the batch" : "out of range");
+    for (int i = 0; i < a; i++)
         before *= x->shape.d[i];
-    bool whole = a >= 0 && a < x->shape.rank && (m->opset < 13 ? before == 1 : count == x->shape.d[a]);
-    if (!whole)
-        return fail("axis = %lld on %s: cnnc's softmax takes all of each example", (long long)axis,
-                    batch_str(x->shape));
-    Node *v = x->node;
-    if (v->shape.rank != 1)
-        v = graph_node(m->g, OP_FLATTEN, noloc, shape_of(1, count), 1, &v);
-    Node *y = v ? graph_node(m->g, OP_SOFTMAX, noloc, v->shape, 1, &v) : NULL;
+    Shape s = x->shape;
+    int along = (int)a;
+    if (m->opset < 13 ? before == 1 : count == x->shape.d[a])
+        s = shape_of(1, count), along = 0;
+    else if (m->opset < 13)
+        s = shape_of(2, before, count / before), along = 1;
+    Node *v = shape_eq(s, x->shape) ? node_of(m, x) : x->node;
+    if (v && !shape_eq(v->shape, s))
+        v = graph_node(m->g, OP_FLATTEN, noloc, s, 1, &v);
+    Node *y = v ? graph_node(m->g, OP_SOFTMAX, noloc, s, 1, &v) : NULL;
+    if (y)
+        y->axis = along;
     return y && out(m, n, result(y, x->shape, true));
 }
 
@@ -1293,7 +1300,8 @@ static bool op_lrn(Imp *m, ONode *n)
     return out_node(m, n, y);
 }
 
-/* Concat along the channels ([N, C, H, W]) or the features ([N, D]) */
+/* Concat along any axis of the example; read unbatched, constants may join
+ * too (batched, a constant would have to vary along the batch). */
 static bool op_concat(Imp *m, ONode *n)
 {
     int64_t axis;
@@ -1303,26 +1311,42 @@ static bool op_concat(Imp *m, ONode *n)
         return false;
     Node **in = arena_alloc(sizeof(Node *) * n->n_input);
     Shape s = {0};
+    int a = 0;
     for (size_t i = 0; i < n->n_input; i++) {
         Value *v = input(m, n, i);
-        if (!v || !(in[i] = batched_input(m, n, i, v->shape.rank, "values")))
+        if (!v)
+            return false;
+        if (!lead && v->c) {
+            Shape cs;
+            if (!shape_from(v->c, 0, &cs) || !(in[i] = const_node(m, v->c, cs)))
+                return false;
+        } else if (!(in[i] = batched_input(m, n, i, -1, "values (a constant, only read unbatched)")))
             return false;
         Shape t = in[i]->shape;
-        int rank = t.rank + lead;
         if (i == 0) {
+            int rank = t.rank + lead;
             if (axis < 0)
                 axis += rank;
-            if (axis != lead || (t.rank != 1 && t.rank != 3))
-                return fail("cnnc concatenates [N, C, H, W] or [N, D] values along axis 1, not %s along axis %lld",
-                            shape_str(t), (long long)axis);
+            a = (int)(axis - lead);
+            if (a < 0 || a >= t.rank)
+                return fail("axis = %lld on %s: %s", (long long)axis, batch_str(t),
+                            a == -1 ? "cnnc concatenates within each example, not along the batch" : "out of range");
             s = t;
             continue;
         }
-        if (t.rank != s.rank || (t.rank == 3 && (t.d[1] != s.d[1] || t.d[2] != s.d[2])))
-            return fail("its input %zu %s cannot join %s", i + 1, batch_str(t), batch_str(in[0]->shape));
-        s.d[0] += t.d[0];
+        bool fits = t.rank == s.rank;
+        for (int k = 0; fits && k < s.rank; k++)
+            fits = k == a || t.d[k] == s.d[k];
+        if (!fits)
+            return fail("its input %zu %s cannot join %s along axis %lld", i + 1, batch_str(t),
+                        batch_str(in[0]->shape), (long long)axis);
+        if ((s.d[a] += t.d[a]) > MAX_DIM)
+            return fail("it would have %lld values along axis %lld", (long long)s.d[a], (long long)axis);
     }
-    return out_node(m, n, graph_node(m->g, OP_CONCAT, noloc, s, (int)n->n_input, in));
+    Node *y = graph_node(m->g, OP_CONCAT, noloc, s, (int)n->n_input, in);
+    if (y)
+        y->axis = a;
+    return out_node(m, n, y);
 }
 
 /* ---- reshaping: Flatten, Reshape, Squeeze, Unsqueeze --------------------------- */
