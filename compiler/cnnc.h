@@ -358,6 +358,10 @@ int64_t layer_extent(int64_t in, int pad, int k, int d, int stride);
 /* Pooling's ceil mode: extends the bottom (right) padding *pb so that the
  * output is rounded up, less a last window that would start in the padding. */
 void layer_ceil_extent(int64_t in, int pt, int *pb, int k, int stride);
+/* Pooling's padding pt and pb (as declared) around `in` cells, with windows
+ * of k taps d apart: whether every window has a tap inside (a window wholly
+ * in the padding would have no maximum and no mean); *why says what fails. */
+bool layer_pool_pads_ok(int64_t in, int pt, int pb, int k, int d, const char **why);
 /* A parameter's fan_in and fan_out from its PyTorch-layout shape. */
 void layer_fans(Param *p);
 

@@ -302,14 +302,33 @@ void layer_ceil_extent(int64_t in, int pt, int *pb, int k, int stride)
         *pb = (int)need;
 }
 
+/* Every window has a tap inside when the padding on either side is less
+ * than the window's span (the first window reaches the image, and the last
+ * starts in it; ceil mode never adds a window that starts in the padding)
+ * and the taps are no farther apart than the image is wide (they cannot
+ * step over it). */
+bool layer_pool_pads_ok(int64_t in, int pt, int pb, int k, int d, const char **why)
+{
+    int64_t span = (int64_t)(k - 1) * d + 1;
+    if (pt >= span || pb >= span) {
+        *why = "a window would lie wholly in the padding: pad at most the kernel's span less 1";
+        return false;
+    }
+    if (d > 1 && d > in) {
+        *why = "the dilation is larger than the input: a window's taps could step over it";
+        return false;
+    }
+    return true;
+}
+
 static bool true_arg(const Args *a, int i) { return given(a, i) && strcmp(a->v[i].str, "true") == 0; }
 
 /* The window of a conv or pooling layer from its arguments: kernel, stride
- * and pad slots, and for conv the dilation slot (else -1), for pooling the
- * ceil slot (else -1). */
+ * and pad slots, the dilation slot (conv and maxpool; else -1), for pooling
+ * the ceil slot (else -1). */
 static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int dil, int ceil)
 {
-    bool pool = dil < 0;
+    bool pool = ceil >= 0;
     *w = (Window){.dh = 1, .dw = 1, .groups = 1};
     size_arg(a, k, 1, 1, &w->kh, &w->kw);
     size_arg(a, stride, w->kh, w->kw, &w->sh, &w->sw);
@@ -317,7 +336,7 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
         w->sh = w->kh, w->sw = w->kw;
     else if (!pool && !given(a, stride))
         w->sh = w->sw = 1;
-    if (!pool)
+    if (dil >= 0)
         size_arg(a, dil, 1, 1, &w->dh, &w->dw);
     int eh = (w->kh - 1) * w->dh + 1, ew = (w->kw - 1) * w->dw + 1;     /* the dilated kernel's span */
     const Val *p = &a->v[pad];
@@ -332,12 +351,14 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
         size_arg(a, pad, 0, 0, &w->pt, &w->pl);
         w->pb = w->pt, w->pr = w->pl;
     }
-    if (pool && (2 * w->pt > w->kh || 2 * w->pl > w->kw)) {
-        error_at(p->loc, "%s's padding %dx%d is more than half its kernel %dx%d", a->rule->name,
-                 w->pt, w->pl, w->kh, w->kw);
+    int64_t h = x->shape.d[1], wd = x->shape.d[2];
+    const char *why;
+    if (pool && (!layer_pool_pads_ok(h, w->pt, w->pb, w->kh, w->dh, &why) ||
+                 !layer_pool_pads_ok(wd, w->pl, w->pr, w->kw, w->dw, &why))) {
+        error_at(p->kind != V_NONE ? p->loc : a->use->loc, "%s's padding %dx%d with kernel %dx%d: %s", a->rule->name,
+                 w->pt, w->pl, w->kh, w->kw, why);
         return false;
     }
-    int64_t h = x->shape.d[1], wd = x->shape.d[2];
     if (layer_extent(h, w->pt + w->pb, w->kh, w->dh, w->sh) < 1 || layer_extent(wd, w->pl + w->pr, w->kw, w->dw, w->sw) < 1) {
         error_at(a->use->loc, "%s's kernel %dx%d%s is larger than its input %lldx%lld (padded %lldx%lld)",
                  a->rule->name, w->kh, w->kw, eh != w->kh || ew != w->kw ? arena_printf(" (dilated %dx%d)", eh, ew) : "",
@@ -347,8 +368,8 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
     w->cb = w->pb, w->cr = w->pr;
     if (pool && true_arg(a, ceil)) {
         w->ceil = true;
-        layer_ceil_extent(h, w->pt, &w->pb, w->kh, w->sh);
-        layer_ceil_extent(wd, w->pl, &w->pr, w->kw, w->sw);
+        layer_ceil_extent(h, w->pt, &w->pb, eh, w->sh);
+        layer_ceil_extent(wd, w->pl, &w->pr, ew, w->sw);
     }
     return true;
 }
@@ -403,15 +424,16 @@ static Node *apply_conv(Builder *b, Args *a, Node *x)
     return y;
 }
 
-enum { POOL_K, POOL_STRIDE, POOL_PAD, POOL_CEIL, POOL_COUNT_PAD };
+enum { POOL_K, POOL_STRIDE, POOL_PAD, POOL_CEIL, POOL_COUNT_PAD, POOL_DILATION = POOL_COUNT_PAD };
 
 /* maxpool(k, stride=k, pad=0, ceil=false), avgpool(..., count_pad=false): [C,H,W] -> [C,H',W'] */
 static Node *apply_pool(Builder *b, Args *a, Node *x)
 {
     Window w;
-    if (!need_rank(a, x, 3, "an image [C, H, W]") || !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, -1, POOL_CEIL))
-        return NULL;
     OpKind op = a->rule->name[0] == 'm' ? OP_MAXPOOL : OP_AVGPOOL;
+    if (!need_rank(a, x, 3, "an image [C, H, W]") ||
+        !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, op == OP_MAXPOOL ? POOL_DILATION : -1, POOL_CEIL))
+        return NULL;
     w.count_pad = op == OP_AVGPOOL && true_arg(a, POOL_COUNT_PAD);
     Node *y = graph_node(b->g, op, a->use->loc, windowed(x->shape, x->shape.d[0], &w), 1, &x);
     if (y)
@@ -655,7 +677,8 @@ static const LayerRule rules[] = {
     {"conv", {0}, {P("c", T_COUNT), P("kernel", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD),
         K("bias", T_BOOL), K("init", T_INIT), K("bias_init", T_INIT), K("name", T_STR), K("groups", T_COUNT),
         K("dilation", T_SIZE)}, apply_conv, false},
-    {"maxpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD), K("ceil", T_BOOL)}, apply_pool, false},
+    {"maxpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD), K("ceil", T_BOOL), K("dilation", T_SIZE)},
+        apply_pool, false},
     {"avgpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD), K("ceil", T_BOOL),
         K("count_pad", T_BOOL)}, apply_pool, false},
     {"global_avgpool", {0}, {{0}}, apply_gap, false},

@@ -731,11 +731,12 @@ static void lower_conv(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* Whether pooling windows are 2x2 with stride 2, no padding, and tile an
- * H x W image exactly: the vectorized L_POOL form. */
+/* Whether pooling windows are 2x2 with stride 2, no padding or dilation, and
+ * tile an H x W image exactly: the vectorized L_POOL form. */
 static bool tiles_2x2(const Window *w, int64_t H, int64_t W)
 {
-    return w->kh == 2 && w->kw == 2 && w->sh == 2 && w->sw == 2 && !has_padding(w) && H % 2 == 0 && W % 2 == 0;
+    return w->kh == 2 && w->kw == 2 && w->sh == 2 && w->sw == 2 && !has_padding(w) && w->dh == 1 && w->dw == 1 &&
+           H % 2 == 0 && W % 2 == 0;
 }
 
 /* avgpool with count_pad: the number of the window's cells inside the image
@@ -1410,7 +1411,8 @@ static void lower_maxpool_dx(Lower *L, const Node *n)
         lower_maxpool_dx_2x2(L, n, NULL);
         return;
     }
-    if (w->sh == w->kh && w->sw == w->kw && !has_padding(w) && n->shape.d[1] == dy->shape.d[1] * w->kh &&
+    if (w->sh == w->kh && w->sw == w->kw && !has_padding(w) && w->dh == 1 && w->dw == 1 &&
+        n->shape.d[1] == dy->shape.d[1] * w->kh &&
         n->shape.d[2] == dy->shape.d[2] * w->kw) {
         lower_maxpool_dx_tiled(L, n);
         return;

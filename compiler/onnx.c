@@ -704,7 +704,10 @@ static Node *batched_input(Imp *m, ONode *n, size_t i, int rank, const char *wha
 
 /* ---- windows: Conv, MaxPool, AveragePool ------------------------------------ */
 
-static bool two(ONode *n, const char *name, int64_t lo, int64_t hi, int *a, int *b)
+/* A window's attribute of one value per spatial dimension: dims 2 (height
+ * *a and width *b), or 1 (1-D pooling, seen as an image of height 1: the
+ * width *b); absent, *a and *b are left as they are. */
+static bool per_dim(ONode *n, const char *name, int dims, int64_t lo, int64_t hi, int *a, int *b)
 {
     const int64_t *v;
     size_t cnt;
@@ -712,12 +715,16 @@ static bool two(ONode *n, const char *name, int64_t lo, int64_t hi, int *a, int 
         return false;
     if (cnt == 0)
         return true;
-    if (cnt != 2)
-        return fail("attribute '%s' has %zu values; cnnc takes 2-D windows (2 values)", name, cnt);
-    if (v[0] < lo || v[0] > hi || v[1] < lo || v[1] > hi)
-        return fail("attribute '%s' = [%lld, %lld] must be from %lld to %lld", name, (long long)v[0],
-                    (long long)v[1], (long long)lo, (long long)hi);
-    *a = (int)v[0], *b = (int)v[1];
+    if (cnt != (size_t)dims)
+        return fail("attribute '%s' has %zu values; cnnc takes %s", name, cnt,
+                    dims == 2 ? "2-D windows (2 values)" : "1-D windows here (1 value)");
+    for (size_t i = 0; i < cnt; i++)
+        if (v[i] < lo || v[i] > hi)
+            return fail("attribute '%s' has %lld; its values must be from %lld to %lld", name, (long long)v[i],
+                        (long long)lo, (long long)hi);
+    if (dims == 2)
+        *a = (int)v[0];
+    *b = (int)v[dims - 1];
     return true;
 }
 
@@ -735,21 +742,23 @@ static bool same_pad(int64_t in, int64_t span, int stride, bool upper, int *begi
     return true;
 }
 
-/* The window of a Conv or pooling node over x [C, H, W] with a kernel of
- * kh x kw: strides, dilations, pads or auto_pad, and for pooling ceil_mode. */
-static bool window(ONode *n, Shape x, int kh, int kw, bool pool, Window *w)
+/* The window of a Conv (op) or pooling node over x [C, H, W] with a kernel
+ * of kh x kw, in dims spatial dimensions (1: pooling of [C, W], x [C, 1, W]):
+ * strides, dilations, pads or auto_pad, and for pooling ceil_mode. */
+static bool window(ONode *n, Shape x, int kh, int kw, OpKind op, int dims, Window *w)
 {
     *w = (Window){.kh = kh, .kw = kw, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
     const int64_t *p;
     size_t np;
-    const char *autopad;
+    const char *autopad, *why;
     int64_t ceil = 0;
-    if (!two(n, "strides", 1, MAX_WINDOW, &w->sh, &w->sw) || !two(n, "dilations", 1, MAX_WINDOW, &w->dh, &w->dw) ||
-        !attr_ints(n, "pads", &p, &np) || !attr_string(n, "auto_pad", "NOTSET", &autopad) ||
-        (pool && !attr_int(n, "ceil_mode", 0, &ceil)))
+    bool pool = op != OP_CONV;
+    if (!per_dim(n, "strides", dims, 1, MAX_WINDOW, &w->sh, &w->sw) ||
+        !per_dim(n, "dilations", dims, 1, MAX_WINDOW, &w->dh, &w->dw) || !attr_ints(n, "pads", &p, &np) ||
+        !attr_string(n, "auto_pad", "NOTSET", &autopad) || (pool && !attr_int(n, "ceil_mode", 0, &ceil)))
         return false;
-    if (pool && (w->dh != 1 || w->dw != 1))
-        return fail("dilations other than 1 in pooling are not supported");
+    if (op == OP_AVGPOOL && (w->dh != 1 || w->dw != 1))
+        return fail("dilations other than 1 in AveragePool are not supported");
     bool upper = strcmp(autopad, "SAME_UPPER") == 0, lower = strcmp(autopad, "SAME_LOWER") == 0;
     bool valid = strcmp(autopad, "VALID") == 0, notset = strcmp(autopad, "NOTSET") == 0 || !*autopad;
     if (!upper && !lower && !valid && !notset)
@@ -757,21 +766,23 @@ static bool window(ONode *n, Shape x, int kh, int kw, bool pool, Window *w)
     int64_t eh = (int64_t)(kh - 1) * w->dh + 1, ew = (int64_t)(kw - 1) * w->dw + 1;   /* the spans */
     if (np && !notset)
         return fail("attributes pads and auto_pad = %s are both given", autopad);
-    if (np && np != 4)
-        return fail("attribute 'pads' has %zu values; a 2-D window takes 4", np);
+    if (np && np != 2 * (size_t)dims)
+        return fail("attribute 'pads' has %zu values; a %d-D window takes %d", np, dims, 2 * dims);
     for (size_t i = 0; i < np; i++)
         if (p[i] < 0 || p[i] > MAX_WINDOW)
             return fail("attribute 'pads' has %lld; cnnc takes pads from 0 to %d", (long long)p[i], MAX_WINDOW);
-    if (np)
+    if (np == 4)
         w->pt = (int)p[0], w->pl = (int)p[1], w->pb = (int)p[2], w->pr = (int)p[3];
+    else if (np == 2)
+        w->pl = (int)p[0], w->pr = (int)p[1];
     if (upper || lower) {
         if (!same_pad(x.d[1], eh, w->sh, upper, &w->pt, &w->pb) ||
             !same_pad(x.d[2], ew, w->sw, upper, &w->pl, &w->pr))
             return fail("auto_pad = %s would pad by more than %d", autopad, MAX_WINDOW);
     }
-    if (pool && (2 * w->pt > kh || 2 * w->pb > kh || 2 * w->pl > kw || 2 * w->pr > kw))
-        return fail("its padding %d,%d,%d,%d is more than half its kernel %dx%d, which cnnc does not support", w->pt,
-                    w->pl, w->pb, w->pr, kh, kw);
+    if (pool && (!layer_pool_pads_ok(x.d[1], w->pt, w->pb, kh, w->dh, &why) ||
+                 !layer_pool_pads_ok(x.d[2], w->pl, w->pr, kw, w->dw, &why)))
+        return fail("its padding %d,%d,%d,%d with kernel %dx%d: %s", w->pt, w->pl, w->pb, w->pr, kh, kw, why);
     if (layer_extent(x.d[1], w->pt + w->pb, kh, w->dh, w->sh) < 1 ||
         layer_extent(x.d[2], w->pl + w->pr, kw, w->dw, w->sw) < 1)
         return fail("its kernel %dx%d (spanning %lldx%lld) is larger than its input %lldx%lld padded by %d,%d,%d,%d",
@@ -779,8 +790,8 @@ static bool window(ONode *n, Shape x, int kh, int kw, bool pool, Window *w)
     w->cb = w->pb, w->cr = w->pr;
     if (ceil && notset) {
         w->ceil = true;
-        layer_ceil_extent(x.d[1], w->pt, &w->pb, kh, w->sh);
-        layer_ceil_extent(x.d[2], w->pl, &w->pr, kw, w->sw);
+        layer_ceil_extent(x.d[1], w->pt, &w->pb, (int)eh, w->sh);
+        layer_ceil_extent(x.d[2], w->pl, &w->pr, (int)ew, w->sw);
     }
     return true;
 }
@@ -792,13 +803,13 @@ static Shape windowed(Shape x, int64_t c, const Window *w)
 }
 
 /* kernel_shape, when given, must agree with the weights' */
-static bool kernel_shape(ONode *n, int *kh, int *kw, bool required)
+static bool kernel_shape(ONode *n, int *kh, int *kw, int dims, bool required)
 {
     int h = *kh, w = *kw;
     if (!attr(n, "kernel_shape")) {
         return !required || fail("attribute 'kernel_shape' is missing");
     }
-    if (!two(n, "kernel_shape", 1, MAX_WINDOW, &h, &w))
+    if (!per_dim(n, "kernel_shape", dims, 1, MAX_WINDOW, &h, &w))
         return false;
     if (!required && (h != *kh || w != *kw))
         return fail("attribute kernel_shape = [%d, %d] disagrees with the weights' %dx%d", h, w, *kh, *kw);
@@ -846,7 +857,7 @@ static bool op_conv(Imp *m, ONode *n)
         return fail("its kernel %lldx%lld is too large", (long long)wt->dims[2], (long long)wt->dims[3]);
     int kh = (int)wt->dims[2], kw = (int)wt->dims[3];
     Window w;
-    if (!kernel_shape(n, &kh, &kw, false) || !window(n, x->shape, kh, kw, false, &w))
+    if (!kernel_shape(n, &kh, &kw, 2, false) || !window(n, x->shape, kh, kw, OP_CONV, 2, &w))
         return false;
     w.groups = (int)group;
     Tensor *bt = given(n, 2) ? constant(m, n, 2, "the bias") : NULL;
@@ -1214,20 +1225,27 @@ static bool op_softmax(Imp *m, ONode *n)
     return y && out(m, n, result(y, x->shape, true));
 }
 
-/* MaxPool, AveragePool */
+/* MaxPool, AveragePool: 2-D over [N, C, H, W]; 1-D over [N, C, W], as 2-D
+ * over [N, C, 1, W] (a reshape before and after) */
 static bool pool(Imp *m, ONode *n, OpKind op)
 {
-    Node *x = !batch_needed() ? NULL : batched_input(m, n, 0, 3, "an image [N, C, H, W] (2-D pooling)");
+    Value *v = batch_needed() ? input(m, n, 0) : NULL;
+    int dims = v && v->batched && v->shape.rank == 2 ? 1 : 2;
+    Node *x = v ? batched_input(m, n, 0, dims + 1, "an image [N, C, H, W] (2-D pooling) or [N, C, W] (1-D)") : NULL;
+    if (x && dims == 1)
+        x = graph_node(m->g, OP_FLATTEN, noloc, shape_of(3, x->shape.d[0], (int64_t)1, x->shape.d[1]), 1, &x);
     int kh = 1, kw = 1;
     int64_t count_pad = 0;
     Window w;
-    if (!x || !kernel_shape(n, &kh, &kw, true) || !window(n, x->shape, kh, kw, true, &w) ||
+    if (!x || !kernel_shape(n, &kh, &kw, dims, true) || !window(n, x->shape, kh, kw, op, dims, &w) ||
         (op == OP_AVGPOOL && !attr_int(n, "count_include_pad", 0, &count_pad)))
         return false;
     w.count_pad = count_pad != 0;
     Node *y = graph_node(m->g, op, noloc, windowed(x->shape, x->shape.d[0], &w), 1, &x);
     if (y)
         y->win = w;
+    if (y && dims == 1)
+        return out(m, n, result(y, shape_of(2, y->shape.d[0], y->shape.d[2]), true));
     return out_node(m, n, y);
 }
 

@@ -643,9 +643,14 @@ static const char *pool_str(U *u, const Node *t)
     const char *s = arena_printf("%s(%s", op_name(t->op), size2(w->kh, w->kw));
     if (w->sh != w->kh || w->sw != w->kw)
         s = arena_printf("%s, stride = %s", s, size2(w->sh, w->sw));
-    if (2 * w->pt > w->kh || 2 * w->pl > w->kw || 2 * w->cb > w->kh || 2 * w->cr > w->kw)
-        fail(u, t, "pooling padded by more than half its window");
+    const char *why;
+    Shape xs = t->in[0]->shape;
+    if (!layer_pool_pads_ok(xs.d[1], w->pt, w->cb, w->kh, w->dh, &why) ||
+        !layer_pool_pads_ok(xs.d[2], w->pl, w->cr, w->kw, w->dw, &why))
+        fail(u, t, "pooling whose padding the language refuses");
     s = arena_printf("%s%s", s, pad_arg(u, t, w, w->cb, w->cr));
+    if (w->dh != 1 || w->dw != 1)
+        s = arena_printf("%s, dilation = %s", s, size2(w->dh, w->dw));
     if (w->ceil)
         s = arena_printf("%s, ceil = true", s);
     if (w->count_pad)
