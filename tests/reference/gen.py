@@ -606,6 +606,22 @@ loss = softmax_cross_entropy(f, y)
 """, [2, 8, 7], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 24), fwd, labels=5, overrides=neg_bias)
 
     def fwd(c, x):
+        h = F.max_pool2d(x, 3, 1, 1, dilation=2)           # [2,7,8]
+        h = F.relu(c.conv("conv1", h))                     # [3,5,6]
+        h = F.max_pool2d(h, (2, 3), (2, 1), (1, 1), dilation=(1, 2), ceil_mode=True)   # [3,3,4]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_maxpool_dilation
+input  x : [2, 9, 10]
+labels y : class(5)
+# dilated max pooling: taps 2 apart (a 3x3 window spanning 5x5, padded by 1),
+# then 2x3 taps 1 and 2 apart with ceil mode (the dilated span decides it)
+x -> maxpool(3, stride = 1, pad = 1, dilation = 2) -> conv(3, 3x3) -> relu
+  -> maxpool(2x3, stride = 2x1, pad = 1, dilation = 1x2, ceil = true) -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 9, 10], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 36), fwd, labels=5)
+
+    def fwd(c, x):
         h = maxpool(x, 2)                                  # [2,4,34]
         h = F.relu(c.conv("conv1", h, pad=1))              # [3,4,34]
         h = maxpool(h, 2)                                  # [3,2,17]
