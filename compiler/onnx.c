@@ -478,7 +478,7 @@ static const float *floats(Imp *m, Tensor *t)
     return t->f = f;
 }
 
-/* The values as integers (int64 and int32 tensors); NULL after an error. */
+/* The values as integers (int64, int32 and bool tensors); NULL after an error. */
 static const int64_t *ints(Imp *m, Tensor *t)
 {
     if (t->i || !count_ok(t))
@@ -506,17 +506,25 @@ static const int64_t *ints(Imp *m, Tensor *t)
                 v[i] = raw ? x : t->p->int32_data[i];
             }
         }
+    } else if (type == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) {     /* a byte each, or int32_data */
+        const void *raw = raw_values(m, t, 1, &none);
+        if (raw || (none && listed(t, t->p->n_int32_data))) {
+            v = arena_alloc(8 * n + 1);
+            for (size_t i = 0; i < n; i++)
+                v[i] = raw ? ((const uint8_t *)raw)[i] != 0 : t->p->int32_data[i] != 0;
+        }
     } else {
         fail("'%s' must be an integer tensor (int64), but has ONNX data type %d", t->name, type);
     }
     return t->i = v;
 }
 
-/* A constant's values as floats, integers converted. */
+/* A constant's values as floats, integers (and booleans, 0 or 1) converted. */
 static const float *numbers(Imp *m, Tensor *t)
 {
     int type = t->p->data_type;
-    if (type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && type != ONNX__TENSOR_PROTO__DATA_TYPE__INT32)
+    if (type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && type != ONNX__TENSOR_PROTO__DATA_TYPE__INT32 &&
+        type != ONNX__TENSOR_PROTO__DATA_TYPE__BOOL)
         return floats(m, t);
     const int64_t *v = ints(m, t);
     if (!v)
@@ -1135,7 +1143,8 @@ static bool op_clip(Imp *m, ONode *n)
     return elementwise(m, n, OP_CLIP, lo, hi);
 }
 
-/* Dropout: the identity at inference, dropout(ratio) in training */
+/* Dropout: the identity at inference, dropout(ratio) in training;
+ * training_mode (a constant boolean) true only with ratio 0, the identity */
 static bool op_dropout(Imp *m, ONode *n)
 {
     float p = 0.5f, train = 0;
@@ -1145,8 +1154,9 @@ static bool op_dropout(Imp *m, ONode *n)
         return false;
     if (!(p >= 0 && p < 1))
         return fail("its ratio %g must be from 0 up to 1", p);
-    if (train != 0)
-        return fail("training_mode is true; cnnc applies dropout only when training (`./NAME train`)");
+    if (train != 0 && p != 0)
+        return fail("training_mode is true with ratio %g: its output would be random; cnnc applies dropout only "
+                    "when training (`./NAME train`)", p);
     return elementwise(m, n, OP_DROPOUT, p, 0);
 }
 
