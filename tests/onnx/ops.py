@@ -218,6 +218,51 @@ def _():
             node("Dropout", ["b", "ratio"], ["y"])], [tensor("ratio", numpy.array(0.25, "f4"))]
 
 
+@case("dropout_modes", [2, 3, 5])
+def _():
+    # training_mode as boolean constants: false (inference; stored raw) and
+    # true with ratio 0 (the identity; stored as int32_data)
+    return [node("Dropout", ["x", "r", "off"], ["a"]), node("Tanh", ["a"], ["t"]),
+            node("Dropout", ["t", "zero", "on"], ["y"])], \
+        [tensor("r", numpy.array(0.5, "f4")), tensor("off", numpy.array(False)),
+         tensor("zero", numpy.array(0.0, "f4")), tensor("on", numpy.array(True), raw=False)]
+
+
+@case("pooling_wide", [2, 3, 7, 8])
+def _():
+    # padding over half the kernel, a dilated MaxPool with ceil mode, and
+    # 1-D pooling of [N, C, W] (seen as 2-D of height 1)
+    return [node("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], pads=[2, 2, 2, 1], count_include_pad=1),
+            node("MaxPool", ["a"], ["m"], kernel_shape=[2, 3], pads=[1, 2, 0, 2], dilations=[2, 2], strides=[1, 2],
+                 ceil_mode=1),
+            node("Reshape", ["m", "shape"], ["r"]),
+            node("MaxPool", ["r"], ["p"], kernel_shape=[3], pads=[2, 1], dilations=[2]),
+            node("AveragePool", ["p"], ["y"], kernel_shape=[2], strides=[2], pads=[1, 1])], \
+        [tensor("shape", numpy.array([0, 6, -1]))]
+
+
+@case("axes", [2, 3, 4, 5])
+def _():
+    # Softmax along an axis of the example (opset 13), Concat along others
+    return [node("Softmax", ["x"], ["s"], axis=2), node("Concat", ["s", "x"], ["c"], axis=-1),
+            node("Relu", ["c"], ["r"]), node("Concat", ["c", "r"], ["y0"], axis=2),
+            node("Softmax", ["y0"], ["y"], axis=1)], []
+
+
+@case("softmax_old", [2, 3, 4, 5], opset=11)
+def _():
+    # before opset 13: over the axes from `axis` on, as rows of [N, 3, 20]
+    return [node("Softmax", ["x"], ["y"], axis=2)], []
+
+
+@case("unbatched_concat", [4], unbatched=True)
+def _():
+    # one example [4]: Concat with a constant, Softmax along axis 0 of a [2, 4]
+    return [node("Concat", ["x", "k"], ["c"], axis=0), node("Reshape", ["c", "shape"], ["r"]),
+            node("Softmax", ["r"], ["y"], axis=0)], \
+        [tensor("k", w(4)), tensor("shape", numpy.array([2, 4]))]
+
+
 @case("reshaped_constants", [2, 3, 4, 4])
 def _():
     # initializers reshaped before use: a [3] bias unsqueezed to [3, 1, 1], a
