@@ -311,11 +311,11 @@ bool layer_pool_pads_ok(int64_t in, int pt, int pb, int k, int d, const char **w
 {
     int64_t span = (int64_t)(k - 1) * d + 1;
     if (pt >= span || pb >= span) {
-        *why = "a window would lie wholly in the padding: pad at most the kernel's span less 1";
+        *why = "a window would lie wholly in the padding (pad at most the window's span less 1)";
         return false;
     }
     if (d > 1 && d > in) {
-        *why = "the dilation is larger than the input: a window's taps could step over it";
+        *why = "the dilation is larger than the input, so a window's taps could step over it";
         return false;
     }
     return true;
@@ -355,8 +355,10 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
     const char *why;
     if (pool && (!layer_pool_pads_ok(h, w->pt, w->pb, w->kh, w->dh, &why) ||
                  !layer_pool_pads_ok(wd, w->pl, w->pr, w->kw, w->dw, &why))) {
-        error_at(p->kind != V_NONE ? p->loc : a->use->loc, "%s's padding %dx%d with kernel %dx%d: %s", a->rule->name,
-                 w->pt, w->pl, w->kh, w->kw, why);
+        error_at(p->kind != V_NONE ? p->loc : a->use->loc, "%s's window (kernel %dx%d, padding %dx%d%s) does not fit "
+                 "its input %lldx%lld: %s", a->rule->name, w->kh, w->kw, w->pt, w->pl,
+                 w->dh > 1 || w->dw > 1 ? arena_printf(", dilation %dx%d", w->dh, w->dw) : "", (long long)h,
+                 (long long)wd, why);
         return false;
     }
     if (layer_extent(h, w->pt + w->pb, w->kh, w->dh, w->sh) < 1 || layer_extent(wd, w->pl + w->pr, w->kw, w->dw, w->sw) < 1) {

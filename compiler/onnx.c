@@ -790,7 +790,8 @@ static bool window(ONode *n, Shape x, int kh, int kw, OpKind op, int dims, Windo
     }
     if (pool && (!layer_pool_pads_ok(x.d[1], w->pt, w->pb, kh, w->dh, &why) ||
                  !layer_pool_pads_ok(x.d[2], w->pl, w->pr, kw, w->dw, &why)))
-        return fail("its padding %d,%d,%d,%d with kernel %dx%d: %s", w->pt, w->pl, w->pb, w->pr, kh, kw, why);
+        return fail("its window (kernel %dx%d, padding %d,%d,%d,%d, dilation %dx%d) does not fit its input %lldx%lld: %s",
+                    kh, kw, w->pt, w->pl, w->pb, w->pr, w->dh, w->dw, (long long)x.d[1], (long long)x.d[2], why);
     if (layer_extent(x.d[1], w->pt + w->pb, kh, w->dh, w->sh) < 1 ||
         layer_extent(x.d[2], w->pl + w->pr, kw, w->dw, w->sw) < 1)
         return fail("its kernel %dx%d (spanning %lldx%lld) is larger than its input %lldx%lld padded by %d,%d,%d,%d",
