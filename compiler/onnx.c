@@ -1349,7 +1349,10 @@ static bool op_concat(Imp *m, ONode *n)
             Shape cs;
             if (!shape_from(v->c, 0, &cs) || !(in[i] = const_node(m, v->c, cs)))
                 return false;
-        } else if (!(in[i] = batched_input(m, n, i, -1, "values (a constant, only read unbatched)")))
+        } else if (v->c) {
+            return fail("input %zu ('%s') is a constant, which would have to have the batch's size; cnnc joins "
+                        "constants only to a model read unbatched (--unbatched)", i + 1, n->input[i]);
+        } else if (!(in[i] = batched_input(m, n, i, -1, "values")))
             return false;
         Shape t = in[i]->shape;
         if (i == 0) {
