@@ -1693,11 +1693,9 @@ static bool graph_input(Imp *m)
         t->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || !t->tensor_type->shape)
         return fail("the input '%s' must be a float tensor of known shape", name);
     const Onnx__TensorShapeProto *s = t->tensor_type->shape;
-    if (lead && (s->n_dim < 2 || s->n_dim > 4))
-        return fail("the input '%s' has %zu dimensions; cnnc takes [N, D], [N, H, W] or [N, C, H, W]", name, s->n_dim);
-    if (!lead && (s->n_dim < 1 || s->n_dim > 3))
-        return fail("the input '%s' has %zu dimensions; read unbatched (--unbatched), cnnc takes [D], [H, W] or "
-                    "[C, H, W]", name, s->n_dim);
+    if (s->n_dim < (size_t)lead + 1 || s->n_dim > (size_t)lead + MAX_RANK)
+        return fail("the input '%s' has %zu dimensions; cnnc takes %d to %d%s", name, s->n_dim, lead + 1,
+                    lead + MAX_RANK, lead ? ", the batch's included" : " (read unbatched, --unbatched)");
     Shape sh = {.rank = (int)s->n_dim - lead};
     m->batch = -1;
     for (size_t i = 0; i < s->n_dim; i++) {
@@ -1734,9 +1732,6 @@ static bool graph_output(Imp *m)
         return fail("the graph's output '%s' is not computed by any node", name);
     if (!v->batched)
         return fail("the graph's output '%s' does not depend on its input", name);
-    if (v->shape.rank > 3)              /* rt_net_desc holds 3 dimensions after the batch */
-        return fail("the graph's output '%s' has shape %s; a cnnc network's output has at most %s", name,
-                    batch_str(v->shape), lead ? "4 dimensions, the batch's included" : "3 dimensions (read unbatched)");
     return (m->g->output = node_of(m, v)) != NULL;
 }
 

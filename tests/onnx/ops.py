@@ -263,6 +263,20 @@ def _():
         [tensor("k", w(4)), tensor("shape", numpy.array([2, 4]))]
 
 
+@case("rank5", [2, 2, 3, 4, 5])
+def _():
+    # an input and output of 5 dimensions, the batch's included
+    return [node("Softmax", ["x"], ["s"], axis=-1), node("Relu", ["x"], ["r"]), node("Concat", ["s", "r"], ["c"], axis=2),
+            node("Reshape", ["c", "shape"], ["y"])], [tensor("shape", numpy.array([0, 4, 3, 4, 5]))]
+
+
+@case("unbatched_rank4", [2, 3, 4, 5], unbatched=True)
+def _():
+    # one example of 4 dimensions: Flatten at axis 2, Softmax along axis 0
+    return [node("Flatten", ["x"], ["f"], axis=2), node("Softmax", ["f"], ["s"], axis=0),
+            node("Unsqueeze", ["s", "ax"], ["y"])], [tensor("ax", numpy.array([0]))]
+
+
 @case("reshaped_constants", [2, 3, 4, 4])
 def _():
     # initializers reshaped before use: a [3] bias unsqueezed to [3, 1, 1], a

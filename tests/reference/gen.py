@@ -829,6 +829,21 @@ loss = softmax_cross_entropy(f, y)
         + dense_p("dense1", 5, 16), fwd, labels=5)
 
     def fwd(c, x):
+        h = F.softmax(x, dim=2)                                       # along the 3
+        h = torch.cat([h, torch.tanh(h)], 4)                          # [2,3,4,10]
+        return {"f": c.dense("dense1", flatten(h.reshape(-1, 6, 40)))}
+    add("""\
+network ref_rank4
+input  x : [2, 3, 4, 5]
+labels y : class(3)
+# an input of 4 dimensions (the batch not counted), through the layers that
+# take any shape: softmax along its axis 1, concat along its last, reshape
+x -> softmax(axis = 1) -> concat(_, tanh, axis = 3) -> reshape(6, 40) -> flatten
+  -> dense(3) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 3, 4, 5], dense_p("dense1", 3, 240), fwd, labels=3)
+
+    def fwd(c, x):
         h = c.conv("conv1", x, pad=1)                                 # [4,3,10]
         h = F.softmax(torch.cat([h, torch.tanh(h)], 3), dim=3)        # [4,3,20], along W
         h = torch.cat([torch.sigmoid(h), h], 1)                       # [8,3,20]
