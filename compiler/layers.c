@@ -338,7 +338,13 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
         w->sh = w->sw = 1;
     if (dil >= 0)
         size_arg(a, dil, 1, 1, &w->dh, &w->dw);
-    int eh = (w->kh - 1) * w->dh + 1, ew = (w->kw - 1) * w->dw + 1;     /* the dilated kernel's span */
+    int64_t eh64 = (int64_t)(w->kh - 1) * w->dh + 1, ew64 = (int64_t)(w->kw - 1) * w->dw + 1;
+    if (eh64 > (1 << 20) || ew64 > (1 << 20)) {
+        error_at(a->use->loc, "%s's kernel %dx%d with dilation %dx%d spans %lldx%lld cells, more than 2^20",
+                 a->rule->name, w->kh, w->kw, w->dh, w->dw, (long long)eh64, (long long)ew64);
+        return false;
+    }
+    int eh = (int)eh64, ew = (int)ew64;     /* the dilated kernel's span */
     const Val *p = &a->v[pad];
     if (p->kind == V_NAME) {                    /* same: keep H, W at stride 1 */
         if (w->sh != 1 || w->sw != 1) {

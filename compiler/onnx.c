@@ -1707,10 +1707,10 @@ static bool graph_input(Imp *m)
         }
         if (!fixed && d && d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM)
             return fail("the input '%s' has a symbolic dimension '%s' at position %zu; cnnc needs every dimension "
-                        "%s fixed", name, str(d->dim_param), i + 1, lead ? "but the batch (the first)" : "(read unbatched)");
+                        "%s fixed", name, str(d->dim_param), i + 1, lead ? "but the batch (the first)" : "of it");
         if (!fixed || d->dim_value < 1 || d->dim_value > MAX_DIM)
             return fail("the input '%s' has no fixed size at dimension %zu; cnnc needs every dimension %s fixed",
-                        name, i + 1, lead ? "but the batch" : "(read unbatched)");
+                        name, i + 1, lead ? "but the batch" : "of it");
         sh.d[i - lead] = d->dim_value;
     }
     Node *x = graph_node(m->g, OP_INPUT, noloc, sh, 0, NULL);
