@@ -331,6 +331,7 @@ static void rule(Diff *d, Node *y, Node *dy)
     case OP_SUM:
     case OP_MEAN:      reduce(d, y, dy); return;
     case OP_FLATTEN:   reshape(d, y, dy); return;
+    case OP_TRANSPOSE: add(d, y->in[0], op1(d, OP_TRANSPOSE, y, y->in[0]->shape, dy)); return;   /* dx = dy' */
     case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAX: case OP_MIN:
         elementwise_binary(d, y, dy);
         return;

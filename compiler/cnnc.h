@@ -173,7 +173,7 @@ typedef enum {
     /* layers */
     OP_DENSE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_GAP,
     OP_SOFTMAX, OP_L1NORM, OP_L2NORM, OP_FLATTEN, OP_DROPOUT, OP_BATCHNORM,
-    OP_LRN, OP_CONCAT,
+    OP_LRN, OP_CONCAT, OP_TRANSPOSE,   /* transpose: [m, n] -> [n, m] */
     /* elementwise, unary */
     OP_RELU, OP_TANH, OP_SIGMOID, OP_LEAKY, OP_EXP, OP_LOG, OP_SQRT, OP_ABS, OP_NEG,
     OP_CLIP,          /* min(max(x, alpha), beta): clip(lo, hi) and relu6 */

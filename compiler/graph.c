@@ -11,7 +11,7 @@ static const char *const op_names[OP_COUNT] = {
     [OP_AVGPOOL] = "avgpool", [OP_GAP] = "global_avgpool", [OP_SOFTMAX] = "softmax",
     [OP_L1NORM] = "l1norm", [OP_L2NORM] = "l2norm", [OP_FLATTEN] = "flatten",
     [OP_DROPOUT] = "dropout", [OP_BATCHNORM] = "batchnorm", [OP_LRN] = "lrn",
-    [OP_CONCAT] = "concat", [OP_RELU] = "relu", [OP_TANH] = "tanh",
+    [OP_CONCAT] = "concat", [OP_TRANSPOSE] = "transpose", [OP_RELU] = "relu", [OP_TANH] = "tanh",
     [OP_SIGMOID] = "sigmoid", [OP_LEAKY] = "leaky_relu", [OP_EXP] = "exp",
     [OP_LOG] = "log", [OP_SQRT] = "sqrt", [OP_ABS] = "abs", [OP_NEG] = "neg",
     [OP_ADD] = "add", [OP_SUB] = "sub", [OP_MUL] = "mul", [OP_DIV] = "div",

@@ -520,6 +520,14 @@ static Node *apply_flatten(Builder *b, Args *a, Node *x)
     return graph_node(b->g, OP_FLATTEN, a->use->loc, shape_of(1, shape_count(x->shape)), 1, &x);
 }
 
+/* transpose: [m, n] -> [n, m] */
+static Node *apply_transpose(Builder *b, Args *a, Node *x)
+{
+    if (!need_rank(a, x, 2, "a matrix [m, n]"))
+        return NULL;
+    return graph_node(b->g, OP_TRANSPOSE, a->use->loc, shape_of(2, x->shape.d[1], x->shape.d[0]), 1, &x);
+}
+
 /* reshape(d0, d1, ...): any -> [d0, d1, ...] of as many values, in row-major
  * order (as flatten, which is reshape(product)) */
 static Node *apply_reshape(Builder *b, Args *a, Node *x)
@@ -700,6 +708,7 @@ static const LayerRule rules[] = {
     {"l1norm", {0}, {{0}}, apply_vector, false},
     {"l2norm", {0}, {{0}}, apply_vector, false},
     {"flatten", {0}, {{0}}, apply_flatten, false},
+    {"transpose", {0}, {{0}}, apply_transpose, false},
     {"reshape", {0}, {P("d0", T_COUNT), O("d1", T_COUNT), O("d2", T_COUNT), O("d3", T_COUNT)}, apply_reshape, false},
     {"dropout", {0}, {P("p", T_PROB)}, apply_dropout, false},
     {"batchnorm", {0}, {K("momentum", T_PROB), K("eps", T_FLOAT), K("name", T_STR)}, apply_batchnorm, false},

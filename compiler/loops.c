@@ -951,6 +951,18 @@ static void lower_concat(Lower *L, const Node *n)
     }
 }
 
+/* transpose: y[j, i] = x[i, j] for x [m, n] */
+static void lower_transpose(Lower *L, const Node *n)
+{
+    Vec *top;
+    int64_t m = n->shape.d[1], cols = n->shape.d[0];
+    int b = begin(L, n, &top);
+    int j = open_for(L, cols), i = open_for(L, m);
+    store(L, L->buf[n->id], at(L->buf[n->id], b, imad(var(j), m, var(i))), elem(L, n->in[0], b, imad(var(i), cols, var(j))),
+          false);
+    L->out = top;
+}
+
 /* matmul: y[i, j] = sum_k A[i, k] B[k, j]  ([m,k]@[k], [m,k]@[k,n], [k]@[k,n]) */
 static void lower_matmul(Lower *L, const Node *n)
 {
@@ -1761,6 +1773,7 @@ static void lower_node(Lower *L, const Node *n)
         return;
     case OP_LRN:           lower_lrn(L, n); return;
     case OP_CONCAT:        lower_concat(L, n); return;
+    case OP_TRANSPOSE:     lower_transpose(L, n); return;
     case OP_MATMUL:        lower_matmul(L, n); return;
     case OP_SUM:
     case OP_MEAN:          lower_reduce(L, n); return;

@@ -957,7 +957,7 @@ static bool gemm_matrix(Imp *m, ONode *n, Node *x, bool tb, float alpha, float b
 }
 
 /* Gemm: y = alpha A' B' + beta C, A the batch [N, K] (transA = 0); read
- * unbatched, A may be a matrix (gemm_matrix) */
+ * unbatched, A may be a matrix, transposed too (gemm_matrix) */
 static bool op_gemm(Imp *m, ONode *n)
 {
     int64_t ta, tb;
@@ -965,14 +965,17 @@ static bool op_gemm(Imp *m, ONode *n)
     if (!attr_int(n, "transA", 0, &ta) || !attr_int(n, "transB", 0, &tb) || !attr_float(n, "alpha", 1, &alpha) ||
         !attr_float(n, "beta", 1, &beta))
         return false;
-    if (ta)
-        return fail(lead ? "transA = 1 would transpose the batch; cnnc takes the batch as A's rows"
-                         : "transA = 1 would transpose a computed value, which cnnc does not");
     Value *a = input(m, n, 0);
-    if (!lead && a && a->batched && a->shape.rank == 2) {
+    if (!lead && a && a->batched && a->shape.rank == 2) {      /* read unbatched: A' a transpose if need be */
         Node *x = node_of(m, a);
+        if (x && ta)
+            x = graph_node(m->g, OP_TRANSPOSE, noloc, shape_of(2, x->shape.d[1], x->shape.d[0]), 1, &x);
         return x && gemm_matrix(m, n, x, tb, alpha, beta);
     }
+    if (ta)
+        return fail(lead ? "transA = 1 would transpose the batch; cnnc takes the batch as A's rows (unless the model "
+                           "is read unbatched, --unbatched)"
+                         : "transA = 1 needs A a matrix");
     Node *x = a ? batched_input(m, n, 0, 1, lead ? "a matrix [N, K]" : "a matrix [M, K] or a vector [K]") : NULL;
     Tensor *bt = x ? constant(m, n, 1, "B") : NULL;
     const float *bd = bt ? floats(m, bt) : NULL;

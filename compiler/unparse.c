@@ -75,7 +75,7 @@ static bool is_layer(OpKind op)
 {
     switch (op) {
     case OP_DENSE: case OP_CONV: case OP_MAXPOOL: case OP_AVGPOOL: case OP_GAP: case OP_SOFTMAX:
-    case OP_L1NORM: case OP_L2NORM: case OP_FLATTEN: case OP_DROPOUT: case OP_BATCHNORM: case OP_LRN:
+    case OP_L1NORM: case OP_L2NORM: case OP_FLATTEN: case OP_DROPOUT: case OP_BATCHNORM: case OP_LRN: case OP_TRANSPOSE:
     case OP_LEAKY: case OP_CLIP:
         return true;
     default:
@@ -705,7 +705,7 @@ static const char *layer_str(U *u, const Node *t)
             s = arena_printf("%s, %lld", s, (long long)t->shape.d[i]);
         return arena_printf("%s)", s);
     }
-    default:           return op_name(t->op);   /* global_avgpool, l1norm, l2norm */
+    default:           return op_name(t->op);   /* global_avgpool, l1norm, l2norm, transpose */
     }
 }
 

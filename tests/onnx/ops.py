@@ -277,6 +277,13 @@ def _():
             node("Unsqueeze", ["s", "ax"], ["y"])], [tensor("ax", numpy.array([0]))]
 
 
+@case("unbatched_gemm_transposed", [4, 3], unbatched=True)
+def _():
+    # one example [4, 3]: Gemm with transA (A' is [3, 4]) and transB, C [5]
+    return [node("Gemm", ["x", "b", "c"], ["y"], transA=1, transB=1, alpha=0.25)], \
+        [tensor("b", w(5, 4)), tensor("c", w(5))]
+
+
 @case("reshaped_constants", [2, 3, 4, 4])
 def _():
     # initializers reshaped before use: a [3] bias unsqueezed to [3, 1, 1], a

@@ -829,6 +829,20 @@ loss = softmax_cross_entropy(f, y)
         + dense_p("dense1", 5, 16), fwd, labels=5)
 
     def fwd(c, x):
+        h = x.transpose(1, 2)                                         # [4,3]
+        h = F.softmax(torch.cat([h, torch.tanh(h)], 2), dim=1)        # [4,6], along the 4
+        return {"f": c.dense("dense1", flatten(h.transpose(1, 2)))}   # [6,4]
+    add("""\
+network ref_transpose
+input  x : [3, 4]
+labels y : class(3)
+# transpose of a matrix, and its gradient
+x -> transpose -> concat(_, tanh, axis = 1) -> softmax(axis = 0) -> transpose
+  -> flatten -> dense(3) -> f
+loss = softmax_cross_entropy(f, y)
+""", [3, 4], dense_p("dense1", 3, 24), fwd, labels=3)
+
+    def fwd(c, x):
         h = F.softmax(x, dim=2)                                       # along the 3
         h = torch.cat([h, torch.tanh(h)], 4)                          # [2,3,4,10]
         return {"f": c.dense("dense1", flatten(h.reshape(-1, 6, 40)))}

@@ -159,12 +159,15 @@ Test(shape, axes_and_reshape)
     assert_shape(out("[3, 4]", "concat(_, tanh, axis = 1)"), S2(3, 8));
     assert_shape(out("[3, 4, 5]", "reshape(6, 10)"), S2(6, 10));
     assert_shape(out("[60]", "reshape(3, 4, 5)"), S3(3, 4, 5));
+    assert_shape(out("[3, 4]", "transpose"), S2(4, 3));
     const char *d = stage_error("[3, 4]", "softmax(axis = 2)");
     cr_assert(strstr(d, "softmax's axis 2 is not a dimension of its input [3, 4]"), "%s", d);
     d = stage_error("[3, 4]", "softmax");
     cr_assert(strstr(d, "softmax expects a vector"), "%s", d);
     d = stage_error("[3, 4]", "reshape(5, 2)");
     cr_assert(strstr(d, "reshape to [5, 2] needs 10 values, but its input [3, 4] has 12"), "%s", d);
+    d = stage_error("[3, 4, 5]", "transpose");
+    cr_assert(strstr(d, "transpose expects a matrix [m, n] input but got [3, 4, 5]"), "%s", d);
     d = stage_error("[3, 4]", "concat(_, _)");
     cr_assert(strstr(d, "concat joins [C, H, W] or [n] values, not [3, 4]"), "%s", d);
 }
