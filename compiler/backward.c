@@ -216,9 +216,11 @@ static void gap(Diff *d, Node *y, Node *dy)
 static void vector(Diff *d, Node *y, Node *dy)
 {
     Node *x = y->in[0];
-    if (y->op == OP_SOFTMAX)
-        add(d, x, op2(d, OP_SOFTMAX_DX, y, x->shape, y, dy));
-    else
+    if (y->op == OP_SOFTMAX) {
+        Node *g = op2(d, OP_SOFTMAX_DX, y, x->shape, y, dy);
+        g->axis = y->axis;               /* along it, as y */
+        add(d, x, g);
+    } else
         add(d, x, op2(d, y->op == OP_L1NORM ? OP_L1NORM_DX : OP_L2NORM_DX, y, x->shape, x, dy));
 }
 
@@ -260,7 +262,7 @@ static void dropout(Diff *d, Node *y, Node *dy)
     add(d, y->in[0], g);
 }
 
-/* concat: each branch's gradient is its slice of dy */
+/* concat: each branch's gradient is its slice of dy along the axis */
 static void concat(Diff *d, Node *y, Node *dy)
 {
     int64_t from = 0;
@@ -268,10 +270,10 @@ static void concat(Diff *d, Node *y, Node *dy)
         Node *x = y->in[j];
         if (d->needs[x->id]) {
             Node *g = op1(d, OP_SLICE, y, x->shape, dy);
-            g->aux = from;
+            g->aux = from, g->axis = y->axis;
             add(d, x, g);
         }
-        from += x->shape.d[0];
+        from += x->shape.d[y->axis];
     }
 }
 
@@ -329,6 +331,7 @@ static void rule(Diff *d, Node *y, Node *dy)
     case OP_SUM:
     case OP_MEAN:      reduce(d, y, dy); return;
     case OP_FLATTEN:   reshape(d, y, dy); return;
+    case OP_TRANSPOSE: add(d, y->in[0], op1(d, OP_TRANSPOSE, y, y->in[0]->shape, dy)); return;   /* dx = dy' */
     case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAX: case OP_MIN:
         elementwise_binary(d, y, dy);
         return;

@@ -173,7 +173,7 @@ typedef enum {
     /* layers */
     OP_DENSE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_GAP,
     OP_SOFTMAX, OP_L1NORM, OP_L2NORM, OP_FLATTEN, OP_DROPOUT, OP_BATCHNORM,
-    OP_LRN, OP_CONCAT,
+    OP_LRN, OP_CONCAT, OP_TRANSPOSE,   /* transpose: [m, n] -> [n, m] */
     /* elementwise, unary */
     OP_RELU, OP_TANH, OP_SIGMOID, OP_LEAKY, OP_EXP, OP_LOG, OP_SQRT, OP_ABS, OP_NEG,
     OP_CLIP,          /* min(max(x, alpha), beta): clip(lo, hi) and relu6 */
@@ -191,14 +191,14 @@ typedef enum {
     OP_MAXPOOL_DX,    /* (dy, x, y) win */
     OP_AVGPOOL_DX,    /* (dy) win */
     OP_GAP_DX,        /* (dy) */
-    OP_SOFTMAX_DX,    /* (y, dy) */
+    OP_SOFTMAX_DX,    /* (y, dy) along axis */
     OP_L1NORM_DX,     /* (x, dy) */
     OP_L2NORM_DX,     /* (x, dy) */
     OP_LRN_DX,        /* (x, dy) win.kh = size, alpha, beta, k */
     OP_BN_DX,         /* (x, gamma, dy) alpha = eps: batch statistics */
     OP_BN_DGAMMA,     /* (x, dy) alpha = eps */
     OP_DROPOUT_DX,    /* (dy) alpha = p, aux = the forward node's id (the mask's salt) */
-    OP_SLICE,         /* (dy): channels [aux, aux + shape.d[0]) of a concat's gradient */
+    OP_SLICE,         /* (dy): [aux, aux + shape.d[axis]) along axis of a concat's gradient */
     OP_SUM_TO,        /* (g): g summed down to this node's shape (broadcasting, batch) */
     OP_MATMUL_DA,     /* (dC, B) */
     OP_MATMUL_DB,     /* (A, dC) */
@@ -247,6 +247,8 @@ typedef struct Node {
     Window win;
     float alpha, beta, k, momentum;
     int64_t aux;          /* see the gradient ops */
+    int axis;             /* OP_SOFTMAX, OP_SOFTMAX_DX, OP_CONCAT, OP_SLICE: the dimension of the
+                             example they work along (0 by default: a vector's, an image's channels) */
     const char *label;    /* the layer's name ("conv1") or bound name, for dumps */
 } Node;
 
@@ -356,6 +358,10 @@ int64_t layer_extent(int64_t in, int pad, int k, int d, int stride);
 /* Pooling's ceil mode: extends the bottom (right) padding *pb so that the
  * output is rounded up, less a last window that would start in the padding. */
 void layer_ceil_extent(int64_t in, int pt, int *pb, int k, int stride);
+/* Pooling's padding pt and pb (as declared) around `in` cells, with windows
+ * of k taps d apart: whether every window has a tap inside (a window wholly
+ * in the padding would have no maximum and no mean); *why says what fails. */
+bool layer_pool_pads_ok(int64_t in, int pt, int pb, int k, int d, const char **why);
 /* A parameter's fan_in and fan_out from its PyTorch-layout shape. */
 void layer_fans(Param *p);
 
@@ -369,10 +375,11 @@ void layer_fans(Param *p);
  * byte, then its name, then whether it is text). */
 bool onnx_file(const char *path);
 /* Reads and converts the model; NULL after errors (reported through diag.c,
- * which diag_begin must have been given the path). */
-Graph *onnx_import(const char *path);
+ * which diag_begin must have been given the path). unbatched: the input has
+ * no batch dimension, the whole tensor is one example (--unbatched). */
+Graph *onnx_import(const char *path, bool unbatched);
 /* The same for a model in memory (for fuzzing); path as the model's name. */
-Graph *onnx_import_data(const char *path, const void *data, size_t size);
+Graph *onnx_import_data(const char *path, const void *data, size_t size, bool unbatched);
 /* --loss KIND ("softmax_cross_entropy" or "mse") for an imported graph. */
 bool onnx_loss(Graph *g, const char *kind);
 

@@ -11,7 +11,7 @@ static const char *const op_names[OP_COUNT] = {
     [OP_AVGPOOL] = "avgpool", [OP_GAP] = "global_avgpool", [OP_SOFTMAX] = "softmax",
     [OP_L1NORM] = "l1norm", [OP_L2NORM] = "l2norm", [OP_FLATTEN] = "flatten",
     [OP_DROPOUT] = "dropout", [OP_BATCHNORM] = "batchnorm", [OP_LRN] = "lrn",
-    [OP_CONCAT] = "concat", [OP_RELU] = "relu", [OP_TANH] = "tanh",
+    [OP_CONCAT] = "concat", [OP_TRANSPOSE] = "transpose", [OP_RELU] = "relu", [OP_TANH] = "tanh",
     [OP_SIGMOID] = "sigmoid", [OP_LEAKY] = "leaky_relu", [OP_EXP] = "exp",
     [OP_LOG] = "log", [OP_SQRT] = "sqrt", [OP_ABS] = "abs", [OP_NEG] = "neg",
     [OP_ADD] = "add", [OP_SUB] = "sub", [OP_MUL] = "mul", [OP_DIV] = "div",
@@ -132,7 +132,9 @@ static char *attrs(const Node *n)
     case OP_LOSS_GRAD: return arena_printf(" %s coef=%g%s", (const char *[]){"softmax_cross_entropy",
                                            "svm_hinge", "mse"}[n->aux], n->value,
                                            n->aux == LOSS_SVM_HINGE ? arena_printf(" margin=%g", n->alpha) : "");
-    case OP_SLICE:     return arena_printf(" from=%lld", (long long)n->aux);
+    case OP_SLICE:     return arena_printf(" from=%lld%s", (long long)n->aux, n->axis ? arena_printf(" axis=%d", n->axis) : "");
+    case OP_SOFTMAX: case OP_SOFTMAX_DX: case OP_CONCAT:
+        return n->axis ? arena_printf(" axis=%d", n->axis) : "";
     case OP_EXPAND:    return arena_printf(" scale=%g", n->value);
     case OP_DROPOUT_DX: return arena_printf(" p=%g mask=%%%lld", n->alpha, (long long)n->aux);
     default:           return "";

@@ -16,6 +16,7 @@ typedef enum {
     T_STR,       /* "text" */
     T_INIT,      /* an initializer */
     T_BRANCH,    /* a pipeline fragment */
+    T_AXIS,      /* a dimension of the example: 0, 1, ..., or -1 for the last, -2, ... */
 } ArgType;
 
 typedef struct { const char *name; ArgType type; bool positional, required; } ArgSpec;
@@ -58,6 +59,7 @@ static const char *const type_names[] = {
     [T_PAD] = "a padding (P, HxW or same)", [T_FLOAT] = "a number",
     [T_PROB] = "a number from 0 up to (not including) 1", [T_BOOL] = "true or false",
     [T_STR] = "a string", [T_INIT] = "an initializer", [T_BRANCH] = "a layer or pipeline",
+    [T_AXIS] = "an axis (a whole number: 0 the example's first dimension, -1 its last)",
 };
 
 static bool is_num(const Val *v) { return v->kind == V_INT || v->kind == V_FLOAT; }
@@ -76,6 +78,7 @@ static bool type_ok(ArgType t, const Val *v)
     case T_STR:   return v->kind == V_STR && v->str[0] && strlen(v->str) < 64 && !strpbrk(v->str, "\"\\ \t\n");
     case T_INIT:  return v->kind == V_NAME || v->kind == V_AST;
     case T_BRANCH: return true;
+    case T_AXIS:  return v->kind == V_INT && v->num >= -MAX_RANK && v->num < MAX_RANK;
     }
     return false;
 }
@@ -121,7 +124,8 @@ static bool put(Builder *b, Args *a, int i, const Arg *arg)
         error_at(arg->val->loc, "%s's argument '%s' must be at most 2^30", a->rule->name, s->name);
         return false;
     }
-    bool wants_number = s->type == T_COUNT || s->type == T_SIZE || s->type == T_FLOAT || s->type == T_PROB;
+    bool wants_number = s->type == T_COUNT || s->type == T_SIZE || s->type == T_FLOAT || s->type == T_PROB ||
+                        s->type == T_AXIS;
     if (v.kind == V_NAME && wants_number) {
         error_at(arg->val->loc, "unknown name '%s' in %s's argument '%s'", v.str, a->rule->name, s->name);
         const char *near = closest_word(v.str, shape_block_params(b));
@@ -298,14 +302,33 @@ void layer_ceil_extent(int64_t in, int pt, int *pb, int k, int stride)
         *pb = (int)need;
 }
 
+/* Every window has a tap inside when the padding on either side is less
+ * than the window's span (the first window reaches the image, and the last
+ * starts in it; ceil mode never adds a window that starts in the padding)
+ * and the taps are no farther apart than the image is wide (they cannot
+ * step over it). */
+bool layer_pool_pads_ok(int64_t in, int pt, int pb, int k, int d, const char **why)
+{
+    int64_t span = (int64_t)(k - 1) * d + 1;
+    if (pt >= span || pb >= span) {
+        *why = "a window would lie wholly in the padding (pad at most the window's span less 1)";
+        return false;
+    }
+    if (d > 1 && d > in) {
+        *why = "the dilation is larger than the input, so a window's taps could step over it";
+        return false;
+    }
+    return true;
+}
+
 static bool true_arg(const Args *a, int i) { return given(a, i) && strcmp(a->v[i].str, "true") == 0; }
 
 /* The window of a conv or pooling layer from its arguments: kernel, stride
- * and pad slots, and for conv the dilation slot (else -1), for pooling the
- * ceil slot (else -1). */
+ * and pad slots, the dilation slot (conv and maxpool; else -1), for pooling
+ * the ceil slot (else -1). */
 static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int dil, int ceil)
 {
-    bool pool = dil < 0;
+    bool pool = ceil >= 0;
     *w = (Window){.dh = 1, .dw = 1, .groups = 1};
     size_arg(a, k, 1, 1, &w->kh, &w->kw);
     size_arg(a, stride, w->kh, w->kw, &w->sh, &w->sw);
@@ -313,9 +336,15 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
         w->sh = w->kh, w->sw = w->kw;
     else if (!pool && !given(a, stride))
         w->sh = w->sw = 1;
-    if (!pool)
+    if (dil >= 0)
         size_arg(a, dil, 1, 1, &w->dh, &w->dw);
-    int eh = (w->kh - 1) * w->dh + 1, ew = (w->kw - 1) * w->dw + 1;     /* the dilated kernel's span */
+    int64_t eh64 = (int64_t)(w->kh - 1) * w->dh + 1, ew64 = (int64_t)(w->kw - 1) * w->dw + 1;
+    if (eh64 > (1 << 20) || ew64 > (1 << 20)) {
+        error_at(a->use->loc, "%s's kernel %dx%d with dilation %dx%d spans %lldx%lld cells, more than 2^20",
+                 a->rule->name, w->kh, w->kw, w->dh, w->dw, (long long)eh64, (long long)ew64);
+        return false;
+    }
+    int eh = (int)eh64, ew = (int)ew64;     /* the dilated kernel's span */
     const Val *p = &a->v[pad];
     if (p->kind == V_NAME) {                    /* same: keep H, W at stride 1 */
         if (w->sh != 1 || w->sw != 1) {
@@ -328,12 +357,16 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
         size_arg(a, pad, 0, 0, &w->pt, &w->pl);
         w->pb = w->pt, w->pr = w->pl;
     }
-    if (pool && (2 * w->pt > w->kh || 2 * w->pl > w->kw)) {
-        error_at(p->loc, "%s's padding %dx%d is more than half its kernel %dx%d", a->rule->name,
-                 w->pt, w->pl, w->kh, w->kw);
+    int64_t h = x->shape.d[1], wd = x->shape.d[2];
+    const char *why;
+    if (pool && (!layer_pool_pads_ok(h, w->pt, w->pb, w->kh, w->dh, &why) ||
+                 !layer_pool_pads_ok(wd, w->pl, w->pr, w->kw, w->dw, &why))) {
+        error_at(p->kind != V_NONE ? p->loc : a->use->loc, "%s's window (kernel %dx%d, padding %dx%d%s) does not fit "
+                 "its input %lldx%lld: %s", a->rule->name, w->kh, w->kw, w->pt, w->pl,
+                 w->dh > 1 || w->dw > 1 ? arena_printf(", dilation %dx%d", w->dh, w->dw) : "", (long long)h,
+                 (long long)wd, why);
         return false;
     }
-    int64_t h = x->shape.d[1], wd = x->shape.d[2];
     if (layer_extent(h, w->pt + w->pb, w->kh, w->dh, w->sh) < 1 || layer_extent(wd, w->pl + w->pr, w->kw, w->dw, w->sw) < 1) {
         error_at(a->use->loc, "%s's kernel %dx%d%s is larger than its input %lldx%lld (padded %lldx%lld)",
                  a->rule->name, w->kh, w->kw, eh != w->kh || ew != w->kw ? arena_printf(" (dilated %dx%d)", eh, ew) : "",
@@ -343,8 +376,8 @@ static bool window(Args *a, Node *x, Window *w, int k, int stride, int pad, int 
     w->cb = w->pb, w->cr = w->pr;
     if (pool && true_arg(a, ceil)) {
         w->ceil = true;
-        layer_ceil_extent(h, w->pt, &w->pb, w->kh, w->sh);
-        layer_ceil_extent(wd, w->pl, &w->pr, w->kw, w->sw);
+        layer_ceil_extent(h, w->pt, &w->pb, eh, w->sh);
+        layer_ceil_extent(wd, w->pl, &w->pr, ew, w->sw);
     }
     return true;
 }
@@ -399,15 +432,16 @@ static Node *apply_conv(Builder *b, Args *a, Node *x)
     return y;
 }
 
-enum { POOL_K, POOL_STRIDE, POOL_PAD, POOL_CEIL, POOL_COUNT_PAD };
+enum { POOL_K, POOL_STRIDE, POOL_PAD, POOL_CEIL, POOL_COUNT_PAD, POOL_DILATION = POOL_COUNT_PAD };
 
 /* maxpool(k, stride=k, pad=0, ceil=false), avgpool(..., count_pad=false): [C,H,W] -> [C,H',W'] */
 static Node *apply_pool(Builder *b, Args *a, Node *x)
 {
     Window w;
-    if (!need_rank(a, x, 3, "an image [C, H, W]") || !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, -1, POOL_CEIL))
-        return NULL;
     OpKind op = a->rule->name[0] == 'm' ? OP_MAXPOOL : OP_AVGPOOL;
+    if (!need_rank(a, x, 3, "an image [C, H, W]") ||
+        !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, op == OP_MAXPOOL ? POOL_DILATION : -1, POOL_CEIL))
+        return NULL;
     w.count_pad = op == OP_AVGPOOL && true_arg(a, POOL_COUNT_PAD);
     Node *y = graph_node(b->g, op, a->use->loc, windowed(x->shape, x->shape.d[0], &w), 1, &x);
     if (y)
@@ -453,19 +487,63 @@ static Node *apply_clip(Builder *b, Args *a, Node *x)
     return y;
 }
 
-/* softmax, l1norm, l2norm: [n] -> [n] */
+/* Argument i, an axis of shape s (negative: from the last), as 0..rank-1;
+ * -1 (said why) when s has no such dimension. */
+static int axis_arg(const Args *a, int i, Shape s)
+{
+    int k = (int)num(a, i, 0), ax = k < 0 ? k + s.rank : k;
+    if (ax >= 0 && ax < s.rank)
+        return ax;
+    error_at(a->v[i].loc, "%s's axis %d is not a dimension of its input %s", a->rule->name, k, shape_str(s));
+    note("axis 0 is the example's first dimension (the batch is not counted), -1 its last");
+    return -1;
+}
+
+/* softmax, l1norm, l2norm: [n] -> [n]; softmax(axis = k): any -> same,
+ * normalized along dimension k */
 static Node *apply_vector(Builder *b, Args *a, Node *x)
 {
-    if (!need_rank(a, x, 1, "a vector"))
+    bool along = a->rule->name[0] == 's' && given(a, 0);
+    int axis = along ? axis_arg(a, 0, x->shape) : 0;
+    if (axis < 0 || (!along && !need_rank(a, x, 1, "a vector")))
         return NULL;
     OpKind op = a->rule->name[0] == 's' ? OP_SOFTMAX : a->rule->name[1] == '1' ? OP_L1NORM : OP_L2NORM;
-    return shape_unary(b, op, a->use->loc, x);
+    Node *y = shape_unary(b, op, a->use->loc, x);
+    if (y)
+        y->axis = axis;
+    return y;
 }
 
 /* flatten: any -> [product] */
 static Node *apply_flatten(Builder *b, Args *a, Node *x)
 {
     return graph_node(b->g, OP_FLATTEN, a->use->loc, shape_of(1, shape_count(x->shape)), 1, &x);
+}
+
+/* transpose: [m, n] -> [n, m] */
+static Node *apply_transpose(Builder *b, Args *a, Node *x)
+{
+    if (!need_rank(a, x, 2, "a matrix [m, n]"))
+        return NULL;
+    return graph_node(b->g, OP_TRANSPOSE, a->use->loc, shape_of(2, x->shape.d[1], x->shape.d[0]), 1, &x);
+}
+
+/* reshape(d0, d1, ...): any -> [d0, d1, ...] of as many values, in row-major
+ * order (as flatten, which is reshape(product)) */
+static Node *apply_reshape(Builder *b, Args *a, Node *x)
+{
+    Shape s = {0};
+    for (int i = 0; i < MAX_RANK && given(a, i); i++)
+        s.d[s.rank++] = (int64_t)num(a, i, 1);
+    if (!size_ok(a, s))
+        return NULL;
+    int64_t count = shape_count(s);
+    if (count != shape_count(x->shape)) {
+        error_at(a->use->loc, "reshape to %s needs %lld values, but its input %s has %lld", shape_str(s),
+                 (long long)count, shape_str(x->shape), (long long)shape_count(x->shape));
+        return NULL;
+    }
+    return graph_node(b->g, OP_FLATTEN, a->use->loc, s, 1, &x);
 }
 
 /* dropout(p): same shape; identity at inference, mask / (1 - p) in training */
@@ -521,7 +599,9 @@ static Node *apply_lrn(Builder *b, Args *a, Node *x)
     return y;
 }
 
-/* concat(a, b, ...): each branch gets x; joined on channels (rank 3) or the axis (rank 1) */
+/* concat(a, b, ...): each branch gets x; joined on channels (rank 3) or the
+ * axis (rank 1); concat(..., axis = k): values of any equal rank joined along
+ * dimension k, the others equal */
 static Node *apply_concat(Builder *b, Args *a, Node *x)
 {
     Node **ys = arena_alloc(sizeof(Node *) * (size_t)a->nbranches);
@@ -529,27 +609,39 @@ static Node *apply_concat(Builder *b, Args *a, Node *x)
         if (!(ys[i] = shape_stage(b, a->branches[i], x)))
             return NULL;
     Shape s = ys[0]->shape;
-    if (s.rank != 1 && s.rank != 3) {
+    bool along = given(a, 0);
+    int axis = along ? axis_arg(a, 0, s) : 0;
+    if (axis < 0)
+        return NULL;
+    if (!along && s.rank != 1 && s.rank != 3) {
         error_at(a->branches[0]->loc, "concat joins [C, H, W] or [n] values, not %s", shape_str(s));
+        note("concat(..., axis = k) joins values of any rank along dimension k");
         return NULL;
     }
     for (int i = 1; i < a->nbranches; i++) {
         Shape t = ys[i]->shape;
-        bool fits = t.rank == s.rank && (s.rank == 1 || (t.d[1] == s.d[1] && t.d[2] == s.d[2]));
+        bool fits = t.rank == s.rank;
+        for (int k = 0; fits && k < s.rank; k++)
+            fits = k == axis || t.d[k] == s.d[k];
         if (!fits) {
             error_at(a->branches[i]->loc, "concat's branch %d gives %s, which cannot join %s", i + 1,
                      shape_str(t), shape_str(ys[0]->shape));
-            if (s.rank == 3 && t.rank == 3)
+            if (along)
+                note("branches must have the same rank and agree on every dimension but axis %d", axis);
+            else if (s.rank == 3 && t.rank == 3)
                 note("branches must agree on height and width");
             else
                 note("branches must be all images [C, H, W] or all vectors [n]");
             return NULL;
         }
-        s.d[0] += t.d[0];
+        s.d[axis] += t.d[axis];
     }
     if (!size_ok(a, s))
         return NULL;
-    return graph_node(b->g, OP_CONCAT, a->use->loc, s, a->nbranches, ys);
+    Node *y = graph_node(b->g, OP_CONCAT, a->use->loc, s, a->nbranches, ys);
+    if (y)
+        y->axis = axis;
+    return y;
 }
 
 /* residual(f): x + f(x), shapes equal; residual(f, shortcut = s): f(x) + s(x),
@@ -601,7 +693,8 @@ static const LayerRule rules[] = {
     {"conv", {0}, {P("c", T_COUNT), P("kernel", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD),
         K("bias", T_BOOL), K("init", T_INIT), K("bias_init", T_INIT), K("name", T_STR), K("groups", T_COUNT),
         K("dilation", T_SIZE)}, apply_conv, false},
-    {"maxpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD), K("ceil", T_BOOL)}, apply_pool, false},
+    {"maxpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD), K("ceil", T_BOOL), K("dilation", T_SIZE)},
+        apply_pool, false},
     {"avgpool", {0}, {P("k", T_SIZE), K("stride", T_SIZE), K("pad", T_PAD), K("ceil", T_BOOL),
         K("count_pad", T_BOOL)}, apply_pool, false},
     {"global_avgpool", {0}, {{0}}, apply_gap, false},
@@ -611,14 +704,16 @@ static const LayerRule rules[] = {
     {"leaky_relu", {0}, {O("a", T_FLOAT)}, apply_elementwise, false},
     {"relu6", {0}, {{0}}, apply_clip, false},
     {"clip", {0}, {P("lo", T_FLOAT), P("hi", T_FLOAT)}, apply_clip, false},
-    {"softmax", {0}, {{0}}, apply_vector, false},
+    {"softmax", {0}, {K("axis", T_AXIS)}, apply_vector, false},
     {"l1norm", {0}, {{0}}, apply_vector, false},
     {"l2norm", {0}, {{0}}, apply_vector, false},
     {"flatten", {0}, {{0}}, apply_flatten, false},
+    {"transpose", {0}, {{0}}, apply_transpose, false},
+    {"reshape", {0}, {P("d0", T_COUNT), O("d1", T_COUNT), O("d2", T_COUNT), O("d3", T_COUNT)}, apply_reshape, false},
     {"dropout", {0}, {P("p", T_PROB)}, apply_dropout, false},
     {"batchnorm", {0}, {K("momentum", T_PROB), K("eps", T_FLOAT), K("name", T_STR)}, apply_batchnorm, false},
     {"lrn", {0}, {O("size", T_COUNT), K("alpha", T_FLOAT), K("beta", T_FLOAT), K("k", T_FLOAT)}, apply_lrn, false},
-    {"concat", {0}, {{0}}, apply_concat, true},
+    {"concat", {0}, {K("axis", T_AXIS)}, apply_concat, true},
     {"residual", {0}, {P("branch", T_BRANCH), K("shortcut", T_BRANCH)}, apply_residual, false},
     {"repeat", {0}, {P("n", T_COUNT), P("branch", T_BRANCH)}, apply_repeat, false},
 };

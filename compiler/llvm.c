@@ -1615,7 +1615,7 @@ static char *summary_text(const Lowered *l)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000006ll   /* "cnnc", layout version 6 */
+#define RT_DESC_MAGIC 0x636e6e6300000007ll   /* "cnnc", layout version 7 */
 
 static void train_fields(Emit *E, Fields *f, const Graph *g)
 {
@@ -1684,8 +1684,8 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     fi(E, &f, RT_DESC_MAGIC);
     field(&f, cstr(E, g->name)), field(&f, cstr(E, CNNC_VERSION));
     fi(E, &f, (int64_t)graph_hash(g));
-    shape_fields(E, &f, g->input->shape, 3);
-    shape_fields(E, &f, g->output->shape, 3);
+    shape_fields(E, &f, g->input->shape, MAX_RANK);
+    shape_fields(E, &f, g->output->shape, MAX_RANK);
     fi(E, &f, g->label_kind), fi(E, &f, g->nclasses), fi(E, &f, shape_count(g->target_shape));
     const LossTerm *data_term = NULL;
     for (int i = 0; i < g->nloss && !data_term; i++)

@@ -731,11 +731,12 @@ static void lower_conv(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* Whether pooling windows are 2x2 with stride 2, no padding, and tile an
- * H x W image exactly: the vectorized L_POOL form. */
+/* Whether pooling windows are 2x2 with stride 2, no padding or dilation, and
+ * tile an H x W image exactly: the vectorized L_POOL form. */
 static bool tiles_2x2(const Window *w, int64_t H, int64_t W)
 {
-    return w->kh == 2 && w->kw == 2 && w->sh == 2 && w->sw == 2 && !has_padding(w) && H % 2 == 0 && W % 2 == 0;
+    return w->kh == 2 && w->kw == 2 && w->sh == 2 && w->sw == 2 && !has_padding(w) && w->dh == 1 && w->dw == 1 &&
+           H % 2 == 0 && W % 2 == 0;
 }
 
 /* avgpool with count_pad: the number of the window's cells inside the image
@@ -816,11 +817,53 @@ static void lower_gap(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* The cells of shape s before dimension a, along it, and after it. */
+static void around(Shape s, int a, int64_t *outer, int64_t *len, int64_t *inner)
+{
+    *outer = *inner = 1;
+    for (int i = 0; i < s.rank; i++)
+        *(i < a ? outer : inner) *= i == a ? 1 : s.d[i];
+    *len = s.d[a];
+}
+
+/* softmax(axis) of a shape with more than that axis: for each cell o of the
+ * dimensions before it and j of those after, the softmax of the line
+ * x[o, :, j] (the cells inner apart) */
+static void lower_softmax_axis(Lower *L, const Node *n)
+{
+    Vec *top;
+    int64_t outer, len, inner;
+    around(n->shape, n->axis, &outer, &len, &inner);
+    int b = begin(L, n, &top);
+    int o = open_for(L, outer), j = open_for(L, inner);
+    Expr *base = iadd(imul(var(o), i64(len * inner)), var(j));
+    const Node *x = n->in[0];
+    Vec *here = L->out;
+    int m = set_new(L, f32(-INFINITY));
+    int i = open_for(L, len);
+    set(L, m, ex(X_MAX, get(m), elem(L, x, b, imad(var(i), inner, base))));
+    L->out = here;
+    int sum = set_new(L, f32(0));
+    i = open_for(L, len);
+    set(L, sum, ex(X_ADD, get(sum), shifted_exp(elem(L, x, b, imad(var(i), inner, base)), get(m))));
+    L->out = here;
+    int inv = set_new(L, ex(X_DIV, f32(1), get(sum)));
+    i = open_for(L, len);
+    Expr *idx = imad(var(i), inner, base);
+    store(L, L->buf[n->id], at(L->buf[n->id], b, idx), ex(X_MUL, shifted_exp(elem(L, x, b, idx), get(m)), get(inv)),
+          false);
+    L->out = top;
+}
+
 /* softmax: y = exp(x - max x) / sum exp(x - max x);
  * l1norm: y = x / max(sum |x|, eps); l2norm: y = x / max(sqrt(sum x^2), eps) */
 static void lower_vector(Lower *L, const Node *n)
 {
     Vec *top;
+    if (n->op == OP_SOFTMAX && n->shape.rank > 1) {
+        lower_softmax_axis(L, n);
+        return;
+    }
     int64_t len = n->shape.d[0];
     int b = begin(L, n, &top);
     const Node *x = n->in[0];
@@ -885,19 +928,39 @@ static void lower_lrn(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* concat: each branch copied to its range of channels (or of the vector) */
+/* concat: each branch copied to its range along the axis (of channels, or
+ * of the vector): a run of its cells after each cell before the axis */
 static void lower_concat(Lower *L, const Node *n)
 {
-    int64_t off = 0, inner = n->shape.rank == 3 ? n->shape.d[1] * n->shape.d[2] : 1;
+    int64_t off = 0, outer, len, inner;
+    around(n->shape, n->axis, &outer, &len, &inner);
     for (int j = 0; j < n->nin; j++) {
         Vec *top;
         int b = begin(L, n, &top);
-        int64_t len = shape_count(n->in[j]->shape);
-        int i = open_for(L, len);
-        store(L, L->buf[n->id], at(L->buf[n->id], b, iadd(var(i), i64(off))), elem(L, n->in[j], b, var(i)), false);
-        off += n->in[j]->shape.d[0] * inner;
+        int64_t run = n->in[j]->shape.d[n->axis] * inner;
+        Expr *from = i64(off), *src = NULL;
+        if (outer > 1) {
+            int o = open_for(L, outer);
+            from = imad(var(o), len * inner, from), src = imul(var(o), i64(run));
+        }
+        int i = open_for(L, run);
+        store(L, L->buf[n->id], at(L->buf[n->id], b, iadd(var(i), from)),
+              elem(L, n->in[j], b, src ? iadd(src, var(i)) : var(i)), false);
+        off += run;
         L->out = top;
     }
+}
+
+/* transpose: y[j, i] = x[i, j] for x [m, n] */
+static void lower_transpose(Lower *L, const Node *n)
+{
+    Vec *top;
+    int64_t m = n->shape.d[1], cols = n->shape.d[0];
+    int b = begin(L, n, &top);
+    int j = open_for(L, cols), i = open_for(L, m);
+    store(L, L->buf[n->id], at(L->buf[n->id], b, imad(var(j), m, var(i))), elem(L, n->in[0], b, imad(var(i), cols, var(j))),
+          false);
+    L->out = top;
 }
 
 /* matmul: y[i, j] = sum_k A[i, k] B[k, j]  ([m,k]@[k], [m,k]@[k,n], [k]@[k,n]) */
@@ -1360,7 +1423,8 @@ static void lower_maxpool_dx(Lower *L, const Node *n)
         lower_maxpool_dx_2x2(L, n, NULL);
         return;
     }
-    if (w->sh == w->kh && w->sw == w->kw && !has_padding(w) && n->shape.d[1] == dy->shape.d[1] * w->kh &&
+    if (w->sh == w->kh && w->sw == w->kw && !has_padding(w) && w->dh == 1 && w->dw == 1 &&
+        n->shape.d[1] == dy->shape.d[1] * w->kh &&
         n->shape.d[2] == dy->shape.d[2] * w->kw) {
         lower_maxpool_dx_tiled(L, n);
         return;
@@ -1435,12 +1499,40 @@ static int row_dot(Lower *L, const Node *a, const Node *c, int b, int64_t len)
     return acc;
 }
 
+/* softmax(axis) of a shape with more than that axis: dx = y (dy - sum_i dy_i y_i)
+ * along each line x[o, :, j] */
+static void lower_softmax_axis_dx(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Node *y = n->in[0], *dy = n->in[1];
+    int64_t outer, len, inner;
+    around(n->shape, n->axis, &outer, &len, &inner);
+    int b = begin(L, n, &top);
+    int o = open_for(L, outer), j = open_for(L, inner);
+    Expr *base = iadd(imul(var(o), i64(len * inner)), var(j));
+    Vec *here = L->out;
+    int dot = set_new(L, f32(0));
+    int i = open_for(L, len);
+    Expr *idx = imad(var(i), inner, base);
+    set(L, dot, ex(X_ADD, get(dot), product(elem(L, y, b, idx), elem(L, dy, b, idx))));
+    L->out = here;
+    i = open_for(L, len);
+    idx = imad(var(i), inner, base);
+    store(L, L->buf[n->id], at(L->buf[n->id], b, idx),
+          ex(X_MUL, elem(L, y, b, idx), ex(X_SUB, elem(L, dy, b, idx), get(dot))), false);
+    L->out = top;
+}
+
 /* softmax: dx = y (dy - sum_j dy_j y_j) */
 static void lower_softmax_dx(Lower *L, const Node *n)
 {
     Vec *top;
     const Node *y = n->in[0], *dy = n->in[1];
     int64_t K = n->shape.d[0];
+    if (n->shape.rank > 1) {
+        lower_softmax_axis_dx(L, n);
+        return;
+    }
     int b = begin(L, n, &top);
     int dot = row_dot(L, y, dy, b, K);
     int i = open_for(L, K);
@@ -1565,15 +1657,24 @@ static void lower_dropout_dx(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* concat: the branch's slice of dy, from channel aux */
+/* concat: the branch's slice of dy along the axis, from aux on */
 static void lower_slice(Lower *L, const Node *n)
 {
     Vec *top;
     const Node *dy = n->in[0];
-    int64_t inner = n->shape.rank == 3 ? n->shape.d[1] * n->shape.d[2] : 1;
+    int64_t outer, len, inner;
+    around(dy->shape, n->axis, &outer, &len, &inner);
+    int64_t run = n->shape.d[n->axis] * inner;
     int b = begin(L, n, &top);
-    int i = open_for(L, shape_count(n->shape));
-    store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)), elem(L, dy, b, iadd(var(i), i64(n->aux * inner))), false);
+    if (outer == 1) {
+        int i = open_for(L, run);
+        store(L, L->buf[n->id], at(L->buf[n->id], b, var(i)), elem(L, dy, b, iadd(var(i), i64(n->aux * inner))),
+              false);
+    } else {
+        int o = open_for(L, outer), i = open_for(L, run);
+        store(L, L->buf[n->id], at(L->buf[n->id], b, imad(var(o), run, var(i))),
+              elem(L, dy, b, iadd(imad(var(o), len * inner, i64(n->aux * inner)), var(i))), false);
+    }
     L->out = top;
 }
 
@@ -1672,6 +1773,7 @@ static void lower_node(Lower *L, const Node *n)
         return;
     case OP_LRN:           lower_lrn(L, n); return;
     case OP_CONCAT:        lower_concat(L, n); return;
+    case OP_TRANSPOSE:     lower_transpose(L, n); return;
     case OP_MATMUL:        lower_matmul(L, n); return;
     case OP_SUM:
     case OP_MEAN:          lower_reduce(L, n); return;

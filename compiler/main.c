@@ -25,6 +25,7 @@ typedef struct {
     double tune_budget;           /* seconds */
     const char *tune_cache;       /* NULL: the default (tune_default_cache) */
     const char *loss;             /* --loss: an imported model's loss, or NULL */
+    bool unbatched;               /* --unbatched: an ONNX model's input is one example */
     Emit emit;
     Make make;
     CodegenOptions cg;
@@ -50,6 +51,8 @@ static const char usage[] =
     "                     weights: the built-in weights as safetensors (-o FILE)\n"
     "  --loss KIND        an ONNX model's loss for `./NAME train`:\n"
     "                     softmax_cross_entropy (on the scores) or mse\n"
+    "  --unbatched        an ONNX model whose input has no batch dimension: the\n"
+    "                     whole input tensor is one example (the program batches)\n"
     "  -O0 .. -O3         optimization level (default -O2)\n"
     "  --no-fuse          keep every operator in a loop nest of its own (for\n"
     "                     debugging, and to measure what fusion brings)\n"
@@ -152,6 +155,7 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "--sanitize") == 0)   o->cg.sanitize = true;
     else if (strcmp(a, "--mpi") == 0)        o->cg.mpi = true;
     else if (strcmp(a, "--no-fuse") == 0)    o->no_fuse = true;
+    else if (strcmp(a, "--unbatched") == 0)  o->unbatched = true;
     else if (strcmp(a, "--no-share") == 0)   o->cg.no_share = true;
     else if (strcmp(a, "--tune") == 0)       o->tune = true;
     else if (strcmp(a, "--retune") == 0)     o->tune = o->retune = true;
@@ -409,7 +413,7 @@ static Graph *import(const Options *o)
     static Source src;
     src = (Source){o->input, "", 0};
     diag_begin(&src, stderr);
-    Graph *g = onnx_import(o->input);
+    Graph *g = onnx_import(o->input, o->unbatched);
     stage_done(o, "import");
     if (g && o->loss && !onnx_loss(g, o->loss))
         return NULL;
@@ -423,6 +427,8 @@ static Graph *compile_source(const Options *o, int *rc)
     *rc = EXIT_USER;
     if (o->loss)
         bad_usage("--loss is for ONNX models; '%s' declares its own loss (`loss = ...`)", o->input);
+    if (o->unbatched)
+        bad_usage("--unbatched is for ONNX models; '%s' is a cnnc program, whose input is one example", o->input);
     Source *src = read_source(o->input);
     if (!src)
         return NULL;

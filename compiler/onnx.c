@@ -21,6 +21,12 @@
  * order); an initializer used as an operand of arithmetic keeps its ONNX
  * name, made a C identifier. Their values are the initializers' (INIT_DATA).
  *
+ * Unbatched (--unbatched): the model's input has no batch dimension; the
+ * whole input tensor is one example, and the program batches examples. Then
+ * a computed value's Value.shape is its whole ONNX shape (`lead` is 0), and
+ * the operators that take ONNX's dimension 0 as a batch (Conv, pooling,
+ * BatchNormalization, LRN) are refused.
+ *
  * The reader trusts nothing in the file: every size is checked before use.
  */
 #include "cnnc.h"
@@ -77,6 +83,10 @@ typedef const Onnx__NodeProto ONode;
 
 static const Loc noloc = {0, 0, 0};
 
+/* The ONNX dimensions of a computed value before its per-example shape: 1
+ * (the batch), or 0 when the model is read unbatched. Set by import(). */
+static int lead = 1;
+
 static bool fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static bool fail(const char *fmt, ...)
 {
@@ -107,9 +117,11 @@ static char *dims_str(int rank, const int64_t *d)
     return arena_printf("%s%s]", s, rank > 8 ? ", ..." : "");
 }
 
-/* A computed value's ONNX shape: "[N, 3, 224, 224]" */
+/* A computed value's ONNX shape: "[N, 3, 224, 224]" ("[3, 224, 224]" unbatched) */
 static char *batch_str(Shape s)
 {
+    if (!lead)
+        return shape_str(s);
     return arena_printf("[N%s%s", s.rank ? ", " : "]", s.rank ? shape_str(s) + 1 : "");
 }
 
@@ -466,7 +478,7 @@ static const float *floats(Imp *m, Tensor *t)
     return t->f = f;
 }
 
-/* The values as integers (int64 and int32 tensors); NULL after an error. */
+/* The values as integers (int64, int32 and bool tensors); NULL after an error. */
 static const int64_t *ints(Imp *m, Tensor *t)
 {
     if (t->i || !count_ok(t))
@@ -494,17 +506,25 @@ static const int64_t *ints(Imp *m, Tensor *t)
                 v[i] = raw ? x : t->p->int32_data[i];
             }
         }
+    } else if (type == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) {     /* a byte each, or int32_data */
+        const void *raw = raw_values(m, t, 1, &none);
+        if (raw || (none && listed(t, t->p->n_int32_data))) {
+            v = arena_alloc(8 * n + 1);
+            for (size_t i = 0; i < n; i++)
+                v[i] = raw ? ((const uint8_t *)raw)[i] != 0 : t->p->int32_data[i] != 0;
+        }
     } else {
         fail("'%s' must be an integer tensor (int64), but has ONNX data type %d", t->name, type);
     }
     return t->i = v;
 }
 
-/* A constant's values as floats, integers converted. */
+/* A constant's values as floats, integers (and booleans, 0 or 1) converted. */
 static const float *numbers(Imp *m, Tensor *t)
 {
     int type = t->p->data_type;
-    if (type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && type != ONNX__TENSOR_PROTO__DATA_TYPE__INT32)
+    if (type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && type != ONNX__TENSOR_PROTO__DATA_TYPE__INT32 &&
+        type != ONNX__TENSOR_PROTO__DATA_TYPE__BOOL)
         return floats(m, t);
     const int64_t *v = ints(m, t);
     if (!v)
@@ -663,6 +683,14 @@ static Node *node_of(Imp *m, Value *v)
     return v->node;
 }
 
+/* Conv, pooling, BatchNormalization and LRN take ONNX's dimension 0 as the
+ * batch (N of [N, C, H, W]): a model read unbatched has none. */
+static bool batch_needed(void)
+{
+    return lead || fail("it takes dimension 0 of its input as the batch ([N, C, H, W]), and the model is read "
+                        "unbatched (--unbatched)");
+}
+
 /* x must be computed from the input, with `rank` dimensions after the batch
  * (rank < 0: any); what: the operator's expectation, for the message. */
 static Node *batched_input(Imp *m, ONode *n, size_t i, int rank, const char *what)
@@ -684,7 +712,10 @@ static Node *batched_input(Imp *m, ONode *n, size_t i, int rank, const char *wha
 
 /* ---- windows: Conv, MaxPool, AveragePool ------------------------------------ */
 
-static bool two(ONode *n, const char *name, int64_t lo, int64_t hi, int *a, int *b)
+/* A window's attribute of one value per spatial dimension: dims 2 (height
+ * *a and width *b), or 1 (1-D pooling, seen as an image of height 1: the
+ * width *b); absent, *a and *b are left as they are. */
+static bool per_dim(ONode *n, const char *name, int dims, int64_t lo, int64_t hi, int *a, int *b)
 {
     const int64_t *v;
     size_t cnt;
@@ -692,12 +723,16 @@ static bool two(ONode *n, const char *name, int64_t lo, int64_t hi, int *a, int 
         return false;
     if (cnt == 0)
         return true;
-    if (cnt != 2)
-        return fail("attribute '%s' has %zu values; cnnc takes 2-D windows (2 values)", name, cnt);
-    if (v[0] < lo || v[0] > hi || v[1] < lo || v[1] > hi)
-        return fail("attribute '%s' = [%lld, %lld] must be from %lld to %lld", name, (long long)v[0],
-                    (long long)v[1], (long long)lo, (long long)hi);
-    *a = (int)v[0], *b = (int)v[1];
+    if (cnt != (size_t)dims)
+        return fail("attribute '%s' has %zu values; cnnc takes %s", name, cnt,
+                    dims == 2 ? "2-D windows (2 values)" : "1-D windows here (1 value)");
+    for (size_t i = 0; i < cnt; i++)
+        if (v[i] < lo || v[i] > hi)
+            return fail("attribute '%s' has %lld; its values must be from %lld to %lld", name, (long long)v[i],
+                        (long long)lo, (long long)hi);
+    if (dims == 2)
+        *a = (int)v[0];
+    *b = (int)v[dims - 1];
     return true;
 }
 
@@ -715,21 +750,23 @@ static bool same_pad(int64_t in, int64_t span, int stride, bool upper, int *begi
     return true;
 }
 
-/* The window of a Conv or pooling node over x [C, H, W] with a kernel of
- * kh x kw: strides, dilations, pads or auto_pad, and for pooling ceil_mode. */
-static bool window(ONode *n, Shape x, int kh, int kw, bool pool, Window *w)
+/* The window of a Conv (op) or pooling node over x [C, H, W] with a kernel
+ * of kh x kw, in dims spatial dimensions (1: pooling of [C, W], x [C, 1, W]):
+ * strides, dilations, pads or auto_pad, and for pooling ceil_mode. */
+static bool window(ONode *n, Shape x, int kh, int kw, OpKind op, int dims, Window *w)
 {
     *w = (Window){.kh = kh, .kw = kw, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
     const int64_t *p;
     size_t np;
-    const char *autopad;
+    const char *autopad, *why;
     int64_t ceil = 0;
-    if (!two(n, "strides", 1, MAX_WINDOW, &w->sh, &w->sw) || !two(n, "dilations", 1, MAX_WINDOW, &w->dh, &w->dw) ||
-        !attr_ints(n, "pads", &p, &np) || !attr_string(n, "auto_pad", "NOTSET", &autopad) ||
-        (pool && !attr_int(n, "ceil_mode", 0, &ceil)))
+    bool pool = op != OP_CONV;
+    if (!per_dim(n, "strides", dims, 1, MAX_WINDOW, &w->sh, &w->sw) ||
+        !per_dim(n, "dilations", dims, 1, MAX_WINDOW, &w->dh, &w->dw) || !attr_ints(n, "pads", &p, &np) ||
+        !attr_string(n, "auto_pad", "NOTSET", &autopad) || (pool && !attr_int(n, "ceil_mode", 0, &ceil)))
         return false;
-    if (pool && (w->dh != 1 || w->dw != 1))
-        return fail("dilations other than 1 in pooling are not supported");
+    if (op == OP_AVGPOOL && (w->dh != 1 || w->dw != 1))
+        return fail("dilations other than 1 in AveragePool are not supported");
     bool upper = strcmp(autopad, "SAME_UPPER") == 0, lower = strcmp(autopad, "SAME_LOWER") == 0;
     bool valid = strcmp(autopad, "VALID") == 0, notset = strcmp(autopad, "NOTSET") == 0 || !*autopad;
     if (!upper && !lower && !valid && !notset)
@@ -737,21 +774,24 @@ static bool window(ONode *n, Shape x, int kh, int kw, bool pool, Window *w)
     int64_t eh = (int64_t)(kh - 1) * w->dh + 1, ew = (int64_t)(kw - 1) * w->dw + 1;   /* the spans */
     if (np && !notset)
         return fail("attributes pads and auto_pad = %s are both given", autopad);
-    if (np && np != 4)
-        return fail("attribute 'pads' has %zu values; a 2-D window takes 4", np);
+    if (np && np != 2 * (size_t)dims)
+        return fail("attribute 'pads' has %zu values; a %d-D window takes %d", np, dims, 2 * dims);
     for (size_t i = 0; i < np; i++)
         if (p[i] < 0 || p[i] > MAX_WINDOW)
             return fail("attribute 'pads' has %lld; cnnc takes pads from 0 to %d", (long long)p[i], MAX_WINDOW);
-    if (np)
+    if (np == 4)
         w->pt = (int)p[0], w->pl = (int)p[1], w->pb = (int)p[2], w->pr = (int)p[3];
+    else if (np == 2)
+        w->pl = (int)p[0], w->pr = (int)p[1];
     if (upper || lower) {
         if (!same_pad(x.d[1], eh, w->sh, upper, &w->pt, &w->pb) ||
             !same_pad(x.d[2], ew, w->sw, upper, &w->pl, &w->pr))
             return fail("auto_pad = %s would pad by more than %d", autopad, MAX_WINDOW);
     }
-    if (pool && (2 * w->pt > kh || 2 * w->pb > kh || 2 * w->pl > kw || 2 * w->pr > kw))
-        return fail("its padding %d,%d,%d,%d is more than half its kernel %dx%d, which cnnc does not support", w->pt,
-                    w->pl, w->pb, w->pr, kh, kw);
+    if (pool && (!layer_pool_pads_ok(x.d[1], w->pt, w->pb, kh, w->dh, &why) ||
+                 !layer_pool_pads_ok(x.d[2], w->pl, w->pr, kw, w->dw, &why)))
+        return fail("its window (kernel %dx%d, padding %d,%d,%d,%d, dilation %dx%d) does not fit its input %lldx%lld: %s",
+                    kh, kw, w->pt, w->pl, w->pb, w->pr, w->dh, w->dw, (long long)x.d[1], (long long)x.d[2], why);
     if (layer_extent(x.d[1], w->pt + w->pb, kh, w->dh, w->sh) < 1 ||
         layer_extent(x.d[2], w->pl + w->pr, kw, w->dw, w->sw) < 1)
         return fail("its kernel %dx%d (spanning %lldx%lld) is larger than its input %lldx%lld padded by %d,%d,%d,%d",
@@ -759,8 +799,8 @@ static bool window(ONode *n, Shape x, int kh, int kw, bool pool, Window *w)
     w->cb = w->pb, w->cr = w->pr;
     if (ceil && notset) {
         w->ceil = true;
-        layer_ceil_extent(x.d[1], w->pt, &w->pb, kh, w->sh);
-        layer_ceil_extent(x.d[2], w->pl, &w->pr, kw, w->sw);
+        layer_ceil_extent(x.d[1], w->pt, &w->pb, (int)eh, w->sh);
+        layer_ceil_extent(x.d[2], w->pl, &w->pr, (int)ew, w->sw);
     }
     return true;
 }
@@ -772,13 +812,13 @@ static Shape windowed(Shape x, int64_t c, const Window *w)
 }
 
 /* kernel_shape, when given, must agree with the weights' */
-static bool kernel_shape(ONode *n, int *kh, int *kw, bool required)
+static bool kernel_shape(ONode *n, int *kh, int *kw, int dims, bool required)
 {
     int h = *kh, w = *kw;
     if (!attr(n, "kernel_shape")) {
         return !required || fail("attribute 'kernel_shape' is missing");
     }
-    if (!two(n, "kernel_shape", 1, MAX_WINDOW, &h, &w))
+    if (!per_dim(n, "kernel_shape", dims, 1, MAX_WINDOW, &h, &w))
         return false;
     if (!required && (h != *kh || w != *kw))
         return fail("attribute kernel_shape = [%d, %d] disagrees with the weights' %dx%d", h, w, *kh, *kw);
@@ -808,7 +848,7 @@ static bool out_node(Imp *m, ONode *n, Node *y)
 /* Conv: y = W * x + B, W [M, C / group, kh, kw], B [M] */
 static bool op_conv(Imp *m, ONode *n)
 {
-    Node *x = batched_input(m, n, 0, 3, "an image [N, C, H, W] (2-D convolutions)");
+    Node *x = !batch_needed() ? NULL : batched_input(m, n, 0, 3, "an image [N, C, H, W] (2-D convolutions)");
     Tensor *wt = x ? constant(m, n, 1, "the weights") : NULL;
     if (!wt)
         return false;
@@ -826,7 +866,7 @@ static bool op_conv(Imp *m, ONode *n)
         return fail("its kernel %lldx%lld is too large", (long long)wt->dims[2], (long long)wt->dims[3]);
     int kh = (int)wt->dims[2], kw = (int)wt->dims[3];
     Window w;
-    if (!kernel_shape(n, &kh, &kw, false) || !window(n, x->shape, kh, kw, false, &w))
+    if (!kernel_shape(n, &kh, &kw, 2, false) || !window(n, x->shape, kh, kw, OP_CONV, 2, &w))
         return false;
     w.groups = (int)group;
     Tensor *bt = given(n, 2) ? constant(m, n, 2, "the bias") : NULL;
@@ -875,7 +915,49 @@ static float *transposed(const float *b, int64_t rows, int64_t cols, float scale
     return t;
 }
 
-/* Gemm: y = alpha A' B' + beta C, A the batch [N, K] (transA = 0) */
+/* n values times s */
+static float *scaled(const float *v, int64_t n, float s)
+{
+    float *t = arena_alloc(sizeof(float) * (size_t)n + 1);
+    for (int64_t i = 0; i < n; i++)
+        t[i] = s * v[i];
+    return t;
+}
+
+/* Gemm read unbatched, A a computed matrix [M, K]: a matmul by alpha B'
+ * (a parameter named after B), plus beta C (of any shape that broadcasts). */
+static bool gemm_matrix(Imp *m, ONode *n, Node *x, bool tb, float alpha, float beta)
+{
+    Tensor *bt = constant(m, n, 1, "B");
+    const float *bd = bt ? floats(m, bt) : NULL;
+    if (!bd)
+        return false;
+    int64_t M = x->shape.d[0], K = x->shape.d[1];
+    if (bt->rank != 2 || bt->dims[tb ? 1 : 0] != K)
+        return fail("B '%s' has shape %s, which cannot multiply %s%s", bt->name, dims_str(bt->rank, bt->dims),
+                    shape_str(x->shape), tb ? " (transB = 1)" : "");
+    int64_t N = bt->dims[tb ? 0 : 1];
+    const float *w = tb ? transposed(bd, N, K, alpha) : scaled(bd, K * N, alpha);
+    Node *in[2] = {x, param(m, identifier(bt->name, "t_"), shape_of(2, K, N), w, true, false)};
+    Node *y = in[1] ? graph_node(m->g, OP_MATMUL, noloc, shape_of(2, M, N), 2, in) : NULL;
+    if (y && given(n, 2) && beta != 0) {
+        Tensor *ct = constant(m, n, 2, "C");
+        const float *cd = ct ? floats(m, ct) : NULL;
+        Shape cs;
+        if (!cd || !shape_from(ct, 0, &cs))
+            return false;
+        Node *cn = ct->count == 1 ? graph_node(m->g, OP_CONST, noloc, shape_of(0), 0, NULL)
+                                  : param(m, identifier(ct->name, "t_"), cs, scaled(cd, ct->count, beta), false, false);
+        if (cn && ct->count == 1)
+            cn->value = beta * cd[0];
+        Builder bld = {.g = m->g};
+        y = cn ? shape_binary(&bld, OP_ADD, noloc, y, cn) : NULL;
+    }
+    return out_node(m, n, y);
+}
+
+/* Gemm: y = alpha A' B' + beta C, A the batch [N, K] (transA = 0); read
+ * unbatched, A may be a matrix, transposed too (gemm_matrix) */
 static bool op_gemm(Imp *m, ONode *n)
 {
     int64_t ta, tb;
@@ -883,9 +965,18 @@ static bool op_gemm(Imp *m, ONode *n)
     if (!attr_int(n, "transA", 0, &ta) || !attr_int(n, "transB", 0, &tb) || !attr_float(n, "alpha", 1, &alpha) ||
         !attr_float(n, "beta", 1, &beta))
         return false;
+    Value *a = input(m, n, 0);
+    if (!lead && a && a->batched && a->shape.rank == 2) {      /* read unbatched: A' a transpose if need be */
+        Node *x = node_of(m, a);
+        if (x && ta)
+            x = graph_node(m->g, OP_TRANSPOSE, noloc, shape_of(2, x->shape.d[1], x->shape.d[0]), 1, &x);
+        return x && gemm_matrix(m, n, x, tb, alpha, beta);
+    }
     if (ta)
-        return fail("transA = 1 would transpose the batch; cnnc takes the batch as A's rows");
-    Node *x = batched_input(m, n, 0, 1, "a matrix [N, K]");
+        return fail(lead ? "transA = 1 would transpose the batch; cnnc takes the batch as A's rows (unless the model "
+                           "is read unbatched, --unbatched)"
+                         : "transA = 1 needs A a matrix");
+    Node *x = a ? batched_input(m, n, 0, 1, lead ? "a matrix [N, K]" : "a matrix [M, K] or a vector [K]") : NULL;
     Tensor *bt = x ? constant(m, n, 1, "B") : NULL;
     const float *bd = bt ? floats(m, bt) : NULL;
     if (!bd)
@@ -898,12 +989,8 @@ static bool op_gemm(Imp *m, ONode *n)
     const float *w = bd;
     if (!tb)
         w = transposed(bd, K, N, alpha);
-    else if (alpha != 1) {
-        float *s = arena_alloc(sizeof(float) * (size_t)(N * K) + 1);
-        for (int64_t i = 0; i < N * K; i++)
-            s[i] = alpha * bd[i];
-        w = s;
-    }
+    else if (alpha != 1)
+        w = scaled(bd, N * K, alpha);
     float *bias = NULL;
     if (given(n, 2) && beta != 0) {
         Tensor *ct = constant(m, n, 2, "C");
@@ -960,7 +1047,7 @@ static bool op_matmul(Imp *m, ONode *n)
  * dimension too (of 1) loses it. */
 static Node *operand(Imp *m, ONode *n, Value *v, int rank, size_t i)
 {
-    if (!v->batched && !v->c && rank >= 0 && v->node->shape.rank > rank) {
+    if (!v->batched && !v->c && rank >= 0 && lead && v->node->shape.rank > rank) {
         fail("input %zu ('%s') of shape %s would broadcast over the batch", i + 1, n->input[i],
              shape_str(v->node->shape));
         return NULL;
@@ -968,8 +1055,8 @@ static Node *operand(Imp *m, ONode *n, Value *v, int rank, size_t i)
     if (v->batched || rank < 0 || !v->c)
         return node_of(m, v);
     Shape s;
-    int drop = v->c->rank == rank + 1 ? 1 : 0;
-    if (v->c->rank > rank + 1 || (drop && v->c->dims[0] != 1)) {
+    int drop = lead && v->c->rank == rank + 1 ? 1 : 0;
+    if ((lead && v->c->rank > rank + 1) || (drop && v->c->dims[0] != 1)) {
         fail("input %zu ('%s') of shape %s would broadcast over the batch", i + 1, n->input[i],
              dims_str(v->c->rank, v->c->dims));
         return NULL;
@@ -989,7 +1076,7 @@ static bool binary(Imp *m, ONode *n, OpKind op)
         return false;
     if (a->batched && b->batched && a->shape.rank != b->shape.rank)
         return fail("its inputs have %d and %d dimensions; cnnc broadcasts two computed values of equal rank only",
-                    a->shape.rank + 1, b->shape.rank + 1);
+                    a->shape.rank + lead, b->shape.rank + lead);
     Node *x = operand(m, n, a, b->batched ? b->shape.rank : -1, 0);
     Node *y = x ? operand(m, n, b, a->batched ? a->shape.rank : -1, 1) : NULL;
     if (!y)
@@ -1060,7 +1147,8 @@ static bool op_clip(Imp *m, ONode *n)
     return elementwise(m, n, OP_CLIP, lo, hi);
 }
 
-/* Dropout: the identity at inference, dropout(ratio) in training */
+/* Dropout: the identity at inference, dropout(ratio) in training;
+ * training_mode (a constant boolean) true only with ratio 0, the identity */
 static bool op_dropout(Imp *m, ONode *n)
 {
     float p = 0.5f, train = 0;
@@ -1070,8 +1158,9 @@ static bool op_dropout(Imp *m, ONode *n)
         return false;
     if (!(p >= 0 && p < 1))
         return fail("its ratio %g must be from 0 up to 1", p);
-    if (train != 0)
-        return fail("training_mode is true; cnnc applies dropout only when training (`./NAME train`)");
+    if (train != 0 && p != 0)
+        return fail("training_mode is true with ratio %g: its output would be random; cnnc applies dropout only "
+                    "when training (`./NAME train`)", p);
     return elementwise(m, n, OP_DROPOUT, p, 0);
 }
 
@@ -1115,9 +1204,9 @@ static bool op_constant(Imp *m, ONode *n)
     return out(m, n, v);
 }
 
-/* Softmax over each example: before opset 13 over the axes from `axis` on,
- * from 13 over `axis` alone; cnnc's covers all of the example, so the axes
- * left out must be of size 1. */
+/* Softmax within each example: before opset 13 over the axes from `axis`
+ * on (the example seen as a matrix [before, after], softmax along its rows),
+ * from 13 along `axis` alone. Over all of the example, it is a vector's. */
 static bool op_softmax(Imp *m, ONode *n)
 {
     Value *x = input(m, n, 0);
@@ -1126,37 +1215,51 @@ static bool op_softmax(Imp *m, ONode *n)
         return false;
     if (!x->batched)
         return fail("its input is a constant");
-    int rank = x->shape.rank + 1;
+    int rank = x->shape.rank + lead;
     if (axis < 0)
         axis += rank;
-    int64_t count = shape_count(x->shape), before = 1;
-    for (int i = 0; i + 1 < axis && i < x->shape.rank; i++)
+    int64_t a = axis - lead, count = shape_count(x->shape), before = 1;     /* a: the axis in the example */
+    if (a < 0 || a >= x->shape.rank)
+        return fail("axis = %lld on %s: %s", (long long)axis, batch_str(x->shape),
+                    a == -1 ? "cnnc's softmax works within each example, not across the batch" : "out of range");
+    for (int i = 0; i < a; i++)
         before *= x->shape.d[i];
-    bool whole = axis >= 1 && axis < rank && (m->opset < 13 ? before == 1 : count == x->shape.d[axis - 1]);
-    if (!whole)
-        return fail("axis = %lld on %s: cnnc's softmax takes all of each example", (long long)axis,
-                    batch_str(x->shape));
-    Node *v = x->node;
-    if (v->shape.rank != 1)
-        v = graph_node(m->g, OP_FLATTEN, noloc, shape_of(1, count), 1, &v);
-    Node *y = v ? graph_node(m->g, OP_SOFTMAX, noloc, v->shape, 1, &v) : NULL;
+    Shape s = x->shape;
+    int along = (int)a;
+    if (m->opset < 13 ? before == 1 : count == x->shape.d[a])
+        s = shape_of(1, count), along = 0;
+    else if (m->opset < 13)
+        s = shape_of(2, before, count / before), along = 1;
+    Node *v = shape_eq(s, x->shape) ? node_of(m, x) : x->node;
+    if (v && !shape_eq(v->shape, s))
+        v = graph_node(m->g, OP_FLATTEN, noloc, s, 1, &v);
+    Node *y = v ? graph_node(m->g, OP_SOFTMAX, noloc, s, 1, &v) : NULL;
+    if (y)
+        y->axis = along;
     return y && out(m, n, result(y, x->shape, true));
 }
 
-/* MaxPool, AveragePool */
+/* MaxPool, AveragePool: 2-D over [N, C, H, W]; 1-D over [N, C, W], as 2-D
+ * over [N, C, 1, W] (a reshape before and after) */
 static bool pool(Imp *m, ONode *n, OpKind op)
 {
-    Node *x = batched_input(m, n, 0, 3, "an image [N, C, H, W] (2-D pooling)");
+    Value *v = batch_needed() ? input(m, n, 0) : NULL;
+    int dims = v && v->batched && v->shape.rank == 2 ? 1 : 2;
+    Node *x = v ? batched_input(m, n, 0, dims + 1, "an image [N, C, H, W] (2-D pooling) or [N, C, W] (1-D)") : NULL;
+    if (x && dims == 1)
+        x = graph_node(m->g, OP_FLATTEN, noloc, shape_of(3, x->shape.d[0], (int64_t)1, x->shape.d[1]), 1, &x);
     int kh = 1, kw = 1;
     int64_t count_pad = 0;
     Window w;
-    if (!x || !kernel_shape(n, &kh, &kw, true) || !window(n, x->shape, kh, kw, true, &w) ||
+    if (!x || !kernel_shape(n, &kh, &kw, dims, true) || !window(n, x->shape, kh, kw, op, dims, &w) ||
         (op == OP_AVGPOOL && !attr_int(n, "count_include_pad", 0, &count_pad)))
         return false;
     w.count_pad = count_pad != 0;
     Node *y = graph_node(m->g, op, noloc, windowed(x->shape, x->shape.d[0], &w), 1, &x);
     if (y)
         y->win = w;
+    if (y && dims == 1)
+        return out(m, n, result(y, shape_of(2, y->shape.d[0], y->shape.d[2]), true));
     return out_node(m, n, y);
 }
 
@@ -1166,7 +1269,7 @@ static bool op_avgpool(Imp *m, ONode *n) { return pool(m, n, OP_AVGPOOL); }
 /* GlobalAveragePool: [C, H, W] -> [C] (ONNX's [C, 1, 1]) */
 static bool op_gap(Imp *m, ONode *n)
 {
-    Node *x = batched_input(m, n, 0, 3, "an image [N, C, H, W]");
+    Node *x = !batch_needed() ? NULL : batched_input(m, n, 0, 3, "an image [N, C, H, W]");
     Node *y = x ? graph_node(m->g, OP_GAP, noloc, shape_of(1, x->shape.d[0]), 1, &x) : NULL;
     return y && out(m, n, result(y, shape_of(3, x->shape.d[0], (int64_t)1, (int64_t)1), true));
 }
@@ -1174,7 +1277,7 @@ static bool op_gap(Imp *m, ONode *n)
 /* BatchNormalization at inference: the running statistics are buffers */
 static bool op_batchnorm(Imp *m, ONode *n)
 {
-    Value *v = input(m, n, 0);
+    Value *v = batch_needed() ? input(m, n, 0) : NULL;
     if (!v)
         return false;
     if (v->batched && v->shape.rank != 1 && v->shape.rank != 3)
@@ -1214,7 +1317,7 @@ static bool op_batchnorm(Imp *m, ONode *n)
 /* LRN: x / (bias + alpha / size * sum of squares over `size` channels)^beta */
 static bool op_lrn(Imp *m, ONode *n)
 {
-    Node *x = batched_input(m, n, 0, 3, "an image [N, C, H, W]");
+    Node *x = !batch_needed() ? NULL : batched_input(m, n, 0, 3, "an image [N, C, H, W]");
     int64_t size;
     float alpha, beta, bias;
     if (!x || !attr_int(n, "size", 0, &size) || !attr_float(n, "alpha", 1e-4f, &alpha) ||
@@ -1229,7 +1332,8 @@ static bool op_lrn(Imp *m, ONode *n)
     return out_node(m, n, y);
 }
 
-/* Concat along the channels ([N, C, H, W]) or the features ([N, D]) */
+/* Concat along any axis of the example; read unbatched, constants may join
+ * too (batched, a constant would have to vary along the batch). */
 static bool op_concat(Imp *m, ONode *n)
 {
     int64_t axis;
@@ -1239,26 +1343,45 @@ static bool op_concat(Imp *m, ONode *n)
         return false;
     Node **in = arena_alloc(sizeof(Node *) * n->n_input);
     Shape s = {0};
+    int a = 0;
     for (size_t i = 0; i < n->n_input; i++) {
         Value *v = input(m, n, i);
-        if (!v || !(in[i] = batched_input(m, n, i, v->shape.rank, "values")))
+        if (!v)
+            return false;
+        if (!lead && v->c) {
+            Shape cs;
+            if (!shape_from(v->c, 0, &cs) || !(in[i] = const_node(m, v->c, cs)))
+                return false;
+        } else if (v->c) {
+            return fail("input %zu ('%s') is a constant, which would have to have the batch's size; cnnc joins "
+                        "constants only to a model read unbatched (--unbatched)", i + 1, n->input[i]);
+        } else if (!(in[i] = batched_input(m, n, i, -1, "values")))
             return false;
         Shape t = in[i]->shape;
-        int rank = t.rank + 1;
         if (i == 0) {
+            int rank = t.rank + lead;
             if (axis < 0)
                 axis += rank;
-            if (axis != 1 || (t.rank != 1 && t.rank != 3))
-                return fail("cnnc concatenates [N, C, H, W] or [N, D] values along axis 1, not %s along axis %lld",
-                            shape_str(t), (long long)axis);
+            a = (int)(axis - lead);
+            if (a < 0 || a >= t.rank)
+                return fail("axis = %lld on %s: %s", (long long)axis, batch_str(t),
+                            a == -1 ? "cnnc concatenates within each example, not along the batch" : "out of range");
             s = t;
             continue;
         }
-        if (t.rank != s.rank || (t.rank == 3 && (t.d[1] != s.d[1] || t.d[2] != s.d[2])))
-            return fail("its input %zu %s cannot join %s", i + 1, batch_str(t), batch_str(in[0]->shape));
-        s.d[0] += t.d[0];
+        bool fits = t.rank == s.rank;
+        for (int k = 0; fits && k < s.rank; k++)
+            fits = k == a || t.d[k] == s.d[k];
+        if (!fits)
+            return fail("its input %zu %s cannot join %s along axis %lld", i + 1, batch_str(t),
+                        batch_str(in[0]->shape), (long long)axis);
+        if ((s.d[a] += t.d[a]) > MAX_DIM)
+            return fail("it would have %lld values along axis %lld", (long long)s.d[a], (long long)axis);
     }
-    return out_node(m, n, graph_node(m->g, OP_CONCAT, noloc, s, (int)n->n_input, in));
+    Node *y = graph_node(m->g, OP_CONCAT, noloc, s, (int)n->n_input, in);
+    if (y)
+        y->axis = a;
+    return out_node(m, n, y);
 }
 
 /* ---- reshaping: Flatten, Reshape, Squeeze, Unsqueeze --------------------------- */
@@ -1283,7 +1406,7 @@ static bool reshape_to(Imp *m, ONode *n, Value *x, Shape s)
     return y && out(m, n, result(y, s, true));
 }
 
-/* The ONNX shape of a value, the batch as -1 */
+/* The ONNX shape of a value, the batch (if any) as -1 */
 static int full_shape(const Value *x, int64_t *d)
 {
     if (x->c) {
@@ -1291,17 +1414,18 @@ static int full_shape(const Value *x, int64_t *d)
             d[i] = x->c->dims[i];
         return x->c->rank;
     }
-    d[0] = -1;
+    if (lead)
+        d[0] = -1;
     for (int i = 0; i < x->shape.rank; i++)
-        d[i + 1] = x->shape.d[i];
-    return x->shape.rank + 1;
+        d[i + lead] = x->shape.d[i];
+    return x->shape.rank + lead;
 }
 
-/* Builds y's shape from dims d[0..rank) (the batch first, unless constant) */
+/* Builds y's shape from dims d[0..rank) (the batch first, if any, unless constant) */
 static bool reshape_dims(Imp *m, ONode *n, Value *x, const int64_t *d, int rank)
 {
     Shape s = {0};
-    int skip = x->c ? 0 : 1;
+    int skip = x->c ? 0 : lead;
     if (rank - skip > MAX_RANK || rank - skip < 0)
         return fail("it gives %d dimensions; cnnc takes at most %d", rank, MAX_RANK + skip);
     s.rank = rank - skip;
@@ -1323,13 +1447,13 @@ static bool op_flatten(Imp *m, ONode *n)
         axis += rank;
     if (axis < 0 || axis > rank)
         return fail("axis = %lld is out of range", (long long)axis);
-    if (!x->c && axis != 1)
+    if (!x->c && lead && axis != 1)
         return fail("axis = %lld would mix the batch with the other dimensions; cnnc flattens from axis 1",
                     (long long)axis);
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < rank; i++)
         *(i < axis ? &outer : &inner) *= d[i];
-    int64_t two[2] = {x->c ? outer : -1, inner};
+    int64_t two[2] = {x->c || !lead ? outer : -1, inner};
     return reshape_dims(m, n, x, two, 2);
 }
 
@@ -1355,7 +1479,7 @@ static bool op_reshape(Imp *m, ONode *n)
         r[i] = want[i];
         if (want[i] == 0 && !allowzero)
             r[i] = i < rank ? d[i] : -2;
-        if (!x->c && i == 0 && (r[0] == m->batch || want[0] == -1 || r[0] == -1)) {
+        if (!x->c && lead && i == 0 && (r[0] == m->batch || want[0] == -1 || r[0] == -1)) {
             r[0] = -1;                  /* the batch: inferred, copied, or the input's fixed batch */
             continue;
         }
@@ -1364,7 +1488,7 @@ static bool op_reshape(Imp *m, ONode *n)
         else if (r[i] < 0 || !mul_ok(known, r[i], &known))
             return fail("its shape %s does not fit the input %s", dims_str(nd, want), dims_str(rank, d));
     }
-    if (!x->c && r[0] != -1)
+    if (!x->c && lead && r[0] != -1)
         return fail("its shape %s does not keep the batch first", dims_str(nd, want));
     if (infer >= 0) {
         if (known == 0 || total % known)
@@ -1420,7 +1544,7 @@ static bool op_squeeze(Imp *m, ONode *n)
     if (!axes(m, n, &v, &cnt) || !mark_axes(v, cnt, rank, mark))
         return false;
     for (int i = 0; i < rank; i++) {
-        bool batch = i == 0 && !x->c;
+        bool batch = i == 0 && !x->c && lead;
         if (batch && mark[i])
             return fail("it would squeeze the batch");
         if (mark[i] && d[i] != 1)
@@ -1444,7 +1568,7 @@ static bool op_unsqueeze(Imp *m, ONode *n)
         return fail("its input has rank %d", rank);
     if (!axes(m, n, &v, &cnt) || !mark_axes(v, cnt, rank + cnt, mark))
         return false;
-    if (!x->c && mark[0])
+    if (!x->c && lead && mark[0])
         return fail("it would put a dimension before the batch");
     for (int i = 0, k = 0; i < rank + cnt; i++)
         r[i] = mark[i] ? 1 : d[k++];
@@ -1550,7 +1674,8 @@ static bool initializers(Imp *m)
 }
 
 /* The one graph input that is not an initializer: its first dimension is
- * the batch (a number or a name), the others fixed. */
+ * the batch (a number or a name), the others fixed; unbatched, every
+ * dimension is fixed and the whole tensor is one example. */
 static bool graph_input(Imp *m)
 {
     const Onnx__ValueInfoProto *in = NULL;
@@ -1571,24 +1696,25 @@ static bool graph_input(Imp *m)
         t->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || !t->tensor_type->shape)
         return fail("the input '%s' must be a float tensor of known shape", name);
     const Onnx__TensorShapeProto *s = t->tensor_type->shape;
-    if (s->n_dim < 2 || s->n_dim > 4)
-        return fail("the input '%s' has %zu dimensions; cnnc takes [N, D], [N, H, W] or [N, C, H, W]", name, s->n_dim);
-    Shape sh = {.rank = (int)s->n_dim - 1};
+    if (s->n_dim < (size_t)lead + 1 || s->n_dim > (size_t)lead + MAX_RANK)
+        return fail("the input '%s' has %zu dimensions; cnnc takes %d to %d%s", name, s->n_dim, lead + 1,
+                    lead + MAX_RANK, lead ? ", the batch's included" : " (read unbatched, --unbatched)");
+    Shape sh = {.rank = (int)s->n_dim - lead};
     m->batch = -1;
     for (size_t i = 0; i < s->n_dim; i++) {
         const Onnx__TensorShapeProto__Dimension *d = s->dim[i];
         bool fixed = d && d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-        if (i == 0) {
+        if (i == 0 && lead) {
             m->batch = fixed && d->dim_value > 0 ? d->dim_value : -1;
             continue;
         }
         if (!fixed && d && d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM)
             return fail("the input '%s' has a symbolic dimension '%s' at position %zu; cnnc needs every dimension "
-                        "but the batch (the first) fixed", name, str(d->dim_param), i + 1);
+                        "%s fixed", name, str(d->dim_param), i + 1, lead ? "but the batch (the first)" : "of it");
         if (!fixed || d->dim_value < 1 || d->dim_value > MAX_DIM)
-            return fail("the input '%s' has no fixed size at dimension %zu; cnnc needs every dimension but the "
-                        "batch fixed", name, i + 1);
-        sh.d[i - 1] = d->dim_value;
+            return fail("the input '%s' has no fixed size at dimension %zu; cnnc needs every dimension %s fixed",
+                        name, i + 1, lead ? "but the batch" : "of it");
+        sh.d[i - lead] = d->dim_value;
     }
     Node *x = graph_node(m->g, OP_INPUT, noloc, sh, 0, NULL);
     if (!x)
@@ -1609,9 +1735,6 @@ static bool graph_output(Imp *m)
         return fail("the graph's output '%s' is not computed by any node", name);
     if (!v->batched)
         return fail("the graph's output '%s' does not depend on its input", name);
-    if (v->shape.rank > 3)              /* rt_net_desc holds 3 dimensions after the batch */
-        return fail("the graph's output '%s' has shape %s; a cnnc network's output has at most 4 dimensions, "
-                    "the batch's included", name, batch_str(v->shape));
     return (m->g->output = node_of(m, v)) != NULL;
 }
 
@@ -1629,9 +1752,10 @@ static bool convert(Imp *m)
 
 /* The model's graph as a Graph; path names the network and the folder of
  * external data. */
-static Graph *import(Onnx__ModelProto *model, const char *path)
+static Graph *import(Onnx__ModelProto *model, const char *path, bool unbatched)
 {
     Imp m = {.path = path, .model = model};
+    lead = unbatched ? 0 : 1;
     char *dir = arena_strdup(path), *slash = strrchr(dir, '/');
     m.dir = slash ? (*slash = 0, dir) : ".";
     if (slash && !*dir)
@@ -1651,11 +1775,11 @@ static Graph *import(Onnx__ModelProto *model, const char *path)
     return m.g;
 }
 
-Graph *onnx_import(const char *path) { return import(read_model(path), path); }
+Graph *onnx_import(const char *path, bool unbatched) { return import(read_model(path), path, unbatched); }
 
-Graph *onnx_import_data(const char *path, const void *data, size_t size)
+Graph *onnx_import_data(const char *path, const void *data, size_t size, bool unbatched)
 {
-    return import(size ? unpack(data, size) : (fail("the file is empty, not an ONNX model"), NULL), path);
+    return import(size ? unpack(data, size) : (fail("the file is empty, not an ONNX model"), NULL), path, unbatched);
 }
 
 /* --loss: softmax_cross_entropy on the scores (a final Softmax's input), or

@@ -650,8 +650,9 @@ static void declare_input(Builder *b, const Stmt *s)
     Shape sh;
     if (!read_shape(s->shape, &sh))
         return;
-    if (sh.rank == 0 || sh.rank > 3) {
-        error_at(s->shape->loc, "an input is a vector [D], a matrix [H, W] or an image [C, H, W], not %s", shape_str(sh));
+    if (sh.rank == 0 || sh.rank > MAX_RANK) {
+        error_at(s->shape->loc, "an input is a vector [D], a matrix [H, W], an image [C, H, W] or a tensor of 4 "
+                 "dimensions, not %s", shape_str(sh));
         return;
     }
     b->g->input = graph_node(b->g, OP_INPUT, s->nameloc, sh, 0, NULL);

@@ -24,7 +24,7 @@ int64_t node_flops(const Node *n)
     case OP_BATCHNORM: return 2 * out;
     case OP_SUM:
     case OP_MEAN:      return in;
-    case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_FLATTEN: case OP_CONCAT: case OP_DROPOUT:
+    case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_FLATTEN: case OP_CONCAT: case OP_DROPOUT: case OP_TRANSPOSE:
         return 0;
     default:           return out;
     }

@@ -75,7 +75,7 @@ static bool is_layer(OpKind op)
 {
     switch (op) {
     case OP_DENSE: case OP_CONV: case OP_MAXPOOL: case OP_AVGPOOL: case OP_GAP: case OP_SOFTMAX:
-    case OP_L1NORM: case OP_L2NORM: case OP_FLATTEN: case OP_DROPOUT: case OP_BATCHNORM: case OP_LRN:
+    case OP_L1NORM: case OP_L2NORM: case OP_FLATTEN: case OP_DROPOUT: case OP_BATCHNORM: case OP_LRN: case OP_TRANSPOSE:
     case OP_LEAKY: case OP_CLIP:
         return true;
     default:
@@ -643,9 +643,14 @@ static const char *pool_str(U *u, const Node *t)
     const char *s = arena_printf("%s(%s", op_name(t->op), size2(w->kh, w->kw));
     if (w->sh != w->kh || w->sw != w->kw)
         s = arena_printf("%s, stride = %s", s, size2(w->sh, w->sw));
-    if (2 * w->pt > w->kh || 2 * w->pl > w->kw || 2 * w->cb > w->kh || 2 * w->cr > w->kw)
-        fail(u, t, "pooling padded by more than half its window");
+    const char *why;
+    Shape xs = t->in[0]->shape;
+    if (!layer_pool_pads_ok(xs.d[1], w->pt, w->cb, w->kh, w->dh, &why) ||
+        !layer_pool_pads_ok(xs.d[2], w->pl, w->cr, w->kw, w->dw, &why))
+        fail(u, t, "pooling whose padding the language refuses");
     s = arena_printf("%s%s", s, pad_arg(u, t, w, w->cb, w->cr));
+    if (w->dh != 1 || w->dw != 1)
+        s = arena_printf("%s, dilation = %s", s, size2(w->dh, w->dw));
     if (w->ceil)
         s = arena_printf("%s, ceil = true", s);
     if (w->count_pad)
@@ -690,7 +695,17 @@ static const char *layer_str(U *u, const Node *t)
     case OP_LEAKY:     return t->alpha == 0.01f ? "leaky_relu" : arena_printf("leaky_relu(%s)", num_f(t->alpha));
     case OP_CLIP:
         return t->alpha == 0 && t->beta == 6 ? "relu6" : arena_printf("clip(%s, %s)", num_f(t->alpha), num_f(t->beta));
-    default:           return op_name(t->op);   /* global_avgpool, softmax, l1norm, l2norm, flatten */
+    case OP_SOFTMAX:
+        return t->shape.rank == 1 ? "softmax" : arena_printf("softmax(axis = %d)", t->axis);
+    case OP_FLATTEN: {
+        if (t->shape.rank == 1)
+            return "flatten";
+        const char *s = arena_printf("reshape(%lld", (long long)t->shape.d[0]);
+        for (int i = 1; i < t->shape.rank; i++)
+            s = arena_printf("%s, %lld", s, (long long)t->shape.d[i]);
+        return arena_printf("%s)", s);
+    }
+    default:           return op_name(t->op);   /* global_avgpool, l1norm, l2norm, transpose */
     }
 }
 
@@ -792,6 +807,8 @@ static const char *composite_str(U *u, const Node *t, size_t col)
             put(&s, arena_printf(",\n%*s", (int)at, ""));
         put(&s, branch(u, t->in[i], from, at));
     }
+    if (t->axis != 0 || (t->shape.rank != 1 && t->shape.rank != 3))   /* the default joins channels or vectors */
+        put(&s, arena_printf(",\n%*saxis = %d", (int)at, "", t->axis));
     put(&s, ")");
     return s.s;
 }

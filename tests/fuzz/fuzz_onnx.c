@@ -8,7 +8,9 @@
  *
  * The model is written to a directory of its own (in /dev/shm when there is
  * one), so that external data it names is looked for there: the importer
- * refuses absolute paths and "..", and that directory holds only the model. */
+ * refuses absolute paths and "..", and that directory holds only the model.
+ * A model of an odd number of bytes is read unbatched (--unbatched), so that
+ * both readings are fuzzed. */
 #include "cnnc.h"
 
 #include <stdio.h>
@@ -42,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     write_model(data, size);
     Source src = {path, "", 0};
     diag_begin(&src, sink);
-    Graph *g = onnx_import(path);
+    Graph *g = onnx_import(path, size % 2 == 1);
     if (g) {
         graph_print(sink, g);
         summary_print(sink, g);

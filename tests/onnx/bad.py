@@ -58,8 +58,12 @@ def cases():
         model([node("Add", ["x", "z"], ["y"])], X + [("z", ["N", 3, 8, 8])], Y)
     yield "loss_shape", "--check --loss softmax_cross_entropy", "needs class scores", good
     yield "lrn_even", "--check", "node 'lrn_y' (LRN): size = 4", model([node("LRN", ["x"], ["y"], size=4)], X, Y)
-    yield "pool_dilation", "--check", "node 'p' (MaxPool): dilations", \
-        model([node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2, 2], dilations=[2, 2])], X, Y)
+    yield "pool_dilation", "--check", "node 'p' (AveragePool): dilations", \
+        model([node("AveragePool", ["x"], ["y"], name="p", kernel_shape=[2, 2], dilations=[2, 2])], X, Y)
+    yield "pool_pads_wide", "--check", "node 'p' (MaxPool): its window (kernel 3x3, padding 3,0,0,0;wholly in the padding", \
+        model([node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[3, 3], pads=[3, 0, 0, 0])], X, Y)
+    yield "pool_dilation_wide", "--check", "node 'p' (MaxPool): its window;step over it", \
+        model([node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2, 2], pads=[1, 1, 1, 1], dilations=[9, 1])], X, Y)
     yield "gemm_trans_a", "--check", "node 'g' (Gemm): transA", \
         model([node("Flatten", ["x"], ["f"]), node("Gemm", ["f", "b"], ["y"], name="g", transA=1)], X, Y,
               [tensor("b", numpy.ones((2, 192), "f4"))])
@@ -78,8 +82,21 @@ def cases():
         model([node("Conv", ["x", "w"], ["y"], name="conv0")], X, Y, [tensor("w", numpy.ones((2, 3, 9, 9), "f4"))])
     yield "two_outputs", "--check", "2 outputs", model([node("Relu", ["x"], ["y"]), node("Tanh", ["x"], ["z"])], X,
                                                         Y + [("z", None)])
-    yield "softmax_axis", "--check", "node 'sm' (Softmax): axis = 2", \
-        model([node("Softmax", ["x"], ["y"], name="sm", axis=2)], X, Y)
+    yield "softmax_axis", "--check", "node 'sm' (Softmax): axis = 0 on [N, 3, 8, 8];not across the batch", \
+        model([node("Softmax", ["x"], ["y"], name="sm", axis=0)], X, Y)
+    yield "concat_batch", "--check", "node 'c' (Concat): axis = 0;not along the batch", \
+        model([node("Concat", ["x", "x"], ["y"], name="c", axis=0)], X, Y)
+    yield "concat_constant", "--check", "node 'c' (Concat): input 2 ('k') is a constant", \
+        model([node("Concat", ["x", "k"], ["y"], name="c", axis=1)], X, Y, [tensor("k", numpy.ones((1, 2, 8, 8), "f4"))])
+    yield "dropout_training", "--check", "node 'd' (Dropout): training_mode is true with ratio 0.5", \
+        model([node("Dropout", ["x", "r", "t"], ["y"], name="d")], X, Y,
+              [tensor("r", numpy.array(0.5, "f4")), tensor("t", numpy.array(True))])
+    yield "unbatched_conv", "--check --unbatched", "node 'conv0' (Conv): it takes dimension 0 of its input as the batch", \
+        model([node("Conv", ["x", "w"], ["y"], name="conv0")], [("x", [3, 8, 8])], Y, [tensor("w", W)])
+    yield "unbatched_rank", "--check --unbatched", "the input 'x' has 5 dimensions; cnnc takes 1 to 4 (read unbatched", \
+        model([node("Relu", ["x"], ["y"])], [("x", [1, 1, 3, 8, 8])], Y)
+    yield "unbatched_symbolic", "--check --unbatched", "the input 'x' has a symbolic dimension 'N' at position 1", \
+        conv_model()
 
 
 def main():

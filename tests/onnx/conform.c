@@ -13,6 +13,9 @@
  *       OUTDIR/x.safetensors the first input's values as the tensor 'x'
  *                           (when they are float32: its dimension 0 is the
  *                           batch of `./model forward`);
+ *       OUTDIR/x1.safetensors the same values with a dimension of 1 put
+ *                           first: one example, for the model read
+ *                           unbatched (`cnnc --unbatched`);
  *     and prints how many inputs it bound. Inputs that are not tensors
  *     (sequences, optionals) are neither bound nor written: cnnc refuses
  *     them.
@@ -200,13 +203,18 @@ static int prepare(const char *dir, const char *set, const char *outdir)
         if (k == 1) {                    /* the program's input */
             int64_t count;
             float *v = float_values(t, &count);
-            if (v && t->n_dims >= 1 && t->n_dims <= RT_MAX_RANK) {
+            if (v && t->n_dims >= 1 && t->n_dims < RT_MAX_RANK) {
                 rt_tensor x = {.name = "x", .rank = (int)t->n_dims, .count = count, .data = v};
+                rt_tensor x1 = {.name = "x", .rank = (int)t->n_dims + 1, .count = count, .data = v};
+                x1.dims[0] = 1;
                 for (size_t d = 0; d < t->n_dims; d++)
-                    x.dims[d] = t->dims[d];
+                    x.dims[d] = x1.dims[d + 1] = t->dims[d];
                 rt_err err = {{0}};
                 snprintf(path, sizeof path, "%s/x.safetensors", outdir);
                 if (rt_st_write(path, 1, &x, 0, NULL, NULL, &err))
+                    die("%s", err.msg);
+                snprintf(path, sizeof path, "%s/x1.safetensors", outdir);
+                if (rt_st_write(path, 1, &x1, 0, NULL, NULL, &err))
                     die("%s", err.msg);
             }
             free(v);

@@ -11,9 +11,11 @@
 #     are), in a copy of the model; then
 #   - `cnnc model.onnx` either refuses it (exit 1 with an "error:" message
 #     naming the place: an attribute, element type, rank or broadcast cnnc does
-#     not take; a correct outcome, counted as "refused", not as a pass), or
-#     compiles it, and `./model forward` (with the weights --emit=weights
-#     writes) on input_0 must match output_0 within 1e-4 relative (the largest
+#     not take), and then `cnnc --unbatched model.onnx` (the whole input one
+#     example, run as a batch of 1) is tried, and if it refuses too the test
+#     counts as "refused" (a correct outcome, not a pass) with the first
+#     reading's message; or it compiles it, and `./model forward` (with the
+#     weights --emit=weights writes) on input_0 must match output_0 within 1e-4 relative (the largest
 #     absolute difference over the largest expected magnitude; the same number
 #     of values, and the same dimensions once the 1s are left out).
 # Anything else (a crash, another exit status, a refusal without a message, a
@@ -56,16 +58,25 @@ run_one() {
     prep=$("$CONFORM" prepare "$t" "$n" "$d" 2>&1); rc=$?
     if [ $rc = 3 ]; then verdict=out detail=${prep#out of scope: }; break; fi
     if [ $rc != 0 ]; then verdict=broken detail="conform prepare: $prep"; break; fi
-    # shellcheck disable=SC2086
-    "$CNNC" "$d/model.onnx" $FLAGS -o "$d/model" >"$d/cnnc.out" 2>"$d/cnnc.err"; rc=$?
+    # batched (dimension 0 of the input the batch), then unbatched
+    ub= x=x
+    for mode in batched unbatched; do
+      # shellcheck disable=SC2086
+      "$CNNC" "$d/model.onnx" $ub $FLAGS -o "$d/model" >"$d/cnnc.out" 2>"$d/cnnc.$mode.err"; rc=$?
+      cp "$d/cnnc.$mode.err" "$d/cnnc.err"
+      [ $rc = 1 ] && grep -q ': error: ' "$d/cnnc.err" && [ $mode = batched ] && [ -f "$d/x1.safetensors" ] || break
+      ub=--unbatched x=x1
+    done
     if [ $rc = 1 ] && grep -q ': error: ' "$d/cnnc.err"; then
-      verdict=refused detail=$(grep -m1 ': error: ' "$d/cnnc.err" | sed 's/^.*: error: //'); break
+      verdict=refused detail=$(grep -m1 ': error: ' "$d/cnnc.batched.err" | sed 's/^.*: error: //'); break
     fi
-    if [ $rc != 0 ]; then verdict=broken detail="cnnc exit $rc: $(head -c 300 "$d/cnnc.err" | tr '\n' ' ')"; break; fi
-    if ! "$CNNC" "$d/model.onnx" --emit=weights -o "$d/w.safetensors" 2>"$d/w.err"; then
+    [ -n "$ub" ] && detail="unbatched"
+    if [ $rc != 0 ]; then verdict=broken detail="cnnc $ub exit $rc: $(head -c 300 "$d/cnnc.err" | tr '\n' ' ')"; break; fi
+    # shellcheck disable=SC2086
+    if ! "$CNNC" "$d/model.onnx" $ub --emit=weights -o "$d/w.safetensors" 2>"$d/w.err"; then
       verdict=broken detail="--emit=weights: $(head -c 300 "$d/w.err" | tr '\n' ' ')"; break
     fi
-    if ! "$d/model" forward --weights "$d/w.safetensors" "$d/x.safetensors" "$d/out.safetensors" \
+    if ! "$d/model" forward --weights "$d/w.safetensors" "$d/$x.safetensors" "$d/out.safetensors" \
          >/dev/null 2>"$d/forward.err"; then
       verdict=broken detail="forward: $(grep -v 'note:' "$d/forward.err" | head -c 300 | tr '\n' ' ')"; break
     fi

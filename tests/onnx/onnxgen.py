@@ -9,7 +9,7 @@ import struct
 
 import numpy
 
-FLOAT, INT64 = 1, 7
+FLOAT, INT64, BOOL = 1, 7, 9
 A_FLOAT, A_INT, A_STRING, A_TENSOR, A_FLOATS, A_INTS = 1, 2, 3, 4, 6, 7
 
 
@@ -43,10 +43,10 @@ def f_float(field, v):
 
 
 def tensor(name, array, raw=True, external=None):
-    """TensorProto: float32 or int64 values; external = (location, offset) keeps them out."""
+    """TensorProto: float32, int64 or bool values; external = (location, offset) keeps them out."""
     a = numpy.asarray(array)
-    dtype = INT64 if a.dtype.kind in "iu" else FLOAT
-    a = a.astype("<i8" if dtype == INT64 else "<f4")
+    dtype = BOOL if a.dtype.kind == "b" else INT64 if a.dtype.kind in "iu" else FLOAT
+    a = a.astype({BOOL: "u1", INT64: "<i8", FLOAT: "<f4"}[dtype])
     out = b"".join(f_int(1, d) for d in a.shape) + f_int(2, dtype) + f_bytes(8, name)
     if external:
         loc, off = external
@@ -58,7 +58,7 @@ def tensor(name, array, raw=True, external=None):
     elif dtype == FLOAT:
         out += b"".join(f_float(4, float(v)) for v in a.ravel())
     else:
-        out += b"".join(f_int(7, int(v)) for v in a.ravel())
+        out += b"".join(f_int(5 if dtype == BOOL else 7, int(v)) for v in a.ravel())   # int32_data, int64_data
     return out
 
 

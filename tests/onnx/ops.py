@@ -5,7 +5,9 @@ tests/onnx/run.sh, which compares cnnc's outputs with ONNX Runtime's).
     /usr/bin/python3 tests/onnx/ops.py OUTDIR
 
 Writes OUTDIR/NAME.onnx, NAME.x.safetensors and NAME.x.bin (a batch of 2,
-N(0, 1)) for each case, and prints "NAME D0,D1,..." (the input's shape) a line.
+N(0, 1)) for each case, and prints "NAME D0,D1,... [FLAGS]" (the input's
+shape, cnnc's flags) a line. An unbatched case's model has no batch dimension
+(cnnc --unbatched): its x.safetensors holds one example, [1, D0, D1, ...].
 With --train, writes OUTDIR/mlp.onnx only (see mlp()).
 """
 
@@ -26,9 +28,9 @@ def w(*shape, scale=0.5):
 CASES = []
 
 
-def case(name, xdims, opset=13):
+def case(name, xdims, opset=13, unbatched=False):
     def add(fn):
-        CASES.append((name, xdims, opset, fn))
+        CASES.append((name, xdims, opset, unbatched, fn))
         return fn
     return add
 
@@ -216,6 +218,72 @@ def _():
             node("Dropout", ["b", "ratio"], ["y"])], [tensor("ratio", numpy.array(0.25, "f4"))]
 
 
+@case("dropout_modes", [2, 3, 5])
+def _():
+    # training_mode as boolean constants: false (inference; stored raw) and
+    # true with ratio 0 (the identity; stored as int32_data)
+    return [node("Dropout", ["x", "r", "off"], ["a"]), node("Tanh", ["a"], ["t"]),
+            node("Dropout", ["t", "zero", "on"], ["y"])], \
+        [tensor("r", numpy.array(0.5, "f4")), tensor("off", numpy.array(False)),
+         tensor("zero", numpy.array(0.0, "f4")), tensor("on", numpy.array(True), raw=False)]
+
+
+@case("pooling_wide", [2, 3, 7, 8])
+def _():
+    # padding over half the kernel, a dilated MaxPool with ceil mode, and
+    # 1-D pooling of [N, C, W] (seen as 2-D of height 1)
+    return [node("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], pads=[2, 2, 2, 1], count_include_pad=1),
+            node("MaxPool", ["a"], ["m"], kernel_shape=[2, 3], pads=[1, 2, 0, 2], dilations=[2, 2], strides=[1, 2],
+                 ceil_mode=1),
+            node("Reshape", ["m", "shape"], ["r"]),
+            node("MaxPool", ["r"], ["p"], kernel_shape=[3], pads=[2, 1], dilations=[2]),
+            node("AveragePool", ["p"], ["y"], kernel_shape=[2], strides=[2], pads=[1, 1])], \
+        [tensor("shape", numpy.array([0, 6, -1]))]
+
+
+@case("axes", [2, 3, 4, 5])
+def _():
+    # Softmax along an axis of the example (opset 13), Concat along others
+    return [node("Softmax", ["x"], ["s"], axis=2), node("Concat", ["s", "x"], ["c"], axis=-1),
+            node("Relu", ["c"], ["r"]), node("Concat", ["c", "r"], ["y0"], axis=2),
+            node("Softmax", ["y0"], ["y"], axis=1)], []
+
+
+@case("softmax_old", [2, 3, 4, 5], opset=11)
+def _():
+    # before opset 13: over the axes from `axis` on, as rows of [N, 3, 20]
+    return [node("Softmax", ["x"], ["y"], axis=2)], []
+
+
+@case("unbatched_concat", [4], unbatched=True)
+def _():
+    # one example [4]: Concat with a constant, Softmax along axis 0 of a [2, 4]
+    return [node("Concat", ["x", "k"], ["c"], axis=0), node("Reshape", ["c", "shape"], ["r"]),
+            node("Softmax", ["r"], ["y"], axis=0)], \
+        [tensor("k", w(4)), tensor("shape", numpy.array([2, 4]))]
+
+
+@case("rank5", [2, 2, 3, 4, 5])
+def _():
+    # an input and output of 5 dimensions, the batch's included
+    return [node("Softmax", ["x"], ["s"], axis=-1), node("Relu", ["x"], ["r"]), node("Concat", ["s", "r"], ["c"], axis=2),
+            node("Reshape", ["c", "shape"], ["y"])], [tensor("shape", numpy.array([0, 4, 3, 4, 5]))]
+
+
+@case("unbatched_rank4", [2, 3, 4, 5], unbatched=True)
+def _():
+    # one example of 4 dimensions: Flatten at axis 2, Softmax along axis 0
+    return [node("Flatten", ["x"], ["f"], axis=2), node("Softmax", ["f"], ["s"], axis=0),
+            node("Unsqueeze", ["s", "ax"], ["y"])], [tensor("ax", numpy.array([0]))]
+
+
+@case("unbatched_gemm_transposed", [4, 3], unbatched=True)
+def _():
+    # one example [4, 3]: Gemm with transA (A' is [3, 4]) and transB, C [5]
+    return [node("Gemm", ["x", "b", "c"], ["y"], transA=1, transB=1, alpha=0.25)], \
+        [tensor("b", w(5, 4)), tensor("c", w(5))]
+
+
 @case("reshaped_constants", [2, 3, 4, 4])
 def _():
     # initializers reshaped before use: a [3] bias unsqueezed to [3, 1, 1], a
@@ -226,6 +294,17 @@ def _():
             node("Unsqueeze", ["s3", "axes"], ["s311"]), node("Add", ["m", "s311"], ["y"])], \
         [tensor("bias", w(3)), tensor("axes", numpy.array([1, 2])), tensor("vec", w(12)),
          tensor("shape", numpy.array([1, 3, 2, 2])), tensor("scale", w(1, 3, 1, 1)), tensor("sq", numpy.array([0, 2, 3]))]
+
+
+@case("unbatched", [3, 4], unbatched=True)
+def _():
+    # the input is one example [3, 4]: Gemm of a matrix with C [3, 5], a
+    # constant of the example's rank, reshapes that move dimension 0
+    return [node("Gemm", ["x", "b", "c"], ["g"], transB=1, alpha=0.5, beta=2.0), node("Add", ["g", "k"], ["a"]),
+            node("Reshape", ["a", "shape"], ["r"]), node("Flatten", ["r"], ["f"], axis=0),
+            node("Unsqueeze", ["f", "ax"], ["u"]), node("Squeeze", ["u"], ["s"]), node("Tanh", ["s"], ["y"])], \
+        [tensor("b", w(5, 4)), tensor("c", w(3, 5)), tensor("k", w(3, 1)), tensor("shape", numpy.array([5, 3])),
+         tensor("ax", numpy.array([0]))]
 
 
 @case("external_data", [2, 3, 5, 5])
@@ -247,7 +326,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     if sys.argv[2:] == ["--train"]:
         return mlp(out)
-    for name, xdims, opset, fn in CASES:
+    for name, xdims, opset, unbatched, fn in CASES:
         if name == "external_data":
             ew, eb = w(2, 3, 3, 3), w(2)
             save(os.path.join(out, "external_data.bin"), ew.tobytes() + eb.tobytes())
@@ -256,10 +335,10 @@ def main():
                      tensor("eb", eb, external=("external_data.bin", ew.nbytes))]
         else:
             nodes, inits = fn()
-        dims = xdims if name == "reshapes_old" else ["N"] + xdims[1:]   # a fixed batch the Reshape names
+        dims = xdims if name == "reshapes_old" or unbatched else ["N"] + xdims[1:]   # a fixed batch the Reshape names
         save(os.path.join(out, name + ".onnx"), model(nodes, [("x", dims)], [("y", None)], inits, opset))
-        save_input(os.path.join(out, name), R.normal(0, 1, xdims))
-        print(name, ",".join(map(str, xdims)))
+        save_input(os.path.join(out, name), R.normal(0, 1, [1] + xdims if unbatched else xdims))
+        print(name, ",".join(map(str, xdims)), "--unbatched" if unbatched else "")
 
 
 if __name__ == "__main__":

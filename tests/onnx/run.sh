@@ -49,12 +49,14 @@ if ! $PY -c 'import torch, torchvision' 2>/dev/null || [ ! -d "$ORT_MODULES/onnx
   echo "FAIL  tests/onnx needs python3-torch, python3-torchvision, node and onnxruntime-node"; exit 1
 fi
 
-# check NAME MODEL X.safetensors X.bin DIMS: compile, run, compare with ORT
+# check NAME MODEL X.safetensors X.bin DIMS [FLAGS]: compile (with cnnc's
+# FLAGS), run, compare with ORT
 check() {
   name=$1 model=$2 d=$out/$1.run
   mkdir -p "$d"
   start=$(date +%s.%N)
-  if ! $CNNC "$model" -o "$d/net" 2>"$d/err"; then
+  # shellcheck disable=SC2086
+  if ! $CNNC "$model" ${6:-} -o "$d/net" 2>"$d/err"; then
     fail "$name: cnnc $model: $(head -3 "$d/err")"; return
   fi
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
@@ -111,8 +113,8 @@ done
 if [ -f tests/onnx/ops.py ]; then
   rm -rf "$out/ops" && mkdir -p "$out/ops"
   $PY tests/onnx/ops.py "$out/ops" > "$out/ops/list" 2>"$out/ops/err" || fail "ops.py: $(tail -3 "$out/ops/err")"
-  while read -r name dims; do
-    check "op_$name" "$out/ops/$name.onnx" "$out/ops/$name.x.safetensors" "$out/ops/$name.x.bin" "$dims"
+  while read -r name dims flags; do
+    check "op_$name" "$out/ops/$name.onnx" "$out/ops/$name.x.safetensors" "$out/ops/$name.x.bin" "$dims" "$flags"
   done < "$out/ops/list"
 fi
 

@@ -606,6 +606,22 @@ loss = softmax_cross_entropy(f, y)
 """, [2, 8, 7], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 24), fwd, labels=5, overrides=neg_bias)
 
     def fwd(c, x):
+        h = F.max_pool2d(x, 3, 1, 1, dilation=2)           # [2,7,8]
+        h = F.relu(c.conv("conv1", h))                     # [3,5,6]
+        h = F.max_pool2d(h, (2, 3), (2, 1), (1, 1), dilation=(1, 2), ceil_mode=True)   # [3,3,4]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_maxpool_dilation
+input  x : [2, 9, 10]
+labels y : class(5)
+# dilated max pooling: taps 2 apart (a 3x3 window spanning 5x5, padded by 1),
+# then 2x3 taps 1 and 2 apart with ceil mode (the dilated span decides it)
+x -> maxpool(3, stride = 1, pad = 1, dilation = 2) -> conv(3, 3x3) -> relu
+  -> maxpool(2x3, stride = 2x1, pad = 1, dilation = 1x2, ceil = true) -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 9, 10], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 36), fwd, labels=5)
+
+    def fwd(c, x):
         h = maxpool(x, 2)                                  # [2,4,34]
         h = F.relu(c.conv("conv1", h, pad=1))              # [3,4,34]
         h = maxpool(h, 2)                                  # [3,2,17]
@@ -811,6 +827,57 @@ x -> concat(conv(2, 1x1), conv(3, 3x3, pad = 1) -> relu, maxpool(3, stride = 1, 
 loss = softmax_cross_entropy(f, y)
 """, [3, 6, 6], conv_p("conv1", 2, 3, 1) + conv_p("conv2", 3, 3, 3) + conv_p("conv3", 4, 8, 3)
         + dense_p("dense1", 5, 16), fwd, labels=5)
+
+    def fwd(c, x):
+        h = x.transpose(1, 2)                                         # [4,3]
+        h = F.softmax(torch.cat([h, torch.tanh(h)], 2), dim=1)        # [4,6], along the 4
+        return {"f": c.dense("dense1", flatten(h.transpose(1, 2)))}   # [6,4]
+    add("""\
+network ref_transpose
+input  x : [3, 4]
+labels y : class(3)
+# transpose of a matrix, and its gradient
+x -> transpose -> concat(_, tanh, axis = 1) -> softmax(axis = 0) -> transpose
+  -> flatten -> dense(3) -> f
+loss = softmax_cross_entropy(f, y)
+""", [3, 4], dense_p("dense1", 3, 24), fwd, labels=3)
+
+    def fwd(c, x):
+        h = F.softmax(x, dim=2)                                       # along the 3
+        h = torch.cat([h, torch.tanh(h)], 4)                          # [2,3,4,10]
+        return {"f": c.dense("dense1", flatten(h.reshape(-1, 6, 40)))}
+    add("""\
+network ref_rank4
+input  x : [2, 3, 4, 5]
+labels y : class(3)
+# an input of 4 dimensions (the batch not counted), through the layers that
+# take any shape: softmax along its axis 1, concat along its last, reshape
+x -> softmax(axis = 1) -> concat(_, tanh, axis = 3) -> reshape(6, 40) -> flatten
+  -> dense(3) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 3, 4, 5], dense_p("dense1", 3, 240), fwd, labels=3)
+
+    def fwd(c, x):
+        h = c.conv("conv1", x, pad=1)                                 # [4,3,10]
+        h = F.softmax(torch.cat([h, torch.tanh(h)], 3), dim=3)        # [4,3,20], along W
+        h = torch.cat([torch.sigmoid(h), h], 1)                       # [8,3,20]
+        h = F.softmax(h.reshape(-1, 6, 8, 10), dim=2)                 # along the 8
+        h = torch.cat([h, h * h], 2)                                  # [6,16,10]
+        h = F.softmax(h.reshape(-1, 96, 10), dim=1)                   # along the 96
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_axes
+input  x : [2, 3, 10]
+labels y : class(3)
+# softmax(axis = k), concat(..., axis = k) and reshape on other dimensions
+# than a vector's or an image's channels; axes count the example's
+# dimensions (the batch is not one), -1 the last
+x -> conv(4, 3x3, pad = 1) -> concat(_, tanh, axis = 2) -> softmax(axis = -1)
+  -> concat(sigmoid, _, axis = 0) -> reshape(6, 8, 10) -> softmax(axis = 1)
+  -> concat(_, _ * _, axis = 1) -> reshape(96, 10) -> softmax(axis = 0) -> flatten
+  -> dense(3) -> f
+loss = softmax_cross_entropy(f, y)
+""", [2, 3, 10], conv_p("conv1", 4, 2, 3) + dense_p("dense1", 3, 960), fwd, labels=3)
 
     def fwd(c, x):
         h = F.relu(c.dense("dense1", x))

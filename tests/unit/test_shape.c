@@ -136,7 +136,40 @@ Test(shape, pool_errors)
     const char *d = stage_error("[784]", "maxpool(2)");
     cr_assert(strstr(d, "maxpool expects an image [C, H, W] input but got [784]"), "%s", d);
     d = stage_error("[1, 28, 28]", "maxpool(2, pad = 2)");
-    cr_assert(strstr(d, "maxpool's padding 2x2 is more than half its kernel 2x2"), "%s", d);
+    cr_assert(strstr(d, "maxpool's window (kernel 2x2, padding 2x2) does not fit its input 28x28"), "%s", d);
+    d = stage_error("[1, 4, 4]", "maxpool(2, stride = 1, dilation = 5)");
+    cr_assert(strstr(d, "a window's taps could step over it"), "%s", d);
+    d = stage_error("[1, 28, 28]", "avgpool(2, dilation = 2)");
+    cr_assert(strstr(d, "avgpool"), "%s", d);
+}
+
+Test(shape, pools_padded_wide_and_dilated)
+{
+    assert_shape(out("[2, 8, 8]", "maxpool(3, stride = 1, pad = 2)"), S3(2, 10, 10));     /* past half the window */
+    assert_shape(out("[2, 9, 10]", "maxpool(3, stride = 1, pad = 1, dilation = 2)"), S3(2, 7, 8));
+    assert_shape(out("[2, 8, 8]", "avgpool(3, stride = 2, pad = 2, count_pad = true)"), S3(2, 5, 5));
+}
+
+Test(shape, axes_and_reshape)
+{
+    assert_shape(out("[3, 4, 5]", "softmax(axis = 1)"), S3(3, 4, 5));
+    assert_shape(out("[3, 4, 5]", "softmax(axis = -1)"), S3(3, 4, 5));
+    assert_shape(out("[3, 4, 5]", "concat(_, relu, axis = 2)"), S3(3, 4, 10));
+    assert_shape(out("[3, 4, 5]", "concat(_, _, _, axis = -3)"), S3(9, 4, 5));
+    assert_shape(out("[3, 4]", "concat(_, tanh, axis = 1)"), S2(3, 8));
+    assert_shape(out("[3, 4, 5]", "reshape(6, 10)"), S2(6, 10));
+    assert_shape(out("[60]", "reshape(3, 4, 5)"), S3(3, 4, 5));
+    assert_shape(out("[3, 4]", "transpose"), S2(4, 3));
+    const char *d = stage_error("[3, 4]", "softmax(axis = 2)");
+    cr_assert(strstr(d, "softmax's axis 2 is not a dimension of its input [3, 4]"), "%s", d);
+    d = stage_error("[3, 4]", "softmax");
+    cr_assert(strstr(d, "softmax expects a vector"), "%s", d);
+    d = stage_error("[3, 4]", "reshape(5, 2)");
+    cr_assert(strstr(d, "reshape to [5, 2] needs 10 values, but its input [3, 4] has 12"), "%s", d);
+    d = stage_error("[3, 4, 5]", "transpose");
+    cr_assert(strstr(d, "transpose expects a matrix [m, n] input but got [3, 4, 5]"), "%s", d);
+    d = stage_error("[3, 4]", "concat(_, _)");
+    cr_assert(strstr(d, "concat joins [C, H, W] or [n] values, not [3, 4]"), "%s", d);
 }
 
 Test(shape, global_avgpool_and_flatten)
