@@ -264,6 +264,7 @@ static LLVMValueRef expr(Emit *E, const Expr *e)
     case X_GET:  return LLVMBuildLoad2(E->b, E->f32, E->vars[e->var], "");
     case X_IADD: return LLVMBuildNSWAdd(E->b, expr(E, e->a), expr(E, e->b), "");
     case X_IMUL: return LLVMBuildNSWMul(E->b, expr(E, e->a), expr(E, e->b), "");
+    case X_IDIV: return LLVMBuildUDiv(E->b, expr(E, e->a), expr(E, e->b), "");
     case X_IMIN:
     case X_IMAX: {
         LLVMValueRef a = expr(E, e->a), c = expr(E, e->b);
