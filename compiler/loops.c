@@ -1278,7 +1278,7 @@ static void lower_conv_dx(Lower *L, const Node *n)
  * rows, P apart, can fall into one set of the L1 when P is a multiple of a
  * large power of 2: 224 x 224). The sums of dW run over the examples and
  * rows in one fixed order: the gradient does not depend on the threads. */
-enum { DW_DEPTH = 256 };
+enum { DW_DEPTH = 192 };
 
 /* Conv n's weight gradient: E examples a GEMM (E > 1: whole images), or
  * R output rows a GEMM (E = 1); ld: colT's row length (see row_stride). */
@@ -1294,20 +1294,25 @@ static int64_t row_stride(int64_t K)
     return ld / 16 % 2 ? ld : ld + 16;
 }
 
-/* E whole images a GEMM when one has fewer than DW_DEPTH columns, but colT
- * within twice the L2 (the GEMM reads it once, a strip of columns at a
- * time: it need not stay in the cache, but it is scratch memory);
- * else R rows of one, as for col. */
+/* The fewest of OH output rows, a divisor of OH, that make `depth` columns. */
+static int64_t rows_for(int64_t OH, int64_t OW, int64_t depth)
+{
+    for (int64_t r = 1; r < OH; r++)
+        if (OH % r == 0 && r * OW >= depth)
+            return r;
+    return OH;
+}
+
+/* E whole images a GEMM when one has fewer than DW_DEPTH columns, else R
+ * rows of one (the fewest that make DW_DEPTH). colT, D ld floats, need not
+ * stay in the cache: the GEMM reads it once, a strip of columns at a time. */
 static DwPlan dw_plan(const Node *n)
 {
     const Node *dy = n->in[0];
     int64_t K = shape_count(n->shape) / n->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2], P = OH * OW;
     DwPlan d = {.E = (DW_DEPTH + P - 1) / P, .R = OH, .ld = row_stride(K)};
-    int64_t fits = 2 * host_l2_bytes() / ((int64_t)sizeof(float) * P * d.ld);
-    if (d.E > fits)
-        d.E = fits > 1 ? fits : 1;
     if (d.E == 1)
-        d.R = col_rows(d.ld, OH, OW, DW_DEPTH);
+        d.R = rows_for(OH, OW, DW_DEPTH);
     return d;
 }
 
