@@ -5,7 +5,6 @@
 #include "cnnc.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* The state of lowering one kernel. */
@@ -1273,16 +1272,23 @@ static void lower_conv_dx(Lower *L, const Node *n)
  *     one under another and their dy side by side (the examples left over
  *     at the end of the batch, n mod E, are one more GEMM);
  *   - a large image: one example at a time, R of its OH output rows a
- *     GEMM (colT of R rows within half the L2, as col_rows does for col).
+ *     GEMM (the fewest rows, a divisor of OH, that make D >= DW_DEPTH).
  * dy's columns are first copied into dyE [c, D] (contiguous rows: dy's own
  * rows, P apart, can fall into one set of the L1 when P is a multiple of a
  * large power of 2: 224 x 224). The sums of dW run over the examples and
- * rows in one fixed order: the gradient does not depend on the threads. */
+ * rows in one fixed order, whatever the threads that share the GEMM's
+ * tiles (rt_gemm): the gradient is the same from run to run.
+ * DW_DEPTH: a GEMM moves 8 bytes of dW per cell (load, store) for 2 D
+ * flops; at D = 192 that is 1/48 byte a flop, which the L3 (where most of
+ * a large dW lives) supplies at a core's peak; one example of a 7x7 image
+ * (D = 49) ran at half the speed of four. */
 enum { DW_DEPTH = 192 };
 
-/* Conv n's weight gradient: E examples a GEMM (E > 1: whole images), or
- * R output rows a GEMM (E = 1); ld: colT's row length (see row_stride). */
-typedef struct { int64_t E, R, ld; } DwPlan;
+/* Conv n's weight gradient: by rows, or by gemm_nt (see dw_plan); E
+ * examples a GEMM (E > 1: whole images), or R output rows a GEMM (E = 1);
+ * ld: colT's row length (see row_stride). */
+typedef struct { bool rows; int64_t E, R, ld; } DwPlan;
+enum { LANES_F32 = 16 };   /* floats a vector of the GEMM routines */
 
 /* A row length of at least K floats that is an odd number of 64-byte cache
  * lines: the GEMM reads a few columns of colT down its rows, and rows
@@ -1303,14 +1309,33 @@ static int64_t rows_for(int64_t OH, int64_t OW, int64_t depth)
     return OH;
 }
 
-/* E whole images a GEMM when one has fewer than DW_DEPTH columns, else R
- * rows of one (the fewest that make DW_DEPTH). colT, D ld floats, need not
- * stay in the cache: the GEMM reads it once, a strip of columns at a time. */
+/* The register tile of the weight gradient's GEMM: 8 rows by 3 vectors
+ * where the registers hold it (AVX-512: 24 accumulators hide the FMA
+ * latency), else the default. */
+static void dw_tile(int *r, int *c)
+{
+    if (gemm_tile_ok(false, 8, 3))
+        *r = 8, *c = 3;
+    else
+        gemm_tile_default(false, r, c);
+}
+
+/* By rows when dW's rows (K) fill the tile's vectors at least once: with
+ * fewer (a first layer: K = 3 x 3 x 3 = 27) the GEMM's vectors run mostly
+ * masked and a row of tiles has too few accumulators, while gemm_nt's run
+ * along the image (measured: 3 -> 64 at 224x224, 81 GFLOP/s by rows, 103
+ * by gemm_nt). Grouped convolutions keep gemm_nt. Then E whole images a
+ * GEMM when one has fewer than DW_DEPTH columns, else R rows of one (the
+ * fewest that make DW_DEPTH). colT, D ld floats, need not stay in the
+ * cache: the GEMM reads it once, a strip of columns at a time. */
 static DwPlan dw_plan(const Node *n)
 {
     const Node *dy = n->in[0];
     int64_t K = shape_count(n->shape) / n->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2], P = OH * OW;
-    DwPlan d = {.E = (DW_DEPTH + P - 1) / P, .R = OH, .ld = row_stride(K)};
+    int tr, tc;
+    dw_tile(&tr, &tc);
+    DwPlan d = {.rows = n->win.groups == 1 && K >= (int64_t)tc * LANES_F32, .E = (DW_DEPTH + P - 1) / P, .R = OH,
+                .ld = row_stride(K)};
     if (d.E == 1)
         d.R = rows_for(OH, OW, DW_DEPTH);
     return d;
@@ -1356,8 +1381,8 @@ static void dw_gemm(Lower *L, const Node *n, const DwPlan *d, int64_t D, Expr *d
     int64_t co = n->shape.d[0], K = shape_count(n->shape) / co;
     gemm(L, i64(co), K, depth, dyE, i64(0), D, 1, colT, i64(0), d->ld, L->buf[n->id], i64(0), K, true);
     Gemm *g = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
-    if (gemm_tile_ok(false, 8, 3))
-        g->tile_r = 8, g->tile_c = 3, g->cols_outer = true;
+    dw_tile(&g->tile_r, &g->tile_c);
+    g->cols_outer = true;
 }
 
 /* E = 1: example b, R output rows at a time: im2row and dy's run, then the GEMM. */
@@ -1430,7 +1455,7 @@ static void lower_conv_dw_rows(Lower *L, const Node *n, const DwPlan *d)
 static void lower_conv_dw(Lower *L, const Node *n)
 {
     DwPlan d = dw_plan(n);
-    if (n->win.groups == 1 && getenv("CNNC_DW_NT") == NULL) {
+    if (d.rows) {
         lower_conv_dw_rows(L, n, &d);
         return;
     }
