@@ -1280,8 +1280,10 @@ static void lower_conv_dx(Lower *L, const Node *n)
  * tiles (rt_gemm): the gradient is the same from run to run.
  * DW_DEPTH: a GEMM moves 8 bytes of dW per cell (load, store) for 2 D
  * flops; at D = 192 that is 1/48 byte a flop, which the L3 (where most of
- * a large dW lives) supplies at a core's peak. (Measured on ResNet-18's
- * 512-channel 7x7 layer, E = 3, 6 and 11: within noise of each other.) */
+ * a large dW lives) supplies at a core's peak, the GEMM asking for each
+ * tile of dW one tile ahead (prefetch_rows_below in llvm.c). Measured with
+ * that: D = 400 no faster for 512 channels at 7x7 and 28x28, and 14%
+ * slower for 128 at 28x28 (a colT of 3.7 MB leaves the L2). */
 enum { DW_DEPTH = 192 };
 
 /* Conv n's weight gradient: by rows, or by gemm_nt (see dw_plan); E
