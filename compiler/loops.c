@@ -1400,20 +1400,19 @@ static void dw_rows_example(Lower *L, const Node *n, int b, const DwPlan *d, con
     dw_gemm(L, n, d, D, i64(D), dyE, colT);
 }
 
-/* E > 1: examples [lo, hi) (at most E; each bound its own expression), their
- * colT one under another and their dy side by side, then one GEMM over
- * `count` examples' columns. */
-static void dw_group(Lower *L, const Node *n, const DwPlan *d, Expr *lo, Expr *lo_again, Expr *hi, Expr *count,
-                     const Buf *colT, const Buf *dyE)
+/* E > 1: examples [lo, hi) (at most E), their colT one under another and
+ * their dy side by side, then one GEMM over `count` examples' columns. */
+static void dw_group(Lower *L, const Node *n, const DwPlan *d, Expr *lo, Expr *hi, Expr *count, const Buf *colT,
+                     const Buf *dyE)
 {
     Vec *here = L->out;
     const Node *dy = n->in[0], *x = n->in[1];
     int64_t P = dy->shape.d[1] * dy->shape.d[2], D = d->E * P;
     int b = open_range(L, lo, hi);
-    Expr *e = iadd(var(b), imul(lo_again, i64(-1))), *e_again = iadd(var(b), imul(lo_again, i64(-1)));
+    Expr *col0 = imul(iadd(var(b), imul(lo, i64(-1))), i64(P));      /* (b - lo) P */
     Rows all = {i64(0), dy->shape.d[1]};
-    im2row(L, x, b, im2col_source(L, x, b, &n->win), &n->win, dy->shape, all, imul(e, i64(P)), d->ld, colT);
-    dy_run(L, L->buf[dy->id], b, i64(0), P, imul(e_again, i64(P)), n->shape.d[0], P, D, dyE);
+    im2row(L, x, b, im2col_source(L, x, b, &n->win), &n->win, dy->shape, all, col0, d->ld, colT);
+    dy_run(L, L->buf[dy->id], b, i64(0), P, col0, n->shape.d[0], P, D, dyE);
     L->out = here;
     dw_gemm(L, n, d, D, imul(count, i64(P)), dyE, colT);
 }
@@ -1443,11 +1442,11 @@ static void lower_conv_dw_rows(Lower *L, const Node *n, const DwPlan *d)
     }
     int q = open_range(L, i64(0), groups_of(E));
     ((LStmt *)top->at[top->n - 1])->comment = what;
-    dw_group(L, n, d, imul(var(q), i64(E)), imul(var(q), i64(E)), imad(var(q), E, i64(E)), i64(E), colT, dyE);
+    dw_group(L, n, d, imul(var(q), i64(E)), imad(var(q), E, i64(E)), i64(E), colT, dyE);
     L->out = top;
     open_if(L, ex(X_LT, i64(0), left_over(E)));
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : the examples left over", n->id);
-    dw_group(L, n, d, grouped(E), grouped(E), var(0), left_over(E), colT, dyE);
+    dw_group(L, n, d, grouped(E), var(0), left_over(E), colT, dyE);
     L->out = top;
 }
 
