@@ -16,7 +16,10 @@
  * S would see a partial sum, or F a value S has already changed.
  * Statements between F and S (zeroing a gradient, a GEMM over the batch)
  * move before F when they touch nothing F writes and write nothing F
- * reads. Scalar variables belong to the nest that sets them.
+ * reads; or else stay after F (now F and S) when they touch nothing S
+ * writes and write nothing S reads: a convolution's weight gradient over
+ * groups of examples (loops.c), which reads F's values of the whole batch.
+ * Scalar variables belong to the nest that sets them.
  */
 #include "cnnc.h"
 
@@ -137,31 +140,65 @@ static Access access_of(const LStmt *s)
     return a;
 }
 
+/* Whether the statements between F (out[f]) and S can make way for S's
+ * merging into F: each either moves ahead of F (it touches nothing F
+ * writes and writes nothing F reads) or stays behind, after both (it
+ * touches nothing S writes and writes nothing S reads: a sum over the
+ * batch that reads F's values, such as a convolution's weight gradient
+ * over groups of examples). One that moves ahead may not pass one that
+ * stays and conflicts with it. ahead[j]: the choice for out[j]. */
+static bool make_way(const Vec *acc, int f, const Access *s, bool *ahead)
+{
+    for (int j = f + 1; j < acc->n; j++) {
+        ahead[j] = !conflict(acc->at[f], acc->at[j], false);
+        if (!ahead[j] && conflict(acc->at[j], s, false))
+            return false;
+        for (int i = f + 1; ahead[j] && i < j; i++)
+            if (!ahead[i] && conflict(acc->at[i], acc->at[j], false))
+                return false;
+    }
+    return true;
+}
+
+/* out[f + 1 ..]: those ahead, then F, then those behind; returns F's index. */
+static int reorder(Vec *out, Vec *acc, int f, const bool *ahead)
+{
+    int n = out->n, k = f;
+    void **so = arena_alloc(sizeof(void *) * (size_t)n), **sa = arena_alloc(sizeof(void *) * (size_t)n);
+    for (int j = f; j < n; j++)
+        so[j] = out->at[j], sa[j] = acc->at[j];
+    for (int j = f + 1; j < n; j++)
+        if (ahead[j])
+            out->at[k] = so[j], acc->at[k++] = sa[j];
+    int at = k;
+    out->at[k] = so[f], acc->at[k++] = sa[f];
+    for (int j = f + 1; j < n; j++)
+        if (!ahead[j])
+            out->at[k] = so[j], acc->at[k++] = sa[j];
+    return at;
+}
+
 /* Fuses the example loops of one kernel's top level. */
 static void fuse_kernel(Kernel *k)
 {
     Vec out = {0};
     Vec acc = {0};            /* Access * per statement of out */
     int f = -1;               /* index in out of the last example loop */
+    bool *ahead = arena_alloc(sizeof(bool) * (size_t)(k->body.n + 1));
     for (int i = 0; i < k->body.n; i++) {
         LStmt *s = k->body.at[i];
         Access *a = arena_alloc(sizeof *a);
         *a = access_of(s);
-        bool ok = f >= 0 && example_loop(s) && !conflict(acc.at[f], a, true);
-        for (int j = f + 1; ok && j < out.n; j++)        /* what lies between moves before F */
-            ok = !conflict(acc.at[f], acc.at[j], false);
+        bool ok = f >= 0 && example_loop(s) && !conflict(acc.at[f], a, true) && make_way(&acc, f, a, ahead);
         if (!ok) {
             vec_push(&out, s), vec_push(&acc, a);
             if (example_loop(s))
                 f = out.n - 1;
             continue;
         }
+        f = reorder(&out, &acc, f, ahead);
         LStmt *fs = out.at[f];
         Access *fa = acc.at[f];
-        for (int j = f + 1; j < out.n; j++)              /* F moves past them */
-            out.at[j - 1] = out.at[j], acc.at[j - 1] = acc.at[j];
-        f = out.n - 1;
-        out.at[f] = fs, acc.at[f] = fa;
         merge(fs, s);
         for (int j = 0; j < a->reads.n; j++)
             vec_push(&fa->reads, a->reads.at[j]);

@@ -264,6 +264,7 @@ static LLVMValueRef expr(Emit *E, const Expr *e)
     case X_GET:  return LLVMBuildLoad2(E->b, E->f32, E->vars[e->var], "");
     case X_IADD: return LLVMBuildNSWAdd(E->b, expr(E, e->a), expr(E, e->b), "");
     case X_IMUL: return LLVMBuildNSWMul(E->b, expr(E, e->a), expr(E, e->b), "");
+    case X_IDIV: return LLVMBuildUDiv(E->b, expr(E, e->a), expr(E, e->b), "");
     case X_IMIN:
     case X_IMAX: {
         LLVMValueRef a = expr(E, e->a), c = expr(E, e->b);
@@ -544,6 +545,25 @@ static LLVMValueRef relu_of(Emit *E, const GemmArgs *g, LLVMValueRef v)
     return vector_intrinsic(E, "llvm.maxnum", types, 1, args, 2);
 }
 
+/* With the columns outer, the next tile down the strip, rows [i0 + mr,
+ * i0 + 2 mr): its cells of C asked for (prefetched, for writing) while this
+ * tile's k loop runs, so that a C larger than the caches (a convolution's
+ * weight gradient, up to 9.4 MB, rows K floats apart) arrives in time
+ * rather than at the start of that tile. Past C's last row the addresses
+ * are only hints: a prefetch never faults. */
+static void prefetch_rows_below(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMValueRef j0, int nv)
+{
+    LLVMTypeRef types[1] = {E->ptr};
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++) {
+            LLVMValueRef i = LLVMBuildAdd(E->b, LLVMBuildMul(E->b, LLVMBuildAdd(E->b, i0, i64c(E, mr + r), ""), g->ldc, ""),
+                                          LLVMBuildAdd(E->b, j0, i64c(E, v * LANES), ""), "");
+            LLVMValueRef args[4] = {LLVMBuildGEP2(E->b, E->f32, g->c, &i, 1, ""), LLVMConstInt(E->i32, 1, 0),
+                                    LLVMConstInt(E->i32, 3, 0), LLVMConstInt(E->i32, 1, 0)};
+            vector_intrinsic(E, "llvm.prefetch", types, 1, args, 4);
+        }
+}
+
 /* The tile rows [i0, i0 + mr) by columns [j0, j0 + 16 nv) of C: mr x nv
  * accumulators in registers through the whole k loop, B read once per k,
  * A broadcast. */
@@ -574,6 +594,8 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
         shift[r] = splat_of(E, E->f32, LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 0), ""));
         scale[r] = splat_of(E, E->f32, LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 1), ""));
     }
+    if (g->cols_outer)
+        prefetch_rows_below(E, g, i0, mr, j0, nv);
     Loop kl = loop_open(E, i64c(E, 0), g->K, &k);
     LLVMValueRef bv[NV_MAX];
     for (int v = 0; v < nv; v++)

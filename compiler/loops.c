@@ -1323,11 +1323,206 @@ static void lower_conv_dx(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* ---- the weight gradient by rows (im2row) ----------------------------------
+ * dW[co, k] = sum_{b, p} dy[b, co, p] col[b, k, p] is also
+ *   dW = sum_b dy_b colT_b,   colT_b[p, k] = col_b[k, p]   (the "im2row"):
+ * an ordinary GEMM of [c, P] by [P, K], whose kernel broadcasts dy and runs
+ * along dW's rows in vectors (k), where gemm_nt sums along p and reduces
+ * across lanes. The GEMM sums over D = E R OW columns of dy at a time, D
+ * at least DW_DEPTH, so that each tile of dW (up to 9.4 MB in all) is
+ * loaded and stored once per D products rather than once per example:
+ *   - a small image (ResNet's 7x7, 14x14): E examples a GEMM, their colT
+ *     one under another and their dy side by side (the examples left over
+ *     at the end of the batch, n mod E, are one more GEMM);
+ *   - a large image: one example at a time, R of its OH output rows a
+ *     GEMM (the fewest rows, a divisor of OH, that make D >= DW_DEPTH).
+ * dy's columns are first copied into dyE [c, D] (contiguous rows: dy's own
+ * rows, P apart, can fall into one set of the L1 when P is a multiple of a
+ * large power of 2: 224 x 224). The sums of dW run over the examples and
+ * rows in one fixed order, whatever the threads that share the GEMM's
+ * tiles (rt_gemm): the gradient is the same from run to run.
+ * DW_DEPTH: a GEMM moves 8 bytes of dW per cell (load, store) for 2 D
+ * flops; at D = 192 that is 1/48 byte a flop, which the L3 (where most of
+ * a large dW lives) supplies at a core's peak, the GEMM asking for each
+ * tile of dW one tile ahead (prefetch_rows_below in llvm.c). Measured with
+ * that: D = 400 no faster for 512 channels at 7x7 and 28x28, and 14%
+ * slower for 128 at 28x28 (a colT of 3.7 MB leaves the L2). */
+enum { DW_DEPTH = 192 };
+
+/* Conv n's weight gradient: by rows, or by gemm_nt (see dw_plan); E
+ * examples a GEMM (E > 1: whole images), or R output rows a GEMM (E = 1);
+ * ld: colT's row length (see row_stride). */
+typedef struct { bool rows; int64_t E, R, ld; } DwPlan;
+enum { LANES_F32 = 16 };   /* floats a vector of the GEMM routines */
+
+/* A row length of at least K floats that is an odd number of 64-byte cache
+ * lines: the GEMM reads a few columns of colT down its rows, and rows
+ * whose distance is a multiple of 2^s lines (K = 4608: 288 lines) fall
+ * into a few sets of the L1. */
+static int64_t row_stride(int64_t K)
+{
+    int64_t ld = (K + 15) / 16 * 16;
+    return ld / 16 % 2 ? ld : ld + 16;
+}
+
+/* The fewest of OH output rows, a divisor of OH, that make `depth` columns. */
+static int64_t rows_for(int64_t OH, int64_t OW, int64_t depth)
+{
+    for (int64_t r = 1; r < OH; r++)
+        if (OH % r == 0 && r * OW >= depth)
+            return r;
+    return OH;
+}
+
+/* The register tile of the weight gradient's GEMM: 8 rows by 3 vectors
+ * where the registers hold it (AVX-512: 24 accumulators hide the FMA
+ * latency), else the default. */
+static void dw_tile(int *r, int *c)
+{
+    if (gemm_tile_ok(false, 8, 3))
+        *r = 8, *c = 3;
+    else
+        gemm_tile_default(false, r, c);
+}
+
+/* By rows when dW's rows (K) fill the tile's vectors at least once: with
+ * fewer (a first layer: K = 3 x 3 x 3 = 27) the GEMM's vectors run mostly
+ * masked and a row of tiles has too few accumulators, while gemm_nt's run
+ * along the image (measured: 3 -> 64 at 224x224, 81 GFLOP/s by rows, 103
+ * by gemm_nt). Grouped convolutions keep gemm_nt. Then E whole images a
+ * GEMM when one has fewer than DW_DEPTH columns, else R rows of one (the
+ * fewest that make DW_DEPTH). colT, D ld floats, need not stay in the
+ * cache: the GEMM reads it once, a strip of columns at a time. */
+static DwPlan dw_plan(const Node *n)
+{
+    const Node *dy = n->in[0];
+    int64_t K = shape_count(n->shape) / n->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2], P = OH * OW;
+    int tr, tc;
+    dw_tile(&tr, &tc);
+    DwPlan d = {.rows = n->win.groups == 1 && K >= (int64_t)tc * LANES_F32, .E = (DW_DEPTH + P - 1) / P, .R = OH,
+                .ld = row_stride(K)};
+    if (d.E == 1)
+        d.R = rows_for(OH, OW, DW_DEPTH);
+    return d;
+}
+
+/* im2row of output rows r of example b into colT from row `row0` on:
+ * colT[row0 + (oh - oh0) OW + ow, k] = x[ci, oh s + kh d - pad, ow s + kw d - pad],
+ * k = (ci, kh, kw), from the padded copy xp with padding. Each row of colT
+ * is written along k; the reads hop between channels (C rows of x at a
+ * time, in the L1 for the sizes of ResNet and VGG). */
+static void im2row(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, Rows r,
+                   Expr *row0, int64_t ld, const Buf *colT)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OW = out.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
+    int oh = open_rows(L, r), ow = open_for(L, OW);
+    int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
+    Expr *v = xp ? load(xp, padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw))
+                 : elem(L, x, b, imad(imad(var(ci), H, tap_h(w, oh, kh)), W, tap_w(w, ow, kw)));
+    store(L, colT, imad(iadd(row0, col_of(r, oh, OW, ow)), ld, k), v, false);
+    L->out = here;
+}
+
+/* dyE[co, col0 + p] = dy[b, co, p0 + p] for p < len: a run of example b's
+ * dy into the GEMM's rows of D columns */
+static void dy_run(Lower *L, const Buf *dyb, int b, Expr *p0, int64_t len, Expr *col0, int64_t C, int64_t P,
+                   int64_t D, const Buf *dyE)
+{
+    Vec *here = L->out;
+    int c = open_for(L, C), p = open_for(L, len);
+    store(L, dyE, iadd(imad(var(c), D, col0), var(p)), load(dyb, at(dyb, b, iadd(imad(var(c), P, p0), var(p)))), false);
+    L->out = here;
+}
+
+/* dW += dyE colT over `depth` columns (D apart in dyE): 8 x 3 register
+ * tiles where the registers hold them (the tuner may choose others),
+ * columns outside: a strip of colT stays in the cache while dyE, c D
+ * floats, streams past it from the L2. */
+static void dw_gemm(Lower *L, const Node *n, const DwPlan *d, int64_t D, Expr *depth, const Buf *dyE, const Buf *colT)
+{
+    int64_t co = n->shape.d[0], K = shape_count(n->shape) / co;
+    gemm(L, i64(co), K, depth, dyE, i64(0), D, 1, colT, i64(0), d->ld, L->buf[n->id], i64(0), K, true);
+    Gemm *g = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
+    dw_tile(&g->tile_r, &g->tile_c);
+    g->cols_outer = true;
+}
+
+/* E = 1: example b, R output rows at a time: im2row and dy's run, then the GEMM. */
+static void dw_rows_example(Lower *L, const Node *n, int b, const DwPlan *d, const Buf *colT, const Buf *dyE)
+{
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t OH = dy->shape.d[1], OW = dy->shape.d[2], D = d->R * OW;
+    const Buf *xp = im2col_source(L, x, b, w);
+    Rows r = {d->R < OH ? imul(var(open_for(L, OH / d->R)), i64(d->R)) : i64(0), d->R};
+    im2row(L, x, b, xp, w, dy->shape, r, i64(0), d->ld, colT);
+    dy_run(L, L->buf[dy->id], b, imul(r.oh0, i64(OW)), D, i64(0), n->shape.d[0], OH * OW, D, dyE);
+    dw_gemm(L, n, d, D, i64(D), dyE, colT);
+}
+
+/* E > 1: examples [lo, hi) (at most E), their colT one under another and
+ * their dy side by side, then one GEMM over `count` examples' columns. */
+static void dw_group(Lower *L, const Node *n, const DwPlan *d, Expr *lo, Expr *hi, Expr *count, const Buf *colT,
+                     const Buf *dyE)
+{
+    Vec *here = L->out;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t P = dy->shape.d[1] * dy->shape.d[2], D = d->E * P;
+    int b = open_range(L, lo, hi);
+    Expr *col0 = imul(iadd(var(b), imul(lo, i64(-1))), i64(P));      /* (b - lo) P */
+    Rows all = {i64(0), dy->shape.d[1]};
+    im2row(L, x, b, im2col_source(L, x, b, &n->win), &n->win, dy->shape, all, col0, d->ld, colT);
+    dy_run(L, L->buf[dy->id], b, i64(0), P, col0, n->shape.d[0], P, D, dyE);
+    L->out = here;
+    dw_gemm(L, n, d, D, imul(count, i64(P)), dyE, colT);
+}
+
+/* n / E, E (n / E), n - E (n / E) */
+static Expr *groups_of(int64_t E) { return ex(X_IDIV, var(0), i64(E)); }
+static Expr *grouped(int64_t E) { return imul(groups_of(E), i64(E)); }
+static Expr *left_over(int64_t E) { return iadd(var(0), imul(grouped(E), i64(-1))); }
+
+/* conv, the weight gradient by rows (see above): E = 1, every example
+ * alone; else the full groups of E, then the examples left over. */
+static void lower_conv_dw_rows(Lower *L, const Node *n, const DwPlan *d)
+{
+    Vec *top = L->out;
+    const Node *dy = n->in[0];
+    int64_t co = n->shape.d[0], E = d->E, D = E * d->R * dy->shape.d[2];
+    const Buf *colT = scratch(L, "colT", D * d->ld), *dyE = scratch(L, "dyE", co * D);
+    zero(L, n);
+    const char *what = arena_printf("%%%d = conv_dw (im2row, %lld %s a GEMM) : %s", n->id,
+                                    (long long)(E > 1 ? E : d->R), E > 1 ? "examples" : "rows", shape_str(n->shape));
+    if (E == 1) {
+        int b = open_for(L, -1);
+        ((LStmt *)top->at[top->n - 1])->comment = what;
+        dw_rows_example(L, n, b, d, colT, dyE);
+        L->out = top;
+        return;
+    }
+    int q = open_range(L, i64(0), groups_of(E));
+    ((LStmt *)top->at[top->n - 1])->comment = what;
+    dw_group(L, n, d, imul(var(q), i64(E)), imad(var(q), E, i64(E)), i64(E), colT, dyE);
+    L->out = top;
+    open_if(L, ex(X_LT, i64(0), left_over(E)));
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : the examples left over", n->id);
+    dw_group(L, n, d, grouped(E), var(0), left_over(E), colT, dyE);
+    L->out = top;
+}
+
 /* conv: dW[co, k] = sum_{b, p} dy[b, co, p] col[b, k, p]: per example the
  * im2col, then dy [c, OH OW] times its transpose (gemm_nt), summed into dW;
  * with G groups, dW_g [c/G, K/G] += dy_g col_g^T per group */
 static void lower_conv_dw(Lower *L, const Node *n)
 {
+    DwPlan d = dw_plan(n);
+    if (d.rows) {
+        lower_conv_dw_rows(L, n, &d);
+        return;
+    }
     Vec *top = L->out;
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
@@ -1996,7 +2191,7 @@ Lowered *loops_lower(const Graph *g, const Backward *bw, bool fuse)
 static void print_expr(FILE *out, const Expr *e)
 {
     static const char *const ops[] = {
-        [X_IADD] = "+", [X_IMUL] = "*", [X_ADD] = "+",
+        [X_IADD] = "+", [X_IMUL] = "*", [X_IDIV] = "/", [X_ADD] = "+",
         [X_SUB] = "-", [X_MUL] = "*", [X_DIV] = "/", [X_LT] = "<", [X_LE] = "<=", [X_EQ] = "==",
         [X_AND] = "&&",
     };
