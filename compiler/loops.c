@@ -17,6 +17,7 @@ typedef struct {
     bool training;        /* dropout masks, batch statistics */
     bool *fused;          /* per node id: computed as part of another node (fuse_nodes) */
     const Node **folded;  /* per conv id: the inference batchnorm its GEMM applies, or NULL */
+    const Node **act;     /* per depthwise conv id: the ReLU or clip its nest applies, or NULL */
     bool fuse;            /* operator fusion on (off: --no-fuse) */
     int64_t fixed, per_example;   /* workspace placed so far */
 } Lower;
@@ -593,10 +594,120 @@ static Expr *depthwise_channels(Lower *L, int64_t C, int64_t m, int *ci)
     return m > 1 ? imad(var(*ci), m, var(open_for(L, m))) : var(*ci);
 }
 
+/* Up to this many taps, a depthwise conv's taps are unrolled into one sum
+ * per output (their weights in scalars); larger windows loop over them. */
+enum { DW_UNROLL_TAPS = 49 };
+
+static bool dw_unrolled(const Window *w) { return w->kh * w->kw <= DW_UNROLL_TAPS; }
+
+/* Channel ci (an open loop's variable) of example b of x, copied into its
+ * place in the padded scratch xp [C, Hp, Wp]: the padding rows and columns
+ * zeroed, the image copied. Done per channel inside the channel loop, so
+ * the channel is still in L1/L2 when its taps read it, and the channel loop
+ * stays independent (each iteration writes its own block of xp). */
+static void pad_channel(Lower *L, const Node *x, int b, int ci, const Window *w, const Buf *xp)
+{
+    Vec *here = L->out;
+    int64_t H = x->shape.d[1], W = x->shape.d[2], Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
+    Expr *base = imul(var(ci), i64(Hp * Wp));
+    if (w->pt) {
+        int i = open_for(L, w->pt * Wp);
+        store(L, xp, iadd(base, var(i)), f32(0), false);
+        L->out = here;
+    }
+    if (w->pb) {
+        int i = open_for(L, w->pb * Wp);
+        store(L, xp, iadd(base, iadd(i64((w->pt + H) * Wp), var(i))), f32(0), false);
+        L->out = here;
+    }
+    int ih = open_for(L, H);
+    Vec *row = L->out;
+    Expr *rp = iadd(base, imul(iadd(var(ih), i64(w->pt)), i64(Wp)));   /* the padded row's start */
+    if (w->pl) {
+        int j = open_for(L, w->pl);
+        store(L, xp, iadd(rp, var(j)), f32(0), false);
+        L->out = row;
+    }
+    if (w->pr) {
+        int j = open_for(L, w->pr);
+        store(L, xp, iadd(rp, iadd(i64(w->pl + W), var(j))), f32(0), false);
+        L->out = row;
+    }
+    int iw = open_for(L, W);
+    store(L, xp, iadd(rp, iadd(i64(w->pl), var(iw))),
+          elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
+    L->out = here;
+}
+
+/* The activation (ReLU or clip) applied as depthwise conv n stores y (see
+ * fuse_nodes), or NULL. */
+static Expr *dw_activation(const Lower *L, const Node *n, Expr *v)
+{
+    const Node *a = L->act[n->id];
+    if (a)
+        return unary(a, v);
+    return L->fused[n->id] ? ex(X_MAX, v, f32(0)) : v;
+}
+
+/* y[co, oh, ow] = act((b[co] + sum_{kh, kw} W[co, kh, kw] xp[ci, oh s + kh d, ow s + kw d]) s[co] + t[co])
+ * with (s, t) = (1, 0), or a folded inference batchnorm's scale and shift
+ * (see fold_batchnorm), and act a fused ReLU or clip, or none.
+ * Schedule: per input channel, its padded copy (pad_channel), then per
+ * output channel of it the kh kw weights in scalars, and per output row one
+ * loop along ow whose body is the whole unrolled sum of taps: each output is
+ * stored once, the loop is contiguous in ow (strided by s in xp), and LLVM
+ * vectorizes it along ow. */
+static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *x = n->in[0], *bn = L->folded[n->id];
+    int64_t C = x->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
+    const Buf *y = L->buf[n->id], *Wb = L->buf[n->in[1]->id];
+    const Buf *xp = has_padding(w) ? scratch(L, "xpad", C * Hp * Wp) : NULL;
+    int64_t m = n->shape.d[0] / C;
+    int b = begin(L, n, &top), ci = open_for(L, C);
+    if (xp)
+        pad_channel(L, x, b, ci, w, xp);
+    Expr *co = m > 1 ? imad(var(ci), m, var(open_for(L, m))) : var(ci);
+    int taps = w->kh * w->kw, wv[DW_UNROLL_TAPS];
+    for (int t = 0; t < taps; t++)
+        wv[t] = set_new(L, load(Wb, iadd(imul(co, i64(taps)), i64(t))));
+    Expr *bias = n->nin > 2 ? elem(L, n->in[2], b, co) : NULL;
+    int scale = -1, shift = -1;
+    if (bn) {           /* (acc + bias - mean) s + beta, s = gamma / sqrt(var + eps) */
+        scale = set_new(L, ex(X_DIV, elem(L, bn->in[1], b, co),
+                              ex(X_SQRT, ex(X_ADD, elem(L, bn->in[4], b, co), f32(bn->alpha)), NULL)));
+        Expr *mean = elem(L, bn->in[3], b, co);
+        shift = set_new(L, ex(X_ADD, elem(L, bn->in[2], b, co),
+                              ex(X_MUL, bias ? ex(X_SUB, bias, mean) : ex(X_NEG, mean, NULL), get(scale))));
+        bias = NULL;
+    }
+    int oh = open_for(L, OH), ow = open_for(L, OW);
+    Expr *sum = bias;
+    for (int kh = 0; kh < w->kh; kh++)
+        for (int kw = 0; kw < w->kw; kw++) {
+            Expr *xi = imad(imad(var(ci), Hp, iadd(imul(var(oh), i64(w->sh)), i64(kh * w->dh))), Wp,
+                            iadd(imul(var(ow), i64(w->sw)), i64(kw * w->dw)));
+            Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), xp ? load(xp, xi) : elem(L, x, b, xi));
+            sum = sum ? ex(X_ADD, sum, term) : term;
+        }
+    if (bn)
+        sum = ex(X_ADD, ex(X_MUL, sum, get(scale)), get(shift));
+    store(L, y, at(y, b, imad(imad(co, OH, var(oh)), OW, var(ow))), dw_activation(L, n, sum), false);
+    L->out = top;
+}
+
 /* y[co, oh, ow] = b[co] + sum_{kh, kw} W[co, kh, kw] xp[ci, oh s + kh d, ow s + kw d],
- * then max(0, y) when a ReLU is fused into the layer */
+ * then max(0, y) when a ReLU is fused into the layer: windows of more than
+ * DW_UNROLL_TAPS taps, a loop over the taps accumulating into y */
 static void lower_conv_depthwise(Lower *L, const Node *n)
 {
+    if (dw_unrolled(&n->win)) {
+        lower_conv_depthwise_unrolled(L, n);
+        return;
+    }
     Vec *top;
     const Window *w = &n->win;
     const Node *x = n->in[0];
@@ -1041,7 +1152,7 @@ static void place(Lower *L, const Node *n, bool batched)
 /* Ops whose value is their input's, reshaped: they share its buffer. */
 static bool aliases(const Lower *L, const Node *n)
 {
-    return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training) || (n->op == OP_RELU && L->fused[n->id]) ||
+    return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training) || ((n->op == OP_RELU || n->op == OP_CLIP) && L->fused[n->id]) ||
            (n->op == OP_BATCHNORM && L->fused[n->id]);
 }
 
@@ -1756,7 +1867,8 @@ static void lower_node(Lower *L, const Node *n)
     switch (n->op) {
     case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_FLATTEN:
         return;
-    case OP_RELU:          if (L->fused[n->id]) return; break;   /* in its layer's GEMM */
+    case OP_RELU:
+    case OP_CLIP:          if (L->fused[n->id]) return; break;   /* in its layer's GEMM or depthwise nest */
     case OP_MUL:           if (L->fused[n->id]) { lower_maxpool_dx_2x2(L, n->in[0], n); return; } break;
     case OP_DROPOUT:       if (L->training) lower_dropout_train(L, n); return;
     case OP_DENSE:         lower_dense(L, n); return;
@@ -1833,12 +1945,28 @@ static bool pool_dx_masked(const Node *m, const int *uses)
 }
 
 /* An inference batchnorm whose input is a convolution's output and nothing
- * else's, computed by a GEMM (not a depthwise convolution's own loops). */
+ * else's: its GEMM's epilogue or a depthwise convolution's own loops apply it. */
 static bool folds_into_conv(const Lower *L, const Node *n, const int *uses)
 {
     const Node *y = n->nin ? n->in[0] : NULL;
     return n->op == OP_BATCHNORM && !L->training && y->op == OP_CONV && y->batched && uses[y->id] == 1 &&
-           !depthwise(&y->win, y->in[0]);
+           (!depthwise(&y->win, y->in[0]) || dw_unrolled(&y->win));
+}
+
+/* A clip or ReLU whose input is a depthwise conv's output (or the inference
+ * batchnorm folded into one) and nothing else's: the conv's nest applies it
+ * as it stores y; returns that conv, or NULL. */
+static const Node *activation_of_depthwise(const Lower *L, const Node *n, const int *uses)
+{
+    if ((n->op != OP_CLIP && n->op != OP_RELU) || !n->nin)
+        return NULL;
+    const Node *y = n->in[0];
+    if (uses[y->id] != 1)
+        return NULL;
+    if (y->op == OP_BATCHNORM && L->fused[y->id])
+        y = y->in[0];
+    return y->op == OP_CONV && y->batched && depthwise(&y->win, y->in[0]) && dw_unrolled(&y->win) &&
+           uses[y->id] == 1 ? y : NULL;
 }
 
 /* Fusion of operators into their producer or consumer, decided before the
@@ -1857,6 +1985,7 @@ static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int n
     const Graph *g = L->g;
     L->fused = arena_alloc(sizeof(bool) * (size_t)(g->nodes.n + 1));
     L->folded = arena_alloc(sizeof(Node *) * (size_t)(g->nodes.n + 1));
+    L->act = arena_alloc(sizeof(Node *) * (size_t)(g->nodes.n + 1));
     L->fuse = enabled;
     if (!enabled)
         return;
@@ -1873,6 +2002,11 @@ static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int n
             continue;
         if (folds_into_conv(L, n, uses))
             L->folded[y->id] = n, L->fused[n->id] = true;
+        const Node *dw = activation_of_depthwise(L, n, uses);
+        if (dw) {
+            L->act[dw->id] = n, L->fused[n->id] = true;
+            continue;
+        }
         if (n->op == OP_RELU && y->op == OP_BATCHNORM && L->fused[y->id] && uses[y->id] == 1)
             L->fused[n->id] = L->fused[y->in[0]->id] = true;          /* conv -> batchnorm -> relu */
         if (n->op == OP_RELU && (y->op == OP_DENSE || y->op == OP_CONV) && y->batched && uses[y->id] == 1)
