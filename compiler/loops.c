@@ -600,43 +600,59 @@ enum { DW_UNROLL_TAPS = 49 };
 
 static bool dw_unrolled(const Window *w) { return w->kh * w->kw <= DW_UNROLL_TAPS; }
 
-/* Channel ci (an open loop's variable) of example b of x, copied into its
- * place in the padded scratch xp [C, Hp, Wp]: the padding rows and columns
- * zeroed, the image copied. Done per channel inside the channel loop, so
- * the channel is still in L1/L2 when its taps read it, and the channel loop
- * stays independent (each iteration writes its own block of xp). */
-static void pad_channel(Lower *L, const Node *x, int b, int ci, const Window *w, const Buf *xp)
+/* Channel c (an open loop's variable) of example b of src [C, H, W], copied
+ * into its place in the padded scratch dst [C, H + pt + pb, W + pl + pr]:
+ * the padding rows and columns zeroed, the image copied. Done per channel
+ * inside the channel loop, so the channel is still in L1/L2 when it is
+ * read, and the channel loop stays independent (each iteration writes its
+ * own block of dst). */
+typedef struct { int64_t t, b, l, r; } Pads;
+
+static void pad_plane(Lower *L, const Node *src, int b, int c, int64_t H, int64_t W, Pads p, const Buf *dst)
 {
     Vec *here = L->out;
-    int64_t H = x->shape.d[1], W = x->shape.d[2], Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
-    Expr *base = imul(var(ci), i64(Hp * Wp));
-    if (w->pt) {
-        int i = open_for(L, w->pt * Wp);
-        store(L, xp, iadd(base, var(i)), f32(0), false);
+    int64_t Hp = H + p.t + p.b, Wp = W + p.l + p.r;
+    Expr *base = imul(var(c), i64(Hp * Wp));
+    if (p.t) {
+        int i = open_for(L, p.t * Wp);
+        store(L, dst, iadd(base, var(i)), f32(0), false);
         L->out = here;
     }
-    if (w->pb) {
-        int i = open_for(L, w->pb * Wp);
-        store(L, xp, iadd(base, iadd(i64((w->pt + H) * Wp), var(i))), f32(0), false);
+    if (p.b) {
+        int i = open_for(L, p.b * Wp);
+        store(L, dst, iadd(base, iadd(i64((p.t + H) * Wp), var(i))), f32(0), false);
         L->out = here;
     }
     int ih = open_for(L, H);
     Vec *row = L->out;
-    Expr *rp = iadd(base, imul(iadd(var(ih), i64(w->pt)), i64(Wp)));   /* the padded row's start */
-    if (w->pl) {
-        int j = open_for(L, w->pl);
-        store(L, xp, iadd(rp, var(j)), f32(0), false);
+    Expr *rp = iadd(base, imul(iadd(var(ih), i64(p.t)), i64(Wp)));   /* the padded row's start */
+    if (p.l) {
+        int j = open_for(L, p.l);
+        store(L, dst, iadd(rp, var(j)), f32(0), false);
         L->out = row;
     }
-    if (w->pr) {
-        int j = open_for(L, w->pr);
-        store(L, xp, iadd(rp, iadd(i64(w->pl + W), var(j))), f32(0), false);
+    if (p.r) {
+        int j = open_for(L, p.r);
+        store(L, dst, iadd(rp, iadd(i64(p.l + W), var(j))), f32(0), false);
         L->out = row;
     }
     int iw = open_for(L, W);
-    store(L, xp, iadd(rp, iadd(i64(w->pl), var(iw))),
-          elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
+    store(L, dst, iadd(rp, iadd(i64(p.l), var(iw))), elem(L, src, b, imad(imad(var(c), H, var(ih)), W, var(iw))),
+          false);
     L->out = here;
+}
+
+static void pad_channel(Lower *L, const Node *x, int b, int ci, const Window *w, const Buf *xp)
+{
+    pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp);
+}
+
+/* Depthwise conv n's kh kw weights of output channel co, in scalars. */
+static void dw_weights(Lower *L, const Node *n, Expr *co, int *wv)
+{
+    int taps = n->win.kh * n->win.kw;
+    for (int t = 0; t < taps; t++)
+        wv[t] = set_new(L, load(L->buf[n->in[1]->id], iadd(imul(co, i64(taps)), i64(t))));
 }
 
 /* The activation (ReLU or clip) applied as depthwise conv n stores y (see
@@ -664,16 +680,15 @@ static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
     const Node *x = n->in[0], *bn = L->folded[n->id];
     int64_t C = x->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
     int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
-    const Buf *y = L->buf[n->id], *Wb = L->buf[n->in[1]->id];
+    const Buf *y = L->buf[n->id];
     const Buf *xp = has_padding(w) ? scratch(L, "xpad", C * Hp * Wp) : NULL;
     int64_t m = n->shape.d[0] / C;
     int b = begin(L, n, &top), ci = open_for(L, C);
     if (xp)
         pad_channel(L, x, b, ci, w, xp);
     Expr *co = m > 1 ? imad(var(ci), m, var(open_for(L, m))) : var(ci);
-    int taps = w->kh * w->kw, wv[DW_UNROLL_TAPS];
-    for (int t = 0; t < taps; t++)
-        wv[t] = set_new(L, load(Wb, iadd(imul(co, i64(taps)), i64(t))));
+    int wv[DW_UNROLL_TAPS];
+    dw_weights(L, n, co, wv);
     Expr *bias = n->nin > 2 ? elem(L, n->in[2], b, co) : NULL;
     int scale = -1, shift = -1;
     if (bn) {           /* (acc + bias - mean) s + beta, s = gamma / sqrt(var + eps) */
@@ -740,8 +755,54 @@ static void lower_conv_depthwise(Lower *L, const Node *n)
 /* dx[ci, ih, iw] = sum_{co of ci} sum_{kh, kw} W[co, kh, kw] dy[co, oh, ow] over
  * ih = oh s + kh d - pt (likewise iw): scattered into a zeroed padded
  * scratch dxp, whose inside is then dx */
+/* The padding of dy that makes a stride-1 depthwise conv's dx a forward
+ * depthwise conv of dy with the taps reversed: (k - 1) d - pad on each side;
+ * false if one is negative, the stride is not 1, or the window is too large
+ * to unroll. */
+static bool dx_as_conv(const Window *w, Pads *p)
+{
+    *p = (Pads){(w->kh - 1) * w->dh - w->pt, (w->kh - 1) * w->dh - w->pb, (w->kw - 1) * w->dw - w->pl,
+                (w->kw - 1) * w->dw - w->pr};
+    return w->sh == 1 && w->sw == 1 && dw_unrolled(w) && p->t >= 0 && p->b >= 0 && p->l >= 0 && p->r >= 0;
+}
+
+/* Stride 1, one output channel per input channel (m = 1):
+ *   dx[c, ih, iw] = sum_{kh, kw} W[c, kh, kw] dyp[c, ih + (KH-1-kh) d, iw + (KW-1-kw) d]
+ * with dyp dy padded by dx_as_conv's pads (per channel, pad_plane): the
+ * transposed conv is a plain one, run as the forward (taps unrolled into one
+ * sum per dx cell, contiguous in iw). */
+static void lower_conv_dx_depthwise_unrolled(Lower *L, const Node *n, Pads pd)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], W = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t Hq = OH + pd.t + pd.b, Wq = OW + pd.l + pd.r;
+    const Buf *dx = L->buf[n->id], *dyp = scratch(L, "dypad", C * Hq * Wq);
+    int b = begin(L, n, &top), c = open_for(L, C);
+    pad_plane(L, dy, b, c, OH, OW, pd, dyp);
+    int wv[DW_UNROLL_TAPS];
+    dw_weights(L, n, var(c), wv);
+    int ih = open_for(L, H), iw = open_for(L, W);
+    Expr *sum = NULL;
+    for (int kh = 0; kh < w->kh; kh++)
+        for (int kw = 0; kw < w->kw; kw++) {
+            Expr *i = imad(imad(var(c), Hq, iadd(var(ih), i64((w->kh - 1 - kh) * w->dh))), Wq,
+                           iadd(var(iw), i64((w->kw - 1 - kw) * w->dw)));
+            Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), load(dyp, i));
+            sum = sum ? ex(X_ADD, sum, term) : term;
+        }
+    store(L, dx, at(dx, b, imad(imad(var(c), H, var(ih)), W, var(iw))), sum, false);
+    L->out = top;
+}
+
 static void lower_conv_dx_depthwise(Lower *L, const Node *n)
 {
+    Pads pd;
+    if (n->in[0]->shape.d[0] == n->shape.d[0] && dx_as_conv(&n->win, &pd)) {
+        lower_conv_dx_depthwise_unrolled(L, n, pd);
+        return;
+    }
     Vec *top;
     const Window *w = &n->win;
     const Node *dy = n->in[0];
@@ -764,9 +825,55 @@ static void lower_conv_dx_depthwise(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* Stride 1, m = 1: with dy's rows padded to xp's width Wp (zeros past OW,
+ * dyp), output (oh, ow) is flat position p = oh Wp + ow of both, and tap
+ * (kh, kw) reads xp at p + kh d Wp + kw d: each tap's sum over the channel
+ * is one dot product along p, all kh kw of them in one loop (dyp loaded once,
+ * a scalar accumulator per tap, vectorized along p with no reduction per
+ * row). p stops after the last row's OW cells, so no read leaves xp.
+ *   dW[c, kh, kw] += sum_p dyp[c, p] xp[c, p + kh d Wp + kw d]   per example */
+static void lower_conv_dw_depthwise_flat(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t C = x->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr, taps = w->kh * w->kw;
+    const Buf *xp = scratch(L, "xpad", C * Hp * Wp), *dyp = scratch(L, "dypad", C * OH * Wp);
+    zero(L, n);
+    int b = open_for(L, -1);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw (depthwise) : %s", n->id,
+                                                          shape_str(n->shape));
+    int c = open_for(L, C);
+    pad_channel(L, x, b, c, w, xp);
+    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wp - OW}, dyp);
+    int acc[DW_UNROLL_TAPS];
+    for (int t = 0; t < taps; t++)
+        acc[t] = set_new(L, f32(0));
+    Vec *chan = L->out;
+    int p = open_for(L, (OH - 1) * Wp + OW);
+    Expr *g = load(dyp, imad(var(c), OH * Wp, var(p)));
+    for (int kh = 0; kh < w->kh; kh++)
+        for (int kw = 0; kw < w->kw; kw++) {
+            Expr *xi = iadd(imad(var(c), Hp * Wp, var(p)), i64(kh * w->dh * Wp + kw * w->dw));
+            int t = kh * w->kw + kw;
+            set(L, acc[t], ex(X_ADD, get(acc[t]), ex(X_MUL, g, load(xp, xi))));
+        }
+    L->out = chan;
+    for (int t = 0; t < taps; t++)
+        store(L, L->buf[n->id], iadd(imul(var(c), i64(taps)), i64(t)), get(acc[t]), true);
+    L->out = top;
+}
+
 /* dW[co, kh, kw] = sum_{b, oh, ow} dy[b, co, oh, ow] xp[b, ci, oh s + kh d, ow s + kw d] */
 static void lower_conv_dw_depthwise(Lower *L, const Node *n)
 {
+    const Window *v = &n->win;
+    if (v->sh == 1 && v->sw == 1 && dw_unrolled(v) && n->in[0]->shape.d[0] == n->in[1]->shape.d[0] &&
+        n->in[0]->shape.d[1] + (v->kh - 1) * v->dh == n->in[1]->shape.d[1] + v->pt + v->pb) {
+        lower_conv_dw_depthwise_flat(L, n);
+        return;
+    }
     Vec *top = L->out;
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
