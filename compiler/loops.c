@@ -18,6 +18,8 @@ typedef struct {
     bool *fused;          /* per node id: computed as part of another node (fuse_nodes) */
     const Node **folded;  /* per conv id: the inference batchnorm its GEMM applies, or NULL */
     const Node **act;     /* per depthwise conv id: the ReLU or clip its nest applies, or NULL */
+    const Node **pre;     /* per depthwise conv id: the clip or ReLU of its input it applies as it
+                             copies the input (inference), or NULL */
     bool fuse;            /* operator fusion on (off: --no-fuse) */
     int64_t fixed, per_example;   /* workspace placed so far */
 } Lower;
@@ -608,7 +610,10 @@ static bool dw_unrolled(const Window *w) { return w->kh * w->kw <= DW_UNROLL_TAP
  * own block of dst). */
 typedef struct { int64_t t, b, l, r; } Pads;
 
-static void pad_plane(Lower *L, const Node *src, int b, int c, int64_t H, int64_t W, Pads p, const Buf *dst)
+static Expr *pre_act(const Node *pre, Expr *v) { return pre ? unary(pre, v) : v; }
+
+static void pad_plane(Lower *L, const Node *src, int b, int c, int64_t H, int64_t W, Pads p, const Buf *dst,
+                      const Node *pre)
 {
     Vec *here = L->out;
     int64_t Hp = H + p.t + p.b, Wp = W + p.l + p.r;
@@ -637,14 +642,114 @@ static void pad_plane(Lower *L, const Node *src, int b, int c, int64_t H, int64_
         L->out = row;
     }
     int iw = open_for(L, W);
-    store(L, dst, iadd(rp, iadd(i64(p.l), var(iw))), elem(L, src, b, imad(imad(var(c), H, var(ih)), W, var(iw))),
-          false);
+    store(L, dst, iadd(rp, iadd(i64(p.l), var(iw))),
+          pre_act(pre, elem(L, src, b, imad(imad(var(c), H, var(ih)), W, var(iw)))), false);
     L->out = here;
 }
 
 static void pad_channel(Lower *L, const Node *x, int b, int ci, const Window *w, const Buf *xp)
 {
-    pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp);
+    pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, NULL);
+}
+
+/* At stride s > 1 along the width, the padded copy of channel c is
+ * deinterleaved: padded column j of a row goes to phase j % s, at j / s,
+ * each row holding its s phases one after the other, Wq = ceil(Wp / s) cells
+ * each: xq [C, Hp, s, Wq]. Output column ow's tap kw (column ow s + kw d)
+ * is then phase (kw d) % s at ow + (kw d) / s: contiguous in ow, so the
+ * taps' loads are plain vector loads instead of gathers. The copy reads each
+ * input row once, s cells per step (LLVM's interleaved loads); the few cells
+ * at the ends of a row, where a phase falls in the padding, select. */
+static int64_t phase_len(const Window *w, int64_t W) { return (W + w->pl + w->pr + w->sw - 1) / w->sw; }
+
+/* One input row (rx its first cell in x) split into its s column phases:
+ * phase p's cell q (padded column q s + p) at dst[rq + p ps + q], q < Wq. */
+static void phase_row(Lower *L, const Node *x, int b, Expr *rx, const Window *w, int64_t W, const Buf *dst,
+                      Expr *rq, int64_t ps, const Node *pre)
+{
+    Vec *row = L->out;
+    int64_t st = w->sw, Wq = phase_len(w, W);
+    /* q in [lo, hi): every phase's column q s + p - pl inside [0, W) */
+    int64_t lo = (w->pl + st - 1) / st, hi = (W + w->pl - st) / st + 1;
+    if (hi < lo)
+        hi = lo;
+    if (lo > Wq)
+        lo = hi = Wq;
+    if (hi > Wq)
+        hi = Wq;
+    int64_t ends[2][2] = {{0, lo}, {hi, Wq}};
+    for (int e = 0; e < 2; e++) {
+        if (ends[e][0] >= ends[e][1])
+            continue;
+        int q = open_range(L, i64(ends[e][0]), i64(ends[e][1]));
+        for (int64_t p = 0; p < st; p++) {
+            Expr *iw = iadd(imul(var(q), i64(st)), i64(p - w->pl));
+            Expr *in = and2(ex(X_LE, i64(0), iw), ex(X_LT, iw, i64(W)));
+            store(L, dst, iadd(rq, iadd(i64(p * ps), var(q))),
+                  select3(in, pre_act(pre, elem(L, x, b, iadd(rx, clamp(iw, W)))), f32(0)), false);
+        }
+        L->out = row;
+    }
+    if (lo < hi) {
+        int q = open_range(L, i64(lo), i64(hi));
+        for (int64_t p = 0; p < st; p++)
+            store(L, dst, iadd(rq, iadd(i64(p * ps), var(q))),
+                  pre_act(pre, elem(L, x, b, iadd(rx, iadd(imul(var(q), i64(st)), i64(p - w->pl))))), false);
+        L->out = row;
+    }
+}
+
+static void pad_channel_phased(Lower *L, const Node *x, int b, int c, const Window *w, const Buf *xq,
+                               const Node *pre)
+{
+    Vec *here = L->out;
+    int64_t H = x->shape.d[1], W = x->shape.d[2], Hp = H + w->pt + w->pb, st = w->sw;
+    int64_t Wq = phase_len(w, W), Wr = st * Wq;
+    Expr *base = imul(var(c), i64(Hp * Wr));
+    if (w->pt) {
+        int i = open_for(L, w->pt * Wr);
+        store(L, xq, iadd(base, var(i)), f32(0), false);
+        L->out = here;
+    }
+    if (w->pb) {
+        int i = open_for(L, w->pb * Wr);
+        store(L, xq, iadd(base, iadd(i64((w->pt + H) * Wr), var(i))), f32(0), false);
+        L->out = here;
+    }
+    int ih = open_for(L, H);
+    Expr *rq = iadd(base, imul(iadd(var(ih), i64(w->pt)), i64(Wr)));      /* the row's phases */
+    phase_row(L, x, b, imul(imad(var(c), H, var(ih)), i64(W)), w, W, xq, rq, Wq, pre);
+    L->out = here;
+}
+
+/* Stride s along both axes: channel c's padded copy split by row and column
+ * phase into s^2 planes [Hq, Wq] (Hq = ceil(Hp / s)): padded cell (r, j) at
+ * plane (r % s, j % s), cell (r / s, j / s); xs [C, s, s, Hq, Wq], zeroed
+ * first (cells past the padded image too). */
+static int64_t phase_rows(const Window *w, int64_t H) { return (H + w->pt + w->pb + w->sh - 1) / w->sh; }
+
+static void pad_channel_planes(Lower *L, const Node *x, int b, int c, const Window *w, const Buf *xs)
+{
+    Vec *here = L->out;
+    int64_t H = x->shape.d[1], W = x->shape.d[2], st = w->sh, Hq = phase_rows(w, H), Wq = phase_len(w, W);
+    int64_t plane = Hq * Wq;
+    Expr *base = imul(var(c), i64(st * st * plane));
+    int i = open_for(L, st * st * plane);
+    store(L, xs, iadd(base, var(i)), f32(0), false);
+    L->out = here;
+    for (int64_t rp = 0; rp < st; rp++) {
+        /* rows r = i s + rp of the padded image that are input rows ih = r - pt in [0, H) */
+        int64_t lo = (w->pt - rp + st - 1) / st, hi = (H - 1 + w->pt - rp) / st + 1;
+        if (lo < 0)
+            lo = 0;
+        if (hi <= lo)
+            continue;
+        int r = open_range(L, i64(lo), i64(hi));
+        Expr *ih = iadd(imul(var(r), i64(st)), i64(rp - w->pt));
+        Expr *rq = iadd(base, iadd(i64(rp * st * plane), imul(var(r), i64(Wq))));
+        phase_row(L, x, b, imul(imad(var(c), H, ih), i64(W)), w, W, xs, rq, plane, NULL);
+        L->out = here;
+    }
 }
 
 /* Depthwise conv n's kh kw weights of output channel co, in scalars. */
@@ -681,11 +786,16 @@ static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
     int64_t C = x->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
     int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
     const Buf *y = L->buf[n->id];
-    const Buf *xp = has_padding(w) ? scratch(L, "xpad", C * Hp * Wp) : NULL;
+    bool phased = w->sw > 1;
+    int64_t Wq = phased ? phase_len(w, x->shape.d[2]) : Wp;
+    const Buf *xp = has_padding(w) || phased ? scratch(L, phased ? "xphase" : "xpad", C * Hp * w->sw * Wq) : NULL;
     int64_t m = n->shape.d[0] / C;
     int b = begin(L, n, &top), ci = open_for(L, C);
-    if (xp)
-        pad_channel(L, x, b, ci, w, xp);
+    const Node *pre = L->pre[n->id];
+    if (phased)
+        pad_channel_phased(L, x, b, ci, w, xp, pre);
+    else if (xp)
+        pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, pre);
     Expr *co = m > 1 ? imad(var(ci), m, var(open_for(L, m))) : var(ci);
     int wv[DW_UNROLL_TAPS];
     dw_weights(L, n, co, wv);
@@ -703,9 +813,11 @@ static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
     Expr *sum = bias;
     for (int kh = 0; kh < w->kh; kh++)
         for (int kw = 0; kw < w->kw; kw++) {
-            Expr *xi = imad(imad(var(ci), Hp, iadd(imul(var(oh), i64(w->sh)), i64(kh * w->dh))), Wp,
-                            iadd(imul(var(ow), i64(w->sw)), i64(kw * w->dw)));
-            Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), xp ? load(xp, xi) : elem(L, x, b, xi));
+            Expr *row = iadd(imul(var(oh), i64(w->sh)), i64(kh * w->dh));
+            Expr *xi = phased ? iadd(imad(imad(var(ci), Hp, row), w->sw * Wq, var(ow)),
+                                     i64((kw * w->dw) % w->sw * Wq + kw * w->dw / w->sw))
+                              : imad(imad(var(ci), Hp, row), Wp, iadd(imul(var(ow), i64(w->sw)), i64(kw * w->dw)));
+            Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), xp ? load(xp, xi) : pre_act(pre, elem(L, x, b, xi)));
             sum = sum ? ex(X_ADD, sum, term) : term;
         }
     if (bn)
@@ -780,7 +892,7 @@ static void lower_conv_dx_depthwise_unrolled(Lower *L, const Node *n, Pads pd)
     int64_t Hq = OH + pd.t + pd.b, Wq = OW + pd.l + pd.r;
     const Buf *dx = L->buf[n->id], *dyp = scratch(L, "dypad", C * Hq * Wq);
     int b = begin(L, n, &top), c = open_for(L, C);
-    pad_plane(L, dy, b, c, OH, OW, pd, dyp);
+    pad_plane(L, dy, b, c, OH, OW, pd, dyp, NULL);
     int wv[DW_UNROLL_TAPS];
     dw_weights(L, n, var(c), wv);
     int ih = open_for(L, H), iw = open_for(L, W);
@@ -846,7 +958,7 @@ static void lower_conv_dw_depthwise_flat(Lower *L, const Node *n)
                                                           shape_str(n->shape));
     int c = open_for(L, C);
     pad_channel(L, x, b, c, w, xp);
-    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wp - OW}, dyp);
+    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wp - OW}, dyp, NULL);
     int acc[DW_UNROLL_TAPS];
     for (int t = 0; t < taps; t++)
         acc[t] = set_new(L, f32(0));
@@ -865,9 +977,55 @@ static void lower_conv_dw_depthwise_flat(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* Stride s > 1 (the same along both axes), m = 1: as lower_conv_dw_depthwise_flat
+ * on the phase planes of x (pad_channel_planes), where tap (kh, kw) of
+ * output (oh, ow) is cell (oh + kh d / s, ow + kw d / s) of plane
+ * ((kh d) % s, (kw d) % s): with dy's rows padded to Wq (dyp), one flat
+ * position p = oh Wq + ow serves every plane.
+ *   dW[c, kh, kw] += sum_p dyp[c, p] xs[c, plane(kh, kw), p + (kh d / s) Wq + kw d / s] */
+static void lower_conv_dw_depthwise_planes(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t C = x->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2], st = w->sh, taps = w->kh * w->kw;
+    int64_t Hq = phase_rows(w, x->shape.d[1]), Wq = phase_len(w, x->shape.d[2]), plane = Hq * Wq;
+    const Buf *xs = scratch(L, "xplanes", C * st * st * plane), *dyp = scratch(L, "dypad", C * OH * Wq);
+    zero(L, n);
+    int b = open_for(L, -1);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw (depthwise) : %s", n->id,
+                                                          shape_str(n->shape));
+    int c = open_for(L, C);
+    pad_channel_planes(L, x, b, c, w, xs);
+    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wq - OW}, dyp, NULL);
+    int acc[DW_UNROLL_TAPS];
+    for (int t = 0; t < taps; t++)
+        acc[t] = set_new(L, f32(0));
+    Vec *chan = L->out;
+    int p = open_for(L, (OH - 1) * Wq + OW);
+    Expr *g = load(dyp, imad(var(c), OH * Wq, var(p)));
+    for (int kh = 0; kh < w->kh; kh++)
+        for (int kw = 0; kw < w->kw; kw++) {
+            int64_t rh = kh * w->dh, rw = kw * w->dw;
+            int64_t off = ((rh % st) * st + rw % st) * plane + (rh / st) * Wq + rw / st;
+            Expr *xi = iadd(imad(var(c), st * st * plane, var(p)), i64(off));
+            int t = kh * w->kw + kw;
+            set(L, acc[t], ex(X_ADD, get(acc[t]), ex(X_MUL, g, load(xs, xi))));
+        }
+    L->out = chan;
+    for (int t = 0; t < taps; t++)
+        store(L, L->buf[n->id], iadd(imul(var(c), i64(taps)), i64(t)), get(acc[t]), true);
+    L->out = top;
+}
+
 /* dW[co, kh, kw] = sum_{b, oh, ow} dy[b, co, oh, ow] xp[b, ci, oh s + kh d, ow s + kw d] */
 static void lower_conv_dw_depthwise(Lower *L, const Node *n)
 {
+    if (n->win.sh > 1 && n->win.sh == n->win.sw && dw_unrolled(&n->win) &&
+        n->in[0]->shape.d[0] == n->in[1]->shape.d[0]) {
+        lower_conv_dw_depthwise_planes(L, n);
+        return;
+    }
     const Window *v = &n->win;
     if (v->sh == 1 && v->sw == 1 && dw_unrolled(v) && n->in[0]->shape.d[0] == n->in[1]->shape.d[0] &&
         n->in[0]->shape.d[1] + (v->kh - 1) * v->dh == n->in[1]->shape.d[1] + v->pt + v->pb) {
@@ -2093,6 +2251,7 @@ static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int n
     L->fused = arena_alloc(sizeof(bool) * (size_t)(g->nodes.n + 1));
     L->folded = arena_alloc(sizeof(Node *) * (size_t)(g->nodes.n + 1));
     L->act = arena_alloc(sizeof(Node *) * (size_t)(g->nodes.n + 1));
+    L->pre = arena_alloc(sizeof(Node *) * (size_t)(g->nodes.n + 1));
     L->fuse = enabled;
     if (!enabled)
         return;
@@ -2118,6 +2277,10 @@ static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int n
             L->fused[n->id] = L->fused[y->in[0]->id] = true;          /* conv -> batchnorm -> relu */
         if (n->op == OP_RELU && (y->op == OP_DENSE || y->op == OP_CONV) && y->batched && uses[y->id] == 1)
             L->fused[n->id] = L->fused[y->id] = true;
+        if (!L->training && n->op == OP_CONV && depthwise(&n->win, y) && dw_unrolled(&n->win) &&
+            (y->op == OP_CLIP || y->op == OP_RELU) && !L->fused[y->id] && uses[y->id] == 1 && y->batched &&
+            y->in[0]->batched)
+            L->pre[n->id] = y, L->fused[y->id] = true;     /* clip -> depthwise conv, at inference */
         if (pool_dx_masked(n, uses))
             L->fused[n->id] = L->fused[n->in[0]->id] = L->fused[n->in[1]->id] = true;
     }
