@@ -908,9 +908,105 @@ static void lower_conv_dx_depthwise_unrolled(Lower *L, const Node *n, Pads pd)
     L->out = top;
 }
 
+/* Stride s > 1 (the same along both axes), m = 1. In padded coordinates
+ * (r, j) = (ih + pt, iw + pl), dx at row phase a = r % s, r = i s + a, gets
+ * the taps kh with kh d = a (mod s), from dy row i - e, e = (kh d - a) / s;
+ * likewise along the width. So each of the s^2 phase planes [Hq, Wq] of dx
+ * is a plain stride-1 conv of dy with a subset of the taps at offsets e:
+ *   dxs[c, a, a', i, j] = sum_{kh ~ a, kw ~ a'} W[c, kh, kw] dyp[c, i + Eh - e(kh), j + Ew - e(kw)]
+ * dyp being dy padded by Eh = max e above and Ew = max e on the left (and
+ * below and on the right to cover Hq, Wq); then dx is read back from the
+ * planes (dx[c, ih, iw] = dxs[c, r % s, j % s, r / s, j / s]), a phase of
+ * rows at a time, each row interleaving its s column phases. */
+static void lower_conv_dx_depthwise_planes(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], W = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t st = w->sh, Hq = phase_rows(w, H), Wq = phase_len(w, W), plane = Hq * Wq;
+    int64_t Eh = ((w->kh - 1) * w->dh) / st, Ew = ((w->kw - 1) * w->dw) / st;
+    int64_t Hd = Eh + (Hq > OH ? Hq : OH), Wd = Ew + (Wq > OW ? Wq : OW);
+    const Buf *dx = L->buf[n->id], *dyp = scratch(L, "dypad", C * Hd * Wd);
+    const Buf *dxs = scratch(L, "dxplanes", C * st * st * plane);
+    int b = begin(L, n, &top), c = open_for(L, C);
+    Vec *chan = L->out;
+    pad_plane(L, dy, b, c, OH, OW, (Pads){Eh, Hd - Eh - OH, Ew, Wd - Ew - OW}, dyp, NULL);
+    int wv[DW_UNROLL_TAPS];
+    dw_weights(L, n, var(c), wv);
+    for (int64_t a = 0; a < st; a++)
+        for (int64_t a2 = 0; a2 < st; a2++) {
+            int i = open_for(L, Hq), j = open_for(L, Wq);
+            Expr *sum = NULL;
+            for (int kh = 0; kh < w->kh; kh++)
+                for (int kw = 0; kw < w->kw; kw++) {
+                    if ((kh * w->dh) % st != a || (kw * w->dw) % st != a2)
+                        continue;
+                    int64_t eh = (kh * w->dh - a) / st, ew = (kw * w->dw - a2) / st;
+                    Expr *di = imad(imad(var(c), Hd, iadd(var(i), i64(Eh - eh))), Wd, iadd(var(j), i64(Ew - ew)));
+                    Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), load(dyp, di));
+                    sum = sum ? ex(X_ADD, sum, term) : term;
+                }
+            Expr *at_s = iadd(imul(var(c), i64(st * st * plane)), iadd(i64((a * st + a2) * plane), imad(var(i), Wq, var(j))));
+            store(L, dxs, at_s, sum ? sum : f32(0), false);
+            L->out = chan;
+        }
+    for (int64_t rp = 0; rp < st; rp++) {
+        /* rows r = i s + rp that are dx rows ih = r - pt in [0, H) */
+        int64_t lo = (w->pt - rp + st - 1) / st, hi = (H - 1 + w->pt - rp) / st + 1;
+        if (lo < 0)
+            lo = 0;
+        if (hi <= lo)
+            continue;
+        int r = open_range(L, i64(lo), i64(hi));
+        Vec *row = L->out;
+        Expr *ih = iadd(imul(var(r), i64(st)), i64(rp - w->pt));
+        Expr *rx = at(dx, b, imul(imad(var(c), H, ih), i64(W)));
+        Expr *rq = iadd(imul(var(c), i64(st * st * plane)), iadd(i64(rp * st * plane), imul(var(r), i64(Wq))));
+        /* q in [qlo, qhi): every column phase's column q s + p - pl inside [0, W) */
+        int64_t qlo = (w->pl + st - 1) / st, qhi = (W + w->pl - st) / st + 1;
+        if (qhi < qlo)
+            qhi = qlo;
+        if (qlo > Wq)
+            qlo = qhi = Wq;
+        if (qhi > Wq)
+            qhi = Wq;
+        if (qlo < qhi) {
+            int q = open_range(L, i64(qlo), i64(qhi));
+            for (int64_t p = 0; p < st; p++)
+                store(L, dx, iadd(rx, iadd(imul(var(q), i64(st)), i64(p - w->pl))),
+                      load(dxs, iadd(rq, iadd(i64(p * plane), var(q)))), false);
+            L->out = row;
+        }
+        for (int64_t p = 0; p < st; p++) {
+            /* phase p's columns inside [0, W): q in [plo, phi) */
+            int64_t plo = (w->pl - p + st - 1) / st, phi = (W - 1 + w->pl - p) / st + 1;
+            if (plo < 0)
+                plo = 0;
+            int64_t ends[2][2] = {{plo, phi < qlo ? phi : qlo}, {plo > qhi ? plo : qhi, phi}};
+            if (qlo >= qhi)
+                ends[0][1] = phi, ends[1][0] = phi;
+            for (int e = 0; e < 2; e++) {
+                if (ends[e][0] >= ends[e][1])
+                    continue;
+                int q = open_range(L, i64(ends[e][0]), i64(ends[e][1]));
+                store(L, dx, iadd(rx, iadd(imul(var(q), i64(st)), i64(p - w->pl))),
+                      load(dxs, iadd(rq, iadd(i64(p * plane), var(q)))), false);
+                L->out = row;
+            }
+        }
+        L->out = chan;
+    }
+    L->out = top;
+}
+
 static void lower_conv_dx_depthwise(Lower *L, const Node *n)
 {
     Pads pd;
+    if (n->win.sh > 1 && n->win.sh == n->win.sw && dw_unrolled(&n->win) && n->in[0]->shape.d[0] == n->shape.d[0]) {
+        lower_conv_dx_depthwise_planes(L, n);
+        return;
+    }
     if (n->in[0]->shape.d[0] == n->shape.d[0] && dx_as_conv(&n->win, &pd)) {
         lower_conv_dx_depthwise_unrolled(L, n, pd);
         return;
