@@ -17,6 +17,9 @@ typedef struct {
     bool training;        /* dropout masks, batch statistics */
     bool *fused;          /* per node id: computed as part of another node (fuse_nodes) */
     const Node **folded;  /* per conv id: the inference batchnorm its GEMM applies, or NULL */
+    const Node **act;     /* per depthwise conv id: the ReLU or clip its nest applies, or NULL */
+    const Node **pre;     /* per depthwise conv id: the clip or ReLU of its input it applies as it
+                             copies the input (inference), or NULL */
     bool fuse;            /* operator fusion on (off: --no-fuse) */
     int64_t fixed, per_example;   /* workspace placed so far */
 } Lower;
@@ -593,10 +596,245 @@ static Expr *depthwise_channels(Lower *L, int64_t C, int64_t m, int *ci)
     return m > 1 ? imad(var(*ci), m, var(open_for(L, m))) : var(*ci);
 }
 
+/* Up to this many taps, a depthwise conv's taps are unrolled into one sum
+ * per output (their weights in scalars); larger windows loop over them. */
+enum { DW_UNROLL_TAPS = 49 };
+
+static bool dw_unrolled(const Window *w) { return w->kh * w->kw <= DW_UNROLL_TAPS; }
+
+/* Channel c (an open loop's variable) of example b of src [C, H, W], copied
+ * into its place in the padded scratch dst [C, H + pt + pb, W + pl + pr]:
+ * the padding rows and columns zeroed, the image copied. Done per channel
+ * inside the channel loop, so the channel is still in L1/L2 when it is
+ * read, and the channel loop stays independent (each iteration writes its
+ * own block of dst). */
+typedef struct { int64_t t, b, l, r; } Pads;
+
+static Expr *pre_act(const Node *pre, Expr *v) { return pre ? unary(pre, v) : v; }
+
+static void pad_plane(Lower *L, const Node *src, int b, int c, int64_t H, int64_t W, Pads p, const Buf *dst,
+                      const Node *pre)
+{
+    Vec *here = L->out;
+    int64_t Hp = H + p.t + p.b, Wp = W + p.l + p.r;
+    Expr *base = imul(var(c), i64(Hp * Wp));
+    if (p.t) {
+        int i = open_for(L, p.t * Wp);
+        store(L, dst, iadd(base, var(i)), f32(0), false);
+        L->out = here;
+    }
+    if (p.b) {
+        int i = open_for(L, p.b * Wp);
+        store(L, dst, iadd(base, iadd(i64((p.t + H) * Wp), var(i))), f32(0), false);
+        L->out = here;
+    }
+    int ih = open_for(L, H);
+    Vec *row = L->out;
+    Expr *rp = iadd(base, imul(iadd(var(ih), i64(p.t)), i64(Wp)));   /* the padded row's start */
+    if (p.l) {
+        int j = open_for(L, p.l);
+        store(L, dst, iadd(rp, var(j)), f32(0), false);
+        L->out = row;
+    }
+    if (p.r) {
+        int j = open_for(L, p.r);
+        store(L, dst, iadd(rp, iadd(i64(p.l + W), var(j))), f32(0), false);
+        L->out = row;
+    }
+    int iw = open_for(L, W);
+    store(L, dst, iadd(rp, iadd(i64(p.l), var(iw))),
+          pre_act(pre, elem(L, src, b, imad(imad(var(c), H, var(ih)), W, var(iw)))), false);
+    L->out = here;
+}
+
+static void pad_channel(Lower *L, const Node *x, int b, int ci, const Window *w, const Buf *xp)
+{
+    pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, NULL);
+}
+
+/* At stride s > 1 along the width, the padded copy of channel c is
+ * deinterleaved: padded column j of a row goes to phase j % s, at j / s,
+ * each row holding its s phases one after the other, Wq = ceil(Wp / s) cells
+ * each: xq [C, Hp, s, Wq]. Output column ow's tap kw (column ow s + kw d)
+ * is then phase (kw d) % s at ow + (kw d) / s: contiguous in ow, so the
+ * taps' loads are plain vector loads instead of gathers. The copy reads each
+ * input row once, s cells per step (LLVM's interleaved loads); the few cells
+ * at the ends of a row, where a phase falls in the padding, select. */
+static int64_t phase_len(const Window *w, int64_t W) { return (W + w->pl + w->pr + w->sw - 1) / w->sw; }
+
+/* One input row (rx its first cell in x) split into its s column phases:
+ * phase p's cell q (padded column q s + p) at dst[rq + p ps + q], q < Wq. */
+static void phase_row(Lower *L, const Node *x, int b, Expr *rx, const Window *w, int64_t W, const Buf *dst,
+                      Expr *rq, int64_t ps, const Node *pre)
+{
+    Vec *row = L->out;
+    int64_t st = w->sw, Wq = phase_len(w, W);
+    /* q in [lo, hi): every phase's column q s + p - pl inside [0, W) */
+    int64_t lo = (w->pl + st - 1) / st, hi = (W + w->pl - st) / st + 1;
+    if (hi < lo)
+        hi = lo;
+    if (lo > Wq)
+        lo = hi = Wq;
+    if (hi > Wq)
+        hi = Wq;
+    int64_t ends[2][2] = {{0, lo}, {hi, Wq}};
+    for (int e = 0; e < 2; e++) {
+        if (ends[e][0] >= ends[e][1])
+            continue;
+        int q = open_range(L, i64(ends[e][0]), i64(ends[e][1]));
+        for (int64_t p = 0; p < st; p++) {
+            Expr *iw = iadd(imul(var(q), i64(st)), i64(p - w->pl));
+            Expr *in = and2(ex(X_LE, i64(0), iw), ex(X_LT, iw, i64(W)));
+            store(L, dst, iadd(rq, iadd(i64(p * ps), var(q))),
+                  select3(in, pre_act(pre, elem(L, x, b, iadd(rx, clamp(iw, W)))), f32(0)), false);
+        }
+        L->out = row;
+    }
+    if (lo < hi) {
+        int q = open_range(L, i64(lo), i64(hi));
+        for (int64_t p = 0; p < st; p++)
+            store(L, dst, iadd(rq, iadd(i64(p * ps), var(q))),
+                  pre_act(pre, elem(L, x, b, iadd(rx, iadd(imul(var(q), i64(st)), i64(p - w->pl))))), false);
+        L->out = row;
+    }
+}
+
+static void pad_channel_phased(Lower *L, const Node *x, int b, int c, const Window *w, const Buf *xq,
+                               const Node *pre)
+{
+    Vec *here = L->out;
+    int64_t H = x->shape.d[1], W = x->shape.d[2], Hp = H + w->pt + w->pb, st = w->sw;
+    int64_t Wq = phase_len(w, W), Wr = st * Wq;
+    Expr *base = imul(var(c), i64(Hp * Wr));
+    if (w->pt) {
+        int i = open_for(L, w->pt * Wr);
+        store(L, xq, iadd(base, var(i)), f32(0), false);
+        L->out = here;
+    }
+    if (w->pb) {
+        int i = open_for(L, w->pb * Wr);
+        store(L, xq, iadd(base, iadd(i64((w->pt + H) * Wr), var(i))), f32(0), false);
+        L->out = here;
+    }
+    int ih = open_for(L, H);
+    Expr *rq = iadd(base, imul(iadd(var(ih), i64(w->pt)), i64(Wr)));      /* the row's phases */
+    phase_row(L, x, b, imul(imad(var(c), H, var(ih)), i64(W)), w, W, xq, rq, Wq, pre);
+    L->out = here;
+}
+
+/* Stride s along both axes: channel c's padded copy split by row and column
+ * phase into s^2 planes [Hq, Wq] (Hq = ceil(Hp / s)): padded cell (r, j) at
+ * plane (r % s, j % s), cell (r / s, j / s); xs [C, s, s, Hq, Wq], zeroed
+ * first (cells past the padded image too). */
+static int64_t phase_rows(const Window *w, int64_t H) { return (H + w->pt + w->pb + w->sh - 1) / w->sh; }
+
+static void pad_channel_planes(Lower *L, const Node *x, int b, int c, const Window *w, const Buf *xs)
+{
+    Vec *here = L->out;
+    int64_t H = x->shape.d[1], W = x->shape.d[2], st = w->sh, Hq = phase_rows(w, H), Wq = phase_len(w, W);
+    int64_t plane = Hq * Wq;
+    Expr *base = imul(var(c), i64(st * st * plane));
+    int i = open_for(L, st * st * plane);
+    store(L, xs, iadd(base, var(i)), f32(0), false);
+    L->out = here;
+    for (int64_t rp = 0; rp < st; rp++) {
+        /* rows r = i s + rp of the padded image that are input rows ih = r - pt in [0, H) */
+        int64_t lo = (w->pt - rp + st - 1) / st, hi = (H - 1 + w->pt - rp) / st + 1;
+        if (lo < 0)
+            lo = 0;
+        if (hi <= lo)
+            continue;
+        int r = open_range(L, i64(lo), i64(hi));
+        Expr *ih = iadd(imul(var(r), i64(st)), i64(rp - w->pt));
+        Expr *rq = iadd(base, iadd(i64(rp * st * plane), imul(var(r), i64(Wq))));
+        phase_row(L, x, b, imul(imad(var(c), H, ih), i64(W)), w, W, xs, rq, plane, NULL);
+        L->out = here;
+    }
+}
+
+/* Depthwise conv n's kh kw weights of output channel co, in scalars. */
+static void dw_weights(Lower *L, const Node *n, Expr *co, int *wv)
+{
+    int taps = n->win.kh * n->win.kw;
+    for (int t = 0; t < taps; t++)
+        wv[t] = set_new(L, load(L->buf[n->in[1]->id], iadd(imul(co, i64(taps)), i64(t))));
+}
+
+/* The activation (ReLU or clip) applied as depthwise conv n stores y (see
+ * fuse_nodes), or NULL. */
+static Expr *dw_activation(const Lower *L, const Node *n, Expr *v)
+{
+    const Node *a = L->act[n->id];
+    if (a)
+        return unary(a, v);
+    return L->fused[n->id] ? ex(X_MAX, v, f32(0)) : v;
+}
+
+/* y[co, oh, ow] = act((b[co] + sum_{kh, kw} W[co, kh, kw] xp[ci, oh s + kh d, ow s + kw d]) s[co] + t[co])
+ * with (s, t) = (1, 0), or a folded inference batchnorm's scale and shift
+ * (see fold_batchnorm), and act a fused ReLU or clip, or none.
+ * Schedule: per input channel, its padded copy (pad_channel), then per
+ * output channel of it the kh kw weights in scalars, and per output row one
+ * loop along ow whose body is the whole unrolled sum of taps: each output is
+ * stored once, the loop is contiguous in ow (strided by s in xp), and LLVM
+ * vectorizes it along ow. */
+static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *x = n->in[0], *bn = L->folded[n->id];
+    int64_t C = x->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
+    const Buf *y = L->buf[n->id];
+    bool phased = w->sw > 1;
+    int64_t Wq = phased ? phase_len(w, x->shape.d[2]) : Wp;
+    const Buf *xp = has_padding(w) || phased ? scratch(L, phased ? "xphase" : "xpad", C * Hp * w->sw * Wq) : NULL;
+    int64_t m = n->shape.d[0] / C;
+    int b = begin(L, n, &top), ci = open_for(L, C);
+    const Node *pre = L->pre[n->id];
+    if (phased)
+        pad_channel_phased(L, x, b, ci, w, xp, pre);
+    else if (xp)
+        pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, pre);
+    Expr *co = m > 1 ? imad(var(ci), m, var(open_for(L, m))) : var(ci);
+    int wv[DW_UNROLL_TAPS];
+    dw_weights(L, n, co, wv);
+    Expr *bias = n->nin > 2 ? elem(L, n->in[2], b, co) : NULL;
+    int scale = -1, shift = -1;
+    if (bn) {           /* (acc + bias - mean) s + beta, s = gamma / sqrt(var + eps) */
+        scale = set_new(L, ex(X_DIV, elem(L, bn->in[1], b, co),
+                              ex(X_SQRT, ex(X_ADD, elem(L, bn->in[4], b, co), f32(bn->alpha)), NULL)));
+        Expr *mean = elem(L, bn->in[3], b, co);
+        shift = set_new(L, ex(X_ADD, elem(L, bn->in[2], b, co),
+                              ex(X_MUL, bias ? ex(X_SUB, bias, mean) : ex(X_NEG, mean, NULL), get(scale))));
+        bias = NULL;
+    }
+    int oh = open_for(L, OH), ow = open_for(L, OW);
+    Expr *sum = bias;
+    for (int kh = 0; kh < w->kh; kh++)
+        for (int kw = 0; kw < w->kw; kw++) {
+            Expr *row = iadd(imul(var(oh), i64(w->sh)), i64(kh * w->dh));
+            Expr *xi = phased ? iadd(imad(imad(var(ci), Hp, row), w->sw * Wq, var(ow)),
+                                     i64((kw * w->dw) % w->sw * Wq + kw * w->dw / w->sw))
+                              : imad(imad(var(ci), Hp, row), Wp, iadd(imul(var(ow), i64(w->sw)), i64(kw * w->dw)));
+            Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), xp ? load(xp, xi) : pre_act(pre, elem(L, x, b, xi)));
+            sum = sum ? ex(X_ADD, sum, term) : term;
+        }
+    if (bn)
+        sum = ex(X_ADD, ex(X_MUL, sum, get(scale)), get(shift));
+    store(L, y, at(y, b, imad(imad(co, OH, var(oh)), OW, var(ow))), dw_activation(L, n, sum), false);
+    L->out = top;
+}
+
 /* y[co, oh, ow] = b[co] + sum_{kh, kw} W[co, kh, kw] xp[ci, oh s + kh d, ow s + kw d],
- * then max(0, y) when a ReLU is fused into the layer */
+ * then max(0, y) when a ReLU is fused into the layer: windows of more than
+ * DW_UNROLL_TAPS taps, a loop over the taps accumulating into y */
 static void lower_conv_depthwise(Lower *L, const Node *n)
 {
+    if (dw_unrolled(&n->win)) {
+        lower_conv_depthwise_unrolled(L, n);
+        return;
+    }
     Vec *top;
     const Window *w = &n->win;
     const Node *x = n->in[0];
@@ -629,8 +867,150 @@ static void lower_conv_depthwise(Lower *L, const Node *n)
 /* dx[ci, ih, iw] = sum_{co of ci} sum_{kh, kw} W[co, kh, kw] dy[co, oh, ow] over
  * ih = oh s + kh d - pt (likewise iw): scattered into a zeroed padded
  * scratch dxp, whose inside is then dx */
+/* The padding of dy that makes a stride-1 depthwise conv's dx a forward
+ * depthwise conv of dy with the taps reversed: (k - 1) d - pad on each side;
+ * false if one is negative, the stride is not 1, or the window is too large
+ * to unroll. */
+static bool dx_as_conv(const Window *w, Pads *p)
+{
+    *p = (Pads){(w->kh - 1) * w->dh - w->pt, (w->kh - 1) * w->dh - w->pb, (w->kw - 1) * w->dw - w->pl,
+                (w->kw - 1) * w->dw - w->pr};
+    return w->sh == 1 && w->sw == 1 && dw_unrolled(w) && p->t >= 0 && p->b >= 0 && p->l >= 0 && p->r >= 0;
+}
+
+/* Stride 1, one output channel per input channel (m = 1):
+ *   dx[c, ih, iw] = sum_{kh, kw} W[c, kh, kw] dyp[c, ih + (KH-1-kh) d, iw + (KW-1-kw) d]
+ * with dyp dy padded by dx_as_conv's pads (per channel, pad_plane): the
+ * transposed conv is a plain one, run as the forward (taps unrolled into one
+ * sum per dx cell, contiguous in iw). */
+static void lower_conv_dx_depthwise_unrolled(Lower *L, const Node *n, Pads pd)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], W = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t Hq = OH + pd.t + pd.b, Wq = OW + pd.l + pd.r;
+    const Buf *dx = L->buf[n->id], *dyp = scratch(L, "dypad", C * Hq * Wq);
+    int b = begin(L, n, &top), c = open_for(L, C);
+    pad_plane(L, dy, b, c, OH, OW, pd, dyp, NULL);
+    int wv[DW_UNROLL_TAPS];
+    dw_weights(L, n, var(c), wv);
+    int ih = open_for(L, H), iw = open_for(L, W);
+    Expr *sum = NULL;
+    for (int kh = 0; kh < w->kh; kh++)
+        for (int kw = 0; kw < w->kw; kw++) {
+            Expr *i = imad(imad(var(c), Hq, iadd(var(ih), i64((w->kh - 1 - kh) * w->dh))), Wq,
+                           iadd(var(iw), i64((w->kw - 1 - kw) * w->dw)));
+            Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), load(dyp, i));
+            sum = sum ? ex(X_ADD, sum, term) : term;
+        }
+    store(L, dx, at(dx, b, imad(imad(var(c), H, var(ih)), W, var(iw))), sum, false);
+    L->out = top;
+}
+
+/* Stride s > 1 (the same along both axes), m = 1. In padded coordinates
+ * (r, j) = (ih + pt, iw + pl), dx at row phase a = r % s, r = i s + a, gets
+ * the taps kh with kh d = a (mod s), from dy row i - e, e = (kh d - a) / s;
+ * likewise along the width. So each of the s^2 phase planes [Hq, Wq] of dx
+ * is a plain stride-1 conv of dy with a subset of the taps at offsets e:
+ *   dxs[c, a, a', i, j] = sum_{kh ~ a, kw ~ a'} W[c, kh, kw] dyp[c, i + Eh - e(kh), j + Ew - e(kw)]
+ * dyp being dy padded by Eh = max e above and Ew = max e on the left (and
+ * below and on the right to cover Hq, Wq); then dx is read back from the
+ * planes (dx[c, ih, iw] = dxs[c, r % s, j % s, r / s, j / s]), a phase of
+ * rows at a time, each row interleaving its s column phases. */
+static void lower_conv_dx_depthwise_planes(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], W = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t st = w->sh, Hq = phase_rows(w, H), Wq = phase_len(w, W), plane = Hq * Wq;
+    int64_t Eh = ((w->kh - 1) * w->dh) / st, Ew = ((w->kw - 1) * w->dw) / st;
+    int64_t Hd = Eh + (Hq > OH ? Hq : OH), Wd = Ew + (Wq > OW ? Wq : OW);
+    const Buf *dx = L->buf[n->id], *dyp = scratch(L, "dypad", C * Hd * Wd);
+    const Buf *dxs = scratch(L, "dxplanes", C * st * st * plane);
+    int b = begin(L, n, &top), c = open_for(L, C);
+    Vec *chan = L->out;
+    pad_plane(L, dy, b, c, OH, OW, (Pads){Eh, Hd - Eh - OH, Ew, Wd - Ew - OW}, dyp, NULL);
+    int wv[DW_UNROLL_TAPS];
+    dw_weights(L, n, var(c), wv);
+    for (int64_t a = 0; a < st; a++)
+        for (int64_t a2 = 0; a2 < st; a2++) {
+            int i = open_for(L, Hq), j = open_for(L, Wq);
+            Expr *sum = NULL;
+            for (int kh = 0; kh < w->kh; kh++)
+                for (int kw = 0; kw < w->kw; kw++) {
+                    if ((kh * w->dh) % st != a || (kw * w->dw) % st != a2)
+                        continue;
+                    int64_t eh = (kh * w->dh - a) / st, ew = (kw * w->dw - a2) / st;
+                    Expr *di = imad(imad(var(c), Hd, iadd(var(i), i64(Eh - eh))), Wd, iadd(var(j), i64(Ew - ew)));
+                    Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), load(dyp, di));
+                    sum = sum ? ex(X_ADD, sum, term) : term;
+                }
+            Expr *at_s = iadd(imul(var(c), i64(st * st * plane)), iadd(i64((a * st + a2) * plane), imad(var(i), Wq, var(j))));
+            store(L, dxs, at_s, sum ? sum : f32(0), false);
+            L->out = chan;
+        }
+    for (int64_t rp = 0; rp < st; rp++) {
+        /* rows r = i s + rp that are dx rows ih = r - pt in [0, H) */
+        int64_t lo = (w->pt - rp + st - 1) / st, hi = (H - 1 + w->pt - rp) / st + 1;
+        if (lo < 0)
+            lo = 0;
+        if (hi <= lo)
+            continue;
+        int r = open_range(L, i64(lo), i64(hi));
+        Vec *row = L->out;
+        Expr *ih = iadd(imul(var(r), i64(st)), i64(rp - w->pt));
+        Expr *rx = at(dx, b, imul(imad(var(c), H, ih), i64(W)));
+        Expr *rq = iadd(imul(var(c), i64(st * st * plane)), iadd(i64(rp * st * plane), imul(var(r), i64(Wq))));
+        /* q in [qlo, qhi): every column phase's column q s + p - pl inside [0, W) */
+        int64_t qlo = (w->pl + st - 1) / st, qhi = (W + w->pl - st) / st + 1;
+        if (qhi < qlo)
+            qhi = qlo;
+        if (qlo > Wq)
+            qlo = qhi = Wq;
+        if (qhi > Wq)
+            qhi = Wq;
+        if (qlo < qhi) {
+            int q = open_range(L, i64(qlo), i64(qhi));
+            for (int64_t p = 0; p < st; p++)
+                store(L, dx, iadd(rx, iadd(imul(var(q), i64(st)), i64(p - w->pl))),
+                      load(dxs, iadd(rq, iadd(i64(p * plane), var(q)))), false);
+            L->out = row;
+        }
+        for (int64_t p = 0; p < st; p++) {
+            /* phase p's columns inside [0, W): q in [plo, phi) */
+            int64_t plo = (w->pl - p + st - 1) / st, phi = (W - 1 + w->pl - p) / st + 1;
+            if (plo < 0)
+                plo = 0;
+            int64_t ends[2][2] = {{plo, phi < qlo ? phi : qlo}, {plo > qhi ? plo : qhi, phi}};
+            if (qlo >= qhi)
+                ends[0][1] = phi, ends[1][0] = phi;
+            for (int e = 0; e < 2; e++) {
+                if (ends[e][0] >= ends[e][1])
+                    continue;
+                int q = open_range(L, i64(ends[e][0]), i64(ends[e][1]));
+                store(L, dx, iadd(rx, iadd(imul(var(q), i64(st)), i64(p - w->pl))),
+                      load(dxs, iadd(rq, iadd(i64(p * plane), var(q)))), false);
+                L->out = row;
+            }
+        }
+        L->out = chan;
+    }
+    L->out = top;
+}
+
 static void lower_conv_dx_depthwise(Lower *L, const Node *n)
 {
+    Pads pd;
+    if (n->win.sh > 1 && n->win.sh == n->win.sw && dw_unrolled(&n->win) && n->in[0]->shape.d[0] == n->shape.d[0]) {
+        lower_conv_dx_depthwise_planes(L, n);
+        return;
+    }
+    if (n->in[0]->shape.d[0] == n->shape.d[0] && dx_as_conv(&n->win, &pd)) {
+        lower_conv_dx_depthwise_unrolled(L, n, pd);
+        return;
+    }
     Vec *top;
     const Window *w = &n->win;
     const Node *dy = n->in[0];
@@ -653,9 +1033,101 @@ static void lower_conv_dx_depthwise(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* Stride 1, m = 1: with dy's rows padded to xp's width Wp (zeros past OW,
+ * dyp), output (oh, ow) is flat position p = oh Wp + ow of both, and tap
+ * (kh, kw) reads xp at p + kh d Wp + kw d: each tap's sum over the channel
+ * is one dot product along p, all kh kw of them in one loop (dyp loaded once,
+ * a scalar accumulator per tap, vectorized along p with no reduction per
+ * row). p stops after the last row's OW cells, so no read leaves xp.
+ *   dW[c, kh, kw] += sum_p dyp[c, p] xp[c, p + kh d Wp + kw d]   per example */
+static void lower_conv_dw_depthwise_flat(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t C = x->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr, taps = w->kh * w->kw;
+    const Buf *xp = scratch(L, "xpad", C * Hp * Wp), *dyp = scratch(L, "dypad", C * OH * Wp);
+    zero(L, n);
+    int b = open_for(L, -1);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw (depthwise) : %s", n->id,
+                                                          shape_str(n->shape));
+    int c = open_for(L, C);
+    pad_channel(L, x, b, c, w, xp);
+    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wp - OW}, dyp, NULL);
+    int acc[DW_UNROLL_TAPS];
+    for (int t = 0; t < taps; t++)
+        acc[t] = set_new(L, f32(0));
+    Vec *chan = L->out;
+    int p = open_for(L, (OH - 1) * Wp + OW);
+    Expr *g = load(dyp, imad(var(c), OH * Wp, var(p)));
+    for (int kh = 0; kh < w->kh; kh++)
+        for (int kw = 0; kw < w->kw; kw++) {
+            Expr *xi = iadd(imad(var(c), Hp * Wp, var(p)), i64(kh * w->dh * Wp + kw * w->dw));
+            int t = kh * w->kw + kw;
+            set(L, acc[t], ex(X_ADD, get(acc[t]), ex(X_MUL, g, load(xp, xi))));
+        }
+    L->out = chan;
+    for (int t = 0; t < taps; t++)
+        store(L, L->buf[n->id], iadd(imul(var(c), i64(taps)), i64(t)), get(acc[t]), true);
+    L->out = top;
+}
+
+/* Stride s > 1 (the same along both axes), m = 1: as lower_conv_dw_depthwise_flat
+ * on the phase planes of x (pad_channel_planes), where tap (kh, kw) of
+ * output (oh, ow) is cell (oh + kh d / s, ow + kw d / s) of plane
+ * ((kh d) % s, (kw d) % s): with dy's rows padded to Wq (dyp), one flat
+ * position p = oh Wq + ow serves every plane.
+ *   dW[c, kh, kw] += sum_p dyp[c, p] xs[c, plane(kh, kw), p + (kh d / s) Wq + kw d / s] */
+static void lower_conv_dw_depthwise_planes(Lower *L, const Node *n)
+{
+    Vec *top = L->out;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1];
+    int64_t C = x->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2], st = w->sh, taps = w->kh * w->kw;
+    int64_t Hq = phase_rows(w, x->shape.d[1]), Wq = phase_len(w, x->shape.d[2]), plane = Hq * Wq;
+    const Buf *xs = scratch(L, "xplanes", C * st * st * plane), *dyp = scratch(L, "dypad", C * OH * Wq);
+    zero(L, n);
+    int b = open_for(L, -1);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw (depthwise) : %s", n->id,
+                                                          shape_str(n->shape));
+    int c = open_for(L, C);
+    pad_channel_planes(L, x, b, c, w, xs);
+    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wq - OW}, dyp, NULL);
+    int acc[DW_UNROLL_TAPS];
+    for (int t = 0; t < taps; t++)
+        acc[t] = set_new(L, f32(0));
+    Vec *chan = L->out;
+    int p = open_for(L, (OH - 1) * Wq + OW);
+    Expr *g = load(dyp, imad(var(c), OH * Wq, var(p)));
+    for (int kh = 0; kh < w->kh; kh++)
+        for (int kw = 0; kw < w->kw; kw++) {
+            int64_t rh = kh * w->dh, rw = kw * w->dw;
+            int64_t off = ((rh % st) * st + rw % st) * plane + (rh / st) * Wq + rw / st;
+            Expr *xi = iadd(imad(var(c), st * st * plane, var(p)), i64(off));
+            int t = kh * w->kw + kw;
+            set(L, acc[t], ex(X_ADD, get(acc[t]), ex(X_MUL, g, load(xs, xi))));
+        }
+    L->out = chan;
+    for (int t = 0; t < taps; t++)
+        store(L, L->buf[n->id], iadd(imul(var(c), i64(taps)), i64(t)), get(acc[t]), true);
+    L->out = top;
+}
+
 /* dW[co, kh, kw] = sum_{b, oh, ow} dy[b, co, oh, ow] xp[b, ci, oh s + kh d, ow s + kw d] */
 static void lower_conv_dw_depthwise(Lower *L, const Node *n)
 {
+    if (n->win.sh > 1 && n->win.sh == n->win.sw && dw_unrolled(&n->win) &&
+        n->in[0]->shape.d[0] == n->in[1]->shape.d[0]) {
+        lower_conv_dw_depthwise_planes(L, n);
+        return;
+    }
+    const Window *v = &n->win;
+    if (v->sh == 1 && v->sw == 1 && dw_unrolled(v) && n->in[0]->shape.d[0] == n->in[1]->shape.d[0] &&
+        n->in[0]->shape.d[1] + (v->kh - 1) * v->dh == n->in[1]->shape.d[1] + v->pt + v->pb) {
+        lower_conv_dw_depthwise_flat(L, n);
+        return;
+    }
     Vec *top = L->out;
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
@@ -1041,7 +1513,7 @@ static void place(Lower *L, const Node *n, bool batched)
 /* Ops whose value is their input's, reshaped: they share its buffer. */
 static bool aliases(const Lower *L, const Node *n)
 {
-    return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training) || (n->op == OP_RELU && L->fused[n->id]) ||
+    return n->op == OP_FLATTEN || (n->op == OP_DROPOUT && !L->training) || ((n->op == OP_RELU || n->op == OP_CLIP) && L->fused[n->id]) ||
            (n->op == OP_BATCHNORM && L->fused[n->id]);
 }
 
@@ -1951,7 +2423,8 @@ static void lower_node(Lower *L, const Node *n)
     switch (n->op) {
     case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_FLATTEN:
         return;
-    case OP_RELU:          if (L->fused[n->id]) return; break;   /* in its layer's GEMM */
+    case OP_RELU:
+    case OP_CLIP:          if (L->fused[n->id]) return; break;   /* in its layer's GEMM or depthwise nest */
     case OP_MUL:           if (L->fused[n->id]) { lower_maxpool_dx_2x2(L, n->in[0], n); return; } break;
     case OP_DROPOUT:       if (L->training) lower_dropout_train(L, n); return;
     case OP_DENSE:         lower_dense(L, n); return;
@@ -2028,12 +2501,28 @@ static bool pool_dx_masked(const Node *m, const int *uses)
 }
 
 /* An inference batchnorm whose input is a convolution's output and nothing
- * else's, computed by a GEMM (not a depthwise convolution's own loops). */
+ * else's: its GEMM's epilogue or a depthwise convolution's own loops apply it. */
 static bool folds_into_conv(const Lower *L, const Node *n, const int *uses)
 {
     const Node *y = n->nin ? n->in[0] : NULL;
     return n->op == OP_BATCHNORM && !L->training && y->op == OP_CONV && y->batched && uses[y->id] == 1 &&
-           !depthwise(&y->win, y->in[0]);
+           (!depthwise(&y->win, y->in[0]) || dw_unrolled(&y->win));
+}
+
+/* A clip or ReLU whose input is a depthwise conv's output (or the inference
+ * batchnorm folded into one) and nothing else's: the conv's nest applies it
+ * as it stores y; returns that conv, or NULL. */
+static const Node *activation_of_depthwise(const Lower *L, const Node *n, const int *uses)
+{
+    if ((n->op != OP_CLIP && n->op != OP_RELU) || !n->nin)
+        return NULL;
+    const Node *y = n->in[0];
+    if (uses[y->id] != 1)
+        return NULL;
+    if (y->op == OP_BATCHNORM && L->fused[y->id])
+        y = y->in[0];
+    return y->op == OP_CONV && y->batched && depthwise(&y->win, y->in[0]) && dw_unrolled(&y->win) &&
+           uses[y->id] == 1 ? y : NULL;
 }
 
 /* Fusion of operators into their producer or consumer, decided before the
@@ -2052,6 +2541,8 @@ static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int n
     const Graph *g = L->g;
     L->fused = arena_alloc(sizeof(bool) * (size_t)(g->nodes.n + 1));
     L->folded = arena_alloc(sizeof(Node *) * (size_t)(g->nodes.n + 1));
+    L->act = arena_alloc(sizeof(Node *) * (size_t)(g->nodes.n + 1));
+    L->pre = arena_alloc(sizeof(Node *) * (size_t)(g->nodes.n + 1));
     L->fuse = enabled;
     if (!enabled)
         return;
@@ -2068,10 +2559,19 @@ static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int n
             continue;
         if (folds_into_conv(L, n, uses))
             L->folded[y->id] = n, L->fused[n->id] = true;
+        const Node *dw = activation_of_depthwise(L, n, uses);
+        if (dw) {
+            L->act[dw->id] = n, L->fused[n->id] = true;
+            continue;
+        }
         if (n->op == OP_RELU && y->op == OP_BATCHNORM && L->fused[y->id] && uses[y->id] == 1)
             L->fused[n->id] = L->fused[y->in[0]->id] = true;          /* conv -> batchnorm -> relu */
         if (n->op == OP_RELU && (y->op == OP_DENSE || y->op == OP_CONV) && y->batched && uses[y->id] == 1)
             L->fused[n->id] = L->fused[y->id] = true;
+        if (!L->training && n->op == OP_CONV && depthwise(&n->win, y) && dw_unrolled(&n->win) &&
+            (y->op == OP_CLIP || y->op == OP_RELU) && !L->fused[y->id] && uses[y->id] == 1 && y->batched &&
+            y->in[0]->batched)
+            L->pre[n->id] = y, L->fused[y->id] = true;     /* clip -> depthwise conv, at inference */
         if (pool_dx_masked(n, uses))
             L->fused[n->id] = L->fused[n->in[0]->id] = L->fused[n->in[1]->id] = true;
     }

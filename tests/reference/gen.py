@@ -1212,6 +1212,35 @@ loss = softmax_cross_entropy(f, y)
         + dense_p("dense1", 5, 48), fwd, labels=5)
 
     def fwd(c, x):
+        h = relu6(c.conv("conv1", x))                                                    # [6,9,9]
+        h = relu6(c.bn("batchnorm1", c.conv("conv2", h, pad=1, groups=6)))            # [6,9,9]
+        h = relu6(c.bn("batchnorm2", c.conv("conv3", h, stride=2, pad=1, groups=6)))  # [6,5,5]
+        h = F.relu(c.conv("conv4", h, pad=2, dilation=2, groups=6))                    # [6,5,5]
+        h = relu6(c.conv("conv5", h, groups=6))                                         # [12,3,3]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_conv_depthwise_bn
+input  x : [3, 9, 9]
+labels y : class(5)
+# depthwise convolutions in MobileNet V2's form and around it: after a 1x1 conv and
+# relu6 (applied by the depthwise conv as it reads its input, at inference), stride 1
+# and 2 each followed by batchnorm and relu6 (folded into the conv at inference), a
+# dilated one followed by relu, and one without padding with a channel multiplier
+# of 2 followed directly by relu6; conv1's and conv2's weights are large (std 1.5)
+# so that relu6 clips at 6. (No bias before a batchnorm: in training its gradient
+# is zero up to rounding.)
+x -> conv(6, 1x1) -> relu6
+  -> conv(6, 3x3, pad = 1, groups = 6, bias = false) -> batchnorm -> relu6
+  -> conv(6, 3x3, stride = 2, pad = 1, groups = 6, bias = false) -> batchnorm -> relu6
+  -> conv(6, 3x3, pad = 2, dilation = 2, groups = 6) -> relu
+  -> conv(12, 3x3, groups = 6) -> relu6 -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [3, 9, 9], conv_p("conv1", 6, 3, 1) + conv_p("conv2", 6, 1, 3, bias=False) + bn_p("batchnorm1", 6)
+        + conv_p("conv3", 6, 1, 3, bias=False) + bn_p("batchnorm2", 6) + conv_p("conv4", 6, 1, 3)
+        + conv_p("conv5", 12, 1, 3) + dense_p("dense1", 5, 108), fwd, labels=5,
+        overrides={"conv1.weight": (0.0, 1.5), "conv2.weight": (0.0, 1.5)})
+
+    def fwd(c, x):
         h = F.relu(c.conv("conv1", x, pad=2, dilation=2))              # [4,11,10]
         h = c.conv("conv2", h, stride=2, pad=1, dilation=(2, 1))       # [3,5,6]
         return {"f": c.dense("dense1", flatten(h))}
