@@ -5,6 +5,7 @@
 #include "cnnc.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The state of lowering one kernel. */
@@ -706,8 +707,265 @@ static const Buf *fold_batchnorm(Lower *L, const Node *n, const Node *bn, int b)
     return pairs;
 }
 
+/* ---- Winograd F(4x4, 3x3) -----------------------------------------------------
+ * A 3x3, stride-1, undilated, ungrouped convolution computed on 6x6 input
+ * tiles d (overlapping by 2) that each give a 4x4 block of outputs:
+ *   Y = A^T [ (G g G^T) . (B^T d B) ] A
+ * (. elementwise) per pair of channels, summed over the input channels; the
+ * sum is, per of the 36 cells xi of the 6x6 domain, a GEMM
+ *   M_xi [c, tiles] = U_xi [c, C] V_xi [C, tiles]
+ * with U = G g G^T (the weights, transformed on each call: training changes
+ * them) and V = B^T d B. Points 0, +-1, +-2 and infinity (Lavin & Gray). The
+ * input comes from a zeroed padded copy large enough for whole tiles; the
+ * last tiles' outputs past the image are not stored. Tiles are taken a chunk
+ * of tile rows at a time so that V and M stay in the L2 (see col_rows). */
+static const float wino_BT[6][6] = {
+    {4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+    {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1},
+};
+static const float wino_G[6][3] = {
+    {1.0f / 4, 0, 0}, {-1.0f / 6, -1.0f / 6, -1.0f / 6}, {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+    {1.0f / 24, 1.0f / 12, 1.0f / 6}, {1.0f / 24, -1.0f / 12, 1.0f / 6}, {0, 0, 1},
+};
+static const float wino_AT[4][6] = {
+    {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1},
+};
+
+/* sum_j c[j stride] x[j] over the nonzero coefficients (j < n) */
+static Expr *lincomb(const float *c, int stride, int n, Expr **x)
+{
+    Expr *s = NULL;
+    for (int j = 0; j < n; j++) {
+        float k = c[j * stride];
+        if (k == 0)
+            continue;
+        if (!s)
+            s = k == 1 ? x[j] : ex(X_MUL, f32(k), x[j]);
+        else if (k == 1 || k == -1)
+            s = ex(k == 1 ? X_ADD : X_SUB, s, x[j]);
+        else
+            s = ex(X_ADD, s, ex(X_MUL, f32(k), x[j]));
+    }
+    return s ? s : f32(0);
+}
+
+/* Whether conv n may take the Winograd path. */
+static bool winograd_fits(const Node *n)
+{
+    const Window *w = &n->win;
+    return w->kh == 3 && w->kw == 3 && w->sh == 1 && w->sw == 1 && w->dh == 1 && w->dw == 1 && w->groups == 1;
+}
+
+/* The convolution algorithm CNNC_CONV forces (im2col or winograd), or
+ * "auto" (the rule of winograd_wins). Read at compile time. */
+static const char *conv_forced(void)
+{
+    static const char *mode;
+    if (!mode) {
+        const char *env = getenv("CNNC_CONV");
+        mode = env && *env ? env : "auto";
+        if (strcmp(mode, "auto") && strcmp(mode, "im2col") && strcmp(mode, "winograd")) {
+            fprintf(stderr, "cnnc: error: CNNC_CONV=%s: expected im2col, winograd or auto\n", mode);
+            exit(EXIT_USAGE);
+        }
+    }
+    return mode;
+}
+
+/* The default rule: where Winograd was measured faster on one thread (see
+ * docs/compiler.md). */
+static bool winograd_wins(const Node *n)
+{
+    (void)n;
+    return false;
+}
+
+static bool use_winograd(const Node *n)
+{
+    const char *m = conv_forced();
+    if (!winograd_fits(n) || !strcmp(m, "im2col"))
+        return false;
+    return !strcmp(m, "winograd") || winograd_wins(n);
+}
+
+/* U[xi, co, ci] = (G g[co, ci] G^T)[xi]: the whole weight tensor, before the
+ * loop over the examples (each co's cells are its own: parallel). */
+static const Buf *winograd_weights(Lower *L, const Node *n)
+{
+    int64_t C = n->in[0]->shape.d[0], c = n->shape.d[0];
+    /* not scratch: written here and read by every example's iteration of
+     * the next nest, so it lives over both nests (plan.c) */
+    const Buf *U = new_buf("wino_u", BASE_WS, L->fixed, 36 * c * C, false), *Wb = L->buf[n->in[1]->id];
+    L->fixed += padded(36 * c * C);
+    Vec *here = L->out;
+    int co = open_for(L, c);
+    ((LStmt *)here->at[here->n - 1])->parallel = true;
+    ((LStmt *)here->at[here->n - 1])->comment = arena_printf("%%%d = conv (winograd weights)", n->id);
+    int ci = open_for(L, C);
+    Expr *g[3][3], *t[6][3];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            g[i][j] = get(set_new(L, load(Wb, imad(imad(var(co), C, var(ci)), 9, i64(i * 3 + j)))));
+    for (int a = 0; a < 6; a++)
+        for (int j = 0; j < 3; j++) {
+            Expr *col[3] = {g[0][j], g[1][j], g[2][j]};
+            t[a][j] = get(set_new(L, lincomb(wino_G[a], 1, 3, col)));   /* (G g)[a, j] */
+        }
+    for (int a = 0; a < 6; a++)
+        for (int e = 0; e < 6; e++)
+            store(L, U, imad(imad(i64(a * 6 + e), c, var(co)), C, var(ci)), lincomb(wino_G[e], 1, 3, t[a]), false);
+    L->out = here;
+    return U;
+}
+
+/* The zeroed padded copy of example b: xp [C, Hp, Wp] with the image at
+ * (pt, pl). */
+static const Buf *winograd_pad(Lower *L, const Node *x, int b, const Window *w, int64_t Hp, int64_t Wp)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2];
+    const Buf *xp = scratch(L, "wino_xpad", C * Hp * Wp);
+    zero_scratch(L, xp, C * Hp * Wp);
+    int ci = open_for(L, C), ih = open_for(L, H), iw = open_for(L, W);
+    store(L, xp, imad(imad(var(ci), Hp, iadd(var(ih), i64(w->pt))), Wp, iadd(var(iw), i64(w->pl))),
+          elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
+    L->out = here;
+    return xp;
+}
+
+/* V[xi, ci, t] = (B^T d B)[xi] for the tiles t = r tW + tc of the chunk's
+ * tile rows tr = tr0 + r, d = xp[ci, 4 tr + (0..5), 4 tc + (0..5)]. */
+static void winograd_input(Lower *L, const Buf *xp, const Buf *V, int64_t C, int64_t Hp, int64_t Wp, Expr *tr0,
+                           int64_t R, int64_t tW)
+{
+    Vec *here = L->out;
+    int ci = open_for(L, C), r = open_for(L, R), tc = open_for(L, tW);
+    int64_t T = R * tW;
+    Expr *row0 = imul(iadd(tr0, var(r)), i64(4)), *t = imad(var(r), tW, var(tc));
+    Expr *d[6][6], *u[6][6];
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++)
+            d[i][j] = load(xp, imad(imad(var(ci), Hp, iadd(row0, i64(i))), Wp, iadd(imul(var(tc), i64(4)), i64(j))));
+    for (int i = 0; i < 6; i++)
+        for (int e = 0; e < 6; e++)
+            u[e][i] = get(set_new(L, lincomb(wino_BT[e], 1, 6, d[i])));   /* (d B)[i, e] */
+    for (int a = 0; a < 6; a++)
+        for (int e = 0; e < 6; e++)
+            store(L, V, imad(imad(i64(a * 6 + e), C, var(ci)), T, t), lincomb(wino_BT[a], 1, 6, u[e]), false);
+    L->out = here;
+}
+
+/* y[co, 4 tr + i, 4 tc + j] = epi((A^T M[., co, t] A)[i, j]) for i < rows,
+ * j < cols of the tiles tc in [tc0, tc1) of the chunk; rows past OH are not
+ * stored. epi: the bias (or folded batchnorm's pair) and the fused ReLU,
+ * or an accumulation into y whose bias is already there (--no-fuse). */
+typedef struct {
+    const Node *n;
+    int b;
+    const Buf *M, *pairs;
+    Expr *tr0;
+    int64_t R, tW, OH, OW;
+} WinoOut;
+
+static void winograd_output_cols(Lower *L, const WinoOut *o, int64_t tc0, int64_t tc1, int cols)
+{
+    Vec *here = L->out;
+    const Node *n = o->n;
+    const Buf *y = L->buf[n->id];
+    int64_t c = n->shape.d[0], T = o->R * o->tW;
+    int co = open_for(L, c), r = open_for(L, o->R), tc = open_range(L, i64(tc0), i64(tc1));
+    Expr *tr = iadd(o->tr0, var(r)), *t = imad(var(r), o->tW, var(tc));
+    Expr *m[6][6], *s[4][6];
+    for (int a = 0; a < 6; a++)
+        for (int e = 0; e < 6; e++)
+            m[e][a] = load(o->M, imad(imad(i64(a * 6 + e), c, var(co)), T, t));   /* column e of M */
+    for (int i = 0; i < 4; i++)
+        for (int e = 0; e < 6; e++)
+            s[i][e] = get(set_new(L, lincomb(wino_AT[i], 1, 6, m[e])));   /* (A^T M)[i, e] */
+    Expr *scale = NULL, *shift = NULL;
+    bool acc = n->nin > 2 && !L->fuse;
+    if (o->pairs)
+        shift = load(o->pairs, imul(var(co), i64(2))), scale = load(o->pairs, imad(var(co), 2, i64(1)));
+    else if (n->nin > 2 && L->fuse)
+        shift = elem(L, n->in[2], o->b, var(co));
+    for (int i = 0; i < 4; i++) {
+        Vec *row = L->out;
+        Expr *oh = iadd(imul(tr, i64(4)), i64(i));
+        if (o->OH % 4 && i >= o->OH % 4)
+            open_if(L, ex(X_LT, oh, i64(o->OH)));
+        for (int j = 0; j < cols; j++) {
+            Expr *v = lincomb(wino_AT[j], 1, 6, s[i]);
+            if (scale)
+                v = ex(X_MUL, v, scale);
+            if (shift)
+                v = ex(X_ADD, v, shift);
+            Expr *yi = at(y, o->b, imad(imad(var(co), o->OH, oh), o->OW, iadd(imul(var(tc), i64(4)), i64(j))));
+            if (L->fused[n->id])
+                v = ex(X_MAX, acc ? ex(X_ADD, load(y, yi), v) : v, f32(0));
+            store(L, y, yi, v, acc && !L->fused[n->id]);
+        }
+        L->out = row;
+    }
+    L->out = here;
+}
+
+/* The tiles' whole columns, then the last, cut, column of tiles if any. */
+static void winograd_output(Lower *L, const WinoOut *o)
+{
+    int64_t full = o->OW / 4;
+    if (full)
+        winograd_output_cols(L, o, 0, full, 4);
+    if (o->OW % 4)
+        winograd_output_cols(L, o, full, full + 1, (int)(o->OW % 4));
+}
+
+/* The tile rows at a time: the most that divide tH and keep V and M within
+ * half the L2, but at least 16 tiles when there are such; else 1 row. */
+static int64_t winograd_rows(int64_t C, int64_t c, int64_t tH, int64_t tW)
+{
+    int64_t budget = host_l2_bytes() / 2, small = 0;
+    for (int64_t r = tH; r >= 1; r--)
+        if (tH % r == 0 && (int64_t)sizeof(float) * 36 * (C + c) * r * tW <= budget) {
+            if (r * tW >= 16)
+                return r;
+            small = small ? small : r;
+        }
+    return small ? small : 1;
+}
+
+static void lower_conv_winograd(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *x = n->in[0];
+    int64_t C = x->shape.d[0], c = n->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
+    int64_t tH = (OH + 3) / 4, tW = (OW + 3) / 4, Hp = 4 * tH + 2, Wp = 4 * tW + 2;
+    int64_t R = winograd_rows(C, c, tH, tW), T = R * tW;
+    const Buf *U = winograd_weights(L, n);
+    const Buf *V = scratch(L, "wino_v", 36 * C * T), *M = scratch(L, "wino_m", 36 * c * T);
+    int b = begin(L, n, &top);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv (winograd) %s : %s", n->id,
+                                                          n->label ? n->label : "", shape_str(n->shape));
+    bias_first(L, n, b, true);
+    const Buf *pairs = L->folded[n->id] ? fold_batchnorm(L, n, L->folded[n->id], b) : NULL;
+    const Buf *xp = winograd_pad(L, x, b, w, Hp, Wp);
+    Expr *tr0 = R < tH ? imul(var(open_for(L, tH / R)), i64(R)) : i64(0);
+    winograd_input(L, xp, V, C, Hp, Wp, tr0, R, tW);
+    Vec *chunk = L->out;
+    int xi = open_for(L, 36);
+    gemm(L, i64(c), T, i64(C), U, imul(var(xi), i64(c * C)), C, 1, V, imul(var(xi), i64(C * T)), T, M,
+         imul(var(xi), i64(c * T)), T, false);
+    L->out = chunk;
+    winograd_output(L, &(WinoOut){n, b, M, pairs, tr0, R, tW, OH, OW});
+    L->out = top;
+}
+
 static void lower_conv(Lower *L, const Node *n)
 {
+    if (use_winograd(n)) {
+        lower_conv_winograd(L, n);
+        return;
+    }
     Vec *top;
     const Window *w = &n->win;
     const Node *x = n->in[0];
