@@ -731,6 +731,12 @@ static const float wino_AT[4][6] = {
     {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1},
 };
 
+/* The floats from one cell xi's matrix (of U, V or M) to the next's: its
+ * size rounded up to 16, plus 16, so that the 36 matrices' rows, which
+ * the transforms read or write together, do not all fall in the same
+ * sets of the L1 (a power-of-two stride would put them there). */
+static int64_t wino_stride(int64_t size) { return ((size + 15) & ~(int64_t)15) + 16; }
+
 /* sum_j c[j stride] x[j] over the nonzero coefficients (j < n) */
 static Expr *lincomb(const float *c, int stride, int n, Expr **x)
 {
@@ -789,23 +795,33 @@ static bool use_winograd(const Node *n)
 }
 
 /* U[xi, co, ci] = (G g[co, ci] G^T)[xi]: the whole weight tensor, before the
- * loop over the examples (each co's cells are its own: parallel). */
+ * loop over the examples. Per output channel co (each co's cells are its
+ * own: parallel), its weights are first copied tap-major, wt[k, co, ci] =
+ * W[co, ci, k], so that the transform's loop over ci reads and writes
+ * contiguous memory (it vectorizes; from W's stride of 9 it did not). */
 static const Buf *winograd_weights(Lower *L, const Node *n)
 {
     int64_t C = n->in[0]->shape.d[0], c = n->shape.d[0];
     /* not scratch: written here and read by every example's iteration of
-     * the next nest, so it lives over both nests (plan.c) */
-    const Buf *U = new_buf("wino_u", BASE_WS, L->fixed, 36 * c * C, false), *Wb = L->buf[n->in[1]->id];
-    L->fixed += padded(36 * c * C);
+     * the next nest, so they live over both nests (plan.c) */
+    const Buf *U = new_buf("wino_u", BASE_WS, L->fixed, 36 * wino_stride(c * C), false), *Wb = L->buf[n->in[1]->id];
+    L->fixed += padded(36 * wino_stride(c * C));
+    const Buf *wt = new_buf("wino_wt", BASE_WS, L->fixed, 9 * wino_stride(c * C), false);
+    L->fixed += padded(9 * wino_stride(c * C));
     Vec *here = L->out;
     int co = open_for(L, c);
     ((LStmt *)here->at[here->n - 1])->parallel = true;
     ((LStmt *)here->at[here->n - 1])->comment = arena_printf("%%%d = conv (winograd weights)", n->id);
-    int ci = open_for(L, C);
+    Vec *channel = L->out;
+    int ci = open_for(L, C), k = open_for(L, 9);
+    store(L, wt, iadd(imul(var(k), i64(wino_stride(c * C))), imad(var(co), C, var(ci))),
+          load(Wb, imad(imad(var(co), C, var(ci)), 9, var(k))), false);
+    L->out = channel;
+    ci = open_for(L, C);
     Expr *g[3][3], *t[6][3];
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++)
-            g[i][j] = get(set_new(L, load(Wb, imad(imad(var(co), C, var(ci)), 9, i64(i * 3 + j)))));
+            g[i][j] = load(wt, iadd(i64((i * 3 + j) * wino_stride(c * C)), imad(var(co), C, var(ci))));
     for (int a = 0; a < 6; a++)
         for (int j = 0; j < 3; j++) {
             Expr *col[3] = {g[0][j], g[1][j], g[2][j]};
@@ -813,7 +829,8 @@ static const Buf *winograd_weights(Lower *L, const Node *n)
         }
     for (int a = 0; a < 6; a++)
         for (int e = 0; e < 6; e++)
-            store(L, U, imad(imad(i64(a * 6 + e), c, var(co)), C, var(ci)), lincomb(wino_G[e], 1, 3, t[a]), false);
+            store(L, U, iadd(i64((a * 6 + e) * wino_stride(c * C)), imad(var(co), C, var(ci))),
+                  lincomb(wino_G[e], 1, 3, t[a]), false);
     L->out = here;
     return U;
 }
@@ -851,72 +868,74 @@ static void winograd_input(Lower *L, const Buf *xp, const Buf *V, int64_t C, int
             u[e][i] = get(set_new(L, lincomb(wino_BT[e], 1, 6, d[i])));   /* (d B)[i, e] */
     for (int a = 0; a < 6; a++)
         for (int e = 0; e < 6; e++)
-            store(L, V, imad(imad(i64(a * 6 + e), C, var(ci)), T, t), lincomb(wino_BT[a], 1, 6, u[e]), false);
+            store(L, V, iadd(i64((a * 6 + e) * wino_stride(C * T)), imad(var(ci), T, t)), lincomb(wino_BT[a], 1, 6, u[e]),
+                  false);
     L->out = here;
 }
 
-/* y[co, 4 tr + i, 4 tc + j] = epi((A^T M[., co, t] A)[i, j]) for i < rows,
- * j < cols of the tiles tc in [tc0, tc1) of the chunk; rows past OH are not
- * stored. epi: the bias (or folded batchnorm's pair) and the fused ReLU,
- * or an accumulation into y whose bias is already there (--no-fuse). */
+/* The output transform of a chunk's T tiles, then the outputs into y:
+ *   Yt[co, i, 4 t + j] = (A^T M[., co, t] A)[i, j]   (one loop over the tiles t)
+ *   y[co, 4 tr + i, ow] = epi(Yt[co, i, 4 r tW + ow])  for the chunk's tile
+ * rows tr = tr0 + r, ow < OW and 4 tr + i < OH (the edges cropped).
+ * epi: the bias (or the folded batchnorm's pair) and the fused ReLU, or an
+ * accumulation into y whose bias is already there (--no-fuse). Both loops
+ * vectorize: writing y from the tiles directly, the loop over a row of tiles
+ * was too short (14 at 56 x 56) for the run-time overlap checks that it
+ * needed, so it ran scalar. */
 typedef struct {
     const Node *n;
     int b;
-    const Buf *M, *pairs;
+    const Buf *M, *Yt, *pairs;
     Expr *tr0;
     int64_t R, tW, OH, OW;
 } WinoOut;
 
-static void winograd_output_cols(Lower *L, const WinoOut *o, int64_t tc0, int64_t tc1, int cols)
+static void winograd_output(Lower *L, const WinoOut *o)
 {
     Vec *here = L->out;
     const Node *n = o->n;
     const Buf *y = L->buf[n->id];
     int64_t c = n->shape.d[0], T = o->R * o->tW;
-    int co = open_for(L, c), r = open_for(L, o->R), tc = open_range(L, i64(tc0), i64(tc1));
-    Expr *tr = iadd(o->tr0, var(r)), *t = imad(var(r), o->tW, var(tc));
-    Expr *m[6][6], *s[4][6];
-    for (int a = 0; a < 6; a++)
-        for (int e = 0; e < 6; e++)
-            m[e][a] = load(o->M, imad(imad(i64(a * 6 + e), c, var(co)), T, t));   /* column e of M */
+    int co = open_for(L, c), t = open_for(L, T);
+    Expr *m[6], *s[4][6];
+    for (int e = 0; e < 6; e++) {
+        for (int a = 0; a < 6; a++)
+            m[a] = load(o->M, iadd(i64((a * 6 + e) * wino_stride(c * T)), imad(var(co), T, var(t))));
+        for (int i = 0; i < 4; i++)
+            s[i][e] = get(set_new(L, lincomb(wino_AT[i], 1, 6, m)));   /* (A^T M)[i, e] */
+    }
     for (int i = 0; i < 4; i++)
-        for (int e = 0; e < 6; e++)
-            s[i][e] = get(set_new(L, lincomb(wino_AT[i], 1, 6, m[e])));   /* (A^T M)[i, e] */
+        for (int j = 0; j < 4; j++)
+            store(L, o->Yt, imad(imad(var(co), 4, i64(i)), 4 * T, imad(var(t), 4, i64(j))),
+                  lincomb(wino_AT[j], 1, 6, s[i]), false);
+    L->out = here;
+    co = open_for(L, c);
     Expr *scale = NULL, *shift = NULL;
+    if (o->pairs) {
+        shift = get(set_new(L, load(o->pairs, imul(var(co), i64(2)))));
+        scale = get(set_new(L, load(o->pairs, imad(var(co), 2, i64(1)))));
+    } else if (n->nin > 2 && L->fuse)
+        shift = get(set_new(L, elem(L, n->in[2], o->b, var(co))));
+    int r = open_for(L, o->R);
     bool acc = n->nin > 2 && !L->fuse;
-    if (o->pairs)
-        shift = load(o->pairs, imul(var(co), i64(2))), scale = load(o->pairs, imad(var(co), 2, i64(1)));
-    else if (n->nin > 2 && L->fuse)
-        shift = elem(L, n->in[2], o->b, var(co));
+    Vec *rows = L->out;
     for (int i = 0; i < 4; i++) {
-        Vec *row = L->out;
-        Expr *oh = iadd(imul(tr, i64(4)), i64(i));
+        Expr *oh = iadd(imul(iadd(o->tr0, var(r)), i64(4)), i64(i));
         if (o->OH % 4 && i >= o->OH % 4)
             open_if(L, ex(X_LT, oh, i64(o->OH)));
-        for (int j = 0; j < cols; j++) {
-            Expr *v = lincomb(wino_AT[j], 1, 6, s[i]);
-            if (scale)
-                v = ex(X_MUL, v, scale);
-            if (shift)
-                v = ex(X_ADD, v, shift);
-            Expr *yi = at(y, o->b, imad(imad(var(co), o->OH, oh), o->OW, iadd(imul(var(tc), i64(4)), i64(j))));
-            if (L->fused[n->id])
-                v = ex(X_MAX, acc ? ex(X_ADD, load(y, yi), v) : v, f32(0));
-            store(L, y, yi, v, acc && !L->fused[n->id]);
-        }
-        L->out = row;
+        int ow = open_for(L, o->OW);
+        Expr *v = load(o->Yt, imad(imad(var(co), 4, i64(i)), 4 * T, imad(var(r), 4 * o->tW, var(ow))));
+        if (scale)
+            v = ex(X_MUL, v, scale);
+        if (shift)
+            v = ex(X_ADD, v, shift);
+        Expr *yi = at(y, o->b, imad(imad(var(co), o->OH, oh), o->OW, var(ow)));
+        if (L->fused[n->id])
+            v = ex(X_MAX, acc ? ex(X_ADD, load(y, yi), v) : v, f32(0));
+        store(L, y, yi, v, acc && !L->fused[n->id]);
+        L->out = rows;
     }
     L->out = here;
-}
-
-/* The tiles' whole columns, then the last, cut, column of tiles if any. */
-static void winograd_output(Lower *L, const WinoOut *o)
-{
-    int64_t full = o->OW / 4;
-    if (full)
-        winograd_output_cols(L, o, 0, full, 4);
-    if (o->OW % 4)
-        winograd_output_cols(L, o, full, full + 1, (int)(o->OW % 4));
 }
 
 /* The tile rows at a time: the most that divide tH and keep V and M within
@@ -942,7 +961,8 @@ static void lower_conv_winograd(Lower *L, const Node *n)
     int64_t tH = (OH + 3) / 4, tW = (OW + 3) / 4, Hp = 4 * tH + 2, Wp = 4 * tW + 2;
     int64_t R = winograd_rows(C, c, tH, tW), T = R * tW;
     const Buf *U = winograd_weights(L, n);
-    const Buf *V = scratch(L, "wino_v", 36 * C * T), *M = scratch(L, "wino_m", 36 * c * T);
+    const Buf *V = scratch(L, "wino_v", 36 * wino_stride(C * T)), *M = scratch(L, "wino_m", 36 * wino_stride(c * T));
+    const Buf *Yt = scratch(L, "wino_y", 16 * c * T);
     int b = begin(L, n, &top);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv (winograd) %s : %s", n->id,
                                                           n->label ? n->label : "", shape_str(n->shape));
@@ -953,10 +973,10 @@ static void lower_conv_winograd(Lower *L, const Node *n)
     winograd_input(L, xp, V, C, Hp, Wp, tr0, R, tW);
     Vec *chunk = L->out;
     int xi = open_for(L, 36);
-    gemm(L, i64(c), T, i64(C), U, imul(var(xi), i64(c * C)), C, 1, V, imul(var(xi), i64(C * T)), T, M,
-         imul(var(xi), i64(c * T)), T, false);
+    gemm(L, i64(c), T, i64(C), U, imul(var(xi), i64(wino_stride(c * C))), C, 1, V, imul(var(xi), i64(wino_stride(C * T))),
+         T, M, imul(var(xi), i64(wino_stride(c * T))), T, false);
     L->out = chunk;
-    winograd_output(L, &(WinoOut){n, b, M, pairs, tr0, R, tW, OH, OW});
+    winograd_output(L, &(WinoOut){n, b, M, Yt, pairs, tr0, R, tW, OH, OW});
     L->out = top;
 }
 
