@@ -784,21 +784,29 @@ static const char *conv_forced(void)
  * third of im2col's speed), on small images (7 x 7: 4 tiles an example),
  * and at 512 x 512 channels on 14 x 14 at batch 1, where U (36 C c floats,
  * 38 MB, remade on every call) costs more than the example saves. */
-static bool winograd_wins(const Node *n)
+static bool winograd_wins(int64_t C, int64_t c, int64_t OH, int64_t OW)
 {
-    int64_t C = n->in[0]->shape.d[0], c = n->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
     return C >= 16 && OH >= 14 && OW >= 14 && (C * c <= 256 * 256 || OH * OW >= 28 * 28);
 }
 
+/* Whether conv n takes Winograd; its input's gradient (OP_CONV_DX n) is a
+ * 3x3 stride-1 convolution too, of dy padded by 2 - pad (see
+ * lower_conv_dx_winograd), with the rule's roles of C and c swapped. */
 static bool use_winograd(const Node *n)
 {
     const char *m = conv_forced();
+    const Window *w = &n->win;
     if (!winograd_fits(n) || !strcmp(m, "im2col"))
         return false;
-    return !strcmp(m, "winograd") || winograd_wins(n);
+    if (n->op == OP_CONV_DX && (w->pt > 2 || w->pl > 2 || w->pb > 2 || w->pr > 2))
+        return false;
+    return !strcmp(m, "winograd") ||
+           winograd_wins(n->in[0]->shape.d[0], n->shape.d[0], n->shape.d[1], n->shape.d[2]);
 }
 
-/* U[xi, co, ci] = (G g[co, ci] G^T)[xi]: the whole weight tensor, before the
+/* U[xi, co, ci] = (G g[co, ci] G^T)[xi] for the weights g of conv n, or
+ * with flip, of its input's gradient n: g[co, ci] = W[ci, co] turned by
+ * 180 degrees (co the forward's input channel); the whole tensor, before the
  * loop over the examples. Per output channel co (each co's cells are its
  * own: parallel), its weights are first copied tap-major, wt[k, co, ci] =
  * W[co, ci, k], so that the transform's loops over ci read and write
@@ -806,7 +814,7 @@ static bool use_winograd(const Node *n)
  * taps of (G_a,i G_e,j) g[i, j], so that each loop stores one stream (with
  * 36 streams of stores into U in one loop, it did not vectorize: 9.6 ms a
  * call for 512 x 512 channels, 1.4 ms one loop per cell). */
-static const Buf *winograd_weights(Lower *L, const Node *n)
+static const Buf *winograd_weights(Lower *L, const Node *n, bool flip)
 {
     int64_t C = n->in[0]->shape.d[0], c = n->shape.d[0];
     /* not scratch: written here and read by every example's iteration of
@@ -824,8 +832,8 @@ static const Buf *winograd_weights(Lower *L, const Node *n)
     for (int k = 0; k < 9; k++) {         /* a loop per tap, for the same reason */
         L->out = channel;
         ci = open_for(L, C);
-        store(L, wt, iadd(i64(k * wino_stride(c * C)), imad(var(co), C, var(ci))),
-              load(Wb, imad(imad(var(co), C, var(ci)), 9, i64(k))), false);
+        Expr *from = flip ? imad(imad(var(ci), c, var(co)), 9, i64(8 - k)) : imad(imad(var(co), C, var(ci)), 9, i64(k));
+        store(L, wt, iadd(i64(k * wino_stride(c * C)), imad(var(co), C, var(ci))), load(Wb, from), false);
     }
     for (int a = 0; a < 6; a++)
         for (int e = 0; e < 6; e++) {     /* a loop each, over ci: one stream of stores vectorizes */
@@ -845,16 +853,16 @@ static const Buf *winograd_weights(Lower *L, const Node *n)
     return U;
 }
 
-/* The zeroed padded copy of example b: xp [C, Hp, Wp] with the image at
- * (pt, pl). */
-static const Buf *winograd_pad(Lower *L, const Node *x, int b, const Window *w, int64_t Hp, int64_t Wp)
+/* The zeroed padded copy of example b of x: xp [C, Hp, Wp] with the image
+ * at (pt, pl). */
+static const Buf *winograd_pad(Lower *L, const Node *x, int b, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp)
 {
     Vec *here = L->out;
     int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2];
     const Buf *xp = scratch(L, "wino_xpad", C * Hp * Wp);
     zero_scratch(L, xp, C * Hp * Wp);
     int ci = open_for(L, C), ih = open_for(L, H), iw = open_for(L, W);
-    store(L, xp, imad(imad(var(ci), Hp, iadd(var(ih), i64(w->pt))), Wp, iadd(var(iw), i64(w->pl))),
+    store(L, xp, imad(imad(var(ci), Hp, iadd(var(ih), i64(pt))), Wp, iadd(var(iw), i64(pl))),
           elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
     L->out = here;
     return xp;
@@ -924,10 +932,10 @@ static void winograd_output(Lower *L, const WinoOut *o)
     if (o->pairs) {
         shift = get(set_new(L, load(o->pairs, imul(var(co), i64(2)))));
         scale = get(set_new(L, load(o->pairs, imad(var(co), 2, i64(1)))));
-    } else if (n->nin > 2 && L->fuse)
+    } else if (n->op == OP_CONV && n->nin > 2 && L->fuse)
         shift = get(set_new(L, elem(L, n->in[2], o->b, var(co))));
     int r = open_for(L, o->R);
-    bool acc = n->nin > 2 && !L->fuse;
+    bool acc = n->op == OP_CONV && n->nin > 2 && !L->fuse, relu = n->op == OP_CONV && L->fused[n->id];
     Vec *rows = L->out;
     for (int i = 0; i < 4; i++) {
         Expr *oh = iadd(imul(iadd(o->tr0, var(r)), i64(4)), i64(i));
@@ -940,9 +948,9 @@ static void winograd_output(Lower *L, const WinoOut *o)
         if (shift)
             v = ex(X_ADD, v, shift);
         Expr *yi = at(y, o->b, imad(imad(var(co), o->OH, oh), o->OW, var(ow)));
-        if (L->fused[n->id])
+        if (relu)
             v = ex(X_MAX, acc ? ex(X_ADD, load(y, yi), v) : v, f32(0));
-        store(L, y, yi, v, acc && !L->fused[n->id]);
+        store(L, y, yi, v, acc && !relu);
         L->out = rows;
     }
     L->out = here;
@@ -968,23 +976,27 @@ static int64_t winograd_rows(int64_t C, int64_t c, int64_t tH, int64_t tW)
     return fit > wide ? fit : wide;
 }
 
-static void lower_conv_winograd(Lower *L, const Node *n)
+/* Winograd for node n (a conv, or with flip a conv's input gradient) whose
+ * input n->in[0] is padded by (pt, pl) at the top and left. */
+static void lower_winograd(Lower *L, const Node *n, int64_t pt, int64_t pl, bool flip)
 {
     Vec *top;
-    const Window *w = &n->win;
     const Node *x = n->in[0];
     int64_t C = x->shape.d[0], c = n->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
     int64_t tH = (OH + 3) / 4, tW = (OW + 3) / 4, Hp = 4 * tH + 2, Wp = 4 * tW + 2;
     int64_t R = winograd_rows(C, c, tH, tW), T = R * tW;
-    const Buf *U = winograd_weights(L, n);
+    const Buf *U = winograd_weights(L, n, flip);
     const Buf *V = scratch(L, "wino_v", 36 * wino_stride(C * T)), *M = scratch(L, "wino_m", 36 * wino_stride(c * T));
     const Buf *Yt = scratch(L, "wino_y", 16 * c * T);
     int b = begin(L, n, &top);
-    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv (winograd) %s : %s", n->id,
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = %s (winograd) %s : %s", n->id, op_name(n->op),
                                                           n->label ? n->label : "", shape_str(n->shape));
-    bias_first(L, n, b, true);
-    const Buf *pairs = L->folded[n->id] ? fold_batchnorm(L, n, L->folded[n->id], b) : NULL;
-    const Buf *xp = winograd_pad(L, x, b, w, Hp, Wp);
+    const Buf *pairs = NULL;
+    if (n->op == OP_CONV) {
+        bias_first(L, n, b, true);
+        pairs = L->folded[n->id] ? fold_batchnorm(L, n, L->folded[n->id], b) : NULL;
+    }
+    const Buf *xp = winograd_pad(L, x, b, pt, pl, Hp, Wp);
     Expr *tr0 = R < tH ? imul(var(open_for(L, tH / R)), i64(R)) : i64(0);
     winograd_input(L, xp, V, C, Hp, Wp, tr0, R, tW);
     Vec *chunk = L->out;
@@ -995,6 +1007,15 @@ static void lower_conv_winograd(Lower *L, const Node *n)
     winograd_output(L, &(WinoOut){n, b, M, Yt, pairs, tr0, R, tW, OH, OW});
     L->out = top;
 }
+
+static void lower_conv_winograd(Lower *L, const Node *n) { lower_winograd(L, n, n->win.pt, n->win.pl, false); }
+
+/* The input's gradient of a 3x3 stride-1 conv with padding (pt, pl, pb, pr):
+ *   dx[ci, ih, iw] = sum_{co, kh, kw} W[co, ci, kh, kw] dy[co, ih + pt - kh, iw + pl - kw]
+ * is the 3x3 conv of dy padded by (2 - pt, 2 - pl, 2 - pb, 2 - pr) with the
+ * weights W[co, ci] turned by 180 degrees, ci its output channel and co its
+ * input one. */
+static void lower_conv_dx_winograd(Lower *L, const Node *n) { lower_winograd(L, n, 2 - n->win.pt, 2 - n->win.pl, true); }
 
 static void lower_conv(Lower *L, const Node *n)
 {
@@ -1972,7 +1993,10 @@ static void lower_node(Lower *L, const Node *n)
     case OP_LOSS_GRAD:     lower_loss(L, n); return;
     case OP_DENSE_DX:      lower_dense_dx(L, n); return;
     case OP_DENSE_DW:      lower_dense_dw(L, n); return;
-    case OP_CONV_DX:       depthwise(&n->win, n) ? lower_conv_dx_depthwise(L, n) : lower_conv_dx(L, n); return;
+    case OP_CONV_DX:       depthwise(&n->win, n) ? lower_conv_dx_depthwise(L, n)
+                           : use_winograd(n)     ? lower_conv_dx_winograd(L, n)
+                                                 : lower_conv_dx(L, n);
+                           return;
     case OP_CONV_DW:       depthwise(&n->win, n->in[1]) ? lower_conv_dw_depthwise(L, n) : lower_conv_dw(L, n); return;
     case OP_CHANNEL_SUM:   lower_channel_sum(L, n); return;
     case OP_MAXPOOL_DX:    if (!L->fused[n->id]) lower_maxpool_dx(L, n); return;
