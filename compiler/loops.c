@@ -779,14 +779,17 @@ static const char *conv_forced(void)
 }
 
 /* The default rule, from measurements on one thread at batch 1 and 16 (see
- * docs/compiler.md): Winograd where it was faster at both. It loses with
- * few input channels (the GEMMs' K: VGG's first layer, 3 channels, ran at a
- * third of im2col's speed), on small images (7 x 7: 4 tiles an example),
- * and at 512 x 512 channels on 14 x 14 at batch 1, where U (36 C c floats,
- * 38 MB, remade on every call) costs more than the example saves. */
+ * docs/compiler.md): Winograd where it was faster at both, alone and in
+ * ResNet-18. It loses with few input channels (the GEMMs' K: VGG's first
+ * layer, 3 channels, ran at a third of im2col's speed) and on small images,
+ * where U (36 C c floats, remade on every call: 9.4 MB at 256 x 256
+ * channels) costs more than an example saves: 7 x 7 always, 14 x 14 at
+ * batch 1 (alone 512 x 512 channels lost; in ResNet-18, 256 x 256 did too,
+ * with U out of the cache). */
 static bool winograd_wins(int64_t C, int64_t c, int64_t OH, int64_t OW)
 {
-    return C >= 16 && OH >= 14 && OW >= 14 && (C * c <= 256 * 256 || OH * OW >= 28 * 28);
+    (void)c;
+    return C >= 16 && OH >= 28 && OW >= 28;
 }
 
 /* Whether conv n takes Winograd; its input's gradient (OP_CONV_DX n) is a
@@ -989,8 +992,9 @@ static void lower_winograd(Lower *L, const Node *n, int64_t pt, int64_t pl, bool
     const Buf *V = scratch(L, "wino_v", 36 * wino_stride(C * T)), *M = scratch(L, "wino_m", 36 * wino_stride(c * T));
     const Buf *Yt = scratch(L, "wino_y", 16 * c * T);
     int b = begin(L, n, &top);
-    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = %s (winograd) %s : %s", n->id, op_name(n->op),
-                                                          n->label ? n->label : "", shape_str(n->shape));
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = %s (winograd)%s%s : %s", n->id, op_name(n->op),
+                                                          n->label ? " " : "", n->label ? n->label : "",
+                                                          shape_str(n->shape));
     const Buf *pairs = NULL;
     if (n->op == OP_CONV) {
         bias_first(L, n, b, true);
