@@ -195,7 +195,7 @@ check: deps
 	sh tests/check.sh
 
 .PHONY: check-unit check-golden check-runtime check-reference check-reference-asan check-reference-nofuse
-.PHONY: check-reference-tuned check-reference-avx2 check-tune
+.PHONY: check-reference-tuned check-reference-avx2 check-reference-im2col check-reference-winograd check-tune
 .PHONY: check-train check-embed check-predict check-fuzz check-robustness check-mpi check-fullsize check-unparse check-onnx check-weights
 check-unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || exit 1; done
@@ -233,6 +233,14 @@ check-reference-tuned: all
 
 check-reference-avx2: all
 	sh tests/reference/run.sh --avx2
+
+# every convolution algorithm forced in turn (CNNC_CONV; about 2.5 min each,
+# so not in make check, which has the default choice)
+check-reference-im2col: all
+	CNNC_CONV=im2col sh tests/reference/run.sh
+
+check-reference-winograd: all
+	CNNC_CONV=winograd sh tests/reference/run.sh
 
 check-tune: all
 	sh tests/tune/run.sh

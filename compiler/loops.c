@@ -5,6 +5,7 @@
 #include "cnnc.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The state of lowering one kernel. */
@@ -1178,8 +1179,326 @@ static const Buf *fold_batchnorm(Lower *L, const Node *n, const Node *bn, int b)
     return pairs;
 }
 
+/* ---- Winograd F(4x4, 3x3) -----------------------------------------------------
+ * A 3x3, stride-1, undilated, ungrouped convolution computed on 6x6 input
+ * tiles d (overlapping by 2) that each give a 4x4 block of outputs:
+ *   Y = A^T [ (G g G^T) . (B^T d B) ] A
+ * (. elementwise) per pair of channels, summed over the input channels; the
+ * sum is, per of the 36 cells xi of the 6x6 domain, a GEMM
+ *   M_xi [c, tiles] = U_xi [c, C] V_xi [C, tiles]
+ * with U = G g G^T (the weights, transformed on each call: training changes
+ * them) and V = B^T d B. Points 0, +-1, +-2 and infinity (Lavin & Gray). The
+ * input comes from a zeroed padded copy large enough for whole tiles; the
+ * last tiles' outputs past the image are not stored. Tiles are taken a chunk
+ * of tile rows at a time so that V and M stay in the L2 (see col_rows). */
+static const float wino_BT[6][6] = {
+    {4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+    {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1},
+};
+static const float wino_G[6][3] = {
+    {1.0f / 4, 0, 0}, {-1.0f / 6, -1.0f / 6, -1.0f / 6}, {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+    {1.0f / 24, 1.0f / 12, 1.0f / 6}, {1.0f / 24, -1.0f / 12, 1.0f / 6}, {0, 0, 1},
+};
+static const float wino_AT[4][6] = {
+    {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1},
+};
+
+/* The floats from one cell xi's matrix (of U, V or M) to the next's: its
+ * size rounded up to 16, plus 16, so that the 36 matrices' rows, which
+ * the transforms read or write together, do not all fall in the same
+ * sets of the L1 (a power-of-two stride would put them there). */
+static int64_t wino_stride(int64_t size) { return ((size + 15) & ~(int64_t)15) + 16; }
+
+/* sum_j c[j stride] x[j] over the nonzero coefficients (j < n) */
+static Expr *lincomb(const float *c, int stride, int n, Expr **x)
+{
+    Expr *s = NULL;
+    for (int j = 0; j < n; j++) {
+        float k = c[j * stride];
+        if (k == 0)
+            continue;
+        if (!s)
+            s = k == 1 ? x[j] : ex(X_MUL, f32(k), x[j]);
+        else if (k == 1 || k == -1)
+            s = ex(k == 1 ? X_ADD : X_SUB, s, x[j]);
+        else
+            s = ex(X_ADD, s, ex(X_MUL, f32(k), x[j]));
+    }
+    return s ? s : f32(0);
+}
+
+/* Whether conv n may take the Winograd path. */
+static bool winograd_fits(const Node *n)
+{
+    const Window *w = &n->win;
+    return w->kh == 3 && w->kw == 3 && w->sh == 1 && w->sw == 1 && w->dh == 1 && w->dw == 1 && w->groups == 1;
+}
+
+/* The convolution algorithm CNNC_CONV forces (im2col or winograd), or
+ * "auto" (the rule of winograd_wins). Read at compile time. */
+static const char *conv_forced(void)
+{
+    static const char *mode;
+    if (!mode) {
+        const char *env = getenv("CNNC_CONV");
+        mode = env && *env ? env : "auto";
+        if (strcmp(mode, "auto") && strcmp(mode, "im2col") && strcmp(mode, "winograd")) {
+            fprintf(stderr, "cnnc: error: CNNC_CONV=%s: expected im2col, winograd or auto\n", mode);
+            exit(EXIT_USAGE);
+        }
+    }
+    return mode;
+}
+
+/* The default rule, from measurements on one thread at batch 1 and 16 (see
+ * docs/compiler.md): Winograd where it was faster at both, alone and in
+ * ResNet-18. It loses with few input channels (the GEMMs' K: VGG's first
+ * layer, 3 channels, ran at a third of im2col's speed) and on small images,
+ * where U (36 C c floats, remade on every call: 9.4 MB at 256 x 256
+ * channels) costs more than an example saves: 7 x 7 always, 14 x 14 at
+ * batch 1 (alone 512 x 512 channels lost; in ResNet-18, 256 x 256 did too,
+ * with U out of the cache). */
+static bool winograd_wins(int64_t C, int64_t c, int64_t OH, int64_t OW)
+{
+    (void)c;
+    return C >= 16 && OH >= 28 && OW >= 28;
+}
+
+/* Whether conv n takes Winograd; its input's gradient (OP_CONV_DX n) is a
+ * 3x3 stride-1 convolution too, of dy padded by 2 - pad (see
+ * lower_conv_dx_winograd), with the rule's roles of C and c swapped. */
+static bool use_winograd(const Node *n)
+{
+    const char *m = conv_forced();
+    const Window *w = &n->win;
+    if (!winograd_fits(n) || !strcmp(m, "im2col"))
+        return false;
+    if (n->op == OP_CONV_DX && (w->pt > 2 || w->pl > 2 || w->pb > 2 || w->pr > 2))
+        return false;
+    return !strcmp(m, "winograd") ||
+           winograd_wins(n->in[0]->shape.d[0], n->shape.d[0], n->shape.d[1], n->shape.d[2]);
+}
+
+/* U[xi, co, ci] = (G g[co, ci] G^T)[xi] for the weights g of conv n, or
+ * with flip, of its input's gradient n: g[co, ci] = W[ci, co] turned by
+ * 180 degrees (co the forward's input channel); the whole tensor, before the
+ * loop over the examples. Per output channel co (each co's cells are its
+ * own: parallel), its weights are first copied tap-major, wt[k, co, ci] =
+ * W[co, ci, k], so that the transform's loops over ci read and write
+ * contiguous memory; then a loop over ci per cell xi, U[xi] = sum over the
+ * taps of (G_a,i G_e,j) g[i, j], so that each loop stores one stream (with
+ * 36 streams of stores into U in one loop, it did not vectorize: 9.6 ms a
+ * call for 512 x 512 channels, 1.4 ms one loop per cell). */
+static const Buf *winograd_weights(Lower *L, const Node *n, bool flip)
+{
+    int64_t C = n->in[0]->shape.d[0], c = n->shape.d[0];
+    /* not scratch: written here and read by every example's iteration of
+     * the next nest, so they live over both nests (plan.c) */
+    const Buf *U = new_buf("wino_u", BASE_WS, L->fixed, 36 * wino_stride(c * C), false), *Wb = L->buf[n->in[1]->id];
+    L->fixed += padded(36 * wino_stride(c * C));
+    const Buf *wt = new_buf("wino_wt", BASE_WS, L->fixed, 9 * wino_stride(c * C), false);
+    L->fixed += padded(9 * wino_stride(c * C));
+    Vec *here = L->out;
+    int co = open_for(L, c);
+    ((LStmt *)here->at[here->n - 1])->parallel = true;
+    ((LStmt *)here->at[here->n - 1])->comment = arena_printf("%%%d = conv (winograd weights)", n->id);
+    Vec *channel = L->out;
+    int ci;
+    for (int k = 0; k < 9; k++) {         /* a loop per tap, for the same reason */
+        L->out = channel;
+        ci = open_for(L, C);
+        Expr *from = flip ? imad(imad(var(ci), c, var(co)), 9, i64(8 - k)) : imad(imad(var(co), C, var(ci)), 9, i64(k));
+        store(L, wt, iadd(i64(k * wino_stride(c * C)), imad(var(co), C, var(ci))), load(Wb, from), false);
+    }
+    for (int a = 0; a < 6; a++)
+        for (int e = 0; e < 6; e++) {     /* a loop each, over ci: one stream of stores vectorizes */
+            L->out = channel;
+            ci = open_for(L, C);
+            float coef[9];
+            Expr *g[9];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) {
+                    coef[i * 3 + j] = (float)((double)wino_G[a][i] * wino_G[e][j]);
+                    g[i * 3 + j] = load(wt, iadd(i64((i * 3 + j) * wino_stride(c * C)), imad(var(co), C, var(ci))));
+                }
+            store(L, U, iadd(i64((a * 6 + e) * wino_stride(c * C)), imad(var(co), C, var(ci))), lincomb(coef, 1, 9, g),
+                  false);
+        }
+    L->out = here;
+    return U;
+}
+
+/* The zeroed padded copy of example b of x: xp [C, Hp, Wp] with the image
+ * at (pt, pl). */
+static const Buf *winograd_pad(Lower *L, const Node *x, int b, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2];
+    const Buf *xp = scratch(L, "wino_xpad", C * Hp * Wp);
+    zero_scratch(L, xp, C * Hp * Wp);
+    int ci = open_for(L, C), ih = open_for(L, H), iw = open_for(L, W);
+    store(L, xp, imad(imad(var(ci), Hp, iadd(var(ih), i64(pt))), Wp, iadd(var(iw), i64(pl))),
+          elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
+    L->out = here;
+    return xp;
+}
+
+/* V[xi, ci, t] = (B^T d B)[xi] for the tiles t = r tW + tc of the chunk's
+ * tile rows tr = tr0 + r, d = xp[ci, 4 tr + (0..5), 4 tc + (0..5)]. */
+static void winograd_input(Lower *L, const Buf *xp, const Buf *V, int64_t C, int64_t Hp, int64_t Wp, Expr *tr0,
+                           int64_t R, int64_t tW)
+{
+    Vec *here = L->out;
+    int ci = open_for(L, C), r = open_for(L, R), tc = open_for(L, tW);
+    int64_t T = R * tW;
+    Expr *row0 = imul(iadd(tr0, var(r)), i64(4)), *t = imad(var(r), tW, var(tc));
+    Expr *d[6][6], *u[6][6];
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++)
+            d[i][j] = load(xp, imad(imad(var(ci), Hp, iadd(row0, i64(i))), Wp, iadd(imul(var(tc), i64(4)), i64(j))));
+    for (int i = 0; i < 6; i++)
+        for (int e = 0; e < 6; e++)
+            u[e][i] = get(set_new(L, lincomb(wino_BT[e], 1, 6, d[i])));   /* (d B)[i, e] */
+    for (int a = 0; a < 6; a++)
+        for (int e = 0; e < 6; e++)
+            store(L, V, iadd(i64((a * 6 + e) * wino_stride(C * T)), imad(var(ci), T, t)), lincomb(wino_BT[a], 1, 6, u[e]),
+                  false);
+    L->out = here;
+}
+
+/* The output transform of a chunk's T tiles, then the outputs into y:
+ *   Yt[co, i, 4 t + j] = (A^T M[., co, t] A)[i, j]   (one loop over the tiles t)
+ *   y[co, 4 tr + i, ow] = epi(Yt[co, i, 4 r tW + ow])  for the chunk's tile
+ * rows tr = tr0 + r, ow < OW and 4 tr + i < OH (the edges cropped).
+ * epi: the bias (or the folded batchnorm's pair) and the fused ReLU, or an
+ * accumulation into y whose bias is already there (--no-fuse). Both loops
+ * vectorize: writing y from the tiles directly, the loop over a row of tiles
+ * was too short (14 at 56 x 56) for the run-time overlap checks that it
+ * needed, so it ran scalar. */
+typedef struct {
+    const Node *n;
+    int b;
+    const Buf *M, *Yt, *pairs;
+    Expr *tr0;
+    int64_t R, tW, OH, OW;
+} WinoOut;
+
+static void winograd_output(Lower *L, const WinoOut *o)
+{
+    Vec *here = L->out;
+    const Node *n = o->n;
+    const Buf *y = L->buf[n->id];
+    int64_t c = n->shape.d[0], T = o->R * o->tW;
+    int co = open_for(L, c), t = open_for(L, T);
+    Expr *m[6], *s[4][6];
+    for (int e = 0; e < 6; e++) {
+        for (int a = 0; a < 6; a++)
+            m[a] = load(o->M, iadd(i64((a * 6 + e) * wino_stride(c * T)), imad(var(co), T, var(t))));
+        for (int i = 0; i < 4; i++)
+            s[i][e] = get(set_new(L, lincomb(wino_AT[i], 1, 6, m)));   /* (A^T M)[i, e] */
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            store(L, o->Yt, imad(imad(var(co), 4, i64(i)), 4 * T, imad(var(t), 4, i64(j))),
+                  lincomb(wino_AT[j], 1, 6, s[i]), false);
+    L->out = here;
+    co = open_for(L, c);
+    Expr *scale = NULL, *shift = NULL;
+    if (o->pairs) {
+        shift = get(set_new(L, load(o->pairs, imul(var(co), i64(2)))));
+        scale = get(set_new(L, load(o->pairs, imad(var(co), 2, i64(1)))));
+    } else if (n->op == OP_CONV && n->nin > 2 && L->fuse)
+        shift = get(set_new(L, elem(L, n->in[2], o->b, var(co))));
+    int r = open_for(L, o->R);
+    bool acc = n->op == OP_CONV && n->nin > 2 && !L->fuse, relu = n->op == OP_CONV && L->fused[n->id];
+    Vec *rows = L->out;
+    for (int i = 0; i < 4; i++) {
+        Expr *oh = iadd(imul(iadd(o->tr0, var(r)), i64(4)), i64(i));
+        if (o->OH % 4 && i >= o->OH % 4)
+            open_if(L, ex(X_LT, oh, i64(o->OH)));
+        int ow = open_for(L, o->OW);
+        Expr *v = load(o->Yt, imad(imad(var(co), 4, i64(i)), 4 * T, imad(var(r), 4 * o->tW, var(ow))));
+        if (scale)
+            v = ex(X_MUL, v, scale);
+        if (shift)
+            v = ex(X_ADD, v, shift);
+        Expr *yi = at(y, o->b, imad(imad(var(co), o->OH, oh), o->OW, var(ow)));
+        if (relu)
+            v = ex(X_MAX, acc ? ex(X_ADD, load(y, yi), v) : v, f32(0));
+        store(L, y, yi, v, acc && !relu);
+        L->out = rows;
+    }
+    L->out = here;
+}
+
+/* The tile rows at a time: the most that divide tH and keep V and M within
+ * half the L2, but enough for 64 tiles (all of them when there are fewer):
+ * the tiles are the GEMMs' columns, and each chunk reads the whole of U
+ * (36 C c floats), so a narrow chunk wastes the micro-kernel's vectors and
+ * streams U from memory (512 channels at 28 x 28 took 7 tiles a chunk and
+ * ran at a third of the speed of all 49). */
+static int64_t winograd_rows(int64_t C, int64_t c, int64_t tH, int64_t tW)
+{
+    int64_t budget = host_l2_bytes() / 2, fit = 0, wide = tH;
+    for (int64_t r = tH; r >= 1; r--) {
+        if (tH % r)
+            continue;
+        if (!fit && (int64_t)sizeof(float) * 36 * (C + c) * r * tW <= budget)
+            fit = r;
+        if (r * tW >= 64)
+            wide = r;
+    }
+    return fit > wide ? fit : wide;
+}
+
+/* Winograd for node n (a conv, or with flip a conv's input gradient) whose
+ * input n->in[0] is padded by (pt, pl) at the top and left. */
+static void lower_winograd(Lower *L, const Node *n, int64_t pt, int64_t pl, bool flip)
+{
+    Vec *top;
+    const Node *x = n->in[0];
+    int64_t C = x->shape.d[0], c = n->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
+    int64_t tH = (OH + 3) / 4, tW = (OW + 3) / 4, Hp = 4 * tH + 2, Wp = 4 * tW + 2;
+    int64_t R = winograd_rows(C, c, tH, tW), T = R * tW;
+    const Buf *U = winograd_weights(L, n, flip);
+    const Buf *V = scratch(L, "wino_v", 36 * wino_stride(C * T)), *M = scratch(L, "wino_m", 36 * wino_stride(c * T));
+    const Buf *Yt = scratch(L, "wino_y", 16 * c * T);
+    int b = begin(L, n, &top);
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = %s (winograd)%s%s : %s", n->id, op_name(n->op),
+                                                          n->label ? " " : "", n->label ? n->label : "",
+                                                          shape_str(n->shape));
+    const Buf *pairs = NULL;
+    if (n->op == OP_CONV) {
+        bias_first(L, n, b, true);
+        pairs = L->folded[n->id] ? fold_batchnorm(L, n, L->folded[n->id], b) : NULL;
+    }
+    const Buf *xp = winograd_pad(L, x, b, pt, pl, Hp, Wp);
+    Expr *tr0 = R < tH ? imul(var(open_for(L, tH / R)), i64(R)) : i64(0);
+    winograd_input(L, xp, V, C, Hp, Wp, tr0, R, tW);
+    Vec *chunk = L->out;
+    int xi = open_for(L, 36);
+    gemm(L, i64(c), T, i64(C), U, imul(var(xi), i64(wino_stride(c * C))), C, 1, V, imul(var(xi), i64(wino_stride(C * T))),
+         T, M, imul(var(xi), i64(wino_stride(c * T))), T, false);
+    L->out = chunk;
+    winograd_output(L, &(WinoOut){n, b, M, Yt, pairs, tr0, R, tW, OH, OW});
+    L->out = top;
+}
+
+static void lower_conv_winograd(Lower *L, const Node *n) { lower_winograd(L, n, n->win.pt, n->win.pl, false); }
+
+/* The input's gradient of a 3x3 stride-1 conv with padding (pt, pl, pb, pr):
+ *   dx[ci, ih, iw] = sum_{co, kh, kw} W[co, ci, kh, kw] dy[co, ih + pt - kh, iw + pl - kw]
+ * is the 3x3 conv of dy padded by (2 - pt, 2 - pl, 2 - pb, 2 - pr) with the
+ * weights W[co, ci] turned by 180 degrees, ci its output channel and co its
+ * input one. */
+static void lower_conv_dx_winograd(Lower *L, const Node *n) { lower_winograd(L, n, 2 - n->win.pt, 2 - n->win.pl, true); }
+
 static void lower_conv(Lower *L, const Node *n)
 {
+    if (use_winograd(n)) {
+        lower_conv_winograd(L, n);
+        return;
+    }
     Vec *top;
     const Window *w = &n->win;
     const Node *x = n->in[0];
@@ -2448,7 +2767,10 @@ static void lower_node(Lower *L, const Node *n)
     case OP_LOSS_GRAD:     lower_loss(L, n); return;
     case OP_DENSE_DX:      lower_dense_dx(L, n); return;
     case OP_DENSE_DW:      lower_dense_dw(L, n); return;
-    case OP_CONV_DX:       depthwise(&n->win, n) ? lower_conv_dx_depthwise(L, n) : lower_conv_dx(L, n); return;
+    case OP_CONV_DX:       depthwise(&n->win, n) ? lower_conv_dx_depthwise(L, n)
+                           : use_winograd(n)     ? lower_conv_dx_winograd(L, n)
+                                                 : lower_conv_dx(L, n);
+                           return;
     case OP_CONV_DW:       depthwise(&n->win, n->in[1]) ? lower_conv_dw_depthwise(L, n) : lower_conv_dw(L, n); return;
     case OP_CHANNEL_SUM:   lower_channel_sum(L, n); return;
     case OP_MAXPOOL_DX:    if (!L->fused[n->id]) lower_maxpool_dx(L, n); return;

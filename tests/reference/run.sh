@@ -9,7 +9,9 @@
 # executable with the tuning cache that wrote; with --avx2 for another
 # machine: x86-64-v3 (AVX2, no AVX-512: the GEMMs' default tiles for 16
 # registers; this machine must have AVX2) with a 16 KiB L2 (CNNC_L2_BYTES),
-# so that every convolution's im2col is built in chunks of rows.
+# so that every convolution's im2col is built in chunks of rows. With
+# CNNC_CONV=im2col or winograd set, every convolution that can takes that
+# algorithm (make check-reference-im2col, check-reference-winograd).
 # Prints "N passed, N failed" over all nets; exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
@@ -29,6 +31,8 @@ elif [ "${1:-}" = "--avx2" ]; then
   export CNNC_L2_BYTES
   shift
 fi
+# a convolution algorithm forced (CNNC_CONV, see docs/compiler.md): its own results
+case "${CNNC_CONV:-auto}" in auto) ;; *) tag="$tag-$CNNC_CONV" ;; esac
 out=build/ref/$tag
 mkdir -p "$out"
 if [ $tag = tuned ]; then     # the library is tuned (a short budget), the executable uses the cache
