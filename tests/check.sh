@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.." || exit 2
 XDG_CACHE_HOME="${TMPDIR:-/tmp}/cnnc-check-cache.$$"
 export XDG_CACHE_HOME
 trap 'rm -rf "$XDG_CACHE_HOME"' EXIT
-all="unit golden unparse runtime reference reference-nofuse reference-asan reference-tuned reference-avx2 fullsize onnx conformance tune train embed weights mpi predict robustness fuzz"
+all="unit golden unparse runtime reference reference-nofuse reference-asan reference-tuned reference-avx2 reference-im2col reference-winograd fullsize onnx conformance tune train embed weights mpi predict robustness fuzz"
 suites=${*:-$all}
 passed=0 failed=0 failures=""
 for s in $suites; do
