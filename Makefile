@@ -312,9 +312,9 @@ fuzz-frontend: $(BUILD)/fuzz/fuzz_frontend
 	  $(BUILD)/fuzz/corpus-frontend tests/fuzz/regressions
 
 # the tuning cache's reader and writer (compiler/tune.c, without LLVM)
-$(BUILD)/fuzz/fuzz_tunecache: tests/fuzz/fuzz_tunecache.c compiler/tune.c compiler/util.c compiler/diag.c compiler/cnnc.h
+$(BUILD)/fuzz/fuzz_tunecache: tests/fuzz/fuzz_tunecache.c compiler/tune.c compiler/tiles.c compiler/util.c compiler/diag.c compiler/cnnc.h
 	@mkdir -p $(dir $@)
-	$(CC) $(FUZZ_FLAGS) $(INC) -o $@ tests/fuzz/fuzz_tunecache.c compiler/tune.c compiler/util.c compiler/diag.c -lm
+	$(CC) $(FUZZ_FLAGS) $(INC) -o $@ tests/fuzz/fuzz_tunecache.c compiler/tune.c compiler/tiles.c compiler/util.c compiler/diag.c -lm
 
 fuzz-tunecache: $(BUILD)/fuzz/fuzz_tunecache
 	@mkdir -p $(BUILD)/fuzz/corpus-tunecache

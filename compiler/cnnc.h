@@ -611,7 +611,7 @@ bool example_loop(const LStmt *s);
 /* Shrinks and shares the workspace by liveness (see plan.c). */
 void plan_memory(Lowered *l);
 
-/* ------------------------------------------------------------------ tune.c */
+/* ----------------------------------------------------------------- tiles.c */
 
 /* GEMM register tiles (see Gemm): the defaults, the largest llvm.c builds,
  * and which tiles are valid. */
@@ -619,7 +619,10 @@ enum { GEMM_MR = 6, GEMM_NV = 2, GEMM_RT = 4, GEMM_CT = 4,
        GEMM_MR_MAX = 14, GEMM_NV_MAX = 4, GEMM_RT_MAX = 8, GEMM_CT_MAX = 8 };
 void gemm_target(bool avx512);       /* the target's registers (default: AVX-512's) */
 void gemm_tile_default(bool bt, int *r, int *c);
-bool gemm_tile_ok(bool bt, int r, int c);
+bool gemm_tile_ok(bool bt, int r, int c);                   /* for the target */
+bool gemm_tile_fits(bool bt, int r, int c, bool avx512);    /* for AVX-512's or AVX2's registers */
+
+/* ------------------------------------------------------------------ tune.c */
 
 /* --tune: the register tile of each distinct GEMM, measured on this
  * machine within a time budget, and the tuning cache (see tune.c). */

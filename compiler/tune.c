@@ -60,38 +60,6 @@ static void str_add(Str *s, const char *fmt, ...)
 
 static const char *str_done(Str *s) { return s->buf ? s->buf : ""; }
 
-/* ---- tiles ----------------------------------------------------------------- */
-
-/* The target's vector registers: 32 of 16 floats with AVX-512, else 16 of
- * 8 (AVX2), where each of the routines' 16-float vectors takes two. */
-static bool wide_registers = true;
-
-void gemm_target(bool avx512) { wide_registers = avx512; }
-
-void gemm_tile_default(bool bt, int *r, int *c)
-{
-    if (wide_registers)
-        *r = bt ? GEMM_RT : GEMM_MR, *c = bt ? GEMM_CT : GEMM_NV;
-    else
-        *r = bt ? 2 : 6, *c = bt ? 2 : 1;
-}
-
-/* Whether the routine can be built with this tile and keeps its accumulators
- * and operands in the vector registers: AVX-512's (wide) or AVX2's. */
-static bool tile_fits(bool bt, int r, int c, bool wide)
-{
-    /* gemm: r c accumulators, c vectors of B, a broadcast of A (one register);
-     * gemm_nt: r c accumulators, r vectors of A, c of B */
-    int need = bt ? r * c + r + c : r * c + c, regs = wide ? 32 : 16;
-    int used = wide ? need + !bt : 2 * need + !bt;
-    if (bt)
-        return r >= 1 && c >= 1 && r <= GEMM_RT_MAX && c <= GEMM_CT_MAX && used <= regs;
-    return r >= 1 && c >= 1 && r <= GEMM_MR_MAX && c <= GEMM_NV_MAX && used <= regs;
-}
-
-/* ... for the target */
-bool gemm_tile_ok(bool bt, int r, int c) { return tile_fits(bt, r, c, wide_registers); }
-
 /* "6x3", or "6x3/cols" with the columns outer: the cache's and -v's name */
 static const char *tile_name(int r, int c, bool cols_outer)
 {
@@ -694,7 +662,7 @@ static Entry *parse_entry(const char *text, const JVal *e, int i, const char **w
     sscanf(tile, "%2dx%2d%n", &r, &c, &end);
     const char *rest = end > 0 ? tile + end : "?";
     /* a tile some target can build: AVX-512's registers are the most */
-    if ((*rest && strcmp(rest, "/cols") != 0) || !tile_fits(strncmp(kernel, "gemm_nt ", 8) == 0, r, c, true)) {
+    if ((*rest && strcmp(rest, "/cols") != 0) || !gemm_tile_fits(strncmp(kernel, "gemm_nt ", 8) == 0, r, c, true)) {
         *why = arena_printf("%s: the tile \"%s\" is not one the GEMM routines build", place(text, str[3]->at), tile);
         return NULL;
     }

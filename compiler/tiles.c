@@ -1,0 +1,34 @@
+/* tiles.c: the GEMM routines' register tiles: the default for the target,
+ * and which tiles its vector registers can hold. Used when lowering (a
+ * statement's own tile), by the code generator and by the tuner; no LLVM. */
+#include "cnnc.h"
+
+/* The target's vector registers: 32 of 16 floats with AVX-512, else 16 of
+ * 8 (AVX2), where each of the routines' 16-float vectors takes two. */
+static bool wide_registers = true;
+
+void gemm_target(bool avx512) { wide_registers = avx512; }
+
+void gemm_tile_default(bool bt, int *r, int *c)
+{
+    if (wide_registers)
+        *r = bt ? GEMM_RT : GEMM_MR, *c = bt ? GEMM_CT : GEMM_NV;
+    else
+        *r = bt ? 2 : 6, *c = bt ? 2 : 1;
+}
+
+/* Whether the routine can be built with this tile and keeps its accumulators
+ * and operands in the vector registers: AVX-512's (wide) or AVX2's. */
+bool gemm_tile_fits(bool bt, int r, int c, bool wide)
+{
+    /* gemm: r c accumulators, c vectors of B, a broadcast of A (one register);
+     * gemm_nt: r c accumulators, r vectors of A, c of B */
+    int need = bt ? r * c + r + c : r * c + c, regs = wide ? 32 : 16;
+    int used = wide ? need + !bt : 2 * need + !bt;
+    if (bt)
+        return r >= 1 && c >= 1 && r <= GEMM_RT_MAX && c <= GEMM_CT_MAX && used <= regs;
+    return r >= 1 && c >= 1 && r <= GEMM_MR_MAX && c <= GEMM_NV_MAX && used <= regs;
+}
+
+/* ... for the target */
+bool gemm_tile_ok(bool bt, int r, int c) { return gemm_tile_fits(bt, r, c, wide_registers); }
