@@ -1034,6 +1034,28 @@ static void lower_conv_dx_depthwise(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* The depthwise weight gradient's tap sums over channel c, one flat loop
+ * along p (see lower_conv_dw_depthwise_flat): dyp's rows are Wr long, x's
+ * channel c starts at c cs in xb, and tap t reads it at p + off[t].
+ *   dW[c, t] += sum_p dyp[c, p] xb[c cs + p + off[t]] */
+static void dw_tap_sums(Lower *L, const Node *n, int c, const Buf *dyp, int64_t Wr, const Buf *xb, int64_t cs,
+                        const int64_t *off)
+{
+    const Node *dy = n->in[0];
+    int64_t OH = dy->shape.d[1], OW = dy->shape.d[2], taps = n->win.kh * n->win.kw;
+    int acc[DW_UNROLL_TAPS];
+    for (int t = 0; t < taps; t++)
+        acc[t] = set_new(L, f32(0));
+    Vec *chan = L->out;
+    int p = open_for(L, (OH - 1) * Wr + OW);
+    Expr *g = load(dyp, imad(var(c), OH * Wr, var(p)));
+    for (int t = 0; t < taps; t++)
+        set(L, acc[t], ex(X_ADD, get(acc[t]), ex(X_MUL, g, load(xb, iadd(imad(var(c), cs, var(p)), i64(off[t]))))));
+    L->out = chan;
+    for (int t = 0; t < taps; t++)
+        store(L, L->buf[n->id], iadd(imul(var(c), i64(taps)), i64(t)), get(acc[t]), true);
+}
+
 /* Stride 1, m = 1: with dy's rows padded to xp's width Wp (zeros past OW,
  * dyp), output (oh, ow) is flat position p = oh Wp + ow of both, and tap
  * (kh, kw) reads xp at p + kh d Wp + kw d: each tap's sum over the channel
@@ -1047,7 +1069,7 @@ static void lower_conv_dw_depthwise_flat(Lower *L, const Node *n)
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
     int64_t C = x->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2];
-    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr, taps = w->kh * w->kw;
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
     const Buf *xp = scratch(L, "xpad", C * Hp * Wp), *dyp = scratch(L, "dypad", C * OH * Wp);
     zero(L, n);
     int b = open_for(L, -1);
@@ -1056,21 +1078,11 @@ static void lower_conv_dw_depthwise_flat(Lower *L, const Node *n)
     int c = open_for(L, C);
     pad_channel(L, x, b, c, w, xp);
     pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wp - OW}, dyp, NULL);
-    int acc[DW_UNROLL_TAPS];
-    for (int t = 0; t < taps; t++)
-        acc[t] = set_new(L, f32(0));
-    Vec *chan = L->out;
-    int p = open_for(L, (OH - 1) * Wp + OW);
-    Expr *g = load(dyp, imad(var(c), OH * Wp, var(p)));
+    int64_t off[DW_UNROLL_TAPS];
     for (int kh = 0; kh < w->kh; kh++)
-        for (int kw = 0; kw < w->kw; kw++) {
-            Expr *xi = iadd(imad(var(c), Hp * Wp, var(p)), i64(kh * w->dh * Wp + kw * w->dw));
-            int t = kh * w->kw + kw;
-            set(L, acc[t], ex(X_ADD, get(acc[t]), ex(X_MUL, g, load(xp, xi))));
-        }
-    L->out = chan;
-    for (int t = 0; t < taps; t++)
-        store(L, L->buf[n->id], iadd(imul(var(c), i64(taps)), i64(t)), get(acc[t]), true);
+        for (int kw = 0; kw < w->kw; kw++)
+            off[kh * w->kw + kw] = kh * w->dh * Wp + kw * w->dw;
+    dw_tap_sums(L, n, c, dyp, Wp, xp, Hp * Wp, off);
     L->out = top;
 }
 
@@ -1085,7 +1097,7 @@ static void lower_conv_dw_depthwise_planes(Lower *L, const Node *n)
     Vec *top = L->out;
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
-    int64_t C = x->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2], st = w->sh, taps = w->kh * w->kw;
+    int64_t C = x->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2], st = w->sh;
     int64_t Hq = phase_rows(w, x->shape.d[1]), Wq = phase_len(w, x->shape.d[2]), plane = Hq * Wq;
     const Buf *xs = scratch(L, "xplanes", C * st * st * plane), *dyp = scratch(L, "dypad", C * OH * Wq);
     zero(L, n);
@@ -1095,23 +1107,13 @@ static void lower_conv_dw_depthwise_planes(Lower *L, const Node *n)
     int c = open_for(L, C);
     pad_channel_planes(L, x, b, c, w, xs);
     pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wq - OW}, dyp, NULL);
-    int acc[DW_UNROLL_TAPS];
-    for (int t = 0; t < taps; t++)
-        acc[t] = set_new(L, f32(0));
-    Vec *chan = L->out;
-    int p = open_for(L, (OH - 1) * Wq + OW);
-    Expr *g = load(dyp, imad(var(c), OH * Wq, var(p)));
+    int64_t off[DW_UNROLL_TAPS];
     for (int kh = 0; kh < w->kh; kh++)
         for (int kw = 0; kw < w->kw; kw++) {
             int64_t rh = kh * w->dh, rw = kw * w->dw;
-            int64_t off = ((rh % st) * st + rw % st) * plane + (rh / st) * Wq + rw / st;
-            Expr *xi = iadd(imad(var(c), st * st * plane, var(p)), i64(off));
-            int t = kh * w->kw + kw;
-            set(L, acc[t], ex(X_ADD, get(acc[t]), ex(X_MUL, g, load(xs, xi))));
+            off[kh * w->kw + kw] = ((rh % st) * st + rw % st) * plane + (rh / st) * Wq + rw / st;
         }
-    L->out = chan;
-    for (int t = 0; t < taps; t++)
-        store(L, L->buf[n->id], iadd(imul(var(c), i64(taps)), i64(t)), get(acc[t]), true);
+    dw_tap_sums(L, n, c, dyp, Wq, xs, st * st * plane, off);
     L->out = top;
 }
 
