@@ -467,6 +467,8 @@ def main():
 
     with open(out, "w") as fo:
         fo.write("\n".join(L))
+    readme = os.path.join(os.path.dirname(os.path.abspath(out)), "..", "README.md")
+    print(report_full.update_readme(readme, report_full.readme_block(full, machine, peak2)))
     return 0
 
 

@@ -107,8 +107,8 @@ def acceptance(F, small, peak2, tune_small):
     L.append("| all reference suites pass (fused, `--no-fuse`, tuned, ASan, every convolution "
              "algorithm forced) | — | not measured by `make bench`: `make check` | — |")
     L.append("| bench/RESULTS.md and the README carry the full-size table with the CPU, date "
-             "and peak | — | this file carries them; the README points here but does not copy "
-             "the table | **partly** |")
+             "and peak | — | this file carries them, and `make bench` writes the same table "
+             "with the CPU, date and peak into the README (its \"Full-size speed\") | **met** |")
     L.append("")
     return L
 
@@ -392,3 +392,60 @@ def rounds_block(F):
                      for k, _, _ in METRICS if k in d]
             L.append(f"{n:12s} {s:15s} " + "; ".join(parts))
     return L
+
+
+# --- the README's copy of the full-size table --------------------------------------
+
+README_BEGIN = "<!-- make bench writes from here to the end marker (bench/peers/report_full.py); do not edit -->"
+README_END = "<!-- end of make bench's full-size table -->"
+
+
+def readme_block(F, machine, peak2):
+    """The README's full-size table: each net's three figures beside its peer's."""
+    if not F.nets:
+        return None
+    ort = F.info.get("ort", {}).get("version", "")
+    rounds = machine.get("full_rounds_done", "?")
+    L = [README_BEGIN,
+         f"Full-size speed, from `make bench` (bench/RESULTS.md, {machine.get('date', '?')}, "
+         f"{machine.get('cpus', '?')} CPUs of an {machine.get('model', '?')}"
+         + (f", measured fp32 peak {peak2:.0f} GFLOP/s on 2 threads" if peak2 else "")
+         + f", {rounds} round{'s' if rounds != 1 else ''}; 2 threads for every system; ratios > 1: "
+         "cnnc faster; PyTorch is Debian's, the faster of its two configurations; "
+         f"ONNX Runtime {ort} on the models exported at opset 13):".replace("  ", " "),
+         "",
+         "| | latency b=1, ms: cnnc / ORT | forward b=16, img/s: cnnc / ORT | "
+         "training b=16, img/s: cnnc / PyTorch |",
+         "|---|---|---|---|"]
+    for n in F.nets:
+        cells = []
+        for k, _, kind in METRICS:
+            c = F.value("cnnc", n, k)
+            p = F.best_torch(n, k)[0] if k == "train_ips" else F.value("ort", n, k)
+            x = F.speedup(c, p, kind)
+            cells.append(f"{fmt_metric(kind, c)} / {fmt_metric(kind, p)}"
+                         + (f" ({x:.2f}x)" if x else ""))
+        L.append(f"| {n} | " + " | ".join(cells) + " |")
+    L.append(README_END)
+    return "\n".join(L)
+
+
+def update_readme(path, block):
+    """Replaces the README's block between the markers (written whole, then renamed).
+    Returns what it did, for the run's log."""
+    if block is None:
+        return "README.md: no full-size results, left as it was"
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        return f"README.md: not updated ({e.strerror})"
+    i, j = text.find(README_BEGIN), text.find(README_END)
+    if i < 0 or j < i:
+        return "README.md: not updated (its full-size table's markers are missing)"
+    text = text[:i] + block + text[j + len(README_END):]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return "README.md: full-size table updated"
