@@ -273,7 +273,7 @@ static void tail_values(rt_buckets *b)
     }
 }
 
-void rt_buckets_end(rt_buckets *b)
+void rt_buckets_end(rt_buckets *b, double *status, int n)
 {
     rt_net *net = b->net;
     if (!b->ran) {                                /* no kernel: this process adds zeros */
@@ -287,5 +287,5 @@ void rt_buckets_end(rt_buckets *b)
     }
     tail_values(b);
     start(b, b->first[b->ng], b->first[b->ng + 1]);
-    b->dist->wait_sums(b->dist);
+    b->dist->wait_sums(b->dist, status, n);
 }

@@ -548,11 +548,13 @@ struct rt_dist {
     /* The gradient's sums, behind the backward pass (buckets.c): start_sum
      * begins v[0..n) = the sum over the processes of their v[0..n), in
      * place, and returns at once: v is not to be touched until wait_sums,
-     * which returns when every sum started is done. poll lets the started
-     * sums progress. Called by the thread that started MPI only. */
+     * which sums status[0..n) too (the step's loss and flags: with the
+     * last of the gradient, not a message after it) and returns when every
+     * sum is done. poll lets the started sums progress. Called by the
+     * thread that started MPI only. */
     void (*start_sum)(const rt_dist *dist, float *v, int64_t n);
     void (*poll)(const rt_dist *dist);
-    void (*wait_sums)(const rt_dist *dist);
+    void (*wait_sums)(const rt_dist *dist, double *status, int n);
     /* v[0..n) = the sum over the processes of their v[0..n), in place */
     void (*sum_doubles)(const rt_dist *dist, double *v, int n);
     /* the largest of the processes' v */
@@ -620,9 +622,10 @@ void        rt_grads_ready(rt_grads *ctx, int64_t lo, int64_t hi);
  * the other threads have finished it. */
 void        rt_buckets_drain(rt_buckets *b);
 /* After the step's kernels: the tail's sum started, then every sum waited
- * for. If no kernel ran (no examples, or a failure before it) the process
- * takes part in each sum with zeros, so that every process starts the same. */
-void        rt_buckets_end(rt_buckets *b);
+ * for, and status[0..n) summed over the processes with them. If no kernel
+ * ran (no examples, or a failure before it) the process takes part in each
+ * sum with zeros, so that every process starts the same. */
+void        rt_buckets_end(rt_buckets *b, double *status, int n);
 
 /* main.c: the generated program's commands (info, predict, eval, bench, ...) */
 int rt_main(const rt_net_desc *d, int argc, char **argv);

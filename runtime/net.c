@@ -678,9 +678,8 @@ float rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_
     double data;
     rt_buckets_begin(b.buckets, net, dist, 1);     /* for one thread: cannot fail */
     bool failed = shard_grad(net, &b, &parts, &data) != 0;
-    rt_buckets_end(b.buckets);                     /* the gradient summed across the processes */
     double status[3] = {failed ? 0 : data, failed, *stop};   /* agreed by every process */
-    dist->sum_doubles(dist, status, 3);
+    rt_buckets_end(b.buckets, status, 3);          /* with the gradient summed across the processes */
     *stop = status[2] > 0;
     if (status[1] > 0) {
         if (!failed)
