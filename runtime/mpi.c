@@ -111,10 +111,12 @@ static void add_in(const Sums *s, Sum *u)
     if (u->type == MPI_FLOAT) {
         float *restrict v = u->v;
         const float *restrict in = u->in;
-        if (s->rank == 0)
+        if (s->rank == 0)                          /* (GCC's -O2 leaves these scalar */
+#pragma omp simd                                   /* without the pragma) */
             for (int i = 0; i < u->count; i++)
                 v[i] = v[i] + in[i];
         else
+#pragma omp simd
             for (int i = 0; i < u->count; i++)
                 v[i] = in[i] + v[i];
     } else {
