@@ -2,8 +2,9 @@
  * of the runtime that includes mpi.h; built into libcnnrt_mpi.a, which only
  * an MPI build links. It supplies the rt_dist that train.c and net.c spread a
  * training run with: every rank holds the whole network, takes its share of
- * each batch, and the gradient sums are added with MPI_Iallreduce, bucket by
- * bucket behind the backward pass (buckets.c starts them).
+ * each batch, and the gradient sums are added bucket by bucket behind the
+ * backward pass (buckets.c starts them): on 2 ranks by exchanging the
+ * buckets, on more with MPI_Iallreduce (see Sum).
  *
  * Errors: MPI_COMM_WORLD keeps MPI_ERRORS_ARE_FATAL, so a failed collective
  * (a rank that died) aborts the whole job instead of returning; mpirun then
