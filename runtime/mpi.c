@@ -25,10 +25,10 @@
  * both get the same bits, those of one process summing two threads'
  * (a + b) and of Open MPI's Iallreduce. That is one message's time where
  * the Iallreduce (libnbc's binomial tree: up to rank 0, then back) takes
- * two, the ranks' messages cross instead of following each other, and the
- * status goes in it (the step's own allreduce was another message's time
- * after the gradient's). With more processes it is one MPI_Iallreduce
- * (req[0]; req[1] stays MPI_REQUEST_NULL). */
+ * two, and the ranks' messages cross instead of following each other. The
+ * status is one more sum, started with the gradient's last (a blocking
+ * allreduce after them was another message's time). With more processes a
+ * sum is one MPI_Iallreduce (req[0]; req[1] stays MPI_REQUEST_NULL). */
 typedef struct {
     MPI_Request req[2];
     void *v, *in;                 /* in: kept from step to step (the same sums each step) */
@@ -168,12 +168,15 @@ static void wait_all(Sums *s)
     s->nsum = 0;
 }
 
-static void wait_sums(const rt_dist *dist, double *status, int n)
+static void start_status(const rt_dist *dist, double *status, int n)
+{
+    start(dist->self, status, n, MPI_DOUBLE, "the step's status");
+}
+
+static void wait_sums(const rt_dist *dist)
 {
     Sums *s = dist->self;
-    poll(dist);                   /* what the backward pass hid */
-    if (n > 0)
-        start(s, status, n, MPI_DOUBLE, "the step's status");
+    poll(dist);                   /* what the backward pass (and the work after it) hid */
     double t0 = MPI_Wtime();
     s->behind += s->sums ? t0 - s->started : 0;
     wait_all(s);
@@ -306,9 +309,9 @@ int rt_mpi_main(const rt_net_desc *d, int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     Sums sums = {.rank = rank, .size = size};
     MPI_Comm_dup(MPI_COMM_WORLD, &sums.comm);
-    rt_dist dist = {.rank = rank, .size = size, .start_sum = start_sum, .poll = poll, .wait_sums = wait_sums,
-                    .sum_doubles = sum_doubles, .max_int = max_int, .bucket_bytes = bucket_bytes(rank),
-                    .self = &sums};
+    rt_dist dist = {.rank = rank, .size = size, .start_sum = start_sum, .start_status = start_status,
+                    .poll = poll, .wait_sums = wait_sums, .sum_doubles = sum_doubles, .max_int = max_int,
+                    .bucket_bytes = bucket_bytes(rank), .self = &sums};
     bool train = argc > 1 && strcmp(argv[1], "train") == 0;
     int rc = 0;
     if (train)

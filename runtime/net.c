@@ -664,7 +664,7 @@ static rt_buckets *buckets(rt_net *net, const rt_dist *dist)
 }
 
 float rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_t first, int n,
-                         const float *x, const void *y, bool *stop)
+                         const float *x, const void *y, bool *stop, void (*meanwhile)(void *ctx), void *ctx)
 {
     if (!net)
         return NAN;
@@ -679,7 +679,7 @@ float rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_
     rt_buckets_begin(b.buckets, net, dist, 1);     /* for one thread: cannot fail */
     bool failed = shard_grad(net, &b, &parts, &data) != 0;
     double status[3] = {failed ? 0 : data, failed, *stop};   /* agreed by every process */
-    rt_buckets_end(b.buckets, status, 3);          /* with the gradient summed across the processes */
+    rt_buckets_end(b.buckets, status, 3, meanwhile, ctx);   /* with the gradient summed across them */
     *stop = status[2] > 0;
     if (status[1] > 0) {
         if (!failed)
