@@ -222,7 +222,8 @@ static bool env_on(const char *name)
 /* CNNC_MPI_STATS=1 (rank 0's environment decides for all): rank 0 says on
  * stderr how many steps there were, the bytes of gradient each summed and in
  * how many buckets, the share of those bytes whose sums were done when its
- * backward pass ended, the time each step waited for the others after it
+ * backward pass ended (and the next batch's copy after it: wait_sums
+ * looks), the time each step waited for the others after it
  * (not hidden behind it; it includes waiting for the slowest rank), the
  * time between those waits (a step's computation), the time of one sum
  * of the whole gradient with every rank ready, and the time the first
