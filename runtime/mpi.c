@@ -145,10 +145,12 @@ static void poll(const rt_dist *dist)
     Sums *s = dist->self;
     for (int i = 0; i < s->nsum; i++) {
         Sum *u = &s->sum[i];
-        int done = 0;
-        if (!u->added)
-            MPI_Testall(2, u->req, &done, MPI_STATUSES_IGNORE);
-        if (done) {
+        int got = 0, sent = 0;     /* MPI_Test looks again after moving them on; */
+        if (u->added)              /* MPI_Testall would not until the next call */
+            continue;
+        MPI_Test(&u->req[0], &got, MPI_STATUS_IGNORE);
+        MPI_Test(&u->req[1], &sent, MPI_STATUS_IGNORE);
+        if (got && sent) {
             add_in(s, u);
             u->added = true;
             s->done += u->type == MPI_FLOAT ? (double)u->count * sizeof(float) : 0;
