@@ -54,7 +54,7 @@ typedef struct {
     int buckets;                  /* per step (the same every step) */
     double step_bytes;            /* per step */
     double hidden;                /* bytes done before the backward pass ended */
-    double behind;                /* seconds from the first sum's start to the wait */
+    double behind;                /* seconds from the first sum's start to the backward pass's end */
     double waited;                /* in wait_sums: not hidden behind the backward pass */
     double first, last;           /* when the first step's wait ended, the last one's */
     double first_wait;
@@ -170,22 +170,27 @@ static void wait_all(Sums *s)
     s->nsum = 0;
 }
 
+/* Called when the backward pass has ended (and the gradient's last sums are
+ * started): the stats look at what it hid then, before the work that
+ * rt_buckets_end does while waiting (the next batch's copy). */
 static void start_status(const rt_dist *dist, double *status, int n)
 {
-    start(dist->self, status, n, MPI_DOUBLE, "the step's status");
+    Sums *s = dist->self;
+    start(s, status, n, MPI_DOUBLE, "the step's status");
+    poll(dist);
+    s->behind += s->sums ? MPI_Wtime() - s->started : 0;
+    s->hidden += s->done;
 }
 
 static void wait_sums(const rt_dist *dist)
 {
     Sums *s = dist->self;
-    poll(dist);                   /* what the backward pass (and the work after it) hid */
     double t0 = MPI_Wtime();
-    s->behind += s->sums ? t0 - s->started : 0;
     wait_all(s);
     double t1 = MPI_Wtime();
     if (s->steps++ == 0)
         s->first = t1, s->first_wait = t1 - t0;
-    s->last = t1, s->waited += t1 - t0, s->hidden += s->done;
+    s->last = t1, s->waited += t1 - t0;
     s->buckets = s->sums, s->step_bytes = s->bytes;
     s->sums = 0, s->bytes = 0, s->done = 0;
 }
@@ -224,8 +229,7 @@ static bool env_on(const char *name)
 /* CNNC_MPI_STATS=1 (rank 0's environment decides for all): rank 0 says on
  * stderr how many steps there were, the bytes of gradient each summed and in
  * how many buckets, the share of those bytes whose sums were done when its
- * backward pass ended (and the next batch's copy after it: wait_sums
- * looks), the time each step waited for the others after it
+ * backward pass ended, the time each step waited for the others after it
  * (not hidden behind it; it includes waiting for the slowest rank), the
  * time between those waits (a step's computation), the time of one sum
  * of the whole gradient with every rank ready, and the time the first
