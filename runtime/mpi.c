@@ -6,9 +6,10 @@
  * backward pass (buckets.c starts them): on 2 ranks by exchanging the
  * buckets, on more with MPI_Iallreduce (see Sum).
  *
- * Errors: MPI_COMM_WORLD keeps MPI_ERRORS_ARE_FATAL, so a failed collective
- * (a rank that died) aborts the whole job instead of returning; mpirun then
- * ends the other ranks and exits non-zero.
+ * Errors: MPI_COMM_WORLD keeps MPI_ERRORS_ARE_FATAL (and its duplicate for
+ * the sums inherits it), so a failed collective or message (a rank that
+ * died) aborts the whole job instead of returning; mpirun then ends the
+ * other ranks and exits non-zero.
  */
 #include "cnnrt.h"
 
@@ -55,7 +56,7 @@ typedef struct {
     double step_bytes;            /* per step */
     double hidden;                /* bytes done before the backward pass ended */
     double behind;                /* seconds from the first sum's start to the backward pass's end */
-    double waited;                /* in wait_sums: not hidden behind the backward pass */
+    double waited;                /* in wait_sums: not hidden behind the backward pass (nor the copy after it) */
     double first, last;           /* when the first step's wait ended, the last one's */
     double first_wait;
 } Sums;
