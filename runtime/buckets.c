@@ -273,7 +273,7 @@ static void tail_values(rt_buckets *b)
     }
 }
 
-void rt_buckets_end(rt_buckets *b)
+void rt_buckets_end(rt_buckets *b, double *status, int n, void (*meanwhile)(void *ctx), void *ctx)
 {
     rt_net *net = b->net;
     if (!b->ran) {                                /* no kernel: this process adds zeros */
@@ -287,5 +287,8 @@ void rt_buckets_end(rt_buckets *b)
     }
     tail_values(b);
     start(b, b->first[b->ng], b->first[b->ng + 1]);
+    b->dist->start_status(b->dist, status, n);
+    if (meanwhile)
+        meanwhile(ctx);                           /* while the last sums are in flight */
     b->dist->wait_sums(b->dist);
 }

@@ -548,9 +548,12 @@ struct rt_dist {
     /* The gradient's sums, behind the backward pass (buckets.c): start_sum
      * begins v[0..n) = the sum over the processes of their v[0..n), in
      * place, and returns at once: v is not to be touched until wait_sums,
-     * which returns when every sum started is done. poll lets the started
-     * sums progress. Called by the thread that started MPI only. */
+     * which returns when every sum started is done. start_status does the
+     * same for the step's status (its loss and flags), started with the
+     * last of the gradient, not after it. poll lets the started sums
+     * progress. Called by the thread that started MPI only. */
     void (*start_sum)(const rt_dist *dist, float *v, int64_t n);
+    void (*start_status)(const rt_dist *dist, double *status, int n);
     void (*poll)(const rt_dist *dist);
     void (*wait_sums)(const rt_dist *dist);
     /* v[0..n) = the sum over the processes of their v[0..n), in place */
@@ -571,9 +574,12 @@ struct rt_dist {
  * processes. *stop in: this process asks to stop; out: one of them did. The
  * loss of the whole batch, the same in every process; NAN on every process
  * if one failed (rt_net_error says why, or that another one failed), and a
- * non-finite loss without a step if the loss diverged. */
+ * non-finite loss without a step if the loss diverged. meanwhile(ctx), if
+ * not NULL, is called once, while the step's last sums are in flight (the
+ * caller copies its next batch then: work done while waiting for them). */
 float       rt_net_train_shard(rt_net *net, const rt_dist *dist, int64_t total, int64_t first,
-                               int n, const float *x, const void *y, bool *stop);
+                               int n, const float *x, const void *y, bool *stop,
+                               void (*meanwhile)(void *ctx), void *ctx);
 /* Parameter i's values (count floats, in the network's block) or its
  * gradient; NULL (and rt_net_error) when i is outside [0, nparams), and for
  * the gradient before any loss_grad or train_step. */
@@ -619,10 +625,12 @@ void        rt_grads_ready(rt_grads *ctx, int64_t lo, int64_t hi);
 /* Thread 0 after its kernel: starts each remaining group's sums as soon as
  * the other threads have finished it. */
 void        rt_buckets_drain(rt_buckets *b);
-/* After the step's kernels: the tail's sum started, then every sum waited
- * for. If no kernel ran (no examples, or a failure before it) the process
- * takes part in each sum with zeros, so that every process starts the same. */
-void        rt_buckets_end(rt_buckets *b);
+/* After the step's kernels: the tail's sum started and status[0..n)'s
+ * (summed over the processes with the gradient), meanwhile(ctx) called if
+ * not NULL, then every sum waited for. If no kernel ran (no examples, or a
+ * failure before it) the process takes part in each sum with zeros, so that
+ * every process starts the same. */
+void        rt_buckets_end(rt_buckets *b, double *status, int n, void (*meanwhile)(void *ctx), void *ctx);
 
 /* main.c: the generated program's commands (info, predict, eval, bench, ...) */
 int rt_main(const rt_net_desc *d, int argc, char **argv);

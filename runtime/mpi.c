@@ -2,12 +2,14 @@
  * of the runtime that includes mpi.h; built into libcnnrt_mpi.a, which only
  * an MPI build links. It supplies the rt_dist that train.c and net.c spread a
  * training run with: every rank holds the whole network, takes its share of
- * each batch, and the gradient sums are added with MPI_Iallreduce, bucket by
- * bucket behind the backward pass (buckets.c starts them).
+ * each batch, and the gradient sums are added bucket by bucket behind the
+ * backward pass (buckets.c starts them): on 2 ranks by exchanging the
+ * buckets, on more with MPI_Iallreduce (see Sum).
  *
- * Errors: MPI_COMM_WORLD keeps MPI_ERRORS_ARE_FATAL, so a failed collective
- * (a rank that died) aborts the whole job instead of returning; mpirun then
- * ends the other ranks and exits non-zero.
+ * Errors: MPI_COMM_WORLD keeps MPI_ERRORS_ARE_FATAL (and its duplicate for
+ * the sums inherits it), so a failed collective or message (a rank that
+ * died) aborts the whole job instead of returning; mpirun then ends the
+ * other ranks and exits non-zero.
  */
 #include "cnnrt.h"
 
@@ -17,12 +19,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One sum across the processes: a piece of the gradient, or the step's
+ * status (a few doubles). With two processes it is an exchange: each sends
+ * its values to the other (req[1]) and receives the other's into `in`
+ * (req[0]); when both are done it adds them, the lower rank's first, so
+ * both get the same bits, those of one process summing two threads'
+ * (a + b) and of Open MPI's Iallreduce. That is one message's time where
+ * the Iallreduce (libnbc's binomial tree: up to rank 0, then back) takes
+ * two, and the ranks' messages cross instead of following each other. The
+ * status is one more sum, started with the gradient's last (a blocking
+ * allreduce after them was another message's time). With more processes a
+ * sum is one MPI_Iallreduce (req[0]; req[1] stays MPI_REQUEST_NULL). */
+typedef struct {
+    MPI_Request req[2];
+    void *v, *in;                 /* in: kept from step to step (the same sums each step) */
+    size_t in_size;
+    int count;
+    MPI_Datatype type;
+    bool added;                   /* the sum is in v (and counted as done) */
+} Sum;
+
 /* The gradient's sums in flight, and what they cost, for CNNC_MPI_STATS=1
  * (rt_dist.self). */
 typedef struct {
-    MPI_Request *req;             /* MPI_REQUEST_NULL once done */
-    double *req_bytes;
-    int nreq, cap;
+    MPI_Comm comm;                /* MPI_COMM_WORLD's duplicate: the sums' messages alone */
+    int rank, size;
+    Sum *sum;
+    int nsum, cap;
     /* the current step */
     int sums;                     /* started: the gradient's buckets */
     double bytes, done;           /* started, done (seen by poll) */
@@ -32,70 +55,143 @@ typedef struct {
     int buckets;                  /* per step (the same every step) */
     double step_bytes;            /* per step */
     double hidden;                /* bytes done before the backward pass ended */
-    double behind;                /* seconds from the first sum's start to the wait */
-    double waited;                /* in wait_sums: not hidden behind the backward pass */
+    double behind;                /* seconds from the first sum's start to the backward pass's end */
+    double waited;                /* in wait_sums: not hidden behind the backward pass (nor the copy after it) */
     double first, last;           /* when the first step's wait ended, the last one's */
     double first_wait;
 } Sums;
 
-static MPI_Request *new_request(Sums *s, double bytes)
+/* The next sum of the step, its buffer for the other's values at least
+ * `size` bytes when there are two processes; NULL when out of memory. */
+static Sum *new_sum(Sums *s, size_t size)
 {
-    if (s->nreq == s->cap) {
+    if (s->nsum == s->cap) {
         int cap = s->cap ? 2 * s->cap : 64;
-        MPI_Request *r = realloc(s->req, sizeof *r * (size_t)cap);
-        if (r)
-            s->req = r;
-        double *b = r ? realloc(s->req_bytes, sizeof *b * (size_t)cap) : NULL;
-        if (!b)
+        Sum *n = realloc(s->sum, sizeof *n * (size_t)cap);
+        if (!n)
             return NULL;
-        s->req_bytes = b, s->cap = cap;
+        memset(n + s->cap, 0, sizeof *n * (size_t)(cap - s->cap));
+        s->sum = n, s->cap = cap;
     }
-    s->req_bytes[s->nreq] = bytes;
-    return &s->req[s->nreq++];
+    Sum *u = &s->sum[s->nsum];
+    if (s->size == 2 && u->in_size < size) {
+        free(u->in);
+        u->in_size = 0;
+        if (!(u->in = malloc(size)))
+            return NULL;
+        u->in_size = size;
+    }
+    s->nsum++;
+    return u;
+}
+
+/* Starts v[0..count) of `type` summed across the processes, in place. */
+static void start(Sums *s, void *v, int count, MPI_Datatype type, const char *what)
+{
+    int esize;
+    MPI_Type_size(type, &esize);
+    Sum *u = new_sum(s, (size_t)count * (size_t)esize);
+    if (!u) {                     /* a blocking sum would not match the others' */
+        fprintf(stderr, "out of memory for %s: this process cannot take part\n", what);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    u->v = v, u->count = count, u->type = type, u->added = false;
+    if (s->size == 2) {
+        MPI_Irecv(u->in, count, type, 1 - s->rank, 0, s->comm, &u->req[0]);
+        MPI_Isend(v, count, type, 1 - s->rank, 0, s->comm, &u->req[1]);
+    } else {
+        MPI_Iallreduce(MPI_IN_PLACE, v, count, type, MPI_SUM, s->comm, &u->req[0]);
+        u->req[1] = MPI_REQUEST_NULL;
+    }
+}
+
+/* With two processes, v = (lower rank's values) + (higher rank's). */
+static void add_in(const Sums *s, Sum *u)
+{
+    if (s->size != 2)
+        return;
+    if (u->type == MPI_FLOAT) {
+        float *restrict v = u->v;
+        const float *restrict in = u->in;
+        if (s->rank == 0)                          /* (GCC's -O2 leaves these scalar */
+#pragma omp simd                                   /* without the pragma) */
+            for (int i = 0; i < u->count; i++)
+                v[i] = v[i] + in[i];
+        else
+#pragma omp simd
+            for (int i = 0; i < u->count; i++)
+                v[i] = in[i] + v[i];
+    } else {
+        double *restrict v = u->v;
+        const double *restrict in = u->in;
+        for (int i = 0; i < u->count; i++)
+            v[i] = s->rank == 0 ? v[i] + in[i] : in[i] + v[i];
+    }
 }
 
 /* MPI counts are ints: a longer vector goes in pieces of at most INT_MAX. */
 static void start_sum(const rt_dist *dist, float *v, int64_t n)
 {
     Sums *s = dist->self;
-    for (int64_t at = 0; at < n; at += INT_MAX) {
-        int k = (int)(n - at < INT_MAX ? n - at : INT_MAX);
-        MPI_Request *r = new_request(s, (double)k * sizeof(float));
-        if (!r) {                 /* a blocking sum would not match the others' */
-            fprintf(stderr, "out of memory for the gradient's sums: this process cannot take part\n");
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        }
-        MPI_Iallreduce(MPI_IN_PLACE, v + at, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
-    }
+    for (int64_t at = 0; at < n; at += INT_MAX)
+        start(s, v + at, (int)(n - at < INT_MAX ? n - at : INT_MAX), MPI_FLOAT, "the gradient's sums");
     s->started = s->sums++ ? s->started : MPI_Wtime();
     s->bytes += (double)n * sizeof(float);
 }
 
-/* Open MPI moves a non-blocking collective on only inside MPI calls: each
- * test is one of those. */
+/* Open MPI moves a non-blocking sum on only inside MPI calls: each test is
+ * one of those. A sum done is added (two processes) and counted. */
 static void poll(const rt_dist *dist)
 {
     Sums *s = dist->self;
-    for (int i = 0; i < s->nreq; i++) {
-        int done = 0;
-        if (s->req[i] != MPI_REQUEST_NULL)
-            MPI_Test(&s->req[i], &done, MPI_STATUS_IGNORE);
-        s->done += done ? s->req_bytes[i] : 0;
+    for (int i = 0; i < s->nsum; i++) {
+        Sum *u = &s->sum[i];
+        int got = 0, sent = 0;     /* MPI_Test looks again after moving them on; */
+        if (u->added)              /* MPI_Testall would not until the next call */
+            continue;
+        MPI_Test(&u->req[0], &got, MPI_STATUS_IGNORE);
+        MPI_Test(&u->req[1], &sent, MPI_STATUS_IGNORE);
+        if (got && sent) {
+            add_in(s, u);
+            u->added = true;
+            s->done += u->type == MPI_FLOAT ? (double)u->count * sizeof(float) : 0;
+        }
     }
+}
+
+/* Every sum started done and added. */
+static void wait_all(Sums *s)
+{
+    for (int i = 0; i < s->nsum; i++)
+        if (!s->sum[i].added) {
+            MPI_Waitall(2, s->sum[i].req, MPI_STATUSES_IGNORE);
+            add_in(s, &s->sum[i]);
+            s->sum[i].added = true;
+        }
+    s->nsum = 0;
+}
+
+/* Called when the backward pass has ended (and the gradient's last sums are
+ * started): the stats look at what it hid then, before the work that
+ * rt_buckets_end does while waiting (the next batch's copy). */
+static void start_status(const rt_dist *dist, double *status, int n)
+{
+    Sums *s = dist->self;
+    start(s, status, n, MPI_DOUBLE, "the step's status");
+    poll(dist);
+    s->behind += s->sums ? MPI_Wtime() - s->started : 0;
+    s->hidden += s->done;
 }
 
 static void wait_sums(const rt_dist *dist)
 {
     Sums *s = dist->self;
-    poll(dist);                   /* what the backward pass hid */
     double t0 = MPI_Wtime();
-    s->behind += s->sums ? t0 - s->started : 0;
-    MPI_Waitall(s->nreq, s->req, MPI_STATUSES_IGNORE);
+    wait_all(s);
     double t1 = MPI_Wtime();
-    s->nreq = 0;
     if (s->steps++ == 0)
         s->first = t1, s->first_wait = t1 - t0;
-    s->last = t1, s->waited += t1 - t0, s->hidden += s->done;
+    s->last = t1, s->waited += t1 - t0;
     s->buckets = s->sums, s->step_bytes = s->bytes;
     s->sums = 0, s->bytes = 0, s->done = 0;
 }
@@ -103,7 +199,7 @@ static void wait_sums(const rt_dist *dist)
 /* The seconds a sum of `bytes` takes as one bucket when every rank is ready
  * for it (after a barrier): the transfer alone, without waiting for a
  * slower rank. The median of 21. Every rank calls it. */
-static double lone_allreduce(double bytes)
+static double lone_allreduce(Sums *s, double bytes)
 {
     int n = (int)(bytes / sizeof(float)), reps = 21;
     float *v = calloc((size_t)(n > 0 ? n : 1), sizeof *v);
@@ -111,9 +207,8 @@ static double lone_allreduce(double bytes)
     for (int i = 0; i < reps; i++) {
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime();
-        MPI_Request r;
-        MPI_Iallreduce(MPI_IN_PLACE, v, v ? n : 0, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r);
-        MPI_Wait(&r, MPI_STATUS_IGNORE);
+        start(s, v, v ? n : 0, MPI_FLOAT, "a sum");
+        wait_all(s);
         t[i] = MPI_Wtime() - t0;
     }
     free(v);
@@ -140,13 +235,13 @@ static bool env_on(const char *name)
  * time between those waits (a step's computation), the time of one sum
  * of the whole gradient with every rank ready, and the time the first
  * bucket's sum had before the backward pass ended (the most it could hide). */
-static void report_stats(const Sums *s, int rank, int size)
+static void report_stats(Sums *s, int rank, int size)
 {
     double want[2] = {env_on("CNNC_MPI_STATS") && s->steps >= 2, s->step_bytes};
     MPI_Bcast(want, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (!want[0])
         return;
-    double lone = lone_allreduce(want[1]);
+    double lone = lone_allreduce(s, want[1]);
     if (rank != 0)
         return;
     double steps = (double)(s->steps - 1), later = s->waited - s->first_wait;
@@ -220,10 +315,11 @@ int rt_mpi_main(const rt_net_desc *d, int argc, char **argv)
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    Sums sums = {0};
-    rt_dist dist = {.rank = rank, .size = size, .start_sum = start_sum, .poll = poll, .wait_sums = wait_sums,
-                    .sum_doubles = sum_doubles, .max_int = max_int, .bucket_bytes = bucket_bytes(rank),
-                    .self = &sums};
+    Sums sums = {.rank = rank, .size = size};
+    MPI_Comm_dup(MPI_COMM_WORLD, &sums.comm);
+    rt_dist dist = {.rank = rank, .size = size, .start_sum = start_sum, .start_status = start_status,
+                    .poll = poll, .wait_sums = wait_sums, .sum_doubles = sum_doubles, .max_int = max_int,
+                    .bucket_bytes = bucket_bytes(rank), .self = &sums};
     bool train = argc > 1 && strcmp(argv[1], "train") == 0;
     int rc = 0;
     if (train)
@@ -234,7 +330,10 @@ int rt_mpi_main(const rt_net_desc *d, int argc, char **argv)
         rc = max_int(&dist, rc);
     if (train)
         report_stats(&sums, rank, size);
-    free(sums.req), free(sums.req_bytes);
+    for (int i = 0; i < sums.cap; i++)
+        free(sums.sum[i].in);
+    free(sums.sum);
+    MPI_Comm_free(&sums.comm);
     MPI_Finalize();
     return rc;
 }

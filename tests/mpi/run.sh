@@ -11,11 +11,12 @@
 # (b) -np 2 and -np 3: one epoch reaches >= 82% test accuracy, and a rerun
 #     writes a byte-identical checkpoint;
 # (c) -np 1 writes the same checkpoint, byte for byte, as the build without
-#     --mpi; -np 2 x 1 thread the same tensors as 1 process x 2 threads; a
-#     batch smaller than the rank count (a rank with no examples) trains
-#     as 1 process with that many threads; an --mpi --sanitize build on 3
-#     ranks x 2 threads with uneven shares runs clean under ASan and UBSan;
-#     a network with batchnorm trains on 3 ranks, their weights equal;
+#     --mpi; -np 2 x 1 thread the same tensors and train loss as 1 process
+#     x 2 threads; a batch smaller than the rank count (a rank with no
+#     examples) trains as 1 process with that many threads; an --mpi
+#     --sanitize build on 3 ranks x 2 threads with uneven shares runs clean
+#     under ASan and UBSan; a network with batchnorm trains on 3 ranks,
+#     their weights equal;
 # (d) a 2-rank checkpoint resumes on 1 and on 3 ranks;
 # (e) a rank killed with SIGKILL mid-training ends the job with a non-zero
 #     exit within 60 s, and the last checkpoint loads with `eval`; Ctrl-C to
@@ -46,6 +47,8 @@ check() { name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
 run() { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
 # The test accuracy the last run printed ("test accuracy: 82.37%"), x 100.
 acc() { sed -n 's/^test accuracy: \([0-9]*\)\.\([0-9]*\)%$/\1\2/p' "$T/out"; }
+# The train loss of the last run's epoch line ("epoch 1/1  train loss 0.5074 ...").
+train_loss() { sed -n 's/^epoch 1\/1  train loss \([0-9.]*\) .*/\1/p' "$T/out"; }
 # The value of metadata key $2 in checkpoint $1.
 meta() { head -c 4096 "$1" | tr ',{}' '\n\n\n' | sed -n "s/^\"$2\":\"\\(.*\\)\"$/\\1/p"; }
 same_tensors() { python3 "$ROOT/tests/mpi/same_tensors.py" "$1" "$2" 2>"$T/err"; }
@@ -78,6 +81,7 @@ for np in 2 3; do
     check "-np $np: one epoch, test accuracy ${a:-?}/100 % >= 82%" [ $rc -eq 0 -a "${a:-0}" -ge 8200 ]
     check "-np $np: the banner names the ranks" grep -q "data-parallel over $np processes" "$T/out"
     check "-np $np: rank 0 alone prints (one epoch line)" [ "$(grep -c '^epoch 1/1' "$T/out")" = 1 ]
+    train_loss >np$np.loss
     run $MPIRUN -np $np ./mlp_mpi train $FULL --epochs 1 --save np$np.again.ck
     check "-np $np: a rerun writes a byte-identical checkpoint" cmp -s np$np.ck np$np.again.ck
     check "-np $np: the checkpoint says ranks $np" [ "$(meta np$np.ck ranks)" = $np ]
@@ -89,6 +93,9 @@ run ./mlp train $FULL --epochs 1 --save plain.ck
 check "-np 1 writes the checkpoint of the build without --mpi, byte for byte" cmp -s np1.ck plain.ck
 run ./mlp train $FULL --threads 2 --epochs 1 --save plain2.ck
 check "-np 2 x 1 thread: the tensors of 1 process x 2 threads" same_tensors np2.ck plain2.ck
+# the ranks' losses summed with the gradient (mpi.c's wait_sums): the same sum
+check "-np 2 x 1 thread: the train loss of 1 process x 2 threads ($(cat np2.loss) and $(train_loss))" \
+    [ -s np2.loss -a "$(cat np2.loss)" = "$(train_loss)" ]
 python3 - "$DATA" <<'EOF' || bad "cannot cut a 301-example subset"
 import gzip, struct, sys
 d = sys.argv[1] + '/'
