@@ -215,6 +215,11 @@ typedef enum {
                          as ONNX MaxPool's Indices do (exact below 2^24) */
     OP_WRAP,          /* (x): x rounded toward 0, then wrapped into the range of the integer
                          type aux (an ElemType: ET_U8 or ET_I8), mod 2^8 */
+    OP_BN_EXAMPLE,    /* (x, gamma, beta, mean, var): ONNX's BatchNormalization in training mode
+                         over an example [N, C, ...] (read unbatched): per channel, the mean and
+                         (biased) variance over its N and positions; aux 0: y, normalized with
+                         them; aux 1, 2: mean m + batch mean (1 - m), var m + batch var (1 - m)
+                         (the updated statistics, [C]); alpha = eps, momentum = m (ONNX's) */
     OP_COUNT
 } OpKind;
 

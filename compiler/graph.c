@@ -25,6 +25,7 @@ static const char *const op_names[OP_COUNT] = {
     [OP_SUM_TO] = "sum_to", [OP_MATMUL_DA] = "matmul_da", [OP_MATMUL_DB] = "matmul_db",
     [OP_EXPAND] = "expand", [OP_STEP] = "step", [OP_GE] = "ge", [OP_CLIP] = "clip", [OP_INSIDE] = "inside",
     [OP_FILL] = "fill", [OP_MAXPOOL_IDX] = "maxpool_indices", [OP_WRAP] = "wrap",
+    [OP_BN_EXAMPLE] = "batchnorm_example",
 };
 
 const char *op_name(OpKind op)
@@ -127,6 +128,8 @@ static char *attrs(const Node *n)
     case OP_MAXPOOL_IDX: return arena_printf("%s%s", window_attrs(&n->win), n->aux ? " column_major" : "");
     case OP_FILL:      return arena_printf(" %g", n->value);
     case OP_WRAP:      return arena_printf(" %s", elem_type_name((ElemType)n->aux));
+    case OP_BN_EXAMPLE: return arena_printf(" %s eps=%g momentum=%g", (const char *[]){"y", "mean", "var"}[n->aux % 3],
+                                            n->alpha, n->momentum);
     case OP_CLIP: case OP_INSIDE: return arena_printf(" lo=%g hi=%g", n->alpha, n->beta);
     case OP_LEAKY:     return arena_printf(" a=%g", n->alpha);
     case OP_DROPOUT:   return arena_printf(" p=%g", n->alpha);

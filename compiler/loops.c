@@ -1981,6 +1981,43 @@ static void lower_batchnorm_train(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* batchnorm_example: per channel c of the example [N, C, inner], the mean and
+ * biased variance over its N and inner cells; then y, or an updated statistic */
+static void lower_bn_example(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Node *x = n->in[0];
+    int64_t N = x->shape.d[0], C = x->shape.d[1], inner = shape_count(x->shape) / (N * C);
+    int b = begin(L, n, &top);
+    int c = open_for(L, C);
+    Vec *chan = L->out;
+    Expr *M = f32((double)(N * inner));
+    int sum = set_new(L, f32(0));
+    int k = open_for(L, N), i = open_for(L, inner);
+    set(L, sum, ex(X_ADD, get(sum), elem(L, x, b, imad(imad(var(k), C, var(c)), inner, var(i)))));
+    L->out = chan;
+    int mean = set_new(L, ex(X_DIV, get(sum), M)), sq = set_new(L, f32(0));
+    k = open_for(L, N), i = open_for(L, inner);
+    Expr *dev = ex(X_SUB, elem(L, x, b, imad(imad(var(k), C, var(c)), inner, var(i))), get(mean));
+    set(L, sq, ex(X_ADD, get(sq), ex(X_MUL, dev, dev)));
+    L->out = chan;
+    int varv = set_new(L, ex(X_DIV, get(sq), M));
+    const Buf *out = L->buf[n->id];
+    if (n->aux == 0) {
+        int scale = set_new(L, ex(X_DIV, elem(L, n->in[1], b, var(c)),
+                                  ex(X_SQRT, ex(X_ADD, get(varv), f32(n->alpha)), NULL)));
+        k = open_for(L, N), i = open_for(L, inner);
+        Expr *idx = imad(imad(var(k), C, var(c)), inner, var(i));
+        store(L, out, at(out, b, idx), ex(X_ADD, ex(X_MUL, ex(X_SUB, elem(L, x, b, idx), get(mean)), get(scale)),
+                                          elem(L, n->in[2], b, var(c))), false);
+    } else {
+        const Node *old = n->in[n->aux == 1 ? 3 : 4];
+        store(L, out, at(out, b, var(c)), ex(X_ADD, ex(X_MUL, elem(L, old, b, var(c)), f32(n->momentum)),
+                                             ex(X_MUL, get(n->aux == 1 ? mean : varv), f32(1 - n->momentum))), false);
+    }
+    L->out = top;
+}
+
 /* ---- losses ------------------------------------------------------------------ */
 
 /* coef / total: every loss is a mean over the whole batch */
@@ -2826,6 +2863,7 @@ static void lower_node(Lower *L, const Node *n)
     case OP_GE:
     case OP_INSIDE:        lower_indicator(L, n); return;
     case OP_MAXPOOL_IDX:   lower_maxpool_idx(L, n); return;
+    case OP_BN_EXAMPLE:    lower_bn_example(L, n); return;
     default:               break;
     }
     lower_elementwise(L, n);

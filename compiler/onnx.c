@@ -571,6 +571,7 @@ static bool define(Imp *m, const char *name, Value *v)
 }
 
 static bool given(ONode *n, size_t i) { return i < n->n_input && n->input[i] && n->input[i][0]; }
+static bool given_output(ONode *n, size_t i) { return i < n->n_output && n->output[i] && n->output[i][0]; }
 
 /* Input i of n (which must be given), defined by an earlier node. */
 static Value *input(Imp *m, ONode *n, size_t i)
@@ -1328,8 +1329,64 @@ static bool op_gap(Imp *m, ONode *n)
 }
 
 /* BatchNormalization at inference: the running statistics are buffers */
+/* BatchNormalization with training_mode = 1, read unbatched: the statistics
+ * of the example [N, C, ...] (its N and positions), and as outputs 2 and 3
+ * (when used) the running statistics updated with them */
+static bool bn_training(Imp *m, ONode *n)
+{
+    Value *v = input(m, n, 0);
+    if (!v)
+        return false;
+    Node *x = v->batched ? node_of(m, v) : NULL;
+    if (!x || x->shape.rank < 2)
+        return x ? fail("its input has shape %s; it takes [N, C, ...]", shape_str(x->shape))
+                 : fail("its input '%s' is a constant", str(n->input[0]));
+    float eps, momentum;
+    if (!attr_float(n, "epsilon", 1e-5f, &eps) || !attr_float(n, "momentum", 0.9f, &momentum))
+        return false;
+    if (!(eps > 0) || !(momentum >= 0 && momentum <= 1))
+        return fail("epsilon = %g must be above 0 and momentum = %g from 0 to 1", eps, momentum);
+    int64_t C = x->shape.d[1];
+    static const char *const names[] = {"scale", "B", "input_mean", "input_var"};
+    static const char *const suffix[] = {"weight", "bias", "running_mean", "running_var"};
+    const char *pre = layer_name(m, OP_BATCHNORM, "batchnorm");
+    Node *in[5] = {x};
+    for (int i = 1; i < 5; i++) {
+        Tensor *t = constant(m, n, (size_t)i, names[i - 1]);
+        const float *f = t ? floats(m, t) : NULL;
+        if (!f)
+            return false;
+        if (t->count != C)
+            return fail("its %s '%s' has %lld values for %lld channels", names[i - 1], t->name, (long long)t->count,
+                        (long long)C);
+        if (!(in[i] = param(m, arena_printf("%s.%s", pre, suffix[i - 1]), shape_of(1, C), f, false, i >= 3)))
+            return false;
+    }
+    Node *y = NULL;
+    for (int k = 2; k >= 0; k--) {             /* the statistics first: then output 1 is one_output's */
+        if (k > 0 && !(given_output(n, (size_t)k) && map_get(&m->uses, n->output[k])))
+            continue;
+        Node *o = graph_node(m->g, OP_BN_EXAMPLE, noloc, k ? shape_of(1, C) : x->shape, 5, in);
+        if (!o)
+            return false;
+        o->aux = k, o->alpha = eps, o->momentum = momentum, o->label = pre, o->batched = true;
+        if (k && !define(m, n->output[k], result(o, o->shape, true)))
+            return false;
+        y = o;
+    }
+    return out(m, n, result(y, v->shape, true));
+}
+
 static bool op_batchnorm(Imp *m, ONode *n)
 {
+    int64_t training_mode;
+    if (!attr_int(n, "training_mode", 0, &training_mode))
+        return false;
+    if (training_mode && !lead)
+        return bn_training(m, n);
+    if (training_mode)
+        return fail("training_mode = 1 normalizes with statistics over the batch; cnnc takes it only with the "
+                    "model read unbatched (--unbatched: the whole input one example)");
     Value *v = batch_needed() ? input(m, n, 0) : NULL;
     if (!v)
         return false;
