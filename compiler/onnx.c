@@ -1190,8 +1190,7 @@ static bool op_dropout(Imp *m, ONode *n)
     if (train != 0 && p != 0)
         return fail("training_mode is true with ratio %g: its output would be random; cnnc applies dropout only "
                     "when training (`./NAME train`)", p);
-    if (n->n_output > 1 && n->output[1] && n->output[1][0] && map_get(&m->uses, n->output[1]) &&
-        !dropout_mask(m, n))
+    if (given_output(n, 1) && map_get(&m->uses, n->output[1]) && !dropout_mask(m, n))
         return false;
     return elementwise(m, n, OP_DROPOUT, p, 0);
 }
@@ -1306,8 +1305,7 @@ static bool pool(Imp *m, ONode *n, OpKind op)
         (op == OP_AVGPOOL && !attr_int(n, "count_include_pad", 0, &count_pad)))
         return false;
     w.count_pad = count_pad != 0;
-    if (op == OP_MAXPOOL && n->n_output > 1 && n->output[1] && n->output[1][0] && map_get(&m->uses, n->output[1]) &&
-        !maxpool_indices(m, n, x, &w, dims))
+    if (op == OP_MAXPOOL && given_output(n, 1) && map_get(&m->uses, n->output[1]) && !maxpool_indices(m, n, x, &w, dims))
         return false;
     Node *y = graph_node(m->g, op, noloc, windowed(x->shape, x->shape.d[0], &w), 1, &x);
     if (y)
@@ -1328,7 +1326,6 @@ static bool op_gap(Imp *m, ONode *n)
     return y && out(m, n, result(y, shape_of(3, x->shape.d[0], (int64_t)1, (int64_t)1), true));
 }
 
-/* BatchNormalization at inference: the running statistics are buffers */
 /* BatchNormalization with training_mode = 1, read unbatched: the statistics
  * of the example [N, C, ...] (its N and positions), and as outputs 2 and 3
  * (when used) the running statistics updated with them */
@@ -1377,6 +1374,7 @@ static bool bn_training(Imp *m, ONode *n)
     return out(m, n, result(y, v->shape, true));
 }
 
+/* BatchNormalization at inference: the running statistics are buffers */
 static bool op_batchnorm(Imp *m, ONode *n)
 {
     int64_t training_mode;
