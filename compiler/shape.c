@@ -1028,6 +1028,8 @@ static void more_outputs(Builder *b, const Stmt *out)
             error_at(loc, "unknown name '%s'", name);
             return;
         }
+        if (!v->node)                   /* its statement failed, and said so */
+            return;
         if (!v->node->batched) {
             error_at(loc, "the output '%s' does not depend on the input", name);
             return;
