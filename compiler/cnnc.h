@@ -338,7 +338,7 @@ typedef struct Graph {
      * (its tensor's in `forward`'s file) and an element type. noutputs = 0:
      * just `output`, named "out", float32 (graph_outputs fills that in). */
     Node **outputs; const char **output_names; ElemType *output_types; int noutputs;
-    ElemType input_type;  /* what `forward`'s file holds (any is accepted; for --emit=cnn) */
+    ElemType input_type;  /* an imported model's input's (forward's file may hold any type) */
     const char *input_name, *label_name;
     LabelKind label_kind;
     int nclasses;         /* LABELS_CLASS */

@@ -1990,6 +1990,9 @@ Graph *onnx_import_data(const char *path, const void *data, size_t size, bool un
 bool onnx_loss(Graph *g, const char *kind)
 {
     LossTerm t = {.coef = 1, .margin = 1, .f = g->output, .loc = noloc};
+    if (g->noutputs && g->output_types[0] != ET_F32)
+        return fail("--loss %s needs a float output; the model's first output is of type %s", kind,
+                    elem_type_name(g->output_types[0]));
     if (strcmp(kind, "softmax_cross_entropy") == 0) {
         if (t.f->op == OP_SOFTMAX)
             t.f = t.f->in[0];

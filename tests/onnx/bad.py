@@ -84,6 +84,8 @@ def cases():
         model([node("MaxPool", ["x"], ["p", "i"], kernel_shape=[2, 2]), node("Add", ["p", "i"], ["y"], name="a")], X, Y)
     yield "uint8_sigmoid", "--check", "node 's' (Sigmoid): its input is of type uint8", \
         model([node("Sigmoid", ["x"], ["y"], name="s")], [("x", ["N", 3, 8, 8], 2)], Y)
+    yield "uint8_loss", "--check --loss mse", "--loss mse needs a float output; the model's first output is of type U8", \
+        model([node("Relu", ["x"], ["y"])], [("x", ["N", 3, 8, 8], 2)], [("y", None, 2)])
     yield "output_twice", "--check", "the graph lists the output 'y' twice", \
         model([node("Relu", ["x"], ["y"])], X, Y + Y)
     yield "softmax_axis", "--check", "node 'sm' (Softmax): axis = 0 on [N, 3, 8, 8];not across the batch", \
