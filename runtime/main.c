@@ -263,6 +263,20 @@ static int cmd_info(const rt_net_desc *d)
             printf(k ? ", %lld" : "%lld", (long long)p->dims[k]);
         printf("]%s\n", p->flags & RT_PARAM_BUFFER ? "  (buffer)" : "");
     }
+    bool typed = false;
+    for (int64_t k = 0; k < d->noutputs; k++)
+        typed |= d->outputs[k].dtype != RT_F32;
+    if (d->noutputs > 1 || typed) {                   /* several outputs, or not float: forward's tensors */
+        static const char *const types[] = {"F32", "U8", "I8", "BOOL", "I64"};
+        printf("\noutputs (forward's tensors, per example):\n");
+        for (int64_t k = 0; k < d->noutputs; k++) {
+            const rt_output_desc *od = &d->outputs[k];
+            printf("  %-28s [", od->name);
+            for (int j = 0; j < od->rank; j++)
+                printf(j ? ", %lld" : "%lld", (long long)od->dims[j]);
+            printf("]  %s\n", od->dtype >= RT_F32 && od->dtype <= RT_I64 ? types[od->dtype] : "?");
+        }
+    }
     if (rt_desc_builtin(d))
         printf("\nweights: built into the program; predict, eval and forward use them unless given\n"
                "--weights, and train starts from them\n");
