@@ -314,6 +314,8 @@ static void rule(Diff *d, Node *y, Node *dy)
 {
     switch (y->op) {
     case OP_INPUT: case OP_PARAM: case OP_CONST:
+    case OP_FILL: case OP_MAXPOOL_IDX: case OP_WRAP:     /* piecewise constant: no gradient */
+    case OP_BN_EXAMPLE:                                  /* an imported model's forward only */
         return;
     case OP_DENSE:     dense(d, y, dy); return;
     case OP_CONV:      conv(d, y, dy); return;

@@ -127,7 +127,7 @@ typedef enum {
     S_LABELS,   /* name : expr (class(K)) */
     S_TARGET,   /* name : shape */
     S_PARAM,    /* name : shape [= expr] */
-    S_OUTPUT,   /* name */
+    S_OUTPUT,   /* name[, params...]: the output, and any further ones */
     S_BIND,     /* name = expr */
     S_PIPE,     /* expr: a pipeline whose last stage is a fresh name */
     S_BLOCK,    /* name(params) = expr */
@@ -144,7 +144,7 @@ typedef struct Stmt {
     Ast *shape;         /* S_INPUT, S_TARGET, S_PARAM */
     Ast *expr;          /* S_LABELS, S_PARAM (initializer, may be NULL), S_BIND,
                            S_PIPE, S_BLOCK, S_LOSS */
-    const char **params; Loc *paramlocs; int nparams;   /* S_BLOCK */
+    const char **params; Loc *paramlocs; int nparams;   /* S_BLOCK; S_OUTPUT: the further outputs */
     Arg *args; int nargs;                               /* S_TRAIN, S_DATA */
     struct Stmt *next;
 } Stmt;
@@ -206,6 +206,20 @@ typedef enum {
     OP_STEP,          /* (x): 1 where x > 0, else 0 */
     OP_GE,            /* (a, b): 1 where a >= b, else 0 */
     OP_INSIDE,        /* (x): 1 where alpha < x < beta, else 0 (clip's adjoint mask) */
+    /* forward only, no gradient (the importer's second outputs and integer arithmetic) */
+    OP_FILL,          /* (x): value everywhere, of x's shape (an inference-mode dropout's mask) */
+    OP_MAXPOOL_IDX,   /* (x) win: where each window's maximum is (the first, on ties), as the
+                         flat index into the example [C, H, W], row-major (aux = 0) or with H and
+                         W swapped (aux = 1: ONNX's storage_order); as a network output the
+                         runtime adds the example's offset, so that it indexes the whole batch
+                         as ONNX MaxPool's Indices do (exact below 2^24) */
+    OP_WRAP,          /* (x): x rounded toward 0, then wrapped into the range of the integer
+                         type aux (an ElemType: ET_U8 or ET_I8), mod 2^8 */
+    OP_BN_EXAMPLE,    /* (x, gamma, beta, mean, var): ONNX's BatchNormalization in training mode
+                         over an example [N, C, ...] (read unbatched): per channel, the mean and
+                         (biased) variance over its N and positions; aux 0: y, normalized with
+                         them; aux 1, 2: mean m + batch mean (1 - m), var m + batch var (1 - m)
+                         (the updated statistics, [C]); alpha = eps, momentum = m (ONNX's) */
     OP_COUNT
 } OpKind;
 
@@ -307,12 +321,24 @@ typedef struct {
 
 typedef enum { LABELS_NONE, LABELS_CLASS, LABELS_TARGET } LabelKind;
 
+/* The element type of the network's input and outputs in files (safetensors).
+ * The network computes in float32 whatever they are: an integer or boolean
+ * input is converted to float as it is read, an output converted from float
+ * as it is written (integers of up to 24 bits are exact in float32). */
+typedef enum { ET_F32, ET_U8, ET_I8, ET_BOOL, ET_I64 } ElemType;
+
 typedef struct Graph {
     const char *name;     /* the network's name: a C identifier */
     Vec nodes;            /* Node*, in topological (creation) order */
     int nforward;         /* nodes[0, nforward) are the forward pass; then gradients */
     Param *params; int nparams, capparams;
     Node *input, *output;
+    /* Several outputs (an imported model's, or `output a, b`): outputs[0] is
+     * `output`, the one that losses, predict and eval use; each has a name
+     * (its tensor's in `forward`'s file) and an element type. noutputs = 0:
+     * just `output`, named "out", float32 (graph_outputs fills that in). */
+    Node **outputs; const char **output_names; ElemType *output_types; int noutputs;
+    ElemType input_type;  /* an imported model's input's (forward's file may hold any type) */
     const char *input_name, *label_name;
     LabelKind label_kind;
     int nclasses;         /* LABELS_CLASS */
@@ -324,6 +350,12 @@ typedef struct Graph {
 } Graph;
 
 Node *graph_node(Graph *g, OpKind op, Loc loc, Shape shape, int nin, Node **in);
+/* Makes g->outputs list g->output alone (named "out", float32) unless it
+ * lists outputs already; returns how many there are. */
+int   graph_outputs(Graph *g);
+/* The floats an example's outputs take, all of them one after another. */
+int64_t graph_output_stride(const Graph *g);
+const char *elem_type_name(ElemType t);    /* safetensors' "F32", "U8", "I8", "BOOL", "I64" */
 int   graph_param(Graph *g, Param p);
 int64_t shape_count(Shape s);
 char *shape_str(Shape s);              /* "[6, 28, 28]" */
@@ -485,6 +517,7 @@ typedef enum {
     X_GET,      /* var: a float scalar */
     X_ADD, X_SUB, X_MUL, X_DIV, X_MAX, X_MIN, X_POW,
     X_NEG, X_EXP, X_LOG, X_SQRT, X_ABS, X_TANH,
+    X_FLOOR, X_TRUNC,   /* rounded down, toward 0 */
     X_ITOF,     /* a (integer) as float */
     /* conditions (integer or float operands) and choice */
     X_LT, X_LE, X_EQ, X_AND, X_SELECT,   /* select: a ? b : c */

@@ -24,6 +24,8 @@ static const char *const op_names[OP_COUNT] = {
     [OP_BN_DGAMMA] = "batchnorm_dgamma", [OP_DROPOUT_DX] = "dropout_dx", [OP_SLICE] = "slice",
     [OP_SUM_TO] = "sum_to", [OP_MATMUL_DA] = "matmul_da", [OP_MATMUL_DB] = "matmul_db",
     [OP_EXPAND] = "expand", [OP_STEP] = "step", [OP_GE] = "ge", [OP_CLIP] = "clip", [OP_INSIDE] = "inside",
+    [OP_FILL] = "fill", [OP_MAXPOOL_IDX] = "maxpool_indices", [OP_WRAP] = "wrap",
+    [OP_BN_EXAMPLE] = "batchnorm_example",
 };
 
 const char *op_name(OpKind op)
@@ -123,6 +125,11 @@ static char *attrs(const Node *n)
     case OP_CONV: case OP_MAXPOOL: case OP_AVGPOOL: case OP_CONV_DX: case OP_CONV_DW:
     case OP_MAXPOOL_DX: case OP_AVGPOOL_DX:
         return window_attrs(&n->win);
+    case OP_MAXPOOL_IDX: return arena_printf("%s%s", window_attrs(&n->win), n->aux ? " column_major" : "");
+    case OP_FILL:      return arena_printf(" %g", n->value);
+    case OP_WRAP:      return arena_printf(" %s", elem_type_name((ElemType)n->aux));
+    case OP_BN_EXAMPLE: return arena_printf(" %s eps=%g momentum=%g", (const char *[]){"y", "mean", "var"}[n->aux % 3],
+                                            n->alpha, n->momentum);
     case OP_CLIP: case OP_INSIDE: return arena_printf(" lo=%g hi=%g", n->alpha, n->beta);
     case OP_LEAKY:     return arena_printf(" a=%g", n->alpha);
     case OP_DROPOUT:   return arena_printf(" p=%g", n->alpha);
@@ -158,8 +165,12 @@ void graph_print(FILE *out, const Graph *g)
             fprintf(out, "  # %s", n->label);
         fputc('\n', out);
     }
-    if (g->output)
+    if (g->output && g->noutputs <= 1 && (!g->noutputs || g->output_types[0] == ET_F32))
         fprintf(out, "output %%%d\n", g->output->id);
+    else if (g->output)        /* several, or typed (single float outputs print as they always did) */
+        for (int i = 0; i < g->noutputs; i++)
+            fprintf(out, "output %%%d %s %s\n", g->outputs[i]->id, g->output_names[i],
+                    elem_type_name(g->output_types[i]));
     static const char *const loss_names[] = {"softmax_cross_entropy", "svm_hinge", "mse", "l2", "l1"};
     for (int i = 0; i < g->nloss; i++) {
         const LossTerm *t = &g->loss[i];
@@ -200,9 +211,40 @@ void graph_dot(FILE *out, const Graph *g)
         for (int j = 0; j < n->nin; j++)
             fprintf(out, "  n%d -> n%d;\n", n->in[j]->id, n->id);
     }
-    if (g->output)
+    if (g->output && g->noutputs <= 1)
         fprintf(out, "  out [label=\"output\", shape=oval];\n  n%d -> out;\n", g->output->id);
+    else if (g->output)
+        for (int i = 0; i < g->noutputs; i++)
+            fprintf(out, "  out%d [label=\"output %s\", shape=oval];\n  n%d -> out%d;\n", i, g->output_names[i],
+                    g->outputs[i]->id, i);
     fputs("}\n", out);
+}
+
+int graph_outputs(Graph *g)
+{
+    if (!g->noutputs && g->output) {
+        g->outputs = arena_alloc(sizeof(Node *));
+        g->output_names = arena_alloc(sizeof(char *));
+        g->output_types = arena_alloc(sizeof(ElemType));
+        g->outputs[0] = g->output, g->output_names[0] = "out", g->noutputs = 1;
+    }
+    return g->noutputs;
+}
+
+int64_t graph_output_stride(const Graph *g)
+{
+    if (!g->noutputs)
+        return g->output ? shape_count(g->output->shape) : 0;
+    int64_t n = 0;
+    for (int i = 0; i < g->noutputs; i++)
+        n += shape_count(g->outputs[i]->shape);
+    return n;
+}
+
+const char *elem_type_name(ElemType t)
+{
+    static const char *const names[] = {"F32", "U8", "I8", "BOOL", "I64"};
+    return t >= ET_F32 && t <= ET_I64 ? names[t] : "?";
 }
 
 /* Every input precedes its user, ids are positions, shapes are in range. */

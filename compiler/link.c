@@ -158,6 +158,40 @@ static bool builtin(const Graph *g)
     return g->nparams > 0;
 }
 
+/* s for a C comment: printable ASCII, no end of comment */
+static const char *comment_safe(const char *s)
+{
+    char *t = arena_strdup(s);
+    for (char *p = t; *p; p++)
+        if (*p < ' ' || *p > '~' || (*p == '*' && p[1] == '/'))
+            *p = '?';
+    return t;
+}
+
+/* A network of several outputs, or of an integer or boolean one: where each
+ * lies in an example's row of out, and its type. */
+static void header_outputs(FILE *f, const Graph *g, const char *upper)
+{
+    bool typed = false;
+    for (int i = 0; i < g->noutputs; i++)
+        typed |= g->output_types[i] != ET_F32;
+    if (g->noutputs <= 1 && !typed)
+        return;
+    fprintf(f, "/* The outputs: each example's row of out holds %s_OUTPUT_SIZE floats, the\n"
+               " * outputs one after another. An integer or boolean output's values are\n"
+               " * floats here (exact up to 2^24); `forward` writes them as their type. */\n"
+               "enum {\n    %s_NUM_OUTPUTS = %d,\n", upper, upper, g->noutputs);
+    int64_t off = 0;
+    for (int i = 0; i < g->noutputs; i++) {
+        int64_t size = shape_count(g->outputs[i]->shape);
+        fprintf(f, "    %s_OUTPUT%d_OFFSET = %lld, %s_OUTPUT%d_SIZE = %lld%s   /* '%s' %s %s */\n", upper, i,
+                (long long)off, upper, i, (long long)size, i + 1 < g->noutputs ? "," : "",
+                comment_safe(g->output_names[i]), shape_str(g->outputs[i]->shape), elem_type_name(g->output_types[i]));
+        off += size;
+    }
+    fprintf(f, "};\n\n");
+}
+
 static void header_text(FILE *f, const Graph *g)
 {
     const char *N = g->name;
@@ -196,7 +230,8 @@ static void header_text(FILE *f, const Graph *g)
     Shape in = g->input->shape, out = g->output->shape;
     fprintf(f, "/* input %s, output %s */\nenum {\n", shape_str(in), shape_str(out));
     fprintf(f, "    %s_INPUT_SIZE = %lld,\n    %s_OUTPUT_SIZE = %lld,\n    %s_NUM_PARAMS = %d\n};\n\n",
-            upper, (long long)shape_count(in), upper, (long long)shape_count(out), upper, g->nparams);
+            upper, (long long)shape_count(in), upper, (long long)graph_output_stride(g), upper, g->nparams);
+    header_outputs(f, g, upper);
     fprintf(f, "%s", builtin(g) ? "/* A network holding the weights built in at compile time (the seed only\n"
                                    " * seeds dropout); NULL if out of memory. */\n"
                                  : "/* A network with parameters initialized as the .cnn says, from `seed`; NULL if out of memory. */\n");

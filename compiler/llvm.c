@@ -251,6 +251,8 @@ static LLVMValueRef float_op(Emit *E, const Expr *e)
     case X_SQRT: return intrinsic(E, "llvm.sqrt", args, 1);
     case X_ABS:  return intrinsic(E, "llvm.fabs", args, 1);
     case X_TANH: return libm(E, "tanhf", a);
+    case X_FLOOR: return intrinsic(E, "llvm.floor", args, 1);
+    case X_TRUNC: return intrinsic(E, "llvm.trunc", args, 1);
     default:     internal_error("llvm: float op %d", e->kind);
     }
 }
@@ -1637,7 +1639,33 @@ static char *summary_text(const Lowered *l)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000007ll   /* "cnnc", layout version 7 */
+#define RT_DESC_MAGIC 0x636e6e6300000008ll   /* "cnnc", layout version 8 */
+
+/* Where an output's values index: an OP_MAXPOOL_IDX's (through reshapes)
+ * index the example it pools, whose size the runtime adds per example. */
+static int64_t index_step(const Node *n)
+{
+    while (n->op == OP_FLATTEN)
+        n = n->in[0];
+    return n->op == OP_MAXPOOL_IDX ? shape_count(n->in[0]->shape) : 0;
+}
+
+/* rt_output_desc[]: name, shape, offset in the example's row, dtype, index step */
+static LLVMValueRef output_table(Emit *E, const Graph *g)
+{
+    Fields f = {0};
+    int64_t off = 0;
+    for (int i = 0; i < (g->noutputs ? g->noutputs : 1); i++) {
+        const Node *n = g->noutputs ? g->outputs[i] : g->output;
+        field(&f, cstr(E, g->noutputs ? g->output_names[i] : "out"));
+        shape_fields(E, &f, n->shape, 4);
+        fi(E, &f, off);
+        fi(E, &f, g->noutputs ? g->output_types[i] : ET_F32);
+        fi(E, &f, index_step(n));
+        off += shape_count(n->shape);
+    }
+    return global_struct(E, &f, "cnnc.outputs", false);
+}
 
 static void train_fields(Emit *E, Fields *f, const Graph *g)
 {
@@ -1726,6 +1754,8 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     train_fields(E, &f, g);
     field(&f, cstr(E, summary_text(l)));
     prep_fields(E, &f, &g->data);
+    fi(E, &f, graph_output_stride(g));
+    fi(E, &f, g->noutputs ? g->noutputs : 1), field(&f, output_table(E, g));
     return global_struct(E, &f, arena_printf("%s_desc", g->name), true);
 }
 

@@ -280,6 +280,12 @@ static Expr *unary(const Node *n, Expr *x)
     case OP_ABS:     return ex(X_ABS, x, NULL);
     case OP_NEG:     return ex(X_NEG, x, NULL);
     case OP_CLIP:    return ex(X_MIN, ex(X_MAX, x, f32(n->alpha)), f32(n->beta));   /* min(max(x, lo), hi) */
+    case OP_FILL:    return f32(n->value);
+    case OP_WRAP: {  /* t = trunc(x); t - 256 floor((t - lo) / 256): into [lo, lo + 256) */
+        float lo = n->aux == ET_I8 ? -128 : 0;
+        Expr *t = ex(X_TRUNC, x, NULL);
+        return ex(X_SUB, t, ex(X_MUL, f32(256), ex(X_FLOOR, ex(X_DIV, ex(X_SUB, t, f32(lo)), f32(256)), NULL)));
+    }
     default:         internal_error("unary: %s", op_name(n->op));
     }
 }
@@ -1580,6 +1586,32 @@ static void lower_pool(Lower *L, const Node *n)
     L->out = top;
 }
 
+/* maxpool_indices: where each window's first maximum is, as a flat index into
+ * the example [C, H, W] (row-major, or column-major over H and W with aux) */
+static void lower_maxpool_idx(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    Shape xs = n->in[0]->shape;
+    int64_t H = xs.d[1], W = xs.d[2];
+    int b = begin(L, n, &top);
+    int c = open_for(L, n->shape.d[0]), oh = open_for(L, n->shape.d[1]), ow = open_for(L, n->shape.d[2]);
+    Vec *pixel = L->out;
+    int best = set_new(L, f32(-INFINITY)), where = set_new(L, f32(-1));
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw);
+    open_if(L, inside(ih, iw, H, W, w));
+    Expr *x = elem(L, n->in[0], b, imad(imad(var(c), H, ih), W, iw));
+    Expr *flat = n->aux ? imad(imad(var(c), W, iw), H, ih) : imad(imad(var(c), H, ih), W, iw);
+    Expr *better = ex(X_LT, get(best), x);     /* strictly: the first maximum stays */
+    set(L, where, select3(better, ex(X_ITOF, flat, NULL), get(where)));
+    set(L, best, select3(better, x, get(best)));
+    L->out = pixel;
+    Expr *yidx = imad(imad(var(c), n->shape.d[1], var(oh)), n->shape.d[2], var(ow));
+    store(L, L->buf[n->id], at(L->buf[n->id], b, yidx), get(where), false);
+    L->out = top;
+}
+
 /* Opens a loop summing f(x[i]) over a row of `len` values; returns the sum's variable. */
 static int row_reduce(Lower *L, const Node *x, int b, Expr *base, int64_t len, XKind op, double init,
                       Expr *(*f)(Expr *x, Expr *m), Expr *m)
@@ -1788,12 +1820,12 @@ static void lower_reduce(Lower *L, const Node *n)
 }
 
 /* out[b, i] = y[b, i]: the output node copied to the caller's buffer */
-static void lower_output(Lower *L, const Node *y, const Buf *out)
+static void lower_output(Lower *L, const Node *y, const Buf *out, int64_t size)
 {
     Vec *top = L->out;
     int b = open_for(L, -1);
     ((LStmt *)top->at[top->n - 1])->comment = "output";
-    int i = open_for(L, out->size);
+    int i = open_for(L, size);
     store(L, out, at(out, b, var(i)), elem(L, y, b, var(i)), false);
     L->out = top;
 }
@@ -1946,6 +1978,43 @@ static void lower_batchnorm_train(Lower *L, const Node *n)
                                              ex(X_MUL, m, get(mean))), false);
     store(L, L->buf[n->in[4]->id], var(c), ex(X_ADD, ex(X_MUL, keep, elem(L, n->in[4], 0, var(c))),
                                              ex(X_MUL, m, unbiased)), false);
+    L->out = top;
+}
+
+/* batchnorm_example: per channel c of the example [N, C, inner], the mean and
+ * biased variance over its N and inner cells; then y, or an updated statistic */
+static void lower_bn_example(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Node *x = n->in[0];
+    int64_t N = x->shape.d[0], C = x->shape.d[1], inner = shape_count(x->shape) / (N * C);
+    int b = begin(L, n, &top);
+    int c = open_for(L, C);
+    Vec *chan = L->out;
+    Expr *M = f32((double)(N * inner));
+    int sum = set_new(L, f32(0));
+    int k = open_for(L, N), i = open_for(L, inner);
+    set(L, sum, ex(X_ADD, get(sum), elem(L, x, b, imad(imad(var(k), C, var(c)), inner, var(i)))));
+    L->out = chan;
+    int mean = set_new(L, ex(X_DIV, get(sum), M)), sq = set_new(L, f32(0));
+    k = open_for(L, N), i = open_for(L, inner);
+    Expr *dev = ex(X_SUB, elem(L, x, b, imad(imad(var(k), C, var(c)), inner, var(i))), get(mean));
+    set(L, sq, ex(X_ADD, get(sq), ex(X_MUL, dev, dev)));
+    L->out = chan;
+    int varv = set_new(L, ex(X_DIV, get(sq), M));
+    const Buf *out = L->buf[n->id];
+    if (n->aux == 0) {
+        int scale = set_new(L, ex(X_DIV, elem(L, n->in[1], b, var(c)),
+                                  ex(X_SQRT, ex(X_ADD, get(varv), f32(n->alpha)), NULL)));
+        k = open_for(L, N), i = open_for(L, inner);
+        Expr *idx = imad(imad(var(k), C, var(c)), inner, var(i));
+        store(L, out, at(out, b, idx), ex(X_ADD, ex(X_MUL, ex(X_SUB, elem(L, x, b, idx), get(mean)), get(scale)),
+                                          elem(L, n->in[2], b, var(c))), false);
+    } else {
+        const Node *old = n->in[n->aux == 1 ? 3 : 4];
+        store(L, out, at(out, b, var(c)), ex(X_ADD, ex(X_MUL, elem(L, old, b, var(c)), f32(n->momentum)),
+                                             ex(X_MUL, get(n->aux == 1 ? mean : varv), f32(1 - n->momentum))), false);
+    }
     L->out = top;
 }
 
@@ -2793,6 +2862,8 @@ static void lower_node(Lower *L, const Node *n)
     case OP_STEP:          if (!L->fused[n->id]) lower_indicator(L, n); return;
     case OP_GE:
     case OP_INSIDE:        lower_indicator(L, n); return;
+    case OP_MAXPOOL_IDX:   lower_maxpool_idx(L, n); return;
+    case OP_BN_EXAMPLE:    lower_bn_example(L, n); return;
     default:               break;
     }
     lower_elementwise(L, n);
@@ -2924,17 +2995,39 @@ static void finish(Lower *L)
     L->k->ws_fixed = L->fixed;
 }
 
+/* Every output of the network (g->output alone when it lists none). */
+static int forward_roots(const Graph *g, Node ***roots)
+{
+    if (g->noutputs) {
+        *roots = g->outputs;
+        return g->noutputs;
+    }
+    *roots = arena_alloc(sizeof(Node *));
+    (*roots)[0] = g->output;
+    return 1;
+}
+
+/* The outputs go to `out` an example after another, each example's outputs
+ * one after another (graph_output_stride floats an example): output k is a
+ * buffer at its offset in the row whose stride is the row's. */
 static void lower_forward(const Graph *g, Lowered *l, int nforward, bool fuse)
 {
     Lower L = start(g, l, arena_printf("%s.kernel.forward", g->name), false);
-    Node *root = g->output;
-    bool *live = live_nodes(g, nforward, &root, 1);
-    fuse_nodes(&L, live, nforward, &root, 1, fuse);
+    Node **roots;
+    int nroots = forward_roots(g, &roots);
+    bool *live = live_nodes(g, nforward, roots, nroots);
+    fuse_nodes(&L, live, nforward, roots, nroots, fuse);
     place_values(&L, nforward, nforward);
     for (int i = 0; i < nforward; i++)
         if (live[i])
             lower_node(&L, g->nodes.at[i]);
-    lower_output(&L, g->output, new_buf("out", BASE_OUT, 0, shape_count(g->output->shape), true));
+    int64_t stride = graph_output_stride(g), off = 0;
+    for (int k = 0; k < nroots; k++) {
+        int64_t size = shape_count(roots[k]->shape);
+        const char *name = nroots == 1 ? "out" : arena_printf("out.%s", g->output_names[k]);
+        lower_output(&L, roots[k], new_buf(name, BASE_OUT, off, stride, true), size);
+        off += size;
+    }
     finish(&L);
     l->forward = L.k;
     l->ws_floats = L.per_example;
@@ -3023,6 +3116,7 @@ static void print_expr(FILE *out, const Expr *e)
         [X_IMIN] = "min", [X_IMAX] = "max",
         [X_MAX] = "max", [X_MIN] = "min", [X_POW] = "pow", [X_NEG] = "-", [X_EXP] = "exp",
         [X_LOG] = "log", [X_SQRT] = "sqrt", [X_ABS] = "abs", [X_TANH] = "tanh", [X_ITOF] = "float",
+        [X_FLOOR] = "floor", [X_TRUNC] = "trunc",
     };
     switch (e->kind) {
     case X_INT:  fprintf(out, "%lld", (long long)e->ival); return;

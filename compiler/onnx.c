@@ -64,6 +64,8 @@ typedef struct {
     Shape shape;
     bool batched;
     Tensor *c;
+    ElemType type;                 /* a computed value's: float, or an integer type held exactly in
+                                      float (see integer_result), or a mask or indices (outputs) */
 } Value;
 
 typedef struct {
@@ -472,6 +474,13 @@ static const float *floats(Imp *m, Tensor *t)
             }
         if (!raw && !none)
             f = NULL;
+    } else if (type == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 || type == ONNX__TENSOR_PROTO__DATA_TYPE__INT8) {
+        const void *raw = raw_values(m, t, 1, &none);      /* a byte each, or int32_data */
+        if ((raw || (none && listed(t, t->p->n_int32_data))) && (f = arena_alloc(4 * n + 1)))
+            for (size_t i = 0; i < n; i++) {
+                int32_t x = raw ? ((const uint8_t *)raw)[i] : t->p->int32_data[i];
+                f[i] = (float)(type == ONNX__TENSOR_PROTO__DATA_TYPE__INT8 ? (int8_t)x : (uint8_t)x);
+            }
     } else {
         fail("'%s' has ONNX data type %d; cnnc takes float tensors (type 1) here", t->name, type);
     }
@@ -562,6 +571,7 @@ static bool define(Imp *m, const char *name, Value *v)
 }
 
 static bool given(ONode *n, size_t i) { return i < n->n_input && n->input[i] && n->input[i][0]; }
+static bool given_output(ONode *n, size_t i) { return i < n->n_output && n->output[i] && n->output[i][0]; }
 
 /* Input i of n (which must be given), defined by an earlier node. */
 static Value *input(Imp *m, ONode *n, size_t i)
@@ -597,7 +607,7 @@ static Value *result(Node *node, Shape s, bool batched)
 static bool one_output(Imp *m, ONode *n)
 {
     for (size_t i = 1; i < n->n_output; i++)
-        if (n->output[i] && n->output[i][0] && map_get(&m->uses, n->output[i]))
+        if (n->output[i] && n->output[i][0] && map_get(&m->uses, n->output[i]) && !lookup(m, n->output[i]))
             return fail("its output %zu ('%s') is used, and cnnc computes only the first", i + 1, n->output[i]);
     return true;
 }
@@ -1147,6 +1157,25 @@ static bool op_clip(Imp *m, ONode *n)
     return elementwise(m, n, OP_CLIP, lo, hi);
 }
 
+/* Dropout's second output, its mask, where it is not random (inference, or
+ * ratio 0): every element kept, true */
+static bool dropout_mask(Imp *m, ONode *n)
+{
+    Value *x = input(m, n, 0);
+    Node *in = x ? node_of(m, x) : NULL;
+    if (!in)
+        return false;
+    if (!x->batched)
+        return fail("its input '%s' is a constant", str(n->input[0]));
+    Node *k = graph_node(m->g, OP_FILL, noloc, in->shape, 1, &in);
+    if (!k)
+        return false;
+    k->value = 1, k->batched = true;
+    Value *v = result(k, x->shape, true);
+    v->type = ET_BOOL;
+    return define(m, n->output[1], v);
+}
+
 /* Dropout: the identity at inference, dropout(ratio) in training;
  * training_mode (a constant boolean) true only with ratio 0, the identity */
 static bool op_dropout(Imp *m, ONode *n)
@@ -1161,6 +1190,8 @@ static bool op_dropout(Imp *m, ONode *n)
     if (train != 0 && p != 0)
         return fail("training_mode is true with ratio %g: its output would be random; cnnc applies dropout only "
                     "when training (`./NAME train`)", p);
+    if (given_output(n, 1) && map_get(&m->uses, n->output[1]) && !dropout_mask(m, n))
+        return false;
     return elementwise(m, n, OP_DROPOUT, p, 0);
 }
 
@@ -1239,6 +1270,25 @@ static bool op_softmax(Imp *m, ONode *n)
     return y && out(m, n, result(y, x->shape, true));
 }
 
+/* MaxPool's second output, Indices: where each maximum is in the batch
+ * [N, C, H, W], an int64 flat index, row-major or (storage_order = 1) with H
+ * and W swapped */
+static bool maxpool_indices(Imp *m, ONode *n, Node *x, const Window *w, int dims)
+{
+    int64_t order = 0;
+    if (!attr_int(n, "storage_order", 0, &order))
+        return false;
+    if (dims != 2 || (order != 0 && order != 1))
+        return fail("its Indices output is supported for 2-D pooling with storage_order 0 or 1");
+    Node *k = graph_node(m->g, OP_MAXPOOL_IDX, noloc, windowed(x->shape, x->shape.d[0], w), 1, &x);
+    if (!k)
+        return false;
+    k->win = *w, k->aux = order, k->batched = true;
+    Value *v = result(k, k->shape, true);
+    v->type = ET_I64;
+    return define(m, n->output[1], v);
+}
+
 /* MaxPool, AveragePool: 2-D over [N, C, H, W]; 1-D over [N, C, W], as 2-D
  * over [N, C, 1, W] (a reshape before and after) */
 static bool pool(Imp *m, ONode *n, OpKind op)
@@ -1255,6 +1305,8 @@ static bool pool(Imp *m, ONode *n, OpKind op)
         (op == OP_AVGPOOL && !attr_int(n, "count_include_pad", 0, &count_pad)))
         return false;
     w.count_pad = count_pad != 0;
+    if (op == OP_MAXPOOL && given_output(n, 1) && map_get(&m->uses, n->output[1]) && !maxpool_indices(m, n, x, &w, dims))
+        return false;
     Node *y = graph_node(m->g, op, noloc, windowed(x->shape, x->shape.d[0], &w), 1, &x);
     if (y)
         y->win = w;
@@ -1274,9 +1326,65 @@ static bool op_gap(Imp *m, ONode *n)
     return y && out(m, n, result(y, shape_of(3, x->shape.d[0], (int64_t)1, (int64_t)1), true));
 }
 
+/* BatchNormalization with training_mode = 1, read unbatched: the statistics
+ * of the example [N, C, ...] (its N and positions), and as outputs 2 and 3
+ * (when used) the running statistics updated with them */
+static bool bn_training(Imp *m, ONode *n)
+{
+    Value *v = input(m, n, 0);
+    if (!v)
+        return false;
+    Node *x = v->batched ? node_of(m, v) : NULL;
+    if (!x || x->shape.rank < 2)
+        return x ? fail("its input has shape %s; it takes [N, C, ...]", shape_str(x->shape))
+                 : fail("its input '%s' is a constant", str(n->input[0]));
+    float eps, momentum;
+    if (!attr_float(n, "epsilon", 1e-5f, &eps) || !attr_float(n, "momentum", 0.9f, &momentum))
+        return false;
+    if (!(eps > 0) || !(momentum >= 0 && momentum <= 1))
+        return fail("epsilon = %g must be above 0 and momentum = %g from 0 to 1", eps, momentum);
+    int64_t C = x->shape.d[1];
+    static const char *const names[] = {"scale", "B", "input_mean", "input_var"};
+    static const char *const suffix[] = {"weight", "bias", "running_mean", "running_var"};
+    const char *pre = layer_name(m, OP_BATCHNORM, "batchnorm");
+    Node *in[5] = {x};
+    for (int i = 1; i < 5; i++) {
+        Tensor *t = constant(m, n, (size_t)i, names[i - 1]);
+        const float *f = t ? floats(m, t) : NULL;
+        if (!f)
+            return false;
+        if (t->count != C)
+            return fail("its %s '%s' has %lld values for %lld channels", names[i - 1], t->name, (long long)t->count,
+                        (long long)C);
+        if (!(in[i] = param(m, arena_printf("%s.%s", pre, suffix[i - 1]), shape_of(1, C), f, false, i >= 3)))
+            return false;
+    }
+    Node *y = NULL;
+    for (int k = 2; k >= 0; k--) {             /* the statistics first: then output 1 is one_output's */
+        if (k > 0 && !(given_output(n, (size_t)k) && map_get(&m->uses, n->output[k])))
+            continue;
+        Node *o = graph_node(m->g, OP_BN_EXAMPLE, noloc, k ? shape_of(1, C) : x->shape, 5, in);
+        if (!o)
+            return false;
+        o->aux = k, o->alpha = eps, o->momentum = momentum, o->label = pre, o->batched = true;
+        if (k && !define(m, n->output[k], result(o, o->shape, true)))
+            return false;
+        y = o;
+    }
+    return out(m, n, result(y, v->shape, true));
+}
+
 /* BatchNormalization at inference: the running statistics are buffers */
 static bool op_batchnorm(Imp *m, ONode *n)
 {
+    int64_t training_mode;
+    if (!attr_int(n, "training_mode", 0, &training_mode))
+        return false;
+    if (training_mode && !lead)
+        return bn_training(m, n);
+    if (training_mode)
+        return fail("training_mode = 1 normalizes with statistics over the batch; cnnc takes it only with the "
+                    "model read unbatched (--unbatched: the whole input one example)");
     Value *v = batch_needed() ? input(m, n, 0) : NULL;
     if (!v)
         return false;
@@ -1692,9 +1800,13 @@ static bool graph_input(Imp *m)
         return fail("the graph has %d inputs%s%s; a cnnc network has one", count, count ? ": " : "", names);
     const char *name = str(in->name);
     const Onnx__TypeProto *t = in->type;
+    int et = t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type ? t->tensor_type->elem_type : 0;
     if (!t || t->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !t->tensor_type ||
-        t->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || !t->tensor_type->shape)
-        return fail("the input '%s' must be a float tensor of known shape", name);
+        (et != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && et != ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 &&
+         et != ONNX__TENSOR_PROTO__DATA_TYPE__INT8) || !t->tensor_type->shape)
+        return fail("the input '%s' must be a float, uint8 or int8 tensor of known shape", name);
+    m->g->input_type = et == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 ? ET_U8
+                     : et == ONNX__TENSOR_PROTO__DATA_TYPE__INT8 ? ET_I8 : ET_F32;
     const Onnx__TensorShapeProto *s = t->tensor_type->shape;
     if (s->n_dim < (size_t)lead + 1 || s->n_dim > (size_t)lead + MAX_RANK)
         return fail("the input '%s' has %zu dimensions; cnnc takes %d to %d%s", name, s->n_dim, lead + 1,
@@ -1722,20 +1834,110 @@ static bool graph_input(Imp *m)
     x->batched = true;
     m->g->input = x;
     m->g->input_name = identifier(name, "x_");
-    return define(m, name, result(x, sh, true));
+    Value *v = result(x, sh, true);
+    v->type = m->g->input_type;
+    return define(m, name, v);
 }
 
+/* ONNX's element type of a value cnnc computes as type t */
+static int onnx_type(ElemType t)
+{
+    static const int types[] = {
+        [ET_F32] = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, [ET_U8] = ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
+        [ET_I8] = ONNX__TENSOR_PROTO__DATA_TYPE__INT8, [ET_BOOL] = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL,
+        [ET_I64] = ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+    };
+    return types[t];
+}
+
+/* Every graph output, in order: the first is the one a loss, predict and
+ * eval use. A lone output is named "out" in forward's file (as a .cnn
+ * program's), several by their ONNX names. */
 static bool graph_output(Imp *m)
 {
-    if (m->graph->n_output != 1)
-        return fail("the graph has %zu outputs; a cnnc network has one", m->graph->n_output);
-    const char *name = m->graph->output[0] ? str(m->graph->output[0]->name) : "";
-    Value *v = lookup(m, name);
-    if (!v)
-        return fail("the graph's output '%s' is not computed by any node", name);
-    if (!v->batched)
-        return fail("the graph's output '%s' does not depend on its input", name);
-    return (m->g->output = node_of(m, v)) != NULL;
+    size_t k = m->graph->n_output;
+    if (k < 1)
+        return fail("the graph has no outputs");
+    Graph *g = m->g;
+    g->outputs = arena_alloc(sizeof(Node *) * k);
+    g->output_names = arena_alloc(sizeof(char *) * k);
+    g->output_types = arena_alloc(sizeof(ElemType) * k);
+    for (size_t i = 0; i < k; i++) {
+        const Onnx__ValueInfoProto *o = m->graph->output[i];
+        const char *name = o ? str(o->name) : "";
+        Value *v = lookup(m, name);
+        if (!v)
+            return fail("the graph's output '%s' is not computed by any node", name);
+        if (!v->batched)
+            return fail("the graph's output '%s' does not depend on its input", name);
+        const Onnx__TypeProto *t = o->type;
+        int declared = t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type
+                     ? t->tensor_type->elem_type : 0;
+        if (declared && declared != onnx_type(v->type))
+            return fail("the graph's output '%s' is declared of ONNX data type %d, but is of type %d", name,
+                        declared, onnx_type(v->type));
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(g->output_names[j], name) == 0)
+                return fail("the graph lists the output '%s' twice", name);
+        if (!(g->outputs[i] = node_of(m, v)))
+            return false;
+        g->output_names[i] = k == 1 ? "out" : arena_strdup(name);
+        g->output_types[i] = v->type;
+    }
+    g->noutputs = (int)k;
+    g->output = g->outputs[0];
+    return true;
+}
+
+/* The element type of n's first input, and whether an integer one may go in
+ * (the operators that keep integers exact, or make them so: integer_result). */
+static bool integer_input(Imp *m, ONode *n, ElemType *t)
+{
+    static const char *const take[] = {"Add", "Sub", "Mul", "Div", "Clip", "MaxPool", "Relu", "Identity",
+                                       "Flatten", "Reshape", "Squeeze", "Unsqueeze", NULL};
+    *t = ET_F32;
+    if (strcmp(str(n->op_type), "Identity") == 0)
+        return true;                    /* any value, of its type */
+    for (size_t i = 0; i < n->n_input; i++) {
+        Value *v = given(n, i) ? lookup(m, n->input[i]) : NULL;
+        if (v && v->type != ET_F32 && *t == ET_F32)
+            *t = v->type;
+    }
+    if (*t != ET_U8 && *t != ET_I8)
+        return *t == ET_F32 || fail("its input is a %s (another operator's mask or indices); cnnc takes those "
+                                    "only as outputs of the graph", *t == ET_BOOL ? "mask" : "tensor of indices");
+    for (int i = 0; take[i]; i++)
+        if (strcmp(str(n->op_type), take[i]) == 0)
+            return true;
+    return fail("its input is of type %s; cnnc takes uint8 and int8 values only in Add, Sub, Mul, Div, Clip, "
+                "MaxPool, Relu and the reshapes", *t == ET_U8 ? "uint8" : "int8");
+}
+
+/* After an operator on integers: its output is of their type. Integer
+ * arithmetic is computed in float, exact for 8-bit operands, and each Add,
+ * Sub, Mul and Div's result is then wrapped into the type (Div's truncated
+ * toward 0 first): what integer arithmetic gives. */
+static bool integer_result(Imp *m, ONode *n, ElemType t)
+{
+    Value *y = n->n_output ? lookup(m, str(n->output[0])) : NULL;
+    if (t == ET_F32 || !y)
+        return true;
+    const char *op = str(n->op_type);
+    bool arith = !strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div");
+    if (arith) {
+        if (!y->batched || !y->node)
+            return fail("integer arithmetic on constants only is not supported");
+        Node *w = graph_node(m->g, OP_WRAP, noloc, y->node->shape, 1, &y->node);
+        if (!w)
+            return false;
+        w->aux = t, w->batched = true;
+        Value *v = result(w, y->shape, true);
+        v->type = t;
+        map_put(&m->values, str(n->output[0]), v);
+        return true;
+    }
+    y->type = t;
+    return true;
 }
 
 static bool convert(Imp *m)
@@ -1743,7 +1945,8 @@ static bool convert(Imp *m)
     for (size_t i = 0; i < m->graph->n_node; i++) {
         ONode *n = m->graph->node[i];
         diag_context(node_place(n, (int)i));
-        if (!rule(n)(m, n))
+        ElemType t;
+        if (!integer_input(m, n, &t) || !rule(n)(m, n) || !integer_result(m, n, t))
             return false;
     }
     diag_context(NULL);
@@ -1787,6 +1990,9 @@ Graph *onnx_import_data(const char *path, const void *data, size_t size, bool un
 bool onnx_loss(Graph *g, const char *kind)
 {
     LossTerm t = {.coef = 1, .margin = 1, .f = g->output, .loc = noloc};
+    if (g->noutputs && g->output_types[0] != ET_F32)
+        return fail("--loss %s needs a float output; the model's first output is of type %s", kind,
+                    elem_type_name(g->output_types[0]));
     if (strcmp(kind, "softmax_cross_entropy") == 0) {
         if (t.f->op == OP_SOFTMAX)
             t.f = t.f->in[0];

@@ -1006,6 +1006,39 @@ static const Stmt *values(Builder *b, const Program *p)
     return output;
 }
 
+/* `output f, m, ...`: every output, each named by its binding */
+static void more_outputs(Builder *b, const Stmt *out)
+{
+    Graph *g = b->g;
+    int n = 1 + out->nparams;
+    g->outputs = arena_alloc(sizeof(Node *) * (size_t)n);
+    g->output_names = arena_alloc(sizeof(char *) * (size_t)n);
+    g->output_types = arena_alloc(sizeof(ElemType) * (size_t)n);
+    g->outputs[0] = g->output, g->output_names[0] = out->name;
+    for (int i = 1; i < n; i++) {
+        const char *name = out->params[i - 1];
+        Loc loc = out->paramlocs[i - 1];
+        Binding *v = lookup(b, name);
+        for (int j = 0; j < i; j++)
+            if (strcmp(g->output_names[j], name) == 0) {
+                error_at(loc, "'%s' is listed twice as an output", name);
+                return;
+            }
+        if (!v) {
+            error_at(loc, "unknown name '%s'", name);
+            return;
+        }
+        if (!v->node)                   /* its statement failed, and said so */
+            return;
+        if (!v->node->batched) {
+            error_at(loc, "the output '%s' does not depend on the input", name);
+            return;
+        }
+        g->outputs[i] = v->node, g->output_names[i] = name;
+    }
+    g->noutputs = n;
+}
+
 static void choose_output(Builder *b, const Stmt *out)
 {
     Graph *g = b->g;
@@ -1026,6 +1059,9 @@ static void choose_output(Builder *b, const Stmt *out)
     }
     if (!g->output->batched)
         error_at(out ? out->nameloc : g->output->loc, "the output does not depend on the input");
+    if (out && out->nparams)
+        more_outputs(b, out);
+    graph_outputs(g);
 }
 
 static void settings(Builder *b, const Program *p)

@@ -171,6 +171,10 @@ static void count_uses(U *u)
     }
     u->uses[g->output->id]++;
     u->forced[g->output->id] = true;
+    for (int i = 1; i < g->noutputs; i++) {
+        u->uses[g->outputs[i]->id]++;
+        u->forced[g->outputs[i]->id] = true;
+    }
     for (int i = 0; i < g->nloss; i++)
         if (g->loss[i].f) {
             u->uses[g->loss[i].f->id]++;
@@ -1034,11 +1038,16 @@ static Item *order(U *u, int *count)
     return it;
 }
 
+static const char *declared_name(U *u, const char *want, const char *dflt);
+
 /* Names every named value: kept labels first (keep_labels), then the output
  * `f`, then h1, h2, ... in the graph's order. */
 static void name_values(U *u)
 {
     const Graph *g = u->g;
+    for (int i = 0; i < g->noutputs && g->noutputs > 1; i++)   /* several: named as the network names them */
+        if (!u->name[g->outputs[i]->id])
+            u->name[g->outputs[i]->id] = declared_name(u, g->output_names[i], "f");
     if (!u->name[g->output->id])
         u->name[g->output->id] = fresh(u, "f");
     int k = 0;
@@ -1116,7 +1125,12 @@ char *unparse_program(const Graph *g, const char *weights, const char *classes)
             last = it[i].node;
         }
     }
-    if (last != g->output)
+    if (g->noutputs > 1) {
+        put(&out, arena_printf("output %s", u->name[g->output->id]));
+        for (int i = 1; i < g->noutputs; i++)
+            put(&out, arena_printf(", %s", u->name[g->outputs[i]->id]));
+        put(&out, "\n");
+    } else if (last != g->output)
         put(&out, arena_printf("output %s\n", u->name[g->output->id]));
     loss(u, &out, labels);
     train_block(u, &out);

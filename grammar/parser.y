@@ -177,6 +177,10 @@ stmt
     | "param" IDENT ':' shape               { $$ = named(S_PARAM, @1, $2, @2); $$->shape = $4; }
     | "param" IDENT ':' shape '=' expr      { $$ = named(S_PARAM, @1, $2, @2); $$->shape = $4; $$->expr = $6; }
     | "output" IDENT                        { $$ = named(S_OUTPUT, @1, $2, @2); }
+    | "output" IDENT ',' names              {   /* several outputs: the first, then params */
+          $$ = named(S_OUTPUT, @1, $2, @2);
+          $$->params = $4.names, $$->paramlocs = $4.locs, $$->nparams = $4.n;
+      }
     | IDENT '=' pipe                        { $$ = named(S_BIND, @1, $1, @1); $$->expr = $3; }
     | pipe                                  { $$ = stmt(S_PIPE, @1); $$->expr = $1; }
     | "block" IDENT '=' pipe                { $$ = named(S_BLOCK, @1, $2, @2); $$->expr = $4; }

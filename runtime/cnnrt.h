@@ -79,6 +79,8 @@ typedef struct {
     int64_t dims[RT_MAX_RANK];
     int64_t count;
     float *data;
+    int dtype;            /* RT_F32 (0) ...: writing converts data to it (rounded to nearest
+                             and saturated, NaN as 0; BOOL: nonzero); reading gives RT_F32 */
 } rt_tensor;
 
 /* The contents of a safetensors file: tensors in the file header's order,
@@ -88,6 +90,9 @@ typedef struct {
 typedef struct {
     char *name;
     char dtype[8];
+    /* integer and boolean dtypes (U8, I8, BOOL, I16, U16, I32, I64) are also
+     * read, converted to float (exactly up to 2^24): values.data; else NULL */
+    rt_tensor values;
 } rt_other;
 
 typedef struct {
@@ -116,6 +121,10 @@ void rt_st_free(rt_tensors *t);
 
 /* The tensor called name, or NULL. Borrowed from t. */
 const rt_tensor *rt_st_find(const rt_tensors *t, const char *name);
+
+/* The tensor called name, F32 or of an integer or boolean dtype converted to
+ * float (rt_other.values), or NULL. Borrowed from t. */
+const rt_tensor *rt_st_find_values(const rt_tensors *t, const char *name);
 
 /* The metadata value for key, or NULL. Borrowed from t. */
 const char *rt_st_meta(const rt_tensors *t, const char *key);
@@ -344,7 +353,7 @@ void rt_inner_threads(int threads);
 
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
-#define RT_DESC_MAGIC 0x636e6e6300000007ll
+#define RT_DESC_MAGIC 0x636e6e6300000008ll
 
 /* RT_INIT_DATA: the parameter's values are built into the program or
  * library (cnnc --weights FILE at compile time, an imported model's
@@ -406,6 +415,22 @@ typedef struct {
     int64_t label_col;
 } rt_data_desc;
 
+/* The element types of the outputs in files (cnnc's ElemType): the network
+ * computes in float, `forward` writes each output converted to its type. */
+enum { RT_F32, RT_U8, RT_I8, RT_BOOL, RT_I64 };
+
+/* One output of the network. An example's outputs lie one after another in
+ * a row of out_stride floats: this one at offset, size floats. index_step: its
+ * values are indices into the example (MaxPool's), to which rt_net_forward
+ * adds the example's number times index_step, so that they index the batch. */
+typedef struct {
+    const char *name;             /* its tensor's in forward's file ("out" for a lone output) */
+    int64_t rank, dims[4], size;  /* per example */
+    int64_t offset;
+    int64_t dtype;                /* RT_F32 ... */
+    int64_t index_step;
+} rt_output_desc;
+
 /* Everything the runtime knows of a network, emitted by cnnc. */
 typedef struct {
     int64_t magic;                /* RT_DESC_MAGIC */
@@ -444,7 +469,19 @@ typedef struct {
     int64_t resize, crop;         /* 0: none */
     double mean[3], std[3];       /* per input channel; 0 and 1 when not given */
     const char *classes;          /* the class names, each followed by "\n"; NULL: none */
+    /* the outputs: output_* above describe outputs[0], the one predict,
+     * eval and the loss use */
+    int64_t out_stride;           /* an example's floats in out: every output's */
+    int64_t noutputs;
+    const rt_output_desc *outputs;
 } rt_net_desc;
+
+/* The floats of an example's row of out (descriptors before layout 8, as the
+ * runtime's tests write, have no out_stride: output_size). */
+static inline int64_t rt_out_stride(const rt_net_desc *d)
+{
+    return d->out_stride ? d->out_stride : d->output_size;
+}
 
 typedef struct { uint64_t s[4]; } rt_rng;
 void     rt_rng_seed(rt_rng *r, uint64_t seed);

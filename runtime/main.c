@@ -263,6 +263,20 @@ static int cmd_info(const rt_net_desc *d)
             printf(k ? ", %lld" : "%lld", (long long)p->dims[k]);
         printf("]%s\n", p->flags & RT_PARAM_BUFFER ? "  (buffer)" : "");
     }
+    bool typed = false;
+    for (int64_t k = 0; k < d->noutputs; k++)
+        typed |= d->outputs[k].dtype != RT_F32;
+    if (d->noutputs > 1 || typed) {                   /* several outputs, or not float: forward's tensors */
+        static const char *const types[] = {"F32", "U8", "I8", "BOOL", "I64"};
+        printf("\noutputs (forward's tensors, per example):\n");
+        for (int64_t k = 0; k < d->noutputs; k++) {
+            const rt_output_desc *od = &d->outputs[k];
+            printf("  %-28s [", od->name);
+            for (int j = 0; j < od->rank; j++)
+                printf(j ? ", %lld" : "%lld", (long long)od->dims[j]);
+            printf("]  %s\n", od->dtype >= RT_F32 && od->dtype <= RT_I64 ? types[od->dtype] : "?");
+        }
+    }
     if (rt_desc_builtin(d))
         printf("\nweights: built into the program; predict, eval and forward use them unless given\n"
                "--weights, and train starts from them\n");
@@ -358,7 +372,7 @@ static int cmd_predict(const rt_net_desc *d, const Opts *o)
         return 1;
     }
     size_t nx = o->dump_input ? (size_t)o->nfiles : 1;
-    float *xs = malloc(sizeof(float) * nx * (size_t)d->input_size), *out = malloc(sizeof(float) * (size_t)d->output_size);
+    float *xs = malloc(sizeof(float) * nx * (size_t)d->input_size), *out = malloc(sizeof(float) * (size_t)rt_out_stride(d));
     double *p = malloc(sizeof(double) * (size_t)d->output_size);
     for (int f = 0; f < o->nfiles && !rc; f++) {
         float *x = xs + (o->dump_input ? (size_t)f * (size_t)d->input_size : 0);
@@ -431,7 +445,8 @@ static int cmd_eval(const rt_net_desc *d, const Opts *o)
         return 1;
     }
     int B = o->batch ? o->batch : 256, K = (int)d->nclasses;
-    float *x = malloc(sizeof(float) * (size_t)(B * d->input_size)), *out = malloc(sizeof(float) * (size_t)(B * K));
+    size_t S = (size_t)rt_out_stride(d);           /* an example's row: its outputs, the first the scores */
+    float *x = malloc(sizeof(float) * (size_t)(B * d->input_size)), *out = malloc(sizeof(float) * (size_t)B * S);
     int32_t *y = malloc(sizeof(int32_t) * (size_t)B);
     int64_t *rows = malloc(sizeof(int64_t) * (size_t)B), *confusion = calloc((size_t)(K * K), sizeof(int64_t));
     double *p = malloc(sizeof(double) * (size_t)K), loss = 0;
@@ -443,9 +458,9 @@ static int cmd_eval(const rt_net_desc *d, const Opts *o)
         rt_data_batch(&data, rows, n, rt_input_scale(d, data.u8 != NULL), x, y);
         rt_net_forward(net, n, x, out);
         for (int i = 0; i < n; i++) {
-            rt_probabilities(d, out + (size_t)i * K, p);
+            rt_probabilities(d, out + (size_t)i * S, p);
             int idx[5], m = top_k(p, K, 5, idx);
-            loss += rt_example_loss(d, out + (size_t)i * K, p, y[i]);
+            loss += rt_example_loss(d, out + (size_t)i * S, p, y[i]);
             top1 += idx[0] == y[i];
             for (int j = 0; j < m; j++)
                 top5 += idx[j] == y[i];
@@ -562,7 +577,7 @@ static int cmd_bench(const rt_net_desc *d, const Opts *o)
     double S = o->seconds > 0 ? o->seconds : 2;
     rt_net *net = rt_net_new(d, (uint64_t)d->seed);
     float *x = malloc(sizeof(float) * (size_t)B * (size_t)d->input_size);
-    float *out = malloc(sizeof(float) * (size_t)B * (size_t)d->output_size);
+    float *out = malloc(sizeof(float) * (size_t)B * (size_t)rt_out_stride(d));
     int32_t *y = malloc(sizeof(int32_t) * (size_t)B);
     if (!net || !x || !out || !y)
         return bench_failed(net, x, out, y);
@@ -599,7 +614,9 @@ static int cmd_bench(const rt_net_desc *d, const Opts *o)
     return 0;
 }
 
-/* forward: out = f(x) for the tensor "x" of a safetensors file. */
+/* forward: the outputs for the tensor "x" of a safetensors file (F32, or an
+ * integer or boolean dtype, converted to float): one tensor per output, [n,
+ * ...] of its dtype, named as the network names it ("out" for a lone one). */
 static int cmd_forward(const rt_net_desc *d, const Opts *o)
 {
     if (o->nfiles != 2)
@@ -610,7 +627,7 @@ static int cmd_forward(const rt_net_desc *d, const Opts *o)
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         return 1;
     }
-    const rt_tensor *x = rt_st_find(&in, "x");
+    const rt_tensor *x = rt_st_find_values(&in, "x");
     if (!x || x->rank < 1 || x->dims[0] < 1 || x->count != x->dims[0] * d->input_size || x->dims[0] > INT32_MAX) {
         fprintf(stderr, "%s: %s: needs a tensor 'x' of shape [n, ...] with %lld values per example\n", prog,
                 o->files[0], (long long)d->input_size);
@@ -619,19 +636,33 @@ static int cmd_forward(const rt_net_desc *d, const Opts *o)
     }
     rt_net *net = open_net(d, o);
     int rc = 1;
-    if (net) {
-        rt_tensor out = {.name = "out", .rank = 1 + (int)d->output_rank, .count = x->dims[0] * d->output_size};
-        out.dims[0] = x->dims[0];
-        for (int k = 0; k < d->output_rank; k++)
-            out.dims[k + 1] = d->output_dims[k];
-        out.data = malloc(sizeof(float) * (size_t)out.count);
-        rt_net_forward(net, (int)x->dims[0], x->data, out.data);
-        rc = rt_st_write(o->files[1], 1, &out, 0, NULL, NULL, &err) ? 1 : 0;
+    int64_t n = x->dims[0], S = rt_out_stride(d), K = d->noutputs ? d->noutputs : 1;
+    rt_output_desc lone = {.name = "out", .rank = d->output_rank, .size = d->output_size};
+    memcpy(lone.dims, d->output_dims, sizeof lone.dims);
+    float *rows = net ? malloc(sizeof(float) * (size_t)(n * S)) : NULL;
+    rt_tensor *outs = rows ? calloc((size_t)K, sizeof *outs) : NULL;
+    if (outs) {
+        rt_net_forward(net, (int)n, x->data, rows);
+        for (int64_t k = 0; k < K && outs; k++) {          /* each output's part of the rows */
+            const rt_output_desc *od = d->noutputs ? &d->outputs[k] : &lone;
+            rt_tensor *t = &outs[k];
+            t->name = (char *)od->name, t->rank = 1 + (int)od->rank, t->count = n * od->size;
+            t->dtype = (int)od->dtype, t->dims[0] = n;
+            for (int j = 0; j < od->rank; j++)
+                t->dims[j + 1] = od->dims[j];
+            t->data = malloc(sizeof(float) * (size_t)(t->count ? t->count : 1));
+            for (int64_t b = 0; t->data && b < n; b++)
+                memcpy(t->data + b * od->size, rows + b * S + od->offset, sizeof(float) * (size_t)od->size);
+        }
+        rc = rt_st_write(o->files[1], (int)K, outs, 0, NULL, NULL, &err) ? 1 : 0;
         if (rc)
             fprintf(stderr, "%s: %s\n", prog, err.msg);
-        free(out.data);
-        rt_net_free(net);
-    }
+        for (int64_t k = 0; k < K; k++)
+            free(outs[k].data);
+    } else if (net)
+        fprintf(stderr, "%s: out of memory\n", prog);
+    free(outs), free(rows);
+    rt_net_free(net);
     rt_st_free(&in);
     return rc;
 }

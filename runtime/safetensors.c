@@ -715,6 +715,39 @@ static int check_header(header *h, int64_t data_len, const char *label, rt_err *
     return r ? -1 : 0;
 }
 
+/* An integer or boolean tensor's values as floats in o->values (little-endian
+ * in the file); nothing for other dtypes. -1: out of memory. */
+static int int_values(const entry *e, const unsigned char *data, rt_other *o)
+{
+    static const char *const kinds[] = {"U8", "I8", "BOOL", "I16", "U16", "I32", "I64"};
+    int kind = -1;
+    for (int k = 0; k < 7; k++)
+        if (!strcmp(e->dtype, kinds[k]))
+            kind = k;
+    if (kind < 0)
+        return 0;
+    rt_tensor *v = &o->values;
+    v->name = o->name, v->rank = e->t.rank, v->count = e->t.count;
+    memcpy(v->dims, e->t.dims, sizeof v->dims);
+    if (!v->count)
+        return 0;
+    if (!(v->data = malloc((size_t)v->count * sizeof *v->data)))
+        return -1;
+    const unsigned char *p = data + e->off[0];
+    for (int64_t i = 0; i < v->count; i++) {
+        const unsigned char *b = p + i * e->esize;
+        uint64_t u = 0;
+        for (int k = e->esize - 1; k >= 0; k--)
+            u = u << 8 | b[k];
+        double x = kind == 0 || kind == 4 ? (double)u
+                 : kind == 2 ? (double)(u != 0)
+                 : kind == 1 ? (double)(int8_t)u : kind == 3 ? (double)(int16_t)u
+                 : kind == 5 ? (double)(int32_t)u : (double)(int64_t)u;
+        v->data[i] = (float)x;
+    }
+    return 0;
+}
+
 /* Copies each tensor's bytes out of the data section, then hands everything
  * from h over to out. */
 static int take(header *h, const unsigned char *data, const char *label, rt_tensors *out,
@@ -739,6 +772,8 @@ static int take(header *h, const unsigned char *data, const char *label, rt_tens
         rt_other *o = &out->other[out->nother++];
         o->name = h->e[i].t.name;
         snprintf(o->dtype, sizeof o->dtype, "%s", h->e[i].dtype);
+        if (int_values(&h->e[i], data, o))
+            return oom(err, label);
     }
     out->nmeta = h->nmeta;
     out->meta_key = h->mkey;
@@ -796,7 +831,7 @@ void rt_st_free(rt_tensors *t)
     for (int i = 0; i < t->n; i++)
         free(t->t[i].name), free(t->t[i].data);
     for (int i = 0; i < t->nother; i++)
-        free(t->other[i].name);
+        free(t->other[i].name), free(t->other[i].values.data);
     free(t->other);
     for (int i = 0; i < t->nmeta; i++)
         free(t->meta_key[i]), free(t->meta_val[i]);
@@ -812,6 +847,16 @@ const rt_tensor *rt_st_find(const rt_tensors *t, const char *name)
         if (!strcmp(t->t[i].name, name))
             return &t->t[i];
     return NULL;
+}
+
+const rt_tensor *rt_st_find_values(const rt_tensors *t, const char *name)
+{
+    const rt_tensor *f = rt_st_find(t, name);
+    for (int i = 0; !f && i < t->nother; i++)
+        if (!strcmp(t->other[i].name, name) && (t->other[i].values.data || !t->other[i].values.count) &&
+            t->other[i].values.name)
+            f = &t->other[i].values;
+    return f;
 }
 
 const char *rt_st_meta(const rt_tensors *t, const char *key)
@@ -981,6 +1026,16 @@ static int check_repeats(const char *path, int n, const rt_tensor *t, int nmeta,
     return r;
 }
 
+/* A written tensor's dtype (rt_tensor.dtype) as the header names it, and its bytes per value. */
+static const char *out_dtype(int dtype, int *size)
+{
+    static const char *const names[] = {"F32", "U8", "I8", "BOOL", "I64"};
+    static const int sizes[] = {4, 1, 1, 1, 8};
+    int k = dtype >= RT_F32 && dtype <= RT_I64 ? dtype : RT_F32;
+    *size = sizes[k];
+    return names[k];
+}
+
 /* The header JSON, padded with spaces so that 8 + its length is a multiple of 8. */
 static int build_header(const char *path, int n, const rt_tensor *t, int nmeta,
                         const char *const *key, const char *const *val, sbuf *b, rt_err *err)
@@ -1000,7 +1055,10 @@ static int build_header(const char *path, int n, const rt_tensor *t, int nmeta,
     for (int i = 0; i < n; i++) {
         put(b, ",", i > 0);
         put_jstr(b, t[i].name);
-        puts_(b, ":{\"dtype\":\"F32\",\"shape\":[");
+        int size;
+        puts_(b, ":{\"dtype\":\"");
+        puts_(b, out_dtype(t[i].dtype, &size));
+        puts_(b, "\",\"shape\":[");
         for (int k = 0; k < t[i].rank; k++) {
             put(b, ",", k > 0);
             put_i64(b, t[i].dims[k]);
@@ -1008,7 +1066,7 @@ static int build_header(const char *path, int n, const rt_tensor *t, int nmeta,
         puts_(b, "],\"data_offsets\":[");
         put_i64(b, at);
         put(b, ",", 1);
-        put_i64(b, at += t[i].count * 4);
+        put_i64(b, at += t[i].count * size);
         puts_(b, "]}");
     }
     put(b, "}", 1);
@@ -1040,6 +1098,31 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
+/* Writes tensor t's values converted to its dtype (not F32): rounded to the
+ * nearest, saturated to the type's range, NaN as 0; BOOL: nonzero. */
+static int write_converted(int fd, const rt_tensor *t)
+{
+    int size;
+    out_dtype(t->dtype, &size);
+    unsigned char *bytes = malloc((size_t)t->count * (size_t)size);
+    if (!bytes) {
+        errno = ENOMEM;
+        return -1;
+    }
+    double lo = t->dtype == RT_U8 ? 0 : t->dtype == RT_I8 ? -128 : -9.2e18;
+    double hi = t->dtype == RT_U8 ? 255 : t->dtype == RT_I8 ? 127 : 9.2e18;
+    for (int64_t i = 0; i < t->count; i++) {
+        double v = t->data[i];
+        v = v != v ? 0 : t->dtype == RT_BOOL ? (v != 0) : v < lo ? lo : v > hi ? hi : v;
+        uint64_t u = (uint64_t)(v >= 0 ? (int64_t)(v + 0.5) : -(int64_t)(0.5 - v));
+        for (int k = 0; k < size; k++)
+            bytes[i * size + k] = (unsigned char)(u >> 8 * k);
+    }
+    int r = write_all(fd, bytes, (size_t)t->count * (size_t)size);
+    free(bytes);
+    return r;
+}
+
 /* Writes length, header and data to fd, syncs and closes it (always). */
 static int write_body(int fd, const char *path, const char *tmp, const sbuf *h, int n,
                       const rt_tensor *t, rt_err *err)
@@ -1049,7 +1132,8 @@ static int write_body(int fd, const char *path, const char *tmp, const sbuf *h, 
         len8[i] = (unsigned char)((uint64_t)h->len >> 8 * i);
     int r = write_all(fd, len8, 8) || write_all(fd, h->p, h->len);
     for (int i = 0; i < n && !r; i++)
-        r = t[i].count && write_all(fd, t[i].data, (size_t)t[i].count * sizeof *t[i].data);
+        r = t[i].count && (t[i].dtype > RT_F32 ? write_converted(fd, &t[i])
+                                               : write_all(fd, t[i].data, (size_t)t[i].count * sizeof *t[i].data));
     if (r)
         sys_fail(err, path, "write", tmp);
     else if (fsync(fd))

@@ -766,7 +766,7 @@ static void evaluate(Run *r, double *loss, double *acc)
         rt_data_batch(&r->test, r->perm, n, rt_input_scale(d, r->test.u8 != NULL), r->x, r->y);
         rt_net_forward(r->net, n, r->x, r->out);
         for (int i = 0; i < n; i++) {
-            const float *row = r->out + (size_t)i * (size_t)K;
+            const float *row = r->out + (size_t)i * (size_t)rt_out_stride(d);
             int64_t best = 0;
             for (int64_t k = 1; k < K; k++)
                 best = row[k] > row[best] ? k : best;
@@ -980,7 +980,7 @@ static int prepare(Run *r, rt_tensors *ck)
     int64_t B = r->s.batch > 256 ? r->s.batch : 256, N = r->train.n > B ? r->train.n : B;
     r->net = rt_net_new(d, r->s.seed);
     r->x = malloc(sizeof(float) * (size_t)(B * d->input_size));
-    r->out = malloc(sizeof(float) * (size_t)(B * d->output_size));
+    r->out = malloc(sizeof(float) * (size_t)(B * rt_out_stride(d)));
     r->y = malloc(sizeof(int32_t) * (size_t)B);
     r->ready = -1;
     if (r->dist) {                                /* the next minibatch's, copied meanwhile */

@@ -80,8 +80,14 @@ def cases():
         model([node("Conv", ["x", "w"], ["y"], name="conv0", group=2)], X, Y, [tensor("w", W)])
     yield "kernel_too_big", "--check", "node 'conv0' (Conv): its kernel 9x9", \
         model([node("Conv", ["x", "w"], ["y"], name="conv0")], X, Y, [tensor("w", numpy.ones((2, 3, 9, 9), "f4"))])
-    yield "two_outputs", "--check", "2 outputs", model([node("Relu", ["x"], ["y"]), node("Tanh", ["x"], ["z"])], X,
-                                                        Y + [("z", None)])
+    yield "indices_used", "--check", "node 'a' (Add): its input is a tensor of indices", \
+        model([node("MaxPool", ["x"], ["p", "i"], kernel_shape=[2, 2]), node("Add", ["p", "i"], ["y"], name="a")], X, Y)
+    yield "uint8_sigmoid", "--check", "node 's' (Sigmoid): its input is of type uint8", \
+        model([node("Sigmoid", ["x"], ["y"], name="s")], [("x", ["N", 3, 8, 8], 2)], Y)
+    yield "uint8_loss", "--check --loss mse", "--loss mse needs a float output; the model's first output is of type U8", \
+        model([node("Relu", ["x"], ["y"])], [("x", ["N", 3, 8, 8], 2)], [("y", None, 2)])
+    yield "output_twice", "--check", "the graph lists the output 'y' twice", \
+        model([node("Relu", ["x"], ["y"])], X, Y + Y)
     yield "softmax_axis", "--check", "node 'sm' (Softmax): axis = 0 on [N, 3, 8, 8];not across the batch", \
         model([node("Softmax", ["x"], ["y"], name="sm", axis=0)], X, Y)
     yield "concat_batch", "--check", "node 'c' (Concat): axis = 0;not along the batch", \

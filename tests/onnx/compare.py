@@ -4,7 +4,10 @@
     /usr/bin/python3 tests/onnx/compare.py NAME OUT.safetensors ORT.bin [TOL]
 
 OUT.safetensors is `./NET forward`'s file (tensor 'out'); ORT.bin ONNX
-Runtime's output as raw float32. The relative error is as in
+Runtime's output as raw float32. A model of several outputs: ORT.bin.names
+names them, ORT.bin.K holds output K (float64), and each is compared with
+OUT.safetensors' tensor of its name. Integer and boolean outputs must match
+exactly. The relative error is as in
 tests/reference/check_net.c: the largest absolute difference over the largest
 reference magnitude (at least 1e-6); a NaN counts as infinite. Prints one
 line, "ok" or "FAIL", and exits 1 on a failure.
@@ -12,10 +15,14 @@ line, "ok" or "FAIL", and exits 1 on a failure.
 
 import json
 import math
+import os
 import struct
 import sys
 
 import numpy
+
+
+DTYPES = {"F32": "<f4", "U8": "u1", "I8": "i1", "BOOL": "u1", "I64": "<i8"}
 
 
 def read_tensor(path, name):
@@ -24,22 +31,38 @@ def read_tensor(path, name):
     n = struct.unpack("<Q", data[:8])[0]
     meta = json.loads(data[8:8 + n])[name]
     b, e = meta["data_offsets"]
-    return numpy.frombuffer(data[8 + n + b:8 + n + e], dtype="<f4").reshape(meta["shape"])
+    return numpy.frombuffer(data[8 + n + b:8 + n + e], dtype=DTYPES[meta["dtype"]]).reshape(meta["shape"])
+
+
+def check(name, got, want, tol, exact):
+    """one output: (ok, its line)"""
+    got = got.astype(numpy.float64).ravel()
+    if got.size != want.size:
+        return False, f"FAIL  {name}: cnnc gives {got.size} values, ONNX Runtime {want.size}"
+    diff = numpy.abs(got - want)
+    if exact:
+        ok = not (diff > 0).any()
+        return ok, f"{'ok  ' if ok else 'FAIL'}  {name}: {got.size} outputs, {'exact' if ok else 'not exact'}"
+    err = math.inf if numpy.isnan(diff).any() else diff.max() / max(numpy.abs(want).max(), 1e-6)
+    ok = err <= tol
+    return ok, f"{'ok  ' if ok else 'FAIL'}  {name}: {got.size} outputs, rel. error {err:.2e} (max {tol:.0e})"
 
 
 def main():
     name, out, ref = sys.argv[1:4]
     tol = float(sys.argv[4]) if len(sys.argv) > 4 else 1e-4
-    got = read_tensor(out, "out").astype(numpy.float64).ravel()
-    want = numpy.fromfile(ref, dtype="<f4").astype(numpy.float64)
-    if got.size != want.size:
-        print(f"FAIL  {name}: cnnc gives {got.size} values, ONNX Runtime {want.size}")
-        sys.exit(1)
-    diff = numpy.abs(got - want)
-    err = math.inf if numpy.isnan(diff).any() else diff.max() / max(numpy.abs(want).max(), 1e-6)
-    ok = err <= tol
-    print(f"{'ok  ' if ok else 'FAIL'}  {name}: {got.size} outputs, rel. error {err:.2e} (max {tol:.0e})")
-    sys.exit(0 if ok else 1)
+    if not os.path.exists(ref + ".names"):            # one output: 'out'
+        got = read_tensor(out, "out")
+        ok, line = check(name, got, numpy.fromfile(ref, dtype="<f4").astype(numpy.float64), tol, got.dtype.kind != "f")
+        print(line)
+        sys.exit(0 if ok else 1)
+    names = open(ref + ".names").read().split()        # several: each by its name
+    results = []
+    for k, o in enumerate(names):
+        got = read_tensor(out, o)
+        results.append(check(f"{name} '{o}'", got, numpy.fromfile(f"{ref}.{k}", dtype="<f8"), tol, got.dtype.kind != "f"))
+    print("; ".join(line for _, line in results))
+    sys.exit(0 if all(ok for ok, _ in results) else 1)
 
 
 if __name__ == "__main__":

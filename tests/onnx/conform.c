@@ -138,27 +138,65 @@ static bool is_initializer(const Onnx__GraphProto *g, const char *name)
     return false;
 }
 
-/* A float32 tensor's values (float_data or raw little-endian bytes); NULL
- * for other element types. */
-static float *float_values(const Onnx__TensorProto *t, int64_t *count)
+/* Any numeric tensor's values as doubles (float, double, the integers, bool:
+ * raw little-endian bytes or the typed lists); NULL for other element types. */
+static double *any_values(const Onnx__TensorProto *t, int64_t *count)
 {
-    if (t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-        return NULL;
     int64_t n = 1;
     for (size_t i = 0; i < t->n_dims; i++)
         n *= t->dims[i];
-    float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
-    if (t->raw_data.len) {
-        if (t->raw_data.len != (size_t)n * 4)
-            die("tensor '%s': %zu raw bytes for %lld values", t->name ? t->name : "", t->raw_data.len, (long long)n);
-        memcpy(v, t->raw_data.data, (size_t)n * 4);
-    } else {
-        if (t->n_float_data != (size_t)n)
-            die("tensor '%s': %zu values for %lld", t->name ? t->name : "", t->n_float_data, (long long)n);
-        memcpy(v, t->float_data, (size_t)n * 4);
+    int size;
+    switch (t->data_type) {
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: size = 4; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: size = 8; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8: case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: size = 1; break;
+    default: return NULL;
+    }
+    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    const uint8_t *raw = t->raw_data.len ? t->raw_data.data : NULL;
+    if (raw && t->raw_data.len != (size_t)n * (size_t)size)
+        die("tensor '%s': %zu raw bytes for %lld values", t->name ? t->name : "", t->raw_data.len, (long long)n);
+    for (int64_t i = 0; i < n; i++) {
+        float f; double d; int32_t i32; int64_t i64;
+        switch (t->data_type) {
+        case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
+            if (raw) memcpy(&f, raw + 4 * i, 4); else f = t->float_data[i];
+            v[i] = f; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
+            if (raw) memcpy(&d, raw + 8 * i, 8); else d = t->double_data[i];
+            v[i] = d; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
+            if (raw) memcpy(&i64, raw + 8 * i, 8); else i64 = t->int64_data[i];
+            v[i] = (double)i64; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+            v[i] = raw ? (int8_t)raw[i] : (int8_t)t->int32_data[i]; break;
+        case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL:
+            v[i] = raw ? raw[i] != 0 : t->int32_data[i] != 0; break;
+        default:                /* uint8 and int32 */
+            if (raw && size == 4) memcpy(&i32, raw + 4 * i, 4);
+            else i32 = raw ? raw[i] : t->int32_data[i];
+            v[i] = i32; break;
+        }
+    }
+    if (!raw && n > 0) {
+        size_t listed = t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? t->n_float_data
+                      : t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE ? t->n_double_data
+                      : t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? t->n_int64_data : t->n_int32_data;
+        if (listed != (size_t)n)
+            die("tensor '%s': %zu values for %lld", t->name ? t->name : "", listed, (long long)n);
     }
     *count = n;
     return v;
+}
+
+/* The safetensors dtype (rt_tensor.dtype) an input of ONNX type `type` is
+ * written as: float32, uint8 and int8 as themselves; -1: none. */
+static int input_dtype(int type)
+{
+    return type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? RT_F32
+         : type == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8 ? RT_U8
+         : type == ONNX__TENSOR_PROTO__DATA_TYPE__INT8  ? RT_I8 : -1;
 }
 
 static void write_file(const char *path, const void *p, size_t n)
@@ -202,10 +240,15 @@ static int prepare(const char *dir, const char *set, const char *outdir)
             die("%s: missing (the graph's input '%s')", path, name);
         if (k == 1) {                    /* the program's input */
             int64_t count;
-            float *v = float_values(t, &count);
+            int dtype = input_dtype(t->data_type);
+            double *d = dtype >= 0 ? any_values(t, &count) : NULL;
+            float *v = d ? malloc(sizeof(float) * (size_t)(count ? count : 1)) : NULL;
+            for (int64_t i = 0; v && i < count; i++)
+                v[i] = (float)d[i];
+            free(d);
             if (v && t->n_dims >= 1 && t->n_dims < RT_MAX_RANK) {
-                rt_tensor x = {.name = "x", .rank = (int)t->n_dims, .count = count, .data = v};
-                rt_tensor x1 = {.name = "x", .rank = (int)t->n_dims + 1, .count = count, .data = v};
+                rt_tensor x = {.name = "x", .rank = (int)t->n_dims, .count = count, .data = v, .dtype = dtype};
+                rt_tensor x1 = {.name = "x", .rank = (int)t->n_dims + 1, .count = count, .data = v, .dtype = dtype};
                 x1.dims[0] = 1;
                 for (size_t d = 0; d < t->n_dims; d++)
                     x.dims[d] = x1.dims[d + 1] = t->dims[d];
@@ -249,24 +292,34 @@ static void squeezed(char *s, size_t cap, int rank, const int64_t *d)
         snprintf(s + n, cap - n, "]");
 }
 
+/* The output in outpath (safetensors) that want_path (an output_K.pb) holds:
+ * the tensor of its name (a network of several outputs names each so), else
+ * "out" (a lone output). Floats within tol (relative to the largest expected
+ * magnitude), integers and booleans exactly. */
 static int compare(const char *outpath, const char *want_path, double tol)
 {
     rt_tensors got;
     rt_err err = {{0}};
     if (rt_st_read(outpath, &got, &err))
         die("%s", err.msg);
-    const rt_tensor *o = rt_st_find(&got, "out");
-    if (!o)
-        die("%s: no tensor 'out'", outpath);
     Onnx__TensorProto *t = read_tensor(want_path);
     if (!t)
         die("cannot read %s", want_path);
-    int64_t count;
-    float *want = float_values(t, &count);
-    if (!want) {
-        printf("expected output of element type %d, not float32\n", (int)t->data_type);
+    const rt_tensor *o = t->name && t->name[0] ? rt_st_find_values(&got, t->name) : NULL;
+    if (!o)
+        o = rt_st_find_values(&got, "out");
+    if (!o) {
+        printf("no tensor '%s' (nor 'out') in the output\n", t->name ? t->name : "");
         return 1;
     }
+    int64_t count;
+    double *want = any_values(t, &count);
+    if (!want) {
+        printf("expected output of element type %d, which the runner does not read\n", (int)t->data_type);
+        return 1;
+    }
+    bool exact = t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT &&
+                 t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
     char gs[512], ws[512];
     squeezed(gs, sizeof gs, o->rank, o->dims);
     int64_t wd[64];
@@ -291,11 +344,14 @@ static int compare(const char *outpath, const char *want_path, double tol)
             maxref = fabs(w);
     }
     double rel = maxdiff / maxref;
-    printf("%lld values, rel. error %.2e\n", (long long)count, rel);
+    if (exact)
+        printf("'%s': %lld values, %s\n", o->name, (long long)count, maxdiff == 0 ? "exact" : "not exact");
+    else
+        printf("'%s': %lld values, rel. error %.2e\n", o->name, (long long)count, rel);
     free(want);
     onnx__tensor_proto__free_unpacked(t, NULL);
     rt_st_free(&got);
-    return rel <= tol ? 0 : 1;
+    return (exact ? maxdiff == 0 : rel <= tol) ? 0 : 1;
 }
 
 int main(int argc, char **argv)

@@ -9,7 +9,7 @@ import struct
 
 import numpy
 
-FLOAT, INT64, BOOL = 1, 7, 9
+FLOAT, UINT8, INT8, INT64, BOOL = 1, 2, 3, 7, 9
 A_FLOAT, A_INT, A_STRING, A_TENSOR, A_FLOATS, A_INTS = 1, 2, 3, 4, 6, 7
 
 
@@ -43,10 +43,12 @@ def f_float(field, v):
 
 
 def tensor(name, array, raw=True, external=None):
-    """TensorProto: float32, int64 or bool values; external = (location, offset) keeps them out."""
+    """TensorProto: float32, int64 (any other integers but uint8 and int8), uint8, int8 or bool
+    values; external = (location, offset) keeps them out."""
     a = numpy.asarray(array)
-    dtype = BOOL if a.dtype.kind == "b" else INT64 if a.dtype.kind in "iu" else FLOAT
-    a = a.astype({BOOL: "u1", INT64: "<i8", FLOAT: "<f4"}[dtype])
+    dtype = BOOL if a.dtype.kind == "b" else UINT8 if a.dtype == numpy.uint8 else INT8 if a.dtype == numpy.int8 \
+        else INT64 if a.dtype.kind in "iu" else FLOAT
+    a = a.astype({BOOL: "u1", UINT8: "u1", INT8: "i1", INT64: "<i8", FLOAT: "<f4"}[dtype])
     out = b"".join(f_int(1, d) for d in a.shape) + f_int(2, dtype) + f_bytes(8, name)
     if external:
         loc, off = external
@@ -58,7 +60,7 @@ def tensor(name, array, raw=True, external=None):
     elif dtype == FLOAT:
         out += b"".join(f_float(4, float(v)) for v in a.ravel())
     else:
-        out += b"".join(f_int(5 if dtype == BOOL else 7, int(v)) for v in a.ravel())   # int32_data, int64_data
+        out += b"".join(f_int(7 if dtype == INT64 else 5, int(v)) for v in a.ravel())   # int64_data, int32_data
     return out
 
 
@@ -111,11 +113,14 @@ def save(path, data):
     os.replace(path + ".tmp", path)
 
 
-def save_input(prefix, x):
-    """PREFIX.x.safetensors (tensor 'x', for ./NET forward) and PREFIX.x.bin (raw, for ORT)."""
-    x = numpy.asarray(x, dtype="<f4")
-    data = x.tobytes()
-    header = json.dumps({"x": {"dtype": "F32", "shape": list(x.shape), "data_offsets": [0, len(data)]}})
+def save_input(prefix, x, xtype="float32"):
+    """PREFIX.x.safetensors (tensor 'x', for ./NET forward; float32, uint8 or int8) and PREFIX.x.bin
+    (raw float32, for ORT, which converts it to the input's type)."""
+    f = numpy.asarray(x, dtype="<f4")
+    typed = f.astype({"float32": "<f4", "uint8": "u1", "int8": "i1"}[xtype])
+    data = typed.tobytes()
+    st = {"float32": "F32", "uint8": "U8", "int8": "I8"}[xtype]
+    header = json.dumps({"x": {"dtype": st, "shape": list(f.shape), "data_offsets": [0, len(data)]}})
     header += " " * (-len(header) % 8)
     save(prefix + ".x.safetensors", struct.pack("<Q", len(header)) + header.encode() + data)
-    save(prefix + ".x.bin", data)
+    save(prefix + ".x.bin", f.tobytes())

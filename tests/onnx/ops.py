@@ -5,8 +5,9 @@ tests/onnx/run.sh, which compares cnnc's outputs with ONNX Runtime's).
     /usr/bin/python3 tests/onnx/ops.py OUTDIR
 
 Writes OUTDIR/NAME.onnx, NAME.x.safetensors and NAME.x.bin (a batch of 2,
-N(0, 1)) for each case, and prints "NAME D0,D1,... [FLAGS]" (the input's
-shape, cnnc's flags) a line. An unbatched case's model has no batch dimension
+N(0, 1); a uint8 or int8 input's values integers spread over its range) for
+each case, and prints "NAME D0,D1,... TYPE [FLAGS]" (the input's shape and
+element type, cnnc's flags) a line. An unbatched case's model has no batch dimension
 (cnnc --unbatched): its x.safetensors holds one example, [1, D0, D1, ...].
 With --train, writes OUTDIR/mlp.onnx only (see mlp()).
 """
@@ -28,9 +29,9 @@ def w(*shape, scale=0.5):
 CASES = []
 
 
-def case(name, xdims, opset=13, unbatched=False):
+def case(name, xdims, opset=13, unbatched=False, outputs=("y",), xtype="float32"):
     def add(fn):
-        CASES.append((name, xdims, opset, unbatched, fn))
+        CASES.append((name, xdims, opset, unbatched, fn, outputs, xtype))
         return fn
     return add
 
@@ -307,6 +308,56 @@ def _():
          tensor("ax", numpy.array([0]))]
 
 
+@case("two_outputs", [2, 3, 4], outputs=("y", "z"))
+def _():
+    # two float outputs, the second computed before the first (--emit=cnn: `output y, z`)
+    return [node("Tanh", ["x"], ["t"]), node("Mul", ["t", "k"], ["z"]), node("Relu", ["x"], ["r"]),
+            node("Add", ["r", "z"], ["y"])], [tensor("k", w(3, 4))]
+
+
+# the element types of second outputs (others: the input's)
+OUT_TYPES = {"mask": 9, "indices": 7}
+
+
+@case("dropout_mask", [2, 3, 4], opset=13, outputs=("y", "mask"))
+def _():
+    # Dropout's mask, in inference all true, as a second output of the graph
+    return [node("Dropout", ["x", "r"], ["d", "mask"]), node("Relu", ["d"], ["y"])], [tensor("r", numpy.array(0.3, "f4"))]
+
+
+@case("maxpool_indices", [3, 2, 5, 6], outputs=("y", "indices"))
+def _():
+    # MaxPool's Indices (int64, into the whole batch): a batch of 3 (each
+    # example's indices offset by its place), pads, strides, ceil_mode
+    return [node("MaxPool", ["x"], ["y", "indices"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 1, 1, 0],
+                 ceil_mode=1)], []
+
+
+@case("maxpool_indices_column_major", [2, 3, 4, 4], outputs=("indices", "y"))
+def _():
+    # storage_order = 1: H and W swapped in the index; the indices the first output
+    return [node("MaxPool", ["x"], ["y", "indices"], kernel_shape=[2, 2], strides=[2, 2], storage_order=1)], []
+
+
+@case("uint8_arith", [2, 3, 4], opset=14, xtype="uint8")
+def _():
+    # uint8: x + k wraps, x * k wraps, x - k wraps below 0, / truncates
+    return [node("Add", ["x", "a"], ["s"]), node("Mul", ["s", "m"], ["p"]), node("Sub", ["p", "b"], ["q"]),
+            node("Div", ["q", "d"], ["y"])], \
+        [tensor("a", numpy.array([200], "u1")), tensor("m", numpy.array([3], "u1")),
+         tensor("b", numpy.array([100], "u1")), tensor("d", numpy.array([7], "u1"))]
+
+
+@case("int8_arith", [2, 3, 4], opset=14, xtype="int8")
+def _():
+    # int8: wrapping at -128 and 127, division truncated toward 0, Clip, MaxPool
+    return [node("Mul", ["x", "m"], ["p"]), node("Div", ["p", "d"], ["q"]), node("Sub", ["q", "b"], ["s"]),
+            node("Clip", ["s", "lo", "hi"], ["c"]), node("Unsqueeze", ["c", "ax"], ["u"]),
+            node("MaxPool", ["u"], ["y"], kernel_shape=[2, 2], strides=[1, 1])], \
+        [tensor("m", numpy.array([5], "i1")), tensor("d", numpy.array([-3], "i1")), tensor("b", numpy.array([60], "i1")),
+         tensor("lo", numpy.array(-100, "i1")), tensor("hi", numpy.array(90, "i1")), tensor("ax", numpy.array([1]))]
+
+
 @case("external_data", [2, 3, 5, 5])
 def _():
     return None                                 # main() writes it, with its data file
@@ -326,7 +377,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     if sys.argv[2:] == ["--train"]:
         return mlp(out)
-    for name, xdims, opset, unbatched, fn in CASES:
+    for name, xdims, opset, unbatched, fn, outputs, xtype in CASES:
         if name == "external_data":
             ew, eb = w(2, 3, 3, 3), w(2)
             save(os.path.join(out, "external_data.bin"), ew.tobytes() + eb.tobytes())
@@ -336,9 +387,14 @@ def main():
         else:
             nodes, inits = fn()
         dims = xdims if name == "reshapes_old" or unbatched else ["N"] + xdims[1:]   # a fixed batch the Reshape names
-        save(os.path.join(out, name + ".onnx"), model(nodes, [("x", dims)], [("y", None)], inits, opset))
-        save_input(os.path.join(out, name), R.normal(0, 1, [1] + xdims if unbatched else xdims))
-        print(name, ",".join(map(str, xdims)), "--unbatched" if unbatched else "")
+        elem = {"float32": 1, "uint8": 2, "int8": 3}[xtype]
+        save(os.path.join(out, name + ".onnx"),
+             model(nodes, [("x", dims, elem)], [(o, None, OUT_TYPES.get(o, elem)) for o in outputs], inits, opset))
+        shape = [1] + xdims if unbatched else xdims
+        x = R.normal(0, 1, shape) if xtype == "float32" else \
+            R.integers(0, 256, shape) if xtype == "uint8" else R.integers(-128, 128, shape)
+        save_input(os.path.join(out, name), x, xtype)
+        print(name, ",".join(map(str, xdims)), xtype, "--unbatched" if unbatched else "")
 
 
 if __name__ == "__main__":

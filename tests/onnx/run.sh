@@ -49,8 +49,9 @@ if ! $PY -c 'import torch, torchvision' 2>/dev/null || [ ! -d "$ORT_MODULES/onnx
   echo "FAIL  tests/onnx needs python3-torch, python3-torchvision, node and onnxruntime-node"; exit 1
 fi
 
-# check NAME MODEL X.safetensors X.bin DIMS [FLAGS]: compile (with cnnc's
-# FLAGS), run, compare with ORT
+# check NAME MODEL X.safetensors X.bin DIMS [FLAGS [TYPE]]: compile (with
+# cnnc's FLAGS), run, compare with ORT (the input of element TYPE, float32 by
+# default; every output)
 check() {
   name=$1 model=$2 d=$out/$1.run
   mkdir -p "$d"
@@ -66,7 +67,8 @@ check() {
   if [ -s "$d/err" ]; then
     fail "$name: forward said: $(head -3 "$d/err")"; return
   fi
-  node tests/onnx/ort_run.js "$model" "$4" "$5" "$d/ort.bin" >/dev/null 2>"$d/err" ||
+  rm -f "$d"/ort.bin*
+  node tests/onnx/ort_run.js "$model" "$4" "$5" "$d/ort.bin" ${7:-float32} >/dev/null 2>"$d/err" ||
     { fail "$name: ONNX Runtime: $(head -3 "$d/err")"; return; }
   if line=$($PY tests/onnx/compare.py "$name" "$d/out.safetensors" "$d/ort.bin"); then
     passed=$((passed + 1))
@@ -89,9 +91,16 @@ roundtrip() {
   if $PY - "$d/out.safetensors" "$d/written.out.safetensors" <<'PY'
 import sys
 sys.path.insert(0, "tests/onnx")
+import json, struct
 from compare import read_tensor
-a, b = (read_tensor(p, "out") for p in sys.argv[1:3])
-sys.exit(0 if a.shape == b.shape and a.tobytes() == b.tobytes() else 1)
+def names(p):
+    with open(p, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return sorted(k for k in json.loads(f.read(n)) if k != "__metadata__")
+a, b = sys.argv[1:3]
+same = names(a) == names(b) and all(read_tensor(a, k).shape == read_tensor(b, k).shape and
+                                    read_tensor(a, k).tobytes() == read_tensor(b, k).tobytes() for k in names(a))
+sys.exit(0 if same else 1)
 PY
   then
     pass "$name --emit=cnn: the written program ($(grep -c . "$d/written.cnn") lines) compiles and gives the imported model's outputs bit for bit"
@@ -109,13 +118,15 @@ for n in $nets; do
     roundtrip "$n" "$out/$n.onnx" "$out/$n.x.safetensors"
 done
 
-# the operators, one small model each (ops.py prints NAME DIMS per model)
+# the operators, one small model each (ops.py prints NAME DIMS TYPE FLAGS per model)
 if [ -f tests/onnx/ops.py ]; then
   rm -rf "$out/ops" && mkdir -p "$out/ops"
   $PY tests/onnx/ops.py "$out/ops" > "$out/ops/list" 2>"$out/ops/err" || fail "ops.py: $(tail -3 "$out/ops/err")"
-  while read -r name dims flags; do
-    check "op_$name" "$out/ops/$name.onnx" "$out/ops/$name.x.safetensors" "$out/ops/$name.x.bin" "$dims" "$flags"
+  while read -r name dims type flags; do
+    check "op_$name" "$out/ops/$name.onnx" "$out/ops/$name.x.safetensors" "$out/ops/$name.x.bin" "$dims" "$flags" "$type"
   done < "$out/ops/list"
+  # several outputs written back as `output y, z`
+  roundtrip op_two_outputs "$out/ops/two_outputs.onnx" "$out/ops/two_outputs.x.safetensors"
 fi
 
 # bad models: exit 1, and the message names the file and what is wrong

@@ -1446,3 +1446,36 @@ Test(rt, safetensors_other_dtypes_set_aside)
     cr_assert_float_eq(rt_st_find(&ts, "bn.weight")->data[1], -2.0f, 0);
     rt_st_free(&ts);
 }
+
+/* forward's typed outputs and inputs: floats written as U8, I8, BOOL and I64
+ * (rounded, saturated, NaN as 0) and read back as floats (rt_st_find_values) */
+Test(rt, safetensors_integer_dtypes)
+{
+    rt_err err = {{0}};
+    rt_tensors ts;
+    const char *p = in_dir("typed.safetensors");
+    float v[5] = {-300.0f, -1.6f, 0.0f, NAN, 300.0f}, big[2] = {-3e9f, 16777216.0f};
+    rt_tensor t[5] = {tensor("u8", 1, (int64_t[]){5}, v), tensor("i8", 1, (int64_t[]){5}, v),
+                      tensor("bool", 1, (int64_t[]){5}, v), tensor("i64", 1, (int64_t[]){2}, big),
+                      tensor("f32", 1, (int64_t[]){2}, big)};
+    t[0].dtype = RT_U8, t[1].dtype = RT_I8, t[2].dtype = RT_BOOL, t[3].dtype = RT_I64;
+    cr_assert(rt_st_write(p, 5, t, 0, NULL, NULL, &err) == 0, "%s", err.msg);
+    cr_assert(rt_st_read(p, &ts, &err) == 0, "%s", err.msg);
+    cr_assert_eq(ts.n, 1);                          /* only F32 is a parameter's */
+    cr_assert_eq(ts.nother, 4);
+    cr_assert_str_eq(ts.other[0].dtype, "U8");
+    cr_assert_str_eq(ts.other[3].dtype, "I64");
+    static const float want[3][5] = {{0, 0, 0, 0, 255}, {-128, -2, 0, 0, 127}, {1, 1, 0, 0, 1}};
+    const char *names[3] = {"u8", "i8", "bool"};
+    for (int k = 0; k < 3; k++) {
+        const rt_tensor *r = rt_st_find_values(&ts, names[k]);
+        cr_assert(r && r->count == 5 && r->rank == 1, "%s", names[k]);
+        for (int i = 0; i < 5; i++)
+            cr_assert_float_eq(r->data[i], want[k][i], 0, "%s[%d] = %g", names[k], i, r->data[i]);
+    }
+    const rt_tensor *r = rt_st_find_values(&ts, "i64");
+    cr_assert(r && r->data[0] == -3e9f && r->data[1] == 16777216.0f);
+    cr_assert(rt_st_find_values(&ts, "f32") == rt_st_find(&ts, "f32"));
+    cr_assert_null(rt_st_find_values(&ts, "nothing"));
+    rt_st_free(&ts);
+}
