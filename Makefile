@@ -42,9 +42,10 @@ $(BUILD)/compiler/%.o: compiler/%.c compiler/cnnc.h $(GEN)/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC) -c -o $@ $<
 
-# --emit=cnn writes built-in weights with the runtime's safetensors writer
-$(BUILD)/compiler/unparse.o: runtime/cnnrt.h
-$(BUILD)/compiler/weights.o: runtime/cnnrt.h
+# the compiler files that share the runtime's types (the safetensors reader and
+# writer for built-in weights, the descriptor's layout)
+$(BUILD)/compiler/unparse.o $(BUILD)/compiler/weights.o $(BUILD)/compiler/weights_out.o \
+  $(BUILD)/compiler/llvm.o: runtime/cnnrt.h
 $(BUILD)/compiler/rt/%.o: runtime/%.c runtime/cnnrt.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<

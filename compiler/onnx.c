@@ -1280,6 +1280,8 @@ static bool maxpool_indices(Imp *m, ONode *n, Node *x, const Window *w, int dims
         return false;
     if (dims != 2 || (order != 0 && order != 1))
         return fail("its Indices output is supported for 2-D pooling with storage_order 0 or 1");
+    if (shape_count(x->shape) >= (int64_t)1 << 24)     /* the network's floats hold them exactly */
+        return fail("its Indices output needs an example [C, H, W] of fewer than 2^24 values");
     Node *k = graph_node(m->g, OP_MAXPOOL_IDX, noloc, windowed(x->shape, x->shape.d[0], w), 1, &x);
     if (!k)
         return false;
@@ -1993,6 +1995,12 @@ bool onnx_loss(Graph *g, const char *kind)
     if (g->noutputs && g->output_types[0] != ET_F32)
         return fail("--loss %s needs a float output; the model's first output is of type %s", kind,
                     elem_type_name(g->output_types[0]));
+    for (int i = 0; i < g->nodes.n; i++) {       /* a layer without an adjoint would train nothing */
+        const Node *n = g->nodes.at[i];
+        if (n->op == OP_BN_EXAMPLE)
+            return fail("--loss %s: a BatchNormalization with training_mode = 1 (imported as '%s') is "
+                        "imported for inference only; --loss cannot train through it", kind, n->label);
+    }
     if (strcmp(kind, "softmax_cross_entropy") == 0) {
         if (t.f->op == OP_SOFTMAX)
             t.f = t.f->in[0];

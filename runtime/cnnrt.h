@@ -81,6 +81,8 @@ typedef struct {
     float *data;
     int dtype;            /* RT_F32 (0) ...: writing converts data to it (rounded to nearest
                              and saturated, NaN as 0; BOOL: nonzero); reading gives RT_F32 */
+    int64_t index_step;   /* writing RT_I64: adds b * index_step to the values of dims[0]'s
+                             b-th slice, in int64 (indices into an example made into the batch) */
 } rt_tensor;
 
 /* The contents of a safetensors file: tensors in the file header's order,
@@ -421,8 +423,9 @@ enum { RT_F32, RT_U8, RT_I8, RT_BOOL, RT_I64 };
 
 /* One output of the network. An example's outputs lie one after another in
  * a row of out_stride floats: this one at offset, size floats. index_step: its
- * values are indices into the example (MaxPool's), to which rt_net_forward
- * adds the example's number times index_step, so that they index the batch. */
+ * values are indices into the example (MaxPool's, exact in float below 2^24);
+ * `forward` adds the example's number times index_step in int64 as it writes
+ * them, so that in its file they index the batch, as ONNX's do. */
 typedef struct {
     const char *name;             /* its tensor's in forward's file ("out" for a lone output) */
     int64_t rank, dims[4], size;  /* per example */

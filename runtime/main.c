@@ -647,16 +647,19 @@ static int cmd_forward(const rt_net_desc *d, const Opts *o)
             const rt_output_desc *od = d->noutputs ? &d->outputs[k] : &lone;
             rt_tensor *t = &outs[k];
             t->name = (char *)od->name, t->rank = 1 + (int)od->rank, t->count = n * od->size;
-            t->dtype = (int)od->dtype, t->dims[0] = n;
+            t->dtype = (int)od->dtype, t->dims[0] = n, t->index_step = od->index_step;
             for (int j = 0; j < od->rank; j++)
                 t->dims[j + 1] = od->dims[j];
             t->data = malloc(sizeof(float) * (size_t)(t->count ? t->count : 1));
             for (int64_t b = 0; t->data && b < n; b++)
                 memcpy(t->data + b * od->size, rows + b * S + od->offset, sizeof(float) * (size_t)od->size);
         }
-        rc = rt_st_write(o->files[1], (int)K, outs, 0, NULL, NULL, &err) ? 1 : 0;
+        bool fits = true;
+        for (int64_t k = 0; k < K; k++)
+            fits = fits && outs[k].data;
+        rc = !fits || rt_st_write(o->files[1], (int)K, outs, 0, NULL, NULL, &err) ? 1 : 0;
         if (rc)
-            fprintf(stderr, "%s: %s\n", prog, err.msg);
+            fprintf(stderr, "%s: %s\n", prog, fits ? err.msg : "out of memory");
         for (int64_t k = 0; k < K; k++)
             free(outs[k].data);
     } else if (net)

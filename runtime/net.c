@@ -242,20 +242,6 @@ static void slice(int64_t n, int parts, int t, int64_t *lo, int64_t *hi)
     *hi = n * (t + 1) / parts;
 }
 
-/* Outputs that are indices into the example (MaxPool's) made indices into
- * the batch: example b's plus b times the example's size. */
-static void index_offsets(const rt_net_desc *d, int n, float *out)
-{
-    for (int64_t k = 0; k < d->noutputs; k++) {
-        const rt_output_desc *o = &d->outputs[k];
-        for (int b = 0; o->index_step && b < n; b++) {
-            float *v = out + (size_t)b * (size_t)rt_out_stride(d) + o->offset;
-            for (int64_t i = 0; i < o->size; i++)
-                v[i] += (float)((double)b * (double)o->index_step);
-        }
-    }
-}
-
 void rt_net_forward(rt_net *net, int n, const float *x, float *out)
 {
     if (!net)
@@ -272,7 +258,6 @@ void rt_net_forward(rt_net *net, int n, const float *x, float *out)
         rt_inner_threads(net->threads);
         d->forward(n, x, out, net->params, net->ws);
         rt_inner_threads(1);
-        index_offsets(d, n, out);
         return;
     }
 #pragma omp parallel num_threads(parts)
@@ -284,7 +269,6 @@ void rt_net_forward(rt_net *net, int n, const float *x, float *out)
             d->forward(hi - lo, x + lo * d->input_size, out + lo * rt_out_stride(d), net->params,
                        net->ws + lo * d->ws_floats + t * d->ws_fixed);
     }
-    index_offsets(d, n, out);
 }
 
 /* ---- training: the gradient, split across threads, and SGD ------------------ */

@@ -1111,10 +1111,13 @@ static int write_converted(int fd, const rt_tensor *t)
     }
     double lo = t->dtype == RT_U8 ? 0 : t->dtype == RT_I8 ? -128 : -9.2e18;
     double hi = t->dtype == RT_U8 ? 255 : t->dtype == RT_I8 ? 127 : 9.2e18;
+    int64_t per = t->rank > 0 && t->dims[0] > 0 ? t->count / t->dims[0] : t->count;
     for (int64_t i = 0; i < t->count; i++) {
         double v = t->data[i];
         v = v != v ? 0 : t->dtype == RT_BOOL ? (v != 0) : v < lo ? lo : v > hi ? hi : v;
         uint64_t u = (uint64_t)(v >= 0 ? (int64_t)(v + 0.5) : -(int64_t)(0.5 - v));
+        if (t->dtype == RT_I64 && t->index_step)
+            u += (uint64_t)(i / per) * (uint64_t)t->index_step;
         for (int k = 0; k < size; k++)
             bytes[i * size + k] = (unsigned char)(u >> 8 * k);
     }

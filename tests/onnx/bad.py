@@ -97,6 +97,11 @@ def cases():
     yield "dropout_training", "--check", "node 'd' (Dropout): training_mode is true with ratio 0.5", \
         model([node("Dropout", ["x", "r", "t"], ["y"], name="d")], X, Y,
               [tensor("r", numpy.array(0.5, "f4")), tensor("t", numpy.array(True))])
+    c3 = numpy.ones(3, "f4")
+    yield "loss_bn_training", "--check --unbatched --loss mse", \
+        "a BatchNormalization with training_mode = 1 (imported as 'batchnorm1');--loss cannot train through it", \
+        model([node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn", training_mode=1)],
+              [("x", [2, 3, 4])], Y, [tensor(k, c3) for k in "sbmv"], 15)
     yield "unbatched_conv", "--check --unbatched", "node 'conv0' (Conv): it takes dimension 0 of its input as the batch", \
         model([node("Conv", ["x", "w"], ["y"], name="conv0")], [("x", [3, 8, 8])], Y, [tensor("w", W)])
     yield "unbatched_rank", "--check --unbatched", "the input 'x' has 5 dimensions; cnnc takes 1 to 4 (read unbatched", \

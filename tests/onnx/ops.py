@@ -333,6 +333,13 @@ def _():
                  ceil_mode=1)], []
 
 
+@case("maxpool_indices_large", [5, 1, 2048, 2048], outputs=("indices", "y"))
+def _():
+    # a batch of 5 examples of 2^22 values: the last examples' indices pass
+    # 2^24, beyond float32's integers (forward writes them in int64)
+    return [node("MaxPool", ["x"], ["y", "indices"], kernel_shape=[2, 2], strides=[2, 2])], []
+
+
 @case("maxpool_indices_column_major", [2, 3, 4, 4], outputs=("indices", "y"))
 def _():
     # storage_order = 1: H and W swapped in the index; the indices the first output
