@@ -103,6 +103,16 @@ static bool fail(const char *fmt, ...)
 
 static const char *str(const char *s) { return s ? s : ""; }
 
+/* ONNX's TensorProto.DataType by name, for messages: "float", "int64", ... */
+static const char *type_name(int type)
+{
+    static const char *const names[] = {"undefined", "float", "uint8", "int8", "uint16", "int16", "int32",
+                                        "int64", "string", "bool", "float16", "double", "uint32", "uint64",
+                                        "complex64", "complex128", "bfloat16"};
+    return type >= 0 && type < (int)(sizeof names / sizeof *names) ? names[type]
+                                                                  : arena_printf("data type %d", type);
+}
+
 /* "node 'conv_3' (Conv)", or "node 4 (Conv)" when it has no name */
 static const char *node_place(ONode *n, int index)
 {
@@ -482,7 +492,7 @@ static const float *floats(Imp *m, Tensor *t)
                 f[i] = (float)(type == ONNX__TENSOR_PROTO__DATA_TYPE__INT8 ? (int8_t)x : (uint8_t)x);
             }
     } else {
-        fail("'%s' has ONNX data type %d; cnnc takes float tensors (type 1) here", t->name, type);
+        fail("'%s' is a tensor of %s; cnnc takes float tensors here", t->name, type_name(type));
     }
     return t->f = f;
 }
@@ -523,7 +533,7 @@ static const int64_t *ints(Imp *m, Tensor *t)
                 v[i] = raw ? ((const uint8_t *)raw)[i] != 0 : t->p->int32_data[i] != 0;
         }
     } else {
-        fail("'%s' must be an integer tensor (int64), but has ONNX data type %d", t->name, type);
+        fail("'%s' must be an integer tensor (int64), but is of %s", t->name, type_name(type));
     }
     return t->i = v;
 }
@@ -1876,8 +1886,8 @@ static bool graph_output(Imp *m)
         int declared = t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type
                      ? t->tensor_type->elem_type : 0;
         if (declared && declared != onnx_type(v->type))
-            return fail("the graph's output '%s' is declared of ONNX data type %d, but is of type %d", name,
-                        declared, onnx_type(v->type));
+            return fail("the graph's output '%s' is declared %s, but cnnc computes it as %s", name,
+                        type_name(declared), type_name(onnx_type(v->type)));
         for (size_t j = 0; j < i; j++)
             if (strcmp(g->output_names[j], name) == 0)
                 return fail("the graph lists the output '%s' twice", name);

@@ -6,6 +6,9 @@
 
 #include "../runtime/cnnrt.h"
 
+/* llvm.c writes an output's ElemType where the runtime reads an RT_ dtype */
+_Static_assert(ET_F32 == RT_F32 && ET_U8 == RT_U8 && ET_I8 == RT_I8 && ET_BOOL == RT_BOOL && ET_I64 == RT_I64,
+               "the runtime's dtypes are the compiler's ElemType");
 
 bool weights_write(const Graph *g, const char *path)
 {

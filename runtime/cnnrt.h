@@ -88,7 +88,8 @@ typedef struct {
 /* The contents of a safetensors file: tensors in the file header's order,
  * metadata pairs meta_key[i] -> meta_val[i] in the header's order. Everything
  * reachable from it is owned by it. */
-/* A tensor of another dtype than F32: named, checked, not loaded. */
+/* A tensor of another dtype than F32: named and checked; integer and boolean
+ * ones also loaded as floats (values). */
 typedef struct {
     char *name;
     char dtype[8];

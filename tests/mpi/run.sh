@@ -93,7 +93,7 @@ run ./mlp train $FULL --epochs 1 --save plain.ck
 check "-np 1 writes the checkpoint of the build without --mpi, byte for byte" cmp -s np1.ck plain.ck
 run ./mlp train $FULL --threads 2 --epochs 1 --save plain2.ck
 check "-np 2 x 1 thread: the tensors of 1 process x 2 threads" same_tensors np2.ck plain2.ck
-# the ranks' losses summed with the gradient (mpi.c's wait_sums): the same sum
+# the ranks' losses summed with the gradient (mpi.c's start_status): the same sum
 check "-np 2 x 1 thread: the train loss of 1 process x 2 threads ($(cat np2.loss) and $(train_loss))" \
     [ -s np2.loss -a "$(cat np2.loss)" = "$(train_loss)" ]
 python3 - "$DATA" <<'EOF' || bad "cannot cut a 301-example subset"
