@@ -118,6 +118,15 @@ run env ASAN_OPTIONS=detect_leaks=0 $MPIRUN -np 3 -x ASAN_OPTIONS ./mlp_mpi_asan
     --train small-images small-labels --test small-images small-labels --epochs 1 --batch 5 --threads 2 --save asan.ck
 check "AddressSanitizer and UBSan: 3 ranks x 2 threads, uneven shares, no report" \
     sh -c "[ $rc -eq 0 ] && ! grep -q 'Sanitizer\|runtime error' '$T/err' '$T/out'"
+# 2 ranks sum by exchanging buckets (mpi.c), not by MPI_Iallreduce: the same
+# under the sanitizers, with small buckets, and a batch of 1 (a rank without examples)
+run env ASAN_OPTIONS=detect_leaks=0 CNNC_MPI_BUCKET_KB=1 $MPIRUN -np 2 -x ASAN_OPTIONS -x CNNC_MPI_BUCKET_KB \
+    ./mlp_mpi_asan train $SMALL --batch 1 --threads 2 --save asan2.ck
+r2=$rc
+cat "$T/out" "$T/err" > asan2.log
+run ./mlp train $SMALL --batch 1 --threads 2 --save asan2_plain.ck
+check "AddressSanitizer and UBSan: 2 ranks x 2 threads exchanging 1 KiB buckets, batch 1, no report, the tensors of 1 process" \
+    sh -c "[ $r2 -eq 0 ] && ! grep -q 'Sanitizer\|runtime error' asan2.log && python3 '$ROOT/tests/mpi/same_tensors.py' asan2.ck asan2_plain.ck"
 
 # batchnorm: per-rank batch statistics, running statistics averaged over the
 # ranks; train.c checks after each epoch that every rank holds the same weights
