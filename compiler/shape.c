@@ -1024,6 +1024,12 @@ static void more_outputs(Builder *b, const Stmt *out)
                 error_at(loc, "'%s' is listed twice as an output", name);
                 return;
             }
+        const char *labels = g->label_name;
+        if (!v && labels && strcmp(labels, name) == 0) {
+            error_at(loc, "'%s' is the %s; an output is a value the network computes from its input", name,
+                     g->label_kind == LABELS_TARGET ? "target" : "labels");
+            return;
+        }
         if (!v) {
             error_at(loc, "unknown name '%s'", name);
             return;
