@@ -292,6 +292,28 @@ static void squeezed(char *s, size_t cap, int rank, const int64_t *d)
         snprintf(s + n, cap - n, "]");
 }
 
+/* The dtype a tensor that rt_st_find_values found has in its file */
+static const char *file_dtype(const rt_tensors *got, const rt_tensor *o)
+{
+    for (int i = 0; i < got->nother; i++)
+        if (o == &got->other[i].values)
+            return got->other[i].dtype;
+    return "F32";
+}
+
+/* The safetensors dtype of an ONNX element type cnnc writes (else "?") */
+static const char *safetensors_dtype(int type)
+{
+    switch (type) {
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: return "F32";
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8: return "U8";
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:  return "I8";
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL:  return "BOOL";
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: return "I64";
+    default: return "?";
+    }
+}
+
 /* The output in outpath (safetensors) that want_path (an output_K.pb) holds:
  * the tensor of its name (a network of several outputs names each so), else
  * "out" (a lone output). Floats within tol (relative to the largest expected
@@ -306,10 +328,15 @@ static int compare(const char *outpath, const char *want_path, double tol)
     if (!t)
         die("cannot read %s", want_path);
     const rt_tensor *o = t->name && t->name[0] ? rt_st_find_values(&got, t->name) : NULL;
-    if (!o)
+    if (!o && got.n + got.nother == 1)         /* a lone output is "out" */
         o = rt_st_find_values(&got, "out");
     if (!o) {
-        printf("no tensor '%s' (nor 'out') in the output\n", t->name ? t->name : "");
+        printf("no tensor '%s' (nor a lone 'out') in the output\n", t->name ? t->name : "");
+        return 1;
+    }
+    const char *dtype = file_dtype(&got, o), *wtype = safetensors_dtype((int)t->data_type);
+    if (strcmp(dtype, wtype) != 0) {
+        printf("output '%s' written as %s; ONNX's is %s\n", o->name, dtype, wtype);
         return 1;
     }
     int64_t count;

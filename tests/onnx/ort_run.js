@@ -38,6 +38,7 @@ async function main() {
     });
     fs.writeFileSync(outfile + '.names', s.outputNames.join('\n') + '\n');
   }
+  fs.writeFileSync(outfile + '.types', s.outputNames.map(name => r[name].type).join('\n') + '\n');
   console.log(JSON.stringify({ output: s.outputNames[0], dims: y.dims }));
 }
 main().catch(e => { console.error(String(e)); process.exit(1); });

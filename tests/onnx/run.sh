@@ -98,8 +98,10 @@ def names(p):
         n = struct.unpack("<Q", f.read(8))[0]
         return sorted(k for k in json.loads(f.read(n)) if k != "__metadata__")
 a, b = sys.argv[1:3]
-same = names(a) == names(b) and all(read_tensor(a, k).shape == read_tensor(b, k).shape and
-                                    read_tensor(a, k).tobytes() == read_tensor(b, k).tobytes() for k in names(a))
+def same_tensor(k):
+    (ta, xa), (tb, xb) = read_tensor(a, k), read_tensor(b, k)
+    return ta == tb and xa.shape == xb.shape and xa.tobytes() == xb.tobytes()
+same = names(a) == names(b) and all(same_tensor(k) for k in names(a))
 sys.exit(0 if same else 1)
 PY
   then
