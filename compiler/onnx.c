@@ -1182,6 +1182,21 @@ static bool dropout_mask(Imp *m, ONode *n, Node *keep)
     return define(m, n->output[1], v);
 }
 
+enum { MAX_MASK = 1 << 24 };           /* values of a drawn mask: 64 MB of floats */
+
+/* The mask of `count` values ONNX's reference Dropout draws with NumPy:
+ * np.random.seed(seed); np.random.uniform(0, 1, X.shape) >= ratio (1 kept, 0
+ * dropped), compared as NumPy does, float64 against the float32 ratio. */
+static float *draw_mask(int64_t count, uint32_t seed, float p)
+{
+    float *k = arena_alloc(sizeof(float) * (size_t)count);
+    Mt19937 mt;
+    mt_seed(&mt, seed);
+    for (int64_t i = 0; i < count; i++)
+        k[i] = mt_double(&mt) >= (double)p;
+    return k;
+}
+
 /* Dropout in training mode with ratio p > 0 and a seed, read unbatched: the
  * mask ONNX's reference implementation draws, np.random.seed(seed);
  * mask = np.random.uniform(0, 1, X.shape) >= ratio, drawn here at compile
@@ -1212,12 +1227,11 @@ static bool dropout_seeded(Imp *m, ONode *n, float p)
         return fail("its input '%s' is a constant; cnnc drops out of a value computed from the network's input",
                     str(n->input[0]));
     int64_t count = shape_count(in->shape);
-    float *k = arena_alloc(sizeof(float) * (size_t)count);
-    Mt19937 mt;
-    mt_seed(&mt, (uint32_t)seed);
-    for (int64_t i = 0; i < count; i++)
-        k[i] = mt_double(&mt) >= (double)p;     /* as NumPy compares: float64 against the float32 ratio */
-    Node *keep = param(m, arena_printf("%s_mask", layer_name(m, OP_DROPOUT, "dropout")), in->shape, k, false, false);
+    if (count > MAX_MASK)
+        return fail("its input '%s' of shape %s has %lld values; cnnc draws a mask of at most %d when compiling",
+                    str(n->input[0]), batch_str(x->shape), (long long)count, MAX_MASK);
+    const char *name = arena_printf("%s_mask", layer_name(m, OP_DROPOUT, "dropout"));
+    Node *keep = param(m, name, in->shape, draw_mask(count, (uint32_t)seed, p), false, false);
     Node *c = keep ? graph_node(m->g, OP_CONST, noloc, (Shape){0}, 0, NULL) : NULL;
     if (!c)
         return false;

@@ -101,6 +101,10 @@ def cases():
         "(from seed 3) spans the whole input;read the model unbatched (--unbatched", \
         model([node("Dropout", ["x", "r", "t"], ["y"], name="d", seed=3)], X, Y,
               [tensor("r", numpy.array(0.5, "f4")), tensor("t", numpy.array(True))])
+    yield "dropout_seed_large", "--check --unbatched", "node 'd' (Dropout): its input 'x' of shape [4096, 8192] has " \
+        "33554432 values; cnnc draws a mask of at most 16777216", \
+        model([node("Dropout", ["x", "r", "t"], ["y"], name="d", seed=1)], [("x", [4096, 8192])], Y,
+              [tensor("r", numpy.array(0.5, "f4")), tensor("t", numpy.array(True))])
     yield "dropout_seed_negative", "--check --unbatched", "node 'd' (Dropout): its seed -1 is not from 0 to 4294967295", \
         model([node("Dropout", ["x", "r", "t"], ["y"], name="d", seed=-1)], [("x", [3, 8, 8])], Y,
               [tensor("r", numpy.array(0.5, "f4")), tensor("t", numpy.array(True))])
