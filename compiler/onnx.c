@@ -1201,7 +1201,7 @@ static float *draw_mask(int64_t count, uint32_t seed, float p)
  * mask ONNX's reference implementation draws, np.random.seed(seed);
  * mask = np.random.uniform(0, 1, X.shape) >= ratio, drawn here at compile
  * time (util.c's MT19937 repeats NumPy's draws), so y = x * mask / (1 - p)
- * with a constant mask (a parameter, dropout1_mask, not trained). The
+ * with a constant mask (a buffer, dropout1_mask: `train` leaves it). The
  * batched reading cannot: the mask spans the whole input, batch included. */
 static bool dropout_seeded(Imp *m, ONode *n, float p)
 {
@@ -1231,7 +1231,7 @@ static bool dropout_seeded(Imp *m, ONode *n, float p)
         return fail("its input '%s' of shape %s has %lld values; cnnc draws a mask of at most %d when compiling",
                     str(n->input[0]), batch_str(x->shape), (long long)count, MAX_MASK);
     const char *name = arena_printf("%s_mask", layer_name(m, OP_DROPOUT, "dropout"));
-    Node *keep = param(m, name, in->shape, draw_mask(count, (uint32_t)seed, p), false, false);
+    Node *keep = param(m, name, in->shape, draw_mask(count, (uint32_t)seed, p), false, true);   /* a buffer */
     Node *c = keep ? graph_node(m->g, OP_CONST, noloc, (Shape){0}, 0, NULL) : NULL;
     if (!c)
         return false;
