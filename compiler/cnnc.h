@@ -50,6 +50,15 @@ bool mul_ok(int64_t a, int64_t b, int64_t *out);
  * untuned GEMMs' loop order and the convolutions' im2col chunks follow it. */
 int64_t host_l2_bytes(void);
 
+/* MT19937 as NumPy's legacy RandomState draws it: np.random.seed(seed) is
+ * mt_seed, np.random.uniform(0, 1) (random_sample) mt_double. The ONNX
+ * importer draws a seeded training-mode Dropout's mask with it. */
+enum { MT_N = 624 };
+typedef struct { uint32_t s[MT_N]; int i; } Mt19937;
+void     mt_seed(Mt19937 *mt, uint32_t seed);
+uint32_t mt_next(Mt19937 *mt);              /* the next 32-bit word */
+double   mt_double(Mt19937 *mt);            /* uniform in [0, 1), 53 bits */
+
 /* ------------------------------------------------------------------ diag.c */
 
 /* A place in the source: 1-based line and column (columns count characters,

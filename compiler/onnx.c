@@ -1167,9 +1167,10 @@ static bool op_clip(Imp *m, ONode *n)
     return elementwise(m, n, OP_CLIP, lo, hi);
 }
 
-/* Dropout's second output, its mask, where it is not random (inference, or
- * ratio 0): every element kept, true */
-static bool dropout_mask(Imp *m, ONode *n)
+/* Dropout's second output, its mask: all true where nothing is dropped
+ * (inference, or ratio 0), else the drawn mask `keep` (0 or 1, a constant of
+ * the input's shape) broadcast over the batch. */
+static bool dropout_mask(Imp *m, ONode *n, Node *keep)
 {
     Value *x = input(m, n, 0);
     Node *in = x ? node_of(m, x) : NULL;
@@ -1181,13 +1182,83 @@ static bool dropout_mask(Imp *m, ONode *n)
     if (!k)
         return false;
     k->value = 1, k->batched = true;
+    if (keep) {
+        Builder bld = {.g = m->g};
+        if (!(k = shape_binary(&bld, OP_MUL, noloc, k, keep)))
+            return false;
+    }
     Value *v = result(k, x->shape, true);
     v->type = ET_BOOL;
     return define(m, n->output[1], v);
 }
 
+enum { MAX_MASK = 1 << 24 };           /* values of a drawn mask: 64 MB of floats */
+
+/* The mask of `count` values ONNX's reference Dropout draws with NumPy:
+ * np.random.seed(seed); np.random.uniform(0, 1, X.shape) >= ratio (1 kept, 0
+ * dropped), compared as NumPy does, float64 against the float32 ratio. */
+static float *draw_mask(int64_t count, uint32_t seed, float p)
+{
+    float *k = arena_alloc(sizeof(float) * (size_t)count);
+    Mt19937 mt;
+    mt_seed(&mt, seed);
+    for (int64_t i = 0; i < count; i++)
+        k[i] = mt_double(&mt) >= (double)p;
+    return k;
+}
+
+/* Dropout in training mode with ratio p > 0 and a seed, read unbatched: the
+ * mask ONNX's reference implementation draws, np.random.seed(seed);
+ * mask = np.random.uniform(0, 1, X.shape) >= ratio, drawn here at compile
+ * time (util.c's MT19937 repeats NumPy's draws), so y = x * mask / (1 - p)
+ * with a constant mask (a buffer, dropout1_mask: `train` leaves it). The
+ * batched reading cannot: the mask spans the whole input, batch included. */
+static bool dropout_seeded(Imp *m, ONode *n, float p)
+{
+    int64_t seed;
+    if (!attr(n, "seed"))
+        return fail("training_mode is true with ratio %g and no seed: its output would be random; cnnc applies "
+                    "dropout only when training (`./NAME train`), or, given a seed attribute, draws ONNX's "
+                    "mask when compiling", p);
+    if (!attr_int(n, "seed", 0, &seed))
+        return false;
+    if (seed < 0 || seed > (int64_t)UINT32_MAX)
+        return fail("its seed %lld is not from 0 to 4294967295 (NumPy's np.random.seed, which draws ONNX's "
+                    "mask, takes those)", (long long)seed);
+    if (lead)
+        return fail("training_mode is true with ratio %g: its mask (from seed %lld) spans the whole input, the "
+                    "batch included, so the batched reading cannot apply it example by example; read the "
+                    "model unbatched (--unbatched: the whole input one example)", p, (long long)seed);
+    Value *x = input(m, n, 0);
+    Node *in = x ? node_of(m, x) : NULL;
+    if (!in)
+        return false;
+    if (!x->batched)
+        return fail("its input '%s' is a constant; cnnc drops out of a value computed from the network's input",
+                    str(n->input[0]));
+    int64_t count = shape_count(in->shape);
+    if (count > MAX_MASK)
+        return fail("its input '%s' of shape %s has %lld values; cnnc draws a mask of at most %d when compiling",
+                    str(n->input[0]), batch_str(x->shape), (long long)count, MAX_MASK);
+    const char *name = arena_printf("%s_mask", layer_name(m, OP_DROPOUT, "dropout"));
+    Node *keep = param(m, name, in->shape, draw_mask(count, (uint32_t)seed, p), false, true);   /* a buffer */
+    Node *c = keep ? graph_node(m->g, OP_CONST, noloc, (Shape){0}, 0, NULL) : NULL;
+    if (!c)
+        return false;
+    c->value = 1 - p;
+    Builder bld = {.g = m->g};
+    Node *y = shape_binary(&bld, OP_MUL, noloc, in, keep);
+    y = y ? shape_binary(&bld, OP_DIV, noloc, y, c) : NULL;
+    if (!y)
+        return false;
+    if (given_output(n, 1) && map_get(&m->uses, n->output[1]) && !dropout_mask(m, n, keep))
+        return false;
+    return out(m, n, result(y, x->shape, true));
+}
+
 /* Dropout: the identity at inference, dropout(ratio) in training;
- * training_mode (a constant boolean) true only with ratio 0, the identity */
+ * training_mode (a constant boolean) true with ratio 0 is the identity, with
+ * a ratio above 0 and a seed, read unbatched, a drawn mask (dropout_seeded) */
 static bool op_dropout(Imp *m, ONode *n)
 {
     float p = 0.5f, train = 0;
@@ -1198,9 +1269,8 @@ static bool op_dropout(Imp *m, ONode *n)
     if (!(p >= 0 && p < 1))
         return fail("its ratio %g must be from 0 up to 1", p);
     if (train != 0 && p != 0)
-        return fail("training_mode is true with ratio %g: its output would be random; cnnc applies dropout only "
-                    "when training (`./NAME train`)", p);
-    if (given_output(n, 1) && map_get(&m->uses, n->output[1]) && !dropout_mask(m, n))
+        return dropout_seeded(m, n, p);
+    if (given_output(n, 1) && map_get(&m->uses, n->output[1]) && !dropout_mask(m, n, NULL))
         return false;
     return elementwise(m, n, OP_DROPOUT, p, 0);
 }

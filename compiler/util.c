@@ -164,3 +164,43 @@ int64_t host_l2_bytes(void)
     }
     return bytes;
 }
+
+/* MT19937 (Matsumoto and Nishimura's reference, init_genrand), and the double
+ * NumPy's legacy RandomState.random_sample makes of two draws: 53 random bits
+ * (27 of the first, 26 of the second) over 2^53. */
+enum { MT_M = 397 };
+
+void mt_seed(Mt19937 *mt, uint32_t seed)
+{
+    mt->s[0] = seed;
+    for (int i = 1; i < MT_N; i++)
+        mt->s[i] = 1812433253u * (mt->s[i - 1] ^ (mt->s[i - 1] >> 30)) + (uint32_t)i;
+    mt->i = MT_N;
+}
+
+/* the next 624 words of state at once, as the reference does */
+static void mt_twist(Mt19937 *mt)
+{
+    for (int k = 0; k < MT_N; k++) {
+        uint32_t y = (mt->s[k] & 0x80000000u) | (mt->s[(k + 1) % MT_N] & 0x7fffffffu);
+        mt->s[k] = mt->s[(k + MT_M) % MT_N] ^ (y >> 1) ^ (y & 1 ? 0x9908b0dfu : 0);
+    }
+    mt->i = 0;
+}
+
+uint32_t mt_next(Mt19937 *mt)
+{
+    if (mt->i >= MT_N)
+        mt_twist(mt);
+    uint32_t y = mt->s[mt->i++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+}
+
+double mt_double(Mt19937 *mt)
+{
+    uint32_t a = mt_next(mt) >> 5, b = mt_next(mt) >> 6;
+    return (a * 67108864.0 + b) / 9007199254740992.0;
+}

@@ -94,8 +94,19 @@ def cases():
         model([node("Concat", ["x", "x"], ["y"], name="c", axis=0)], X, Y)
     yield "concat_constant", "--check", "node 'c' (Concat): input 2 ('k') is a constant", \
         model([node("Concat", ["x", "k"], ["y"], name="c", axis=1)], X, Y, [tensor("k", numpy.ones((1, 2, 8, 8), "f4"))])
-    yield "dropout_training", "--check", "node 'd' (Dropout): training_mode is true with ratio 0.5", \
-        model([node("Dropout", ["x", "r", "t"], ["y"], name="d")], X, Y,
+    yield "dropout_training", "--check --unbatched", "node 'd' (Dropout): training_mode is true with ratio 0.5 and no seed", \
+        model([node("Dropout", ["x", "r", "t"], ["y"], name="d")], [("x", [3, 8, 8])], Y,
+              [tensor("r", numpy.array(0.5, "f4")), tensor("t", numpy.array(True))])
+    yield "dropout_seed_batched", "--check", "node 'd' (Dropout): training_mode is true with ratio 0.5: its mask " \
+        "(from seed 3) spans the whole input;read the model unbatched (--unbatched", \
+        model([node("Dropout", ["x", "r", "t"], ["y"], name="d", seed=3)], X, Y,
+              [tensor("r", numpy.array(0.5, "f4")), tensor("t", numpy.array(True))])
+    yield "dropout_seed_large", "--check --unbatched", "node 'd' (Dropout): its input 'x' of shape [4096, 8192] has " \
+        "33554432 values; cnnc draws a mask of at most 16777216", \
+        model([node("Dropout", ["x", "r", "t"], ["y"], name="d", seed=1)], [("x", [4096, 8192])], Y,
+              [tensor("r", numpy.array(0.5, "f4")), tensor("t", numpy.array(True))])
+    yield "dropout_seed_negative", "--check --unbatched", "node 'd' (Dropout): its seed -1 is not from 0 to 4294967295", \
+        model([node("Dropout", ["x", "r", "t"], ["y"], name="d", seed=-1)], [("x", [3, 8, 8])], Y,
               [tensor("r", numpy.array(0.5, "f4")), tensor("t", numpy.array(True))])
     c3 = numpy.ones(3, "f4")
     yield "loss_bn_training", "--check --unbatched --loss mse", \

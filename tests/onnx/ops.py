@@ -9,7 +9,8 @@ N(0, 1); a uint8 or int8 input's values integers spread over its range) for
 each case, and prints "NAME D0,D1,... TYPE [FLAGS]" (the input's shape and
 element type, cnnc's flags) a line. An unbatched case's model has no batch dimension
 (cnnc --unbatched): its x.safetensors holds one example, [1, D0, D1, ...].
-With --train, writes OUTDIR/mlp.onnx only (see mlp()).
+With --train, writes OUTDIR/mlp.onnx only (see mlp()); with --seeded-dropout,
+OUTDIR/seeded_dropout.* only (see seeded_dropout()).
 """
 
 import os
@@ -379,11 +380,37 @@ def mlp(out):
     save(os.path.join(out, "mlp.onnx"), model(nodes, [("x", ["N", 1, 28, 28])], [("y", None)], inits))
 
 
+def seeded_dropout(out):
+    """OUT/seeded_dropout.onnx, an unbatched model [2, 3, 4]: Dropout in
+    training mode (ratio 0.3, seed 7), then Relu, outputs y and the mask;
+    its input, and the outputs ONNX's reference implementation gives (NumPy:
+    np.random.seed(seed); mask = uniform(0, 1, X.shape) >= ratio;
+    y = mask * X / (1 - ratio)) as compare.py reads a reference's:
+    seeded_dropout.ref.bin.names and .0, .1 (float64). ORT draws its own
+    mask, so NumPy is the reference here."""
+    ratio = numpy.float32(0.3)
+    nodes = [node("Dropout", ["x", "r", "on"], ["d", "mask"], seed=7), node("Relu", ["d"], ["y"])]
+    inits = [tensor("r", numpy.array(ratio)), tensor("on", numpy.array(True))]
+    save(os.path.join(out, "seeded_dropout.onnx"),
+         model(nodes, [("x", [2, 3, 4])], [("y", None), ("mask", None, OUT_TYPES["mask"])], inits))
+    x = R.normal(0, 1, [1, 2, 3, 4]).astype("f4")
+    save_input(os.path.join(out, "seeded_dropout"), x)
+    numpy.random.seed(7)
+    mask = numpy.random.uniform(0, 1, x.shape[1:]) >= ratio
+    y = numpy.maximum(mask * x[0] / (1 - ratio), 0)
+    ref = os.path.join(out, "seeded_dropout.ref.bin")
+    save(ref + ".names", b"y mask\n")
+    save(ref + ".0", y.astype("<f8").tobytes())
+    save(ref + ".1", mask.astype("<f8").tobytes())
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     if sys.argv[2:] == ["--train"]:
         return mlp(out)
+    if sys.argv[2:] == ["--seeded-dropout"]:
+        return seeded_dropout(out)
     for name, xdims, opset, unbatched, fn, outputs, xtype in CASES:
         if name == "external_data":
             ew, eb = w(2, 3, 3, 3), w(2)

@@ -131,6 +131,22 @@ if [ -f tests/onnx/ops.py ]; then
   roundtrip op_two_outputs "$out/ops/two_outputs.onnx" "$out/ops/two_outputs.x.safetensors"
 fi
 
+# Dropout in training mode with a seed, read unbatched: the mask drawn at
+# compile time is the one ONNX's reference draws with NumPy (ORT draws its
+# own, so ops.py --seeded-dropout writes NumPy's outputs as the reference)
+d=$out/seeded_dropout && rm -rf "$d" && mkdir -p "$d"
+if $PY tests/onnx/ops.py "$d" --seeded-dropout 2>"$d/err" &&
+   $CNNC "$d/seeded_dropout.onnx" --unbatched -o "$d/net" 2>"$d/err" &&
+   "$d/net" forward "$d/seeded_dropout.x.safetensors" "$d/out.safetensors" 2>"$d/err"; then
+  if line=$($PY tests/onnx/compare.py seeded_dropout "$d/out.safetensors" "$d/seeded_dropout.ref.bin"); then
+    pass "${line#ok    } (NumPy's mask)"
+  else
+    fail "${line#FAIL  } (NumPy's mask)"
+  fi
+else
+  fail "seeded_dropout: $(head -3 "$d/err")"
+fi
+
 # bad models: exit 1, and the message names the file and what is wrong
 if [ -f tests/onnx/bad.py ]; then
   rm -rf "$out/bad" && mkdir -p "$out/bad"
