@@ -162,9 +162,13 @@ Program *parse_program(const Source *src);
 
 /* ------------------------------------------------------------------ graph.c */
 
-#define MAX_RANK 4
+/* A per-example shape: rank 0 is a scalar. At most 7 dimensions, so that a
+ * batch of them has at most 8, which is what safetensors files and the
+ * runtime take (RT_MAX_RANK). Parameters have at most MAX_PARAM_RANK (the
+ * C API's NAME_param_shape fills an int64_t[4]). */
+#define MAX_RANK 7
+#define MAX_PARAM_RANK 4
 
-/* A per-example shape: rank 0 is a scalar. */
 typedef struct { int rank; int64_t d[MAX_RANK]; } Shape;
 
 typedef enum {
@@ -429,6 +433,8 @@ bool shape_init(Builder *b, Ast *e, Param *p);
 Node *shape_param_node(Builder *b, Param p);
 Node *shape_unary(Builder *b, OpKind op, Loc loc, Node *x);
 Node *shape_binary(Builder *b, OpKind op, Loc loc, Node *x, Node *y);
+/* `@`: matrix-vector, matrix and stacked matrix products (see shape.c). */
+Node *shape_matmul(Builder *b, Loc loc, Node *x, Node *y);
 
 /* Limits that keep absurd programs from exhausting memory. */
 #define MAX_TENSOR_ELEMS (((int64_t)1 << 31) - 1)   /* sizes fit a C int */

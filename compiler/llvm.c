@@ -1610,7 +1610,7 @@ static LLVMValueRef param_table(Emit *E, const Lowered *l)
     for (int i = 0; i < g->nparams; i++) {
         const Param *p = &g->params[i];
         field(&f, cstr(E, p->name));
-        shape_fields(E, &f, p->shape, 4);
+        shape_fields(E, &f, p->shape, MAX_PARAM_RANK);
         fi(E, &f, l->param_offset[i]);
         fi(E, &f, p->init);
         fd(E, &f, p->a), fd(E, &f, p->b);
@@ -1637,7 +1637,7 @@ static char *summary_text(const Lowered *l)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000007ll   /* "cnnc", layout version 7 */
+#define RT_DESC_MAGIC 0x636e6e6300000008ll   /* "cnnc", layout version 8 */
 
 static void train_fields(Emit *E, Fields *f, const Graph *g)
 {

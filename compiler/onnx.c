@@ -620,6 +620,11 @@ static Node *param(Imp *m, const char *name, Shape s, const float *data, bool we
         fail("parameter '%s' would have shape %s, which holds no values", name, shape_str(s));
         return NULL;
     }
+    if (s.rank > MAX_PARAM_RANK) {
+        fail("parameter '%s' would have shape %s; cnnc's parameters have at most %d dimensions", name,
+             shape_str(s), MAX_PARAM_RANK);
+        return NULL;
+    }
     if (map_get(&m->pnames, name)) {
         for (int k = 2;; k++) {
             const char *alt = arena_printf("%s_%d", name, k);
@@ -1008,8 +1013,11 @@ static bool op_gemm(Imp *m, ONode *n)
     return out_node(m, n, dense(m, x, N, w, bias));
 }
 
+static Node *operand(Imp *m, ONode *n, Value *v, int rank, size_t i);
+
 /* MatMul: the batch [N, K] by a constant [K, M] is a dense layer without a
- * bias; [N, S, K] by [K, M] and products of computed values are matmuls. */
+ * bias; [N, S, K] by [K, M], stacks of matrices ([N, ..., M, K] by [..., K,
+ * P], the stacks broadcast) and products of computed values are matmuls. */
 static bool op_matmul(Imp *m, ONode *n)
 {
     Value *a = input(m, n, 0), *b = a ? input(m, n, 1) : NULL;
@@ -1027,19 +1035,24 @@ static bool op_matmul(Imp *m, ONode *n)
                         dims_str(2, b->c->dims));
         return out_node(m, n, dense(m, x, b->c->dims[1], transposed(bd, b->c->dims[0], b->c->dims[1], 1), NULL));
     }
-    Node *x = node_of(m, a), *y = x ? node_of(m, b) : NULL;
+    Node *x = node_of(m, a);
+    int p = x ? x->shape.rank : 0;
+    if (x && lead && (p < 2 ? b->batched || (b->c && b->c->rank > 2) : b->batched && b->shape.rank != p))
+        return fail("cnnc cannot multiply these shapes (%s after the batch by %s%s): the product would mix the "
+                    "batch with the matrices' dimensions", shape_str(x->shape),
+                    b->c ? dims_str(b->c->rank, b->c->dims) : shape_str(b->shape), b->batched ? " after the batch" : "");
+    /* a constant B with one more dimension than A's example has it for the batch, of 1 */
+    Node *y = x ? (b->c && p >= 2 ? operand(m, n, b, p, 1) : node_of(m, b)) : NULL;
     if (!y)
         return false;
-    Shape p = x->shape, q = y->shape, s = {0};
-    bool ranks = (p.rank == 2 && (q.rank == 1 || q.rank == 2)) || (p.rank == 1 && q.rank == 2);
-    if (!ranks || (b->batched && !(p.rank == 2 && q.rank == 2)) || p.d[p.rank - 1] != q.d[0])
-        return fail("cnnc cannot multiply these shapes (%s by %s after the batch)", shape_str(p), shape_str(q));
-    if (p.rank == 2)
-        s.d[s.rank++] = p.d[0];
-    if (q.rank == 2)
-        s.d[s.rank++] = q.d[1];
-    Node *in[2] = {x, y};
-    return out_node(m, n, graph_node(m->g, OP_MATMUL, noloc, s, 2, in));
+    Shape q = y->shape;
+    bool stacked = p > 2 || q.rank > 2;
+    bool ranks = stacked ? p >= 2 && q.rank >= 2 : (p == 2 && (q.rank == 1 || q.rank == 2)) || (p == 1 && q.rank == 2);
+    if (!ranks || x->shape.d[p - 1] != q.d[q.rank >= 2 ? q.rank - 2 : 0])
+        return fail("cnnc cannot multiply these shapes (%s by %s after the batch)", shape_str(x->shape),
+                    shape_str(q));
+    Builder bld = {.g = m->g};
+    return out_node(m, n, shape_matmul(&bld, noloc, x, y));
 }
 
 /* An operand of a binary operator whose other operand has `rank` dimensions

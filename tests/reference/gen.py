@@ -1006,6 +1006,45 @@ loss = softmax_cross_entropy(f, y)
         + param("w", [6], 0, 0.4) + dense_p("dense1", 5, 6) + dense_p("dense2", 5, 3), fwd, labels=5)
 
     def fwd(c, x):
+        P = c.P
+        n = x.shape[0]
+        m = torch.matmul(x, P["P"])                                   # [2,3,4]@[2,4,5] -> [2,3,5]
+        q = torch.matmul(P["Q"].unsqueeze(0), m.unsqueeze(1))         # [3,1,2,3]@[2,3,5] -> [3,2,2,5]
+        r = torch.matmul(m, P["W"])                                   # [2,3,5]@[5,2] -> [2,3,2]
+        v = torch.matmul(x, x.reshape(n, 2, 4, 3))                    # [2,3,4]@[2,4,3] -> [2,3,3]
+        z = x.reshape(n, 1, 2, 1, 3, 1, 4, 1) * P["s"]                # 7 dimensions
+        f = 0.25 * (c.dense("dense1", flatten(q)) + c.dense("dense2", flatten(torch.tanh(r)))
+                    + c.dense("dense3", flatten(v)) + c.dense("dense4", flatten(z)))
+        return {"f": f}
+    add("""\
+network ref_matmul_stack
+input  x : [2, 3, 4]
+labels y : class(4)
+# @ of stacks of matrices, [..., m, k] @ [..., k, n], the stacks broadcast as in `+`:
+# value @ param, param @ value (stacks [3, 1] and [2]), value @ matrix, value @ value;
+# and a value of 7 dimensions (reshape, broadcasting)
+param  P : [2, 4, 5] = he
+param  Q : [3, 1, 2, 3] = xavier
+param  W : [5, 2] = he
+param  s : [5, 1, 1] = ones
+m = x @ P
+q = Q @ m
+r = m @ W
+x -> reshape(2, 4, 3) -> h
+v = x @ h
+x -> reshape(1, 2, 1, 3, 1, 4, 1) -> k
+z = k * s
+q -> flatten -> dense(4) -> a
+r -> tanh -> flatten -> dense(4) -> b
+v -> flatten -> dense(4) -> e
+z -> flatten -> dense(4) -> g
+f = 0.25 * (a + b + e + g)
+loss = softmax_cross_entropy(f, y)
+""", [2, 3, 4], param("P", [2, 4, 5], 0, 0.5) + param("Q", [3, 1, 2, 3], 0, 0.5) + param("W", [5, 2], 0, 0.5)
+        + param("s", [5, 1, 1], 1, 0.3) + dense_p("dense1", 4, 60) + dense_p("dense2", 4, 12)
+        + dense_p("dense3", 4, 18) + dense_p("dense4", 4, 120), fwd, labels=4)
+
+    def fwd(c, x):
         h = c.dense("dense1", x)
         u = c.dense("dense2", x)
         g = (torch.maximum(h, u) + torch.clamp(h, max=0.5) * torch.tanh(u)

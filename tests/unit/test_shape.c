@@ -368,9 +368,16 @@ Test(shape, matmul_errors)
     cr_assert_null(g);
     cr_assert(strstr(diags(), "t.cnn:3:5: error: `@` cannot multiply [10, 100] by [784]"), "%s", diags());
     cr_assert(strstr(diags(), "note: the inner dimensions differ: 100 and 784"), "%s", diags());
-    g = check("input x : [1, 28, 28]\nparam W : [10, 784]\nf = W @ x\n");
+    g = check("input x : [1, 28, 28]\nparam v : [28]\nf = v @ x\n");
     cr_assert_null(g);
-    cr_assert(strstr(diags(), "`@` takes [m, k] @ [k], [m, k] @ [k, n] or [k] @ [k, n]"), "%s", diags());
+    cr_assert(strstr(diags(), "`@` takes [m, k] @ [k], [m, k] @ [k, n], [k] @ [k, n] or stacks"), "%s", diags());
+    /* stacks of matrices: the stack dimensions broadcast */
+    g = check("input x : [2, 3, 4]\nparam P : [5, 1, 4, 6]\nf = x @ P\n");
+    cr_assert_not_null(g, "%s", diags());
+    cr_assert(shape_eq(g->output->shape, shape_of(4, 5, 2, 3, 6)), "%s", shape_str(g->output->shape));
+    g = check("input x : [2, 3, 4]\nparam P : [3, 4, 6]\nf = x @ P\n");
+    cr_assert_null(g);
+    cr_assert(strstr(diags(), "dimension 0 is 2 on the left and 3 on the right"), "%s", diags());
 }
 
 Test(shape, broadcasting)
