@@ -87,7 +87,7 @@ bool utf8_check(const Source *src);
 
 typedef enum {
     A_NUM,      /* num, is_int */
-    A_SIZE,     /* h, w: the literal 5x5 */
+    A_SIZE,     /* h, w: the literal 5x5; d, deep: 2x5x5 (depth first) */
     A_STR,      /* str */
     A_NAME,     /* str: an identifier */
     A_HOLE,     /* `_` or `·`: the incoming value of a pipeline stage */
@@ -110,6 +110,7 @@ struct Ast {
     double num;         /* A_NUM */
     bool is_int;        /* A_NUM: written without '.' or exponent */
     int h, w;           /* A_SIZE */
+    int d; bool deep;   /* A_SIZE of three numbers: d the first */
     const char *str;    /* A_STR, A_NAME, A_CALL */
     int op;             /* A_BIN */
     Ast *a, *b;         /* A_BIN, A_NEG, A_PIPE */
@@ -348,7 +349,7 @@ void  graph_check(const Graph *g);     /* internal consistency; aborts on a bug 
 /* A constant value in a layer's arguments, after block parameters are
  * substituted. */
 typedef enum { V_NONE, V_INT, V_FLOAT, V_SIZE, V_NAME, V_STR, V_AST } ValKind;
-typedef struct { ValKind kind; double num; int h, w; const char *str; Ast *ast; Loc loc; } Val;
+typedef struct { ValKind kind; double num; int h, w; const char *str; Ast *ast; Loc loc; int d; bool deep; } Val;
 
 typedef struct LayerRule LayerRule;
 const LayerRule *layer_find(const char *name);
@@ -366,6 +367,10 @@ void layer_ceil_extent(int64_t in, int pt, int *pb, int k, int stride);
  * of k taps d apart: whether every window has a tap inside (a window wholly
  * in the padding would have no maximum and no mean); *why says what fails. */
 bool layer_pool_pads_ok(int64_t in, int pt, int pb, int k, int d, const char **why);
+/* 3-D pooling of x [C, D, H, W] (op: OP_MAXPOOL or OP_AVGPOOL), built of 2-D
+ * pooling: whw over each depth plane [H, W], then wd (kw 1) along the depth
+ * of [C, D, H' W'] (see layers.c); both windows checked by the caller. */
+Node *layer_pool3d(Graph *g, Loc loc, OpKind op, Node *x, const Window *wd, const Window *whw);
 /* A parameter's fan_in and fan_out from its PyTorch-layout shape. */
 void layer_fans(Param *p);
 

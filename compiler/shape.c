@@ -145,16 +145,16 @@ const char **shape_block_params(Builder *b)
 static Val number(double v, Loc loc)
 {
     bool whole = v == floor(v) && fabs(v) < 9e15;
-    return (Val){whole ? V_INT : V_FLOAT, v, 0, 0, NULL, NULL, loc};
+    return (Val){whole ? V_INT : V_FLOAT, .num = v, .loc = loc};
 }
 
 /* const = number | size | string | name | -const | const op const | call */
 Val shape_const(Builder *b, Ast *e)
 {
     switch (e->kind) {
-    case A_NUM:  return (Val){e->is_int ? V_INT : V_FLOAT, e->num, 0, 0, NULL, NULL, e->loc};
-    case A_SIZE: return (Val){V_SIZE, 0, e->h, e->w, NULL, NULL, e->loc};
-    case A_STR:  return (Val){V_STR, 0, 0, 0, e->str, NULL, e->loc};
+    case A_NUM:  return (Val){e->is_int ? V_INT : V_FLOAT, .num = e->num, .loc = e->loc};
+    case A_SIZE: return (Val){V_SIZE, .h = e->h, .w = e->w, .d = e->d, .deep = e->deep, .loc = e->loc};
+    case A_STR:  return (Val){V_STR, .str = e->str, .loc = e->loc};
     case A_NAME: {
         Val *v = frame_lookup(b, e->str);
         if (v) {
@@ -162,12 +162,12 @@ Val shape_const(Builder *b, Ast *e)
             r.loc = e->loc;
             return r;
         }
-        return (Val){V_NAME, 0, 0, 0, e->str, e, e->loc};
+        return (Val){V_NAME, .str = e->str, .ast = e, .loc = e->loc};
     }
     case A_NEG: {
         Val a = shape_const(b, e->a);
         if (a.kind == V_INT || a.kind == V_FLOAT)
-            return (Val){a.kind, -a.num, 0, 0, NULL, NULL, e->loc};
+            return (Val){a.kind, .num = -a.num, .loc = e->loc};
         break;
     }
     case A_BIN: {
@@ -189,7 +189,7 @@ Val shape_const(Builder *b, Ast *e)
     default:
         break;
     }
-    return (Val){V_AST, 0, 0, 0, NULL, e, e->loc};
+    return (Val){V_AST, .ast = e, .loc = e->loc};
 }
 
 /* A constant number, or an error naming what it is used for. */
@@ -479,7 +479,7 @@ static Node *value(Builder *b, Ast *e, Node *hole)
     case A_PIPE:
         return pipeline(b, e, hole, NULL);
     case A_SIZE:
-        error_at(e->loc, "a size like %dx%d is not a value", e->h, e->w);
+        error_at(e->loc, "a size like %s%dx%d is not a value", e->deep ? arena_printf("%dx", e->d) : "", e->h, e->w);
         return NULL;
     case A_STR:
         error_at(e->loc, "a string is not a value");

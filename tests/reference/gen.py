@@ -1365,6 +1365,33 @@ loss = softmax_cross_entropy(f, y)
 """, [2, 8, 9], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 27), fwd, labels=5, overrides=neg_bias)
 
     def fwd(c, x):
+        h = x * c.P["s"] + c.P["t"]                                              # [2,5,6,7]
+        a = F.max_pool3d(h, 3, stride=2, padding=1, ceil_mode=True)              # [2,3,4,4]
+        a = F.avg_pool3d(a, (2, 1, 2), stride=(1, 1, 2), padding=(1, 0, 1), count_include_pad=True)  # [2,4,4,3]
+        b = F.avg_pool3d(h, 3, stride=2, padding=1, count_include_pad=False)     # [2,3,3,4]
+        e = F.max_pool3d(h, 2, stride=1, dilation=(2, 1, 2))                     # [2,3,5,5]
+        return {"f": c.dense("dense1", flatten(a)) + c.dense("dense2", flatten(b))
+                + c.dense("dense3", flatten(e))}
+    add("""\
+network ref_pool3d
+input  x : [2, 5, 6, 7]
+labels y : class(4)
+# maxpool and avgpool over [C, D, H, W] with windows K or DxHxW: ceil, padding,
+# count_pad, padding that does not count, dilation; a param before them, so that
+# their gradients are checked
+param  s : [2, 1, 1, 1] = ones
+param  t : [2, 1, 1, 1] = zeros
+h = x * s + t
+h -> maxpool(3, stride = 2, pad = 1, ceil = true)
+  -> avgpool(2x1x2, stride = 1x1x2, pad = 1x0x1, count_pad = true) -> flatten -> dense(4) -> a
+h -> avgpool(3, stride = 2, pad = 1) -> flatten -> dense(4) -> b
+h -> maxpool(2, stride = 1, dilation = 2x1x2) -> flatten -> dense(4) -> e
+f = a + b + e
+loss = softmax_cross_entropy(f, y)
+""", [2, 5, 6, 7], param("s", [2, 1, 1, 1], 1, 0.3) + param("t", [2, 1, 1, 1], 0, 0.3)
+        + dense_p("dense1", 4, 96) + dense_p("dense2", 4, 72) + dense_p("dense3", 4, 150), fwd, labels=4)
+
+    def fwd(c, x):
         h = F.relu(c.conv("conv1", x, pad=1))                          # [4,8,8]
         a = c.conv("conv3", F.relu(c.bn("batchnorm1", c.conv("conv2", h, stride=2, pad=1))), pad=1)
         s = c.bn("batchnorm2", c.conv("conv4", h, stride=2))           # [6,4,4]
