@@ -55,8 +55,8 @@ static void size_arg(const Args *a, int i, int dflt_h, int dflt_w, int *h, int *
 }
 
 static const char *const type_names[] = {
-    [T_COUNT] = "a whole number of at least 1", [T_SIZE] = "a size of at least 1 (K, HxW or DxHxW)",
-    [T_PAD] = "a padding (P, HxW, DxHxW or same)", [T_FLOAT] = "a number",
+    [T_COUNT] = "a whole number of at least 1", [T_SIZE] = "a size of at least 1 (K or HxW)",
+    [T_PAD] = "a padding (P, HxW or same)", [T_FLOAT] = "a number",
     [T_PROB] = "a number from 0 up to (not including) 1", [T_BOOL] = "true or false",
     [T_STR] = "a string", [T_INIT] = "an initializer", [T_BRANCH] = "a layer or pipeline",
     [T_AXIS] = "an axis (a whole number: 0 the example's first dimension, -1 its last)",
@@ -544,7 +544,7 @@ static Node *apply_pool(Builder *b, Args *a, Node *x)
                      shape_str(x->shape));
             return NULL;
         }
-    if (!need_rank(a, x, 3, "an image [C, H, W] (or a volume [C, D, H, W])") ||
+    if (!need_rank(a, x, 3, "an image [C, H, W] or volume [C, D, H, W]") ||
         !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, dil, POOL_CEIL))
         return NULL;
     w.count_pad = op == OP_AVGPOOL && true_arg(a, POOL_COUNT_PAD);

@@ -134,7 +134,13 @@ Test(shape, pools)
 Test(shape, pool_errors)
 {
     const char *d = stage_error("[784]", "maxpool(2)");
-    cr_assert(strstr(d, "maxpool expects an image [C, H, W] input but got [784]"), "%s", d);
+    cr_assert(strstr(d, "maxpool expects an image [C, H, W] or volume [C, D, H, W] input but got [784]"), "%s", d);
+    d = stage_error("[2, 4, 8, 8]", "maxpool(2x2)");
+    cr_assert(strstr(d, "maxpool of a [C, D, H, W] value takes K or DxHxW, not HxW"), "%s", d);
+    d = stage_error("[2, 8, 8]", "avgpool(2x2x2)");
+    cr_assert(strstr(d, "avgpool of [2, 8, 8] takes K or HxW; DxHxW is for a [C, D, H, W] value"), "%s", d);
+    d = stage_error("[2, 2, 8, 8]", "maxpool(3x2x2)");
+    cr_assert(strstr(d, "maxpool's window (kernel 3x2x2, padding 0x0x0) does not fit its input 2x8x8"), "%s", d);
     d = stage_error("[1, 28, 28]", "maxpool(2, pad = 2)");
     cr_assert(strstr(d, "maxpool's window (kernel 2x2, padding 2x2) does not fit its input 28x28"), "%s", d);
     d = stage_error("[1, 4, 4]", "maxpool(2, stride = 1, dilation = 5)");
