@@ -19,7 +19,11 @@ static void print_expr(FILE *out, const Ast *e)
     }
     switch (e->kind) {
     case A_NUM:   fprintf(out, e->is_int ? "%.0f" : "%g", e->num); break;
-    case A_SIZE:  fprintf(out, "%dx%d", e->h, e->w); break;
+    case A_SIZE:
+        if (e->deep)
+            fprintf(out, "%dx", e->d);
+        fprintf(out, "%dx%d", e->h, e->w);
+        break;
     case A_STR:   fprintf(out, "\"%s\"", e->str); break;
     case A_NAME:  fputs(e->str, out); break;
     case A_HOLE:  fputs("_", out); break;

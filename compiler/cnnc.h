@@ -96,7 +96,7 @@ bool utf8_check(const Source *src);
 
 typedef enum {
     A_NUM,      /* num, is_int */
-    A_SIZE,     /* h, w: the literal 5x5 */
+    A_SIZE,     /* h, w: the literal 5x5; d, deep: 2x5x5 (depth first) */
     A_STR,      /* str */
     A_NAME,     /* str: an identifier */
     A_HOLE,     /* `_` or `·`: the incoming value of a pipeline stage */
@@ -119,6 +119,7 @@ struct Ast {
     double num;         /* A_NUM */
     bool is_int;        /* A_NUM: written without '.' or exponent */
     int h, w;           /* A_SIZE */
+    int d; bool deep;   /* A_SIZE of three numbers: d the first */
     const char *str;    /* A_STR, A_NAME, A_CALL */
     int op;             /* A_BIN */
     Ast *a, *b;         /* A_BIN, A_NEG, A_PIPE */
@@ -171,9 +172,13 @@ Program *parse_program(const Source *src);
 
 /* ------------------------------------------------------------------ graph.c */
 
-#define MAX_RANK 4
+/* A per-example shape: rank 0 is a scalar. At most 7 dimensions, so that a
+ * batch of them has at most 8, which is what safetensors files and the
+ * runtime take (RT_MAX_RANK). Parameters have at most MAX_PARAM_RANK (the
+ * C API's NAME_param_shape fills an int64_t[4]). */
+#define MAX_RANK 7
+#define MAX_PARAM_RANK 4
 
-/* A per-example shape: rank 0 is a scalar. */
 typedef struct { int rank; int64_t d[MAX_RANK]; } Shape;
 
 typedef enum {
@@ -385,7 +390,7 @@ void  graph_check(const Graph *g);     /* internal consistency; aborts on a bug 
 /* A constant value in a layer's arguments, after block parameters are
  * substituted. */
 typedef enum { V_NONE, V_INT, V_FLOAT, V_SIZE, V_NAME, V_STR, V_AST } ValKind;
-typedef struct { ValKind kind; double num; int h, w; const char *str; Ast *ast; Loc loc; } Val;
+typedef struct { ValKind kind; double num; int h, w; const char *str; Ast *ast; Loc loc; int d; bool deep; } Val;
 
 typedef struct LayerRule LayerRule;
 const LayerRule *layer_find(const char *name);
@@ -403,6 +408,10 @@ void layer_ceil_extent(int64_t in, int pt, int *pb, int k, int stride);
  * of k taps d apart: whether every window has a tap inside (a window wholly
  * in the padding would have no maximum and no mean); *why says what fails. */
 bool layer_pool_pads_ok(int64_t in, int pt, int pb, int k, int d, const char **why);
+/* 3-D pooling of x [C, D, H, W] (op: OP_MAXPOOL or OP_AVGPOOL), built of 2-D
+ * pooling: whw over each depth plane [H, W], then wd (kw 1) along the depth
+ * of [C, D, H' W'] (see layers.c); both windows checked by the caller. */
+Node *layer_pool3d(Graph *g, Loc loc, OpKind op, Node *x, const Window *wd, const Window *whw);
 /* A parameter's fan_in and fan_out from its PyTorch-layout shape. */
 void layer_fans(Param *p);
 
@@ -470,6 +479,8 @@ bool shape_init(Builder *b, Ast *e, Param *p);
 Node *shape_param_node(Builder *b, Param p);
 Node *shape_unary(Builder *b, OpKind op, Loc loc, Node *x);
 Node *shape_binary(Builder *b, OpKind op, Loc loc, Node *x, Node *y);
+/* `@`: matrix-vector, matrix and stacked matrix products (see shape.c). */
+Node *shape_matmul(Builder *b, Loc loc, Node *x, Node *y);
 
 /* Limits that keep absurd programs from exhausting memory. */
 #define MAX_TENSOR_ELEMS (((int64_t)1 << 31) - 1)   /* sizes fit a C int */

@@ -102,7 +102,7 @@ bool shape_eq(Shape a, Shape b)
 
 char *shape_str(Shape s)
 {
-    char buf[128] = "[";
+    char buf[256] = "[";          /* 7 dimensions of up to 16 digits fit */
     for (int i = 0; i < s.rank; i++)
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf), i ? ", %lld" : "%lld", (long long)s.d[i]);
     strcat(buf, "]");

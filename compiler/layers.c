@@ -69,7 +69,7 @@ static bool type_ok(ArgType t, const Val *v)
     switch (t) {
     case T_COUNT: return v->kind == V_INT && v->num >= 1 && v->num <= (1 << 30);
     case T_SIZE:  return (v->kind == V_INT && v->num >= 1 && v->num <= (1 << 20)) ||
-                         (v->kind == V_SIZE && v->h >= 1 && v->w >= 1);
+                         (v->kind == V_SIZE && v->h >= 1 && v->w >= 1 && (!v->deep || v->d >= 1));
     case T_PAD:   return (v->kind == V_INT && v->num >= 0 && v->num <= (1 << 20)) || v->kind == V_SIZE ||
                          (v->kind == V_NAME && strcmp(v->str, "same") == 0);
     case T_FLOAT: return is_num(v);
@@ -135,6 +135,11 @@ static bool put(Builder *b, Args *a, int i, const Arg *arg)
     }
     if (!type_ok(s->type, &v)) {
         error_at(arg->val->loc, "%s's argument '%s' must be %s", a->rule->name, s->name, type_names[s->type]);
+        return false;
+    }
+    if (v.kind == V_SIZE && v.deep && strcmp(a->rule->name, "maxpool") != 0 && strcmp(a->rule->name, "avgpool") != 0) {
+        error_at(arg->val->loc, "%s's argument '%s' must be K or HxW", a->rule->name, s->name);
+        note("a size of three numbers (DxHxW) is for maxpool and avgpool over a [C, D, H, W] value");
         return false;
     }
     a->v[i] = v;
@@ -435,12 +440,112 @@ static Node *apply_conv(Builder *b, Args *a, Node *x)
 enum { POOL_K, POOL_STRIDE, POOL_PAD, POOL_CEIL, POOL_COUNT_PAD, POOL_DILATION = POOL_COUNT_PAD };
 
 /* maxpool(k, stride=k, pad=0, ceil=false), avgpool(..., count_pad=false): [C,H,W] -> [C,H',W'] */
+/* Pooling of a [C, D, H, W] value with a window of kd x kh x kw, as two
+ * passes of 2-D pooling (max and mean over a box are a max and a mean of
+ * maxima and means over its planes, the cells that count, inside the volume
+ * and its padding, being a box too): over each plane, [C D, H, W] ->
+ * [C D, H', W'], then along the depth, [C, D, H' W'] with windows of kd x 1
+ * -> [C, D', H' W']; reshapes around them (which copy nothing). whw is the
+ * planes' window, wd the depth's (kw 1, no padding across). */
+Node *layer_pool3d(Graph *g, Loc loc, OpKind op, Node *x, const Window *wd, const Window *whw)
+{
+    int64_t C = x->shape.d[0], D = x->shape.d[1], H = x->shape.d[2], W = x->shape.d[3];
+    int64_t H2 = layer_extent(H, whw->pt + whw->pb, whw->kh, whw->dh, whw->sh);
+    int64_t W2 = layer_extent(W, whw->pl + whw->pr, whw->kw, whw->dw, whw->sw);
+    int64_t D2 = layer_extent(D, wd->pt + wd->pb, wd->kh, wd->dh, wd->sh);
+    Node *p = graph_node(g, OP_FLATTEN, loc, shape_of(3, C * D, H, W), 1, &x);
+    Node *y = p ? graph_node(g, op, loc, shape_of(3, C * D, H2, W2), 1, &p) : NULL;
+    if (y)
+        y->win = *whw;
+    Node *r = y ? graph_node(g, OP_FLATTEN, loc, shape_of(3, C, D, H2 * W2), 1, &y) : NULL;
+    Node *z = r ? graph_node(g, op, loc, shape_of(3, C, D2, H2 * W2), 1, &r) : NULL;
+    if (z)
+        z->win = *wd;
+    return z ? graph_node(g, OP_FLATTEN, loc, shape_of(4, C, D2, H2, W2), 1, &z) : NULL;
+}
+
+/* Argument i as three sizes (depth, height, width): DxHxW, or K for all
+ * three; dflt when not given. false (said why) for HxW. */
+static bool size3(const Args *a, int i, const int *dflt, int *v)
+{
+    const Val *s = &a->v[i];
+    if (s->kind == V_SIZE && !s->deep) {
+        error_at(s->loc, "%s of a [C, D, H, W] value takes K or DxHxW, not HxW", a->rule->name);
+        return false;
+    }
+    for (int k = 0; k < 3; k++)
+        v[k] = s->kind == V_SIZE ? (k == 0 ? s->d : k == 1 ? s->h : s->w) : s->kind == V_INT ? (int)s->num : dflt[k];
+    return true;
+}
+
+/* maxpool, avgpool over [C, D, H, W]: the window checked axis by axis, then
+ * layer_pool3d */
+static Node *pool3d(Builder *b, Args *a, Node *x, OpKind op, int kp, int sp, int pp, int dp, int cp)
+{
+    static const int one[3] = {1, 1, 1}, none[3] = {0, 0, 0};
+    int k[3], s[3], dl[3] = {1, 1, 1}, pf[3], pk[3];
+    if (!size3(a, kp, one, k) || !size3(a, sp, k, s) || (dp >= 0 && !size3(a, dp, one, dl)))
+        return NULL;
+    const Val *p = &a->v[pp];
+    bool same = p->kind == V_NAME;
+    if (same && (s[0] != 1 || s[1] != 1 || s[2] != 1)) {
+        error_at(p->loc, "pad=same needs stride 1");
+        return NULL;
+    }
+    if (!same && !size3(a, pp, none, pf))
+        return NULL;
+    int64_t span[3];
+    for (int i = 0; i < 3; i++) {
+        span[i] = (int64_t)(k[i] - 1) * dl[i] + 1;
+        if (span[i] > (1 << 20)) {
+            error_at(a->use->loc, "%s's kernel %dx%dx%d with dilation %dx%dx%d spans more than 2^20 cells",
+                     a->rule->name, k[0], k[1], k[2], dl[0], dl[1], dl[2]);
+            return NULL;
+        }
+        if (same)
+            pf[i] = (int)((span[i] - 1) / 2);
+        pk[i] = same ? (int)(span[i] - 1 - pf[i]) : pf[i];
+    }
+    for (int i = 0; i < 3; i++) {
+        int64_t in = x->shape.d[i + 1];
+        const char *why = "the window is larger than the input and its padding";
+        if (!layer_pool_pads_ok(in, pf[i], pk[i], k[i], dl[i], &why) ||
+            layer_extent(in, pf[i] + pk[i], k[i], dl[i], s[i]) < 1) {
+            error_at(p->kind != V_NONE ? p->loc : a->use->loc, "%s's window (kernel %dx%dx%d, padding %dx%dx%d%s) "
+                     "does not fit its input %lldx%lldx%lld: %s", a->rule->name, k[0], k[1], k[2], pf[0], pf[1], pf[2],
+                     dl[0] > 1 || dl[1] > 1 || dl[2] > 1 ? arena_printf(", dilation %dx%dx%d", dl[0], dl[1], dl[2]) : "",
+                     (long long)x->shape.d[1], (long long)x->shape.d[2], (long long)x->shape.d[3], why);
+            return NULL;
+        }
+    }
+    bool ceil = true_arg(a, cp), count_pad = op == OP_AVGPOOL && true_arg(a, POOL_COUNT_PAD);
+    Window whw = {.kh = k[1], .kw = k[2], .sh = s[1], .sw = s[2], .pt = pf[1], .pl = pf[2], .pb = pk[1], .pr = pk[2],
+                  .dh = dl[1], .dw = dl[2], .groups = 1, .ceil = ceil, .count_pad = count_pad, .cb = pk[1], .cr = pk[2]};
+    Window wd = {.kh = k[0], .kw = 1, .sh = s[0], .sw = 1, .pt = pf[0], .pb = pk[0], .dh = dl[0], .dw = 1,
+                 .groups = 1, .ceil = ceil, .count_pad = count_pad, .cb = pk[0]};
+    if (ceil) {
+        layer_ceil_extent(x->shape.d[2], whw.pt, &whw.pb, (int)span[1], whw.sh);
+        layer_ceil_extent(x->shape.d[3], whw.pl, &whw.pr, (int)span[2], whw.sw);
+        layer_ceil_extent(x->shape.d[1], wd.pt, &wd.pb, (int)span[0], wd.sh);
+    }
+    return layer_pool3d(b->g, a->use->loc, op, x, &wd, &whw);
+}
+
 static Node *apply_pool(Builder *b, Args *a, Node *x)
 {
     Window w;
     OpKind op = a->rule->name[0] == 'm' ? OP_MAXPOOL : OP_AVGPOOL;
-    if (!need_rank(a, x, 3, "an image [C, H, W]") ||
-        !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, op == OP_MAXPOOL ? POOL_DILATION : -1, POOL_CEIL))
+    int dil = op == OP_MAXPOOL ? POOL_DILATION : -1;
+    if (x->shape.rank == 4)
+        return pool3d(b, a, x, op, POOL_K, POOL_STRIDE, POOL_PAD, dil, POOL_CEIL);
+    for (int i = 0; i < MAX_ARGS; i++)
+        if (a->v[i].kind == V_SIZE && a->v[i].deep) {
+            error_at(a->v[i].loc, "%s of %s takes K or HxW; DxHxW is for a [C, D, H, W] value", a->rule->name,
+                     shape_str(x->shape));
+            return NULL;
+        }
+    if (!need_rank(a, x, 3, "an image [C, H, W] or volume [C, D, H, W]") ||
+        !window(a, x, &w, POOL_K, POOL_STRIDE, POOL_PAD, dil, POOL_CEIL))
         return NULL;
     w.count_pad = op == OP_AVGPOOL && true_arg(a, POOL_COUNT_PAD);
     Node *y = graph_node(b->g, op, a->use->loc, windowed(x->shape, x->shape.d[0], &w), 1, &x);
@@ -709,7 +814,8 @@ static const LayerRule rules[] = {
     {"l2norm", {0}, {{0}}, apply_vector, false},
     {"flatten", {0}, {{0}}, apply_flatten, false},
     {"transpose", {0}, {{0}}, apply_transpose, false},
-    {"reshape", {0}, {P("d0", T_COUNT), O("d1", T_COUNT), O("d2", T_COUNT), O("d3", T_COUNT)}, apply_reshape, false},
+    {"reshape", {0}, {P("d0", T_COUNT), O("d1", T_COUNT), O("d2", T_COUNT), O("d3", T_COUNT), O("d4", T_COUNT),
+                      O("d5", T_COUNT), O("d6", T_COUNT)}, apply_reshape, false},
     {"dropout", {0}, {P("p", T_PROB)}, apply_dropout, false},
     {"batchnorm", {0}, {K("momentum", T_PROB), K("eps", T_FLOAT), K("name", T_STR)}, apply_batchnorm, false},
     {"lrn", {0}, {O("size", T_COUNT), K("alpha", T_FLOAT), K("beta", T_FLOAT), K("k", T_FLOAT)}, apply_lrn, false},

@@ -1612,7 +1612,7 @@ static LLVMValueRef param_table(Emit *E, const Lowered *l)
     for (int i = 0; i < g->nparams; i++) {
         const Param *p = &g->params[i];
         field(&f, cstr(E, p->name));
-        shape_fields(E, &f, p->shape, 4);
+        shape_fields(E, &f, p->shape, MAX_PARAM_RANK);
         fi(E, &f, l->param_offset[i]);
         fi(E, &f, p->init);
         fd(E, &f, p->a), fd(E, &f, p->b);
@@ -1639,7 +1639,7 @@ static char *summary_text(const Lowered *l)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000008ll   /* "cnnc", layout version 8 */
+#define RT_DESC_MAGIC 0x636e6e6300000009ll   /* "cnnc", layout version 9 */
 
 /* Where an output's values index: an OP_MAXPOOL_IDX's (through reshapes)
  * index the example it pools, whose size the runtime adds per example. */
@@ -1658,7 +1658,7 @@ static LLVMValueRef output_table(Emit *E, const Graph *g)
     for (int i = 0; i < (g->noutputs ? g->noutputs : 1); i++) {
         const Node *n = g->noutputs ? g->outputs[i] : g->output;
         field(&f, cstr(E, g->noutputs ? g->output_names[i] : "out"));
-        shape_fields(E, &f, n->shape, 4);
+        shape_fields(E, &f, n->shape, MAX_RANK);
         fi(E, &f, off);
         fi(E, &f, g->noutputs ? g->output_types[i] : ET_F32);
         fi(E, &f, index_step(n));

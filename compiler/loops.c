@@ -1788,22 +1788,57 @@ static void lower_transpose(Lower *L, const Node *n)
     L->out = top;
 }
 
-/* matmul: y[i, j] = sum_k A[i, k] B[k, j]  ([m,k]@[k], [m,k]@[k,n], [k]@[k,n]) */
+/* The sizes of a matmul C = A B: A [..., M, K], B [..., K, N], C [..., M, N]
+ * (M or N 1 for a vector), and how many leading dimensions of each are its
+ * stack (broadcast as in `+`; none for plain matrices). */
+typedef struct { int64_t M, K, N; int sa, sb, sc; Shape a, b; } MatSizes;
+
+static MatSizes mat_sizes(const Shape *a, const Shape *b)
+{
+    MatSizes z = {.a = *a, .b = *b};
+    z.K = a->d[a->rank - 1];
+    z.M = a->rank >= 2 ? a->d[a->rank - 2] : 1;
+    z.N = b->rank >= 2 ? b->d[b->rank - 1] : 1;
+    z.sa = a->rank > 2 ? a->rank - 2 : 0, z.sb = b->rank > 2 ? b->rank - 2 : 0;
+    z.sc = z.sa > z.sb ? z.sa : z.sb;
+    return z;
+}
+
+/* The first element of the matrix of a stack of `ns` dimensions (shape s,
+ * matrices of `size` elements) that the product's stack coordinates c[0..sc) take. */
+static Expr *stack_at(const Shape *s, int ns, int sc, const int *c, int64_t size)
+{
+    Expr *idx = i64(0);
+    for (int i = 0; i < ns; i++) {
+        idx = imul(idx, i64(s->d[i]));
+        if (s->d[i] != 1)
+            idx = iadd(idx, var(c[sc - ns + i]));
+    }
+    return imul(idx, i64(size));
+}
+
+/* matmul: y[i, j] = sum_k A[i, k] B[k, j]  ([m,k]@[k], [m,k]@[k,n], [k]@[k,n],
+ * and each matrix of stacks) */
 static void lower_matmul(Lower *L, const Node *n)
 {
     Vec *top;
     const Node *A = n->in[0], *B = n->in[1];
-    int64_t K = B->shape.d[0], M = A->shape.rank == 2 ? A->shape.d[0] : 1;
-    int64_t N = B->shape.rank == 2 ? B->shape.d[1] : 1;
-    int b = begin(L, n, &top);
+    MatSizes z = mat_sizes(&A->shape, &B->shape);
+    int64_t M = z.M, K = z.K, N = z.N;
+    int b = begin(L, n, &top), c[MAX_RANK];
+    Shape stack = {.rank = z.sc};
+    for (int i = 0; i < z.sc; i++)
+        stack.d[i] = n->shape.d[i];
+    Expr *cs = imul(open_all(L, stack, c), i64(M * N));
+    Expr *as = stack_at(&z.a, z.sa, z.sc, c, M * K), *bs = stack_at(&z.b, z.sb, z.sc, c, K * N);
     int i = open_for(L, M), j = open_for(L, N);
     Vec *cell = L->out;
     int acc = set_new(L, f32(0));
     int k = open_for(L, K);
-    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, elem(L, A, b, imad(var(i), K, var(k))),
-                                       elem(L, B, b, imad(var(k), N, var(j))))));
+    set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, elem(L, A, b, iadd(as, imad(var(i), K, var(k)))),
+                                       elem(L, B, b, iadd(bs, imad(var(k), N, var(j)))))));
     L->out = cell;
-    store(L, L->buf[n->id], at(L->buf[n->id], b, imad(var(i), N, var(j))), get(acc), false);
+    store(L, L->buf[n->id], at(L->buf[n->id], b, iadd(cs, imad(var(i), N, var(j)))), get(acc), false);
     L->out = top;
 }
 
@@ -2756,28 +2791,43 @@ static void lower_sum_to(Lower *L, const Node *n)
 
 /* matmul, C = A B with A [M, K], B [K, N] (M or N may be 1):
  *   dA[i, k] = sum_j dC[i, j] B[k, j],  dB[k, j] = sum_i A[i, k] dC[i, j]
- * summed over the batch when the operand is shared by the examples. */
+ * summed over the batch when the operand is shared by the examples, and over
+ * the matrices of C's stack that the operand's matrix broadcast to. */
 static void lower_matmul_grad(Lower *L, const Node *n)
 {
     Vec *top = L->out;
     bool da = n->op == OP_MATMUL_DA;
     const Node *A = da ? n : n->in[0], *B = da ? n->in[1] : n, *dC = n->in[da ? 0 : 1];
     const Shape *as = da ? &n->shape : &A->shape, *bs = da ? &B->shape : &n->shape;
-    int64_t K = bs->d[0], M = as->rank == 2 ? as->d[0] : 1, N = bs->rank == 2 ? bs->d[1] : 1;
+    MatSizes z = mat_sizes(as, bs);
+    int64_t K = z.K, M = z.M, N = z.N;
     const Buf *out = L->buf[n->id];
+    bool sum = !out->batched || z.sc > 0;     /* several products add into one cell */
     if (!out->batched)
         zero(L, n);
-    int b = open_for(L, -1);
+    int b = open_for(L, -1), c[MAX_RANK];
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = %s : %s", n->id, op_name(n->op), shape_str(n->shape));
+    if (out->batched && sum)
+        zero_example(L, n, b);
+    Shape stack = {.rank = z.sc};
+    Expr *ao = i64(0), *bo = i64(0), *co = i64(0);
+    if (z.sc) {         /* C's stack: dC's shape, less its last two dimensions */
+        for (int i = 0; i < z.sc; i++)
+            stack.d[i] = dC->shape.d[i];
+        co = imul(open_all(L, stack, c), i64(M * N));
+        ao = stack_at(as, z.sa, z.sc, c, M * K), bo = stack_at(bs, z.sb, z.sc, c, K * N);
+    }
     int r = open_for(L, da ? M : K), q = open_for(L, da ? K : N);
     Vec *cell = L->out;
     int acc = set_new(L, f32(0));
     int s = open_for(L, da ? N : M);
-    Expr *x = da ? elem(L, dC, b, imad(var(r), N, var(s))) : elem(L, n->in[0], b, imad(var(s), K, var(r)));
-    Expr *y = da ? elem(L, n->in[1], b, imad(var(q), N, var(s))) : elem(L, dC, b, imad(var(s), N, var(q)));
+    Expr *x = da ? elem(L, dC, b, iadd(co, imad(var(r), N, var(s))))
+                 : elem(L, n->in[0], b, iadd(ao, imad(var(s), K, var(r))));
+    Expr *y = da ? elem(L, n->in[1], b, iadd(bo, imad(var(q), N, var(s))))
+                 : elem(L, dC, b, iadd(co, imad(var(s), N, var(q))));
     set(L, acc, ex(X_ADD, get(acc), ex(X_MUL, x, y)));
     L->out = cell;
-    store(L, out, at(out, b, imad(var(r), da ? K : N, var(q))), get(acc), !out->batched);
+    store(L, out, at(out, b, iadd(da ? ao : bo, imad(var(r), da ? K : N, var(q)))), get(acc), sum);
     L->out = top;
 }
 

@@ -640,6 +640,11 @@ static Node *param(Imp *m, const char *name, Shape s, const float *data, bool we
         fail("parameter '%s' would have shape %s, which holds no values", name, shape_str(s));
         return NULL;
     }
+    if (s.rank > MAX_PARAM_RANK) {
+        fail("parameter '%s' would have shape %s; cnnc's parameters have at most %d dimensions", name,
+             shape_str(s), MAX_PARAM_RANK);
+        return NULL;
+    }
     if (map_get(&m->pnames, name)) {
         for (int k = 2;; k++) {
             const char *alt = arena_printf("%s_%d", name, k);
@@ -1028,8 +1033,11 @@ static bool op_gemm(Imp *m, ONode *n)
     return out_node(m, n, dense(m, x, N, w, bias));
 }
 
+static Node *operand(Imp *m, ONode *n, Value *v, int rank, size_t i);
+
 /* MatMul: the batch [N, K] by a constant [K, M] is a dense layer without a
- * bias; [N, S, K] by [K, M] and products of computed values are matmuls. */
+ * bias; [N, S, K] by [K, M], stacks of matrices ([N, ..., M, K] by [..., K,
+ * P], the stacks broadcast) and products of computed values are matmuls. */
 static bool op_matmul(Imp *m, ONode *n)
 {
     Value *a = input(m, n, 0), *b = a ? input(m, n, 1) : NULL;
@@ -1047,19 +1055,24 @@ static bool op_matmul(Imp *m, ONode *n)
                         dims_str(2, b->c->dims));
         return out_node(m, n, dense(m, x, b->c->dims[1], transposed(bd, b->c->dims[0], b->c->dims[1], 1), NULL));
     }
-    Node *x = node_of(m, a), *y = x ? node_of(m, b) : NULL;
+    Node *x = node_of(m, a);
+    int p = x ? x->shape.rank : 0;
+    if (x && lead && (p < 2 ? b->batched || (b->c && b->c->rank > 2) : b->batched && b->shape.rank != p))
+        return fail("cnnc cannot multiply these shapes (%s after the batch by %s%s): the product would mix the "
+                    "batch with the matrices' dimensions", shape_str(x->shape),
+                    b->c ? dims_str(b->c->rank, b->c->dims) : shape_str(b->shape), b->batched ? " after the batch" : "");
+    /* a constant B with one more dimension than A's example has it for the batch, of 1 */
+    Node *y = x ? (b->c && p >= 2 ? operand(m, n, b, p, 1) : node_of(m, b)) : NULL;
     if (!y)
         return false;
-    Shape p = x->shape, q = y->shape, s = {0};
-    bool ranks = (p.rank == 2 && (q.rank == 1 || q.rank == 2)) || (p.rank == 1 && q.rank == 2);
-    if (!ranks || (b->batched && !(p.rank == 2 && q.rank == 2)) || p.d[p.rank - 1] != q.d[0])
-        return fail("cnnc cannot multiply these shapes (%s by %s after the batch)", shape_str(p), shape_str(q));
-    if (p.rank == 2)
-        s.d[s.rank++] = p.d[0];
-    if (q.rank == 2)
-        s.d[s.rank++] = q.d[1];
-    Node *in[2] = {x, y};
-    return out_node(m, n, graph_node(m->g, OP_MATMUL, noloc, s, 2, in));
+    Shape q = y->shape;
+    bool stacked = p > 2 || q.rank > 2;
+    bool ranks = stacked ? p >= 2 && q.rank >= 2 : (p == 2 && (q.rank == 1 || q.rank == 2)) || (p == 1 && q.rank == 2);
+    if (!ranks || x->shape.d[p - 1] != q.d[q.rank >= 2 ? q.rank - 2 : 0])
+        return fail("cnnc cannot multiply these shapes (%s by %s after the batch)", shape_str(x->shape),
+                    shape_str(q));
+    Builder bld = {.g = m->g};
+    return out_node(m, n, shape_matmul(&bld, noloc, x, y));
 }
 
 /* An operand of a binary operator whose other operand has `rank` dimensions
@@ -1371,13 +1384,88 @@ static bool maxpool_indices(Imp *m, ONode *n, Node *x, const Window *w, int dims
     return define(m, n->output[1], v);
 }
 
+/* An attribute of cnt values (depth, height, width), each from lo to hi,
+ * into v; absent, v is left as it is. */
+static bool attr3(ONode *n, const char *name, size_t cnt, int64_t lo, int64_t hi, int *v)
+{
+    const int64_t *a;
+    size_t got;
+    if (!attr_ints(n, name, &a, &got))
+        return false;
+    if (got && got != cnt)
+        return fail("attribute '%s' has %zu values; a 3-D window takes %zu", name, got, cnt);
+    for (size_t i = 0; i < got; i++) {
+        if (a[i] < lo || a[i] > hi)
+            return fail("attribute '%s' has %lld; its values must be from %lld to %lld", name, (long long)a[i],
+                        (long long)lo, (long long)hi);
+        v[i] = (int)a[i];
+    }
+    return true;
+}
+
+/* MaxPool, AveragePool over [N, C, D, H, W]: the window axis by axis, then
+ * layer_pool3d (2-D pooling of each plane, then along the depth) */
+static bool pool3d(Imp *m, ONode *n, OpKind op, Node *x)
+{
+    int k[3] = {0, 0, 0}, s[3] = {1, 1, 1}, dl[3] = {1, 1, 1}, p[6] = {0};
+    int64_t ceil = 0, count_pad = 0;
+    const char *autopad, *why;
+    if (!attr(n, "kernel_shape"))
+        return fail("attribute 'kernel_shape' is missing");
+    if (!attr3(n, "kernel_shape", 3, 1, MAX_WINDOW, k) || !attr3(n, "strides", 3, 1, MAX_WINDOW, s) ||
+        !attr3(n, "dilations", 3, 1, MAX_WINDOW, dl) || !attr3(n, "pads", 6, 0, MAX_WINDOW, p) ||
+        !attr_string(n, "auto_pad", "NOTSET", &autopad) || !attr_int(n, "ceil_mode", 0, &ceil) ||
+        (op == OP_AVGPOOL && !attr_int(n, "count_include_pad", 0, &count_pad)))
+        return false;
+    if (op == OP_AVGPOOL && (dl[0] != 1 || dl[1] != 1 || dl[2] != 1))
+        return fail("dilations other than 1 in AveragePool are not supported");
+    bool upper = strcmp(autopad, "SAME_UPPER") == 0, lower = strcmp(autopad, "SAME_LOWER") == 0;
+    bool notset = strcmp(autopad, "NOTSET") == 0 || !*autopad;
+    if (!upper && !lower && !notset && strcmp(autopad, "VALID") != 0)
+        return fail("attribute auto_pad = '%s' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID", autopad);
+    if (attr(n, "pads") && !notset)
+        return fail("attributes pads and auto_pad = %s are both given", autopad);
+    int64_t span[3];
+    for (int i = 0; i < 3; i++) {
+        int64_t in = x->shape.d[i + 1];
+        span[i] = (int64_t)(k[i] - 1) * dl[i] + 1;
+        if ((upper || lower) && !same_pad(in, span[i], s[i], upper, &p[i], &p[i + 3]))
+            return fail("auto_pad = %s would pad by more than %d", autopad, MAX_WINDOW);
+        why = "the window is larger than the input and its padding";
+        if (span[i] > MAX_WINDOW || !layer_pool_pads_ok(in, p[i], p[i + 3], k[i], dl[i], &why) ||
+            layer_extent(in, p[i] + p[i + 3], k[i], dl[i], s[i]) < 1)
+            return fail("its window (kernel %dx%dx%d, pads %d,%d,%d,%d,%d,%d, dilations %dx%dx%d) does not fit its "
+                        "input %lldx%lldx%lld: %s", k[0], k[1], k[2], p[0], p[1], p[2], p[3], p[4], p[5], dl[0], dl[1],
+                        dl[2], (long long)x->shape.d[1], (long long)x->shape.d[2], (long long)x->shape.d[3], why);
+    }
+    bool c = ceil && notset;
+    Window whw = {.kh = k[1], .kw = k[2], .sh = s[1], .sw = s[2], .pt = p[1], .pl = p[2], .pb = p[4], .pr = p[5],
+                  .dh = dl[1], .dw = dl[2], .groups = 1, .ceil = c, .count_pad = count_pad != 0, .cb = p[4], .cr = p[5]};
+    Window wd = {.kh = k[0], .kw = 1, .sh = s[0], .sw = 1, .pt = p[0], .pb = p[3], .dh = dl[0], .dw = 1,
+                 .groups = 1, .ceil = c, .count_pad = count_pad != 0, .cb = p[3]};
+    if (c) {
+        layer_ceil_extent(x->shape.d[2], whw.pt, &whw.pb, (int)span[1], whw.sh);
+        layer_ceil_extent(x->shape.d[3], whw.pl, &whw.pr, (int)span[2], whw.sw);
+        layer_ceil_extent(x->shape.d[1], wd.pt, &wd.pb, (int)span[0], wd.sh);
+    }
+    return out_node(m, n, layer_pool3d(m->g, noloc, op, x, &wd, &whw));
+}
+
 /* MaxPool, AveragePool: 2-D over [N, C, H, W]; 1-D over [N, C, W], as 2-D
- * over [N, C, 1, W] (a reshape before and after) */
+ * over [N, C, 1, W] (a reshape before and after); 3-D over [N, C, D, H, W]
+ * (pool3d) */
 static bool pool(Imp *m, ONode *n, OpKind op)
 {
     Value *v = batch_needed() ? input(m, n, 0) : NULL;
-    int dims = v && v->batched && v->shape.rank == 2 ? 1 : 2;
-    Node *x = v ? batched_input(m, n, 0, dims + 1, "an image [N, C, H, W] (2-D pooling) or [N, C, W] (1-D)") : NULL;
+    int dims = v && v->batched && v->shape.rank == 2 ? 1 : v && v->batched && v->shape.rank == 4 ? 3 : 2;
+    if (dims == 3) {
+        Node *x = node_of(m, v);
+        if (op == OP_MAXPOOL && given_output(n, 1) && map_get(&m->uses, n->output[1]))
+            return fail("its Indices output is supported for 2-D pooling with storage_order 0 or 1");
+        return x && pool3d(m, n, op, x);
+    }
+    Node *x = v ? batched_input(m, n, 0, dims + 1, "an image [N, C, H, W] (2-D pooling), [N, C, W] (1-D) or a "
+                                "volume [N, C, D, H, W] (3-D)") : NULL;
     if (x && dims == 1)
         x = graph_node(m->g, OP_FLATTEN, noloc, shape_of(3, x->shape.d[0], (int64_t)1, x->shape.d[1]), 1, &x);
     int kh = 1, kw = 1;

@@ -145,16 +145,16 @@ const char **shape_block_params(Builder *b)
 static Val number(double v, Loc loc)
 {
     bool whole = v == floor(v) && fabs(v) < 9e15;
-    return (Val){whole ? V_INT : V_FLOAT, v, 0, 0, NULL, NULL, loc};
+    return (Val){whole ? V_INT : V_FLOAT, .num = v, .loc = loc};
 }
 
 /* const = number | size | string | name | -const | const op const | call */
 Val shape_const(Builder *b, Ast *e)
 {
     switch (e->kind) {
-    case A_NUM:  return (Val){e->is_int ? V_INT : V_FLOAT, e->num, 0, 0, NULL, NULL, e->loc};
-    case A_SIZE: return (Val){V_SIZE, 0, e->h, e->w, NULL, NULL, e->loc};
-    case A_STR:  return (Val){V_STR, 0, 0, 0, e->str, NULL, e->loc};
+    case A_NUM:  return (Val){e->is_int ? V_INT : V_FLOAT, .num = e->num, .loc = e->loc};
+    case A_SIZE: return (Val){V_SIZE, .h = e->h, .w = e->w, .d = e->d, .deep = e->deep, .loc = e->loc};
+    case A_STR:  return (Val){V_STR, .str = e->str, .loc = e->loc};
     case A_NAME: {
         Val *v = frame_lookup(b, e->str);
         if (v) {
@@ -162,12 +162,12 @@ Val shape_const(Builder *b, Ast *e)
             r.loc = e->loc;
             return r;
         }
-        return (Val){V_NAME, 0, 0, 0, e->str, e, e->loc};
+        return (Val){V_NAME, .str = e->str, .ast = e, .loc = e->loc};
     }
     case A_NEG: {
         Val a = shape_const(b, e->a);
         if (a.kind == V_INT || a.kind == V_FLOAT)
-            return (Val){a.kind, -a.num, 0, 0, NULL, NULL, e->loc};
+            return (Val){a.kind, .num = -a.num, .loc = e->loc};
         break;
     }
     case A_BIN: {
@@ -189,7 +189,7 @@ Val shape_const(Builder *b, Ast *e)
     default:
         break;
     }
-    return (Val){V_AST, 0, 0, 0, NULL, e, e->loc};
+    return (Val){V_AST, .ast = e, .loc = e->loc};
 }
 
 /* A constant number, or an error naming what it is used for. */
@@ -308,24 +308,44 @@ Node *shape_binary(Builder *b, OpKind op, Loc loc, Node *x, Node *y)
     return graph_node(b->g, op, loc, s, 2, in);
 }
 
-/* [m,k] @ [k] -> [m];  [m,k] @ [k,n] -> [m,n];  [k] @ [k,n] -> [n] */
-static Node *matmul(Builder *b, Loc loc, Node *x, Node *y)
+/* [m,k] @ [k] -> [m];  [m,k] @ [k,n] -> [m,n];  [k] @ [k,n] -> [n];  and
+ * stacks of matrices, [..., m, k] @ [..., k, n] -> [..., m, n], where the
+ * dimensions before the last two broadcast as in `+` (a matrix is a stack of
+ * one). */
+Node *shape_matmul(Builder *b, Loc loc, Node *x, Node *y)
 {
     Shape a = x->shape, c = y->shape, s = {0};
-    int64_t ka = a.rank ? a.d[a.rank - 1] : 0, kc = c.rank ? c.d[0] : 0;
-    bool ranks = (a.rank == 2 && (c.rank == 1 || c.rank == 2)) || (a.rank == 1 && c.rank == 2);
+    bool stacked = a.rank > 2 || c.rank > 2;
+    int64_t ka = a.rank ? a.d[a.rank - 1] : 0, kc = c.rank ? c.d[c.rank >= 2 ? c.rank - 2 : 0] : 0;
+    bool ranks = stacked ? a.rank >= 2 && c.rank >= 2
+                         : (a.rank == 2 && (c.rank == 1 || c.rank == 2)) || (a.rank == 1 && c.rank == 2);
     if (!ranks || ka != kc) {
         error_at(loc, "`@` cannot multiply %s by %s", shape_str(a), shape_str(c));
         if (ranks)
             note("the inner dimensions differ: %lld and %lld", (long long)ka, (long long)kc);
         else
-            note("`@` takes [m, k] @ [k], [m, k] @ [k, n] or [k] @ [k, n]");
+            note("`@` takes [m, k] @ [k], [m, k] @ [k, n], [k] @ [k, n] or stacks [..., m, k] @ [..., k, n]");
         return NULL;
     }
-    if (a.rank == 2)
-        s.d[s.rank++] = a.d[0];
-    if (c.rank == 2)
-        s.d[s.rank++] = c.d[1];
+    if (stacked) {      /* the stack dimensions, broadcast */
+        int sa = a.rank - 2, sc = c.rank - 2;
+        s.rank = sa > sc ? sa : sc;
+        for (int i = 0; i < s.rank; i++) {
+            int ia = sa - s.rank + i, ic = sc - s.rank + i;
+            int64_t da = ia >= 0 ? a.d[ia] : 1, dc = ic >= 0 ? c.d[ic] : 1;
+            if (da != dc && da != 1 && dc != 1) {
+                error_at(loc, "`@` cannot multiply %s by %s", shape_str(a), shape_str(c));
+                note("the stacks do not broadcast: dimension %d is %lld on the left and %lld on the right", i,
+                     (long long)da, (long long)dc);
+                return NULL;
+            }
+            s.d[i] = da == 1 ? dc : da;
+        }
+    }
+    if (a.rank >= 2)
+        s.d[s.rank++] = a.d[a.rank - 2];
+    if (c.rank >= 2)
+        s.d[s.rank++] = c.d[c.rank - 1];
     Node *in[2] = {x, y};
     return graph_node(b->g, OP_MATMUL, loc, s, 2, in);
 }
@@ -452,14 +472,14 @@ static Node *value(Builder *b, Ast *e, Node *hole)
         case '-': return shape_binary(b, OP_SUB, e->loc, x, y);
         case '*': return shape_binary(b, OP_MUL, e->loc, x, y);
         case '/': return shape_binary(b, OP_DIV, e->loc, x, y);
-        default:  return matmul(b, e->loc, x, y);
+        default:  return shape_matmul(b, e->loc, x, y);
         }
     case A_CALL:
         return call_value(b, e, hole);
     case A_PIPE:
         return pipeline(b, e, hole, NULL);
     case A_SIZE:
-        error_at(e->loc, "a size like %dx%d is not a value", e->h, e->w);
+        error_at(e->loc, "a size like %s%dx%d is not a value", e->deep ? arena_printf("%dx", e->d) : "", e->h, e->w);
         return NULL;
     case A_STR:
         error_at(e->loc, "a string is not a value");
@@ -651,8 +671,8 @@ static void declare_input(Builder *b, const Stmt *s)
     if (!read_shape(s->shape, &sh))
         return;
     if (sh.rank == 0 || sh.rank > MAX_RANK) {
-        error_at(s->shape->loc, "an input is a vector [D], a matrix [H, W], an image [C, H, W] or a tensor of 4 "
-                 "dimensions, not %s", shape_str(sh));
+        error_at(s->shape->loc, "an input is a vector [D], a matrix [H, W], an image [C, H, W] or a tensor of "
+                 "up to %d dimensions, not %s", MAX_RANK, shape_str(sh));
         return;
     }
     b->g->input = graph_node(b->g, OP_INPUT, s->nameloc, sh, 0, NULL);
@@ -716,6 +736,11 @@ static void declare_param(Builder *b, const Stmt *s)
 {
     Param p = {.name = s->name, .loc = s->nameloc, .init = INIT_HE};
     bool ok = read_shape(s->shape, &p.shape);
+    if (ok && p.shape.rank > MAX_PARAM_RANK) {
+        error_at(s->shape->loc, "a param has at most %d dimensions but '%s' has %d", MAX_PARAM_RANK, s->name,
+                 p.shape.rank);
+        ok = false;
+    }
     if (ok) {
         fans(&p);
         p.is_weight = p.shape.rank >= 2;

@@ -16,7 +16,7 @@ int64_t node_flops(const Node *n)
     case OP_MAXPOOL:
     case OP_AVGPOOL:   return out * w->kh * w->kw;
     case OP_GAP:       return in;
-    case OP_MATMUL:    return 2 * out * n->in[1]->shape.d[0];
+    case OP_MATMUL:    return 2 * out * n->in[0]->shape.d[n->in[0]->shape.rank - 1];
     case OP_SOFTMAX:   return 4 * out;
     case OP_L1NORM:
     case OP_L2NORM:    return 3 * out;

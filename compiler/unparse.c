@@ -108,6 +108,35 @@ static bool steppable(const U *u, const Node *m)
     return !is_leaf(m->op) && m->id < u->n && !named(u, m) && m != u->stop;
 }
 
+/* 3-D pooling as the language builds it (layer_pool3d): t the last of
+ * reshape [C D, H, W] -> pool -> reshape [C, D, H' W'] -> pool (kd x 1) ->
+ * reshape [C, D', H', W'] of a volume [C, D, H, W], the nodes between used
+ * once and unnamed. Returns the volume, or NULL. */
+static Node *pool3d_from(const U *u, const Node *t)
+{
+    if (t->op != OP_FLATTEN || t->shape.rank != 4)
+        return NULL;
+    Node *z = t->in[0];
+    Node *r = z->nin ? z->in[0] : NULL, *y = r && r->nin ? r->in[0] : NULL, *p = y && y->nin ? y->in[0] : NULL;
+    Node *x = p && p->nin ? p->in[0] : NULL;
+    if (!x || (z->op != OP_MAXPOOL && z->op != OP_AVGPOOL) || y->op != z->op || r->op != OP_FLATTEN ||
+        p->op != OP_FLATTEN || x->shape.rank != 4)
+        return NULL;
+    Node *mid[4] = {p, y, r, z};
+    for (int i = 0; i < 4; i++)
+        if (!steppable(u, mid[i]) || u->uses[mid[i]->id] != 1)
+            return NULL;
+    int64_t C = x->shape.d[0], D = x->shape.d[1], H2 = y->shape.d[1], W2 = y->shape.d[2];
+    const Window *wd = &z->win, *wp = &y->win;
+    bool shapes = shape_eq(p->shape, shape_of(3, C * D, x->shape.d[2], x->shape.d[3])) &&
+                  y->shape.d[0] == C * D && shape_eq(r->shape, shape_of(3, C, D, H2 * W2)) &&
+                  shape_eq(z->shape, shape_of(3, C, z->shape.d[1], H2 * W2)) &&
+                  shape_eq(t->shape, shape_of(4, C, z->shape.d[1], H2, W2));
+    bool depth_only = wd->kw == 1 && wd->sw == 1 && wd->pl == 0 && wd->pr == 0 && wd->dw == 1 && wd->cr == 0;
+    bool alike = wd->ceil == wp->ceil && wd->count_pad == wp->count_pad;
+    return shapes && depth_only && alike ? x : NULL;
+}
+
 /* ---- names --------------------------------------------------------------- */
 
 static bool identifier(const char *s)
@@ -402,6 +431,10 @@ static Node *walk_back(U *u, Node *t, Vec *stages, Span *sp)
         } else if (t->op == OP_CONCAT) {
             fail(u, t, "a concat whose branches do not all start from one value");
             return NULL;
+        } else if ((d = pool3d_from(u, t))) {      /* its first node: the reshape of d */
+            int first = t->in[0]->in[0]->in[0]->in[0]->id;
+            if (first < sp->lo)
+                sp->lo = first;
         } else if (is_layer(t->op)) {
             d = t->in[0];
         } else if (is_maths(t->op)) {
@@ -662,6 +695,45 @@ static const char *pool_str(U *u, const Node *t)
     return arena_printf("%s)", s);
 }
 
+/* K when the three are equal, else DxHxW */
+static const char *size3(const int *v)
+{
+    return v[0] == v[1] && v[1] == v[2] ? arena_printf("%d", v[0]) : arena_printf("%dx%dx%d", v[0], v[1], v[2]);
+}
+
+/* maxpool, avgpool of a volume (pool3d_from): the depth's window wd and
+ * the planes' wp as one of DxHxW (each axis's padding symmetric, or all
+ * `same`) */
+static const char *pool3d_str(U *u, const Node *t)
+{
+    const Window *wd = &t->in[0]->win, *wp = &t->in[0]->in[0]->in[0]->win;
+    int k[3] = {wd->kh, wp->kh, wp->kw}, s[3] = {wd->sh, wp->sh, wp->sw}, dl[3] = {wd->dh, wp->dh, wp->dw};
+    int pf[3] = {wd->pt, wp->pt, wp->pl}, pk[3] = {wd->cb, wp->cb, wp->cr};
+    const char *str = arena_printf("%s(%s", op_name(t->in[0]->op), size3(k));
+    if (s[0] != k[0] || s[1] != k[1] || s[2] != k[2])
+        str = arena_printf("%s, stride = %s", str, size3(s));
+    bool sym = pf[0] == pk[0] && pf[1] == pk[1] && pf[2] == pk[2], same = s[0] == 1 && s[1] == 1 && s[2] == 1;
+    for (int i = 0; i < 3; i++) {
+        int span = (k[i] - 1) * dl[i] + 1;
+        same = same && pf[i] == (span - 1) / 2 && pk[i] == span - 1 - pf[i];
+    }
+    if (sym && (pf[0] || pf[1] || pf[2]))
+        str = arena_printf("%s, pad = %s", str, size3(pf));
+    else if (!sym && same)
+        str = arena_printf("%s, pad = same", str);
+    else if (!sym)
+        fail(u, t, arena_printf("3-D pooling with padding %d, %d, %d before and %d, %d, %d after (depth, height, "
+                                "width), which is neither symmetric nor `same`", pf[0], pf[1], pf[2], pk[0], pk[1],
+                                pk[2]));
+    if (dl[0] != 1 || dl[1] != 1 || dl[2] != 1)
+        str = arena_printf("%s, dilation = %s", str, size3(dl));
+    if (wd->ceil)
+        str = arena_printf("%s, ceil = true", str);
+    if (wd->count_pad)
+        str = arena_printf("%s, count_pad = true", str);
+    return arena_printf("%s)", str);
+}
+
 static const char *batchnorm_str(U *u, const Node *t)
 {
     const char *s = "";
@@ -821,6 +893,8 @@ static const char *stage_str(U *u, const Node *t, const Node *tip, size_t col)
 {
     if (u->composite[t->id])
         return composite_str(u, t, col);
+    if (pool3d_from(u, t))
+        return pool3d_str(u, t);
     if (is_layer(t->op))
         return layer_str(u, t);
     const char *e = ex(u, t, tip).s;

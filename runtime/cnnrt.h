@@ -356,7 +356,7 @@ void rt_inner_threads(int threads);
 
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
-#define RT_DESC_MAGIC 0x636e6e6300000008ll
+#define RT_DESC_MAGIC 0x636e6e6300000009ll
 
 /* RT_INIT_DATA: the parameter's values are built into the program or
  * library (cnnc --weights FILE at compile time, an imported model's
@@ -429,7 +429,7 @@ enum { RT_F32, RT_U8, RT_I8, RT_BOOL, RT_I64 };
  * them, so that in its file they index the batch, as ONNX's do. */
 typedef struct {
     const char *name;             /* its tensor's in forward's file ("out" for a lone output) */
-    int64_t rank, dims[4], size;  /* per example */
+    int64_t rank, dims[RT_MAX_RANK - 1], size;  /* per example */
     int64_t offset;
     int64_t dtype;                /* RT_F32 ... */
     int64_t index_step;
@@ -440,8 +440,8 @@ typedef struct {
     int64_t magic;                /* RT_DESC_MAGIC */
     const char *name, *version;
     uint64_t structure_hash;      /* of the operator graph: checkpoints name it */
-    int64_t input_rank, input_dims[4], input_size;      /* per example: up to 4 dimensions */
-    int64_t output_rank, output_dims[4], output_size;
+    int64_t input_rank, input_dims[RT_MAX_RANK - 1], input_size;   /* per example: up to 7 dimensions */
+    int64_t output_rank, output_dims[RT_MAX_RANK - 1], output_size;
     int64_t label_kind, nclasses, target_size;
     int64_t loss_kind;            /* RT_LOSS_*: the loss's data term */
     double margin;                /* svm_hinge */

@@ -115,8 +115,8 @@ def cases():
               [("x", [2, 3, 4])], Y, [tensor(k, c3) for k in "sbmv"], 15)
     yield "unbatched_conv", "--check --unbatched", "node 'conv0' (Conv): it takes dimension 0 of its input as the batch", \
         model([node("Conv", ["x", "w"], ["y"], name="conv0")], [("x", [3, 8, 8])], Y, [tensor("w", W)])
-    yield "unbatched_rank", "--check --unbatched", "the input 'x' has 5 dimensions; cnnc takes 1 to 4 (read unbatched", \
-        model([node("Relu", ["x"], ["y"])], [("x", [1, 1, 3, 8, 8])], Y)
+    yield "unbatched_rank", "--check --unbatched", "the input 'x' has 8 dimensions; cnnc takes 1 to 7 (read unbatched", \
+        model([node("Relu", ["x"], ["y"])], [("x", [1, 1, 1, 1, 1, 3, 8, 8])], Y)
     yield "unbatched_symbolic", "--check --unbatched", "the input 'x' has a symbolic dimension 'N' at position 1", \
         conv_model()
 

@@ -105,6 +105,29 @@ def _():
     return [node("Relu", ["x"], ["r"]), node("MatMul", ["x", "r"], ["y"])], []
 
 
+@case("matmul_stacked", [2, 2, 3, 4])
+def _():
+    # stacks of matrices: by a constant stack (its leading 1 the batch's), by a
+    # matrix, and a computed stack by itself
+    return [node("MatMul", ["x", "b"], ["t"]), node("MatMul", ["t", "c"], ["u"]), node("MatMul", ["u", "u"], ["y"])], \
+        [tensor("b", w(1, 2, 4, 5)), tensor("c", w(5, 3))]
+
+
+@case("unsqueeze_6d", [2, 3, 4])
+def _():
+    return [node("Unsqueeze", ["x", "axes"], ["u"]), node("Relu", ["u"], ["y"])], [tensor("axes", numpy.array([1, 3, 5]))]
+
+
+@case("pool3d", [2, 2, 5, 6, 7], opset=11)
+def _():
+    # 3-D windows: ceil mode, asymmetric pads with count_include_pad, auto_pad
+    return [node("MaxPool", ["x"], ["a"], kernel_shape=[3, 3, 3], strides=[2, 2, 2], pads=[1, 1, 1, 1, 1, 1],
+                 ceil_mode=1),
+            node("AveragePool", ["a"], ["b"], kernel_shape=[2, 2, 3], strides=[1, 2, 1], pads=[1, 0, 0, 0, 1, 1],
+                 count_include_pad=1),
+            node("AveragePool", ["b"], ["y"], kernel_shape=[2, 3, 2], strides=[2, 1, 1], auto_pad="SAME_UPPER")], []
+
+
 @case("arithmetic", [2, 3, 4, 4])
 def _():
     return [node("Add", ["x", "c1"], ["a"]), node("Sub", ["a", "c2"], ["b"]), node("Mul", ["b", "two"], ["c"]),

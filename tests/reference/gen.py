@@ -1006,6 +1006,45 @@ loss = softmax_cross_entropy(f, y)
         + param("w", [6], 0, 0.4) + dense_p("dense1", 5, 6) + dense_p("dense2", 5, 3), fwd, labels=5)
 
     def fwd(c, x):
+        P = c.P
+        n = x.shape[0]
+        m = torch.matmul(x, P["P"])                                   # [2,3,4]@[2,4,5] -> [2,3,5]
+        q = torch.matmul(P["Q"].unsqueeze(0), m.unsqueeze(1))         # [3,1,2,3]@[2,3,5] -> [3,2,2,5]
+        r = torch.matmul(m, P["W"])                                   # [2,3,5]@[5,2] -> [2,3,2]
+        v = torch.matmul(x, x.reshape(n, 2, 4, 3))                    # [2,3,4]@[2,4,3] -> [2,3,3]
+        z = x.reshape(n, 1, 2, 1, 3, 1, 4, 1) * P["s"]                # 7 dimensions
+        f = 0.25 * (c.dense("dense1", flatten(q)) + c.dense("dense2", flatten(torch.tanh(r)))
+                    + c.dense("dense3", flatten(v)) + c.dense("dense4", flatten(z)))
+        return {"f": f}
+    add("""\
+network ref_matmul_stack
+input  x : [2, 3, 4]
+labels y : class(4)
+# @ of stacks of matrices, [..., m, k] @ [..., k, n], the stacks broadcast as in `+`:
+# value @ param, param @ value (stacks [3, 1] and [2]), value @ matrix, value @ value;
+# and a value of 7 dimensions (reshape, broadcasting)
+param  P : [2, 4, 5] = he
+param  Q : [3, 1, 2, 3] = xavier
+param  W : [5, 2] = he
+param  s : [5, 1, 1] = ones
+m = x @ P
+q = Q @ m
+r = m @ W
+x -> reshape(2, 4, 3) -> h
+v = x @ h
+x -> reshape(1, 2, 1, 3, 1, 4, 1) -> k
+z = k * s
+q -> flatten -> dense(4) -> a
+r -> tanh -> flatten -> dense(4) -> b
+v -> flatten -> dense(4) -> e
+z -> flatten -> dense(4) -> g
+f = 0.25 * (a + b + e + g)
+loss = softmax_cross_entropy(f, y)
+""", [2, 3, 4], param("P", [2, 4, 5], 0, 0.5) + param("Q", [3, 1, 2, 3], 0, 0.5) + param("W", [5, 2], 0, 0.5)
+        + param("s", [5, 1, 1], 1, 0.3) + dense_p("dense1", 4, 60) + dense_p("dense2", 4, 12)
+        + dense_p("dense3", 4, 18) + dense_p("dense4", 4, 120), fwd, labels=4)
+
+    def fwd(c, x):
         h = c.dense("dense1", x)
         u = c.dense("dense2", x)
         g = (torch.maximum(h, u) + torch.clamp(h, max=0.5) * torch.tanh(u)
@@ -1324,6 +1363,33 @@ x -> conv(3, 3x3, pad = 1) -> avgpool(3, stride = 2, pad = 1, count_pad = true)
   -> flatten -> dense(5) -> f
 loss = softmax_cross_entropy(f, y)
 """, [2, 8, 9], conv_p("conv1", 3, 2, 3) + dense_p("dense1", 5, 27), fwd, labels=5, overrides=neg_bias)
+
+    def fwd(c, x):
+        h = x * c.P["s"] + c.P["t"]                                              # [2,5,6,7]
+        a = F.max_pool3d(h, 3, stride=2, padding=1, ceil_mode=True)              # [2,3,4,4]
+        a = F.avg_pool3d(a, (2, 1, 2), stride=(1, 1, 2), padding=(1, 0, 1), count_include_pad=True)  # [2,4,4,3]
+        b = F.avg_pool3d(h, 3, stride=2, padding=1, count_include_pad=False)     # [2,3,3,4]
+        e = F.max_pool3d(h, 2, stride=1, dilation=(2, 1, 2))                     # [2,3,5,5]
+        return {"f": c.dense("dense1", flatten(a)) + c.dense("dense2", flatten(b))
+                + c.dense("dense3", flatten(e))}
+    add("""\
+network ref_pool3d
+input  x : [2, 5, 6, 7]
+labels y : class(4)
+# maxpool and avgpool over [C, D, H, W] with windows K or DxHxW: ceil, padding,
+# count_pad, padding that does not count, dilation; a param before them, so that
+# their gradients are checked
+param  s : [2, 1, 1, 1] = ones
+param  t : [2, 1, 1, 1] = zeros
+h = x * s + t
+h -> maxpool(3, stride = 2, pad = 1, ceil = true)
+  -> avgpool(2x1x2, stride = 1x1x2, pad = 1x0x1, count_pad = true) -> flatten -> dense(4) -> a
+h -> avgpool(3, stride = 2, pad = 1) -> flatten -> dense(4) -> b
+h -> maxpool(2, stride = 1, dilation = 2x1x2) -> flatten -> dense(4) -> e
+f = a + b + e
+loss = softmax_cross_entropy(f, y)
+""", [2, 5, 6, 7], param("s", [2, 1, 1, 1], 1, 0.3) + param("t", [2, 1, 1, 1], 0, 0.3)
+        + dense_p("dense1", 4, 96) + dense_p("dense2", 4, 72) + dense_p("dense3", 4, 150), fwd, labels=4)
 
     def fwd(c, x):
         h = F.relu(c.conv("conv1", x, pad=1))                          # [4,8,8]

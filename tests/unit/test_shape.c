@@ -134,7 +134,13 @@ Test(shape, pools)
 Test(shape, pool_errors)
 {
     const char *d = stage_error("[784]", "maxpool(2)");
-    cr_assert(strstr(d, "maxpool expects an image [C, H, W] input but got [784]"), "%s", d);
+    cr_assert(strstr(d, "maxpool expects an image [C, H, W] or volume [C, D, H, W] input but got [784]"), "%s", d);
+    d = stage_error("[2, 4, 8, 8]", "maxpool(2x2)");
+    cr_assert(strstr(d, "maxpool of a [C, D, H, W] value takes K or DxHxW, not HxW"), "%s", d);
+    d = stage_error("[2, 8, 8]", "avgpool(2x2x2)");
+    cr_assert(strstr(d, "avgpool of [2, 8, 8] takes K or HxW; DxHxW is for a [C, D, H, W] value"), "%s", d);
+    d = stage_error("[2, 2, 8, 8]", "maxpool(3x2x2)");
+    cr_assert(strstr(d, "maxpool's window (kernel 3x2x2, padding 0x0x0) does not fit its input 2x8x8"), "%s", d);
     d = stage_error("[1, 28, 28]", "maxpool(2, pad = 2)");
     cr_assert(strstr(d, "maxpool's window (kernel 2x2, padding 2x2) does not fit its input 28x28"), "%s", d);
     d = stage_error("[1, 4, 4]", "maxpool(2, stride = 1, dilation = 5)");
@@ -368,9 +374,16 @@ Test(shape, matmul_errors)
     cr_assert_null(g);
     cr_assert(strstr(diags(), "t.cnn:3:5: error: `@` cannot multiply [10, 100] by [784]"), "%s", diags());
     cr_assert(strstr(diags(), "note: the inner dimensions differ: 100 and 784"), "%s", diags());
-    g = check("input x : [1, 28, 28]\nparam W : [10, 784]\nf = W @ x\n");
+    g = check("input x : [1, 28, 28]\nparam v : [28]\nf = v @ x\n");
     cr_assert_null(g);
-    cr_assert(strstr(diags(), "`@` takes [m, k] @ [k], [m, k] @ [k, n] or [k] @ [k, n]"), "%s", diags());
+    cr_assert(strstr(diags(), "`@` takes [m, k] @ [k], [m, k] @ [k, n], [k] @ [k, n] or stacks"), "%s", diags());
+    /* stacks of matrices: the stack dimensions broadcast */
+    g = check("input x : [2, 3, 4]\nparam P : [5, 1, 4, 6]\nf = x @ P\n");
+    cr_assert_not_null(g, "%s", diags());
+    cr_assert(shape_eq(g->output->shape, shape_of(4, 5, 2, 3, 6)), "%s", shape_str(g->output->shape));
+    g = check("input x : [2, 3, 4]\nparam P : [3, 4, 6]\nf = x @ P\n");
+    cr_assert_null(g);
+    cr_assert(strstr(diags(), "dimension 0 is 2 on the left and 3 on the right"), "%s", diags());
 }
 
 Test(shape, broadcasting)

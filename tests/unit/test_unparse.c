@@ -51,6 +51,23 @@ Test(unparse, join_that_is_no_residual)
     round_trip("input x : [4]\na = x -> dense(4)\nb = x -> dense(4, name = \"other\")\nf = a * b - a\n");
 }
 
+Test(unparse, pool3d)
+{
+    /* 3-D pooling, five nodes in the graph, written back as one layer; the
+     * same reshapes and poolings written by hand come back as it too */
+    const char *p = round_trip("input x : [2, 4, 6, 6]\n"
+                               "x -> avgpool(2x3x2, stride = 1, pad = same) -> maxpool(2, pad = 0x1x1, ceil = true) -> f\n");
+    cr_assert(strstr(p, "x -> avgpool(2x3x2, stride = 1, pad = same) -> maxpool(2, pad = 0x1x1, ceil = true) -> f"),
+              "%s", p);
+    p = round_trip("input x : [2, 4, 6, 6]\nx -> reshape(8, 6, 6) -> maxpool(2) -> reshape(2, 4, 9) -> maxpool(2x1)\n"
+                   "  -> reshape(2, 2, 3, 3) -> f\n");
+    cr_assert(strstr(p, "x -> maxpool(2) -> f"), "%s", p);
+    /* an intermediate value used twice: written as it is */
+    p = round_trip("input x : [2, 4, 6, 6]\nx -> reshape(8, 6, 6) -> maxpool(2) -> m\n"
+                   "m -> reshape(2, 4, 9) -> maxpool(2x1) -> reshape(2, 2, 3, 3) -> f\ng = m * m\noutput f\n");
+    cr_assert(strstr(p, "reshape(2, 4, 9)"), "%s", p);
+}
+
 Test(unparse, residual_and_concat)
 {
     const char *p = round_trip("input x : [4, 6, 6]\n"
