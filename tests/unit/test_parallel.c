@@ -156,3 +156,41 @@ Test(parallel, work)
     cr_assert_float_eq(parallel_work(s, &per_n), 64.0 * 56, 1e-9);
     cr_assert(per_n);
 }
+
+/* for v in [0, 8): for i in [0, 4): y[4 v + i] = x; y[100 + 4 v + i] = x:
+ * the rows of each iteration in two blocks of 100 (a Winograd input
+ * transform's planes), which the 8 iterations' 32 cells fit */
+Test(parallel, interleaved_blocks)
+{
+    LStmt *s = loop(1, num(8), loop(2, num(4), store(&by, lin(4, 1, var(2)), load(&bx, var(2)), false),
+                                    store(&by, ex(X_IADD, num(100), lin(4, 1, var(2))), num(1), false)), NULL);
+    cr_assert(parallel_nest(s));
+    /* and a loop over the blocks inside: y[100 j + 4 v + i] */
+    LStmt *t = loop(1, num(8), loop(3, num(36), loop(2, num(4), store(&by, lin(100, 3, lin(4, 1, var(2))), num(0), false), NULL), NULL), NULL);
+    cr_assert(parallel_nest(t));
+}
+
+/* blocks of 30 are too small for 8 rows of 4: iteration 7's row in block 0
+ * (cells 28..31) meets iteration 0's in block 1 (30..33) */
+Test(parallel, blocks_too_small)
+{
+    LStmt *s = loop(1, num(8), loop(2, num(4), store(&by, lin(4, 1, var(2)), num(0), false),
+                                    store(&by, ex(X_IADD, num(30), lin(4, 1, var(2))), num(1), false)), NULL);
+    cr_assert_not(parallel_nest(s));
+}
+
+/* blocks of 100 but a row of 5 cells at stride 4: neighbours overlap */
+Test(parallel, blocks_rows_overlap)
+{
+    LStmt *s = loop(1, num(8), loop(2, num(5), store(&by, lin(4, 1, var(2)), num(0), false),
+                                    store(&by, ex(X_IADD, num(100), lin(4, 1, var(2))), num(1), false)), NULL);
+    cr_assert_not(parallel_nest(s));
+}
+
+/* with the outer loop over n (no constant trip), blocks prove nothing */
+Test(parallel, blocks_need_trip)
+{
+    LStmt *s = loop(1, var(0), loop(2, num(4), store(&by, lin(4, 1, var(2)), num(0), false),
+                                    store(&by, ex(X_IADD, num(100), lin(4, 1, var(2))), num(1), false)), NULL);
+    cr_assert_not(parallel_nest(s));
+}
