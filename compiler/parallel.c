@@ -372,3 +372,45 @@ double parallel_work(const LStmt *s, bool *per_n)
     *per_n = false;
     return stmts_work(&one, per_n);
 }
+
+/* ---- loops of GEMMs ------------------------------------------------------------ */
+
+static bool mentions_var(const Expr *e, int var)
+{
+    return e && ((e->kind == X_VAR && e->var == var) || mentions_var(e->a, var) || mentions_var(e->b, var) ||
+                 mentions_var(e->c, var));
+}
+
+/* The coefficient of var in the affine index e (0: e does not depend on it,
+ * or is not affine, which *ok says). */
+static int64_t coef_of(const Expr *e, int var, bool *ok)
+{
+    Affine a = {0};
+    if (!e || !affine(e, 1, &a)) {
+        *ok = *ok && e && !mentions_var(e, var);
+        return 0;
+    }
+    for (int i = 0; i < a.n; i++)
+        if (a.var[i] == var)
+            return a.coef[i];
+    return 0;
+}
+
+bool parallel_gemms(const LStmt *s)
+{
+    if (s->kind != L_FOR || s->body.n != 1 || ((const LStmt *)s->body.at[0])->kind != L_GEMM)
+        return false;
+    const Gemm *g = ((const LStmt *)s->body.at[0])->gemm;
+    int v = s->var;
+    if (mentions_var(g->M, v) || mentions_var(g->K, v) || g->M->kind != X_INT)
+        return false;
+    if (g->c == g->a || g->c == g->b || (g->bias && g->c == g->bias))
+        return false;
+    bool ok = true;
+    int64_t step = coef_of(g->c_at, v, &ok);
+    coef_of(g->a_at, v, &ok), coef_of(g->b_at, v, &ok);
+    if (g->bias)
+        coef_of(g->bias_at, v, &ok);
+    int64_t extent = (g->M->ival - 1) * g->ldc + g->N;     /* the cells of C one GEMM touches */
+    return ok && (step >= extent || -step >= extent);
+}

@@ -7,6 +7,8 @@
  *   - a large GEMM calls rt_gemm, which splits C into blocks of columns (or
  *     of rows) and runs the kernel's own GEMM routine on each, one block per
  *     thread;
+ *   - a loop of GEMMs of one shape (the 36 products of a Winograd
+ *     transform) calls rt_gemm_batch, which gives each thread whole GEMMs;
  *   - a loop nest whose iterations are independent (the examples of an
  *     elementwise step, the channels of a batchnorm) calls rt_parallel,
  *     which gives each thread a contiguous part of its outer loop.
@@ -69,6 +71,28 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
                bias && bias_rows ? bias + lo * per_row : bias);
         }
     }
+}
+
+void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
+                   const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how,
+                   int64_t count, int64_t a_step, int64_t b_step, int64_t c_step, int64_t bias_step)
+{
+    int threads = omp_in_parallel() ? 1 : inner_threads;
+    /* whole GEMMs per thread: one fork for all, when they share out evenly
+     * enough (a remainder of one GEMM in four or more per thread) */
+    bool whole = count % threads == 0 || count >= 4 * threads;
+    if (threads == 1 || count <= 1 || count * M * N * K < MIN_SPLIT_MACS || !whole) {
+        for (int64_t g = 0; g < count; g++)
+            rt_gemm(fn, M, N, K, A + g * a_step, sai, sak, B + g * b_step, ldb, C + g * c_step, ldc, acc,
+                    bias ? bias + g * bias_step : NULL, how);
+        return;
+    }
+    int parts = count < threads ? (int)count : threads;
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+    for (int t = 0; t < parts; t++)
+        for (int64_t g = count * t / parts; g < count * (t + 1) / parts; g++)
+            fn(M, N, K, A + g * a_step, sai, sak, B + g * b_step, ldb, C + g * c_step, ldc, acc != 0,
+               bias ? bias + g * bias_step : NULL);
 }
 
 void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi)
