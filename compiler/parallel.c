@@ -12,7 +12,9 @@
  *     loaded) only at affine indices c v + r(inner variables) + k with one
  *     stride c > 0 for the buffer, and the offsets r + k of all its accesses
  *     span less than c: iteration v stays inside [c v + min, c v + min + c),
- *     which no other iteration touches. Inner loops need constant bounds.
+ *     which no other iteration touches. Inner loops need constant bounds,
+ *     or bounds [e, e + t) with t constant and e in the variables of loops
+ *     around the nest (e is then part of the terms in those);
  *     Or, with T iterations (constant bounds), the offsets are a small part
  *     spanning less than c plus a large part, the terms and constants of at
  *     least c T, all multiples of some G >= c T: iteration v then touches a
@@ -88,6 +90,8 @@ typedef struct {
     bool *inner;           /* per variable: a loop of the nest's own */
     int64_t *lo, *hi;      /* per inner loop variable: its constant bounds */
     bool *bounded;
+    Affine *shift;         /* per inner loop variable: for v in [e, e + t), e the
+                              shift (in variables around the nest), lo 0, hi t */
     int64_t trip;          /* the outer loop's iterations, 0 unless constant */
     bool ok;
     /* per written buffer: its stride, the extent of its accesses' offsets,
@@ -152,10 +156,23 @@ static bool same_terms(const Affine *a, const Affine *b)
  * buffer's. */
 static void access(Check *c, int b, const Expr *e)
 {
-    Affine a = {0}, outer = {0};
-    if (!affine(e, 1, &a)) {
+    Affine a = {0}, outer = {0}, raw = {0};
+    if (!affine(e, 1, &raw)) {
         c->ok = false;
         return;
+    }
+    /* an inner variable over [e, e + t): its shift e put in the terms */
+    a.k = raw.k;
+    for (int i = 0; i < raw.n; i++) {
+        const Affine *sh = is_inner(c, raw.var[i]) ? &c->shift[raw.var[i]] : NULL;
+        bool fits = add_term(&a, raw.var[i], raw.coef[i]);
+        for (int j = 0; sh && j < sh->n; j++)
+            fits = fits && add_term(&a, sh->var[j], raw.coef[i] * sh->coef[j]);
+        a.k += sh ? raw.coef[i] * sh->k : 0;
+        if (!fits) {
+            c->ok = false;
+            return;
+        }
     }
     int64_t stride = 0;
     for (int i = 0; i < a.n; i++)
@@ -225,14 +242,36 @@ static void expr_accesses(Check *c, const Expr *e)
     expr_accesses(c, e->a), expr_accesses(c, e->b), expr_accesses(c, e->c);
 }
 
+/* Loop s over [e, e + t), e affine in variables around the nest (not the
+ * nest's own), t a constant: bounded, as [0, t) shifted by e. (An im2col
+ * nest for a chunk of rows: for i in [7 r, 7 r + 7), r the chunk's.) */
+static void shifted_bounds(Check *c, const LStmt *s)
+{
+    Affine lo = {0}, hi = {0}, d = {0};
+    if (!affine(s->lo, 1, &lo) || !affine(s->hi, 1, &hi) || !affine(s->hi, 1, &d) || !affine(s->lo, -1, &d))
+        return;
+    for (int i = 0; i < d.n; i++)
+        if (d.coef[i])
+            return;                     /* t depends on a variable */
+    for (int i = 0; i < lo.n; i++)
+        if (lo.coef[i] && (lo.var[i] == c->top || is_inner(c, lo.var[i])))
+            return;
+    if (d.k <= 0)
+        return;
+    c->bounded[s->var] = true;
+    c->lo[s->var] = 0, c->hi[s->var] = d.k;
+    c->shift[s->var] = lo;
+}
+
 static void stmt_accesses(Check *c, const LStmt *s)
 {
-    if (s->kind == L_FOR) {
+    if (s->kind == L_FOR && s->var < c->nvars) {
         bool constant = s->lo->kind == X_INT && s->hi->kind == X_INT;
-        if (s->var < c->nvars) {
-            c->bounded[s->var] = constant;
-            c->lo[s->var] = constant ? s->lo->ival : 0, c->hi[s->var] = constant ? s->hi->ival : 0;
-        }
+        c->bounded[s->var] = constant;
+        c->lo[s->var] = constant ? s->lo->ival : 0, c->hi[s->var] = constant ? s->hi->ival : 0;
+        c->shift[s->var] = (Affine){0};
+        if (!constant)
+            shifted_bounds(c, s);
     }
     expr_accesses(c, s->lo), expr_accesses(c, s->hi), expr_accesses(c, s->idx);
     expr_accesses(c, s->val), expr_accesses(c, s->cond);
@@ -324,6 +363,7 @@ bool parallel_nest(const LStmt *s)
         return false;
     c.lo = calloc((size_t)c.nvars, sizeof(int64_t)), c.hi = calloc((size_t)c.nvars, sizeof(int64_t));
     c.bounded = calloc((size_t)c.nvars, sizeof(bool)), c.inner = calloc((size_t)c.nvars, sizeof(bool));
+    c.shift = calloc((size_t)c.nvars, sizeof(Affine));
     mark_loops(&c, s);
     c.stride = calloc((size_t)c.bufs.n, sizeof(int64_t)), c.outer = calloc((size_t)c.bufs.n, sizeof(Affine));
     size_t nb = (size_t)c.bufs.n;
@@ -338,7 +378,7 @@ bool parallel_nest(const LStmt *s)
         c.ok = disjoint(&c, i);
     bool ok = c.ok && scalars_fresh(s, s);
     free(c.lo), free(c.hi), free(c.bounded), free(c.inner), free(c.stride), free(c.min), free(c.max), free(c.outer);
-    free(c.small_min), free(c.small_max), free(c.block);
+    free(c.small_min), free(c.small_max), free(c.block), free(c.shift);
     return ok;
 }
 

@@ -194,3 +194,47 @@ Test(parallel, blocks_need_trip)
                                     store(&by, ex(X_IADD, num(100), lin(4, 1, var(2))), num(1), false)), NULL);
     cr_assert_not(parallel_nest(s));
 }
+
+/* for v in [0, 3): for i in [7 w, 7 w + 7): y[16 v + i - 7 w] = x, w a loop
+ * around the nest (an im2col chunk of rows): rows of 7 under the stride 16 */
+static LStmt *shifted(int64_t stride, Expr *hi)
+{
+    Expr *row = ex(X_IADD, lin(stride, 1, var(2)), ex(X_IMUL, num(-7), var(9)));
+    LStmt *in = loop(2, hi, store(&by, row, load(&bx, var(2)), false), NULL);
+    in->lo = ex(X_IMUL, num(7), var(9));
+    return loop(1, num(3), in, NULL);
+}
+
+Test(parallel, shifted_bounds)
+{
+    cr_assert(parallel_nest(shifted(16, ex(X_IADD, ex(X_IMUL, num(7), var(9)), num(7)))));
+    /* rows of 7 at stride 4 overlap */
+    cr_assert_not(parallel_nest(shifted(4, ex(X_IADD, ex(X_IMUL, num(7), var(9)), num(7)))));
+    /* [7 w, 8 w): a trip that depends on w */
+    cr_assert_not(parallel_nest(shifted(16, ex(X_IMUL, num(8), var(9)))));
+}
+
+/* for v in [0, 36): C[100 v ...] = A[64 v ...] B[..]: 8 x 12 GEMMs whose
+ * Cs (7 ldc + 12 cells) fit their step of `c_step` */
+static LStmt *gemm_loop(int64_t c_step, Buf *c)
+{
+    static Buf ba = {.name = "a"}, bb = {.name = "b"};
+    Gemm *g = arena_alloc(sizeof *g);
+    g->M = num(8), g->K = num(4), g->N = 12;
+    g->a = &ba, g->b = &bb, g->c = c;
+    g->a_at = lin(64, 1, num(0)), g->b_at = num(0), g->c_at = lin(c_step, 1, num(0));
+    g->sai = 4, g->sak = 1, g->ldb = 12, g->ldc = 12;
+    LStmt *s = arena_alloc(sizeof *s);
+    s->kind = L_GEMM, s->gemm = g;
+    return loop(1, num(36), s, NULL);
+}
+
+Test(parallel, gemms)
+{
+    cr_assert(parallel_gemms(gemm_loop(96, &by)));
+    cr_assert_not(parallel_gemms(gemm_loop(95, &by)));        /* the Cs overlap */
+    cr_assert_not(parallel_gemms(gemm_loop(0, &by)));         /* one C for all */
+    LStmt *s = gemm_loop(96, &by);
+    ((LStmt *)s->body.at[0])->gemm->b = ((LStmt *)s->body.at[0])->gemm->c;
+    cr_assert_not(parallel_gemms(s));                         /* C is B */
+}
