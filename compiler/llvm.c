@@ -1389,9 +1389,10 @@ static LLVMValueRef parts_entry(Emit *E, LLVMValueRef fn, LLVMTypeRef block, uns
 }
 
 /* fn(args..., part) for the parts of [lo, hi): rt_parallel(fn.parts,
- * &block, lo, hi) with the arguments in a block on the stack. The runtime
+ * &block, lo, hi, n) with the arguments in a block on the stack. The runtime
  * splits the range over the threads the batch leaves idle (or runs it
- * whole: inside the batch's own parallel region, or on one thread). */
+ * whole: inside the batch's own parallel region, on one thread, or when
+ * its first calls were quick). */
 static void call_parts(Emit *E, LLVMValueRef fn, LLVMValueRef *args, unsigned nargs, const LStmt *s)
 {
     LLVMTypeRef *types = malloc(sizeof *types * (nargs + 2));
@@ -1401,12 +1402,12 @@ static void call_parts(Emit *E, LLVMValueRef fn, LLVMValueRef *args, unsigned na
     LLVMValueRef entry = parts_entry(E, fn, block, nargs), at = entry_alloca(E, block);
     for (unsigned i = 0; i < nargs; i++)
         LLVMBuildStore(E->b, args[i], LLVMBuildStructGEP2(E->b, block, at, i, ""));
-    LLVMTypeRef p[4] = {E->ptr, E->ptr, E->i64, E->i64}, fty = LLVMFunctionType(E->voidt, p, 4, 0);
+    LLVMTypeRef p[5] = {E->ptr, E->ptr, E->i64, E->i64, E->i64}, fty = LLVMFunctionType(E->voidt, p, 5, 0);
     LLVMValueRef rt = LLVMGetNamedFunction(E->mod, "rt_parallel");
     if (!rt)
         rt = LLVMAddFunction(E->mod, "rt_parallel", fty);
-    LLVMValueRef a[4] = {entry, at, expr(E, s->lo), expr(E, s->hi)};
-    LLVMBuildCall2(E->b, fty, rt, a, 4, "");
+    LLVMValueRef a[5] = {entry, at, expr(E, s->lo), expr(E, s->hi), E->n};
+    LLVMBuildCall2(E->b, fty, rt, a, 5, "");
 }
 
 /* A call of the unit's function (made on the first call) for nest s. */

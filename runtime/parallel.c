@@ -13,6 +13,10 @@
  *     elementwise step, the channels of a batchnorm) calls rt_parallel,
  *     which gives each thread a contiguous part of its outer loop.
  *
+ * A nest that is quick on one thread is not worth a fork: each call site
+ * of rt_parallel times its first calls, whole, and runs whole from then on
+ * if they were quick.
+ *
  * Each element is computed by the same code, in the same order, as without
  * the split (a GEMM's blocks start on multiples of its register tile): the
  * results do not depend on the number of threads.
@@ -20,6 +24,7 @@
 #include "cnnrt.h"
 
 #include <omp.h>
+#include <time.h>
 
 /* The threads a GEMM of the calling thread may use: set by net.c around a
  * kernel it runs alone; 1 (no split) everywhere else. */
@@ -128,12 +133,61 @@ void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float 
                bias ? bias + g * bias_step : NULL);
 }
 
-void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi)
+/* A nest split across threads gains half its time and pays a fork and a
+ * join (a few microseconds each on a VM): nests that take less than this on
+ * one thread run whole. The compiler's estimate of a nest's work counts
+ * statements, which a vectorized copy runs 16 at a time and a reduction one
+ * by one, so each call site measures its nest's first calls instead. */
+enum { SPLIT_MIN_NS = 12000, TIMED_CALLS = 3, SITES = 1024 };
+
+/* Per call site of rt_parallel in the generated code (its return address)
+ * and batch size (a nest's size depends on nothing else): the calls timed
+ * so far, and the shortest. Each thread that runs kernels has its table. */
+typedef struct { const void *site; int64_t n; int calls; int64_t best_ns; } Site;
+static _Thread_local Site sites[SITES];
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* The site's slot (NULL: the table is full, and the nest is split). */
+static Site *site_of(const void *site, int64_t n)
+{
+    size_t h = ((uintptr_t)site >> 2 ^ (uintptr_t)n << 20) * 0x9E3779B97F4A7C15ull >> 54;     /* 10 bits */
+    for (int i = 0; i < SITES; i++) {
+        Site *s = &sites[(h + (size_t)i) % SITES];
+        if (s->site == site && s->n == n)
+            return s;
+        if (!s->site) {
+            s->site = site, s->n = n, s->best_ns = INT64_MAX;
+            return s;
+        }
+    }
+    return NULL;
+}
+
+void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t batch)
 {
     int64_t n = hi - lo;
     int threads = omp_in_parallel() ? 1 : inner_threads;
     int parts = n < threads ? (int)n : threads;
     if (parts <= 1) {
+        part(args, lo, hi);
+        return;
+    }
+    Site *s = site_of(__builtin_return_address(0), batch);
+    if (s && s->calls < TIMED_CALLS) {            /* timed, whole */
+        int64_t t0 = now_ns();
+        part(args, lo, hi);
+        int64_t t = now_ns() - t0;
+        s->best_ns = t < s->best_ns ? t : s->best_ns;
+        s->calls++;
+        return;
+    }
+    if (s && s->best_ns < SPLIT_MIN_NS) {
         part(args, lo, hi);
         return;
     }
