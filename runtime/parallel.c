@@ -45,39 +45,6 @@ static void part(int64_t n, int64_t unit, int parts, int t, int64_t *lo, int64_t
     *hi = t == parts - 1 ? n : units * (t + 1) / parts * unit;
 }
 
-/* The register tiles of the largest part when `n` cells in tiles of `tile`
- * are split in `threads` parts by part(). */
-static int64_t largest_part(int64_t n, int64_t tile, int threads)
-{
-    int parts = n / tile < threads ? (int)(n / tile) : threads;
-    if (parts < 1)
-        return (n + tile - 1) / tile;
-    int64_t most = 0;
-    for (int t = 0; t < parts; t++) {
-        int64_t lo, hi;
-        part(n, tile, parts, t, &lo, &hi);
-        if ((hi - lo + tile - 1) / tile > most)
-            most = (hi - lo + tile - 1) / tile;
-    }
-    return most;
-}
-
-/* Whether to split C by columns rather than by rows: the split whose
- * busiest thread has fewer register tiles to compute (a part's ragged edge
- * costs a whole tile), columns on a tie (each thread then reads only its
- * part of B). AlexNet's conv4 at batch 1, C 256 x 169: its columns, 5
- * whole blocks of 32 and 9 more, split 2 + 3 blocks (and the 9: 4 tiles
- * wide for the busier thread); its rows, 42 blocks of 6 and 4 more, 21 + 22. */
-static bool split_cols(int64_t M, int64_t N, int64_t tile_m, int64_t tile_n, int threads)
-{
-    int64_t row_tiles = (M + tile_m - 1) / tile_m, col_tiles = (N + tile_n - 1) / tile_n;
-    if (M / tile_m < 2)
-        return true;
-    if (N / tile_n < 2)
-        return false;
-    return largest_part(N, tile_n, threads) * row_tiles <= largest_part(M, tile_m, threads) * col_tiles;
-}
-
 void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
              const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how)
 {
@@ -89,7 +56,7 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
     bool bt = how & RT_GEMM_BT, bias_rows = how & RT_GEMM_BIAS_ROWS;
     int64_t per_row = how & RT_GEMM_BIAS_PAIRS ? 2 : 1;
     int threads = omp_in_parallel() ? 1 : inner_threads;
-    bool by_cols = split_cols(M, N, tile_m, tile_n, threads);
+    bool by_cols = N / tile_n >= 2 * threads;          /* enough columns for every thread */
     int64_t units = by_cols ? N / tile_n : M / tile_m;
     int parts = units < threads ? (int)units : threads;
     if (parts <= 1) {
