@@ -15,7 +15,7 @@
  *
  * A nest that is quick on one thread is not worth a fork: each call site
  * of rt_parallel times its first calls, whole, and runs whole from then on
- * if they were quick.
+ * while its quickest call was quick (re-timing one call in 64 otherwise).
  *
  * Each element is computed by the same code, in the same order, as without
  * the split (a GEMM's blocks start on multiples of its register tile): the
@@ -105,12 +105,15 @@ void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float 
  * one thread run whole. The compiler's estimate of a nest's work counts
  * statements, which a vectorized copy runs 16 at a time and a reduction one
  * by one, so each call site measures its nest's first calls instead. */
-enum { SPLIT_MIN_NS = 12000, TIMED_CALLS = 3, SITES = 1024 };
+enum { SPLIT_MIN_NS = 12000, TIMED_CALLS = 3, RETIME_EVERY = 64, SITES = 1024 };
 
 /* Per call site of rt_parallel in the generated code (its return address)
- * and batch size (a nest's size depends on nothing else): the calls timed
- * so far, and the shortest. Each thread that runs kernels has its table. */
-typedef struct { const void *site; int64_t n; int calls; int64_t best_ns; } Site;
+ * and batch size (a nest's size depends on nothing else): its calls so far,
+ * and the shortest whole one. Each thread that runs kernels has its table.
+ * A site split after its first calls (all in the first forward, from cold
+ * caches, when it is inside a loop over chunks) runs whole again every 64th
+ * call, so a quick nest is found out later. */
+typedef struct { const void *site; int64_t n; int64_t calls; int64_t best_ns; } Site;
 static _Thread_local Site sites[SITES];
 
 static int64_t now_ns(void)
@@ -146,18 +149,16 @@ void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t b
         return;
     }
     Site *s = site_of(__builtin_return_address(0), batch);
-    if (s && s->calls < TIMED_CALLS) {            /* timed, whole */
-        int64_t t0 = now_ns();
+    if (s && (s->calls < TIMED_CALLS || s->best_ns < SPLIT_MIN_NS || s->calls % RETIME_EVERY == 0)) {
+        int64_t t0 = now_ns();                    /* whole, timed */
         part(args, lo, hi);
         int64_t t = now_ns() - t0;
         s->best_ns = t < s->best_ns ? t : s->best_ns;
         s->calls++;
         return;
     }
-    if (s && s->best_ns < SPLIT_MIN_NS) {
-        part(args, lo, hi);
-        return;
-    }
+    if (s)
+        s->calls++;
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
     for (int t = 0; t < parts; t++)
         part(args, lo + n * t / parts, lo + n * (t + 1) / parts);
