@@ -1439,8 +1439,9 @@ static void emit_unit(Emit *E, Unit *u, const LStmt *s)
     free(args);
 }
 
-/* A loop nest: a call of its shared function, or, when it holds GEMM or
- * pooling statements, inline with its nests as units. */
+/* A loop nest: a loop of GEMMs whose GEMMs may run apart is one
+ * rt_gemm_batch; else a call of its shared function, or, when it holds GEMM
+ * or pooling statements, inline with its nests as units. */
 static void emit_loop(Emit *E, const LStmt *s)
 {
     Unit u;
