@@ -709,6 +709,11 @@ bool tune_cache_parse(const char *text, size_t len, Vec *entries, const char **w
 /* Whether the iterations of loop nest s's outer loop may run on different
  * threads (see parallel.c). */
 bool parallel_nest(const LStmt *s);
+/* Whether s is `for v: one GEMM` (the Winograd transform's 36 products,
+ * say) whose GEMMs may run on different threads: M and K do not depend on v,
+ * the operands' positions are affine in v, and C's of different v do not
+ * overlap (nor A, B or the bias). */
+bool parallel_gemms(const LStmt *s);
 /* The statements nest s executes, with n counted as 1 (*per_n: some loop
  * runs over n). */
 double parallel_work(const LStmt *s, bool *per_n);

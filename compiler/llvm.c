@@ -947,43 +947,79 @@ static bool gemm_small(LLVMValueRef M, int64_t N, LLVMValueRef K)
            LLVMConstIntGetSExtValue(M) * N * LLVMConstIntGetSExtValue(K) < SPLIT_MACS;
 }
 
-/* rt_gemm(routine, the routine's 12 arguments, how): see runtime/cnnrt.h. */
-static void call_rt_gemm(Emit *E, const Gemm *g, LLVMValueRef fn, LLVMValueRef *args)
+/* rt_gemm's `how`: runtime/cnnrt.h's RT_GEMM_BT, RT_GEMM_BIAS_ROWS,
+ * RT_GEMM_BIAS_PAIRS, then the register tile's rows and columns of C. */
+static int64_t gemm_how(const Gemm *g)
 {
-    LLVMTypeRef p[14] = {E->ptr, E->i64, E->i64, E->i64, E->ptr, E->i64, E->i64,
-                         E->ptr, E->i64, E->ptr, E->i64, E->i64, E->ptr, E->i64};
-    LLVMTypeRef fty = LLVMFunctionType(E->voidt, p, 14, 0);
-    LLVMValueRef rt = LLVMGetNamedFunction(E->mod, "rt_gemm");
-    if (!rt)
-        rt = LLVMAddFunction(E->mod, "rt_gemm", fty);
     int r, c;
     gemm_tile_default(g->bt, &r, &c);
     if (g->tile_r)
         r = g->tile_r, c = g->tile_c;
     int64_t cols = g->bt ? c : (int64_t)c * LANES;      /* the tile's columns of C */
-    /* runtime/cnnrt.h's RT_GEMM_BT, RT_GEMM_BIAS_ROWS, RT_GEMM_BIAS_PAIRS, then the tile */
-    int64_t how = (g->bt ? 1 : 0) | (g->bias_rows ? 2 : 0) | (g->bn_rows ? 4 : 0) | (int64_t)r << 16 | cols << 24;
-    LLVMValueRef a[14];
+    return (g->bt ? 1 : 0) | (g->bias_rows ? 2 : 0) | (g->bn_rows ? 4 : 0) | (int64_t)r << 16 | cols << 24;
+}
+
+/* name(routine, the routine's 12 arguments, how, the `extra` arguments
+ * after them): rt_gemm or rt_gemm_batch, see runtime/cnnrt.h. */
+static void call_rt(Emit *E, const char *name, const Gemm *g, LLVMValueRef fn, LLVMValueRef *args,
+                    LLVMValueRef *extra, int nextra)
+{
+    LLVMTypeRef p[19] = {E->ptr, E->i64, E->i64, E->i64, E->ptr, E->i64, E->i64,
+                         E->ptr, E->i64, E->ptr, E->i64, E->i64, E->ptr, E->i64};
+    LLVMValueRef a[19];
     a[0] = fn;
     for (int i = 0; i < 12; i++)
         a[i + 1] = args[i];
     a[11] = LLVMConstInt(E->i64, g->accumulate, 0);
-    a[13] = i64c(E, how);
-    LLVMBuildCall2(E->b, fty, rt, a, 14, "");
+    a[13] = i64c(E, gemm_how(g));
+    for (int i = 0; i < nextra; i++)
+        p[14 + i] = LLVMTypeOf(extra[i]), a[14 + i] = extra[i];
+    LLVMTypeRef fty = LLVMFunctionType(E->voidt, p, 14 + (unsigned)nextra, 0);
+    LLVMValueRef rt = LLVMGetNamedFunction(E->mod, name);
+    if (!rt)
+        rt = LLVMAddFunction(E->mod, name, fty);
+    LLVMBuildCall2(E->b, fty, rt, a, 14 + (unsigned)nextra, "");
 }
 
-static void emit_gemm(Emit *E, const Gemm *g)
+/* The routine's 12 arguments for GEMM g at the loop variables' values. */
+static void gemm_args(Emit *E, const Gemm *g, LLVMValueRef args[12])
 {
-    LLVMValueRef fn = gemm_function(E, g);
-    LLVMValueRef args[12] = {
+    LLVMValueRef a[12] = {
         expr(E, g->M), i64c(E, g->N), expr(E, g->K), buf_at(E, g->a, g->a_at), i64c(E, g->sai), i64c(E, g->sak),
         buf_at(E, g->b, g->b_at), i64c(E, g->ldb), buf_at(E, g->c, g->c_at), i64c(E, g->ldc),
         LLVMConstInt(E->i1, g->accumulate, 0), g->bias ? buf_at(E, g->bias, g->bias_at) : LLVMConstNull(E->ptr),
     };
+    memcpy(args, a, sizeof a);
+}
+
+static void emit_gemm(Emit *E, const Gemm *g)
+{
+    LLVMValueRef fn = gemm_function(E, g), args[12];
+    gemm_args(E, g, args);
     if (gemm_small(args[0], g->N, args[2]))
         LLVMBuildCall2(E->b, E->gemm_type, fn, args, 12, "");
     else
-        call_rt_gemm(E, g, fn, args);
+        call_rt(E, "rt_gemm", g, fn, args, NULL, 0);
+}
+
+/*   for v in [lo, hi): one GEMM    (parallel_gemms: they may run apart)
+ * becomes rt_gemm_batch(the GEMM at v = lo, hi - lo, each operand's step
+ * from v to v + 1), which gives the threads whole GEMMs at batch 1 rather
+ * than a fork for each (the Winograd transform's 36). */
+static void emit_gemm_loop(Emit *E, const LStmt *s)
+{
+    const Gemm *g = ((const LStmt *)s->body.at[0])->gemm;
+    LLVMValueRef fn = gemm_function(E, g), first[12], next[12], v = E->vars[s->var];
+    LLVMValueRef lo = expr(E, s->lo), count = LLVMBuildSub(E->b, expr(E, s->hi), lo, "");
+    LLVMBuildStore(E->b, lo, v);
+    gemm_args(E, g, first);
+    LLVMBuildStore(E->b, LLVMBuildAdd(E->b, lo, i64c(E, 1), ""), v);
+    gemm_args(E, g, next);
+    LLVMValueRef extra[5] = {count};
+    int ptrs[4] = {3, 6, 8, 11};       /* A, B, C, the bias */
+    for (int i = 0; i < 4; i++)
+        extra[i + 1] = g->bias || i < 3 ? LLVMBuildPtrDiff2(E->b, E->f32, next[ptrs[i]], first[ptrs[i]], "") : i64c(E, 0);
+    call_rt(E, "rt_gemm_batch", g, fn, first, extra, 5);
 }
 
 /* ---- 2x2 max pooling along rows ------------------------------------------- */
@@ -1355,9 +1391,10 @@ static LLVMValueRef parts_entry(Emit *E, LLVMValueRef fn, LLVMTypeRef block, uns
 }
 
 /* fn(args..., part) for the parts of [lo, hi): rt_parallel(fn.parts,
- * &block, lo, hi) with the arguments in a block on the stack. The runtime
+ * &block, lo, hi, n) with the arguments in a block on the stack. The runtime
  * splits the range over the threads the batch leaves idle (or runs it
- * whole: inside the batch's own parallel region, or on one thread). */
+ * whole: inside the batch's own parallel region, on one thread, or when
+ * its first calls were quick). */
 static void call_parts(Emit *E, LLVMValueRef fn, LLVMValueRef *args, unsigned nargs, const LStmt *s)
 {
     LLVMTypeRef *types = malloc(sizeof *types * (nargs + 2));
@@ -1367,12 +1404,12 @@ static void call_parts(Emit *E, LLVMValueRef fn, LLVMValueRef *args, unsigned na
     LLVMValueRef entry = parts_entry(E, fn, block, nargs), at = entry_alloca(E, block);
     for (unsigned i = 0; i < nargs; i++)
         LLVMBuildStore(E->b, args[i], LLVMBuildStructGEP2(E->b, block, at, i, ""));
-    LLVMTypeRef p[4] = {E->ptr, E->ptr, E->i64, E->i64}, fty = LLVMFunctionType(E->voidt, p, 4, 0);
+    LLVMTypeRef p[5] = {E->ptr, E->ptr, E->i64, E->i64, E->i64}, fty = LLVMFunctionType(E->voidt, p, 5, 0);
     LLVMValueRef rt = LLVMGetNamedFunction(E->mod, "rt_parallel");
     if (!rt)
         rt = LLVMAddFunction(E->mod, "rt_parallel", fty);
-    LLVMValueRef a[4] = {entry, at, expr(E, s->lo), expr(E, s->hi)};
-    LLVMBuildCall2(E->b, fty, rt, a, 4, "");
+    LLVMValueRef a[5] = {entry, at, expr(E, s->lo), expr(E, s->hi), E->n};
+    LLVMBuildCall2(E->b, fty, rt, a, 5, "");
 }
 
 /* A call of the unit's function (made on the first call) for nest s. */
@@ -1404,12 +1441,15 @@ static void emit_unit(Emit *E, Unit *u, const LStmt *s)
     free(args);
 }
 
-/* A loop nest: a call of its shared function, or, when it holds GEMM or
- * pooling statements, inline with its nests as units. */
+/* A loop nest: a loop of GEMMs whose GEMMs may run apart is one
+ * rt_gemm_batch; else a call of its shared function, or, when it holds GEMM
+ * or pooling statements, inline with its nests as units. */
 static void emit_loop(Emit *E, const LStmt *s)
 {
     Unit u;
-    if (E->refs && share_unit(E->k, E->refs, s, &u))
+    if (parallel_gemms(s))
+        emit_gemm_loop(E, s);
+    else if (E->refs && share_unit(E->k, E->refs, s, &u))
         emit_unit(E, &u, s);
     else
         emit_for(E, s);

@@ -304,6 +304,8 @@ static void lower_elementwise(Lower *L, const Node *n)
     Expr *x = elem(L, n->in[0], b, broadcast_index(n->in[0], &n->shape, c));
     Expr *v = n->nin == 1 ? unary(n, x)
             : ex(binary_kinds[n->op], x, elem(L, n->in[1], b, broadcast_index(n->in[1], &n->shape, c)));
+    if (n->op == OP_ADD && L->fused[n->id])
+        v = ex(X_MAX, v, f32(0));                  /* the ReLU after it (fuse_nodes) */
     store(L, L->buf[n->id], at(L->buf[n->id], b, i), v, false);
     L->out = top;
 }
@@ -2980,7 +2982,10 @@ static const Node *activation_of_depthwise(const Lower *L, const Node *n, const 
  *    batchnorm applies it in its GEMM's epilogue (fold_batchnorm), and the
  *    ReLU after that batchnorm too; the batchnorm aliases the conv's buffer.
  *  - Pooling gradient: maxpool_dx(...) * step(z) is one masked L_POOL; the
- *    two operands get no buffer and no loops of their own. */
+ *    two operands get no buffer and no loops of their own.
+ *  - A sum whose one consumer is a ReLU (a residual block's end) applies
+ *    it as it stores; the ReLU aliases the sum's buffer, as after a layer
+ *    (the sum's gradient needs no value). */
 static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int nroots, bool enabled)
 {
     const Graph *g = L->g;
@@ -3013,6 +3018,8 @@ static void fuse_nodes(Lower *L, const bool *live, int upto, Node **roots, int n
             L->fused[n->id] = L->fused[y->in[0]->id] = true;          /* conv -> batchnorm -> relu */
         if (n->op == OP_RELU && (y->op == OP_DENSE || y->op == OP_CONV) && y->batched && uses[y->id] == 1)
             L->fused[n->id] = L->fused[y->id] = true;
+        if (n->op == OP_RELU && y->op == OP_ADD && y->batched && uses[y->id] == 1 && shape_eq(y->shape, n->shape))
+            L->fused[n->id] = L->fused[y->id] = true;                 /* add -> relu */
         if (!L->training && n->op == OP_CONV && depthwise(&n->win, y) && dw_unrolled(&n->win) &&
             (y->op == OP_CLIP || y->op == OP_RELU) && !L->fused[y->id] && uses[y->id] == 1 && y->batched &&
             y->in[0]->batched)

@@ -341,10 +341,19 @@ typedef void rt_gemm_fn(int64_t M, int64_t N, int64_t K, const float *A, int64_t
 enum { RT_GEMM_BT = 1, RT_GEMM_BIAS_ROWS = 2, RT_GEMM_BIAS_PAIRS = 4 /* two floats per row */ };
 void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
              const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how);
+/* `count` GEMMs of one shape (a loop whose body is one GEMM): GEMM g reads
+ * A + g a_step, B + g b_step, the bias + g bias_step and writes C + g c_step
+ * (steps in floats; the Cs do not overlap). Whole GEMMs to each thread when
+ * there are enough of them, else each one split as rt_gemm does. */
+void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
+                   const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how,
+                   int64_t count, int64_t a_step, int64_t b_step, int64_t c_step, int64_t bias_step);
 /* part(args, lo, hi) for parts of [lo, hi) that together cover it, on the
- * idle threads: a loop nest's outer loop (args: its arguments). */
+ * idle threads: a loop nest's outer loop (args: its arguments), in a
+ * kernel called on `batch` examples. Quick nests run whole (on the calling
+ * thread): each call site times its first calls at each batch size. */
 typedef void rt_part_fn(void *args, int64_t lo, int64_t hi);
-void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi);
+void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t batch);
 /* The threads the calling thread's GEMMs and nests may use from now on (1: none). */
 void rt_inner_threads(int threads);
 

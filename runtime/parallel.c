@@ -7,9 +7,15 @@
  *   - a large GEMM calls rt_gemm, which splits C into blocks of columns (or
  *     of rows) and runs the kernel's own GEMM routine on each, one block per
  *     thread;
+ *   - a loop of GEMMs of one shape (the 36 products of a Winograd
+ *     transform) calls rt_gemm_batch, which gives each thread whole GEMMs;
  *   - a loop nest whose iterations are independent (the examples of an
  *     elementwise step, the channels of a batchnorm) calls rt_parallel,
  *     which gives each thread a contiguous part of its outer loop.
+ *
+ * A nest that is quick on one thread is not worth a fork: each call site
+ * of rt_parallel times its first calls, whole, and runs whole from then on
+ * while its quickest call was quick (re-timing one call in 64 otherwise).
  *
  * Each element is computed by the same code, in the same order, as without
  * the split (a GEMM's blocks start on multiples of its register tile): the
@@ -18,6 +24,7 @@
 #include "cnnrt.h"
 
 #include <omp.h>
+#include <time.h>
 
 /* The threads a GEMM of the calling thread may use: set by net.c around a
  * kernel it runs alone; 1 (no split) everywhere else. */
@@ -71,7 +78,68 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
     }
 }
 
-void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi)
+void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
+                   const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how,
+                   int64_t count, int64_t a_step, int64_t b_step, int64_t c_step, int64_t bias_step)
+{
+    int threads = omp_in_parallel() ? 1 : inner_threads;
+    /* whole GEMMs per thread: one fork for all, when they share out evenly
+     * enough (a remainder of one GEMM in four or more per thread) */
+    bool whole = count % threads == 0 || count >= 4 * threads;
+    if (threads == 1 || count <= 1 || count * M * N * K < MIN_SPLIT_MACS || !whole) {
+        for (int64_t g = 0; g < count; g++)
+            rt_gemm(fn, M, N, K, A + g * a_step, sai, sak, B + g * b_step, ldb, C + g * c_step, ldc, acc,
+                    bias ? bias + g * bias_step : NULL, how);
+        return;
+    }
+    int parts = count < threads ? (int)count : threads;
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+    for (int t = 0; t < parts; t++)
+        for (int64_t g = count * t / parts; g < count * (t + 1) / parts; g++)
+            fn(M, N, K, A + g * a_step, sai, sak, B + g * b_step, ldb, C + g * c_step, ldc, acc != 0,
+               bias ? bias + g * bias_step : NULL);
+}
+
+/* A nest split across threads gains half its time and pays a fork and a
+ * join (a few microseconds each on a VM): nests that take less than this on
+ * one thread run whole. The compiler's estimate of a nest's work counts
+ * statements, which a vectorized copy runs 16 at a time and a reduction one
+ * by one, so each call site measures its nest's first calls instead. */
+enum { SPLIT_MIN_NS = 12000, TIMED_CALLS = 3, RETIME_EVERY = 64, SITES = 1024 };
+
+/* Per call site of rt_parallel in the generated code (its return address)
+ * and batch size (a nest's size depends on nothing else): its calls so far,
+ * and the shortest whole one. Each thread that runs kernels has its table.
+ * A site split after its first calls (all in the first forward, from cold
+ * caches, when it is inside a loop over chunks) runs whole again every 64th
+ * call, so a quick nest is found out later. */
+typedef struct { const void *site; int64_t n; int64_t calls; int64_t best_ns; } Site;
+static _Thread_local Site sites[SITES];
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* The site's slot (NULL: the table is full, and the nest is split). */
+static Site *site_of(const void *site, int64_t n)
+{
+    size_t h = ((uintptr_t)site >> 2 ^ (uintptr_t)n << 20) * 0x9E3779B97F4A7C15ull >> 54;     /* 10 bits */
+    for (int i = 0; i < SITES; i++) {
+        Site *s = &sites[(h + (size_t)i) % SITES];
+        if (s->site == site && s->n == n)
+            return s;
+        if (!s->site) {
+            s->site = site, s->n = n, s->best_ns = INT64_MAX;
+            return s;
+        }
+    }
+    return NULL;
+}
+
+void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t batch)
 {
     int64_t n = hi - lo;
     int threads = omp_in_parallel() ? 1 : inner_threads;
@@ -80,6 +148,17 @@ void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi)
         part(args, lo, hi);
         return;
     }
+    Site *s = site_of(__builtin_return_address(0), batch);
+    if (s && (s->calls < TIMED_CALLS || s->best_ns < SPLIT_MIN_NS || s->calls % RETIME_EVERY == 0)) {
+        int64_t t0 = now_ns();                    /* whole, timed */
+        part(args, lo, hi);
+        int64_t t = now_ns() - t0;
+        s->best_ns = t < s->best_ns ? t : s->best_ns;
+        s->calls++;
+        return;
+    }
+    if (s)
+        s->calls++;
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
     for (int t = 0; t < parts; t++)
         part(args, lo + n * t / parts, lo + n * (t + 1) / parts);

@@ -1479,3 +1479,84 @@ Test(rt, safetensors_integer_dtypes)
     cr_assert_null(rt_st_find_values(&ts, "nothing"));
     rt_st_free(&ts);
 }
+
+/* ---- rt_parallel and rt_gemm_batch (parallel.c) ------------------------------ */
+
+#include <omp.h>
+#include <time.h>
+
+typedef struct { int *hits; int64_t spin_ns; int in_parallel; } PartArgs;
+
+static void part_mark(void *p, int64_t lo, int64_t hi)
+{
+    PartArgs *a = p;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000 + (t.tv_nsec - t0.tv_nsec) < a->spin_ns);
+    for (int64_t i = lo; i < hi; i++)
+#pragma omp atomic
+        a->hits[i]++;
+    if (omp_in_parallel())
+#pragma omp atomic write
+        a->in_parallel = 1;
+}
+
+/* A call site's first calls at a batch size run whole and are timed; every
+ * call covers the range once. A nest that takes long (spins 200 us: no quicker, whatever the
+ * machine) is split across the threads after its timed calls. */
+Test(rt, parallel_covers_the_range_once)
+{
+    rt_inner_threads(2);
+    int hits[100];
+    for (int slow = 0; slow < 2; slow++)
+        for (int call = 0; call < 6; call++) {
+            memset(hits, 0, sizeof hits);
+            PartArgs a = {hits, slow ? 200000 : 0, 0};
+            rt_parallel(part_mark, &a, 3, 100, 1 + slow);      /* one call site: apart by the batch */
+            for (int i = 0; i < 100; i++)
+                cr_assert_eq(hits[i], i >= 3, "slow %d call %d: cell %d hit %d times", slow, call, i, hits[i]);
+            if (slow && call >= 3)
+                cr_assert(a.in_parallel, "a long nest was not split after its timed calls");
+            if (call < 3)
+                cr_assert(!a.in_parallel, "a timed call was split");
+        }
+    rt_inner_threads(1);
+}
+
+static void gemm_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak, const float *B,
+                     int64_t ldb, float *C, int64_t ldc, bool acc, const float *bias)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float s = acc ? C[i * ldc + j] : bias ? bias[i] : 0;
+            for (int64_t k = 0; k < K; k++)
+                s += A[i * sai + k * sak] * B[k * ldb + j];
+            C[i * ldc + j] = s;
+        }
+}
+
+/* 36 GEMMs of 64 x 98 x 64 (a Winograd transform's), at steps, with a bias
+ * per row: the same result on 2 threads (whole GEMMs each) as one by one. */
+Test(rt, gemm_batch_matches_one_by_one)
+{
+    enum { G = 36, M = 64, N = 98, K = 64, CS = M * N + 16 };
+    float *A = malloc(sizeof(float) * G * M * K), *B = malloc(sizeof(float) * G * K * N);
+    float *C = calloc(G * CS, sizeof(float)), *D = calloc(G * CS, sizeof(float)), *bias = malloc(sizeof(float) * M);
+    for (int i = 0; i < G * M * K; i++)
+        A[i] = (float)(i % 7) - 3;
+    for (int i = 0; i < G * K * N; i++)
+        B[i] = (float)(i % 5) - 2;
+    for (int i = 0; i < M; i++)
+        bias[i] = (float)i;
+    for (int g = 0; g < G; g++)
+        gemm_ref(M, N, K, A + g * M * K, K, 1, B + g * K * N, N, D + g * CS, N, false, bias);
+    rt_inner_threads(2);
+    rt_gemm_batch(gemm_ref, M, N, K, A, K, 1, B, N, C, N, 0, bias, RT_GEMM_BIAS_ROWS | 6 << 16 | 32 << 24, G, M * K,
+                  K * N, CS, 0);
+    rt_inner_threads(1);
+    for (int i = 0; i < G * CS; i++)
+        cr_assert_eq(C[i], D[i], "cell %d: %g, want %g", i, C[i], D[i]);
+    free(A), free(B), free(C), free(D), free(bias);
+}

@@ -156,3 +156,85 @@ Test(parallel, work)
     cr_assert_float_eq(parallel_work(s, &per_n), 64.0 * 56, 1e-9);
     cr_assert(per_n);
 }
+
+/* for v in [0, 8): for i in [0, 4): y[4 v + i] = x; y[100 + 4 v + i] = x:
+ * the rows of each iteration in two blocks of 100 (a Winograd input
+ * transform's planes), which the 8 iterations' 32 cells fit */
+Test(parallel, interleaved_blocks)
+{
+    LStmt *s = loop(1, num(8), loop(2, num(4), store(&by, lin(4, 1, var(2)), load(&bx, var(2)), false),
+                                    store(&by, ex(X_IADD, num(100), lin(4, 1, var(2))), num(1), false)), NULL);
+    cr_assert(parallel_nest(s));
+    /* and a loop over the blocks inside: y[100 j + 4 v + i] */
+    LStmt *t = loop(1, num(8), loop(3, num(36), loop(2, num(4), store(&by, lin(100, 3, lin(4, 1, var(2))), num(0), false), NULL), NULL), NULL);
+    cr_assert(parallel_nest(t));
+}
+
+/* blocks of 30 are too small for 8 rows of 4: iteration 7's row in block 0
+ * (cells 28..31) meets iteration 0's in block 1 (30..33) */
+Test(parallel, blocks_too_small)
+{
+    LStmt *s = loop(1, num(8), loop(2, num(4), store(&by, lin(4, 1, var(2)), num(0), false),
+                                    store(&by, ex(X_IADD, num(30), lin(4, 1, var(2))), num(1), false)), NULL);
+    cr_assert_not(parallel_nest(s));
+}
+
+/* blocks of 100 but a row of 5 cells at stride 4: neighbours overlap */
+Test(parallel, blocks_rows_overlap)
+{
+    LStmt *s = loop(1, num(8), loop(2, num(5), store(&by, lin(4, 1, var(2)), num(0), false),
+                                    store(&by, ex(X_IADD, num(100), lin(4, 1, var(2))), num(1), false)), NULL);
+    cr_assert_not(parallel_nest(s));
+}
+
+/* with the outer loop over n (no constant trip), blocks prove nothing */
+Test(parallel, blocks_need_trip)
+{
+    LStmt *s = loop(1, var(0), loop(2, num(4), store(&by, lin(4, 1, var(2)), num(0), false),
+                                    store(&by, ex(X_IADD, num(100), lin(4, 1, var(2))), num(1), false)), NULL);
+    cr_assert_not(parallel_nest(s));
+}
+
+/* for v in [0, 3): for i in [7 w, 7 w + 7): y[16 v + i - 7 w] = x, w a loop
+ * around the nest (an im2col chunk of rows): rows of 7 under the stride 16 */
+static LStmt *shifted(int64_t stride, Expr *hi)
+{
+    Expr *row = ex(X_IADD, lin(stride, 1, var(2)), ex(X_IMUL, num(-7), var(9)));
+    LStmt *in = loop(2, hi, store(&by, row, load(&bx, var(2)), false), NULL);
+    in->lo = ex(X_IMUL, num(7), var(9));
+    return loop(1, num(3), in, NULL);
+}
+
+Test(parallel, shifted_bounds)
+{
+    cr_assert(parallel_nest(shifted(16, ex(X_IADD, ex(X_IMUL, num(7), var(9)), num(7)))));
+    /* rows of 7 at stride 4 overlap */
+    cr_assert_not(parallel_nest(shifted(4, ex(X_IADD, ex(X_IMUL, num(7), var(9)), num(7)))));
+    /* [7 w, 8 w): a trip that depends on w */
+    cr_assert_not(parallel_nest(shifted(16, ex(X_IMUL, num(8), var(9)))));
+}
+
+/* for v in [0, 36): C[100 v ...] = A[64 v ...] B[..]: 8 x 12 GEMMs whose
+ * Cs (7 ldc + 12 cells) fit their step of `c_step` */
+static LStmt *gemm_loop(int64_t c_step, Buf *c)
+{
+    static Buf ba = {.name = "a"}, bb = {.name = "b"};
+    Gemm *g = arena_alloc(sizeof *g);
+    g->M = num(8), g->K = num(4), g->N = 12;
+    g->a = &ba, g->b = &bb, g->c = c;
+    g->a_at = lin(64, 1, num(0)), g->b_at = num(0), g->c_at = lin(c_step, 1, num(0));
+    g->sai = 4, g->sak = 1, g->ldb = 12, g->ldc = 12;
+    LStmt *s = arena_alloc(sizeof *s);
+    s->kind = L_GEMM, s->gemm = g;
+    return loop(1, num(36), s, NULL);
+}
+
+Test(parallel, gemms)
+{
+    cr_assert(parallel_gemms(gemm_loop(96, &by)));
+    cr_assert_not(parallel_gemms(gemm_loop(95, &by)));        /* the Cs overlap */
+    cr_assert_not(parallel_gemms(gemm_loop(0, &by)));         /* one C for all */
+    LStmt *s = gemm_loop(96, &by);
+    ((LStmt *)s->body.at[0])->gemm->b = ((LStmt *)s->body.at[0])->gemm->c;
+    cr_assert_not(parallel_gemms(s));                         /* C is B */
+}
