@@ -223,6 +223,11 @@ static int begin(Lower *L, const Node *n, Vec **top)
     return b;
 }
 
+/* n / E, E (n / E), n - E (n / E) */
+static Expr *groups_of(int64_t E) { return ex(X_IDIV, var(0), i64(E)); }
+static Expr *grouped(int64_t E) { return imul(groups_of(E), i64(E)); }
+static Expr *left_over(int64_t E) { return iadd(var(0), imul(grouped(E), i64(-1))); }
+
 /* ---- element access ------------------------------------------------------- */
 
 /* buf[b, i]: batched buffers hold `size` floats per example. */
@@ -489,40 +494,40 @@ static Expr *padded_tap(const Window *w, Expr *ch, int64_t Hp, int64_t Wp, int o
 }
 
 static void im2col_padded(Lower *L, const Buf *xp, const Node *x, const Window *w, Shape out, Rows r,
-                          const Buf *col)
+                          int64_t ld, Expr *col0, const Buf *col)
 {
     Vec *here = L->out;
     int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OW = out.d[2];
-    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, P = r.rows * OW;
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
     int ci = open_for(L, C);
     int kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_rows(L, r), ow = open_for(L, OW);
     Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
     Expr *xi = padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw);
-    store(L, col, imad(k, P, col_of(r, oh, OW, ow)), load(xp, xi), false);
+    store(L, col, imad(k, ld, iadd(col0, col_of(r, oh, OW, ow))), load(xp, xi), false);
     L->out = here;
 }
 
-/* im2col of output rows r of example b: col[k, p] = x[ci, oh s + kh d - pad,
- * ow s + kw d - pad] (0 in the padding) for k = (ci, kh, kw) and p = (oh -
- * oh0, ow): a matrix [K, rows OW].
+/* im2col of output rows r of example b: col[k, col0 + p] = x[ci, oh s + kh d
+ * - pad, ow s + kw d - pad] (0 in the padding) for k = (ci, kh, kw) and p =
+ * (oh - oh0, ow): a matrix [K, rows OW] (rows ld floats long, ld = rows OW
+ * but where several examples share col side by side).
  * Schedule: with padding, from the padded copy xp (pad_copy, made once per
  * example by the caller); else a row of contiguous copies at a time
  * (col_cells); other windows (strided with left/right padding) select per
  * cell. */
 static void im2col_rows(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, Rows r,
-                        const Buf *col)
+                        int64_t ld, Expr *col0, const Buf *col)
 {
     Vec *here = L->out;
     int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OW = out.d[2];
-    int64_t P = r.rows * OW;
     if (xp) {
-        im2col_padded(L, xp, x, w, out, r, col);
+        im2col_padded(L, xp, x, w, out, r, ld, col0, col);
         return;
     }
     if (row_copies(w)) {
         Expr *k, *p, *xi;
         col_cells(L, w, x->shape, out, r, &k, &p, &xi);
-        store(L, col, imad(k, P, p), elem(L, x, b, xi), false);
+        store(L, col, imad(k, ld, iadd(col0, p)), elem(L, x, b, xi), false);
         L->out = here;
         return;
     }
@@ -531,7 +536,7 @@ static void im2col_rows(Lower *L, const Node *x, int b, const Buf *xp, const Win
     Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = col_of(r, oh, OW, ow);
     Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw), *in = inside(ih, iw, H, W, w);
     Expr *v = elem(L, x, b, imad(imad(var(ci), H, in ? clamp(ih, H) : ih), W, in ? clamp(iw, W) : iw));
-    store(L, col, imad(k, P, p), in ? select3(in, v, f32(0)) : v, false);
+    store(L, col, imad(k, ld, iadd(col0, p)), in ? select3(in, v, f32(0)) : v, false);
     L->out = here;
 }
 
@@ -569,7 +574,7 @@ static Expr *im2col_chunk(Lower *L, const Node *x, int b, const Buf *xp, const W
 {
     int64_t OH = out.d[1];
     Rows r = {R < OH ? imul(var(open_for(L, OH / R)), i64(R)) : i64(0), R};
-    im2col_rows(L, x, b, xp, w, out, r, col);
+    im2col_rows(L, x, b, xp, w, out, r, R * out.d[2], i64(0), col);
     return imul(r.oh0, i64(out.d[2]));
 }
 
@@ -1495,12 +1500,74 @@ static void lower_conv_winograd(Lower *L, const Node *n) { lower_winograd(L, n, 
  * input one. */
 static void lower_conv_dx_winograd(Lower *L, const Node *n) { lower_winograd(L, n, 2 - n->win.pt, 2 - n->win.pl, true); }
 
+/* ---- several examples a GEMM --------------------------------------------------
+ * A convolution with few output positions P (ResNet's 7x7 and 14x14 layers)
+ * makes a GEMM only a few vectors wide per example: at 7x7, 49 columns ran
+ * as three full vectors and one with a single lane, two thirds of the peak.
+ * So E examples share one GEMM: their im2col side by side in colE [K, E P],
+ * the GEMM (with its epilogue: bias, folded batchnorm, ReLU) into yE
+ * [c, E P], then each example's columns copied to y. The examples left over
+ * (n mod E) take the per-example form. Not for pointwise or grouped convs,
+ * nor with --no-fuse's separate bias (the GEMM would accumulate into yE). */
+enum { CONV_BATCH_COLS = 256 };
+
+static int64_t conv_batch(const Lower *L, const Node *n)
+{
+    const Window *w = &n->win;
+    int64_t P = n->shape.d[1] * n->shape.d[2];
+    if (P >= CONV_BATCH_COLS || w->groups > 1 || pointwise(w) || !L->buf[n->id]->batched ||
+        (n->nin > 2 && !L->fuse))
+        return 1;
+    int64_t E = 2;                /* a power of 2: a thread's share of a batch often is one */
+    while (E * P < CONV_BATCH_COLS)
+        E *= 2;
+    return E;
+}
+
+/* The column of yE (or colE) where example b's P columns start, in group q. */
+static Expr *group_col(int b, int q, int64_t E, int64_t P) { return imul(iadd(var(b), imul(var(q), i64(-E))), i64(P)); }
+
+/* conv n over the full groups of E examples (see above). */
+static void lower_conv_groups(Lower *L, const Node *n, int64_t E)
+{
+    Vec *top = L->out;
+    const Window *w = &n->win;
+    const Node *x = n->in[0];
+    int64_t c = n->shape.d[0], OH = n->shape.d[1], P = OH * n->shape.d[2], D = E * P;
+    int64_t K = x->shape.d[0] * w->kh * w->kw;
+    const Buf *y = L->buf[n->id], *colE = scratch(L, "colE", K * D), *yE = scratch(L, "yE", c * D);
+    int q = open_range(L, i64(0), groups_of(E));
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv%s%s (%lld examples a GEMM) : %s", n->id,
+                                                          n->label ? " " : "", n->label ? n->label : "",
+                                                          (long long)E, shape_str(n->shape));
+    Vec *group = L->out;
+    const Buf *pairs = L->folded[n->id] ? fold_batchnorm(L, n, L->folded[n->id], q) : NULL;
+    int b = open_range(L, imul(var(q), i64(E)), imad(var(q), E, i64(E)));
+    im2col_rows(L, x, b, im2col_source(L, x, b, w), w, n->shape, (Rows){i64(0), OH}, D, group_col(b, q, E, P), colE);
+    L->out = group;
+    gemm(L, i64(c), D, i64(K), L->buf[n->in[1]->id], i64(0), K, 1, colE, i64(0), D, yE, i64(0), D, false);
+    ((LStmt *)L->out->at[L->out->n - 1])->gemm->kblock = true;
+    epilogue(L, n, true, i64(0));
+    if (pairs) {
+        Gemm *gm = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
+        gm->bias = pairs, gm->bias_at = i64(0), gm->bias_rows = gm->bn_rows = true;
+    }
+    b = open_range(L, imul(var(q), i64(E)), imad(var(q), E, i64(E)));
+    int co = open_for(L, c), p = open_for(L, P);
+    store(L, y, at(y, b, imad(var(co), P, var(p))), load(yE, imad(var(co), D, iadd(group_col(b, q, E, P), var(p)))),
+          false);
+    L->out = top;
+}
+
 static void lower_conv(Lower *L, const Node *n)
 {
     if (use_winograd(n)) {
         lower_conv_winograd(L, n);
         return;
     }
+    int64_t E = conv_batch(L, n);
+    if (E > 1)
+        lower_conv_groups(L, n, E);
     Vec *top;
     const Window *w = &n->win;
     const Node *x = n->in[0];
@@ -1509,6 +1576,11 @@ static void lower_conv(Lower *L, const Node *n)
     int64_t OH = n->shape.d[1], OW = n->shape.d[2], R = pointwise(w) ? OH : col_rows(K, OH, OW, FWD_COLS), N = R * OW;
     const Buf *y = L->buf[n->id], *col = pointwise(w) ? NULL : scratch(L, "col", K * N);
     int b = begin(L, n, &top);
+    if (E > 1) {                                 /* the examples left over */
+        LStmt *s = top->at[top->n - 1];
+        s->lo = grouped(E);
+        s->comment = arena_printf("%s (the examples left over)", s->comment);
+    }
     bias_first(L, n, b, true);
     const Buf *pairs = L->folded[n->id] ? fold_batchnorm(L, n, L->folded[n->id], b) : NULL;
     const Buf *xb = L->buf[x->id], *xp = col ? im2col_source(L, x, b, w) : NULL;
@@ -2272,11 +2344,6 @@ static void dw_group(Lower *L, const Node *n, const DwPlan *d, Expr *lo, Expr *h
     L->out = here;
     dw_gemm(L, n, d, D, imul(count, i64(P)), dyE, colT);
 }
-
-/* n / E, E (n / E), n - E (n / E) */
-static Expr *groups_of(int64_t E) { return ex(X_IDIV, var(0), i64(E)); }
-static Expr *grouped(int64_t E) { return imul(groups_of(E), i64(E)); }
-static Expr *left_over(int64_t E) { return iadd(var(0), imul(grouped(E), i64(-1))); }
 
 /* conv, the weight gradient by rows (see above): E = 1, every example
  * alone; else the full groups of E, then the examples left over. */
