@@ -1546,7 +1546,7 @@ static void lower_conv_groups(Lower *L, const Node *n, int64_t E)
     im2col_rows(L, x, b, im2col_source(L, x, b, w), w, n->shape, (Rows){i64(0), OH}, D, group_col(b, q, E, P), colE);
     L->out = group;
     gemm(L, i64(c), D, i64(K), L->buf[n->in[1]->id], i64(0), K, 1, colE, i64(0), D, yE, i64(0), D, false);
-    ((LStmt *)L->out->at[L->out->n - 1])->gemm->kblock = true;
+    ((LStmt *)L->out->at[L->out->n - 1])->gemm->kblock = (int64_t)sizeof(float) * K * D > host_l2_bytes() / 2;
     epilogue(L, n, true, i64(0));
     if (pairs) {
         Gemm *gm = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
@@ -2145,17 +2145,81 @@ static void lower_dense_dw(Lower *L, const Node *n)
  * col2im: dx[ci, oh s + kh d - pad, ow s + kw d - pad] += dcol[k, p];
  * a chunk of output rows at a time when dcol is larger than the L2 (see
  * col_rows): each chunk's col2im adds what its rows contribute. */
+/* dx[b] += col2im of dcol[k, col0 + p] (rows ld floats long) for the output
+ * rows r of dy: each column of the convolution's im2col matrix back to the
+ * input cell it came from. */
+static void col2im_add(Lower *L, const Node *n, int b, const Buf *dcol, int64_t ld, Expr *col0, Rows r)
+{
+    Vec *here = L->out;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0];
+    const Buf *dx = L->buf[n->id];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], Wd = n->shape.d[2], OW = dy->shape.d[2];
+    if (row_copies(w)) {         /* contiguous adds, a row at a time */
+        Expr *k, *p, *xi;
+        col_cells(L, w, n->shape, dy->shape, r, &k, &p, &xi);
+        store(L, dx, at(dx, b, xi), load(dcol, imad(k, ld, iadd(col0, p))), true);
+        L->out = here;
+        return;
+    }
+    int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    int oh = open_rows(L, r), ow = open_for(L, OW);
+    Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw);
+    open_if(L, inside(ih, iw, H, Wd, w));
+    Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
+    store(L, dx, at(dx, b, imad(imad(var(ci), H, ih), Wd, iw)), load(dcol, imad(k, ld, iadd(col0, col_of(r, oh, OW, ow)))),
+          true);
+    L->out = here;
+}
+
+static void dy_run(Lower *L, const Buf *dyb, int b, Expr *p0, int64_t len, Expr *col0, int64_t C, int64_t P,
+                   int64_t D, const Buf *dyE);
+
+/* conv_dx over the full groups of E examples (see "several examples a
+ * GEMM"): their dy side by side in dyE [c, E P], one GEMM W^T dyE into
+ * dcolE [K, E P], then each example's col2im. */
+static void lower_conv_dx_groups(Lower *L, const Node *n, int64_t E)
+{
+    Vec *top = L->out;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0];
+    int64_t OH = dy->shape.d[1], P = OH * dy->shape.d[2], D = E * P, co = dy->shape.d[0];
+    int64_t K = n->shape.d[0] * w->kh * w->kw;
+    const Buf *dyE = scratch(L, "dyE", co * D), *dcolE = scratch(L, "dcolE", K * D);
+    int q = open_range(L, i64(0), groups_of(E));
+    ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dx (%lld examples a GEMM) : %s", n->id,
+                                                          (long long)E, shape_str(n->shape));
+    Vec *group = L->out;
+    int b = open_range(L, imul(var(q), i64(E)), imad(var(q), E, i64(E)));
+    dy_run(L, L->buf[dy->id], b, i64(0), P, group_col(b, q, E, P), co, P, D, dyE);
+    L->out = group;
+    gemm(L, i64(K), D, i64(co), L->buf[n->in[1]->id], i64(0), 1, K, dyE, i64(0), D, dcolE, i64(0), D, false);
+    ((LStmt *)L->out->at[L->out->n - 1])->gemm->kblock = (int64_t)sizeof(float) * co * D > host_l2_bytes() / 2;
+    b = open_range(L, imul(var(q), i64(E)), imad(var(q), E, i64(E)));
+    zero_example(L, n, b);
+    col2im_add(L, n, b, dcolE, D, group_col(b, q, E, P), (Rows){i64(0), OH});
+    L->out = top;
+}
+
 static void lower_conv_dx(Lower *L, const Node *n)
 {
     Vec *top;
     const Window *w = &n->win;
     const Node *dy = n->in[0];
-    int64_t C = n->shape.d[0], H = n->shape.d[1], Wd = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t E = conv_batch(L, n);
+    if (E > 1)
+        lower_conv_dx_groups(L, n, E);
+    int64_t C = n->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2];
     int64_t K = C * w->kh * w->kw, P = OH * OW, co = dy->shape.d[0], cg = co / w->groups, Kg = K / w->groups;
     int64_t R = pointwise(w) ? OH : col_rows(K, OH, OW, FWD_COLS), N = R * OW;   /* see lower_conv */
     const Buf *dx = L->buf[n->id], *dyb = L->buf[dy->id];
     const Buf *dcol = pointwise(w) ? NULL : scratch(L, "dcol", K * N);
     int b = begin(L, n, &top);
+    if (E > 1) {                                 /* the examples left over */
+        LStmt *s = top->at[top->n - 1];
+        s->lo = grouped(E);
+        s->comment = arena_printf("%s (the examples left over)", s->comment);
+    }
     Rows r = {i64(0), OH};
     if (dcol) {
         zero_example(L, n, b);
@@ -2169,22 +2233,8 @@ static void lower_conv_dx(Lower *L, const Node *n)
          at(dyb, b, iadd(imul(g, i64(cg * P)), imul(r.oh0, i64(OW)))), P, dcol ? dcol : dx, dcol ? out : at(dx, b, out),
          N, false);
     L->out = chunk;
-    if (dcol) {
-        if (row_copies(w)) {         /* contiguous adds, a row at a time */
-            Expr *k, *p, *xi;
-            col_cells(L, w, n->shape, dy->shape, r, &k, &p, &xi);
-            store(L, dx, at(dx, b, xi), load(dcol, imad(k, N, p)), true);
-            L->out = top;
-            return;
-        }
-        int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-        int oh = open_rows(L, r), ow = open_for(L, OW);
-        Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw);
-        open_if(L, inside(ih, iw, H, Wd, w));
-        Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
-        store(L, dx, at(dx, b, imad(imad(var(ci), H, ih), Wd, iw)), load(dcol, imad(k, N, col_of(r, oh, OW, ow))),
-              true);
-    }
+    if (dcol)
+        col2im_add(L, n, b, dcol, N, i64(0), r);
     L->out = top;
 }
 
