@@ -1274,16 +1274,33 @@ static bool winograd_wins(int64_t C, int64_t c, int64_t OH, int64_t OW)
 /* Whether conv n takes Winograd; its input's gradient (OP_CONV_DX n) is a
  * 3x3 stride-1 convolution too, of dy padded by 2 - pad (see
  * lower_conv_dx_winograd), with the rule's roles of C and c swapped. */
+static bool winograd_may(const Node *n)
+{
+    const Window *w = &n->win;
+    if (!winograd_fits(n) || !strcmp(conv_forced(), "im2col"))
+        return false;
+    return n->op != OP_CONV_DX || (w->pt <= 2 && w->pl <= 2 && w->pb <= 2 && w->pr <= 2);
+}
+
 static bool use_winograd(const Node *n)
 {
-    const char *m = conv_forced();
-    const Window *w = &n->win;
-    if (!winograd_fits(n) || !strcmp(m, "im2col"))
-        return false;
-    if (n->op == OP_CONV_DX && (w->pt > 2 || w->pl > 2 || w->pb > 2 || w->pr > 2))
-        return false;
-    return !strcmp(m, "winograd") ||
-           winograd_wins(n->in[0]->shape.d[0], n->shape.d[0], n->shape.d[1], n->shape.d[2]);
+    return winograd_may(n) && (!strcmp(conv_forced(), "winograd") ||
+                               winograd_wins(n->in[0]->shape.d[0], n->shape.d[0], n->shape.d[1], n->shape.d[2]));
+}
+
+/* The examples a call must have for a 14x14 (up to 27x27) layer to take
+ * Winograd: below that, U (remade on every call) costs more than the
+ * examples save, so a call takes Winograd for its first WINO_GROUP
+ * floor(n / WINO_GROUP) examples and im2col for the rest (at batch 1:
+ * im2col alone, as the rule above). Measured on one thread at batch 16,
+ * ResNet-18's 256@14 ran at ... */
+enum { WINO_GROUP = 4 };
+
+static bool winograd_grouped(const Lower *L, const Node *n)
+{
+    int64_t OH = n->shape.d[1], OW = n->shape.d[2];
+    return winograd_may(n) && !use_winograd(n) && n->in[0]->shape.d[0] >= 16 && OH >= 14 && OW >= 14 &&
+           L->buf[n->id]->batched;
 }
 
 /* U[xi, co, ci] = (G g[co, ci] G^T)[xi] for the weights g of conv n, or
@@ -1460,20 +1477,26 @@ static int64_t winograd_rows(int64_t C, int64_t c, int64_t tH, int64_t tW)
 
 /* Winograd for node n (a conv, or with flip a conv's input gradient) whose
  * input n->in[0] is padded by (pt, pl) at the top and left. */
-static void lower_winograd(Lower *L, const Node *n, int64_t pt, int64_t pl, bool flip)
+static void lower_winograd(Lower *L, const Node *n, int64_t pt, int64_t pl, bool flip, int64_t E)
 {
     Vec *top;
     const Node *x = n->in[0];
     int64_t C = x->shape.d[0], c = n->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
     int64_t tH = (OH + 3) / 4, tW = (OW + 3) / 4, Hp = 4 * tH + 2, Wp = 4 * tW + 2;
     int64_t R = winograd_rows(C, c, tH, tW), T = R * tW;
+    Vec *here = L->out;
+    if (E > 1)                                   /* U only when some examples take Winograd */
+        open_if(L, ex(X_LT, i64(E - 1), var(0)));
     const Buf *U = winograd_weights(L, n, flip);
+    L->out = here;
     const Buf *V = scratch(L, "wino_v", 36 * wino_stride(C * T)), *M = scratch(L, "wino_m", 36 * wino_stride(c * T));
     const Buf *Yt = scratch(L, "wino_y", 16 * c * T);
     int b = begin(L, n, &top);
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = %s (winograd)%s%s : %s", n->id, op_name(n->op),
                                                           n->label ? " " : "", n->label ? n->label : "",
                                                           shape_str(n->shape));
+    if (E > 1)
+        ((LStmt *)top->at[top->n - 1])->hi = grouped(E);
     const Buf *pairs = NULL;
     if (n->op == OP_CONV) {
         bias_first(L, n, b, true);
@@ -1491,14 +1514,14 @@ static void lower_winograd(Lower *L, const Node *n, int64_t pt, int64_t pl, bool
     L->out = top;
 }
 
-static void lower_conv_winograd(Lower *L, const Node *n) { lower_winograd(L, n, n->win.pt, n->win.pl, false); }
+static void lower_conv_winograd(Lower *L, const Node *n) { lower_winograd(L, n, n->win.pt, n->win.pl, false, 1); }
 
 /* The input's gradient of a 3x3 stride-1 conv with padding (pt, pl, pb, pr):
  *   dx[ci, ih, iw] = sum_{co, kh, kw} W[co, ci, kh, kw] dy[co, ih + pt - kh, iw + pl - kw]
  * is the 3x3 conv of dy padded by (2 - pt, 2 - pl, 2 - pb, 2 - pr) with the
  * weights W[co, ci] turned by 180 degrees, ci its output channel and co its
  * input one. */
-static void lower_conv_dx_winograd(Lower *L, const Node *n) { lower_winograd(L, n, 2 - n->win.pt, 2 - n->win.pl, true); }
+static void lower_conv_dx_winograd(Lower *L, const Node *n) { lower_winograd(L, n, 2 - n->win.pt, 2 - n->win.pl, true, 1); }
 
 /* ---- several examples a GEMM --------------------------------------------------
  * A convolution with few output positions P (ResNet's 7x7 and 14x14 layers)
@@ -1519,7 +1542,7 @@ static int64_t conv_batch(const Lower *L, const Node *n)
         (n->nin > 2 && !L->fuse))
         return 1;
     int64_t E = 2;                /* a power of 2: a thread's share of a batch often is one */
-    while (E * P < CONV_BATCH_COLS)
+    while (E * P < CONV_BATCH_COLS && E < 16)
         E *= 2;
     return E;
 }
@@ -1566,7 +1589,9 @@ static void lower_conv(Lower *L, const Node *n)
         return;
     }
     int64_t E = conv_batch(L, n);
-    if (E > 1)
+    if (winograd_grouped(L, n))
+        lower_winograd(L, n, n->win.pt, n->win.pl, false, E = WINO_GROUP);
+    else if (E > 1)
         lower_conv_groups(L, n, E);
     Vec *top;
     const Window *w = &n->win;
@@ -2207,7 +2232,9 @@ static void lower_conv_dx(Lower *L, const Node *n)
     const Window *w = &n->win;
     const Node *dy = n->in[0];
     int64_t E = conv_batch(L, n);
-    if (E > 1)
+    if (winograd_grouped(L, n))
+        lower_winograd(L, n, 2 - w->pt, 2 - w->pl, true, E = WINO_GROUP);
+    else if (E > 1)
         lower_conv_dx_groups(L, n, E);
     int64_t C = n->shape.d[0], OH = dy->shape.d[1], OW = dy->shape.d[2];
     int64_t K = C * w->kh * w->kw, P = OH * OW, co = dy->shape.d[0], cg = co / w->groups, Kg = K / w->groups;
