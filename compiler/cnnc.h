@@ -589,6 +589,9 @@ typedef struct {
                              rows x columns (bt); 0: the default (the tuner sets it) */
     bool cols_outer;      /* the loop order: blocks of columns outside the blocks of
                              rows (default: rows outside) */
+    bool kblock;          /* k in blocks whose rows of B fit in the L2, each through the
+                             whole of C (not bt; llvm.c gemm_body): for a B too large for
+                             the L2 that every block of rows of A would read again */
 } Gemm;
 
 /* Max pooling with 2x2 windows that tile the image (stride 2, no padding),

@@ -516,6 +516,11 @@ typedef struct {
     bool relu;
     int tile_r, tile_c;       /* the register tile (see Gemm in cnnc.h), never 0 here */
     bool cols_outer;          /* the loop order (see Gemm) */
+    bool kblock;              /* k in blocks (see Gemm) */
+    /* the block of k being summed, [k0, k1): C starts from C itself when
+     * from_c (accumulating, or a later block), and the epilogue's scale and
+     * ReLU wait while `more` blocks follow; without kblock, [0, K), acc, false */
+    LLVMValueRef k0, k1, from_c, more;
 } GemmArgs;
 
 /* &p[i0 * s0 + i1 * s1 + off] */
@@ -588,7 +593,7 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
                 init = splat_of(E, E->f32, LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], one, one, i64c(E, 0), 0), ""));
             else if (g->bias_kind == BIAS_COLS)
                 init = masked_load(E, at2(E, g->bias, j0, one, one, i64c(E, 0), v * LANES), mask[v]);
-            LLVMBuildStore(E->b, LLVMBuildSelect(E->b, g->acc, c, init, ""), acc[r][v]);
+            LLVMBuildStore(E->b, LLVMBuildSelect(E->b, g->from_c, c, init, ""), acc[r][v]);
         }
     LLVMValueRef shift[MR_MAX], scale[MR_MAX];
     for (int r = 0; r < mr && g->bias_kind == BN_ROWS; r++) {
@@ -598,7 +603,7 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
     }
     if (g->cols_outer)
         prefetch_rows_below(E, g, i0, mr, j0, nv);
-    Loop kl = loop_open(E, i64c(E, 0), g->K, &k);
+    Loop kl = loop_open(E, g->k0, g->k1, &k);
     LLVMValueRef bv[NV_MAX];
     for (int v = 0; v < nv; v++)
         bv[v] = masked_load(E, at2(E, g->b, k, g->ldb, j0, one, v * LANES), mask[v]);
@@ -613,12 +618,15 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
     loop_close(E, &kl, 1);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++) {
-            LLVMValueRef sum = LLVMBuildLoad2(E->b, vt, acc[r][v], "");
+            LLVMValueRef sum = LLVMBuildLoad2(E->b, vt, acc[r][v], ""), out = sum;
             if (g->bias_kind == BN_ROWS) {                  /* scale sum + shift */
                 LLVMValueRef args[3] = {sum, scale[r], shift[r]};
-                sum = vector_intrinsic(E, "llvm.fma", types, 1, args, 3);
+                out = vector_intrinsic(E, "llvm.fma", types, 1, args, 3);
             }
-            masked_store(E, relu_of(E, g, sum), at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
+            out = relu_of(E, g, out);
+            if (out != sum && g->kblock)                    /* a partial sum stays as it is */
+                out = LLVMBuildSelect(E->b, g->more, sum, out, "");
+            masked_store(E, out, at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
         }
 }
 
@@ -816,6 +824,7 @@ static LLVMValueRef gemm_routine(Emit *E, const char *name, const GemmArgs *prot
     LLVMValueRef *f = &g.M;
     for (unsigned i = 0; i < NARGS; i++)
         f[i] = LLVMGetParam(fn, i);
+    g.k0 = i64c(E, 0), g.k1 = g.K, g.from_c = g.acc, g.more = LLVMConstInt(E->i1, 0, 0);
     body(E, &g);
     LLVMBuildRetVoid(E->b);
     E->fn = saved_fn;
@@ -884,12 +893,43 @@ static void gemm_cols_outer(Emit *E, const GemmArgs *g)
 /* cnnc.gemm(M, N, K, A, sai, sak, B, ldb, C, ldc, acc). One routine per
  * module, called by every GEMM of every kernel, keeps the code (and compile
  * time) small. */
-static void gemm_body(Emit *E, const GemmArgs *g)
+static void gemm_order(Emit *E, const GemmArgs *g)
 {
     if (g->cols_outer)
         gemm_cols_outer(E, g);
     else
         row_blocks(E, g, g->tile_r, gemm_rows);
+}
+
+/* With kblock, k in blocks of kc, each block through the whole of C before
+ * the next: kc rows of B, kc N floats, take at most a quarter of the host's
+ * L2 (the whole of K when B fits), so that B stays in the L2 while each
+ * block of rows of A (a few rows by kc, in the L1) runs along it; without,
+ * B larger than the L2 would come from the L3 once per block of rows. C is
+ * loaded and stored once per block of k (a partial sum), which costs
+ * little next to the kc M N multiply-adds. */
+static void gemm_body(Emit *E, const GemmArgs *g)
+{
+    if (!g->kblock) {
+        gemm_order(E, g);
+        return;
+    }
+    LLVMValueRef kc = LLVMBuildSDiv(E->b, i64c(E, host_l2_bytes() / 4 / (int64_t)sizeof(float)),
+                                    LLVMBuildNSWMul(E->b, g->N, i64c(E, 1), ""), "");
+    LLVMValueRef few = LLVMBuildICmp(E->b, LLVMIntSLT, kc, i64c(E, 16), "");
+    kc = LLVMBuildSelect(E->b, few, i64c(E, 16), kc, "");
+    LLVMValueRef k0;
+    Loop kl = loop_open(E, i64c(E, 0), g->K, &k0);
+    GemmArgs h = *g;
+    LLVMValueRef end = LLVMBuildNSWAdd(E->b, k0, kc, "");
+    h.more = LLVMBuildICmp(E->b, LLVMIntSLT, end, g->K, "");
+    h.k0 = k0, h.k1 = LLVMBuildSelect(E->b, h.more, end, g->K, "");
+    h.from_c = LLVMBuildOr(E->b, g->acc, LLVMBuildICmp(E->b, LLVMIntSGT, k0, i64c(E, 0), ""), "");
+    gemm_order(E, &h);
+    LLVMValueRef i = LLVMBuildLoad2(E->b, E->i64, kl.var, "");
+    LLVMBuildStore(E->b, LLVMBuildNSWAdd(E->b, i, kc, ""), kl.var);
+    LLVMBuildBr(E->b, kl.cond);
+    LLVMPositionBuilderAtEnd(E->b, kl.done);
 }
 
 /* The untuned loop order: rows outside reads all of B once per block of
@@ -903,6 +943,8 @@ static bool cols_outer_default(const Gemm *gm)
 {
     if (gm->M->kind == X_INT && gm->M->ival <= 1)
         return false;                                   /* one row: one pass either way */
+    if (gm->kblock)
+        return false;                                   /* B's block of k stays in the L2 */
     return gm->K->kind != X_INT || 4 * gm->K->ival * gm->N > host_l2_bytes() / 2;
 }
 
@@ -911,7 +953,7 @@ static bool cols_outer_default(const Gemm *gm)
 static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
 {
     GemmArgs proto = {.bias_kind = !gm->bias ? NO_BIAS : gm->bn_rows ? BN_ROWS : gm->bias_rows ? BIAS_ROWS : BIAS_COLS,
-                      .relu = gm->relu};
+                      .relu = gm->relu, .kblock = gm->kblock && !gm->bt};
     if (gm->bn_rows && gm->bt)
         internal_error("a folded batchnorm in an A B^T GEMM");
     gemm_tile_default(gm->bt, &proto.tile_r, &proto.tile_c);
@@ -920,10 +962,10 @@ static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
         proto.tile_r = gm->tile_r, proto.tile_c = gm->tile_c;
     proto.cols_outer = gm->tile_r ? gm->cols_outer : cols_outer_default(gm);
     static const char *const bias[] = {"", ".bias_rows", ".bias_cols", ".bn_rows"};
-    const char *name = arena_printf("cnnc.gemm%s%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
+    const char *name = arena_printf("cnnc.gemm%s%s%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
                                     gm->relu ? ".relu" : "",
                                     tiled ? arena_printf(".%dx%d", proto.tile_r, proto.tile_c) : "",
-                                    gm->cols_outer ? ".cols" : "");
+                                    gm->cols_outer ? ".cols" : "", proto.kblock ? ".kblock" : "");
     LLVMValueRef fn = LLVMGetNamedFunction(E->mod, name);
     return fn ? fn : gemm_routine(E, name, &proto, gm->bt ? gemm_nt_body : gemm_body);
 }

@@ -570,6 +570,21 @@ x -> conv(4, 3) -> relu -> conv(2, 1) -> flatten -> dense(5) -> f
 loss = softmax_cross_entropy(f, y)
 """, [3, 9, 9], conv_p("conv1", 4, 3, 3) + conv_p("conv2", 2, 4, 1) + dense_p("dense1", 5, 98), fwd, labels=5)
 
+    def fwd(c, x):
+        h = F.relu(c.conv("conv1", x, pad=1))              # [16,14,14]
+        h = c.conv("conv2", h, pad=1)                      # [16,14,14]
+        return {"f": c.dense("dense1", flatten(h))}
+    add("""\
+network ref_conv_wino14
+input  x : [16, 14, 14]
+labels y : class(5)
+# 3x3 stride-1 convolutions on 14x14 with 16 channels: in a call of at least
+# 4 examples, the first 4 floor(n / 4) take Winograd, the rest im2col
+# (conv2's input gradient too)
+x -> conv(16, 3x3, pad = 1) -> relu -> conv(16, 3x3, pad = 1) -> flatten -> dense(5) -> f
+loss = softmax_cross_entropy(f, y)
+""", [16, 14, 14], conv_p("conv1", 16, 16, 3) + conv_p("conv2", 16, 16, 3) + dense_p("dense1", 5, 3136), fwd, labels=5)
+
     # ---- pooling -----------------------------------------------------------------------
     neg_bias = {"conv1.bias": (-1.5, 0.1)}   # conv outputs mostly negative: a zero pad would win
 
