@@ -531,6 +531,7 @@ typedef enum {
     X_INT,      /* ival */
     X_VAR,      /* var: a loop variable, or the batch size n (var 0) */
     X_IADD, X_IMUL, X_IDIV, X_IMIN, X_IMAX,   /* idiv: a / b rounded down, a >= 0, b > 0 */
+    X_FTOI,     /* a (float, holding an integer) as an integer: an index kept in a float buffer */
     /* float */
     X_FLT,      /* fval */
     X_LOAD,     /* buf[a] */

@@ -139,7 +139,7 @@ static LLVMValueRef tag(Emit *E, LLVMValueRef inst, const Buf *b)
 
 /* ---- expressions ---------------------------------------------------------- */
 
-static bool int_kind(XKind k) { return k <= X_IMAX; }
+static bool int_kind(XKind k) { return k <= X_FTOI; }
 
 static LLVMValueRef expr(Emit *E, const Expr *e);
 
@@ -275,6 +275,7 @@ static LLVMValueRef expr(Emit *E, const Expr *e)
     }
     case X_LOAD: return tag(E, LLVMBuildLoad2(E->b, E->f32, address(E, e->buf, e->a), ""), e->buf);
     case X_ITOF: return LLVMBuildSIToFP(E->b, expr(E, e->a), E->f32, "");
+    case X_FTOI: return LLVMBuildFPToSI(E->b, expr(E, e->a), E->i64, "");
     case X_LT:
     case X_LE:
     case X_EQ:   return compare(E, e);

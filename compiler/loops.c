@@ -618,7 +618,8 @@ static bool dw_unrolled(const Window *w) { return w->kh * w->kw <= DW_UNROLL_TAP
 
 /* Channel c (an open loop's variable) of example b of src [C, H, W], copied
  * into its place in the padded scratch dst [C, H + pt + pb, W + pl + pr]:
- * the padding rows and columns zeroed, the image copied. Done per channel
+ * the padding rows and columns set to `fill` (0 around a conv's input,
+ * -inf around a max pooling's), the image copied. Done per channel
  * inside the channel loop, so the channel is still in L1/L2 when it is
  * read, and the channel loop stays independent (each iteration writes its
  * own block of dst). */
@@ -627,19 +628,19 @@ typedef struct { int64_t t, b, l, r; } Pads;
 static Expr *pre_act(const Node *pre, Expr *v) { return pre ? unary(pre, v) : v; }
 
 static void pad_plane(Lower *L, const Node *src, int b, int c, int64_t H, int64_t W, Pads p, const Buf *dst,
-                      const Node *pre)
+                      const Node *pre, float fill)
 {
     Vec *here = L->out;
     int64_t Hp = H + p.t + p.b, Wp = W + p.l + p.r;
     Expr *base = imul(var(c), i64(Hp * Wp));
     if (p.t) {
         int i = open_for(L, p.t * Wp);
-        store(L, dst, iadd(base, var(i)), f32(0), false);
+        store(L, dst, iadd(base, var(i)), f32(fill), false);
         L->out = here;
     }
     if (p.b) {
         int i = open_for(L, p.b * Wp);
-        store(L, dst, iadd(base, iadd(i64((p.t + H) * Wp), var(i))), f32(0), false);
+        store(L, dst, iadd(base, iadd(i64((p.t + H) * Wp), var(i))), f32(fill), false);
         L->out = here;
     }
     int ih = open_for(L, H);
@@ -647,12 +648,12 @@ static void pad_plane(Lower *L, const Node *src, int b, int c, int64_t H, int64_
     Expr *rp = iadd(base, imul(iadd(var(ih), i64(p.t)), i64(Wp)));   /* the padded row's start */
     if (p.l) {
         int j = open_for(L, p.l);
-        store(L, dst, iadd(rp, var(j)), f32(0), false);
+        store(L, dst, iadd(rp, var(j)), f32(fill), false);
         L->out = row;
     }
     if (p.r) {
         int j = open_for(L, p.r);
-        store(L, dst, iadd(rp, iadd(i64(p.l + W), var(j))), f32(0), false);
+        store(L, dst, iadd(rp, iadd(i64(p.l + W), var(j))), f32(fill), false);
         L->out = row;
     }
     int iw = open_for(L, W);
@@ -663,7 +664,7 @@ static void pad_plane(Lower *L, const Node *src, int b, int c, int64_t H, int64_
 
 static void pad_channel(Lower *L, const Node *x, int b, int ci, const Window *w, const Buf *xp)
 {
-    pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, NULL);
+    pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, NULL, 0);
 }
 
 /* At stride s > 1 along the width, the padded copy of channel c is
@@ -679,7 +680,7 @@ static int64_t phase_len(const Window *w, int64_t W) { return (W + w->pl + w->pr
 /* One input row (rx its first cell in x) split into its s column phases:
  * phase p's cell q (padded column q s + p) at dst[rq + p ps + q], q < Wq. */
 static void phase_row(Lower *L, const Node *x, int b, Expr *rx, const Window *w, int64_t W, const Buf *dst,
-                      Expr *rq, int64_t ps, const Node *pre)
+                      Expr *rq, int64_t ps, const Node *pre, float fill)
 {
     Vec *row = L->out;
     int64_t st = w->sw, Wq = phase_len(w, W);
@@ -700,7 +701,7 @@ static void phase_row(Lower *L, const Node *x, int b, Expr *rx, const Window *w,
             Expr *iw = iadd(imul(var(q), i64(st)), i64(p - w->pl));
             Expr *in = and2(ex(X_LE, i64(0), iw), ex(X_LT, iw, i64(W)));
             store(L, dst, iadd(rq, iadd(i64(p * ps), var(q))),
-                  select3(in, pre_act(pre, elem(L, x, b, iadd(rx, clamp(iw, W)))), f32(0)), false);
+                  select3(in, pre_act(pre, elem(L, x, b, iadd(rx, clamp(iw, W)))), f32(fill)), false);
         }
         L->out = row;
     }
@@ -714,7 +715,7 @@ static void phase_row(Lower *L, const Node *x, int b, Expr *rx, const Window *w,
 }
 
 static void pad_channel_phased(Lower *L, const Node *x, int b, int c, const Window *w, const Buf *xq,
-                               const Node *pre)
+                               const Node *pre, float fill)
 {
     Vec *here = L->out;
     int64_t H = x->shape.d[1], W = x->shape.d[2], Hp = H + w->pt + w->pb, st = w->sw;
@@ -722,17 +723,17 @@ static void pad_channel_phased(Lower *L, const Node *x, int b, int c, const Wind
     Expr *base = imul(var(c), i64(Hp * Wr));
     if (w->pt) {
         int i = open_for(L, w->pt * Wr);
-        store(L, xq, iadd(base, var(i)), f32(0), false);
+        store(L, xq, iadd(base, var(i)), f32(fill), false);
         L->out = here;
     }
     if (w->pb) {
         int i = open_for(L, w->pb * Wr);
-        store(L, xq, iadd(base, iadd(i64((w->pt + H) * Wr), var(i))), f32(0), false);
+        store(L, xq, iadd(base, iadd(i64((w->pt + H) * Wr), var(i))), f32(fill), false);
         L->out = here;
     }
     int ih = open_for(L, H);
     Expr *rq = iadd(base, imul(iadd(var(ih), i64(w->pt)), i64(Wr)));      /* the row's phases */
-    phase_row(L, x, b, imul(imad(var(c), H, var(ih)), i64(W)), w, W, xq, rq, Wq, pre);
+    phase_row(L, x, b, imul(imad(var(c), H, var(ih)), i64(W)), w, W, xq, rq, Wq, pre, fill);
     L->out = here;
 }
 
@@ -761,7 +762,7 @@ static void pad_channel_planes(Lower *L, const Node *x, int b, int c, const Wind
         int r = open_range(L, i64(lo), i64(hi));
         Expr *ih = iadd(imul(var(r), i64(st)), i64(rp - w->pt));
         Expr *rq = iadd(base, iadd(i64(rp * st * plane), imul(var(r), i64(Wq))));
-        phase_row(L, x, b, imul(imad(var(c), H, ih), i64(W)), w, W, xs, rq, plane, NULL);
+        phase_row(L, x, b, imul(imad(var(c), H, ih), i64(W)), w, W, xs, rq, plane, NULL, 0);
         L->out = here;
     }
 }
@@ -807,9 +808,9 @@ static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
     int b = begin(L, n, &top), ci = open_for(L, C);
     const Node *pre = L->pre[n->id];
     if (phased)
-        pad_channel_phased(L, x, b, ci, w, xp, pre);
+        pad_channel_phased(L, x, b, ci, w, xp, pre, 0);
     else if (xp)
-        pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, pre);
+        pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, pre, 0);
     Expr *co = m > 1 ? imad(var(ci), m, var(open_for(L, m))) : var(ci);
     int wv[DW_UNROLL_TAPS];
     dw_weights(L, n, co, wv);
@@ -906,7 +907,7 @@ static void lower_conv_dx_depthwise_unrolled(Lower *L, const Node *n, Pads pd)
     int64_t Hq = OH + pd.t + pd.b, Wq = OW + pd.l + pd.r;
     const Buf *dx = L->buf[n->id], *dyp = scratch(L, "dypad", C * Hq * Wq);
     int b = begin(L, n, &top), c = open_for(L, C);
-    pad_plane(L, dy, b, c, OH, OW, pd, dyp, NULL);
+    pad_plane(L, dy, b, c, OH, OW, pd, dyp, NULL, 0);
     int wv[DW_UNROLL_TAPS];
     dw_weights(L, n, var(c), wv);
     int ih = open_for(L, H), iw = open_for(L, W);
@@ -945,7 +946,7 @@ static void lower_conv_dx_depthwise_planes(Lower *L, const Node *n)
     const Buf *dxs = scratch(L, "dxplanes", C * st * st * plane);
     int b = begin(L, n, &top), c = open_for(L, C);
     Vec *chan = L->out;
-    pad_plane(L, dy, b, c, OH, OW, (Pads){Eh, Hd - Eh - OH, Ew, Wd - Ew - OW}, dyp, NULL);
+    pad_plane(L, dy, b, c, OH, OW, (Pads){Eh, Hd - Eh - OH, Ew, Wd - Ew - OW}, dyp, NULL, 0);
     int wv[DW_UNROLL_TAPS];
     dw_weights(L, n, var(c), wv);
     for (int64_t a = 0; a < st; a++)
@@ -1090,7 +1091,7 @@ static void lower_conv_dw_depthwise_flat(Lower *L, const Node *n)
                                                           shape_str(n->shape));
     int c = open_for(L, C);
     pad_channel(L, x, b, c, w, xp);
-    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wp - OW}, dyp, NULL);
+    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wp - OW}, dyp, NULL, 0);
     int64_t off[DW_UNROLL_TAPS];
     for (int kh = 0; kh < w->kh; kh++)
         for (int kw = 0; kw < w->kw; kw++)
@@ -1119,7 +1120,7 @@ static void lower_conv_dw_depthwise_planes(Lower *L, const Node *n)
                                                           shape_str(n->shape));
     int c = open_for(L, C);
     pad_channel_planes(L, x, b, c, w, xs);
-    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wq - OW}, dyp, NULL);
+    pad_plane(L, dy, b, c, OH, OW, (Pads){0, 0, 0, Wq - OW}, dyp, NULL, 0);
     int64_t off[DW_UNROLL_TAPS];
     for (int kh = 0; kh < w->kh; kh++)
         for (int kw = 0; kw < w->kw; kw++) {
@@ -1654,6 +1655,83 @@ static Expr *pad_count(const Window *w, int oh, int ow, int64_t H, int64_t W)
     return ex(X_ITOF, imul(nh, nw), NULL);
 }
 
+/* A pooling window's tap (kh, kw) for output (oh, ow) of channel c in its
+ * padded copy xp: [C, Hp, Wp], or at stride s > 1 along the width the
+ * phased copy [C, Hp, s, Wq] (pad_channel_phased), where the tap is phase
+ * (kw d) % s at ow + (kw d) / s, contiguous in ow. */
+static Expr *pool_tap(const Window *w, int c, int64_t Hp, int64_t Wq, int oh, int ow, int kh, int kw)
+{
+    Expr *row = iadd(imul(var(oh), i64(w->sh)), i64(kh * w->dh));
+    if (w->sw > 1)
+        return iadd(imad(imad(var(c), Hp, row), w->sw * Wq, var(ow)),
+                    i64((kw * w->dw) % w->sw * Wq + kw * w->dw / w->sw));
+    return imad(imad(var(c), Hp, row), Wq, iadd(var(ow), i64(kw * w->dw)));
+}
+
+/* Channel c of example b of the pooling input x, padded with `fill` into xp
+ * (phased at stride > 1 along the width, see pool_tap). */
+static void pool_pad(Lower *L, const Node *x, int b, int c, const Window *w, const Buf *xp, float fill)
+{
+    if (w->sw > 1)
+        pad_channel_phased(L, x, b, c, w, xp, NULL, fill);
+    else
+        pad_plane(L, x, b, c, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, NULL, fill);
+}
+
+static const Buf *pool_scratch(Lower *L, const Node *x, const Window *w, const char *name)
+{
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wq = phase_len(w, x->shape.d[2]);
+    return scratch(L, name, x->shape.d[0] * Hp * w->sw * Wq);
+}
+
+/* Up to this many cells a pooling window's taps are unrolled (as a depthwise
+ * conv's); avgpool's divisor is then in closed form (undilated windows). */
+static bool pool_unrolled(const Window *w, bool max)
+{
+    return w->kh * w->kw <= DW_UNROLL_TAPS && (max || (w->dh == 1 && w->dw == 1));
+}
+
+/* avgpool without count_pad: the cells of window (oh, ow) inside the image,
+ * (min(h0 + kh, H) - max(h0, 0)) (min(w0 + kw, W) - max(w0, 0)),
+ * h0 = oh sh - pt, w0 = ow sw - pl */
+static Expr *inside_count(const Window *w, int oh, int ow, int64_t H, int64_t W)
+{
+    Expr *h0 = iadd(imul(var(oh), i64(w->sh)), i64(-w->pt)), *w0 = iadd(imul(var(ow), i64(w->sw)), i64(-w->pl));
+    Expr *nh = iadd(ex(X_IMIN, iadd(h0, i64(w->kh)), i64(H)), imul(ex(X_IMAX, h0, i64(0)), i64(-1)));
+    Expr *nw = iadd(ex(X_IMIN, iadd(w0, i64(w->kw)), i64(W)), imul(ex(X_IMAX, w0, i64(0)), i64(-1)));
+    return ex(X_ITOF, imul(nh, nw), NULL);
+}
+
+/* maxpool and avgpool with the taps unrolled:
+ *   y[c, oh, ow] = max_{kh, kw} xp[c, oh s + kh d, ow s + kw d]  (xp: x padded with -inf)
+ *   y[c, oh, ow] = sum_{kh, kw} xp[c, oh s + kh, ow s + kw] / count  (xp: padded with 0)
+ * Per channel its padded copy, then per output row one loop along ow whose
+ * body is the whole window: no bounds tests, contiguous in ow (the copy is
+ * phased at stride > 1), so LLVM vectorizes it along ow. */
+static void lower_pool_unrolled(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *x = n->in[0];
+    bool max = n->op == OP_MAXPOOL;
+    int64_t H = x->shape.d[1], W = x->shape.d[2], OH = n->shape.d[1], OW = n->shape.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wq = phase_len(w, W);
+    const Buf *y = L->buf[n->id], *xp = pool_scratch(L, x, w, "xpool");
+    int b = begin(L, n, &top), c = open_for(L, n->shape.d[0]);
+    pool_pad(L, x, b, c, w, xp, max ? -INFINITY : 0);
+    int oh = open_for(L, OH), ow = open_for(L, OW);
+    Expr *acc = NULL;
+    for (int kh = 0; kh < w->kh; kh++)
+        for (int kw = 0; kw < w->kw; kw++) {
+            Expr *v = load(xp, pool_tap(w, c, Hp, Wq, oh, ow, kh, kw));
+            acc = acc ? ex(max ? X_MAX : X_ADD, acc, v) : v;
+        }
+    if (!max)
+        acc = ex(X_DIV, acc, w->count_pad ? pad_count(w, oh, ow, H, W) : inside_count(w, oh, ow, H, W));
+    store(L, y, at(y, b, imad(imad(var(c), OH, var(oh)), OW, var(ow))), acc, false);
+    L->out = top;
+}
+
 /* maxpool: y = max over the window's cells inside the image;
  * avgpool: y = mean over the same cells (padding does not count), or
  * with count_pad their sum over pad_count. */
@@ -1664,6 +1742,10 @@ static void lower_pool(Lower *L, const Node *n)
     Shape xs = n->in[0]->shape;
     int64_t H = xs.d[1], W = xs.d[2];
     bool max = n->op == OP_MAXPOOL;
+    if (!(max && tiles_2x2(w, H, W)) && pool_unrolled(w, max)) {
+        lower_pool_unrolled(L, n);
+        return;
+    }
     int b = begin(L, n, &top);
     if (max && tiles_2x2(w, H, W)) {          /* vectorized along rows */
         Pool *p = pool(L, n->shape.d[0] * n->shape.d[1], W, false);
@@ -2657,6 +2739,59 @@ static void lower_maxpool_dx_2x2(Lower *L, const Node *p, const Node *masked)
     L->out = top;
 }
 
+/* maxpool with overlapping windows (taps unrolled, see pool_unrolled):
+ * dy goes to the first cell of each window holding its maximum, in two
+ * passes per output row of channel c:
+ *   where[ow] = the offset in the padded plane of the first tap t (row-major)
+ *               with xp[t] == y[c, oh, ow]; the plane's extra last cell when
+ *               none is (a NaN maximum)    -- vectorized along ow: xp is x
+ *               padded with NaN, which equals nothing, so no bounds tests
+ *   dxp[where[ow]] += dy[c, oh, ow]        -- one scalar add per output
+ * then dx[c] is dxp's inside. Each channel has its own blocks of dxp and
+ * where, so the channels run in parts across threads. */
+static void lower_maxpool_dx_unrolled(Lower *L, const Node *n)
+{
+    Vec *top;
+    const Window *w = &n->win;
+    const Node *dy = n->in[0], *x = n->in[1], *y = n->in[2];
+    int64_t C = n->shape.d[0], H = n->shape.d[1], W = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, Wq = phase_len(w, W), plane = Hp * Wp + 1;
+    const Buf *xp = pool_scratch(L, x, w, "xpool"), *dxp = scratch(L, "dxpool", C * plane);
+    const Buf *where = scratch(L, "where", C * OW), *dx = L->buf[n->id];
+    int b = begin(L, n, &top);
+    Vec *nest = L->out;
+    int c = open_for(L, C);
+    ((LStmt *)nest->at[nest->n - 1])->parallel = true;      /* the channels are independent */
+    Vec *chan = L->out;
+    pool_pad(L, x, b, c, w, xp, NAN);
+    Expr *base = imul(var(c), i64(plane));
+    int i = open_for(L, plane);
+    store(L, dxp, iadd(base, var(i)), f32(0), false);
+    L->out = chan;
+    int oh = open_for(L, OH);
+    Vec *row = L->out;
+    int ow = open_for(L, OW);
+    Expr *yi = imad(imad(var(c), OH, var(oh)), OW, var(ow));
+    int m = set_new(L, elem(L, y, b, yi));
+    Expr *corner = ex(X_ITOF, imad(imul(var(oh), i64(w->sh)), Wp, imul(var(ow), i64(w->sw))), NULL);
+    Expr *pick = f32((float)(Hp * Wp));
+    for (int kh = w->kh - 1; kh >= 0; kh--)              /* the last test decides: the first tap wins */
+        for (int kw = w->kw - 1; kw >= 0; kw--) {
+            Expr *hit = ex(X_EQ, load(xp, pool_tap(w, c, Hp, Wq, oh, ow, kh, kw)), get(m));
+            pick = select3(hit, ex(X_ADD, corner, f32((float)(kh * w->dh * Wp + kw * w->dw))), pick);
+        }
+    store(L, where, imad(var(c), OW, var(ow)), pick, false);
+    L->out = row;
+    ow = open_for(L, OW);
+    store(L, dxp, iadd(base, ex(X_FTOI, load(where, imad(var(c), OW, var(ow))), NULL)),
+          elem(L, dy, b, imad(imad(var(c), OH, var(oh)), OW, var(ow))), true);
+    L->out = chan;
+    int ih = open_for(L, H), iw = open_for(L, W);
+    store(L, dx, at(dx, b, imad(imad(var(c), H, var(ih)), W, var(iw))),
+          load(dxp, iadd(base, imad(iadd(var(ih), i64(w->pt)), Wp, iadd(var(iw), i64(w->pl))))), false);
+    L->out = top;
+}
+
 /* maxpool: dy goes to the first cell of the window holding the maximum */
 static void lower_maxpool_dx(Lower *L, const Node *n)
 {
@@ -2672,9 +2807,13 @@ static void lower_maxpool_dx(Lower *L, const Node *n)
         lower_maxpool_dx_tiled(L, n);
         return;
     }
+    int64_t H = n->shape.d[1], W = n->shape.d[2];
+    if (pool_unrolled(w, true) && (H + w->pt + w->pb) * (W + w->pl + w->pr) < 1 << 24) {    /* offsets exact in float */
+        lower_maxpool_dx_unrolled(L, n);
+        return;
+    }
     Vec *top, *pixel;
     const Node *x = n->in[1], *y = n->in[2];
-    int64_t H = n->shape.d[1], W = n->shape.d[2];
     int c, oh, ow, b = pool_window(L, n, &top, &c, &oh, &ow, &pixel);
     Expr *yidx = imad(imad(var(c), dy->shape.d[1], var(oh)), dy->shape.d[2], var(ow));
     int m = set_new(L, elem(L, y, b, yidx)), done = set_new(L, f32(0));
@@ -3322,6 +3461,7 @@ static void print_expr(FILE *out, const Expr *e)
         [X_IMIN] = "min", [X_IMAX] = "max",
         [X_MAX] = "max", [X_MIN] = "min", [X_POW] = "pow", [X_NEG] = "-", [X_EXP] = "exp",
         [X_LOG] = "log", [X_SQRT] = "sqrt", [X_ABS] = "abs", [X_TANH] = "tanh", [X_ITOF] = "float",
+        [X_FTOI] = "int",
         [X_FLOOR] = "floor", [X_TRUNC] = "trunc",
     };
     switch (e->kind) {
