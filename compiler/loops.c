@@ -1627,6 +1627,7 @@ static void lower_conv(Lower *L, const Node *n)
     Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * N));
     gemm(L, i64(cg), N, i64(Kg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), Kg, 1, col ? col : xb,
          col ? in : at(xb, b, in), N, y, at(y, b, iadd(imul(g, i64(cg * P)), p0)), P, false);
+    ((LStmt *)L->out->at[L->out->n - 1])->gemm->kblock = (int64_t)sizeof(float) * Kg * N > host_l2_bytes() / 2;
     epilogue(L, n, true, imul(g, i64(cg)));
     if (pairs) {
         Gemm *gm = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
