@@ -2464,7 +2464,11 @@ static void lower_conv_dx(Lower *L, const Node *n)
  *   dW = sum_b dy_b colT_b,   colT_b[p, k] = col_b[k, p]   (the "im2row"):
  * an ordinary GEMM of [c, P] by [P, K], whose kernel broadcasts dy and runs
  * along dW's rows in vectors (k), where gemm_nt sums along p and reduces
- * across lanes. The GEMM sums over D = E R OW columns of dy at a time, D
+ * across lanes. With C >= 16 input channels colT's columns are in the
+ * order (kh, kw, ci), each row kh kw runs of C floats copied from a
+ * channels-innermost copy of x, and the GEMM sums into a scratch dWp in
+ * that order, put back into dW's (ci, kh, kw) at the end (the same sums in
+ * the same order: the gradient's bits do not change). The GEMM sums over D = E R OW columns of dy at a time, D
  * at least DW_DEPTH, so that each tile of dW (up to 9.4 MB in all) is
  * loaded and stored once per D products rather than once per example:
  *   - a small image (ResNet's 7x7, 14x14): E examples a GEMM, their colT
@@ -2542,13 +2546,52 @@ static DwPlan dw_plan(const Node *n)
     return d;
 }
 
-/* im2row of output rows r of example b into colT from row `row0` on:
+/* The padded copy of example b of x that im2row reads, channels innermost:
+ * xhwc[(r Wp + j) C + ci] = x[ci, r - pt, j - pl], 0 in the padding. */
+static const Buf *hwc_copy(Lower *L, const Node *x, int b, const Window *w)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
+    const Buf *xT = scratch(L, "xhwc", Hp * Wp * C);
+    if (has_padding(w))
+        zero_scratch(L, xT, Hp * Wp * C);
+    int ih = open_for(L, H), iw = open_for(L, W), ci = open_for(L, C);
+    store(L, xT, imad(imad(iadd(var(ih), i64(w->pt)), Wp, iadd(var(iw), i64(w->pl))), C, var(ci)),
+          elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
+    L->out = here;
+    return xT;
+}
+
+/* im2row of output rows r of example b into colT from row `row0` on, its
+ * columns in the order k' = (kh, kw, ci):
+ * colT[row0 + (oh - oh0) OW + ow, k'] = xhwc[oh s + kh d, ow s + kw d, ci],
+ * so that each row of colT is kh kw runs of C floats copied whole from the
+ * channels-innermost copy (hwc_copy). The GEMM then sums dW in that column
+ * order (dw_unpermute puts it back). */
+static void im2row_hwc(Lower *L, const Buf *xT, int64_t C, int64_t Wp, const Window *w, Shape out, Rows r,
+                       Expr *row0, int64_t ld, const Buf *colT)
+{
+    Vec *here = L->out;
+    int64_t OW = out.d[2];
+    int oh = open_rows(L, r), ow = open_for(L, OW);
+    int kh = open_for(L, w->kh), kw = open_for(L, w->kw), ci = open_for(L, C);
+    Expr *ih = iadd(imul(var(oh), i64(w->sh)), imul(var(kh), i64(w->dh)));
+    Expr *iw = iadd(imul(var(ow), i64(w->sw)), imul(var(kw), i64(w->dw)));
+    Expr *k = imad(imad(var(kh), w->kw, var(kw)), C, var(ci));
+    store(L, colT, imad(iadd(row0, col_of(r, oh, OW, ow)), ld, k), load(xT, imad(imad(ih, Wp, iw), C, var(ci))), false);
+    L->out = here;
+}
+
+/* With fewer channels than a vector (LeNet's 6), runs of C floats are
+ * short: im2row in the weights' own column order k = (ci, kh, kw),
  * colT[row0 + (oh - oh0) OW + ow, k] = x[ci, oh s + kh d - pad, ow s + kw d - pad],
- * k = (ci, kh, kw), from the padded copy xp with padding. Each row of colT
- * is written along k; the reads hop between channels (C rows of x at a
- * time, in the L1 for the sizes of ResNet and VGG). */
-static void im2row(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, Rows r,
-                   Expr *row0, int64_t ld, const Buf *colT)
+ * from the padded copy xp with padding; each row of colT written along k,
+ * the reads hopping between channels. */
+static bool rows_hwc(const Node *x) { return x->shape.d[0] >= LANES_F32; }
+
+static void im2row_chw(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, Rows r,
+                       Expr *row0, int64_t ld, const Buf *colT)
 {
     Vec *here = L->out;
     int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OW = out.d[2];
@@ -2560,6 +2603,34 @@ static void im2row(Lower *L, const Node *x, int b, const Buf *xp, const Window *
                  : elem(L, x, b, imad(imad(var(ci), H, tap_h(w, oh, kh)), W, tap_w(w, ow, kw)));
     store(L, colT, imad(iadd(row0, col_of(r, oh, OW, ow)), ld, k), v, false);
     L->out = here;
+}
+
+/* What im2row reads for example b: the channels-innermost copy, or (few
+ * channels) the padded copy (NULL without padding: x itself). */
+static const Buf *im2row_source(Lower *L, const Node *x, int b, const Window *w)
+{
+    return rows_hwc(x) ? hwc_copy(L, x, b, w) : im2col_source(L, x, b, w);
+}
+
+static void im2row(Lower *L, const Node *x, int b, const Buf *src, const Window *w, Shape out, Rows r, Expr *row0,
+                   int64_t ld, const Buf *colT)
+{
+    if (rows_hwc(x))
+        im2row_hwc(L, src, x->shape.d[0], x->shape.d[2] + w->pl + w->pr, w, out, r, row0, ld, colT);
+    else
+        im2row_chw(L, x, b, src, w, out, r, row0, ld, colT);
+}
+
+/* dW[co, (ci, kh, kw)] = dWp[co, (kh, kw, ci)]: the weight gradient from
+ * the GEMM's column order (see im2row) to the weights' */
+static void dw_unpermute(Lower *L, const Node *n, const Buf *dWp)
+{
+    Vec *top = L->out;
+    int64_t co = n->shape.d[0], C = n->shape.d[1], T = n->win.kh * n->win.kw, K = C * T;
+    int o = open_for(L, co), ci = open_for(L, C), t = open_for(L, T);
+    store(L, L->buf[n->id], imad(var(o), K, imad(var(ci), T, var(t))), load(dWp, imad(var(o), K, imad(var(t), C, var(ci)))),
+          false);
+    L->out = top;
 }
 
 /* dyE[co, col0 + p] = dy[b, co, p0 + p] for p < len: a run of example b's
@@ -2577,32 +2648,34 @@ static void dy_run(Lower *L, const Buf *dyb, int b, Expr *p0, int64_t len, Expr 
  * tiles where the registers hold them (the tuner may choose others),
  * columns outside: a strip of colT stays in the cache while dyE, c D
  * floats, streams past it from the L2. */
-static void dw_gemm(Lower *L, const Node *n, const DwPlan *d, int64_t D, Expr *depth, const Buf *dyE, const Buf *colT)
+static void dw_gemm(Lower *L, const Node *n, const DwPlan *d, int64_t D, Expr *depth, const Buf *dyE, const Buf *colT,
+                    const Buf *dWp)
 {
     int64_t co = n->shape.d[0], K = shape_count(n->shape) / co;
-    gemm(L, i64(co), K, depth, dyE, i64(0), D, 1, colT, i64(0), d->ld, L->buf[n->id], i64(0), K, true);
+    gemm(L, i64(co), K, depth, dyE, i64(0), D, 1, colT, i64(0), d->ld, dWp, i64(0), K, true);
     Gemm *g = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
     dw_tile(&g->tile_r, &g->tile_c);
     g->cols_outer = true;
 }
 
 /* E = 1: example b, R output rows at a time: im2row and dy's run, then the GEMM. */
-static void dw_rows_example(Lower *L, const Node *n, int b, const DwPlan *d, const Buf *colT, const Buf *dyE)
+static void dw_rows_example(Lower *L, const Node *n, int b, const DwPlan *d, const Buf *colT, const Buf *dyE,
+                            const Buf *dWp)
 {
     const Window *w = &n->win;
     const Node *dy = n->in[0], *x = n->in[1];
     int64_t OH = dy->shape.d[1], OW = dy->shape.d[2], D = d->R * OW;
-    const Buf *xp = im2col_source(L, x, b, w);
+    const Buf *src = im2row_source(L, x, b, w);
     Rows r = {d->R < OH ? imul(var(open_for(L, OH / d->R)), i64(d->R)) : i64(0), d->R};
-    im2row(L, x, b, xp, w, dy->shape, r, i64(0), d->ld, colT);
+    im2row(L, x, b, src, w, dy->shape, r, i64(0), d->ld, colT);
     dy_run(L, L->buf[dy->id], b, imul(r.oh0, i64(OW)), D, i64(0), n->shape.d[0], OH * OW, D, dyE);
-    dw_gemm(L, n, d, D, i64(D), dyE, colT);
+    dw_gemm(L, n, d, D, i64(D), dyE, colT, dWp);
 }
 
 /* E > 1: examples [lo, hi) (at most E), their colT one under another and
  * their dy side by side, then one GEMM over `count` examples' columns. */
 static void dw_group(Lower *L, const Node *n, const DwPlan *d, Expr *lo, Expr *hi, Expr *count, const Buf *colT,
-                     const Buf *dyE)
+                     const Buf *dyE, const Buf *dWp)
 {
     Vec *here = L->out;
     const Node *dy = n->in[0], *x = n->in[1];
@@ -2610,10 +2683,10 @@ static void dw_group(Lower *L, const Node *n, const DwPlan *d, Expr *lo, Expr *h
     int b = open_range(L, lo, hi);
     Expr *col0 = imul(iadd(var(b), imul(lo, i64(-1))), i64(P));      /* (b - lo) P */
     Rows all = {i64(0), dy->shape.d[1]};
-    im2row(L, x, b, im2col_source(L, x, b, &n->win), &n->win, dy->shape, all, col0, d->ld, colT);
+    im2row(L, x, b, im2row_source(L, x, b, &n->win), &n->win, dy->shape, all, col0, d->ld, colT);
     dy_run(L, L->buf[dy->id], b, i64(0), P, col0, n->shape.d[0], P, D, dyE);
     L->out = here;
-    dw_gemm(L, n, d, D, imul(count, i64(P)), dyE, colT);
+    dw_gemm(L, n, d, D, imul(count, i64(P)), dyE, colT, dWp);
 }
 
 /* conv, the weight gradient by rows (see above): E = 1, every example
@@ -2624,24 +2697,33 @@ static void lower_conv_dw_rows(Lower *L, const Node *n, const DwPlan *d)
     const Node *dy = n->in[0];
     int64_t co = n->shape.d[0], E = d->E, D = E * d->R * dy->shape.d[2];
     const Buf *colT = scratch(L, "colT", D * d->ld), *dyE = scratch(L, "dyE", co * D);
-    zero(L, n);
+    bool hwc = rows_hwc(n->in[1]);
+    const Buf *dWp = hwc ? scratch(L, "dWp", shape_count(n->shape)) : L->buf[n->id];    /* see im2row */
+    if (hwc)
+        zero_scratch(L, dWp, shape_count(n->shape));
+    else
+        zero(L, n);
     const char *what = arena_printf("%%%d = conv_dw (im2row, %lld %s a GEMM) : %s", n->id,
                                     (long long)(E > 1 ? E : d->R), E > 1 ? "examples" : "rows", shape_str(n->shape));
     if (E == 1) {
         int b = open_for(L, -1);
         ((LStmt *)top->at[top->n - 1])->comment = what;
-        dw_rows_example(L, n, b, d, colT, dyE);
+        dw_rows_example(L, n, b, d, colT, dyE, dWp);
         L->out = top;
+        if (hwc)
+            dw_unpermute(L, n, dWp);
         return;
     }
     int q = open_range(L, i64(0), groups_of(E));
     ((LStmt *)top->at[top->n - 1])->comment = what;
-    dw_group(L, n, d, imul(var(q), i64(E)), imad(var(q), E, i64(E)), i64(E), colT, dyE);
+    dw_group(L, n, d, imul(var(q), i64(E)), imad(var(q), E, i64(E)), i64(E), colT, dyE, dWp);
     L->out = top;
     open_if(L, ex(X_LT, i64(0), left_over(E)));
     ((LStmt *)top->at[top->n - 1])->comment = arena_printf("%%%d = conv_dw : the examples left over", n->id);
-    dw_group(L, n, d, grouped(E), var(0), left_over(E), colT, dyE);
+    dw_group(L, n, d, grouped(E), var(0), left_over(E), colT, dyE, dWp);
     L->out = top;
+    if (hwc)
+        dw_unpermute(L, n, dWp);
 }
 
 /* conv: dW[co, k] = sum_{b, p} dy[b, co, p] col[b, k, p]: per example the
