@@ -45,6 +45,18 @@ static void part(int64_t n, int64_t unit, int parts, int t, int64_t *lo, int64_t
     *hi = t == parts - 1 ? n : units * (t + 1) / parts * unit;
 }
 
+/* The largest of the `parts` parts of n that part() makes. */
+static int64_t largest_part(int64_t n, int64_t unit, int parts)
+{
+    int64_t most = 0;
+    for (int t = 0; t < parts; t++) {
+        int64_t lo, hi;
+        part(n, unit, parts, t, &lo, &hi);
+        most = hi - lo > most ? hi - lo : most;
+    }
+    return most;
+}
+
 void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
              const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how)
 {
@@ -56,9 +68,15 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
     bool bt = how & RT_GEMM_BT, bias_rows = how & RT_GEMM_BIAS_ROWS;
     int64_t per_row = how & RT_GEMM_BIAS_PAIRS ? 2 : 1;
     int threads = omp_in_parallel() ? 1 : inner_threads;
-    bool by_cols = N / tile_n >= 2 * threads;          /* enough columns for every thread */
-    int64_t units = by_cols ? N / tile_n : M / tile_m;
-    int parts = units < threads ? (int)units : threads;
+    /* by columns or by rows: whichever leaves the busiest thread the smaller
+     * share of C (169 columns in tiles of 32 split 64 + 105; 256 rows in
+     * tiles of 6, 126 + 130), columns when equal */
+    int cparts = N / tile_n < threads ? (int)(N / tile_n) : threads;
+    int rparts = M / tile_m < threads ? (int)(M / tile_m) : threads;
+    double cshare = cparts > 1 ? (double)largest_part(N, tile_n, cparts) / (double)N : 1;
+    double rshare = rparts > 1 ? (double)largest_part(M, tile_m, rparts) / (double)M : 1;
+    bool by_cols = cshare <= rshare;
+    int parts = by_cols ? cparts : rparts;
     if (parts <= 1) {
         fn(M, N, K, A, sai, sak, B, ldb, C, ldc, acc != 0, bias);
         return;

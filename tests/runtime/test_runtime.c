@@ -1537,6 +1537,46 @@ static void gemm_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t sa
         }
 }
 
+/* The cells of C each call of gemm_count computed (its M N), the most of them. */
+static int64_t gemm_cells_most;
+
+static void gemm_count(int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak, const float *B,
+                       int64_t ldb, float *C, int64_t ldc, bool acc, const float *bias)
+{
+    gemm_ref(M, N, K, A, sai, sak, B, ldb, C, ldc, acc, bias);
+#pragma omp critical
+    gemm_cells_most = M * N > gemm_cells_most ? M * N : gemm_cells_most;
+}
+
+/* rt_gemm on 2 threads: the same cells as on one, for C of 256 x 169 in
+ * tiles of 6 x 32 (AlexNet's 13x13 layers at batch 1) and of 64 x 275, and
+ * the busier thread gets at most 55% of C (169 columns split on tiles of
+ * 32 would be 64 + 105: the rows are split instead). */
+Test(rt, gemm_split_balanced_and_exact)
+{
+    static const int64_t shapes[][3] = {{256, 169, 40}, {64, 275, 36}, {8, 1000, 80}};
+    for (int s = 0; s < 3; s++) {
+        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+        float *C = calloc((size_t)(M * N), sizeof(float)), *D = calloc((size_t)(M * N), sizeof(float));
+        for (int64_t i = 0; i < M * K; i++)
+            A[i] = (float)(i % 7) * 0.25f - 0.75f;
+        for (int64_t i = 0; i < K * N; i++)
+            B[i] = (float)(i % 5) * 0.5f - 1;
+        gemm_ref(M, N, K, A, K, 1, B, N, D, N, false, NULL);
+        gemm_cells_most = 0;
+        rt_inner_threads(2);
+        rt_gemm(gemm_count, M, N, K, A, K, 1, B, N, C, N, 0, NULL, 6 << 16 | 32 << 24);
+        rt_inner_threads(1);
+        for (int64_t i = 0; i < M * N; i++)
+            cr_assert_eq(C[i], D[i], "%lld x %lld: cell %lld: %g, want %g", (long long)M, (long long)N, (long long)i,
+                         C[i], D[i]);
+        cr_assert(gemm_cells_most <= M * N * 55 / 100, "%lld x %lld: a thread computed %lld of %lld cells",
+                  (long long)M, (long long)N, (long long)gemm_cells_most, (long long)(M * N));
+        free(A), free(B), free(C), free(D);
+    }
+}
+
 /* 36 GEMMs of 64 x 98 x 64 (a Winograd transform's), at steps, with a bias
  * per row: the same result on 2 threads (whole GEMMs each) as one by one. */
 Test(rt, gemm_batch_matches_one_by_one)
