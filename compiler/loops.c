@@ -154,6 +154,13 @@ static void gemm(Lower *L, Expr *M, int64_t N, Expr *K, const Buf *a, Expr *a_at
     s->gemm = g;
 }
 
+/* The GEMM just emitted, of a B with K rows of N floats, takes k in blocks
+ * (Gemm.kblock) when B exceeds half the L2. */
+static void kblock_when_large(Lower *L, int64_t K, int64_t N)
+{
+    ((LStmt *)L->out->at[L->out->n - 1])->gemm->kblock = (int64_t)sizeof(float) * K * N > host_l2_bytes() / 2;
+}
+
 /* C[c_at + i ldc + j] (+)= sum_k A[a_at + i lda + k] B[b_at + j ldb + k]: both along k */
 static void gemm_nt(Lower *L, Expr *M, int64_t N, Expr *K, const Buf *a, Expr *a_at, int64_t lda,
                     const Buf *b, Expr *b_at, int64_t ldb, const Buf *c, Expr *c_at, int64_t ldc, bool acc)
@@ -767,6 +774,37 @@ static void pad_channel_planes(Lower *L, const Node *x, int b, int c, const Wind
     }
 }
 
+/* The copy of each channel that a window's unrolled taps read (a depthwise
+ * conv, a pooling): [C, Hp, Wp] padded, or at stride s > 1 along the width
+ * phased, [C, Hp, s, Wq] (pad_channel_phased); Wq = Wp at stride 1. */
+static const Buf *window_scratch(Lower *L, const Node *x, const Window *w, const char *name)
+{
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb;
+    return scratch(L, name, x->shape.d[0] * Hp * w->sw * phase_len(w, x->shape.d[2]));
+}
+
+/* Channel c of example b of x into that copy, the padding `fill`, with the
+ * activation pre (or none) applied. */
+static void window_copy(Lower *L, const Node *x, int b, int c, const Window *w, const Buf *xp, const Node *pre,
+                        float fill)
+{
+    if (w->sw > 1)
+        pad_channel_phased(L, x, b, c, w, xp, pre, fill);
+    else
+        pad_plane(L, x, b, c, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, pre, fill);
+}
+
+/* Tap (kh, kw) of output (oh, ow) of channel c in that copy (or in x
+ * itself, with Hp = H and Wq = W, when there is no padding at stride 1):
+ * at stride s > 1, phase (kw d) % s at ow + (kw d) / s, contiguous in ow. */
+static Expr *window_tap(const Window *w, Expr *c, int64_t Hp, int64_t Wq, int oh, int ow, int kh, int kw)
+{
+    Expr *row = iadd(imul(var(oh), i64(w->sh)), i64(kh * w->dh));
+    if (w->sw > 1)
+        return iadd(imad(imad(c, Hp, row), w->sw * Wq, var(ow)), i64((kw * w->dw) % w->sw * Wq + kw * w->dw / w->sw));
+    return imad(imad(c, Hp, row), Wq, iadd(var(ow), i64(kw * w->dw)));
+}
+
 /* Depthwise conv n's kh kw weights of output channel co, in scalars. */
 static void dw_weights(Lower *L, const Node *n, Expr *co, int *wv)
 {
@@ -799,18 +837,15 @@ static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
     const Window *w = &n->win;
     const Node *x = n->in[0], *bn = L->folded[n->id];
     int64_t C = x->shape.d[0], OH = n->shape.d[1], OW = n->shape.d[2];
-    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wp = x->shape.d[2] + w->pl + w->pr;
+    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wq = phase_len(w, x->shape.d[2]);
     const Buf *y = L->buf[n->id];
     bool phased = w->sw > 1;
-    int64_t Wq = phased ? phase_len(w, x->shape.d[2]) : Wp;
-    const Buf *xp = has_padding(w) || phased ? scratch(L, phased ? "xphase" : "xpad", C * Hp * w->sw * Wq) : NULL;
+    const Buf *xp = has_padding(w) || phased ? window_scratch(L, x, w, phased ? "xphase" : "xpad") : NULL;
     int64_t m = n->shape.d[0] / C;
     int b = begin(L, n, &top), ci = open_for(L, C);
     const Node *pre = L->pre[n->id];
-    if (phased)
-        pad_channel_phased(L, x, b, ci, w, xp, pre, 0);
-    else if (xp)
-        pad_plane(L, x, b, ci, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, pre, 0);
+    if (xp)
+        window_copy(L, x, b, ci, w, xp, pre, 0);
     Expr *co = m > 1 ? imad(var(ci), m, var(open_for(L, m))) : var(ci);
     int wv[DW_UNROLL_TAPS];
     dw_weights(L, n, co, wv);
@@ -828,10 +863,7 @@ static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
     Expr *sum = bias;
     for (int kh = 0; kh < w->kh; kh++)
         for (int kw = 0; kw < w->kw; kw++) {
-            Expr *row = iadd(imul(var(oh), i64(w->sh)), i64(kh * w->dh));
-            Expr *xi = phased ? iadd(imad(imad(var(ci), Hp, row), w->sw * Wq, var(ow)),
-                                     i64((kw * w->dw) % w->sw * Wq + kw * w->dw / w->sw))
-                              : imad(imad(var(ci), Hp, row), Wp, iadd(imul(var(ow), i64(w->sw)), i64(kw * w->dw)));
+            Expr *xi = window_tap(w, var(ci), Hp, Wq, oh, ow, kh, kw);
             Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), xp ? load(xp, xi) : pre_act(pre, elem(L, x, b, xi)));
             sum = sum ? ex(X_ADD, sum, term) : term;
         }
@@ -1583,7 +1615,7 @@ static void lower_conv_groups(Lower *L, const Node *n, int64_t E)
     im2col_rows(L, x, b, im2col_source(L, x, b, w), w, n->shape, (Rows){i64(0), OH}, D, group_col(b, q, E, P), colE);
     L->out = group;
     gemm(L, i64(c), D, i64(K), L->buf[n->in[1]->id], i64(0), K, 1, colE, i64(0), D, yE, i64(0), D, false);
-    ((LStmt *)L->out->at[L->out->n - 1])->gemm->kblock = (int64_t)sizeof(float) * K * D > host_l2_bytes() / 2;
+    kblock_when_large(L, K, D);
     epilogue(L, n, true, i64(0));
     if (pairs) {
         Gemm *gm = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
@@ -1627,7 +1659,7 @@ static void lower_conv(Lower *L, const Node *n)
     Expr *g = group_loop(L, w), *in = imul(g, i64(Kg * N));
     gemm(L, i64(cg), N, i64(Kg), L->buf[n->in[1]->id], imul(g, i64(cg * Kg)), Kg, 1, col ? col : xb,
          col ? in : at(xb, b, in), N, y, at(y, b, iadd(imul(g, i64(cg * P)), p0)), P, false);
-    ((LStmt *)L->out->at[L->out->n - 1])->gemm->kblock = (int64_t)sizeof(float) * Kg * N > host_l2_bytes() / 2;
+    kblock_when_large(L, Kg, N);
     epilogue(L, n, true, imul(g, i64(cg)));
     if (pairs) {
         Gemm *gm = ((LStmt *)L->out->at[L->out->n - 1])->gemm;
@@ -1654,35 +1686,6 @@ static Expr *pad_count(const Window *w, int oh, int ow, int64_t H, int64_t W)
     Expr *nh = iadd(ex(X_IMIN, iadd(h0, i64(w->kh)), i64(H + w->cb)), imul(h0, i64(-1)));
     Expr *nw = iadd(ex(X_IMIN, iadd(w0, i64(w->kw)), i64(W + w->cr)), imul(w0, i64(-1)));
     return ex(X_ITOF, imul(nh, nw), NULL);
-}
-
-/* A pooling window's tap (kh, kw) for output (oh, ow) of channel c in its
- * padded copy xp: [C, Hp, Wp], or at stride s > 1 along the width the
- * phased copy [C, Hp, s, Wq] (pad_channel_phased), where the tap is phase
- * (kw d) % s at ow + (kw d) / s, contiguous in ow. */
-static Expr *pool_tap(const Window *w, int c, int64_t Hp, int64_t Wq, int oh, int ow, int kh, int kw)
-{
-    Expr *row = iadd(imul(var(oh), i64(w->sh)), i64(kh * w->dh));
-    if (w->sw > 1)
-        return iadd(imad(imad(var(c), Hp, row), w->sw * Wq, var(ow)),
-                    i64((kw * w->dw) % w->sw * Wq + kw * w->dw / w->sw));
-    return imad(imad(var(c), Hp, row), Wq, iadd(var(ow), i64(kw * w->dw)));
-}
-
-/* Channel c of example b of the pooling input x, padded with `fill` into xp
- * (phased at stride > 1 along the width, see pool_tap). */
-static void pool_pad(Lower *L, const Node *x, int b, int c, const Window *w, const Buf *xp, float fill)
-{
-    if (w->sw > 1)
-        pad_channel_phased(L, x, b, c, w, xp, NULL, fill);
-    else
-        pad_plane(L, x, b, c, x->shape.d[1], x->shape.d[2], (Pads){w->pt, w->pb, w->pl, w->pr}, xp, NULL, fill);
-}
-
-static const Buf *pool_scratch(Lower *L, const Node *x, const Window *w, const char *name)
-{
-    int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wq = phase_len(w, x->shape.d[2]);
-    return scratch(L, name, x->shape.d[0] * Hp * w->sw * Wq);
 }
 
 /* Up to this many cells a pooling window's taps are unrolled (as a depthwise
@@ -1717,14 +1720,14 @@ static void lower_pool_unrolled(Lower *L, const Node *n)
     bool max = n->op == OP_MAXPOOL;
     int64_t H = x->shape.d[1], W = x->shape.d[2], OH = n->shape.d[1], OW = n->shape.d[2];
     int64_t Hp = H + w->pt + w->pb, Wq = phase_len(w, W);
-    const Buf *y = L->buf[n->id], *xp = pool_scratch(L, x, w, "xpool");
+    const Buf *y = L->buf[n->id], *xp = window_scratch(L, x, w, "xpool");
     int b = begin(L, n, &top), c = open_for(L, n->shape.d[0]);
-    pool_pad(L, x, b, c, w, xp, max ? -INFINITY : 0);
+    window_copy(L, x, b, c, w, xp, NULL, max ? -INFINITY : 0);
     int oh = open_for(L, OH), ow = open_for(L, OW);
     Expr *acc = NULL;
     for (int kh = 0; kh < w->kh; kh++)
         for (int kw = 0; kw < w->kw; kw++) {
-            Expr *v = load(xp, pool_tap(w, c, Hp, Wq, oh, ow, kh, kw));
+            Expr *v = load(xp, window_tap(w, var(c), Hp, Wq, oh, ow, kh, kw));
             acc = acc ? ex(max ? X_MAX : X_ADD, acc, v) : v;
         }
     if (!max)
@@ -1743,18 +1746,19 @@ static void lower_pool(Lower *L, const Node *n)
     Shape xs = n->in[0]->shape;
     int64_t H = xs.d[1], W = xs.d[2];
     bool max = n->op == OP_MAXPOOL;
-    if (!(max && tiles_2x2(w, H, W)) && pool_unrolled(w, max)) {
-        lower_pool_unrolled(L, n);
-        return;
-    }
-    int b = begin(L, n, &top);
     if (max && tiles_2x2(w, H, W)) {          /* vectorized along rows */
+        int b = begin(L, n, &top);
         Pool *p = pool(L, n->shape.d[0] * n->shape.d[1], W, false);
         p->x = L->buf[n->in[0]->id], p->y = L->buf[n->id];
         p->x_at = at(p->x, b, i64(0)), p->y_at = at(p->y, b, i64(0));
         L->out = top;
         return;
     }
+    if (pool_unrolled(w, max)) {
+        lower_pool_unrolled(L, n);
+        return;
+    }
+    int b = begin(L, n, &top);
     int c = open_for(L, n->shape.d[0]), oh = open_for(L, n->shape.d[1]), ow = open_for(L, n->shape.d[2]);
     Vec *pixel = L->out;
     bool counted = !max && !w->count_pad;
@@ -2413,7 +2417,7 @@ static void lower_conv_dx_groups(Lower *L, const Node *n, int64_t E)
     dy_run(L, L->buf[dy->id], b, i64(0), P, group_col(b, q, E, P), co, P, D, dyE);
     L->out = group;
     gemm(L, i64(K), D, i64(co), L->buf[n->in[1]->id], i64(0), 1, K, dyE, i64(0), D, dcolE, i64(0), D, false);
-    ((LStmt *)L->out->at[L->out->n - 1])->gemm->kblock = (int64_t)sizeof(float) * co * D > host_l2_bytes() / 2;
+    kblock_when_large(L, co, D);
     b = open_range(L, imul(var(q), i64(E)), imad(var(q), E, i64(E)));
     zero_example(L, n, b);
     col2im_add(L, n, b, dcolE, D, group_col(b, q, E, P), (Rows){i64(0), OH});
@@ -2468,9 +2472,10 @@ static void lower_conv_dx(Lower *L, const Node *n)
  * order (kh, kw, ci), each row kh kw runs of C floats copied from a
  * channels-innermost copy of x, and the GEMM sums into a scratch dWp in
  * that order, put back into dW's (ci, kh, kw) at the end (the same sums in
- * the same order: the gradient's bits do not change). The GEMM sums over D = E R OW columns of dy at a time, D
- * at least DW_DEPTH, so that each tile of dW (up to 9.4 MB in all) is
- * loaded and stored once per D products rather than once per example:
+ * the same order: the gradient's bits do not change).
+ * The GEMM sums over D = E R OW columns of dy at a time, D at least
+ * DW_DEPTH, so that each tile of dW (up to 9.4 MB in all) is loaded and
+ * stored once per D products rather than once per example:
  *   - a small image (ResNet's 7x7, 14x14): E examples a GEMM, their colT
  *     one under another and their dy side by side (the examples left over
  *     at the end of the batch, n mod E, are one more GEMM);
@@ -2839,14 +2844,14 @@ static void lower_maxpool_dx_unrolled(Lower *L, const Node *n)
     const Node *dy = n->in[0], *x = n->in[1], *y = n->in[2];
     int64_t C = n->shape.d[0], H = n->shape.d[1], W = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
     int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, Wq = phase_len(w, W), plane = Hp * Wp + 1;
-    const Buf *xp = pool_scratch(L, x, w, "xpool"), *dxp = scratch(L, "dxpool", C * plane);
+    const Buf *xp = window_scratch(L, x, w, "xpool"), *dxp = scratch(L, "dxpool", C * plane);
     const Buf *where = scratch(L, "where", C * OW), *dx = L->buf[n->id];
     int b = begin(L, n, &top);
     Vec *nest = L->out;
     int c = open_for(L, C);
     ((LStmt *)nest->at[nest->n - 1])->parallel = true;      /* the channels are independent */
     Vec *chan = L->out;
-    pool_pad(L, x, b, c, w, xp, NAN);
+    window_copy(L, x, b, c, w, xp, NULL, NAN);
     Expr *base = imul(var(c), i64(plane));
     int i = open_for(L, plane);
     store(L, dxp, iadd(base, var(i)), f32(0), false);
@@ -2860,7 +2865,7 @@ static void lower_maxpool_dx_unrolled(Lower *L, const Node *n)
     Expr *pick = f32((float)(Hp * Wp));
     for (int kh = w->kh - 1; kh >= 0; kh--)              /* the last test decides: the first tap wins */
         for (int kw = w->kw - 1; kw >= 0; kw--) {
-            Expr *hit = ex(X_EQ, load(xp, pool_tap(w, c, Hp, Wq, oh, ow, kh, kw)), get(m));
+            Expr *hit = ex(X_EQ, load(xp, window_tap(w, var(c), Hp, Wq, oh, ow, kh, kw)), get(m));
             pick = select3(hit, ex(X_ADD, corner, f32((float)(kh * w->dh * Wp + kw * w->dw))), pick);
         }
     store(L, where, imad(var(c), OW, var(ow)), pick, false);
