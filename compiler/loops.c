@@ -480,148 +480,7 @@ static void zero_scratch(Lower *L, const Buf *buf, int64_t size)
     L->out = here;
 }
 
-/* im2col with padding: the image is first copied into a zeroed, padded
- * scratch copy xp [C, H + pt + pb, W + pl + pr], so every row of col is then
- * one unconditional copy of OW cells (no per-row bounds, no zeroing of col):
- *   col[k, p] = xp[ci, oh s + kh d, ow s + kw d] */
-/* The padded copy of example b of x: xp [C, H + pt + pb, W + pl + pr], zeros
- * around the image. */
-static const Buf *pad_copy(Lower *L, const Node *x, int b, const Window *w)
-{
-    Vec *here = L->out;
-    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2];
-    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
-    const Buf *xp = scratch(L, "xpad", C * Hp * Wp);
-    zero_scratch(L, xp, C * Hp * Wp);
-    int ci = open_for(L, C), ih = open_for(L, H), iw = open_for(L, W);
-    store(L, xp, imad(imad(var(ci), Hp, iadd(var(ih), i64(w->pt))), Wp, iadd(var(iw), i64(w->pl))),
-          elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
-    L->out = here;
-    return xp;
-}
-
-/* The cell of a padded image [., Hp, Wp] that output (oh, ow) of channel
- * `ch` reads through tap (kh, kw): xp[ch, oh s + kh d, ow s + kw d] */
-static Expr *padded_tap(const Window *w, Expr *ch, int64_t Hp, int64_t Wp, int oh, int ow, int kh, int kw)
-{
-    return imad(imad(ch, Hp, iadd(imul(var(oh), i64(w->sh)), imul(var(kh), i64(w->dh)))), Wp,
-                iadd(imul(var(ow), i64(w->sw)), imul(var(kw), i64(w->dw))));
-}
-
-static void im2col_padded(Lower *L, const Buf *xp, const Node *x, const Window *w, Shape out, Rows r,
-                          int64_t ld, Expr *col0, const Buf *col)
-{
-    Vec *here = L->out;
-    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OW = out.d[2];
-    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
-    int ci = open_for(L, C);
-    int kh = open_for(L, w->kh), kw = open_for(L, w->kw), oh = open_rows(L, r), ow = open_for(L, OW);
-    Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw));
-    Expr *xi = padded_tap(w, var(ci), Hp, Wp, oh, ow, kh, kw);
-    store(L, col, imad(k, ld, iadd(col0, col_of(r, oh, OW, ow))), load(xp, xi), false);
-    L->out = here;
-}
-
-/* im2col of output rows r of example b: col[k, col0 + p] = x[ci, oh s + kh d
- * - pad, ow s + kw d - pad] (0 in the padding) for k = (ci, kh, kw) and p =
- * (oh - oh0, ow): a matrix [K, rows OW] (rows ld floats long, ld = rows OW
- * but where several examples share col side by side).
- * Schedule: with padding, from the padded copy xp (pad_copy, made once per
- * example by the caller); else a row of contiguous copies at a time
- * (col_cells); other windows (strided with left/right padding) select per
- * cell. */
-static void im2col_rows(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, Rows r,
-                        int64_t ld, Expr *col0, const Buf *col)
-{
-    Vec *here = L->out;
-    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OW = out.d[2];
-    if (xp) {
-        im2col_padded(L, xp, x, w, out, r, ld, col0, col);
-        return;
-    }
-    if (row_copies(w)) {
-        Expr *k, *p, *xi;
-        col_cells(L, w, x->shape, out, r, &k, &p, &xi);
-        store(L, col, imad(k, ld, iadd(col0, p)), elem(L, x, b, xi), false);
-        L->out = here;
-        return;
-    }
-    int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
-    int oh = open_rows(L, r), ow = open_for(L, OW);
-    Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = col_of(r, oh, OW, ow);
-    Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw), *in = inside(ih, iw, H, W, w);
-    Expr *v = elem(L, x, b, imad(imad(var(ci), H, in ? clamp(ih, H) : ih), W, in ? clamp(iw, W) : iw));
-    store(L, col, imad(k, ld, iadd(col0, p)), in ? select3(in, v, f32(0)) : v, false);
-    L->out = here;
-}
-
-/* The padded copy of example b that im2col_rows reads, or NULL. */
-static const Buf *im2col_source(Lower *L, const Node *x, int b, const Window *w)
-{
-    return has_padding(w) ? pad_copy(L, x, b, w) : NULL;
-}
-
-/* The output rows of a convolution's im2col at a time. Built whole, a
- * matrix [K, OH OW] larger than the L2 goes out to memory and comes back for
- * the GEMM (VGG's first layers: 115 MB per example at 224 x 224); a chunk of
- * rows is used by its GEMM while it is still in the L2. So: the most rows
- * that divide OH and fit in half the host's L2, but not fewer than make
- * min_cols columns (a GEMM a few columns wide wastes its vectors); all OH
- * rows when there are none such. */
-/* The forward GEMM runs along a chunk's columns in vectors; the weight
- * gradient's (A B^T) sums along them. */
-enum { FWD_COLS = 16, DW_COLS = 256 };
-
-static int64_t col_rows(int64_t K, int64_t OH, int64_t OW, int64_t min_cols)
-{
-    int64_t budget = host_l2_bytes() / 2;
-    for (int64_t r = OH; r >= 1; r--)
-        if (OH % r == 0 && r * OW >= min_cols && (int64_t)sizeof(float) * K * r * OW <= budget)
-            return r;
-    return OH;
-}
-
-/* The chunk loop of a convolution's im2col, R of the out's OH rows a chunk
- * (none when R = OH), and the chunk's im2col into col; the chunk's first
- * column of the output (or of its gradient). */
-static Expr *im2col_chunk(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, int64_t R,
-                          const Buf *col)
-{
-    int64_t OH = out.d[1];
-    Rows r = {R < OH ? imul(var(open_for(L, OH / R)), i64(R)) : i64(0), R};
-    im2col_rows(L, x, b, xp, w, out, r, R * out.d[2], i64(0), col);
-    return imul(r.oh0, i64(out.d[2]));
-}
-
-/* A loop over a conv's channel groups (none for one group); returns the group. */
-static Expr *group_loop(Lower *L, const Window *w)
-{
-    return w->groups > 1 ? var(open_for(L, w->groups)) : i64(0);
-}
-
-/* ---- depthwise convolution ----------------------------------------------------
- * groups = C: output channel co sees input channel ci = co / m alone (m = c / C,
- * usually 1), through its own kh x kw taps. An im2col would copy each cell
- * kh kw times for a product of one row, so these run directly on a padded
- * copy of the image (pad_copy), row by row, the innermost loop along ow. */
-
-static void zero(Lower *L, const Node *n);
-
-static bool depthwise(const Window *w, const Node *x) { return w->groups > 1 && w->groups == x->shape.d[0]; }
-
-/* Opens the loops over a depthwise conv's channels: each of the C input
- * channels ci and its output channels co = ci m + j, j < m; returns co. */
-static Expr *depthwise_channels(Lower *L, int64_t C, int64_t m, int *ci)
-{
-    *ci = open_for(L, C);
-    return m > 1 ? imad(var(*ci), m, var(open_for(L, m))) : var(*ci);
-}
-
-/* Up to this many taps, a depthwise conv's taps are unrolled into one sum
- * per output (their weights in scalars); larger windows loop over them. */
-enum { DW_UNROLL_TAPS = 49 };
-
-static bool dw_unrolled(const Window *w) { return w->kh * w->kw <= DW_UNROLL_TAPS; }
+/* ---- padded copies of an image (convolutions, depthwise convs, pooling) ---- */
 
 /* Channel c (an open loop's variable) of example b of src [C, H, W], copied
  * into its place in the padded scratch dst [C, H + pt + pb, W + pl + pr]:
@@ -804,6 +663,168 @@ static Expr *window_tap(const Window *w, Expr *c, int64_t Hp, int64_t Wq, int oh
         return iadd(imad(imad(c, Hp, row), w->sw * Wq, var(ow)), i64((kw * w->dw) % w->sw * Wq + kw * w->dw / w->sw));
     return imad(imad(c, Hp, row), Wq, iadd(var(ow), i64(kw * w->dw)));
 }
+
+/* im2col with padding: the image is first copied into a zeroed, padded
+ * scratch copy xp [C, H + pt + pb, W + pl + pr], so every row of col is then
+ * one unconditional copy of OW cells (no per-row bounds, no zeroing of col):
+ *   col[k, p] = xp[ci, oh s + kh d, ow s + kw d] */
+/* The padded copy of example b of x: xp [C, H + pt + pb, W + pl + pr], zeros
+ * around the image. */
+static const Buf *pad_copy(Lower *L, const Node *x, int b, const Window *w)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2];
+    int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr;
+    const Buf *xp = scratch(L, "xpad", C * Hp * Wp);
+    zero_scratch(L, xp, C * Hp * Wp);
+    int ci = open_for(L, C), ih = open_for(L, H), iw = open_for(L, W);
+    store(L, xp, imad(imad(var(ci), Hp, iadd(var(ih), i64(w->pt))), Wp, iadd(var(iw), i64(w->pl))),
+          elem(L, x, b, imad(imad(var(ci), H, var(ih)), W, var(iw))), false);
+    L->out = here;
+    return xp;
+}
+
+/* The cell of a padded image [., Hp, Wp] that output (oh, ow) of channel
+ * `ch` reads through tap (kh, kw): xp[ch, oh s + kh d, ow s + kw d] */
+static Expr *padded_tap(const Window *w, Expr *ch, int64_t Hp, int64_t Wp, int oh, int ow, int kh, int kw)
+{
+    return imad(imad(ch, Hp, iadd(imul(var(oh), i64(w->sh)), imul(var(kh), i64(w->dh)))), Wp,
+                iadd(imul(var(ow), i64(w->sw)), imul(var(kw), i64(w->dw))));
+}
+
+/* im2col from the padded copy xp (im2col_source), one contiguous run of OW
+ * cells per (k, oh): at stride s > 1 xp is phased [C, Hp, s, Wq], tap kw's
+ * cells of a row at phase (kw d) % s from ow + (kw d) / s on (see
+ * phase_len), else [C, Hp, Wp]. The outer loop runs over the (ci, kh)
+ * pairs, so that threads splitting it share even a 3-channel image evenly. */
+static void im2col_padded(Lower *L, const Buf *xp, const Node *x, const Window *w, Shape out, Rows r,
+                          int64_t ld, Expr *col0, const Buf *col)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], Hp = x->shape.d[1] + w->pt + w->pb, OW = out.d[2];
+    int64_t s = w->sw, Wq = phase_len(w, x->shape.d[2]);
+    int ck = open_for(L, C * w->kh), kw = open_for(L, w->kw), oh = open_rows(L, r), ow = open_for(L, OW);
+    Expr *ci = ex(X_IDIV, var(ck), i64(w->kh)), *kh = iadd(var(ck), imul(ci, i64(-w->kh)));
+    Expr *row = iadd(imul(var(oh), i64(w->sh)), imul(kh, i64(w->dh)));         /* the padded row */
+    Expr *c = imul(var(kw), i64(w->dw)), *q = s > 1 ? ex(X_IDIV, c, i64(s)) : c;  /* the tap's column */
+    Expr *phase = s > 1 ? iadd(c, imul(q, i64(-s))) : i64(0);
+    Expr *xi = iadd(imad(imad(imad(ci, Hp, row), s, phase), Wq, var(ow)), q);
+    store(L, col, imad(imad(var(ck), w->kw, var(kw)), ld, iadd(col0, col_of(r, oh, OW, ow))), load(xp, xi), false);
+    L->out = here;
+}
+
+/* im2col of output rows r of example b: col[k, col0 + p] = x[ci, oh s + kh d
+ * - pad, ow s + kw d - pad] (0 in the padding) for k = (ci, kh, kw) and p =
+ * (oh - oh0, ow): a matrix [K, rows OW] (rows ld floats long, ld = rows OW
+ * but where several examples share col side by side).
+ * Schedule: with padding, from the padded copy xp (pad_copy, made once per
+ * example by the caller); else a row of contiguous copies at a time
+ * (col_cells); other windows (strided with left/right padding) select per
+ * cell. */
+static void im2col_rows(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, Rows r,
+                        int64_t ld, Expr *col0, const Buf *col)
+{
+    Vec *here = L->out;
+    int64_t C = x->shape.d[0], H = x->shape.d[1], W = x->shape.d[2], OW = out.d[2];
+    if (xp) {
+        im2col_padded(L, xp, x, w, out, r, ld, col0, col);
+        return;
+    }
+    if (row_copies(w)) {
+        Expr *k, *p, *xi;
+        col_cells(L, w, x->shape, out, r, &k, &p, &xi);
+        store(L, col, imad(k, ld, iadd(col0, p)), elem(L, x, b, xi), false);
+        L->out = here;
+        return;
+    }
+    int ci = open_for(L, C), kh = open_for(L, w->kh), kw = open_for(L, w->kw);
+    int oh = open_rows(L, r), ow = open_for(L, OW);
+    Expr *k = imad(imad(var(ci), w->kh, var(kh)), w->kw, var(kw)), *p = col_of(r, oh, OW, ow);
+    Expr *ih = tap_h(w, oh, kh), *iw = tap_w(w, ow, kw), *in = inside(ih, iw, H, W, w);
+    Expr *v = elem(L, x, b, imad(imad(var(ci), H, in ? clamp(ih, H) : ih), W, in ? clamp(iw, W) : iw));
+    store(L, col, imad(k, ld, iadd(col0, p)), in ? select3(in, v, f32(0)) : v, false);
+    L->out = here;
+}
+
+/* The padded copy of example b that im2col_rows reads, or NULL: at stride
+ * s > 1 phased along the width (window_copy), so that each tap's run of
+ * cells is contiguous rather than every s-th (ResNet's 7x7 stride-2 first
+ * layer spent as long on its im2col as on its GEMM). */
+static const Buf *im2col_source(Lower *L, const Node *x, int b, const Window *w)
+{
+    if (!has_padding(w))
+        return NULL;
+    if (w->sw == 1)
+        return pad_copy(L, x, b, w);
+    Vec *here = L->out;
+    const Buf *xq = window_scratch(L, x, w, "xphase");
+    int ci = open_for(L, x->shape.d[0]);
+    window_copy(L, x, b, ci, w, xq, NULL, 0);
+    L->out = here;
+    return xq;
+}
+
+/* The output rows of a convolution's im2col at a time. Built whole, a
+ * matrix [K, OH OW] larger than the L2 goes out to memory and comes back for
+ * the GEMM (VGG's first layers: 115 MB per example at 224 x 224); a chunk of
+ * rows is used by its GEMM while it is still in the L2. So: the most rows
+ * that divide OH and fit in half the host's L2, but not fewer than make
+ * min_cols columns (a GEMM a few columns wide wastes its vectors); all OH
+ * rows when there are none such. */
+/* The forward GEMM runs along a chunk's columns in vectors; the weight
+ * gradient's (A B^T) sums along them. */
+enum { FWD_COLS = 16, DW_COLS = 256 };
+
+static int64_t col_rows(int64_t K, int64_t OH, int64_t OW, int64_t min_cols)
+{
+    int64_t budget = host_l2_bytes() / 2;
+    for (int64_t r = OH; r >= 1; r--)
+        if (OH % r == 0 && r * OW >= min_cols && (int64_t)sizeof(float) * K * r * OW <= budget)
+            return r;
+    return OH;
+}
+
+/* The chunk loop of a convolution's im2col, R of the out's OH rows a chunk
+ * (none when R = OH), and the chunk's im2col into col; the chunk's first
+ * column of the output (or of its gradient). */
+static Expr *im2col_chunk(Lower *L, const Node *x, int b, const Buf *xp, const Window *w, Shape out, int64_t R,
+                          const Buf *col)
+{
+    int64_t OH = out.d[1];
+    Rows r = {R < OH ? imul(var(open_for(L, OH / R)), i64(R)) : i64(0), R};
+    im2col_rows(L, x, b, xp, w, out, r, R * out.d[2], i64(0), col);
+    return imul(r.oh0, i64(out.d[2]));
+}
+
+/* A loop over a conv's channel groups (none for one group); returns the group. */
+static Expr *group_loop(Lower *L, const Window *w)
+{
+    return w->groups > 1 ? var(open_for(L, w->groups)) : i64(0);
+}
+
+/* ---- depthwise convolution ----------------------------------------------------
+ * groups = C: output channel co sees input channel ci = co / m alone (m = c / C,
+ * usually 1), through its own kh x kw taps. An im2col would copy each cell
+ * kh kw times for a product of one row, so these run directly on a padded
+ * copy of the image (pad_copy), row by row, the innermost loop along ow. */
+
+static void zero(Lower *L, const Node *n);
+
+static bool depthwise(const Window *w, const Node *x) { return w->groups > 1 && w->groups == x->shape.d[0]; }
+
+/* Opens the loops over a depthwise conv's channels: each of the C input
+ * channels ci and its output channels co = ci m + j, j < m; returns co. */
+static Expr *depthwise_channels(Lower *L, int64_t C, int64_t m, int *ci)
+{
+    *ci = open_for(L, C);
+    return m > 1 ? imad(var(*ci), m, var(open_for(L, m))) : var(*ci);
+}
+
+/* Up to this many taps, a depthwise conv's taps are unrolled into one sum
+ * per output (their weights in scalars); larger windows loop over them. */
+enum { DW_UNROLL_TAPS = 49 };
+
+static bool dw_unrolled(const Window *w) { return w->kh * w->kw <= DW_UNROLL_TAPS; }
 
 /* Depthwise conv n's kh kw weights of output channel co, in scalars. */
 static void dw_weights(Lower *L, const Node *n, Expr *co, int *wv)
@@ -2619,7 +2640,7 @@ static void im2row_chw(Lower *L, const Node *x, int b, const Buf *xp, const Wind
  * channels) the padded copy (NULL without padding: x itself). */
 static const Buf *im2row_source(Lower *L, const Node *x, int b, const Window *w)
 {
-    return rows_hwc(x) ? hwc_copy(L, x, b, w) : im2col_source(L, x, b, w);
+    return rows_hwc(x) ? hwc_copy(L, x, b, w) : has_padding(w) ? pad_copy(L, x, b, w) : NULL;
 }
 
 static void im2row(Lower *L, const Node *x, int b, const Buf *src, const Window *w, Shape out, Rows r, Expr *row0,
