@@ -1916,6 +1916,24 @@ static void emit_main(Emit *E, LLVMValueRef desc, bool mpi)
 
 /* ---- the target and the pipeline ------------------------------------------ */
 
+/* The target's features: the host's (or none for a named CPU), and on x86
+ * "prefer-no-gather". LLVM vectorizes a strided copy (a stride-2 layer's
+ * phased input, a depthwise conv's or pooling's) with 8-lane gathers by
+ * default; without them it loads whole vectors and shuffles. Measured on
+ * AMD Zen 5, 2 threads: MobileNet V2 latency 2.86 -> 2.73 ms, forward at
+ * batch 16 +3-4% for MobileNet V2, GoogLeNet and ResNet-18, MobileNet V2
+ * training +5%, the small nets unchanged. Intel CPUs with the Gather Data
+ * Sampling fix run gathers slower still. */
+static char *target_features(const char *triple, bool host)
+{
+    char *host_features = host ? LLVMGetHostCPUFeatures() : NULL;
+    const char *extra = strncmp(triple, "x86_64", 6) == 0 ? "+prefer-no-gather" : "";
+    char *features = arena_printf("%s%s%s", host ? host_features : "", host && *extra ? "," : "", extra);
+    if (host_features)
+        LLVMDisposeMessage(host_features);
+    return features;
+}
+
 static LLVMTargetMachineRef target_machine(const CodegenOptions *o, LLVMCodeGenOptLevel level)
 {
     LLVMInitializeNativeTarget();
@@ -1926,12 +1944,12 @@ static LLVMTargetMachineRef target_machine(const CodegenOptions *o, LLVMCodeGenO
     if (LLVMGetTargetFromTriple(triple, &target, &err))
         internal_error("no LLVM target for %s: %s", triple, err);
     bool host = !o->cpu || strcmp(o->cpu, "native") == 0;
-    char *cpu = host ? LLVMGetHostCPUName() : NULL, *features = host ? LLVMGetHostCPUFeatures() : NULL;
-    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, host ? cpu : o->cpu, host ? features : "",
+    char *cpu = host ? LLVMGetHostCPUName() : NULL;
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, host ? cpu : o->cpu, target_features(triple, host),
                                                       level, LLVMRelocPIC, LLVMCodeModelDefault);
     LLVMDisposeMessage(triple);
     if (host)
-        LLVMDisposeMessage(cpu), LLVMDisposeMessage(features);
+        LLVMDisposeMessage(cpu);
     return tm;
 }
 
