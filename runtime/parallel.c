@@ -119,20 +119,16 @@ void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float 
 }
 
 /* A nest split across threads gains half its time and pays a fork and a
- * join (a few microseconds each on a VM): nests that take less than this on
- * one thread run whole. The compiler's estimate of a nest's work counts
+ * join, which cost 0.5-1 us on one 2-core VM (threads spinning between
+ * regions) and more where waking a thread is slower: each thread measures
+ * that cost once (split_min_ns), and nests that take less than four times
+ * it on one thread run whole (between 1 and 12 us). A fixed 12 us had kept
+ * GoogLeNet's many short batchnorm nests on one thread: splitting those
+ * made its training step 5% faster and ResNet-18's batch-1 forward 4%
+ * (AMD Zen 5, 2 threads). The compiler's estimate of a nest's work counts
  * statements, which a vectorized copy runs 16 at a time and a reduction one
  * by one, so each call site measures its nest's first calls instead. */
-enum { SPLIT_MIN_NS = 12000, TIMED_CALLS = 3, RETIME_EVERY = 64, SITES = 1024 };
-
-/* Per call site of rt_parallel in the generated code (its return address)
- * and batch size (a nest's size depends on nothing else): its calls so far,
- * and the shortest whole one. Each thread that runs kernels has its table.
- * A site split after its first calls (all in the first forward, from cold
- * caches, when it is inside a loop over chunks) runs whole again every 64th
- * call, so a quick nest is found out later. */
-typedef struct { const void *site; int64_t n; int64_t calls; int64_t best_ns; } Site;
-static _Thread_local Site sites[SITES];
+enum { SPLIT_MIN_FLOOR_NS = 1000, SPLIT_MIN_CAP_NS = 12000, MAX_SPLIT = 64, TIMED_CALLS = 3, RETIME_EVERY = 64, SITES = 1024 };
 
 static int64_t now_ns(void)
 {
@@ -140,6 +136,33 @@ static int64_t now_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
+
+/* The quickest of 16 empty parallel regions of `threads` threads (after 4
+ * to wake them), times four, within [1, 12] us: the least time on one
+ * thread that a nest must take to be split. Measured once per thread and
+ * thread count. */
+static int64_t split_min_ns(int threads)
+{
+    static _Thread_local int64_t min_ns[MAX_SPLIT + 1];
+    int i = threads < MAX_SPLIT ? threads : MAX_SPLIT;
+    if (min_ns[i])
+        return min_ns[i];
+    int64_t best = INT64_MAX;
+    for (int r = 0; r < 20; r++) {
+        int64_t t0 = now_ns();
+#pragma omp parallel num_threads(threads)
+        {
+        }
+        int64_t t = now_ns() - t0;
+        best = r >= 4 && t < best ? t : best;
+    }
+    best *= 4;
+    min_ns[i] = best < SPLIT_MIN_FLOOR_NS ? SPLIT_MIN_FLOOR_NS : best > SPLIT_MIN_CAP_NS ? SPLIT_MIN_CAP_NS : best;
+    return min_ns[i];
+}
+
+typedef struct { const void *site; int64_t n; int64_t calls; int64_t best_ns; } Site;
+static _Thread_local Site sites[SITES];
 
 /* The site's slot (NULL: the table is full, and the nest is split). */
 static Site *site_of(const void *site, int64_t n)
@@ -167,7 +190,7 @@ void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t b
         return;
     }
     Site *s = site_of(__builtin_return_address(0), batch);
-    if (s && (s->calls < TIMED_CALLS || s->best_ns < SPLIT_MIN_NS || s->calls % RETIME_EVERY == 0)) {
+    if (s && (s->calls < TIMED_CALLS || s->best_ns < split_min_ns(parts) || s->calls % RETIME_EVERY == 0)) {
         int64_t t0 = now_ns();                    /* whole, timed */
         part(args, lo, hi);
         int64_t t = now_ns() - t0;
