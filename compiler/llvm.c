@@ -522,6 +522,12 @@ typedef struct {
      * from_c (accumulating, or a later block), and the epilogue's scale and
      * ReLU wait while `more` blocks follow; without kblock, [0, K), acc, false */
     LLVMValueRef k0, k1, from_c, more;
+    /* with tail (see gemm_tail in cnnc.h): the columns [nmain, nmain +
+     * ntail) are dot products along k of A's rows and btail's (B's last
+     * columns copied, K floats each); N is nmain. ntail is 0 for a call
+     * whose columns do not end so (or whose A does not run along k). */
+    bool tail;
+    LLVMValueRef btail, nmain, ntail;
 } GemmArgs;
 
 /* &p[i0 * s0 + i1 * s1 + off] */
@@ -631,6 +637,81 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
         }
 }
 
+/* the sum of a vector's 16 lanes (defined with the A B^T micro-kernel) */
+static LLVMValueRef lane_sum(Emit *E, LLVMValueRef v);
+
+/* The tail columns of rows [i0, i0 + mr) (see GemmArgs): per column, mr
+ * accumulators along k, 16 lanes at a time (masked past k1), each reduced
+ * across its lanes, then the tile's epilogue. Row i's kc floats of A were
+ * just read by the tile to the left, so they come from the L1 or L2.
+ *   C[i, nmain + t] (+)= sum_k A[i, k] btail[t, k] */
+static void gemm_tail_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
+{
+    LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
+    LLVMValueRef acc[MR_MAX], row[MR_MAX], t, k, one = i64c(E, 1), two = i64c(E, 2);
+    for (int r = 0; r < mr; r++)
+        acc[r] = entry_alloca(E, vt), row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");
+    Loop tl = loop_open(E, i64c(E, 0), g->ntail, &t);
+    for (int r = 0; r < mr; r++)
+        LLVMBuildStore(E->b, LLVMConstNull(vt), acc[r]);
+    Loop kl = loop_open(E, g->k0, g->k1, &k);
+    LLVMValueRef mask = lane_mask(E, k, g->k1, 0);
+    LLVMValueRef bv = masked_load(E, at2(E, g->btail, t, g->K, k, one, 0), mask);
+    for (int r = 0; r < mr; r++) {
+        LLVMValueRef args[3] = {masked_load(E, at2(E, g->a, row[r], g->sai, k, one, 0), mask), bv,
+                                LLVMBuildLoad2(E->b, vt, acc[r], "")};
+        LLVMBuildStore(E->b, vector_intrinsic(E, "llvm.fma", types, 1, args, 3), acc[r]);
+    }
+    loop_close(E, &kl, LANES);
+    LLVMValueRef j = LLVMBuildNSWAdd(E->b, g->nmain, t, "");
+    for (int r = 0; r < mr; r++) {
+        LLVMValueRef cp = at2(E, g->c, row[r], g->ldc, j, one, 0), init = LLVMConstReal(E->f32, 0);
+        if (g->bias_kind == BIAS_ROWS)
+            init = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], one, one, i64c(E, 0), 0), "");
+        else if (g->bias_kind == BIAS_COLS)
+            init = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, j, one, one, i64c(E, 0), 0), "");
+        LLVMValueRef from = LLVMBuildSelect(E->b, g->from_c, LLVMBuildLoad2(E->b, E->f32, cp, ""), init, "");
+        LLVMValueRef sum = LLVMBuildFAdd(E->b, from, lane_sum(E, LLVMBuildLoad2(E->b, vt, acc[r], "")), ""), out = sum;
+        if (g->bias_kind == BN_ROWS) {                      /* scale sum + shift */
+            LLVMValueRef shift = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 0), "");
+            LLVMValueRef scale = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 1), "");
+            LLVMTypeRef st[1] = {E->f32};
+            LLVMValueRef args[3] = {sum, scale, shift};
+            out = vector_intrinsic(E, "llvm.fma", st, 1, args, 3);
+        }
+        out = relu_of(E, g, out);
+        if (out != sum && g->kblock)
+            out = LLVMBuildSelect(E->b, g->more, sum, out, "");
+        LLVMBuildStore(E->b, out, cp);
+    }
+    loop_close(E, &tl, 1);
+}
+
+/* With tail: whether this call's columns end in a tail (N a multiple of 16
+ * plus 1 to GEMM_TAIL_MAX, A along k, K at most GEMM_TAIL_K_MAX), and if so
+ * its columns copied into btail (a stack array) and N cut to the whole
+ * vectors; else ntail = 0 and N as it is. */
+static void gemm_tail_setup(Emit *E, GemmArgs *g)
+{
+    LLVMValueRef rest = LLVMBuildSRem(E->b, g->N, i64c(E, LANES), ""), main = LLVMBuildNSWSub(E->b, g->N, rest, "");
+    LLVMValueRef ok = LLVMBuildAnd(E->b, LLVMBuildICmp(E->b, LLVMIntSGT, rest, i64c(E, 0), ""),
+                                   LLVMBuildICmp(E->b, LLVMIntSLE, rest, i64c(E, GEMM_TAIL_MAX), ""), "");
+    ok = LLVMBuildAnd(E->b, ok, LLVMBuildICmp(E->b, LLVMIntSGT, main, i64c(E, 0), ""), "");
+    ok = LLVMBuildAnd(E->b, ok, LLVMBuildICmp(E->b, LLVMIntEQ, g->sak, i64c(E, 1), ""), "");
+    ok = LLVMBuildAnd(E->b, ok, LLVMBuildICmp(E->b, LLVMIntSLE, g->K, i64c(E, GEMM_TAIL_K_MAX), ""), "");
+    g->ntail = LLVMBuildSelect(E->b, ok, rest, i64c(E, 0), "");
+    g->nmain = main;
+    g->N = LLVMBuildSelect(E->b, ok, main, g->N, "");
+    g->btail = entry_alloca(E, LLVMArrayType(E->f32, GEMM_TAIL_MAX * GEMM_TAIL_K_MAX));
+    LLVMValueRef t, k;
+    Loop tl = loop_open(E, i64c(E, 0), g->ntail, &t);
+    Loop kl = loop_open(E, i64c(E, 0), g->K, &k);
+    LLVMValueRef v = LLVMBuildLoad2(E->b, E->f32, at2(E, g->b, k, g->ldb, LLVMBuildNSWAdd(E->b, main, t, ""), i64c(E, 1), 0), "");
+    LLVMBuildStore(E->b, v, at2(E, g->btail, t, g->K, k, i64c(E, 1), 0));
+    loop_close(E, &kl, 1);
+    loop_close(E, &tl, 1);
+}
+
 /* Rows [i0, i0 + mr) of C: blocks of nv vectors of columns while more than
  * nv - 1 vectors remain, then one vector at a time (so a short tail costs
  * only the vectors it needs). */
@@ -644,6 +725,8 @@ static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
     Loop tl = loop_open(E, LLVMBuildLoad2(E->b, E->i64, jl.var, ""), g->N, &j0);
     gemm_tile(E, g, i0, mr, j0, 1);
     loop_close(E, &tl, LANES);
+    if (g->tail)
+        gemm_tail_rows(E, g, i0, mr);
 }
 
 /* ---- the A B^T micro-kernel ------------------------------------------------- */
@@ -909,8 +992,11 @@ static void gemm_order(Emit *E, const GemmArgs *g)
  * B larger than the L2 would come from the L3 once per block of rows. C is
  * loaded and stored once per block of k (a partial sum), which costs
  * little next to the kc M N multiply-adds. */
-static void gemm_body(Emit *E, const GemmArgs *g)
+static void gemm_body(Emit *E, const GemmArgs *given)
 {
+    GemmArgs tailed = *given, *g = &tailed;
+    if (g->tail)
+        gemm_tail_setup(E, g);
     if (!g->kblock) {
         gemm_order(E, g);
         return;
@@ -957,16 +1043,20 @@ static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
                       .relu = gm->relu, .kblock = gm->kblock && !gm->bt};
     if (gm->bn_rows && gm->bt)
         internal_error("a folded batchnorm in an A B^T GEMM");
-    gemm_tile_default(gm->bt, &proto.tile_r, &proto.tile_c);
-    bool tiled = gm->tile_r && (gm->tile_r != proto.tile_r || gm->tile_c != proto.tile_c);
-    if (tiled)
+    int dr, dc;                                  /* the target's default tile: no suffix */
+    gemm_tile_default(gm->bt, &dr, &dc);
+    gemm_tile_for(gm, &proto.tile_r, &proto.tile_c);
+    if (gm->tile_r)
         proto.tile_r = gm->tile_r, proto.tile_c = gm->tile_c;
+    bool tiled = proto.tile_r != dr || proto.tile_c != dc;
     proto.cols_outer = gm->tile_r ? gm->cols_outer : cols_outer_default(gm);
+    proto.tail = gemm_tail(gm) && !proto.cols_outer;
     static const char *const bias[] = {"", ".bias_rows", ".bias_cols", ".bn_rows"};
-    const char *name = arena_printf("cnnc.gemm%s%s%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
+    const char *name = arena_printf("cnnc.gemm%s%s%s%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
                                     gm->relu ? ".relu" : "",
                                     tiled ? arena_printf(".%dx%d", proto.tile_r, proto.tile_c) : "",
-                                    gm->cols_outer ? ".cols" : "", proto.kblock ? ".kblock" : "");
+                                    gm->cols_outer ? ".cols" : "", proto.kblock ? ".kblock" : "",
+                                    proto.tail ? ".tail" : "");
     LLVMValueRef fn = LLVMGetNamedFunction(E->mod, name);
     return fn ? fn : gemm_routine(E, name, &proto, gm->bt ? gemm_nt_body : gemm_body);
 }
@@ -995,7 +1085,7 @@ static bool gemm_small(LLVMValueRef M, int64_t N, LLVMValueRef K)
 static int64_t gemm_how(const Gemm *g)
 {
     int r, c;
-    gemm_tile_default(g->bt, &r, &c);
+    gemm_tile_for(g, &r, &c);
     if (g->tile_r)
         r = g->tile_r, c = g->tile_c;
     int64_t cols = g->bt ? c : (int64_t)c * LANES;      /* the tile's columns of C */

@@ -32,3 +32,16 @@ bool gemm_tile_fits(bool bt, int r, int c, bool wide)
 
 /* ... for the target */
 bool gemm_tile_ok(bool bt, int r, int c) { return gemm_tile_fits(bt, r, c, wide_registers); }
+
+bool gemm_tail(const Gemm *g)
+{
+    int64_t rest = g->N % 16;
+    return !g->bt && g->sak == 1 && g->N > 16 && rest >= 1 && rest <= GEMM_TAIL_MAX;
+}
+
+void gemm_tile_for(const Gemm *g, int *r, int *c)
+{
+    gemm_tile_default(g->bt, r, c);
+    if (gemm_tail(g) && g->N / 16 % 3 == 0 && g->N / 16 % *c != 0 && gemm_tile_ok(false, *r, 3))
+        *c = 3;
+}

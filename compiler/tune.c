@@ -115,7 +115,7 @@ static void collect_stmts(Tuning *t, const Vec *body, int64_t m, int64_t times)
         if (!k) {
             k = arena_alloc(sizeof *k);
             k->sig = sig, k->g = g, k->m = m;
-            gemm_tile_default(g->bt, &k->tile_r, &k->tile_c);
+            gemm_tile_for(g, &k->tile_r, &k->tile_c);
             vec_push(out, k);
         }
         k->weight += flops;
@@ -286,7 +286,7 @@ static int candidates(const TuneKernel *k, Variant *out, int max)
     const Gemm *g = k->g;
     int64_t M = resolved(g->M, k->m), N = g->N;
     int n = 0, dr, dc;
-    gemm_tile_default(g->bt, &dr, &dc);
+    gemm_tile_for(g, &dr, &dc);
     const int(*list)[2] = g->bt ? nt_tiles : gemm_tiles;
     int count = g->bt ? (int)(sizeof nt_tiles / sizeof nt_tiles[0]) : (int)(sizeof gemm_tiles / sizeof gemm_tiles[0]);
     for (int i = -1; i < count && n < max; i++) {
@@ -307,7 +307,7 @@ static int candidates(const TuneKernel *k, Variant *out, int max)
  * default tile (not the cache's, with --retune). */
 static void tune_kernel(TuneKernel *k, double deadline, const TuneOptions *opt)
 {
-    gemm_tile_default(k->g->bt, &k->tile_r, &k->tile_c);
+    gemm_tile_for(k->g, &k->tile_r, &k->tile_c);
     k->cols_outer = k->from_cache = false, k->default_ns = k->best_ns = 0;
     Operands o = operands(k);
     double t0 = now_s();
@@ -342,7 +342,7 @@ static void tune_kernel(TuneKernel *k, double deadline, const TuneOptions *opt)
     /* The winner against the default once more, the best time of each: a
      * default measured in a moment of other load must not lose by that. */
     Variant def = {k->tile_r, k->tile_c, k->cols_outer}, best = def;
-    gemm_tile_default(k->g->bt, &def.r, &def.c), def.cols_outer = false;
+    gemm_tile_for(k->g, &def.r, &def.c), def.cols_outer = false;
     double again;
     if ((best.r != def.r || best.c != def.c || best.cols_outer) && now_s() + 2 * cost <= deadline) {
         if (run_variant(k, def, false, &o, &again))
