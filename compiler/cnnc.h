@@ -673,7 +673,7 @@ void plan_memory(Lowered *l);
 /* GEMM register tiles (see Gemm): the defaults, the largest llvm.c builds,
  * and which tiles are valid. */
 enum { GEMM_MR = 6, GEMM_NV = 2, GEMM_RT = 4, GEMM_CT = 4,
-       GEMM_MR_MAX = 14, GEMM_NV_MAX = 4, GEMM_RT_MAX = 8, GEMM_CT_MAX = 8 };
+       GEMM_MR_MAX = 14, GEMM_NV_MAX = 5, GEMM_RT_MAX = 8, GEMM_CT_MAX = 8 };
 void gemm_target(bool avx512);       /* the target's registers (default: AVX-512's) */
 void gemm_tile_default(bool bt, int *r, int *c);
 /* A GEMM (not bt) whose columns are whole vectors and one or two more (7x7
@@ -681,8 +681,9 @@ void gemm_tile_default(bool bt, int *r, int *c);
  * "tail", llvm.c) instead of a vector of mostly idle lanes. */
 enum { GEMM_TAIL_MAX = 2, GEMM_TAIL_K_MAX = 4608 };
 bool gemm_tail(const Gemm *g);
-/* The default tile of GEMM g: the target's, but three vectors wide for a
- * tail GEMM whose whole vectors come in threes (49 columns: 48 + 1). */
+/* The default tile of GEMM g: the target's, but for a tail GEMM whose
+ * whole vectors come in threes 6x3 (49 columns: 48 + 1), in fives 4x5 (81:
+ * 80 + 1). */
 void gemm_tile_for(const Gemm *g, int *r, int *c);
 bool gemm_tile_ok(bool bt, int r, int c);                   /* for the target */
 bool gemm_tile_fits(bool bt, int r, int c, bool avx512);    /* for AVX-512's or AVX2's registers */
