@@ -578,6 +578,29 @@ static void prefetch_rows_below(Emit *E, const GemmArgs *g, LLVMValueRef i0, int
         }
 }
 
+/* Row i's pair (shift, scale) of a folded batchnorm (BN_ROWS), as scalars. */
+static void bn_pair(Emit *E, const GemmArgs *g, LLVMValueRef i, LLVMValueRef *shift, LLVMValueRef *scale)
+{
+    LLVMValueRef one = i64c(E, 1), two = i64c(E, 2);
+    *shift = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, i, two, one, i64c(E, 0), 0), "");
+    *scale = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, i, two, one, i64c(E, 0), 1), "");
+}
+
+/* What a tile stores for a finished sum (a vector, or a scalar of the
+ * tail): scale sum + shift with a folded batchnorm, then the ReLU; with
+ * kblock, the partial sum itself while more blocks of k follow. */
+static LLVMValueRef epilogue(Emit *E, const GemmArgs *g, LLVMValueRef sum, LLVMValueRef shift, LLVMValueRef scale)
+{
+    LLVMValueRef out = sum;
+    if (g->bias_kind == BN_ROWS) {
+        LLVMTypeRef types[1] = {LLVMTypeOf(sum)};
+        LLVMValueRef args[3] = {sum, scale, shift};
+        out = vector_intrinsic(E, "llvm.fma", types, 1, args, 3);
+    }
+    out = relu_of(E, g, out);
+    return out != sum && g->kblock ? LLVMBuildSelect(E->b, g->more, sum, out, "") : out;
+}
+
 /* The tile rows [i0, i0 + mr) by columns [j0, j0 + 16 nv) of C: mr x nv
  * accumulators in registers through the whole k loop, B read once per k,
  * A broadcast. */
@@ -602,11 +625,10 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
                 init = masked_load(E, at2(E, g->bias, j0, one, one, i64c(E, 0), v * LANES), mask[v]);
             LLVMBuildStore(E->b, LLVMBuildSelect(E->b, g->from_c, c, init, ""), acc[r][v]);
         }
-    LLVMValueRef shift[MR_MAX], scale[MR_MAX];
+    LLVMValueRef shift[MR_MAX] = {0}, scale[MR_MAX] = {0};
     for (int r = 0; r < mr && g->bias_kind == BN_ROWS; r++) {
-        LLVMValueRef two = i64c(E, 2);
-        shift[r] = splat_of(E, E->f32, LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 0), ""));
-        scale[r] = splat_of(E, E->f32, LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 1), ""));
+        bn_pair(E, g, row[r], &shift[r], &scale[r]);
+        shift[r] = splat_of(E, E->f32, shift[r]), scale[r] = splat_of(E, E->f32, scale[r]);
     }
     if (g->cols_outer)
         prefetch_rows_below(E, g, i0, mr, j0, nv);
@@ -625,14 +647,7 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
     loop_close(E, &kl, 1);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++) {
-            LLVMValueRef sum = LLVMBuildLoad2(E->b, vt, acc[r][v], ""), out = sum;
-            if (g->bias_kind == BN_ROWS) {                  /* scale sum + shift */
-                LLVMValueRef args[3] = {sum, scale[r], shift[r]};
-                out = vector_intrinsic(E, "llvm.fma", types, 1, args, 3);
-            }
-            out = relu_of(E, g, out);
-            if (out != sum && g->kblock)                    /* a partial sum stays as it is */
-                out = LLVMBuildSelect(E->b, g->more, sum, out, "");
+            LLVMValueRef out = epilogue(E, g, LLVMBuildLoad2(E->b, vt, acc[r][v], ""), shift[r], scale[r]);
             masked_store(E, out, at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
         }
 }
@@ -648,7 +663,7 @@ static LLVMValueRef lane_sum(Emit *E, LLVMValueRef v);
 static void gemm_tail_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
-    LLVMValueRef acc[MR_MAX], row[MR_MAX], t, k, one = i64c(E, 1), two = i64c(E, 2);
+    LLVMValueRef acc[MR_MAX], row[MR_MAX], t, k, one = i64c(E, 1);
     for (int r = 0; r < mr; r++)
         acc[r] = entry_alloca(E, vt), row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");
     Loop tl = loop_open(E, i64c(E, 0), g->ntail, &t);
@@ -671,18 +686,11 @@ static void gemm_tail_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
         else if (g->bias_kind == BIAS_COLS)
             init = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, j, one, one, i64c(E, 0), 0), "");
         LLVMValueRef from = LLVMBuildSelect(E->b, g->from_c, LLVMBuildLoad2(E->b, E->f32, cp, ""), init, "");
-        LLVMValueRef sum = LLVMBuildFAdd(E->b, from, lane_sum(E, LLVMBuildLoad2(E->b, vt, acc[r], "")), ""), out = sum;
-        if (g->bias_kind == BN_ROWS) {                      /* scale sum + shift */
-            LLVMValueRef shift = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 0), "");
-            LLVMValueRef scale = LLVMBuildLoad2(E->b, E->f32, at2(E, g->bias, row[r], two, one, i64c(E, 0), 1), "");
-            LLVMTypeRef st[1] = {E->f32};
-            LLVMValueRef args[3] = {sum, scale, shift};
-            out = vector_intrinsic(E, "llvm.fma", st, 1, args, 3);
-        }
-        out = relu_of(E, g, out);
-        if (out != sum && g->kblock)
-            out = LLVMBuildSelect(E->b, g->more, sum, out, "");
-        LLVMBuildStore(E->b, out, cp);
+        LLVMValueRef sum = LLVMBuildFAdd(E->b, from, lane_sum(E, LLVMBuildLoad2(E->b, vt, acc[r], "")), "");
+        LLVMValueRef shift = NULL, scale = NULL;
+        if (g->bias_kind == BN_ROWS)
+            bn_pair(E, g, row[r], &shift, &scale);
+        LLVMBuildStore(E->b, epilogue(E, g, sum, shift, scale), cp);
     }
     loop_close(E, &tl, 1);
 }

@@ -42,8 +42,11 @@ bool gemm_tail(const Gemm *g)
 void gemm_tile_for(const Gemm *g, int *r, int *c)
 {
     gemm_tile_default(g->bt, r, c);
-    if (gemm_tail(g) && g->N / 16 % 3 == 0 && g->N / 16 % *c != 0 && gemm_tile_ok(false, *r, 3))
+    int64_t vectors = g->N / 16;
+    if (!gemm_tail(g) || vectors % *c == 0)
+        return;
+    if (vectors % 3 == 0 && gemm_tile_ok(false, *r, 3))
         *c = 3;
-    else if (gemm_tail(g) && g->N / 16 % 5 == 0 && g->N / 16 % *c != 0 && gemm_tile_ok(false, 4, 5))
+    else if (vectors % 5 == 0 && gemm_tile_ok(false, 4, 5))
         *r = 4, *c = 5;
 }

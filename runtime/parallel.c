@@ -124,8 +124,8 @@ void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float 
  * that cost once (split_min_ns), and nests that take less than four times
  * it on one thread run whole (between 1 and 12 us). A fixed 12 us had kept
  * GoogLeNet's many short batchnorm nests on one thread: splitting those
- * made its training step 5% faster and ResNet-18's batch-1 forward 4%
- * (AMD Zen 5, 2 threads). The compiler's estimate of a nest's work counts
+ * made its training step about 3% faster, and ResNet-18's and GoogLeNet's
+ * batch-1 forward 3% (AMD Zen 5, 2 threads). The compiler's estimate of a nest's work counts
  * statements, which a vectorized copy runs 16 at a time and a reduction one
  * by one, so each call site measures its nest's first calls instead. */
 enum { SPLIT_MIN_FLOOR_NS = 1000, SPLIT_MIN_CAP_NS = 12000, MAX_SPLIT = 64, TIMED_CALLS = 3, RETIME_EVERY = 64, SITES = 1024 };
@@ -161,6 +161,12 @@ static int64_t split_min_ns(int threads)
     return min_ns[i];
 }
 
+/* Per call site of rt_parallel in the generated code (its return address)
+ * and batch size (a nest's size depends on nothing else): its calls so far,
+ * and the shortest whole one. Each thread that runs kernels has its table.
+ * A site split after its first calls (all in the first forward, from cold
+ * caches, when it is inside a loop over chunks) runs whole again every 64th
+ * call, so a quick nest is found out later. */
 typedef struct { const void *site; int64_t n; int64_t calls; int64_t best_ns; } Site;
 static _Thread_local Site sites[SITES];
 
