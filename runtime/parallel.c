@@ -13,9 +13,12 @@
  *     elementwise step, the channels of a batchnorm) calls rt_parallel,
  *     which gives each thread a contiguous part of its outer loop.
  *
- * A nest that is quick on one thread is not worth a fork: each call site
- * of rt_parallel times its first calls, whole, and runs whole from then on
- * while its quickest call was quick (re-timing one call in 64 otherwise).
+ * A nest that is quick on one thread is not worth a fork, and a split nest
+ * also pays for its data crossing between the cores' caches, which costs
+ * more on some machines than the nest saves: each call site of rt_parallel
+ * times its first calls whole, then (unless they were too quick to gain)
+ * its next calls split, and from then on runs the quicker way, timing each
+ * way again now and then.
  *
  * Each element is computed by the same code, in the same order, as without
  * the split (a GEMM's blocks start on multiples of its register tile): the
@@ -118,16 +121,16 @@ void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float 
                bias ? bias + g * bias_step : NULL);
 }
 
-/* A nest split across threads gains half its time and pays a fork and a
- * join, which cost 0.5-1 us on one 2-core VM (threads spinning between
- * regions) and more where waking a thread is slower: each thread measures
- * that cost once (split_min_ns), and nests that take less than four times
- * it on one thread run whole (between 1 and 12 us). A fixed 12 us had kept
- * GoogLeNet's many short batchnorm nests on one thread: splitting those
- * made its training step about 3% faster, and ResNet-18's and GoogLeNet's
- * batch-1 forward 3% (AMD Zen 5, 2 threads). The compiler's estimate of a nest's work counts
- * statements, which a vectorized copy runs 16 at a time and a reduction one
- * by one, so each call site measures its nest's first calls instead. */
+/* A nest split across threads gains at most half its time and pays a fork
+ * and a join, which cost 0.5-1 us on one 2-core VM (threads spinning
+ * between regions) and more where waking a thread is slower: each thread
+ * measures that cost once (split_min_ns), and nests that take less than
+ * four times it on one thread run whole (between 1 and 12 us) without a
+ * trial. A nest above that is timed split too, for the fork is not the
+ * whole cost: on an Intel Xeon VM whose empty regions took 26 ns, LeNet's
+ * one split nest at batch 1 took 5.2 us split against 1.6 us whole, and the
+ * batch-1 forward 24 us against 12.5 us. Split or whole, the nest computes
+ * each element by the same code, so the choice never changes a result. */
 enum { SPLIT_MIN_FLOOR_NS = 1000, SPLIT_MIN_CAP_NS = 12000, MAX_SPLIT = 64, TIMED_CALLS = 3, RETIME_EVERY = 64, SITES = 1024 };
 
 static int64_t now_ns(void)
@@ -163,11 +166,12 @@ static int64_t split_min_ns(int threads)
 
 /* Per call site of rt_parallel in the generated code (its return address)
  * and batch size (a nest's size depends on nothing else): its calls so far,
- * and the shortest whole one. Each thread that runs kernels has its table.
- * A site split after its first calls (all in the first forward, from cold
- * caches, when it is inside a loop over chunks) runs whole again every 64th
- * call, so a quick nest is found out later. */
-typedef struct { const void *site; int64_t n; int64_t calls; int64_t best_ns; } Site;
+ * and its quickest whole and split calls. Each thread that runs kernels has
+ * its table. The first calls (all in the first forward, from cold caches,
+ * when the site is inside a loop over chunks) are timed whole, then split;
+ * every 64th call is timed whole again and, 32 calls later, split again, so
+ * a choice made on a cold or busy start is found out later. */
+typedef struct { const void *site; int64_t n; int64_t calls; int64_t whole_ns, split_ns; } Site;
 static _Thread_local Site sites[SITES];
 
 /* The site's slot (NULL: the table is full, and the nest is split). */
@@ -179,11 +183,32 @@ static Site *site_of(const void *site, int64_t n)
         if (s->site == site && s->n == n)
             return s;
         if (!s->site) {
-            s->site = site, s->n = n, s->best_ns = INT64_MAX;
+            s->site = site, s->n = n, s->whole_ns = s->split_ns = INT64_MAX;
             return s;
         }
     }
     return NULL;
+}
+
+static void run_split(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int parts)
+{
+    int64_t n = hi - lo;
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+    for (int t = 0; t < parts; t++)
+        part(args, lo + n * t / parts, lo + n * (t + 1) / parts);
+}
+
+/* Whether call number `call` of site s runs split, and whether it is timed. */
+static bool split_call(const Site *s, int64_t call, int parts, bool *timed)
+{
+    bool may_gain = s->whole_ns >= split_min_ns(parts);
+    *timed = true;
+    if (call < TIMED_CALLS || call % RETIME_EVERY == 0)
+        return false;
+    if (may_gain && (call < 2 * TIMED_CALLS || call % RETIME_EVERY == RETIME_EVERY / 2))
+        return true;
+    *timed = false;
+    return may_gain && s->split_ns < s->whole_ns;
 }
 
 void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t batch)
@@ -196,17 +221,18 @@ void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t b
         return;
     }
     Site *s = site_of(__builtin_return_address(0), batch);
-    if (s && (s->calls < TIMED_CALLS || s->best_ns < split_min_ns(parts) || s->calls % RETIME_EVERY == 0)) {
-        int64_t t0 = now_ns();                    /* whole, timed */
-        part(args, lo, hi);
-        int64_t t = now_ns() - t0;
-        s->best_ns = t < s->best_ns ? t : s->best_ns;
-        s->calls++;
+    if (!s) {
+        run_split(part, args, lo, hi, parts);
         return;
     }
-    if (s)
-        s->calls++;
-#pragma omp parallel for num_threads(parts) schedule(static, 1)
-    for (int t = 0; t < parts; t++)
-        part(args, lo + n * t / parts, lo + n * (t + 1) / parts);
+    bool timed, split = split_call(s, s->calls++, parts, &timed);
+    int64_t t0 = timed ? now_ns() : 0;
+    if (split)
+        run_split(part, args, lo, hi, parts);
+    else
+        part(args, lo, hi);
+    if (timed) {
+        int64_t t = now_ns() - t0, *best = split ? &s->split_ns : &s->whole_ns;
+        *best = t < *best ? t : *best;
+    }
 }

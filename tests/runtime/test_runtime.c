@@ -1485,16 +1485,20 @@ Test(rt, safetensors_integer_dtypes)
 #include <omp.h>
 #include <time.h>
 
-typedef struct { int *hits; int64_t spin_ns; int in_parallel; } PartArgs;
+/* Each call of the part spins whole_ns, or split_ns when split (on any
+ * thread), whatever its range: a nest made quicker or slower by a split on
+ * any machine, loaded or not. */
+typedef struct { int *hits; int64_t whole_ns, split_ns; int in_parallel; } PartArgs;
 
 static void part_mark(void *p, int64_t lo, int64_t hi)
 {
     PartArgs *a = p;
+    int64_t spin = omp_in_parallel() ? a->split_ns : a->whole_ns;
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     do
         clock_gettime(CLOCK_MONOTONIC, &t);
-    while ((t.tv_sec - t0.tv_sec) * 1000000000 + (t.tv_nsec - t0.tv_nsec) < a->spin_ns);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000 + (t.tv_nsec - t0.tv_nsec) < spin);
     for (int64_t i = lo; i < hi; i++)
 #pragma omp atomic
         a->hits[i]++;
@@ -1503,24 +1507,27 @@ static void part_mark(void *p, int64_t lo, int64_t hi)
         a->in_parallel = 1;
 }
 
-/* A call site's first calls at a batch size run whole and are timed; every
- * call covers the range once. A nest that takes long (spins 200 us: no quicker, whatever the
- * machine) is split across the threads after its timed calls. */
+/* Calls 0-2 of a call site at a batch size run whole and are timed, 3-5
+ * split and timed (unless the nest is too quick to gain), then the quicker
+ * way; every call covers the range once. Three nests: a quick one (never
+ * split), one of 400 us whole and 50 us split (split from then on), and one
+ * of 200 us whole and 500 us split (data crossing between the cores, made
+ * up: whole from then on). */
 Test(rt, parallel_covers_the_range_once)
 {
     rt_inner_threads(2);
     int hits[100];
-    for (int slow = 0; slow < 2; slow++)
-        for (int call = 0; call < 6; call++) {
+    PartArgs kinds[3] = {{hits, 0, 0, 0}, {hits, 400000, 50000, 0}, {hits, 200000, 500000, 0}};
+    for (int k = 0; k < 3; k++)
+        for (int call = 0; call < 12; call++) {
             memset(hits, 0, sizeof hits);
-            PartArgs a = {hits, slow ? 200000 : 0, 0};
-            rt_parallel(part_mark, &a, 3, 100, 1 + slow);      /* one call site: apart by the batch */
+            PartArgs a = kinds[k];
+            rt_parallel(part_mark, &a, 3, 100, 1 + k);      /* one call site: apart by the batch */
             for (int i = 0; i < 100; i++)
-                cr_assert_eq(hits[i], i >= 3, "slow %d call %d: cell %d hit %d times", slow, call, i, hits[i]);
-            if (slow && call >= 3)
-                cr_assert(a.in_parallel, "a long nest was not split after its timed calls");
-            if (call < 3)
-                cr_assert(!a.in_parallel, "a timed call was split");
+                cr_assert_eq(hits[i], i >= 3, "nest %d call %d: cell %d hit %d times", k, call, i, hits[i]);
+            bool trial = k > 0 && call >= 3 && call < 6;
+            cr_assert_eq(a.in_parallel, trial || (k == 1 && call >= 6),
+                         "nest %d call %d: split %d", k, call, a.in_parallel);
         }
     rt_inner_threads(1);
 }
@@ -1600,3 +1607,4 @@ Test(rt, gemm_batch_matches_one_by_one)
         cr_assert_eq(C[i], D[i], "cell %d: %g, want %g", i, C[i], D[i]);
     free(A), free(B), free(C), free(D), free(bias);
 }
+
