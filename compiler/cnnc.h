@@ -593,6 +593,9 @@ typedef struct {
     bool kblock;          /* k in blocks whose rows of B fit in the L2, each through the
                              whole of C (not bt; llvm.c gemm_body): for a B too large for
                              the L2 that every block of rows of A would read again */
+    bool shared_b;        /* B is a large layer's weights and A, C the batch's rows, at the
+                             kernel's top level: the threads' slices of a batch compute it
+                             together (runtime rt_gemm_shared), B streamed once */
 } Gemm;
 
 /* Max pooling with 2x2 windows that tile the image (stride 2, no padding),

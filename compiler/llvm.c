@@ -1137,10 +1137,10 @@ static void emit_gemm(Emit *E, const Gemm *g)
 {
     LLVMValueRef fn = gemm_function(E, g), args[12];
     gemm_args(E, g, args);
-    if (gemm_small(args[0], g->N, args[2]))
+    if (gemm_small(args[0], g->N, args[2]) && !g->shared_b)
         LLVMBuildCall2(E->b, E->gemm_type, fn, args, 12, "");
     else
-        call_rt(E, "rt_gemm", g, fn, args, NULL, 0);
+        call_rt(E, g->shared_b ? "rt_gemm_shared" : "rt_gemm", g, fn, args, NULL, 0);
 }
 
 /*   for v in [lo, hi): one GEMM    (parallel_gemms: they may run apart)

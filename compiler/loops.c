@@ -369,6 +369,18 @@ static void epilogue(Lower *L, const Node *n, bool conv, Expr *row0)
     g->bias_at = row0, g->bias_rows = conv;
 }
 
+/* The GEMM just emitted, over the batch's rows, by weights of `floats`
+ * floats: when those are larger than the L2 and the GEMM is at the kernel's
+ * top level (called once a kernel call, whatever the batch, as the threads
+ * running slices must call it together), the slices share it (Gemm
+ * shared_b): each thread had streamed all of AlexNet's 234 MB of dense
+ * weights for its own slice. */
+static void shared_weights(Lower *L, bool batched, int64_t floats)
+{
+    if (batched && L->out == &L->k->body && (int64_t)sizeof(float) * floats > host_l2_bytes())
+        ((LStmt *)L->out->at[L->out->n - 1])->gemm->shared_b = true;
+}
+
 /* dense: Y = X W^T + b, one GEMM of [n, D] by the transpose of W [N, D]:
  * X's rows and W's rows both run along D (gemm_nt), so W is used as it is;
  * b and a following ReLU in its epilogue */
@@ -380,6 +392,7 @@ static void lower_dense(Lower *L, const Node *n)
     bias_first(L, n, 0, false);
     gemm_nt(L, y->batched ? var(0) : i64(1), N, i64(D), xb, i64(0), xb->batched ? D : 0, W, i64(0), D, y, i64(0), N,
             false);
+    shared_weights(L, y->batched, N * D);
     epilogue(L, n, false, i64(0));
 }
 
@@ -3685,6 +3698,7 @@ static void print_stmts(FILE *out, const Vec *body, int depth)
             fputs(g->relu ? ", then relu" : "", out);
             if (g->tile_r || g->cols_outer)
                 fprintf(out, " [tile %dx%d%s]", g->tile_r, g->tile_c, g->cols_outer ? ", columns outer" : "");
+            fputs(g->shared_b ? " [shared by the slices]" : "", out);
             fputc('\n', out);
             break;
         }

@@ -348,6 +348,18 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
 void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
                    const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how,
                    int64_t count, int64_t a_step, int64_t b_step, int64_t c_step, int64_t bias_step);
+/* rt_gemm for a GEMM whose B every thread's slice of the batch shares (a
+ * large dense layer's weights, A and C the slice's rows). Inside
+ * rt_net_forward's region (rt_slices_together), the team's threads, each
+ * calling it for its slice, compute it together: each takes a share of the
+ * columns, for the rows of every slice, in blocks whose part of B stays in
+ * its L2, so B streams from memory once, not once a thread. Elsewhere it is
+ * rt_gemm. Every thread of the team must call it, in the same order. */
+void rt_gemm_shared(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
+                    const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how);
+/* Whether the calling thread runs its slice of a batch alongside the rest
+ * of its team, every thread through the same kernel (net.c, inference). */
+void rt_slices_together(bool on);
 /* part(args, lo, hi) for parts of [lo, hi) that together cover it, on the
  * idle threads: a loop nest's outer loop (args: its arguments), in a
  * kernel called on `batch` examples. Quick nests run whole (on the calling

@@ -265,9 +265,10 @@ void rt_net_forward(rt_net *net, int n, const float *x, float *out)
         int64_t lo, hi;
         int t = omp_get_thread_num();           /* thread t: [scratch][its examples] */
         slice(n, omp_get_num_threads(), t, &lo, &hi);   /* fewer than asked inside another region */
-        if (hi > lo)
-            d->forward(hi - lo, x + lo * d->input_size, out + lo * rt_out_stride(d), net->params,
-                       net->ws + lo * d->ws_floats + t * d->ws_fixed);
+        rt_slices_together(true);               /* every thread runs the kernel: slice(...) leaves none empty */
+        d->forward(hi - lo, x + lo * d->input_size, out + lo * rt_out_stride(d), net->params,
+                   net->ws + lo * d->ws_floats + t * d->ws_fixed);
+        rt_slices_together(false);
     }
 }
 

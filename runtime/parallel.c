@@ -28,6 +28,7 @@
 
 #include <omp.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The threads a GEMM of the calling thread may use: set by net.c around a
  * kernel it runs alone; 1 (no split) everywhere else. */
@@ -37,7 +38,7 @@ void rt_inner_threads(int threads) { inner_threads = threads > 1 ? threads : 1; 
 
 /* Below this many multiply-adds a GEMM runs on its thread alone: forking
  * costs a few microseconds. */
-enum { MIN_SPLIT_MACS = 1 << 19 };
+enum { MIN_SPLIT_MACS = 1 << 19, MAX_TEAM = 256 };
 
 /* Part t of `parts` of [0, n) in whole units of `unit` (the last part also
  * takes the remainder): [*lo, *hi). */
@@ -97,6 +98,52 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
                bias && bias_rows ? bias + lo * per_row : bias);
         }
     }
+}
+
+static _Thread_local bool slices_together;
+
+void rt_slices_together(bool on) { slices_together = on; }
+
+/* One thread's slice in rt_gemm_shared: its rows of A and of C. */
+typedef struct { int64_t M; const float *A; float *C; } Slice;
+
+/* Columns of C (of B) in a block whose part of B takes about a quarter of
+ * the L2 (sysconf's, 1 MB if it does not say), in whole register tiles. */
+static int64_t shared_block(int64_t K, int64_t tile_n)
+{
+    static _Thread_local int64_t l2;
+    if (!l2) {
+        long got = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        l2 = got > 0 ? got : 1 << 20;
+    }
+    int64_t cols = l2 / 4 / (int64_t)sizeof(float) / (K > 0 ? K : 1) / tile_n * tile_n;
+    return cols > tile_n ? cols : tile_n;
+}
+
+void rt_gemm_shared(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,
+                    const float *B, int64_t ldb, float *C, int64_t ldc, int64_t acc, const float *bias, int64_t how)
+{
+    int parts = omp_get_num_threads();
+    if (!slices_together || parts <= 1 || parts > MAX_TEAM || how & RT_GEMM_BIAS_ROWS) {
+        rt_gemm(fn, M, N, K, A, sai, sak, B, ldb, C, ldc, acc, bias, how);
+        return;
+    }
+    int t = omp_get_thread_num();
+    Slice own[MAX_TEAM], *slices;                 /* the table: on the stack of one thread */
+#pragma omp single copyprivate(slices)
+    slices = own;
+    slices[t] = (Slice){M, A, C};
+#pragma omp barrier
+    int64_t tile_n = how >> 24 & 0xfff, lo, hi, block = shared_block(K, tile_n);
+    bool bt = how & RT_GEMM_BT;
+    part(N, tile_n, parts, t, &lo, &hi);
+    for (int64_t j = lo; j < hi; j += block) {    /* B's columns [j, j + w): for every slice */
+        int64_t w = hi - j < block ? hi - j : block;
+        for (int s = 0; s < parts; s++)
+            fn(slices[s].M, w, K, slices[s].A, sai, sak, B + j * (bt ? ldb : 1), ldb, slices[s].C + j, ldc,
+               acc != 0, bias ? bias + j : NULL);
+    }
+#pragma omp barrier                               /* every slice's C is whole, and the table may go */
 }
 
 void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak,

@@ -1608,3 +1608,66 @@ Test(rt, gemm_batch_matches_one_by_one)
     free(A), free(B), free(C), free(D), free(bias);
 }
 
+/* A B^T reference (RT_GEMM_BT) with a bias per column, recording which
+ * columns of which slice (told apart by C) each thread computed. */
+static float *shared_c[2];
+static int shared_by[2][200];
+
+static void gemm_ref_bt(int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak, const float *B,
+                        int64_t ldb, float *C, int64_t ldc, bool acc, const float *bias)
+{
+    (void)sak;
+    int s = C >= shared_c[1] ? 1 : 0, t = omp_get_thread_num();
+    for (int64_t j = 0; j < N; j++)
+        shared_by[s][C - shared_c[s] + j] |= 1 << t;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float v = acc ? C[i * ldc + j] : bias ? bias[j] : 0;
+            for (int64_t k = 0; k < K; k++)
+                v += A[i * sai + k] * B[j * ldb + k];
+            C[i * ldc + j] = v;
+        }
+}
+
+/* rt_gemm_shared: two threads, each with its slice of rows (3 and 2), in
+ * rt_net_forward's way: every cell as the reference computes it, each
+ * thread working on both slices (its half of the columns of each); with
+ * rt_slices_together off, each thread on its own slice. */
+Test(rt, gemm_shared_by_the_slices)
+{
+    enum { N = 200, K = 4096, M0 = 3, M1 = 2 };
+    float *A = malloc(sizeof(float) * (M0 + M1) * K), *B = malloc(sizeof(float) * N * K), *bias = malloc(sizeof(float) * N);
+    float *want = malloc(sizeof(float) * (M0 + M1) * N), *C = malloc(sizeof(float) * (M0 + M1) * N);
+    for (int i = 0; i < (M0 + M1) * K; i++)
+        A[i] = (float)(i % 7) - 3;
+    for (int i = 0; i < N * K; i++)
+        B[i] = (float)(i % 5) - 2;
+    for (int j = 0; j < N; j++)
+        bias[j] = (float)j;
+    shared_c[0] = want, shared_c[1] = want + M0 * N;
+    gemm_ref_bt(M0 + M1, N, K, A, K, 1, B, K, want, N, false, bias);
+    for (int together = 0; together < 2; together++) {
+        memset(C, 0, sizeof(float) * (M0 + M1) * N);
+        memset(shared_by, 0, sizeof shared_by);
+        shared_c[0] = C, shared_c[1] = C + M0 * N;
+        int threads = 0;
+#pragma omp parallel num_threads(2)
+        {
+            int t = omp_get_thread_num();
+            if (t == 0)
+                threads = omp_get_num_threads();
+            rt_slices_together(together);
+            rt_gemm_shared(gemm_ref_bt, t ? M1 : M0, N, K, A + (t ? M0 * K : 0), K, 1, B, K, shared_c[t], N, 0, bias,
+                           RT_GEMM_BT | 4 << 16 | 4 << 24);
+            rt_slices_together(false);
+        }
+        cr_assert_eq(threads, 2, "the test needs two threads");
+        for (int i = 0; i < (M0 + M1) * N; i++)
+            cr_assert_eq(C[i], want[i], "together %d: cell %d: %g, want %g", together, i, C[i], want[i]);
+        for (int s = 0; s < 2; s++)
+            for (int j = 0; j < N; j++)
+                cr_assert_eq(shared_by[s][j], together ? 1 << (j >= N / 2) : 1 << s,
+                             "together %d: slice %d column %d computed by threads %#x", together, s, j, shared_by[s][j]);
+    }
+    free(A), free(B), free(bias), free(want), free(C);
+}
