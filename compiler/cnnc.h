@@ -688,6 +688,8 @@ bool gemm_tail(const Gemm *g);
  * whole vectors come in threes 6x3 (49 columns: 48 + 1), in fives 4x5 (81:
  * 80 + 1). */
 void gemm_tile_for(const Gemm *g, int *r, int *c);
+/* The untuned loop order of GEMM g: true for columns outside (see Gemm). */
+bool gemm_cols_outer_default(const Gemm *g);
 bool gemm_tile_ok(bool bt, int r, int c);                   /* for the target */
 bool gemm_tile_fits(bool bt, int r, int c, bool avx512);    /* for AVX-512's or AVX2's registers */
 

@@ -1027,22 +1027,6 @@ static void gemm_body(Emit *E, const GemmArgs *given)
     LLVMPositionBuilderAtEnd(E->b, kl.done);
 }
 
-/* The untuned loop order: rows outside reads all of B once per block of
- * rows, columns outside reads all of A once per strip of columns. B stays
- * in the cache across the blocks of rows only while it takes no more than
- * half the L2; beyond that (a convolution's im2col matrix at full size, a
- * large dense layer's weights), columns go outside, where a strip of B stays
- * and A, a layer's weights or a few rows of the batch, streams past it. A K
- * or M that depends on the batch counts as large. */
-static bool cols_outer_default(const Gemm *gm)
-{
-    if (gm->M->kind == X_INT && gm->M->ival <= 1)
-        return false;                                   /* one row: one pass either way */
-    if (gm->kblock)
-        return false;                                   /* B's block of k stays in the L2 */
-    return gm->K->kind != X_INT || 4 * gm->K->ival * gm->N > host_l2_bytes() / 2;
-}
-
 /* The routine for a GEMM statement: cnnc.gemm or cnnc.gemm_nt, suffixed by
  * its epilogue (.bias_rows, .bias_cols, .relu); made on first use. */
 static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
@@ -1057,7 +1041,7 @@ static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
     if (gm->tile_r)
         proto.tile_r = gm->tile_r, proto.tile_c = gm->tile_c;
     bool tiled = proto.tile_r != dr || proto.tile_c != dc;
-    proto.cols_outer = gm->tile_r ? gm->cols_outer : cols_outer_default(gm);
+    proto.cols_outer = gm->tile_r ? gm->cols_outer : gemm_cols_outer_default(gm);
     proto.tail = gemm_tail(gm) && !proto.cols_outer;
     static const char *const bias[] = {"", ".bias_rows", ".bias_cols", ".bn_rows"};
     const char *name = arena_printf("cnnc.gemm%s%s%s%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],

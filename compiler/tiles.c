@@ -50,3 +50,19 @@ void gemm_tile_for(const Gemm *g, int *r, int *c)
     else if (vectors % 5 == 0 && gemm_tile_ok(false, 4, 5))
         *r = 4, *c = 5;
 }
+
+/* The untuned loop order: rows outside reads all of B once per block of
+ * rows, columns outside reads all of A once per strip of columns. B stays
+ * in the cache across the blocks of rows only while it takes no more than
+ * half the L2; beyond that (a convolution's im2col matrix at full size, a
+ * large dense layer's weights), columns go outside, where a strip of B stays
+ * and A, a layer's weights or a few rows of the batch, streams past it. A K
+ * or M that depends on the batch counts as large. */
+bool gemm_cols_outer_default(const Gemm *gm)
+{
+    if (gm->M->kind == X_INT && gm->M->ival <= 1)
+        return false;                                   /* one row: one pass either way */
+    if (gm->kblock)
+        return false;                                   /* B's block of k stays in the L2 */
+    return gm->K->kind != X_INT || 4 * gm->K->ival * gm->N > host_l2_bytes() / 2;
+}

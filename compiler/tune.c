@@ -116,6 +116,7 @@ static void collect_stmts(Tuning *t, const Vec *body, int64_t m, int64_t times)
             k = arena_alloc(sizeof *k);
             k->sig = sig, k->g = g, k->m = m;
             gemm_tile_for(g, &k->tile_r, &k->tile_c);
+            k->cols_outer = gemm_cols_outer_default(g);
             vec_push(out, k);
         }
         k->weight += flops;
@@ -275,7 +276,9 @@ static bool run_variant(const TuneKernel *k, Variant t, bool fault, Operands *o,
 }
 
 /* The candidates, known good shapes first, each with the rows outer and
- * then the columns outer; the default (rows outer) is measured before them.
+ * then the columns outer; the default (its tile in its loop order,
+ * gemm_cols_outer_default) is measured before them, so of the default tile
+ * only the other order is a candidate.
  * Tiles larger than the GEMM (more rows than M, more columns than N) cannot
  * win and are left out, and so is the columns-outer order when one block of
  * rows or columns covers the whole GEMM (it is then the same loop). */
@@ -295,9 +298,10 @@ static int candidates(const TuneKernel *k, Variant *out, int max)
         int64_t width = g->bt ? c : (int64_t)c * 16;           /* the columns one block covers */
         if (!gemm_tile_ok(g->bt, r, c) || (i >= 0 && r == dr && c == dc) || r > M || cols > N)
             continue;
-        if (i >= 0)
+        bool both = M > r && N > width, default_cols = gemm_cols_outer_default(g);
+        if (i >= 0 || (both && default_cols))
             out[n++] = (Variant){r, c, false};
-        if (n < max && M > r && N > width)
+        if (n < max && both && (i >= 0 || !default_cols))
             out[n++] = (Variant){r, c, true};
     }
     return n;
@@ -308,10 +312,11 @@ static int candidates(const TuneKernel *k, Variant *out, int max)
 static void tune_kernel(TuneKernel *k, double deadline, const TuneOptions *opt)
 {
     gemm_tile_for(k->g, &k->tile_r, &k->tile_c);
-    k->cols_outer = k->from_cache = false, k->default_ns = k->best_ns = 0;
+    k->cols_outer = gemm_cols_outer_default(k->g);
+    k->from_cache = false, k->default_ns = k->best_ns = 0;
     Operands o = operands(k);
     double t0 = now_s();
-    if (!run_variant(k, (Variant){k->tile_r, k->tile_c, false}, false, &o, &k->default_ns)) {
+    if (!run_variant(k, (Variant){k->tile_r, k->tile_c, k->cols_outer}, false, &o, &k->default_ns)) {
         free_operands(&o);
         return;
     }
@@ -342,15 +347,15 @@ static void tune_kernel(TuneKernel *k, double deadline, const TuneOptions *opt)
     /* The winner against the default once more, the best time of each: a
      * default measured in a moment of other load must not lose by that. */
     Variant def = {k->tile_r, k->tile_c, k->cols_outer}, best = def;
-    gemm_tile_for(k->g, &def.r, &def.c), def.cols_outer = false;
+    gemm_tile_for(k->g, &def.r, &def.c), def.cols_outer = gemm_cols_outer_default(k->g);
     double again;
-    if ((best.r != def.r || best.c != def.c || best.cols_outer) && now_s() + 2 * cost <= deadline) {
+    if ((best.r != def.r || best.c != def.c || best.cols_outer != def.cols_outer) && now_s() + 2 * cost <= deadline) {
         if (run_variant(k, def, false, &o, &again))
             k->default_ns = fmin(k->default_ns, again);
         if (run_variant(k, best, false, &o, &again))
             k->best_ns = fmin(k->best_ns, again);
         if (!(k->best_ns < k->default_ns * 0.97))
-            k->tile_r = def.r, k->tile_c = def.c, k->cols_outer = false, k->best_ns = k->default_ns;
+            k->tile_r = def.r, k->tile_c = def.c, k->cols_outer = def.cols_outer, k->best_ns = k->default_ns;
     }
     free_operands(&o);
 }

@@ -11,6 +11,9 @@
 #   roundtrip   a compile without --tune reads the cache: --summary shows
 #               every kernel the tuning measured "tuned (cache)" with the
 #               tile the tuning chose;
+#   default     a kernel whose default the tuning kept has the untuned
+#               build's tile and loop order (columns outside where that is
+#               the default);
 #   rejected    with --tune-fault (testing only) the first candidate of each
 #               kernel computes a wrong result: every one is rejected and
 #               none is chosen;
@@ -89,6 +92,20 @@ if [ -s tuned.txt ] && cmp -s tuned.txt cached.txt && [ ! -s s1.err ]; then
     ok roundtrip
 else
     bad roundtrip "tuned and cached tiles differ: $(diff tuned.txt cached.txt | head -4) $(head -2 s1.err)"
+fi
+
+# ---- default ---------------------------------------------------------------------
+# a kernel whose default the tuning kept (1.00x) has the untuned default's
+# tile and loop order: the default was measured in its own order (columns
+# outside where gemm_cols_outer_default says so), not rows outside
+"$CNNC" "$NET" --summary > s0.txt 2> s0.err
+awk '/^  [0-9]+x[0-9]+(\/cols)? +default +/ { t = $1; sub(/^  [0-9]+x[0-9]+(\/cols)? +default +/, ""); print t " " $0 }' s0.txt | sort > untuned.txt
+awk '/^  [0-9]+x[0-9]+(\/cols)? / && $2 ~ /^[0-9]+$/ && $2 >= 1 && $5 == "1.00x" { t = $1; sub(/^  [0-9]+x[0-9]+(\/cols)? +[0-9]+ +[^ ]+ +[^ ]+ +[^ ]+  /, ""); sub(/ \([0-9]+ rejected\)$/, ""); print t " " $0 }' t1.err | sort > kept.txt
+colsdefault=$(grep -c '/cols ' untuned.txt)
+if [ -s kept.txt ] && [ "$colsdefault" -ge 1 ] && [ -z "$(comm -23 kept.txt untuned.txt)" ]; then
+    ok default
+else
+    bad default "kept defaults not as untuned ($colsdefault columns-outer defaults): $(comm -23 kept.txt untuned.txt | head -3)"
 fi
 
 # ---- rejected ------------------------------------------------------------------
