@@ -366,6 +366,11 @@ void rt_slices_together(bool on);
  * thread): each call site times its first calls at each batch size. */
 typedef void rt_part_fn(void *args, int64_t lo, int64_t hi);
 void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t batch);
+/* rt_parallel's choice for a call site's call number `call`, given its
+ * quickest whole and split calls so far (INT64_MAX: none) and the least
+ * time worth a split: whether to run it split, and (*timed) whether to time
+ * it. (Apart for its test.) */
+bool rt_split_choice(int64_t whole_ns, int64_t split_ns, int64_t split_min, int64_t call, bool *timed);
 /* The threads the calling thread's GEMMs and nests may use from now on (1: none). */
 void rt_inner_threads(int threads);
 

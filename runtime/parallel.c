@@ -16,9 +16,9 @@
  * A nest that is quick on one thread is not worth a fork, and a split nest
  * also pays for its data crossing between the cores' caches, which costs
  * more on some machines than the nest saves: each call site of rt_parallel
- * times its first calls whole, then (unless they were too quick to gain)
- * its next calls split, and from then on runs the quicker way, timing each
- * way again now and then.
+ * times its first calls whole, then (unless they were too quick to gain,
+ * or long enough to gain surely) its next calls split, and from then on
+ * runs the quicker way, timing each way again now and then.
  *
  * Each element is computed by the same code, in the same order, as without
  * the split (a GEMM's blocks start on multiples of its register tile): the
@@ -173,12 +173,20 @@ void rt_gemm_batch(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float 
  * between regions) and more where waking a thread is slower: each thread
  * measures that cost once (split_min_ns), and nests that take less than
  * four times it on one thread run whole (between 1 and 12 us) without a
- * trial. A nest above that is timed split too, for the fork is not the
- * whole cost: on an Intel Xeon VM whose empty regions took 26 ns, LeNet's
- * one split nest at batch 1 took 5.2 us split against 1.6 us whole, and the
- * batch-1 forward 24 us against 12.5 us. Split or whole, the nest computes
- * each element by the same code, so the choice never changes a result. */
-enum { SPLIT_MIN_FLOOR_NS = 1000, SPLIT_MIN_CAP_NS = 12000, MAX_SPLIT = 64, TIMED_CALLS = 3, RETIME_EVERY = 64, SITES = 1024 };
+ * trial. A nest above that but under 50 us is timed split too, for the
+ * fork is not the whole cost: on an Intel Xeon VM whose empty regions took
+ * 26 ns, LeNet's one split nest at batch 1 took 5.2 us split against 1.6 us
+ * whole (its data crossing between the cores' caches), and the batch-1
+ * forward 24 us against 12.5 us. A nest of 50 us or more works on more
+ * than a core's caches hold and is split without a trial, as before
+ * trials: a split trial that meets other load on the machine would keep
+ * such a nest whole until its next re-timing, 64 calls later, and a
+ * batchnorm net's training step calls each site once (MobileNet V2's long
+ * nests at batch 16, run alongside another job: 160 us whole against 208
+ * us split). Split or whole, the nest computes each element by the same
+ * code: the choice never changes a result. */
+enum { SPLIT_MIN_FLOOR_NS = 1000, SPLIT_MIN_CAP_NS = 12000, TRIAL_MAX_NS = 50000, MAX_SPLIT = 64, TIMED_CALLS = 3,
+       RETIME_EVERY = 64, SITES = 1024 };
 
 static int64_t now_ns(void)
 {
@@ -245,17 +253,16 @@ static void run_split(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int 
         part(args, lo + n * t / parts, lo + n * (t + 1) / parts);
 }
 
-/* Whether call number `call` of site s runs split, and whether it is timed. */
-static bool split_call(const Site *s, int64_t call, int parts, bool *timed)
+bool rt_split_choice(int64_t whole_ns, int64_t split_ns, int64_t split_min, int64_t call, bool *timed)
 {
-    bool may_gain = s->whole_ns >= split_min_ns(parts);
+    bool may_gain = whole_ns >= split_min, trial = whole_ns < TRIAL_MAX_NS;
     *timed = true;
     if (call < TIMED_CALLS || call % RETIME_EVERY == 0)
         return false;
-    if (may_gain && (call < 2 * TIMED_CALLS || call % RETIME_EVERY == RETIME_EVERY / 2))
+    if (may_gain && trial && (call < 2 * TIMED_CALLS || call % RETIME_EVERY == RETIME_EVERY / 2))
         return true;
     *timed = false;
-    return may_gain && s->split_ns < s->whole_ns;
+    return may_gain && (!trial || split_ns < whole_ns);
 }
 
 void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t batch)
@@ -272,7 +279,7 @@ void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t b
         run_split(part, args, lo, hi, parts);
         return;
     }
-    bool timed, split = split_call(s, s->calls++, parts, &timed);
+    bool timed, split = rt_split_choice(s->whole_ns, s->split_ns, split_min_ns(parts), s->calls++, &timed);
     int64_t t0 = timed ? now_ns() : 0;
     if (split)
         run_split(part, args, lo, hi, parts);

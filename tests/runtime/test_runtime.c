@@ -1508,16 +1508,17 @@ static void part_mark(void *p, int64_t lo, int64_t hi)
 }
 
 /* Calls 0-2 of a call site at a batch size run whole and are timed, 3-5
- * split and timed (unless the nest is too quick to gain), then the quicker
- * way; every call covers the range once. Three nests: a quick one (never
- * split), one of 400 us whole and 50 us split (split from then on), and one
- * of 200 us whole and 500 us split (data crossing between the cores, made
- * up: whole from then on). */
+ * split and timed (unless the nest is too quick to gain, or long: 50 us or
+ * more), then the quicker way; every call covers the range once. Three
+ * nests whose outcome does not depend on other load on the machine: a
+ * quick one (never split), one of 20 us whole and 40 us split (data
+ * crossing between the cores, made up: whole from then on), and a long one,
+ * 200 us whole (split from call 3 on, even if 500 us so). */
 Test(rt, parallel_covers_the_range_once)
 {
     rt_inner_threads(2);
     int hits[100];
-    PartArgs kinds[3] = {{hits, 0, 0, 0}, {hits, 400000, 50000, 0}, {hits, 200000, 500000, 0}};
+    PartArgs kinds[3] = {{hits, 0, 0, 0}, {hits, 20000, 40000, 0}, {hits, 200000, 500000, 0}};
     for (int k = 0; k < 3; k++)
         for (int call = 0; call < 12; call++) {
             memset(hits, 0, sizeof hits);
@@ -1525,11 +1526,30 @@ Test(rt, parallel_covers_the_range_once)
             rt_parallel(part_mark, &a, 3, 100, 1 + k);      /* one call site: apart by the batch */
             for (int i = 0; i < 100; i++)
                 cr_assert_eq(hits[i], i >= 3, "nest %d call %d: cell %d hit %d times", k, call, i, hits[i]);
-            bool trial = k > 0 && call >= 3 && call < 6;
-            cr_assert_eq(a.in_parallel, trial || (k == 1 && call >= 6),
-                         "nest %d call %d: split %d", k, call, a.in_parallel);
+            bool split = call >= 3 && (k == 2 || (k == 1 && call < 6));
+            cr_assert_eq(a.in_parallel, split, "nest %d call %d: split %d", k, call, a.in_parallel);
         }
     rt_inner_threads(1);
+}
+
+/* The choice itself, from given times (a split that is quicker, which a
+ * real one on a loaded machine need not be): a nest of 40 us whole and 5
+ * us split runs split after its trials, except the whole and split
+ * re-timings at calls 64 and 96; of 40 and 45 us, whole; of 500 ns, whole
+ * and untimed (under the 1 us that a split must save). */
+Test(rt, parallel_split_choice)
+{
+    bool timed;
+    for (int64_t call = 0; call < 130; call++) {
+        bool split = rt_split_choice(40000, 5000, 1000, call, &timed);
+        bool trial = call < 6 || call % 64 == 0 || call % 64 == 32;
+        cr_assert_eq(split, call >= 3 && call % 64 != 0, "call %lld: split %d", (long long)call, split);
+        cr_assert_eq(timed, trial, "call %lld: timed %d", (long long)call, timed);
+        cr_assert_eq(rt_split_choice(40000, 45000, 1000, call, &timed),
+                     (call >= 3 && call < 6) || call % 64 == 32, "slower split, call %lld", (long long)call);
+        split = rt_split_choice(500, 100, 1000, call, &timed);
+        cr_assert(!split && timed == (call < 3 || call % 64 == 0), "quick nest, call %lld", (long long)call);
+    }
 }
 
 static void gemm_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t sai, int64_t sak, const float *B,
