@@ -72,7 +72,7 @@ $(GEN)/%.o: $(GEN)/%.c $(GEN)/parser.h $(GEN)/onnx.pb-c.h compiler/cnnc.h
 # for what is missing.
 DEBS := clang-19 llvm-19-dev libomp-19-dev libclang-rt-19-dev flex bison make \
         libcriterion-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev graphviz dataset-fashion-mnist python3 \
-        libopenmpi-dev openmpi-bin libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+        libopenmpi-dev openmpi-bin libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:

@@ -41,7 +41,7 @@ out=build/conformance
 export CNNC CONFORM FLAGS
 
 if [ ! -d "$DATA/node" ]; then
-  echo "skip: no ONNX test data in $DATA (Debian's libonnx-testdata)"; exit 0
+  echo "conformance: no ONNX test data in $DATA (Debian's libonnx-testdata; make deps installs it)"; exit 1
 fi
 [ -x "$CONFORM" ] || { echo "conformance: $CONFORM is not built (make $CONFORM)"; exit 2; }
 
