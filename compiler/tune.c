@@ -290,6 +290,7 @@ static int candidates(const TuneKernel *k, Variant *out, int max)
     int64_t M = resolved(g->M, k->m), N = g->N;
     int n = 0, dr, dc;
     gemm_tile_for(g, &dr, &dc);
+    bool default_cols = gemm_cols_outer_default(g);   /* the default variant: measured already */
     const int(*list)[2] = g->bt ? nt_tiles : gemm_tiles;
     int count = g->bt ? (int)(sizeof nt_tiles / sizeof nt_tiles[0]) : (int)(sizeof gemm_tiles / sizeof gemm_tiles[0]);
     for (int i = -1; i < count && n < max; i++) {
@@ -298,11 +299,10 @@ static int candidates(const TuneKernel *k, Variant *out, int max)
         int64_t width = g->bt ? c : (int64_t)c * 16;           /* the columns one block covers */
         if (!gemm_tile_ok(g->bt, r, c) || (i >= 0 && r == dr && c == dc) || r > M || cols > N)
             continue;
-        bool both = M > r && N > width, default_cols = gemm_cols_outer_default(g);
-        if (i >= 0 || (both && default_cols))
-            out[n++] = (Variant){r, c, false};
-        if (n < max && both && (i >= 0 || !default_cols))
-            out[n++] = (Variant){r, c, true};
+        bool both = M > r && N > width;           /* else the two orders are one loop */
+        for (int cols_outer = 0; cols_outer < 2 && n < max; cols_outer++)
+            if (!(cols_outer && !both) && !(i < 0 && (!both || cols_outer == default_cols)))
+                out[n++] = (Variant){r, c, cols_outer};
     }
     return n;
 }
