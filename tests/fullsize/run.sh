@@ -66,9 +66,17 @@ count() {
   passed=$((passed + p)) failed=$((failed + f))
 }
 
+# build_tag TAG: the program (and its dropout(0) copy in tdir) built as TAG
+build_tag() {
+  flag=$([ "$1" = nofuse ] && echo --no-fuse)
+  build "$d/$1" "examples/$net.cnn" "$net" "$flag" > "$d/$1/log" 2>&1 &&
+    { [ "$tdir" = "$d" ] || build "$tdir/$1" "$tdir/$net.cnn" "$net" "$flag" > "$tdir/$1/log" 2>&1; }
+}
+
 # the builds of NET: default and nofuse, each of the program and (for the
 # gradient check, when the program has dropout) of its dropout(0) copy; sets
-# tdir to where the gradient check's builds are
+# tdir to where the gradient check's builds are. The two builds run side by
+# side (cnnc takes one core; a large net compiles for tens of seconds).
 build_all() {
   net=$1 d=$out/$1 tdir=$out/$1
   sed 's/dropout([^)]*)/dropout(0)/g' "examples/$net.cnn" > "$d/train/$net.cnn"
@@ -76,11 +84,11 @@ build_all() {
   case $train_nets in *" $net "*)
     cmp -s "examples/$net.cnn" "$d/train/$net.cnn" || tdir=$d/train ;;
   esac
-  for tag in default nofuse; do
-    flag=$([ $tag = nofuse ] && echo --no-fuse)
-    build "$d/$tag" "examples/$net.cnn" "$net" "$flag" > "$d/$tag/log" 2>&1 || return 1
-    [ "$tdir" = "$d" ] || build "$tdir/$tag" "$tdir/$net.cnn" "$net" "$flag" > "$tdir/$tag/log" 2>&1 || return 1
-  done
+  build_tag default & first=$!
+  build_tag nofuse & second=$!
+  wait $first; s1=$?
+  wait $second; s2=$?
+  [ $s1 = 0 ] && [ $s2 = 0 ]
 }
 
 for net in $nets; do
