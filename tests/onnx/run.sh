@@ -115,9 +115,31 @@ PY
 missing=
 for n in $nets; do [ "$out/$n.onnx" -nt tests/onnx/export.py ] || missing="$missing $n"; done
 [ -z "$missing" ] || $PY tests/onnx/export.py "$out" $missing >/dev/null || { fail "export.py$missing"; }
+# the five in two lines of work side by side (cnnc takes one core, and a large
+# model compiles for tens of seconds), each printing its checks and then its
+# "N passed, N failed" into a log, counted here
+full_models() {
+  passed=0 failed=0
+  for n; do
+    [ -f "$out/$n.onnx" ] && check "$n" "$out/$n.onnx" "$out/$n.x.safetensors" "$out/$n.x.bin" 2,3,224,224 &&
+      roundtrip "$n" "$out/$n.onnx" "$out/$n.x.safetensors"
+  done
+  echo "$passed passed, $failed failed"
+}
+odd= even= i=0
 for n in $nets; do
-  [ -f "$out/$n.onnx" ] && check "$n" "$out/$n.onnx" "$out/$n.x.safetensors" "$out/$n.x.bin" 2,3,224,224 &&
-    roundtrip "$n" "$out/$n.onnx" "$out/$n.x.safetensors"
+  if [ $((i % 2)) = 0 ]; then odd="$odd $n"; else even="$even $n"; fi
+  i=$((i + 1))
+done
+# shellcheck disable=SC2086
+full_models $odd > "$out/full.1.log" 2>&1 & first=$!
+# shellcheck disable=SC2086
+(full_models $even) > "$out/full.2.log" 2>&1
+wait $first
+for log in "$out/full.1.log" "$out/full.2.log"; do
+  grep -v '^[0-9]* passed, [0-9]* failed$' "$log"
+  counts=$(grep '^[0-9]* passed, [0-9]* failed$' "$log") || counts="0 passed, 1 failed"   # it died
+  passed=$((passed + $(echo "$counts" | cut -d' ' -f1))) failed=$((failed + $(echo "$counts" | cut -d' ' -f3)))
 done
 
 # the operators, one small model each (ops.py prints NAME DIMS TYPE FLAGS per model)
