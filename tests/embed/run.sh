@@ -55,15 +55,26 @@ else
 fi
 
 # ---- (b) every example's header and library ---------------------------------
+# the network's name in SRC (its file's stem without a `network` line)
+net_name() {
+    name=$(sed -n 's/^network  *\([A-Za-z_][A-Za-z_0-9]*\).*/\1/p' "$1" | head -n 1)
+    [ -n "$name" ] || name=$(basename "$1" .cnn)
+    echo "$name"
+}
+# the libraries built two at a time first (cnnc takes one core; the full-size
+# examples take tens of seconds each), each one's errors in lib/NAME/err
 for src in examples/*.cnn; do
-    name=$(sed -n 's/^network  *\([A-Za-z_][A-Za-z_0-9]*\).*/\1/p' "$src" | head -n 1)
-    [ -n "$name" ] || name=$(basename "$src" .cnn)
+    name=$(net_name "$src")
+    mkdir -p "$tmp/lib/$name"
+    echo "$src $tmp/lib/$name/lib$name.a"
+done | xargs -P 2 -n 2 sh -c '"$0" "$1" --lib -o "$2" 2>"$(dirname "$2")/err"' "$cnnc"
+for src in examples/*.cnn; do
+    name=$(net_name "$src")
     upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
     dir=$tmp/lib/$name
-    mkdir -p "$dir"
-    if ! "$cnnc" "$src" --lib -o "$dir/lib$name.a" 2>"$tmp/err"; then
+    if [ ! -f "$dir/lib$name.a" ]; then
         fail "$src: cnnc --lib"
-        show "$tmp/err"
+        show "$dir/err"
         continue
     fi
     cat >"$dir/use.c" <<EOF
