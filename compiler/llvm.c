@@ -1078,7 +1078,7 @@ static LLVMValueRef gemm_function(Emit *E, const Gemm *gm)
     const char *name = arena_printf("cnnc.gemm%s%s%s%s%s%s%s", gm->bt ? "_nt" : "", bias[proto.bias_kind],
                                     gm->relu ? ".relu" : "",
                                     tiled ? arena_printf(".%dx%d", proto.tile_r, proto.tile_c) : "",
-                                    gm->cols_outer ? ".cols" : "", proto.kblock ? ".kblock" : "",
+                                    proto.cols_outer ? ".cols" : "", proto.kblock ? ".kblock" : "",
                                     proto.tail ? ".tail" : "");
     LLVMValueRef fn = LLVMGetNamedFunction(E->mod, name);
     return fn ? fn : gemm_routine(E, name, &proto, gm->bt ? gemm_nt_body : gemm_body);

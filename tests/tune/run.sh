@@ -14,6 +14,8 @@
 #   default     a kernel whose default the tuning kept has the untuned
 #               build's tile and loop order (columns outside where that is
 #               the default);
+#   order       the untuned build has a routine per loop order: GEMMs whose
+#               default orders differ do not share one;
 #   rejected    with --tune-fault (testing only) the first candidate of each
 #               kernel computes a wrong result: every one is rejected and
 #               none is chosen;
@@ -106,6 +108,19 @@ if [ -s kept.txt ] && [ "$colsdefault" -ge 1 ] && [ -z "$(comm -23 kept.txt untu
     ok default
 else
     bad default "kept defaults not as untuned ($colsdefault columns-outer defaults): $(comm -23 kept.txt untuned.txt | head -3)"
+fi
+
+# ---- order -----------------------------------------------------------------------
+# the untuned build runs each GEMM in its own default order: plain GEMMs
+# (no bias) with the default tile, some with columns outside and some with
+# rows outside (lenet has both), get two routines, cnnc.gemm.cols and
+# cnnc.gemm, not one shared by both orders
+"$CNNC" "$NET" --emit=llvm -o u.ll 2> u.err
+if grep -q '^  6x2/cols  *default  *gemm .* bias=none' s0.txt && grep -q '^  6x2  *default  *gemm .* bias=none' s0.txt &&
+   grep -q '^define .*@cnnc\.gemm\.cols(' u.ll && grep -q '^define .*@cnnc\.gemm(' u.ll; then
+    ok order
+else
+    bad order "untuned plain GEMMs of both orders, and their two routines: $(grep -o '@cnnc\.gemm[.a-z0-9_]*(' u.ll | sort -u | tr '\n' ' ')"
 fi
 
 # ---- rejected ------------------------------------------------------------------
