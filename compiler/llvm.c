@@ -501,9 +501,7 @@ static void asan_range_check(Emit *E, LLVMValueRef p, LLVMValueRef mask, bool st
     if (!fn)
         fn = LLVMAddFunction(E->mod, name, fty);
     LLVMValueRef bits = LLVMBuildBitCast(E->b, mask, i16, "");
-    unsigned id = LLVMLookupIntrinsicID("llvm.ctpop", 10);
-    LLVMValueRef ctpop = LLVMGetIntrinsicDeclaration(E->mod, id, &i16, 1);
-    LLVMValueRef lanes = LLVMBuildCall2(E->b, LLVMIntrinsicGetType(E->ctx, id, &i16, 1), ctpop, &bits, 1, "");
+    LLVMValueRef lanes = vector_intrinsic(E, "llvm.ctpop", &i16, 1, &bits, 1);
     LLVMValueRef args[2] = {p, LLVMBuildNUWMul(E->b, LLVMBuildZExt(E->b, lanes, E->i64, ""), i64c(E, 4), "")};
     LLVMBuildCall2(E->b, fty, fn, args, 2, "");
 }

@@ -300,9 +300,12 @@ static int candidates(const TuneKernel *k, Variant *out, int max)
         if (!gemm_tile_ok(g->bt, r, c) || (i >= 0 && r == dr && c == dc) || r > M || cols > N)
             continue;
         bool both = M > r && N > width;           /* else the two orders are one loop */
-        for (int cols_outer = 0; cols_outer < 2 && n < max; cols_outer++)
-            if (!(cols_outer && !both) && !(i < 0 && (!both || cols_outer == default_cols)))
+        for (int cols_outer = 0; cols_outer < 2 && n < max; cols_outer++) {
+            /* the default tile: only its other order, where there are two */
+            bool keep = i >= 0 ? !cols_outer || both : both && cols_outer != default_cols;
+            if (keep)
                 out[n++] = (Variant){r, c, cols_outer};
+        }
     }
     return n;
 }
