@@ -514,8 +514,15 @@ bool weights_attach(Graph *g, const char *path);
  *                floats), then per-example activations at ws_fixed + offset * n
  *   BASE_Y       the labels (int32) or targets (float) of the batch (training)
  *   BASE_GRAD    the gradient block, laid out as the parameters (training)
+ * and one that is not an argument:
+ *   BASE_PRIV    the calling thread's private scratch (runtime rt_private),
+ *                Lowered.private_floats floats: a plane that each
+ *                iteration of a nest writes before it reads it (a depthwise
+ *                conv's padded channel), so that threads running parts of
+ *                the nest each use their own, and it stays in the L1/L2
  */
-typedef enum { BASE_X, BASE_OUT, BASE_PARAMS, BASE_WS, BASE_Y, BASE_GRAD } Base;
+typedef enum { BASE_X, BASE_OUT, BASE_PARAMS, BASE_WS, BASE_Y, BASE_GRAD, BASE_PRIV } Base;
+enum { NBASES = BASE_PRIV + 1 };
 
 typedef struct {
     const char *name;     /* for dumps: the node's label or "%id" */
@@ -647,6 +654,7 @@ typedef struct {
     int64_t train_ws_floats;    /* its workspace per example */
     int64_t train_ws_fixed;     /* and per call */
     bool train_serial;          /* batch statistics: the batch may not be split */
+    int64_t private_floats;     /* the largest private scratch (BASE_PRIV) */
 } Lowered;
 
 /* bw may be NULL; fuse: epilogue fusion (see fuse_epilogues), off for --no-fuse */

@@ -22,13 +22,14 @@ typedef struct {
     LLVMBuilderRef b;
     LLVMTypeRef i1, i32, i64, f32, f64, ptr, voidt;
     /* the kernel being emitted */
-    LLVMValueRef fn, n, base[6];
+    LLVMValueRef fn, n, base[NBASES];   /* base[BASE_PRIV]: made when first used */
     LLVMValueRef first, total, seed;   /* the training kernel's arguments */
     LLVMValueRef grads_ctx;            /* and its last: rt_grads_ready's context */
     const Ready *ready;                /* its points where gradients are final (ready.c) */
     int nready;
     LLVMTypeRef gemm_type;             /* the GEMM routines' signature (made when first called) */
     bool sanitize;
+    int64_t private_bytes;             /* what each function asks of rt_private */
     /* alias scopes of the kernel's buffers: one per (base, offset) */
     struct Scope { Base base; int64_t offset; bool batched; LLVMValueRef scope, others; } *scopes;
     int nscopes;
@@ -172,6 +173,22 @@ static LLVMValueRef fast(LLVMValueRef v)
     return v;
 }
 
+/* The calling thread's private scratch (BASE_PRIV), asked of the runtime
+ * once per function, at the builder's place in its entry block:
+ * rt_private(bytes). Every function asks the same size (the module's
+ * largest), so a call never moves what an earlier one returned. */
+static LLVMValueRef private_base(Emit *E)
+{
+    if (E->base[BASE_PRIV])
+        return E->base[BASE_PRIV];
+    LLVMTypeRef fty = LLVMFunctionType(E->ptr, &E->i64, 1, 0);
+    LLVMValueRef rt = LLVMGetNamedFunction(E->mod, "rt_private");
+    if (!rt)
+        rt = LLVMAddFunction(E->mod, "rt_private", fty);
+    LLVMValueRef bytes = LLVMConstInt(E->i64, (unsigned long long)E->private_bytes, 0);
+    return E->base[BASE_PRIV] = LLVMBuildCall2(E->b, fty, rt, &bytes, 1, "private");
+}
+
 /* The address of buf's element 0: a base argument plus the buffer's offset. */
 static LLVMValueRef buf_ptr(Emit *E, const Buf *buf)
 {
@@ -185,7 +202,8 @@ static LLVMValueRef buf_ptr(Emit *E, const Buf *buf)
     if (buf->base == BASE_WS && buf->batched)      /* ws + fixed + offset * n */
         off = LLVMBuildAdd(E->b, LLVMBuildMul(E->b, off, E->n, ""),
                            LLVMConstInt(E->i64, (unsigned long long)E->k->ws_fixed, 0), "");
-    LLVMValueRef p = LLVMBuildGEP2(E->b, E->f32, E->base[buf->base], &off, 1, buf->name);
+    LLVMValueRef base = buf->base == BASE_PRIV ? private_base(E) : E->base[buf->base];
+    LLVMValueRef p = LLVMBuildGEP2(E->b, E->f32, base, &off, 1, buf->name);
     LLVMPositionBuilderAtEnd(E->b, here);
     E->cached = realloc(E->cached, sizeof(Buf *) * (size_t)(E->ncached + 1));
     E->cached_ptr = realloc(E->cached_ptr, sizeof(LLVMValueRef) * (size_t)(E->ncached + 1));
@@ -1365,7 +1383,7 @@ static int unit_first_arg(const Unit *u, int nbase)
 
 static LLVMTypeRef unit_type(Emit *E, const Unit *u)
 {
-    Base bases[6];
+    Base bases[NBASES];
     int nbase = unit_bases(u, bases), a0 = unit_first_arg(u, nbase), na = u->args.n, nr = u->refs.n;
     LLVMTypeRef *p = malloc(sizeof *p * (size_t)(a0 + na + nr + 2));
     for (int i = 0; i < nbase; i++)
@@ -1394,13 +1412,14 @@ static void unit_entry(Emit *E, const Unit *u, LLVMTypeRef tt, int nbase, const 
     for (int i = 0; i < nb; i++) {
         const Buf *buf = u->bufs.at[i];
         int k = 0;
-        while (bases[k] != buf->base)
+        while (k < nbase && bases[k] != buf->base)
             k++;
         LLVMValueRef c0 = LLVMBuildLoad2(E->b, E->i64, LLVMBuildStructGEP2(E->b, tt, table, (unsigned)(2 * i), ""), "");
         LLVMValueRef c1 = LLVMBuildLoad2(E->b, E->i64, LLVMBuildStructGEP2(E->b, tt, table, (unsigned)(2 * i + 1), ""), "");
         LLVMValueRef off = LLVMBuildNSWAdd(E->b, c0, LLVMBuildNSWMul(E->b, c1, E->n, ""), "");
         E->cached[i] = buf;
-        E->cached_ptr[i] = LLVMBuildInBoundsGEP2(E->b, E->f32, LLVMGetParam(E->fn, (unsigned)k), &off, 1, buf->name);
+        LLVMValueRef base = buf->base == BASE_PRIV ? private_base(E) : LLVMGetParam(E->fn, (unsigned)k);
+        E->cached_ptr[i] = LLVMBuildInBoundsGEP2(E->b, E->f32, base, &off, 1, buf->name);
     }
     E->ncached = nb;
     for (int i = 0; i < u->consts.n; i++) {
@@ -1442,7 +1461,7 @@ static void unit_attributes(Emit *E, const Unit *u, LLVMValueRef fn, int nbase)
  * scopes of their own, as a kernel's do. */
 static LLVMValueRef unit_function(Emit *E, const Unit *u)
 {
-    Base bases[6];
+    Base bases[NBASES];
     int nbase = unit_bases(u, bases), nb = u->bufs.n;
     const char *name = arena_printf("cnnc.nest%d", E->nunits++);
     LLVMValueRef fn = LLVMAddFunction(E->mod, name, unit_type(E, u));
@@ -1450,7 +1469,7 @@ static LLVMValueRef unit_function(Emit *E, const Unit *u)
 
     Emit saved = *E;
     LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
-    E->fn = fn, E->refs = NULL, E->n = LLVMGetParam(fn, (unsigned)nbase);
+    E->fn = fn, E->refs = NULL, E->n = LLVMGetParam(fn, (unsigned)nbase), E->base[BASE_PRIV] = NULL;
     E->scopes = NULL, E->nscopes = 0;
     for (int i = 0; i < nb; i++)
         add_scope(E, u->bufs.at[i]);
@@ -1576,7 +1595,7 @@ static void emit_unit(Emit *E, Unit *u, const LStmt *s)
         fn = unit_function(E, u);
         map_put(&E->units, key, fn);
     }
-    Base bases[6];
+    Base bases[NBASES];
     int nbase = unit_bases(u, bases), a0 = unit_first_arg(u, nbase), na = u->args.n, nr = u->refs.n;
     LLVMValueRef *args = malloc(sizeof *args * (size_t)(a0 + na + nr));
     for (int i = 0; i < nbase; i++)
@@ -1643,7 +1662,7 @@ static LLVMValueRef kernel_function(Emit *E, const Kernel *k, const CodegenOptio
         add_attr(E, fn, LLVMAttributeFunctionIndex, "optnone");
         add_attr(E, fn, LLVMAttributeFunctionIndex, "noinline");
     }
-    E->fn = fn, E->k = k, E->n = LLVMGetParam(fn, 0), E->ncached = 0;
+    E->fn = fn, E->k = k, E->n = LLVMGetParam(fn, 0), E->ncached = 0, E->base[BASE_PRIV] = NULL;
     return fn;
 }
 
@@ -1833,7 +1852,7 @@ static char *summary_text(const Lowered *l)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e6300000009ll   /* "cnnc", layout version 9 */
+#define RT_DESC_MAGIC 0x636e6e630000000all   /* "cnnc", layout version 10 */
 
 /* Where an output's values index: an OP_MAXPOOL_IDX's (through reshapes)
  * index the example it pools, whose size the runtime adds per example. */
@@ -1950,6 +1969,7 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     prep_fields(E, &f, &g->data);
     fi(E, &f, graph_output_stride(g));
     fi(E, &f, g->noutputs ? g->noutputs : 1), field(&f, output_table(E, g));
+    fi(E, &f, l->private_floats);
     return global_struct(E, &f, arena_printf("%s_desc", g->name), true);
 }
 
@@ -2143,7 +2163,7 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     LLVMTargetDataRef layout;
     set_target(&E, tm, &layout);
 
-    E.sanitize = o->sanitize, E.share = !o->no_share;
+    E.sanitize = o->sanitize, E.share = !o->no_share, E.private_bytes = (int64_t)sizeof(float) * l->private_floats;
     LLVMValueRef forward = emit_kernel(&E, l->forward, o);
     Ready *ready;
     E.nready = ready_points(l, &ready), E.ready = ready;

@@ -143,6 +143,29 @@ static const Buf *scratch(Lower *L, const char *name, int64_t size)
     return b;
 }
 
+/* A scratch buffer in the calling thread's private scratch (BASE_PRIV), at
+ * `at` floats into it: for a nest over channels whose every iteration
+ * writes the buffer whole before reading it (one padded channel). In the
+ * workspace such a scratch would need a plane per channel, so that threads
+ * running parts of the nest do not share one: MobileNet V2's 96 padded
+ * 112x112 channels take 5 MB, written and read back through the L3, where
+ * one plane (52 KB) stays in the L1/L2. */
+static const Buf *private_scratch(Lower *L, const char *name, int64_t at, int64_t size)
+{
+    Buf *b = new_buf(name, BASE_PRIV, at, size, false);
+    b->scratch = true;
+    if (L->l->private_floats < at + padded(size))
+        L->l->private_floats = at + padded(size);
+    return b;
+}
+
+/* The plane of channel c in a scratch of one plane per channel: c, or 0 in
+ * a private scratch, which holds the one channel its thread works on. */
+static Expr *plane_of(const Buf *scratch, Expr *c)
+{
+    return scratch->base == BASE_PRIV ? i64(0) : c;
+}
+
 /* C[c_at + i ldc + j] (+)= sum_k A[a_at + i sai + k sak] B[b_at + k ldb + j] */
 static void gemm(Lower *L, Expr *M, int64_t N, Expr *K, const Buf *a, Expr *a_at, int64_t sai, int64_t sak,
                  const Buf *b, Expr *b_at, int64_t ldb, const Buf *c, Expr *c_at, int64_t ldc, bool acc)
@@ -511,7 +534,7 @@ static void pad_plane(Lower *L, const Node *src, int b, int c, int64_t H, int64_
 {
     Vec *here = L->out;
     int64_t Hp = H + p.t + p.b, Wp = W + p.l + p.r;
-    Expr *base = imul(var(c), i64(Hp * Wp));
+    Expr *base = imul(plane_of(dst, var(c)), i64(Hp * Wp));
     if (p.t) {
         int i = open_for(L, p.t * Wp);
         store(L, dst, iadd(base, var(i)), f32(fill), false);
@@ -599,7 +622,7 @@ static void pad_channel_phased(Lower *L, const Node *x, int b, int c, const Wind
     Vec *here = L->out;
     int64_t H = x->shape.d[1], W = x->shape.d[2], Hp = H + w->pt + w->pb, st = w->sw;
     int64_t Wq = phase_len(w, W), Wr = st * Wq;
-    Expr *base = imul(var(c), i64(Hp * Wr));
+    Expr *base = imul(plane_of(xq, var(c)), i64(Hp * Wr));
     if (w->pt) {
         int i = open_for(L, w->pt * Wr);
         store(L, xq, iadd(base, var(i)), f32(fill), false);
@@ -653,6 +676,19 @@ static const Buf *window_scratch(Lower *L, const Node *x, const Window *w, const
 {
     int64_t Hp = x->shape.d[1] + w->pt + w->pb;
     return scratch(L, name, x->shape.d[0] * Hp * w->sw * phase_len(w, x->shape.d[2]));
+}
+
+/* One channel's padded (phased) copy, as window_copy writes it, in the
+ * thread's private scratch at `at`: for a nest over the channels that
+ * copies each channel and then reads only that copy. */
+static int64_t window_plane(const Node *x, const Window *w)
+{
+    return (x->shape.d[1] + w->pt + w->pb) * w->sw * phase_len(w, x->shape.d[2]);
+}
+
+static const Buf *window_private(Lower *L, const Node *x, const Window *w, const char *name, int64_t at)
+{
+    return private_scratch(L, name, at, window_plane(x, w));
 }
 
 /* Channel c of example b of x into that copy, the padding `fill`, with the
@@ -860,7 +896,8 @@ static Expr *dw_activation(const Lower *L, const Node *n, Expr *v)
 /* y[co, oh, ow] = act((b[co] + sum_{kh, kw} W[co, kh, kw] xp[ci, oh s + kh d, ow s + kw d]) s[co] + t[co])
  * with (s, t) = (1, 0), or a folded inference batchnorm's scale and shift
  * (see fold_batchnorm), and act a fused ReLU or clip, or none.
- * Schedule: per input channel, its padded copy (pad_channel), then per
+ * Schedule: per input channel, its padded copy (window_copy, into a plane of
+ * the thread's private scratch), then per
  * output channel of it the kh kw weights in scalars, and per output row one
  * loop along ow whose body is the whole unrolled sum of taps: each output is
  * stored once, the loop is contiguous in ow (strided by s in xp), and LLVM
@@ -874,7 +911,7 @@ static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
     int64_t Hp = x->shape.d[1] + w->pt + w->pb, Wq = phase_len(w, x->shape.d[2]);
     const Buf *y = L->buf[n->id];
     bool phased = w->sw > 1;
-    const Buf *xp = has_padding(w) || phased ? window_scratch(L, x, w, phased ? "xphase" : "xpad") : NULL;
+    const Buf *xp = has_padding(w) || phased ? window_private(L, x, w, phased ? "xphase" : "xpad", 0) : NULL;
     int64_t m = n->shape.d[0] / C;
     int b = begin(L, n, &top), ci = open_for(L, C);
     const Node *pre = L->pre[n->id];
@@ -897,7 +934,7 @@ static void lower_conv_depthwise_unrolled(Lower *L, const Node *n)
     Expr *sum = bias;
     for (int kh = 0; kh < w->kh; kh++)
         for (int kw = 0; kw < w->kw; kw++) {
-            Expr *xi = window_tap(w, var(ci), Hp, Wq, oh, ow, kh, kw);
+            Expr *xi = window_tap(w, xp ? plane_of(xp, var(ci)) : var(ci), Hp, Wq, oh, ow, kh, kw);
             Expr *term = ex(X_MUL, get(wv[kh * w->kw + kw]), xp ? load(xp, xi) : pre_act(pre, elem(L, x, b, xi)));
             sum = sum ? ex(X_ADD, sum, term) : term;
         }
@@ -1748,7 +1785,8 @@ static Expr *inside_count(const Window *w, int oh, int ow, int64_t H, int64_t W)
 /* maxpool and avgpool with the taps unrolled:
  *   y[c, oh, ow] = max_{kh, kw} xp[c, oh s + kh d, ow s + kw d]  (xp: x padded with -inf)
  *   y[c, oh, ow] = sum_{kh, kw} xp[c, oh s + kh, ow s + kw] / count  (xp: padded with 0)
- * Per channel its padded copy, then per output row one loop along ow whose
+ * Per channel its padded copy (a plane of the thread's private scratch),
+ * then per output row one loop along ow whose
  * body is the whole window: no bounds tests, contiguous in ow (the copy is
  * phased at stride > 1), so LLVM vectorizes it along ow. */
 static void lower_pool_unrolled(Lower *L, const Node *n)
@@ -1759,14 +1797,14 @@ static void lower_pool_unrolled(Lower *L, const Node *n)
     bool max = n->op == OP_MAXPOOL;
     int64_t H = x->shape.d[1], W = x->shape.d[2], OH = n->shape.d[1], OW = n->shape.d[2];
     int64_t Hp = H + w->pt + w->pb, Wq = phase_len(w, W);
-    const Buf *y = L->buf[n->id], *xp = window_scratch(L, x, w, "xpool");
+    const Buf *y = L->buf[n->id], *xp = window_private(L, x, w, "xpool", 0);
     int b = begin(L, n, &top), c = open_for(L, n->shape.d[0]);
     window_copy(L, x, b, c, w, xp, NULL, max ? -INFINITY : 0);
     int oh = open_for(L, OH), ow = open_for(L, OW);
     Expr *acc = NULL;
     for (int kh = 0; kh < w->kh; kh++)
         for (int kw = 0; kw < w->kw; kw++) {
-            Expr *v = load(xp, window_tap(w, var(c), Hp, Wq, oh, ow, kh, kw));
+            Expr *v = load(xp, window_tap(w, plane_of(xp, var(c)), Hp, Wq, oh, ow, kh, kw));
             acc = acc ? ex(max ? X_MAX : X_ADD, acc, v) : v;
         }
     if (!max)
@@ -2874,8 +2912,9 @@ static void lower_maxpool_dx_2x2(Lower *L, const Node *p, const Node *masked)
  *               none is (a NaN maximum)    -- vectorized along ow: xp is x
  *               padded with NaN, which equals nothing, so no bounds tests
  *   dxp[where[ow]] += dy[c, oh, ow]        -- one scalar add per output
- * then dx[c] is dxp's inside. Each channel has its own blocks of dxp and
- * where, so the channels run in parts across threads. */
+ * then dx[c] is dxp's inside. xp, dxp and where hold the one channel, in
+ * the thread's private scratch, so the channels run in parts across
+ * threads, each thread on its own planes. */
 static void lower_maxpool_dx_unrolled(Lower *L, const Node *n)
 {
     Vec *top;
@@ -2883,15 +2922,16 @@ static void lower_maxpool_dx_unrolled(Lower *L, const Node *n)
     const Node *dy = n->in[0], *x = n->in[1], *y = n->in[2];
     int64_t C = n->shape.d[0], H = n->shape.d[1], W = n->shape.d[2], OH = dy->shape.d[1], OW = dy->shape.d[2];
     int64_t Hp = H + w->pt + w->pb, Wp = W + w->pl + w->pr, Wq = phase_len(w, W), plane = Hp * Wp + 1;
-    const Buf *xp = window_scratch(L, x, w, "xpool"), *dxp = scratch(L, "dxpool", C * plane);
-    const Buf *where = scratch(L, "where", C * OW), *dx = L->buf[n->id];
+    int64_t at_dxp = padded(window_plane(x, w)), at_where = at_dxp + padded(plane);
+    const Buf *xp = window_private(L, x, w, "xpool", 0), *dxp = private_scratch(L, "dxpool", at_dxp, plane);
+    const Buf *where = private_scratch(L, "where", at_where, OW), *dx = L->buf[n->id];
     int b = begin(L, n, &top);
     Vec *nest = L->out;
     int c = open_for(L, C);
     ((LStmt *)nest->at[nest->n - 1])->parallel = true;      /* the channels are independent */
     Vec *chan = L->out;
     window_copy(L, x, b, c, w, xp, NULL, NAN);
-    Expr *base = imul(var(c), i64(plane));
+    Expr *base = imul(plane_of(dxp, var(c)), i64(plane));
     int i = open_for(L, plane);
     store(L, dxp, iadd(base, var(i)), f32(0), false);
     L->out = chan;
@@ -2904,13 +2944,13 @@ static void lower_maxpool_dx_unrolled(Lower *L, const Node *n)
     Expr *pick = f32((float)(Hp * Wp));
     for (int kh = w->kh - 1; kh >= 0; kh--)              /* the last test decides: the first tap wins */
         for (int kw = w->kw - 1; kw >= 0; kw--) {
-            Expr *hit = ex(X_EQ, load(xp, window_tap(w, var(c), Hp, Wq, oh, ow, kh, kw)), get(m));
+            Expr *hit = ex(X_EQ, load(xp, window_tap(w, plane_of(xp, var(c)), Hp, Wq, oh, ow, kh, kw)), get(m));
             pick = select3(hit, ex(X_ADD, corner, f32((float)(kh * w->dh * Wp + kw * w->dw))), pick);
         }
-    store(L, where, imad(var(c), OW, var(ow)), pick, false);
+    store(L, where, imad(plane_of(where, var(c)), OW, var(ow)), pick, false);
     L->out = row;
     ow = open_for(L, OW);
-    store(L, dxp, iadd(base, ex(X_FTOI, load(where, imad(var(c), OW, var(ow))), NULL)),
+    store(L, dxp, iadd(base, ex(X_FTOI, load(where, imad(plane_of(where, var(c)), OW, var(ow))), NULL)),
           elem(L, dy, b, imad(imad(var(c), OH, var(oh)), OW, var(ow))), true);
     L->out = chan;
     int ih = open_for(L, H), iw = open_for(L, W);

@@ -29,6 +29,9 @@
  *     unit's references);
  *   - or the lowering marked the loop (LStmt.parallel) because it knows more
  *     than the indices show: a batchnorm's channels, each over the whole batch.
+ * Writes to the private scratch (BASE_PRIV) need nothing: each thread that
+ * runs a part has its own, and the lowering puts there only a plane that
+ * each iteration writes whole before it reads it (a padded channel).
  * Buffers only read need nothing. Each element is computed by the same code
  * in the same order whatever the split, so results do not depend on it.
  */
@@ -122,10 +125,11 @@ static int buf_slot(Check *c, const Buf *b)
     return -1;
 }
 
-/* The buffers the nest writes, each with a slot. */
+/* The buffers the nest writes, each with a slot; not the private scratch
+ * (see above). */
 static void collect_writes(Check *c, const LStmt *s)
 {
-    if (s->kind == L_STORE && buf_slot(c, s->buf) < 0)
+    if (s->kind == L_STORE && s->buf->base != BASE_PRIV && buf_slot(c, s->buf) < 0)
         vec_push(&c->bufs, (void *)s->buf);
     if (s->kind == L_GEMM || s->kind == L_POOL)
         c->ok = false;
@@ -275,7 +279,7 @@ static void stmt_accesses(Check *c, const LStmt *s)
     }
     expr_accesses(c, s->lo), expr_accesses(c, s->hi), expr_accesses(c, s->idx);
     expr_accesses(c, s->val), expr_accesses(c, s->cond);
-    if (s->kind == L_STORE)
+    if (s->kind == L_STORE && s->buf->base != BASE_PRIV)
         access(c, buf_slot(c, s->buf), s->idx);
     for (int i = 0; i < s->body.n && c->ok; i++)
         stmt_accesses(c, s->body.at[i]);

@@ -151,9 +151,10 @@ static void print_lines(FILE *out, const Line *line, int n)
  *   momentum          param_floats
  *   training ws       train_ws_floats B + train_ws_fixed
  *   inference ws      ws_floats B + ws_fixed
- * Each further thread has its own scratch (ws_fixed, and train_ws_fixed
- * with a gradient block when the batch is split across threads); its
- * examples come out of the B. `./NAME bench --threads 1` at the same batch
+ *   private scratch   private_floats (rt_private: one padded channel)
+ * Each further thread has its own scratch (ws_fixed, private_floats, and
+ * train_ws_fixed with a gradient block when the batch is split across
+ * threads); its examples come out of the B. `./NAME bench --threads 1` at the same batch
  * reports the bytes the network really holds: the same total. */
 void summary_memory(FILE *out, const Lowered *l)
 {
@@ -164,9 +165,10 @@ void summary_memory(FILE *out, const Lowered *l)
     int64_t grads = l->train ? l->param_floats : 0;
     int64_t train = l->train ? l->train_ws_floats * B + l->train_ws_fixed : 0;
     int64_t infer = l->ws_floats * B + l->forward->ws_fixed;
-    int64_t total = 4 * (l->param_floats + 2 * grads + train + infer);
-    int64_t more = l->forward->ws_fixed + (l->train && !l->train_serial ? l->param_floats + l->train_ws_fixed : 0);
-    Line line[8];
+    int64_t total = 4 * (l->param_floats + 2 * grads + train + infer + l->private_floats);
+    int64_t more = l->forward->ws_fixed + l->private_floats +
+                   (l->train && !l->train_serial ? l->param_floats + l->train_ws_fixed : 0);
+    Line line[9];
     int n = 0;
     line[n++] = (Line){"parameters", size_str(4 * learned), ""};
     if (buffers)
@@ -181,6 +183,9 @@ void summary_memory(FILE *out, const Lowered *l)
     line[n++] = (Line){"inference workspace", size_str(4 * infer),
                        arena_printf("%s per example + %s scratch", size_str(4 * l->ws_floats),
                                     size_str(4 * l->forward->ws_fixed))};
+    if (l->private_floats)
+        line[n++] = (Line){"private scratch", size_str(4 * l->private_floats),
+                           "one padded channel at a time (depthwise convolutions, pooling)"};
     line[n++] = (Line){"total", size_str(total), arena_printf("%s bytes", grouped(total))};
     fprintf(out, "\nmemory at batch %lld%s, one thread:\n", (long long)B,
             g->train.batch > 0 ? " (train { batch })" : " (the default; no train { batch })");

@@ -373,6 +373,14 @@ void rt_parallel(rt_part_fn *part, void *args, int64_t lo, int64_t hi, int64_t b
 bool rt_split_choice(int64_t whole_ns, int64_t split_ns, int64_t split_min, int64_t call, bool *timed);
 /* The threads the calling thread's GEMMs and nests may use from now on (1: none). */
 void rt_inner_threads(int threads);
+/* The calling thread's private scratch, at least `bytes` long, 64-byte
+ * aligned (the generated code's BASE_PRIV: one padded channel that a nest
+ * writes and reads back, each thread running a part of it in its own). It
+ * is kept for the thread's next calls and moves only when a call asks for
+ * more than the last. Exits with a message when memory runs out. */
+float *rt_private(int64_t bytes);
+/* The bytes of the calling thread's private scratch (0: none yet). */
+int64_t rt_private_bytes(void);
 
 /* net.c
  *
@@ -382,7 +390,7 @@ void rt_inner_threads(int threads);
 
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
-#define RT_DESC_MAGIC 0x636e6e6300000009ll
+#define RT_DESC_MAGIC 0x636e6e630000000all
 
 /* RT_INIT_DATA: the parameter's values are built into the program or
  * library (cnnc --weights FILE at compile time, an imported model's
@@ -504,6 +512,7 @@ typedef struct {
     int64_t out_stride;           /* an example's floats in out: every output's */
     int64_t noutputs;
     const rt_output_desc *outputs;
+    int64_t private_floats;       /* each thread's private scratch (rt_private) */
 } rt_net_desc;
 
 /* The floats of an example's row of out (descriptors before layout 8, as the

@@ -219,6 +219,8 @@ int64_t rt_net_bytes(const rt_net *net)
     int64_t blocks = (net->params != NULL) + (net->grads != NULL) + (net->momentum != NULL), ws = net->ws_cap;
     for (int t = 0; t < net->tparts; t++)
         blocks += net->tgrads[t] != NULL, ws += net->tws[t] && net->tws_cap > 0 ? net->tws_cap : 0;
+    if (ws > 0)         /* a kernel has run: each thread's private scratch (rt_private) */
+        ws += (int64_t)net->threads * net->d->private_floats;
     return (int64_t)sizeof(float) * (blocks * net->d->param_floats + ws);
 }
 

@@ -27,6 +27,9 @@
 #include "cnnrt.h"
 
 #include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,6 +102,35 @@ void rt_gemm(rt_gemm_fn *fn, int64_t M, int64_t N, int64_t K, const float *A, in
         }
     }
 }
+
+/* The thread's private scratch: grown, never shrunk, freed when the thread
+ * ends (a key's destructor; the main thread's lasts until the process ends). */
+static _Thread_local float *private_mem;
+static _Thread_local int64_t private_cap;
+static pthread_key_t private_key;
+static pthread_once_t private_once = PTHREAD_ONCE_INIT;
+
+static void private_free(void *p) { free(p); }
+static void private_init(void) { pthread_key_create(&private_key, private_free); }
+
+float *rt_private(int64_t bytes)
+{
+    if (bytes <= private_cap)
+        return private_mem;
+    size_t size = ((size_t)bytes + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, size);
+    if (!p) {
+        fprintf(stderr, "cnnc runtime: out of memory for a thread's scratch of %lld bytes\n", (long long)bytes);
+        exit(1);
+    }
+    pthread_once(&private_once, private_init);
+    free(private_mem);
+    private_mem = p, private_cap = (int64_t)size;
+    pthread_setspecific(private_key, p);
+    return p;
+}
+
+int64_t rt_private_bytes(void) { return private_cap; }
 
 static _Thread_local bool slices_together;
 

@@ -12,7 +12,8 @@
 #     exits 2 with a message naming --seconds, and prints no results;
 # (c) the memory info and --summary report is the memory the program really
 #     holds: info's "total" bytes equal bench --threads 1's "memory held"
-#     bytes (LeNet, the MLP, vgg_small, a batchnorm net), and with
+#     bytes (LeNet, the MLP, vgg_small, a batchnorm net, and a net whose
+#     depthwise convolution and 3x3 pooling use the private scratch), and with
 #     --threads 2 the difference is info's "each further thread adds";
 #     info's memory block is the same text as --summary's;
 # (d) info and --summary align the layer table for any layer name: in a net
@@ -52,7 +53,19 @@ loss = softmax_cross_entropy(f, y)
 train { optimizer = sgd(lr = 0.1, momentum = 0.9)  batch = 12 }
 EOF
 
-nets="examples/lenet.cnn examples/mlp.cnn examples/vgg_small.cnn $tmp/longnames.cnn"
+# A depthwise convolution and an overlapping pooling: each thread's private
+# scratch (one padded channel) is part of the memory held.
+cat >"$tmp/dwpool.cnn" <<'EOF'
+network dwpool
+input  x : [4, 12, 12]
+labels y : class(10)
+x -> conv(4, 3x3, pad = 1, groups = 4) -> relu -> maxpool(3, stride = 1, pad = 1)
+  -> conv(8, 1x1) -> relu -> global_avgpool -> dense(10) -> f
+loss = softmax_cross_entropy(f, y)
+train { optimizer = sgd(lr = 0.1, momentum = 0.9)  batch = 6 }
+EOF
+
+nets="examples/lenet.cnn examples/mlp.cnn examples/vgg_small.cnn $tmp/longnames.cnn $tmp/dwpool.cnn"
 for src in $nets; do
     net=$(basename "$src" .cnn)
     if ! "$cnnc" "$src" -o "$tmp/$net" 2>"$tmp/err"; then
