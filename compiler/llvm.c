@@ -1614,17 +1614,52 @@ static void emit_unit(Emit *E, Unit *u, const LStmt *s)
     free(args);
 }
 
+/* Whether nest s, a loop over the examples that runs in parts across
+ * threads, holds one nest that could run in parts itself (a depthwise
+ * convolution's channels, between GEMMs batched over the examples). */
+static bool split_inside(const LStmt *s, const Unit *u)
+{
+    if (!example_loop(s) || s->body.n != 1 || !nest_parallel(s, u))
+        return false;
+    const LStmt *in = s->body.at[0];
+    bool per_n;
+    return in->kind == L_FOR && parallel_work(in, &per_n) >= PARALLEL_WORK && parallel_nest(in);
+}
+
+/* Such a nest split over one example would leave every thread but one
+ * idle: on one example (a forward call at batch 1) the example loop runs
+ * inline and its nest is a unit of its own, in parts by its outer loop;
+ * on more, the whole nest is one unit in parts by the examples. */
+static void emit_split_inside(Emit *E, Unit *u, const LStmt *s)
+{
+    LLVMBasicBlockRef one = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "one");
+    LLVMBasicBlockRef many = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "many");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(E->ctx, E->fn, "split.end");
+    LLVMBuildCondBr(E->b, LLVMBuildICmp(E->b, LLVMIntEQ, E->n, i64c(E, 1), ""), one, many);
+    LLVMPositionBuilderAtEnd(E->b, one);
+    emit_for(E, s);
+    LLVMBuildBr(E->b, done);
+    LLVMPositionBuilderAtEnd(E->b, many);
+    emit_unit(E, u, s);
+    LLVMBuildBr(E->b, done);
+    LLVMPositionBuilderAtEnd(E->b, done);
+}
+
 /* A loop nest: a loop of GEMMs whose GEMMs may run apart is one
- * rt_gemm_batch; else a call of its shared function, or, when it holds GEMM
- * or pooling statements, inline with its nests as units. */
+ * rt_gemm_batch; else a call of its shared function (see emit_split_inside
+ * for a loop over the examples), or, when it holds GEMM or pooling
+ * statements, inline with its nests as units. */
 static void emit_loop(Emit *E, const LStmt *s)
 {
     Unit u;
     if (parallel_gemms(s))
         emit_gemm_loop(E, s);
-    else if (E->refs && share_unit(E->k, E->refs, s, &u))
-        emit_unit(E, &u, s);
-    else
+    else if (E->refs && share_unit(E->k, E->refs, s, &u)) {
+        if (split_inside(s, &u))
+            emit_split_inside(E, &u, s);
+        else
+            emit_unit(E, &u, s);
+    } else
         emit_for(E, s);
 }
 
