@@ -91,7 +91,7 @@ clean:
 # libcnnrt_main.a: the generated executables' commands, data sets and images
 # (adds zlib, libpng and libjpeg). The _asan variants are for the sanitizer tests.
 RT_CFLAGS := -O2 -g -std=c11 -fPIC -fopenmp -Wall -Wextra -D_GNU_SOURCE
-RT_CORE   := error crc32 safetensors parallel buckets net
+RT_CORE   := error crc32 safetensors parallel buckets net profile
 RT_PROG   := idx csv image jpeg preprocess main train
 RT_LIBS   := lib/libcnnrt.a lib/libcnnrt_main.a lib/libcnnrt_asan.a lib/libcnnrt_main_asan.a
 
@@ -275,6 +275,7 @@ check-predict: all
 	sh tests/program/test_photo.sh
 	sh tests/program/test_examples.sh
 	sh tests/program/test_bench_info.sh
+	sh tests/program/test_profile.sh
 
 # two fuzzers at a time (libFuzzer runs one process each), each one's output
 # printed whole when it ends (-O): the runtime's four readers (30 s each)

@@ -791,6 +791,7 @@ typedef struct {
     bool sanitize;              /* instrument with AddressSanitizer */
     bool verbose;
     bool no_share;              /* every loop nest inline (see share.c) */
+    bool profile;               /* time each layer's statements (rt_prof_mark) for `bench` */
 } CodegenOptions;
 
 typedef enum { OUT_OBJECT, OUT_LLVM, OUT_ASM } OutputKind;

@@ -30,6 +30,12 @@ typedef struct {
     LLVMTypeRef gemm_type;             /* the GEMM routines' signature (made when first called) */
     bool sanitize;
     int64_t private_bytes;             /* what each function asks of rt_private */
+    /* --profile: each statement of a kernel that begins a layer (a comment in
+     * the loop IR) marks the time (rt_prof_mark); prof_on in kernels only */
+    bool profile, prof_on;
+    Vec prof_labels;                   /* const char *: the layers, by mark id */
+    Map prof_ids;                      /* a statement's address -> its id + 1 */
+    LLVMValueRef prof_ns;              /* the table of times (a placeholder until the end) */
     /* alias scopes of the kernel's buffers: one per (base, offset) */
     struct Scope { Base base; int64_t offset; bool batched; LLVMValueRef scope, others; } *scopes;
     int nscopes;
@@ -1470,6 +1476,7 @@ static LLVMValueRef unit_function(Emit *E, const Unit *u)
     Emit saved = *E;
     LLVMBasicBlockRef here = LLVMGetInsertBlock(E->b);
     E->fn = fn, E->refs = NULL, E->n = LLVMGetParam(fn, (unsigned)nbase), E->base[BASE_PRIV] = NULL;
+    E->prof_on = false;
     E->scopes = NULL, E->nscopes = 0;
     for (int i = 0; i < nb; i++)
         add_scope(E, u->bufs.at[i]);
@@ -1663,10 +1670,39 @@ static void emit_loop(Emit *E, const LStmt *s)
         emit_for(E, s);
 }
 
+/* --profile: rt_prof_mark(table, id), the time from here on counted to
+ * layer `id` (-1: the kernel's end). */
+static void prof_mark(Emit *E, int64_t id)
+{
+    LLVMTypeRef p[2] = {E->ptr, E->i64}, fty = LLVMFunctionType(E->voidt, p, 2, 0);
+    LLVMValueRef rt = LLVMGetNamedFunction(E->mod, "rt_prof_mark");
+    if (!rt)
+        rt = LLVMAddFunction(E->mod, "rt_prof_mark", fty);
+    LLVMValueRef a[2] = {E->prof_ns, i64c(E, id)};
+    LLVMBuildCall2(E->b, fty, rt, a, 2, "");
+}
+
+/* The mark id of statement s, which begins a layer called `label`: one per
+ * statement, the same where a statement is emitted twice
+ * (emit_split_inside). */
+static int64_t prof_id(Emit *E, const LStmt *s, const char *label)
+{
+    const char *key = arena_printf("%p", (const void *)s);
+    intptr_t id = (intptr_t)map_get(&E->prof_ids, key);
+    if (!id) {
+        vec_push(&E->prof_labels, (void *)label);
+        id = E->prof_labels.n;
+        map_put(&E->prof_ids, key, (void *)id);
+    }
+    return id - 1;
+}
+
 static void stmts(Emit *E, const Vec *body)
 {
     for (int i = 0; i < body->n; i++) {
         const LStmt *s = body->at[i];
+        if (E->prof_on && s->comment)
+            prof_mark(E, prof_id(E, s, s->comment));
         switch (s->kind) {
         case L_FOR:   emit_loop(E, s); break;
         case L_IF:    emit_if(E, s); break;
@@ -1730,12 +1766,19 @@ static void kernel_body(Emit *E, const Kernel *k)
     LLVMBuildBr(E->b, start);
     LLVMPositionBuilderAtEnd(E->b, start);
     bool train = k->ret != 0;
+    E->prof_on = E->profile;
     for (int i = 0, r = 0; i < k->body.n; i++) {
+        const LStmt *s = k->body.at[i];
         Vec one = {&k->body.at[i], 1, 1};
+        if (E->prof_on && !s->comment && s->kind == L_GEMM)      /* a dense layer's, over the batch */
+            prof_mark(E, prof_id(E, s, arena_printf("%s (gemm)", s->gemm->c->name)));
         stmts(E, &one);
         for (; train && r < E->nready && E->ready[r].after == i; r++)
             grads_ready(E, &E->ready[r]);
     }
+    if (E->prof_on)
+        prof_mark(E, -1);
+    E->prof_on = false;
     if (k->ret)
         LLVMBuildRet(E->b, LLVMBuildFPExt(E->b, LLVMBuildLoad2(E->b, E->f32, E->vars[k->ret], ""), E->f64, ""));
     else
@@ -1887,7 +1930,7 @@ static char *summary_text(const Lowered *l)
     return s;
 }
 
-#define RT_DESC_MAGIC 0x636e6e630000000all   /* "cnnc", layout version 10 */
+#define RT_DESC_MAGIC 0x636e6e630000000bll   /* "cnnc", layout version 11 */
 
 /* Where an output's values index: an OP_MAXPOOL_IDX's (through reshapes)
  * index the example it pools, whose size the runtime adds per example. */
@@ -1972,6 +2015,33 @@ static LLVMValueRef ready_table(Emit *E)
 }
 
 /* The rt_net_desc NAME_desc: everything the runtime knows of the network. */
+/* --profile: the layers' labels (NULL without), and the table of times
+ * the marks add to, [2 + 2 n] int64s (see rt_prof_mark), replacing the
+ * placeholder the kernels' calls name. */
+static LLVMValueRef prof_table(Emit *E)
+{
+    if (!E->profile)
+        return LLVMConstNull(E->ptr);
+    int n = E->prof_labels.n;
+    LLVMTypeRef at = LLVMArrayType2(E->i64, (uint64_t)(2 * n + 2));
+    LLVMValueRef ns = LLVMAddGlobal(E->mod, at, "cnnc.prof_ns");
+    LLVMSetInitializer(ns, LLVMConstNull(at));
+    LLVMSetLinkage(ns, LLVMInternalLinkage);
+    LLVMReplaceAllUsesWith(E->prof_ns, ns);
+    LLVMDeleteGlobal(E->prof_ns);
+    E->prof_ns = ns;
+    LLVMValueRef *v = malloc(sizeof *v * (size_t)(n + 1));
+    for (int i = 0; i < n; i++)
+        v[i] = cstr(E, E->prof_labels.at[i]);
+    LLVMTypeRef lt = LLVMArrayType2(E->ptr, (uint64_t)n);
+    LLVMValueRef labels = LLVMAddGlobal(E->mod, lt, "cnnc.prof_labels");
+    LLVMSetInitializer(labels, LLVMConstArray2(E->ptr, v, (uint64_t)n));
+    LLVMSetLinkage(labels, LLVMPrivateLinkage);
+    LLVMSetGlobalConstant(labels, 1);
+    free(v);
+    return labels;
+}
+
 static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, LLVMValueRef train)
 {
     const Graph *g = l->g;
@@ -2005,6 +2075,7 @@ static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, 
     fi(E, &f, graph_output_stride(g));
     fi(E, &f, g->noutputs ? g->noutputs : 1), field(&f, output_table(E, g));
     fi(E, &f, l->private_floats);
+    fi(E, &f, E->prof_labels.n), field(&f, prof_table(E)), field(&f, E->profile ? E->prof_ns : LLVMConstNull(E->ptr));
     return global_struct(E, &f, arena_printf("%s_desc", g->name), true);
 }
 
@@ -2199,6 +2270,9 @@ bool llvm_emit(const Lowered *l, const CodegenOptions *o, OutputKind kind, const
     set_target(&E, tm, &layout);
 
     E.sanitize = o->sanitize, E.share = !o->no_share, E.private_bytes = (int64_t)sizeof(float) * l->private_floats;
+    E.profile = o->profile;
+    if (E.profile)
+        E.prof_ns = LLVMAddGlobal(E.mod, E.i64, "cnnc.prof_placeholder");
     LLVMValueRef forward = emit_kernel(&E, l->forward, o);
     Ready *ready;
     E.nready = ready_points(l, &ready), E.ready = ready;

@@ -71,6 +71,8 @@ static const char usage[] =
     "                     every native compile uses the tiles it holds\n"
     "  --sanitize         instrument generated code with AddressSanitizer and link\n"
     "                     the sanitized runtime (for testing)\n"
+    "  --profile          an executable that times each layer: its `bench` prints,\n"
+    "                     per measure, the layers' share of the time (docs/program.md)\n"
     "  --mpi              an executable whose `train` runs data-parallel over Open\n"
     "                     MPI (mpirun -np N ./NAME train ...; see docs/distributed.md)\n"
     "  -v                 report the time of each compiler stage, and per GEMM\n"
@@ -153,6 +155,7 @@ static bool flag(Options *o, const char *a)
     else if (strcmp(a, "--lib") == 0)        o->make = MAKE_LIB;
     else if (strcmp(a, "-c") == 0)           o->make = MAKE_OBJ;
     else if (strcmp(a, "--sanitize") == 0)   o->cg.sanitize = true;
+    else if (strcmp(a, "--profile") == 0)    o->cg.profile = true;
     else if (strcmp(a, "--mpi") == 0)        o->cg.mpi = true;
     else if (strcmp(a, "--no-fuse") == 0)    o->no_fuse = true;
     else if (strcmp(a, "--unbatched") == 0)  o->unbatched = true;
@@ -227,6 +230,8 @@ static Options parse_options(int argc, char **argv)
         bad_usage("%s", "--emit=weights writes a safetensors file: give -o FILE.safetensors");
     if (o.cg.mpi && o.make != MAKE_EXE)
         bad_usage("%s", "--mpi builds an executable; a library's program links MPI itself (see docs/c-api.md)");
+    if (o.cg.profile && o.make != MAKE_EXE)
+        bad_usage("%s", "--profile builds an executable, whose bench prints the profile; a library has no way to show it");
     gemm_target(cpu_has_avx512(o.cg.cpu));
     return o;
 }

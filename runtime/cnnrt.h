@@ -390,7 +390,7 @@ int64_t rt_private_bytes(void);
 
 /* The layout of rt_net_desc: cnnc's llvm.c emits it field by field, every
  * field 8 bytes wide. Bump the low word when the layout changes. */
-#define RT_DESC_MAGIC 0x636e6e630000000all
+#define RT_DESC_MAGIC 0x636e6e630000000bll
 
 /* RT_INIT_DATA: the parameter's values are built into the program or
  * library (cnnc --weights FILE at compile time, an imported model's
@@ -513,7 +513,35 @@ typedef struct {
     int64_t noutputs;
     const rt_output_desc *outputs;
     int64_t private_floats;       /* each thread's private scratch (rt_private) */
+    /* cnnc --profile: the layers the kernels mark (rt_prof_mark), and the
+     * table the marks add to; 0, NULL, NULL without */
+    int64_t nprof;
+    const char *const *prof_labels;
+    int64_t *prof_ns;
 } rt_net_desc;
+
+/* profile.c
+ *
+ * cnnc --profile: a kernel calls rt_prof_mark(ns, id) as it begins each
+ * layer's statements (id: the layer's index in the descriptor's
+ * prof_labels) and rt_prof_mark(ns, -1) as it returns. The time from one
+ * mark to the next goes to the first one's layer: ns[2 + 2 id] adds the
+ * nanoseconds, ns[3 + 2 id] counts the marks, and ns[0] counts the
+ * kernel's calls (the marks of -1). Only the team's thread 0 marks (a
+ * batch split into slices runs the same kernel on every thread): the
+ * times are that thread's, GEMMs and nests it splits across the others
+ * included. */
+void rt_prof_mark(int64_t *ns, int64_t id);
+/* One measure's profile (bench): rt_prof_begin zeroes the table (NULL
+ * without --profile), rt_prof_call takes each timed call's layer times
+ * (the first 4096 calls), and rt_prof_end prints on stdout, under a line
+ * naming `what`, the layers' mean time over the calls at or below the
+ * median, largest first (nothing with `what` NULL), and frees. Each
+ * accepts NULL. */
+typedef struct rt_prof_calls rt_prof_calls;
+rt_prof_calls *rt_prof_begin(const rt_net_desc *d);
+void rt_prof_call(rt_prof_calls *p, double seconds);
+void rt_prof_end(rt_prof_calls *p, const char *what);
 
 /* The floats of an example's row of out (descriptors before layout 8, as the
  * runtime's tests write, have no out_stride: output_size). */

@@ -520,11 +520,14 @@ static int by_value(const void *a, const void *b)
 
 /* The median time of c in seconds: a warm-up call (it allocates the
  * workspace), then timed calls until `seconds` have passed, at least one.
- * A negative number after a failure. */
-static double measure(const Call *c, double seconds)
+ * A negative number after a failure. *prof: the timed calls' profile
+ * (cnnc --profile), for rt_prof_end. */
+static double measure(const Call *c, double seconds, rt_prof_calls **prof)
 {
+    *prof = NULL;
     if (!run(c))
         return -1;
+    *prof = rt_prof_begin(c->net->d);           /* --profile: the timed calls alone */
     int n = 0, cap = 64;
     double *t = malloc(sizeof *t * (size_t)cap), start = now_s();
     while (t && (n == 0 || now_s() - start < seconds)) {
@@ -540,6 +543,7 @@ static double measure(const Call *c, double seconds)
             break;
         }
         t[n++] = now_s() - t0;
+        rt_prof_call(*prof, t[n - 1]);
     }
     double med = -1;
     if (n) {
@@ -589,22 +593,26 @@ static int cmd_bench(const rt_net_desc *d, const Opts *o)
         x[i] = (float)rt_rng_uniform(&r);
     printf("network %s, %d thread%s, about %g s per measure\n", d->name, net->threads, net->threads == 1 ? "" : "s", S);
     fflush(stdout);
-    double t = measure(&(Call){net, 1, x, out, NULL}, S);
+    rt_prof_calls *prof = NULL;
+    double t = measure(&(Call){net, 1, x, out, NULL}, S, &prof);
     if (t < 0)
-        return bench_failed(net, x, out, y);
+        return rt_prof_end(prof, NULL), bench_failed(net, x, out, y);
     report("forward latency, batch 1:      %10.1f us\n", t * 1e6);
-    if ((t = measure(&(Call){net, B, x, out, NULL}, S)) < 0)
-        return bench_failed(net, x, out, y);
+    rt_prof_end(prof, "the forward call at batch 1");
+    if ((t = measure(&(Call){net, B, x, out, NULL}, S, &prof)) < 0)
+        return rt_prof_end(prof, NULL), bench_failed(net, x, out, y);
     printf("forward throughput, batch %-4d", B);
     report(" %10.0f images/s\n", B / t);
+    rt_prof_end(prof, "the forward call at this batch");
     if (d->train && d->label_kind == RT_LABELS_CLASS) {   /* random labels, learning rate 0 */
         for (int i = 0; i < B; i++)
             y[i] = (int32_t)(rt_rng_next(&r) % (uint64_t)d->nclasses);
         rt_net_set_lr(net, 0);                         /* keep the weights as they are */
-        if ((t = measure(&(Call){net, B, x, NULL, y}, S)) < 0)
-            return bench_failed(net, x, out, y);
+        if ((t = measure(&(Call){net, B, x, NULL, y}, S, &prof)) < 0)
+            return rt_prof_end(prof, NULL), bench_failed(net, x, out, y);
         printf("training step, batch %-4d     ", B);
         report(" %10.0f images/s\n", B / t);
+        rt_prof_end(prof, "the training kernel at this batch");
     }
     char bytes[32];
     printf("memory held:                   %10.1f MiB   %s bytes: parameters, gradients, momentum, workspaces\n",
