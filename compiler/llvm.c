@@ -2014,7 +2014,6 @@ static LLVMValueRef ready_table(Emit *E)
     return global_struct(E, &f, "cnnc.ready", false);
 }
 
-/* The rt_net_desc NAME_desc: everything the runtime knows of the network. */
 /* --profile: the layers' labels (NULL without), and the table of times
  * the marks add to, [2 + 2 n] int64s (see rt_prof_mark), replacing the
  * placeholder the kernels' calls name. */
@@ -2042,6 +2041,7 @@ static LLVMValueRef prof_table(Emit *E)
     return labels;
 }
 
+/* The rt_net_desc NAME_desc: everything the runtime knows of the network. */
 static LLVMValueRef descriptor(Emit *E, const Lowered *l, LLVMValueRef forward, LLVMValueRef train)
 {
     const Graph *g = l->g;

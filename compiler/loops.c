@@ -678,14 +678,14 @@ static const Buf *window_scratch(Lower *L, const Node *x, const Window *w, const
     return scratch(L, name, x->shape.d[0] * Hp * w->sw * phase_len(w, x->shape.d[2]));
 }
 
-/* One channel's padded (phased) copy, as window_copy writes it, in the
- * thread's private scratch at `at`: for a nest over the channels that
- * copies each channel and then reads only that copy. */
+/* The floats of one channel's padded (phased) copy, as window_copy writes it. */
 static int64_t window_plane(const Node *x, const Window *w)
 {
     return (x->shape.d[1] + w->pt + w->pb) * w->sw * phase_len(w, x->shape.d[2]);
 }
 
+/* That copy in the thread's private scratch at `at`: for a nest over the
+ * channels that copies each channel and then reads only that copy. */
 static const Buf *window_private(Lower *L, const Node *x, const Window *w, const char *name, int64_t at)
 {
     return private_scratch(L, name, at, window_plane(x, w));

@@ -154,8 +154,9 @@ static void print_lines(FILE *out, const Line *line, int n)
  *   private scratch   private_floats (rt_private: one padded channel)
  * Each further thread has its own scratch (ws_fixed, private_floats, and
  * train_ws_fixed with a gradient block when the batch is split across
- * threads); its examples come out of the B. `./NAME bench --threads 1` at the same batch
- * reports the bytes the network really holds: the same total. */
+ * threads); its examples come out of the B. `./NAME bench --threads 1` at
+ * the same batch reports the bytes the network really holds: the same
+ * total. */
 void summary_memory(FILE *out, const Lowered *l)
 {
     const Graph *g = l->g;

@@ -379,8 +379,6 @@ void rt_inner_threads(int threads);
  * is kept for the thread's next calls and moves only when a call asks for
  * more than the last. Exits with a message when memory runs out. */
 float *rt_private(int64_t bytes);
-/* The bytes of the calling thread's private scratch (0: none yet). */
-int64_t rt_private_bytes(void);
 
 /* net.c
  *

@@ -130,8 +130,6 @@ float *rt_private(int64_t bytes)
     return p;
 }
 
-int64_t rt_private_bytes(void) { return private_cap; }
-
 static _Thread_local bool slices_together;
 
 void rt_slices_together(bool on) { slices_together = on; }
