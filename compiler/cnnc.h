@@ -743,6 +743,8 @@ bool parallel_gemms(const LStmt *s);
 /* The statements nest s executes, with n counted as 1 (*per_n: some loop
  * runs over n). */
 double parallel_work(const LStmt *s, bool *per_n);
+/* Whether loop variable var occurs in e. */
+bool mentions_var(const Expr *e, int var);
 
 /* ----------------------------------------------------------------- share.c */
 

@@ -354,26 +354,22 @@ static void no_unroll(Emit *E, LLVMValueRef branch)
  * us -> 76-90 us; of 144 channels at 56x56, 330-343 -> 290-304 us. */
 enum { SHORT_ROW = 256, ROW_LANES = 16 };
 
-static bool mentions_var(const Expr *e, int v)
-{
-    return e && ((e->kind == X_VAR && e->var == v) || mentions_var(e->a, v) || mentions_var(e->b, v) ||
-                 mentions_var(e->c, v));
-}
-
 /* The coefficient of loop variable v in index e, or false when e is not
- * affine in v (v under a division, a min or max, a select). */
-static bool coef_of(const Expr *e, int v, int64_t *c)
+ * affine in v (v under a division, a min or max, a select). Unlike
+ * parallel.c's coef_of, the parts without v may be anything (a window's
+ * row, n). */
+static bool step_of(const Expr *e, int v, int64_t *c)
 {
     int64_t a = 0, b = 0;
     switch (e->kind) {
     case X_INT:  *c = 0; return true;
     case X_VAR:  *c = e->var == v; return true;
-    case X_IADD: return coef_of(e->a, v, &a) && coef_of(e->b, v, &b) && (*c = a + b, true);
+    case X_IADD: return step_of(e->a, v, &a) && step_of(e->b, v, &b) && (*c = a + b, true);
     case X_IMUL:
         if (e->a->kind == X_INT)
-            return coef_of(e->b, v, &b) && (*c = e->a->ival * b, true);
+            return step_of(e->b, v, &b) && (*c = e->a->ival * b, true);
         if (e->b->kind == X_INT)
-            return coef_of(e->a, v, &a) && (*c = a * e->b->ival, true);
+            return step_of(e->a, v, &a) && (*c = a * e->b->ival, true);
         break;
     default:
         break;
@@ -381,22 +377,27 @@ static bool coef_of(const Expr *e, int v, int64_t *c)
     return !mentions_var(e, v) && (*c = 0, true);
 }
 
+/* Whether index e steps by one float or none along v. */
+static bool unit_step(const Expr *e, int v)
+{
+    int64_t c;
+    return step_of(e, v, &c) && (c == 0 || c == 1);
+}
+
 /* Whether every load and store under e / s steps by one float or none
  * along v (no stride-2 reads: masked, they become gathers). */
 static bool unit_steps_expr(const Expr *e, int v)
 {
-    int64_t c;
     if (!e)
         return true;
-    if (e->kind == X_LOAD && !(coef_of(e->a, v, &c) && (c == 0 || c == 1)))
+    if (e->kind == X_LOAD && !unit_step(e->a, v))
         return false;
     return unit_steps_expr(e->a, v) && unit_steps_expr(e->b, v) && unit_steps_expr(e->c, v);
 }
 
 static bool unit_steps(const LStmt *s, int v)
 {
-    int64_t c;
-    if (s->kind == L_STORE && !(coef_of(s->idx, v, &c) && (c == 0 || c == 1)))
+    if (s->kind == L_STORE && !unit_step(s->idx, v))
         return false;
     if (!unit_steps_expr(s->val, v) || !unit_steps_expr(s->idx, v) || !unit_steps_expr(s->cond, v))
         return false;
@@ -2108,14 +2109,14 @@ static LLVMValueRef ready_table(Emit *E)
 }
 
 /* --profile: the layers' labels (NULL without), and the table of times
- * the marks add to, [2 + 2 n] int64s (see rt_prof_mark), replacing the
+ * the marks add to, n int64s (see rt_prof_mark), replacing the
  * placeholder the kernels' calls name. */
 static LLVMValueRef prof_table(Emit *E)
 {
     if (!E->profile)
         return LLVMConstNull(E->ptr);
     int n = E->prof_labels.n;
-    LLVMTypeRef at = LLVMArrayType2(E->i64, (uint64_t)(2 * n + 2));
+    LLVMTypeRef at = LLVMArrayType2(E->i64, (uint64_t)n);
     LLVMValueRef ns = LLVMAddGlobal(E->mod, at, "cnnc.prof_ns");
     LLVMSetInitializer(ns, LLVMConstNull(at));
     LLVMSetLinkage(ns, LLVMInternalLinkage);

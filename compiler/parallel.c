@@ -419,7 +419,7 @@ double parallel_work(const LStmt *s, bool *per_n)
 
 /* ---- loops of GEMMs ------------------------------------------------------------ */
 
-static bool mentions_var(const Expr *e, int var)
+bool mentions_var(const Expr *e, int var)
 {
     return e && ((e->kind == X_VAR && e->var == var) || mentions_var(e->a, var) || mentions_var(e->b, var) ||
                  mentions_var(e->c, var));

@@ -227,11 +227,6 @@ static bool float_kept(float v)
     return v == 0 || v == 1 || v == -1 || v == 1.0f / 0.0f || v == -1.0f / 0.0f;
 }
 
-static bool mentions(const Expr *e, int v)
-{
-    return e && ((e->kind == X_VAR && e->var == v) || mentions(e->a, v) || mentions(e->b, v) || mentions(e->c, v));
-}
-
 /* A copy of e over the unit's variables; `keep`: a constant stays one.
  * `inner` is the kernel variable of the innermost loop around e. */
 static Expr *copy_expr(Cut *c, const Expr *e, int inner, bool keep)
@@ -263,8 +258,8 @@ static Expr *copy_expr(Cut *c, const Expr *e, int inner, bool keep)
         x->buf = unit_buf(c, e->buf);
     /* i * s with i the innermost loop's variable: s is the stride that matters */
     bool stride = e->kind == X_IMUL && inner >= 0;
-    x->a = copy_expr(c, e->a, inner, stride && e->a->kind == X_INT && mentions(e->b, inner));
-    x->b = copy_expr(c, e->b, inner, stride && e->b->kind == X_INT && mentions(e->a, inner));
+    x->a = copy_expr(c, e->a, inner, stride && e->a->kind == X_INT && mentions_var(e->b, inner));
+    x->b = copy_expr(c, e->b, inner, stride && e->b->kind == X_INT && mentions_var(e->a, inner));
     x->c = copy_expr(c, e->c, inner, false);
     put(&c->key, ")");
     return x;

@@ -523,9 +523,8 @@ typedef struct {
  * cnnc --profile: a kernel calls rt_prof_mark(ns, id) as it begins each
  * layer's statements (id: the layer's index in the descriptor's
  * prof_labels) and rt_prof_mark(ns, -1) as it returns. The time from one
- * mark to the next goes to the first one's layer: ns[2 + 2 id] adds the
- * nanoseconds, ns[3 + 2 id] counts the marks, and ns[0] counts the
- * kernel's calls (the marks of -1). Only the team's thread 0 marks (a
+ * mark to the next goes to the first one's layer: ns[id] adds the
+ * nanoseconds. Only the team's thread 0 marks (a
  * batch split into slices runs the same kernel on every thread): the
  * times are that thread's, GEMMs and nests it splits across the others
  * included. */

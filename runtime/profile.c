@@ -28,12 +28,8 @@ void rt_prof_mark(int64_t *ns, int64_t id)
     if (omp_get_thread_num() != 0)
         return;
     int64_t t = now_ns();
-    if (open_ns) {                               /* relaxed adds: callers on other threads */
-        __atomic_fetch_add(&open_ns[2 + 2 * open_id], t - open_t, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&open_ns[3 + 2 * open_id], 1, __ATOMIC_RELAXED);
-    }
-    if (id < 0)                                  /* the kernel's end: one more call */
-        __atomic_fetch_add(&ns[0], 1, __ATOMIC_RELAXED);
+    if (open_ns)                                 /* a relaxed add: callers on other threads */
+        __atomic_fetch_add(&open_ns[open_id], t - open_t, __ATOMIC_RELAXED);
     open_ns = id >= 0 ? ns : NULL, open_id = id, open_t = t;
 }
 
@@ -61,7 +57,7 @@ rt_prof_calls *rt_prof_begin(const rt_net_desc *d)
         return NULL;
     }
     p->d = d;
-    memset(d->prof_ns, 0, sizeof(int64_t) * (size_t)(2 * d->nprof + 2));
+    memset(d->prof_ns, 0, sizeof(int64_t) * (size_t)d->nprof);
     return p;
 }
 
@@ -82,7 +78,7 @@ void rt_prof_call(rt_prof_calls *p, double seconds)
     }
     int64_t *row = p->delta + (size_t)p->calls * (size_t)n;
     for (int64_t i = 0; i < n; i++) {
-        int64_t now = p->d->prof_ns[2 + 2 * i];
+        int64_t now = p->d->prof_ns[i];
         row[i] = now - p->last[i], p->last[i] = now;
     }
     p->seconds[p->calls++] = seconds;
