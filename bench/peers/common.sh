@@ -16,3 +16,12 @@ bench_net() {
     return 1
   fi
 }
+
+# openblas_core: the OPENBLAS_CORETYPE for the torch+OpenBLAS peer, from this
+# CPU's features: SkylakeX (its AVX-512 kernels; OpenBLAS 0.3.21 knows
+# neither Zen 4 nor Zen 5) where the CPU has AVX-512, else Haswell (AVX2 and
+# FMA, the kernels it also picks for Zen 1-3). A core type the CPU cannot run
+# would stop torch with an illegal instruction.
+openblas_core() {
+  if grep -q '^flags.* avx512f' /proc/cpuinfo; then echo SkylakeX; else echo Haswell; fi
+}

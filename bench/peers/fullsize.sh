@@ -110,7 +110,7 @@ done
 [ -z "$onnx_nets" ] || say "cnnc: compiled from ONNX$onnx_nets"
 
 run_torch_ob() {
-  env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX LD_LIBRARY_PATH="$obdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
+  env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=$(openblas_core) LD_LIBRARY_PATH="$obdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
 }
 torch_args="--threads $threads --batch $batch --seconds $seconds --min-calls 2"
 

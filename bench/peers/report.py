@@ -192,13 +192,15 @@ def main():
         L[-1] += (f" OpenBLAS's kernels as installed follow the environment's `OPENBLAS_CORETYPE={env_core}`"
                   " (set on this machine, outside the benchmark).")
     ob = info["torch_openblas"].get("blas", "")
+    ob_core = info["torch_openblas"].get("openblas_coretype") or "SkylakeX"
     L.append(f"- **{label['torch_openblas']}**: the same PyTorch with Debian's OpenBLAS "
              + (f"(`{ob.split(', ')[-1]}`" if ob else "(`libopenblas0-pthread`")
              + (", installed; " if ob.startswith("/usr/") else ", unpacked under `build/bench/openblas` by "
                 "`apt-get download`, not installed; ")
-             + "put first by `LD_LIBRARY_PATH`) with `OPENBLAS_CORETYPE=SkylakeX` (its AVX-512 "
-             "kernels; OpenBLAS 0.3.21 does not know Zen 5) and without the environment's "
-             "`OPENBLAS_L2_SIZE`. PyTorch's convolutions use oneDNN either way; BLAS serves its "
+             + f"put first by `LD_LIBRARY_PATH`) with `OPENBLAS_CORETYPE={ob_core}` ("
+             + ("its AVX-512 kernels; OpenBLAS 0.3.21 knows neither Zen 4 nor Zen 5" if ob_core == "SkylakeX"
+                else "its AVX2 kernels: this CPU has no AVX-512")
+             + ") and without the environment's `OPENBLAS_L2_SIZE`. PyTorch's convolutions use oneDNN either way; BLAS serves its "
              "`Linear` layers and some small convolutions.")
     L.append(f"- **{label['ort']}**: npm `onnxruntime-node` (CPU provider, intraOpNumThreads 2, "
              "interOpNumThreads 1, all graph optimizations) on the nets exported from PyTorch "

@@ -44,7 +44,8 @@
 #   libopenblas0-pthread, the installed one if it is installed, else fetched
 #   with `apt-get download` and unpacked under build/bench/ (not installed);
 #   put first by LD_LIBRARY_PATH, with OPENBLAS_CORETYPE=SkylakeX for its
-#   AVX-512 kernels and the environment's OPENBLAS_L2_SIZE removed.
+#   AVX-512 kernels where the CPU has AVX-512, else Haswell (common.sh's
+#   openblas_core), and the environment's OPENBLAS_L2_SIZE removed.
 # - ONNX Runtime: npm onnxruntime-node, installed by this script into
 #   bench/peers/node_modules with --ignore-scripts if it is missing.
 # A peer that is missing or fails is reported as "not available" with the
@@ -211,7 +212,7 @@ done
 
 # --- the peak probe ------------------------------------------------------
 probe=""
-if $CC -O2 -mavx512f -fopenmp bench/probe/peak.c -o build/bench/peak 2> "$raw/peak.cc.log"; then
+if $CC -O2 -march=native -fopenmp bench/probe/peak.c -o build/bench/peak 2> "$raw/peak.cc.log"; then
   probe=build/bench/peak
 else
   note peak "building bench/probe/peak.c failed: $(head -1 "$raw/peak.cc.log")"
@@ -247,7 +248,7 @@ if [ $torch_ok = 1 ]; then
   else note torch_openblas "libopenblas0-pthread is not installed and apt-get download could not fetch it"; fi
 fi
 run_torch_ob() {
-  env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX LD_LIBRARY_PATH="$obdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
+  env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=$(openblas_core) LD_LIBRARY_PATH="$obdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
 }
 
 # --- ONNX Runtime --------------------------------------------------------
