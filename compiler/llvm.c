@@ -750,8 +750,9 @@ static LLVMValueRef epilogue(Emit *E, const GemmArgs *g, LLVMValueRef sum, LLVMV
 
 /* The tile rows [i0, i0 + mr) by columns [j0, j0 + 16 nv) of C: mr x nv
  * accumulators in registers through the whole k loop, B read once per k,
- * A broadcast. */
-static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMValueRef j0, int nv)
+ * A broadcast. A tile that is `full` (j0 + 16 nv <= N) reads and writes
+ * whole vectors; the others mask the lanes from N on. */
+static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMValueRef j0, int nv, bool full)
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
     LLVMValueRef acc[MR_MAX][NV_MAX], mask[NV_MAX], row[MR_MAX], k, one = i64c(E, 1);
@@ -761,7 +762,7 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
     for (int r = 0; r < mr; r++)
         row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");
     for (int v = 0; v < nv; v++)
-        mask[v] = lane_mask(E, j0, g->N, v);
+        mask[v] = full ? LLVMConstAllOnes(LLVMVectorType(LLVMInt1TypeInContext(E->ctx), LANES)) : lane_mask(E, j0, g->N, v);
     for (int r = 0; r < mr; r++)                 /* acc = accumulate ? C : bias (or 0) */
         for (int v = 0; v < nv; v++) {
             LLVMValueRef c = masked_load(E, at2(E, g->c, row[r], g->ldc, j0, one, v * LANES), mask[v]);
@@ -870,16 +871,37 @@ static void gemm_tail_setup(Emit *E, GemmArgs *g)
 /* Rows [i0, i0 + mr) of C: blocks of nv vectors of columns while more than
  * nv - 1 vectors remain, then one vector at a time (so a short tail costs
  * only the vectors it needs). */
-static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
+/* The blocks of columns of C, left to right: whole tiles of tile_c vectors
+ * (unmasked), then one tile of tile_c vectors whose last is partial, then
+ * single vectors, the last one partial (masked); `tiles` does a block at
+ * j0, nv vectors wide. Masks cost nothing with AVX-512 (mask registers),
+ * but with AVX2 a mask takes a vector register: a 6 x 16 tile's 12
+ * accumulators, 2 vectors of B and the broadcast of A leave no room for
+ * its 2 masks, which LLVM then rebuilt from the stack at every k. */
+typedef void ColumnTiles(Emit *E, const GemmArgs *g, LLVMValueRef fixed, int mr, LLVMValueRef j0, int nv, bool full);
+
+static void column_blocks(Emit *E, const GemmArgs *g, ColumnTiles *tiles, LLVMValueRef fixed, int mr)
 {
     int nv = g->tile_c;
-    LLVMValueRef j0, wide = LLVMBuildNSWSub(E->b, g->N, i64c(E, (nv - 1) * LANES), "");
-    Loop jl = loop_open(E, i64c(E, 0), wide, &j0);
-    gemm_tile(E, g, i0, mr, j0, nv);
-    loop_close(E, &jl, nv * LANES);
-    Loop tl = loop_open(E, LLVMBuildLoad2(E->b, E->i64, jl.var, ""), g->N, &j0);
-    gemm_tile(E, g, i0, mr, j0, 1);
+    LLVMValueRef j0, whole = LLVMBuildNSWSub(E->b, g->N, i64c(E, nv * LANES - 1), "");
+    Loop fl = loop_open(E, i64c(E, 0), whole, &j0);
+    tiles(E, g, fixed, mr, j0, nv, true);
+    loop_close(E, &fl, nv * LANES);
+    LLVMValueRef from = LLVMBuildLoad2(E->b, E->i64, fl.var, "");
+    if (nv > 1) {
+        Loop jl = loop_open(E, from, LLVMBuildNSWSub(E->b, g->N, i64c(E, (nv - 1) * LANES), ""), &j0);
+        tiles(E, g, fixed, mr, j0, nv, false);
+        loop_close(E, &jl, nv * LANES);
+        from = LLVMBuildLoad2(E->b, E->i64, jl.var, "");
+    }
+    Loop tl = loop_open(E, from, g->N, &j0);
+    tiles(E, g, fixed, mr, j0, 1, false);
     loop_close(E, &tl, LANES);
+}
+
+static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
+{
+    column_blocks(E, g, gemm_tile, i0, mr);
     if (g->tail)
         gemm_tail_rows(E, g, i0, mr);
 }
@@ -1106,28 +1128,18 @@ static void gemm_nt_body(Emit *E, const GemmArgs *g)
 }
 
 /* Every block of rows of the column strip at j0, nv vectors wide. */
-static void strip_rows(Emit *E, const GemmArgs *g, LLVMValueRef j0, int nv)
+static void strip_rows(Emit *E, const GemmArgs *g, LLVMValueRef unused, int mr, LLVMValueRef j0, int nv, bool full)
 {
     LLVMValueRef i0;
     Blocks b = blocks_open(g->M, g->tile_r);
     while (blocks_next(E, &b, &i0))
-        gemm_tile(E, g, i0, b.width, j0, nv);
+        gemm_tile(E, g, i0, b.width, j0, nv, full);
 }
 
 /* Columns outer: strips of tile_c vectors (then of one), each through every
  * block of rows, so that the strip of B stays in the cache while A streams
  * past it. */
-static void gemm_cols_outer(Emit *E, const GemmArgs *g)
-{
-    int nv = g->tile_c;
-    LLVMValueRef j0, wide = LLVMBuildNSWSub(E->b, g->N, i64c(E, (nv - 1) * LANES), "");
-    Loop jl = loop_open(E, i64c(E, 0), wide, &j0);
-    strip_rows(E, g, j0, nv);
-    loop_close(E, &jl, nv * LANES);
-    Loop tl = loop_open(E, LLVMBuildLoad2(E->b, E->i64, jl.var, ""), g->N, &j0);
-    strip_rows(E, g, j0, 1);
-    loop_close(E, &tl, LANES);
-}
+static void gemm_cols_outer(Emit *E, const GemmArgs *g) { column_blocks(E, g, strip_rows, NULL, 0); }
 
 /* cnnc.gemm(M, N, K, A, sai, sak, B, ldb, C, ldc, acc). One routine per
  * module, called by every GEMM of every kernel, keeps the code (and compile
