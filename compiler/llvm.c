@@ -808,24 +808,45 @@ static LLVMValueRef lane_sum(Emit *E, LLVMValueRef v);
  * across its lanes, then the tile's epilogue. Row i's kc floats of A were
  * just read by the tile to the left, so they come from the L1 or L2.
  *   C[i, nmain + t] (+)= sum_k A[i, k] btail[t, k] */
-static void gemm_tail_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
+static LLVMValueRef load_or_masked(Emit *E, LLVMValueRef p, LLVMValueRef mask)
+{
+    if (mask)
+        return masked_load(E, p, mask);
+    LLVMValueRef v = LLVMBuildLoad2(E->b, LLVMVectorType(E->f32, LANES), p, "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+/* 16 k of the tail columns' dot products: acc[r] += A[row r, k..] btail[t, k..] */
+static void tail_step(Emit *E, const GemmArgs *g, LLVMValueRef *acc, LLVMValueRef *row, int mr, LLVMValueRef t,
+                      LLVMValueRef k, LLVMValueRef mask)
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES), types[1] = {vt};
+    LLVMValueRef one = i64c(E, 1), bv = load_or_masked(E, at2(E, g->btail, t, g->K, k, one, 0), mask);
+    for (int r = 0; r < mr; r++) {
+        LLVMValueRef args[3] = {load_or_masked(E, at2(E, g->a, row[r], g->sai, k, one, 0), mask), bv,
+                                LLVMBuildLoad2(E->b, vt, acc[r], "")};
+        LLVMBuildStore(E->b, vector_intrinsic(E, "llvm.fma", types, 1, args, 3), acc[r]);
+    }
+}
+
+static void gemm_tail_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
+{
+    LLVMTypeRef vt = LLVMVectorType(E->f32, LANES);
     LLVMValueRef acc[MR_MAX], row[MR_MAX], t, k, one = i64c(E, 1);
     for (int r = 0; r < mr; r++)
         acc[r] = entry_alloca(E, vt), row[r] = LLVMBuildNSWAdd(E->b, i0, i64c(E, r), "");
     Loop tl = loop_open(E, i64c(E, 0), g->ntail, &t);
     for (int r = 0; r < mr; r++)
         LLVMBuildStore(E->b, LLVMConstNull(vt), acc[r]);
-    Loop kl = loop_open(E, g->k0, g->k1, &k);
-    LLVMValueRef mask = lane_mask(E, k, g->k1, 0);
-    LLVMValueRef bv = masked_load(E, at2(E, g->btail, t, g->K, k, one, 0), mask);
-    for (int r = 0; r < mr; r++) {
-        LLVMValueRef args[3] = {masked_load(E, at2(E, g->a, row[r], g->sai, k, one, 0), mask), bv,
-                                LLVMBuildLoad2(E->b, vt, acc[r], "")};
-        LLVMBuildStore(E->b, vector_intrinsic(E, "llvm.fma", types, 1, args, 3), acc[r]);
-    }
+    /* whole vectors of k, then the last (masked: see column_blocks) */
+    LLVMValueRef whole = LLVMBuildNSWSub(E->b, g->k1, i64c(E, LANES - 1), "");
+    Loop kl = loop_open(E, g->k0, whole, &k);
+    tail_step(E, g, acc, row, mr, t, k, NULL);
     loop_close(E, &kl, LANES);
+    Loop ml = loop_open(E, LLVMBuildLoad2(E->b, E->i64, kl.var, ""), g->k1, &k);
+    tail_step(E, g, acc, row, mr, t, k, lane_mask(E, k, g->k1, 0));
+    loop_close(E, &ml, LANES);
     LLVMValueRef j = LLVMBuildNSWAdd(E->b, g->nmain, t, "");
     for (int r = 0; r < mr; r++) {
         LLVMValueRef cp = at2(E, g->c, row[r], g->ldc, j, one, 0), init = LLVMConstReal(E->f32, 0);
