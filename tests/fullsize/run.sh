@@ -8,7 +8,8 @@
 #     on a gradient at batch 2: where relu or max pooling is within rounding
 #     of a kink, float32 and float64 take different branches, and that one
 #     element moves every gradient upstream of it by up to ~1e-2. gen.py
-#     redraws the batch to avoid such places, and where PyTorch's own float32
+#     draws the batch again (up to 12 times) for one whose nearest kink is
+#     far (3e-6 rms; else the farthest of the draws), and where PyTorch's own float32
 #     gradients still miss 1e-3, the bound is 4 times their worst error (the
 #     gen.py line above the results says so). Gradients that are zero in exact
 #     arithmetic are measured against their layer's scale (see gen.py).
