@@ -212,7 +212,9 @@ def main():
     L.append("## Peak")
     L.append("")
     if peak2:
-        L.append(f"fp32 FMA peak (`bench/probe/peak.c`: 24 independent AVX-512 FMA chains per thread): "
+        chains, lanes = peaks[0].get("chains", 24), peaks[0].get("lanes", 16)
+        L.append(f"fp32 FMA peak (`bench/probe/peak.c`: {chains} independent "
+                 f"{'AVX-512' if lanes == 16 else 'AVX2'} FMA chains of {lanes} lanes per thread): "
                  f"**{peak1:.0f} GFLOP/s on 1 thread, {peak2:.0f} GFLOP/s on 2 threads**: the "
                  f"highest of the {len(peaks)} probe runs' medians (each of 7 runs; the 2-thread "
                  f"median over the probe runs {med2:.0f}, the fastest single run {best2:.0f}). The "

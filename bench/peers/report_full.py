@@ -96,7 +96,7 @@ def acceptance(F, small, peak2, tune_small):
              "system). Ratios are cnnc's speedup (> 1: cnnc is faster): images/s ÷ images/s, "
              "or the peer's latency ÷ cnnc's. \"PyTorch\" for the training line is the faster "
              "of the two PyTorch configurations below (as installed, and with OpenBLAS's "
-             "AVX-512 kernels), so a line marked met holds against both.")
+             "kernels for this CPU), so a line marked met holds against both.")
     L.append("")
     L.append("| line | target | measured | |")
     L.append("|---|---|---|---|")
