@@ -803,11 +803,8 @@ static void gemm_tile(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr, LLVMV
 /* the sum of a vector's 16 lanes (defined with the A B^T micro-kernel) */
 static LLVMValueRef lane_sum(Emit *E, LLVMValueRef v);
 
-/* The tail columns of rows [i0, i0 + mr) (see GemmArgs): per column, mr
- * accumulators along k, 16 lanes at a time (masked past k1), each reduced
- * across its lanes, then the tile's epilogue. Row i's kc floats of A were
- * just read by the tile to the left, so they come from the L1 or L2.
- *   C[i, nmain + t] (+)= sum_k A[i, k] btail[t, k] */
+/* 16 floats from p: the lanes `mask` sets (masked_load), or all of them
+ * (mask NULL; p need only be float-aligned). */
 static LLVMValueRef load_or_masked(Emit *E, LLVMValueRef p, LLVMValueRef mask)
 {
     if (mask)
@@ -830,6 +827,11 @@ static void tail_step(Emit *E, const GemmArgs *g, LLVMValueRef *acc, LLVMValueRe
     }
 }
 
+/* The tail columns of rows [i0, i0 + mr) (see GemmArgs): per column, mr
+ * accumulators along k, 16 lanes at a time (the last step masked past k1), each reduced
+ * across its lanes, then the tile's epilogue. Row i's kc floats of A were
+ * just read by the tile to the left, so they come from the L1 or L2.
+ *   C[i, nmain + t] (+)= sum_k A[i, k] btail[t, k] */
 static void gemm_tail_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
 {
     LLVMTypeRef vt = LLVMVectorType(E->f32, LANES);
@@ -889,9 +891,6 @@ static void gemm_tail_setup(Emit *E, GemmArgs *g)
     loop_close(E, &tl, 1);
 }
 
-/* Rows [i0, i0 + mr) of C: blocks of nv vectors of columns while more than
- * nv - 1 vectors remain, then one vector at a time (so a short tail costs
- * only the vectors it needs). */
 /* The blocks of columns of C, left to right: whole tiles of tile_c vectors
  * (unmasked), then one tile of tile_c vectors whose last is partial, then
  * single vectors, the last one partial (masked); `tiles` does a block at
@@ -920,6 +919,8 @@ static void column_blocks(Emit *E, const GemmArgs *g, ColumnTiles *tiles, LLVMVa
     loop_close(E, &tl, LANES);
 }
 
+/* Rows [i0, i0 + mr) of C, block by block of columns (so a short tail
+ * costs only the vectors it needs), then the tail columns' dot products. */
 static void gemm_rows(Emit *E, const GemmArgs *g, LLVMValueRef i0, int mr)
 {
     column_blocks(E, g, gemm_tile, i0, mr);
@@ -1022,18 +1023,10 @@ static void gemm_nt_block(Emit *E, const GemmArgs *g, LLVMValueRef i0, LLVMValue
     for (int tail = 0; tail < 2; tail++) {
         Loop kl = loop_open(E, tail ? full : i64c(E, 0), tail ? g->K : full, &k);
         LLVMValueRef mask = tail ? k_mask(E, k, g->K) : NULL, av[RT_MAX], bv[CT_MAX];
-        for (int r = 0; r < rt; r++) {
-            LLVMValueRef p = at2(E, g->a, row[r], g->sai, k, one, 0);
-            av[r] = tail ? masked_load(E, p, mask) : LLVMBuildLoad2(E->b, vt, p, "");
-            if (!tail)
-                LLVMSetAlignment(av[r], 4);
-        }
-        for (int c = 0; c < ct; c++) {
-            LLVMValueRef p = at2(E, g->b, col[c], g->ldb, k, one, 0);
-            bv[c] = tail ? masked_load(E, p, mask) : LLVMBuildLoad2(E->b, vt, p, "");
-            if (!tail)
-                LLVMSetAlignment(bv[c], 4);
-        }
+        for (int r = 0; r < rt; r++)
+            av[r] = load_or_masked(E, at2(E, g->a, row[r], g->sai, k, one, 0), mask);
+        for (int c = 0; c < ct; c++)
+            bv[c] = load_or_masked(E, at2(E, g->b, col[c], g->ldb, k, one, 0), mask);
         for (int r = 0; r < rt; r++)
             for (int c = 0; c < ct; c++) {
                 LLVMValueRef args[3] = {av[r], bv[c], LLVMBuildLoad2(E->b, vt, acc[r][c], "")};
@@ -1149,7 +1142,7 @@ static void gemm_nt_body(Emit *E, const GemmArgs *g)
 }
 
 /* Every block of rows of the column strip at j0, nv vectors wide. */
-static void strip_rows(Emit *E, const GemmArgs *g, LLVMValueRef unused, int mr, LLVMValueRef j0, int nv, bool full)
+static void strip_rows(Emit *E, const GemmArgs *g, LLVMValueRef no_row, int no_mr, LLVMValueRef j0, int nv, bool full)
 {
     LLVMValueRef i0;
     Blocks b = blocks_open(g->M, g->tile_r);
